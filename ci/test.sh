@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite from a clean checkout: build the extension, lint, type
+# check, and test both cores. README.md points here; .ci/run calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${DHTQUERY_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "virtualenv $VENV"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PY="$VENV/bin/python"
+"$PY" -m pip install --quiet --upgrade pip
+
+step "install dhtquery[test] (maturin builds the Rust core)"
+# Uninstall first so a reused venv always gets the tree as it is now.
+"$PY" -m pip uninstall --quiet --yes dhtquery >/dev/null 2>&1 || true
+"$PY" -m pip install --quiet '.[test]'
+"$PY" -c 'import dhtquery._core, dhtquery; print("Rust core:", dhtquery._core.__file__)'
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+step "cargo test"
+cargo test --quiet
+
+step "ruff"
+"$PY" -m ruff check python tests benches
+"$PY" -m ruff format --check python tests benches
+step "mypy python/dhtquery"
+"$PY" -m mypy
+step "stubtest dhtquery._core"
+"$PY" -m mypy.stubtest dhtquery._core --allowlist ci/stubtest-allowlist.txt
+
+step "pytest"
+CI=${CI:-1} "$PY" -m pytest -q

@@ -1,0 +1,61 @@
+"""Which query core runs: the one place that decides.
+
+``auto`` (the default) reads ``DHTQUERY_BACKEND`` (``rust``, ``python`` or
+``auto``); with no preference it takes the compiled Rust core and falls back
+to the pure-Python twin, with a logged warning, when the extension cannot be
+imported. Asking for ``rust`` explicitly never falls back: it raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from types import ModuleType
+from typing import Final
+
+from .errors import BackendUnavailableError, InvalidArgumentError
+
+__all__ = ["BACKENDS", "ENV_VAR", "load_core"]
+
+ENV_VAR: Final = "DHTQUERY_BACKEND"
+BACKENDS: Final = ("auto", "rust", "python")
+
+_log = logging.getLogger("dhtquery")
+
+
+def _import_rust() -> ModuleType:
+    from . import _core
+
+    return _core
+
+
+def _import_python() -> ModuleType:
+    from . import _core_py
+
+    return _core_py
+
+
+def load_core(backend: str = "auto") -> tuple[str, ModuleType]:
+    """Return ``(name, module)`` of the core to use; ``name`` is ``"rust"`` or
+    ``"python"`` and ``module`` has ``QueryCore`` and ``QueryId``."""
+    if backend not in BACKENDS:
+        raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    source = "backend"
+    if backend == "auto":
+        wanted = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+        if wanted not in BACKENDS:
+            raise InvalidArgumentError(
+                f"{ENV_VAR} must be one of {BACKENDS}, got {os.environ[ENV_VAR]!r}"
+            )
+        backend, source = wanted, ENV_VAR
+    if backend == "python":
+        return "python", _import_python()
+    try:
+        return "rust", _import_rust()
+    except ImportError as exc:
+        if backend == "rust":
+            raise BackendUnavailableError(
+                f"{source}='rust' asks for the compiled core, which cannot be imported: {exc}"
+            ) from exc
+        _log.warning("dhtquery: Rust core unavailable (%s); using the pure-Python core", exc)
+        return "python", _import_python()

@@ -1,0 +1,155 @@
+"""Typed interface of the compiled query core, ``dhtquery._core``.
+
+This stub is the contract that both cores keep: the Rust extension
+(``rust/``) and the pure-Python twin (``dhtquery._core_py``) have the same
+names, arguments, return values and errors, and ``tests/test_core_equivalence.py``
+drives both with the same random operations to check it.
+
+Time never comes from a clock here: every call that needs the time takes
+``now`` (seconds, as ``loop.time()`` gives it), so the core is deterministic.
+Internally time is counted in ticks of 1 ms: a deadline is
+``ceil((now + timeout) * 1000)`` and ``expire(now)`` is due up to
+``floor(now * 1000)``.
+"""
+
+import uuid
+from collections.abc import Hashable, Sequence
+from typing import Final, TypeAlias
+
+# Status codes returned by offer / offer_many / peer_done.
+NEW: Final[int]  # accepted; the query is still open
+COMPLETED: Final[int]  # accepted, and the query is complete now
+DUPLICATE: Final[int]  # key (or peer, for peer_done) already seen: dropped
+FULL: Final[int]  # the query was already complete: dropped
+LATE: Final[int]  # the query finished less than `grace` seconds ago
+UNKNOWN: Final[int]  # no such query, or finished longer ago than `grace`
+
+# Reasons a query ends with.
+REASONS: Final[tuple[str, ...]]  # ("max_results", "all_peers", "adaptive", "timeout", "cancelled")
+
+# Limits enforced on arguments (an argument past one raises InvalidArgumentError).
+MAX_TIMEOUT: Final[float]  # seconds; the wheel spans 64**6 ms, about 2.2 years
+MAX_RESULTS_LIMIT: Final[int]  # the result buffer is allocated at capacity max_results
+MAX_EXPECTED_PEERS: Final[int]
+
+Key: TypeAlias = str | bytes
+#: (item, peer, key, response_time): response_time is offer's now minus the
+#: query's start, in seconds.
+ResultRecord: TypeAlias = tuple[object, object, Key, float]
+#: (query_id, reason, results, duration, peers_ok, peers_failed, duplicates):
+#: results are those not yet drained, in arrival order; duration is the ending
+#: call's now minus the query's start, in seconds.
+Outcome: TypeAlias = tuple[QueryId, str, list[ResultRecord], float, int, int, int]
+#: (total, successful, timed_out, cancelled, in_flight, results, duplicates,
+#:  late, unknown, overflow)
+Counters: TypeAlias = tuple[int, int, int, int, int, int, int, int, int, int]
+#: (count, p50, p95, p99, max): query durations in seconds, from an HDR
+#: histogram of microseconds (1 us .. 1 h, 3 significant figures); quantiles
+#: are nearest-rank: the smallest recorded value v with count(<= v) >=
+#: ceil(q * count), reported as the highest value equivalent to v. All zero
+#: when nothing was recorded.
+Latency: TypeAlias = tuple[int, float, float, float, float]
+
+class QueryId:
+    """A query's identifier: a random UUID v4, hashable, compared by value."""
+
+    def __init__(self, value: str | uuid.UUID) -> None:
+        """Parse a UUID string or take a ``uuid.UUID``; InvalidArgumentError
+        (naming ``value``) if the string is not a UUID, InvalidArgumentTypeError
+        for any other type."""
+    @property
+    def uuid(self) -> uuid.UUID: ...
+    def __str__(self) -> str:
+        """The canonical hyphenated lower-case form."""
+    def __repr__(self) -> str:
+        """``QueryId('…')``"""
+    def __hash__(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __ne__(self, other: object) -> bool: ...
+
+class QueryCore:
+    """The table of in-flight queries, their dedup sets and result buffers,
+    the expiry wheel, the tombstones of finished queries, counters and the
+    latency histogram.
+
+    A query is *complete* once it holds ``max_results`` unique results
+    (reason ``max_results``) or once ``expected_peers`` distinct peers have
+    reported done (reason ``all_peers``; ``expected_peers=0`` disables this).
+    A complete query refuses further results (``FULL``) and waits for
+    ``finish``. A finished, cancelled or expired query leaves a tombstone for
+    ``grace`` seconds: offers to it are ``LATE`` and counted as late; after
+    that they are ``UNKNOWN``.
+
+    Arguments are checked before anything changes: a call that raises leaves
+    the core as it was.
+    """
+
+    def __init__(self, grace: float = 5.0) -> None:
+        """``grace``: seconds a finished id is remembered (finite, >= 0)."""
+    def register(
+        self, timeout: float, max_results: int, expected_peers: int, now: float
+    ) -> QueryId:
+        """Start a query; its deadline is now + timeout.
+
+        Errors (InvalidArgumentError, naming the argument and its value):
+        ``timeout`` not finite, <= 0 or > MAX_TIMEOUT; ``max_results`` < 1 or
+        > MAX_RESULTS_LIMIT; ``expected_peers`` < 0 or > MAX_EXPECTED_PEERS;
+        ``now`` not finite or < 0. InvalidArgumentTypeError for a non-int
+        ``max_results``/``expected_peers`` (bool is refused) or a non-number
+        ``timeout``/``now``.
+        """
+    def offer(self, query_id: QueryId, peer: Hashable, key: Key, item: object, now: float) -> int:
+        """Offer one result; returns NEW, COMPLETED, DUPLICATE, FULL, LATE or
+        UNKNOWN. Checked in this order: unknown/late id, complete query (FULL,
+        counted as overflow), duplicate key, then accepted. ``key`` must be str
+        or bytes (``"a"`` and ``b"a"`` are different keys)."""
+    def offer_many(
+        self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[Key, object]], now: float
+    ) -> tuple[int, int, int]:
+        """Offer one peer's batch of (key, item) pairs, in order, as if by
+        ``offer`` one at a time. Returns (status, accepted, duplicates) where
+        status is UNKNOWN or LATE (nothing accepted; LATE counts every entry as
+        late), FULL (complete before the batch), COMPLETED (complete during
+        it; the rest of the batch counts as overflow), or NEW (still open).
+        Every entry is checked before any is offered."""
+    def peer_done(self, query_id: QueryId, peer: Hashable, ok: bool) -> int:
+        """Record that ``peer`` has answered everything (``ok``) or failed.
+        Returns NEW (counted, still open), COMPLETED (counted, and now
+        complete), FULL (counted; was already complete), DUPLICATE (this
+        peer already reported: ignored), LATE or UNKNOWN."""
+    def drain(self, query_id: QueryId) -> list[ResultRecord]:
+        """Take the results not yet drained, in arrival order; [] for an id
+        that is not in flight."""
+    def finish(self, query_id: QueryId, now: float, reason: str | None = None) -> Outcome | None:
+        """End a query. ``reason`` None means: ``max_results`` if it holds
+        max_results results, else ``all_peers`` if every expected peer is
+        done, else InvalidArgumentError (the query is not complete: name a
+        reason). An explicit reason must be ``max_results``, ``all_peers`` or
+        ``adaptive``. Counts as successful; its duration goes to the latency
+        histogram. None if the id is not in flight."""
+    def cancel(self, query_id: QueryId, now: float) -> Outcome | None:
+        """End a query with reason ``cancelled`` (counted as cancelled, not
+        in the histogram). None if the id is not in flight."""
+    def expire(self, now: float) -> list[Outcome]:
+        """End with reason ``timeout`` every query whose deadline tick is <=
+        floor(now * 1000), ordered by deadline then registration, and forget
+        the tombstones whose grace is over. Timed-out durations go to the
+        histogram."""
+    def next_deadline(self) -> float | None:
+        """When ``expire`` should next be called, in seconds (a multiple of
+        1 ms): the start of the expiry wheel's next occupied slot, which is
+        never later than the earliest deadline or tombstone end; None if the
+        wheel is empty."""
+    def counters(self) -> Counters: ...
+    def latency(self) -> Latency: ...
+    @property
+    def in_flight(self) -> int:
+        """Queries registered and not yet ended."""
+    @property
+    def tombstones(self) -> int:
+        """Ended ids still remembered for their grace period."""
+    @property
+    def timers(self) -> int:
+        """Entries in the expiry wheel (deadlines plus tombstone ends)."""
+    @property
+    def grace(self) -> float: ...

@@ -1,0 +1,627 @@
+"""The pure-Python query core: the reference for, and the fallback of, the
+Rust core ``dhtquery._core``. ``_core.pyi`` is the contract both keep.
+
+It is written in plain Python (no annotations that Cython would need to know
+about) so ``benches/bench_core.py`` can compile this very file with Cython in
+pure-Python mode and compare it as a third backend.
+
+This class is not thread-safe: the asyncio glue uses it from the loop's
+thread only. The Rust core is the one that may be fed from several threads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid as _uuid
+from collections.abc import Hashable, Sequence
+from typing import TypeAlias
+
+from hdrh.histogram import HdrHistogram
+
+# Absolute, so the bench can compile this file with Cython as a standalone module.
+from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
+
+__all__ = [
+    "COMPLETED",
+    "DUPLICATE",
+    "FULL",
+    "LATE",
+    "MAX_EXPECTED_PEERS",
+    "MAX_RESULTS_LIMIT",
+    "MAX_TIMEOUT",
+    "NEW",
+    "REASONS",
+    "UNKNOWN",
+    "QueryCore",
+    "QueryId",
+]
+
+NEW = 0
+COMPLETED = 1
+DUPLICATE = 2
+FULL = 3
+LATE = 4
+UNKNOWN = 5
+
+REASONS = ("max_results", "all_peers", "adaptive", "timeout", "cancelled")
+_FINISH_REASONS = ("max_results", "all_peers", "adaptive")
+
+MAX_TIMEOUT = 365.0 * 86400.0
+MAX_RESULTS_LIMIT = 100_000
+MAX_EXPECTED_PEERS = 65_535
+
+# Latency histogram: microseconds from 1 us to one hour, 3 significant figures.
+_HIST_LOWEST = 1
+_HIST_HIGHEST = 3_600_000_000
+_HIST_DIGITS = 3
+
+# Expiry wheel geometry (as tokio's timer wheel): 6 levels of 64 slots, 1 ms.
+_LEVELS = 6
+_SLOT_BITS = 6
+_SLOTS = 1 << _SLOT_BITS
+_SLOT_MASK = _SLOTS - 1
+_MAX_DURATION = (1 << (_SLOT_BITS * _LEVELS)) - 1
+
+_UUID_VERSION_MASK = ~(0xF000 << 64) & ~(0xC000 << 48)
+_UUID_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
+
+Key: TypeAlias = str | bytes
+ResultRecord: TypeAlias = tuple[object, object, Key, float]
+
+
+class QueryId:
+    """A query's identifier: a random UUID v4, hashable, compared by value."""
+
+    __slots__ = ("_int",)
+
+    def __init__(self, value: str | _uuid.UUID) -> None:
+        if isinstance(value, _uuid.UUID):
+            self._int = value.int
+        elif isinstance(value, str):
+            try:
+                self._int = _uuid.UUID(value).int
+            except ValueError:
+                raise InvalidArgumentError(f"value must be a UUID string, got {value!r}") from None
+        else:
+            raise InvalidArgumentTypeError(
+                f"value must be a str or uuid.UUID, got {type(value).__name__}"
+            )
+
+    @classmethod
+    def _random(cls) -> QueryId:
+        self = cls.__new__(cls)
+        raw = int.from_bytes(os.urandom(16), "big")
+        self._int = (raw & _UUID_VERSION_MASK) | _UUID_V4_BITS
+        return self
+
+    @property
+    def uuid(self) -> _uuid.UUID:
+        return _uuid.UUID(int=self._int)
+
+    def __str__(self) -> str:
+        return str(_uuid.UUID(int=self._int))
+
+    def __repr__(self) -> str:
+        return f"QueryId('{self}')"
+
+    def __hash__(self) -> int:
+        return hash(self._int)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, QueryId):
+            return self._int == other._int
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        if isinstance(other, QueryId):
+            return self._int != other._int
+        return NotImplemented
+
+
+class _Timer:
+    """One entry of the expiry wheel: a query's deadline or a tombstone's end."""
+
+    __slots__ = ("deadline", "index", "is_tombstone", "level", "qid")
+
+    def __init__(self, qid: QueryId, deadline: int, is_tombstone: bool) -> None:
+        self.qid = qid
+        self.deadline = deadline
+        self.is_tombstone = is_tombstone
+        # Where the entry sits; level -1 while it is not in the wheel.
+        self.level = -1
+        self.index = 0
+
+
+def _level_for(elapsed: int, when: int) -> int:
+    masked = (elapsed ^ when) | _SLOT_MASK
+    if masked >= _MAX_DURATION:
+        masked = _MAX_DURATION - 1
+    return (masked.bit_length() - 1) // _SLOT_BITS
+
+
+class _Wheel:
+    """Hierarchical timing wheel, a port of tokio's: level L has 64 slots of
+    64**L ms; an entry sits at the level of the highest 6-bit group in which
+    its deadline differs from ``elapsed``, so every entry of a lower level is
+    due before any of a higher one, and ``next_expiration`` needs no scan:
+    one bitmap per level says which slots are occupied.
+    """
+
+    __slots__ = ("count", "elapsed", "occupied", "slots")
+
+    def __init__(self) -> None:
+        self.elapsed = 0
+        self.count = 0
+        self.occupied = [0] * _LEVELS
+        # Each slot is a dict used as an insertion-ordered set: O(1) removal.
+        self.slots: list[list[dict[_Timer, None]]] = [
+            [{} for _ in range(_SLOTS)] for _ in range(_LEVELS)
+        ]
+
+    def insert(self, timer: _Timer) -> None:
+        when = timer.deadline
+        if when <= self.elapsed:
+            when = timer.deadline = self.elapsed + 1
+        self._place(timer, _level_for(self.elapsed, when))
+        self.count += 1
+
+    def _place(self, timer: _Timer, level: int) -> None:
+        index = (timer.deadline >> (level * _SLOT_BITS)) & _SLOT_MASK
+        self.slots[level][index][timer] = None
+        timer.level = level
+        timer.index = index
+        self.occupied[level] |= 1 << index
+
+    def remove(self, timer: _Timer) -> None:
+        level = timer.level
+        if level < 0:
+            return
+        slot = self.slots[level][timer.index]
+        del slot[timer]
+        timer.level = -1
+        self.count -= 1
+        if not slot:
+            self.occupied[level] &= ~(1 << timer.index)
+
+    def next_expiration(self) -> tuple[int, int, int] | None:
+        """(level, slot, tick) of the next occupied slot, lowest level first."""
+        elapsed = self.elapsed
+        for level in range(_LEVELS):
+            occupied = self.occupied[level]
+            if not occupied:
+                continue
+            slot_range = 1 << (level * _SLOT_BITS)
+            level_range = slot_range << _SLOT_BITS
+            now_slot = (elapsed // slot_range) & _SLOT_MASK
+            rotated = ((occupied >> now_slot) | (occupied << (_SLOTS - now_slot))) & (
+                (1 << _SLOTS) - 1
+            )
+            zeros = (rotated & -rotated).bit_length() - 1
+            slot = (zeros + now_slot) & _SLOT_MASK
+            level_start = elapsed & ~(level_range - 1)
+            deadline = level_start + slot * slot_range
+            if deadline <= elapsed:
+                deadline += level_range
+            return level, slot, deadline
+        return None
+
+    def poll(self, now_tick: int) -> list[_Timer]:
+        """Take every entry whose deadline is <= now_tick."""
+        due: list[_Timer] = []
+        while True:
+            expiration = self.next_expiration()
+            if expiration is None or expiration[2] > now_tick:
+                break
+            level, index, tick = expiration
+            slot = self.slots[level][index]
+            entries = list(slot)
+            slot.clear()
+            self.occupied[level] &= ~(1 << index)
+            self.elapsed = tick
+            for timer in entries:
+                if timer.deadline <= tick:
+                    timer.level = -1
+                    self.count -= 1
+                    due.append(timer)
+                else:
+                    self._place(timer, _level_for(tick, timer.deadline))
+        if now_tick > self.elapsed:
+            self.elapsed = now_tick
+        return due
+
+
+class _Query:
+    __slots__ = (
+        "accepted",
+        "buffer",
+        "deadline",
+        "done_peers",
+        "duplicates",
+        "expected_peers",
+        "max_results",
+        "peers_failed",
+        "peers_ok",
+        "qid",
+        "seen",
+        "seq",
+        "start",
+        "timer",
+    )
+
+    def __init__(
+        self, qid: QueryId, seq: int, max_results: int, expected_peers: int, start: float
+    ) -> None:
+        self.qid = qid
+        self.seq = seq
+        self.max_results = max_results
+        self.expected_peers = expected_peers
+        self.start = start
+        self.accepted = 0
+        self.duplicates = 0
+        self.peers_ok = 0
+        self.peers_failed = 0
+        self.seen: set[Key] = set()
+        self.buffer: list[ResultRecord] = []
+        self.done_peers: set[Hashable] = set()
+        self.timer: _Timer | None = None
+        self.deadline = 0
+
+    def is_complete(self) -> bool:
+        return self.accepted >= self.max_results or (
+            self.expected_peers > 0 and len(self.done_peers) >= self.expected_peers
+        )
+
+
+def _check_now(now: object) -> float:
+    return _check_float("now", now, allow_zero=True)
+
+
+def _check_float(name: str, value: object, *, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentTypeError(
+            f"{name} must be a number of seconds, got {type(value).__name__}"
+        )
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidArgumentError(f"{name} must be finite and {bound}, got {value!r}")
+    return number
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentTypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidArgumentError(f"{name} must be in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _check_qid(query_id: object) -> QueryId:
+    if type(query_id) is not QueryId:
+        raise InvalidArgumentTypeError(f"query_id must be a QueryId, got {type(query_id).__name__}")
+    return query_id
+
+
+def _check_key(name: str, key: object) -> Key:
+    if type(key) is not str and type(key) is not bytes:
+        raise InvalidArgumentTypeError(f"{name} must be str or bytes, got {type(key).__name__}")
+    return key
+
+
+def _check_peer(peer: object) -> Hashable:
+    try:
+        hash(peer)
+    except TypeError:
+        raise InvalidArgumentTypeError(
+            f"peer must be hashable, got {type(peer).__name__}"
+        ) from None
+    return peer
+
+
+def _tick_ceil(seconds: float) -> int:
+    return math.ceil(seconds * 1000.0)
+
+
+def _tick_floor(seconds: float) -> int:
+    return math.floor(seconds * 1000.0)
+
+
+class QueryCore:
+    """See ``_core.pyi`` for the contract."""
+
+    def __init__(self, grace: float = 5.0) -> None:
+        grace = _check_float("grace", grace, allow_zero=True)
+        if grace > MAX_TIMEOUT:
+            raise InvalidArgumentError(f"grace must be <= {MAX_TIMEOUT}, got {grace!r}")
+        self._grace = grace
+        self._grace_ticks = _tick_ceil(grace)
+        self._queries: dict[QueryId, _Query] = {}
+        self._tombstones: dict[QueryId, _Timer] = {}
+        self._wheel = _Wheel()
+        self._seq = 0
+        self._total = 0
+        self._successful = 0
+        self._timed_out = 0
+        self._cancelled = 0
+        self._results = 0
+        self._duplicates = 0
+        self._late = 0
+        self._unknown = 0
+        self._overflow = 0
+        self._histogram = HdrHistogram(_HIST_LOWEST, _HIST_HIGHEST, _HIST_DIGITS)
+
+    # -- queries -------------------------------------------------------
+
+    def register(
+        self, timeout: float, max_results: int, expected_peers: int, now: float
+    ) -> QueryId:
+        timeout = _check_float("timeout", timeout, allow_zero=False)
+        if timeout > MAX_TIMEOUT:
+            raise InvalidArgumentError(f"timeout must be <= {MAX_TIMEOUT}, got {timeout!r}")
+        max_results = _check_int("max_results", max_results, 1, MAX_RESULTS_LIMIT)
+        expected_peers = _check_int("expected_peers", expected_peers, 0, MAX_EXPECTED_PEERS)
+        now = _check_now(now)
+        wheel = self._wheel
+        if wheel.count == 0:
+            # An empty wheel can jump to the present: nothing can be skipped.
+            now_tick = _tick_floor(now)
+            if now_tick > wheel.elapsed:
+                wheel.elapsed = now_tick
+        qid = QueryId._random()
+        self._seq += 1
+        query = _Query(qid, self._seq, max_results, expected_peers, now)
+        timer = _Timer(qid, _tick_ceil(now + timeout), False)
+        wheel.insert(timer)
+        query.timer = timer
+        query.deadline = timer.deadline
+        self._queries[qid] = query
+        self._total += 1
+        return qid
+
+    def _missing(self, query_id: QueryId, count: int) -> int:
+        if query_id in self._tombstones:
+            self._late += count
+            return LATE
+        self._unknown += count
+        return UNKNOWN
+
+    def offer(self, query_id: QueryId, peer: Hashable, key: Key, item: object, now: float) -> int:
+        _check_qid(query_id)
+        _check_peer(peer)
+        _check_key("key", key)
+        now = _check_now(now)
+        query = self._queries.get(query_id)
+        if query is None:
+            return self._missing(query_id, 1)
+        return self._offer(query, peer, key, item, now)
+
+    def _offer(self, query: _Query, peer: Hashable, key: Key, item: object, now: float) -> int:
+        if query.is_complete():
+            self._overflow += 1
+            return FULL
+        if key in query.seen:
+            query.duplicates += 1
+            self._duplicates += 1
+            return DUPLICATE
+        query.seen.add(key)
+        query.buffer.append((item, peer, key, now - query.start))
+        query.accepted += 1
+        self._results += 1
+        return COMPLETED if query.is_complete() else NEW
+
+    def offer_many(
+        self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[Key, object]], now: float
+    ) -> tuple[int, int, int]:
+        _check_qid(query_id)
+        _check_peer(peer)
+        now = _check_now(now)
+        if not isinstance(entries, list | tuple):
+            raise InvalidArgumentTypeError(
+                f"entries must be a list or tuple of (key, item) pairs, "
+                f"got {type(entries).__name__}"
+            )
+        for index, entry in enumerate(entries):
+            if type(entry) is not tuple or len(entry) != 2:
+                raise InvalidArgumentTypeError(
+                    f"entries[{index}] must be a (key, item) tuple, got {entry!r:.80}"
+                )
+            _check_key(f"entries[{index}] key", entry[0])
+        query = self._queries.get(query_id)
+        if query is None:
+            return self._missing(query_id, len(entries)), 0, 0
+        if query.is_complete():
+            self._overflow += len(entries)
+            return FULL, 0, 0
+        accepted = duplicates = 0
+        status = NEW
+        for position, (key, item) in enumerate(entries):
+            code = self._offer(query, peer, key, item, now)
+            if code == DUPLICATE:
+                duplicates += 1
+            else:
+                accepted += 1
+                if code == COMPLETED:
+                    status = COMPLETED
+                    self._overflow += len(entries) - position - 1
+                    break
+        return status, accepted, duplicates
+
+    def peer_done(self, query_id: QueryId, peer: Hashable, ok: bool) -> int:
+        _check_qid(query_id)
+        _check_peer(peer)
+        if type(ok) is not bool:
+            raise InvalidArgumentTypeError(f"ok must be a bool, got {type(ok).__name__}")
+        query = self._queries.get(query_id)
+        if query is None:
+            return LATE if query_id in self._tombstones else UNKNOWN
+        if peer in query.done_peers:
+            return DUPLICATE
+        was_complete = query.is_complete()
+        query.done_peers.add(peer)
+        if ok:
+            query.peers_ok += 1
+        else:
+            query.peers_failed += 1
+        if was_complete:
+            return FULL
+        return COMPLETED if query.is_complete() else NEW
+
+    def drain(self, query_id: QueryId) -> list[ResultRecord]:
+        _check_qid(query_id)
+        query = self._queries.get(query_id)
+        if query is None or not query.buffer:
+            return []
+        taken = query.buffer
+        query.buffer = []
+        return taken
+
+    # -- endings -------------------------------------------------------
+
+    def finish(
+        self, query_id: QueryId, now: float, reason: str | None = None
+    ) -> tuple[QueryId, str, list[ResultRecord], float, int, int, int] | None:
+        _check_qid(query_id)
+        now = _check_now(now)
+        if reason is not None and reason not in _FINISH_REASONS:
+            raise InvalidArgumentError(
+                f"reason must be one of {', '.join(_FINISH_REASONS)} or None, got {reason!r}"
+            )
+        query = self._queries.get(query_id)
+        if query is None:
+            return None
+        if reason is None:
+            if query.accepted >= query.max_results:
+                reason = "max_results"
+            elif query.expected_peers > 0 and len(query.done_peers) >= query.expected_peers:
+                reason = "all_peers"
+            else:
+                raise InvalidArgumentError(
+                    f"reason is required: query {query_id} is not complete "
+                    f"({query.accepted}/{query.max_results} results, "
+                    f"{len(query.done_peers)}/{query.expected_peers} peers done)"
+                )
+        self._successful += 1
+        return self._end(query, reason, now, record_latency=True)
+
+    def cancel(
+        self, query_id: QueryId, now: float
+    ) -> tuple[QueryId, str, list[ResultRecord], float, int, int, int] | None:
+        _check_qid(query_id)
+        now = _check_now(now)
+        query = self._queries.get(query_id)
+        if query is None:
+            return None
+        self._cancelled += 1
+        return self._end(query, "cancelled", now, record_latency=False)
+
+    def _end(
+        self, query: _Query, reason: str, now: float, *, record_latency: bool
+    ) -> tuple[QueryId, str, list[ResultRecord], float, int, int, int]:
+        qid = query.qid
+        del self._queries[qid]
+        if query.timer is not None:
+            self._wheel.remove(query.timer)
+            query.timer = None
+        self._bury(qid, now)
+        duration = now - query.start
+        if record_latency:
+            self._record_latency(duration)
+        return (
+            qid,
+            reason,
+            query.buffer,
+            duration,
+            query.peers_ok,
+            query.peers_failed,
+            query.duplicates,
+        )
+
+    def _bury(self, qid: QueryId, now: float) -> None:
+        tombstone = _Timer(qid, _tick_floor(now) + self._grace_ticks, True)
+        self._wheel.insert(tombstone)
+        self._tombstones[qid] = tombstone
+
+    def _record_latency(self, duration: float) -> None:
+        micros = int(duration * 1e6)
+        self._histogram.record_value(min(max(micros, _HIST_LOWEST), _HIST_HIGHEST))
+
+    def expire(
+        self, now: float
+    ) -> list[tuple[QueryId, str, list[ResultRecord], float, int, int, int]]:
+        now = _check_now(now)
+        due = self._wheel.poll(_tick_floor(now))
+        expired: list[_Query] = []
+        for timer in due:
+            if timer.is_tombstone:
+                del self._tombstones[timer.qid]
+            else:
+                query = self._queries[timer.qid]
+                query.timer = None
+                expired.append(query)
+        expired.sort(key=_expiry_order)
+        outcomes = []
+        for query in expired:
+            self._timed_out += 1
+            outcomes.append(self._end(query, "timeout", now, record_latency=True))
+        return outcomes
+
+    def next_deadline(self) -> float | None:
+        expiration = self._wheel.next_expiration()
+        return None if expiration is None else expiration[2] / 1000.0
+
+    # -- inspection ----------------------------------------------------
+
+    def counters(self) -> tuple[int, int, int, int, int, int, int, int, int, int]:
+        return (
+            self._total,
+            self._successful,
+            self._timed_out,
+            self._cancelled,
+            len(self._queries),
+            self._results,
+            self._duplicates,
+            self._late,
+            self._unknown,
+            self._overflow,
+        )
+
+    def latency(self) -> tuple[int, float, float, float, float]:
+        histogram = self._histogram
+        count = histogram.get_total_count()
+        if count == 0:
+            return (0, 0.0, 0.0, 0.0, 0.0)
+        return (
+            count,
+            self._quantile(0.50) / 1e6,
+            self._quantile(0.95) / 1e6,
+            self._quantile(0.99) / 1e6,
+            histogram.get_max_value() / 1e6,
+        )
+
+    def _quantile(self, quantile: float) -> int:
+        # hdrh rounds the target count half-up; ask for the percentile whose
+        # rounded count is the nearest rank ceil(q * n), as the Rust crate does.
+        total = self._histogram.get_total_count()
+        rank = max(1, math.ceil(quantile * total))
+        return int(self._histogram.get_value_at_percentile(100.0 * rank / total))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queries)
+
+    @property
+    def tombstones(self) -> int:
+        return len(self._tombstones)
+
+    @property
+    def timers(self) -> int:
+        return self._wheel.count
+
+    @property
+    def grace(self) -> float:
+        return self._grace
+
+
+def _expiry_order(query: _Query) -> tuple[int, int]:
+    return query.deadline, query.seq

@@ -1,0 +1,297 @@
+"""QueryManager: the asyncio glue between a query core and its callers.
+
+All bookkeeping (dedup, buffers, deadlines, counters) lives in the core; this
+module only turns the core's status codes into wake-ups and outcomes. It keeps
+a single ``loop.call_at`` timer, armed for the core's next deadline: no timer
+and no Task per query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import AsyncIterator, Hashable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from ._backend import load_core
+from .config import QueryConfig
+from .errors import InvalidArgumentTypeError, ManagerClosedError, NoRunningLoopError
+from .handle import QueryHandle
+from .metrics import QueryMetrics
+
+if TYPE_CHECKING:
+    # Type checkers see the Python twin; the Rust core has the same interface.
+    from ._core_py import QueryCore, QueryId
+
+__all__ = ["QueryManager", "SubmitStatus"]
+
+
+class SubmitStatus(enum.IntEnum):
+    """What became of a submitted result (or of a peer_finished call)."""
+
+    NEW = 0  # accepted; the query goes on
+    COMPLETED = 1  # accepted, and it completed the query
+    DUPLICATE = 2  # already had this key (or this peer had finished)
+    FULL = 3  # the query was already complete
+    LATE = 4  # the query ended less than the grace period ago
+    UNKNOWN = 5  # no such query
+
+
+_STATUS = tuple(SubmitStatus)
+_NEW, _COMPLETED = SubmitStatus.NEW, SubmitStatus.COMPLETED
+
+
+class QueryManager:
+    """Starts queries, routes results into them and ends them.
+
+    ``backend`` is ``"auto"`` (``DHTQUERY_BACKEND`` or Rust, else Python),
+    ``"rust"`` or ``"python"``. The manager binds to the event loop running
+    when it is first used, and must then be used from that loop's thread.
+    """
+
+    def __init__(
+        self, config: QueryConfig | None = None, backend: str = "auto", *, grace: float = 5.0
+    ) -> None:
+        if config is None:
+            config = QueryConfig()
+        elif not isinstance(config, QueryConfig):
+            raise InvalidArgumentTypeError(
+                f"config must be a QueryConfig, got {type(config).__name__}"
+            )
+        self.config = config
+        self.backend, module = load_core(backend)
+        self._core: QueryCore = module.QueryCore(grace)
+        self._grace = self._core.grace
+        self._query_id_type: type[QueryId] = module.QueryId
+        self._handles: dict[QueryId, QueryHandle] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._closed = False
+        self._born = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<QueryManager backend={self.backend} in_flight={self.in_flight}>"
+
+    # -- starting -----------------------------------------------------
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        if self._closed:
+            raise ManagerClosedError("this QueryManager is closed")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise NoRunningLoopError(
+                "QueryManager.start() needs a running event loop: call it from a coroutine "
+                "(asyncio.run(...) or uvloop.run(...))"
+            ) from None
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise NoRunningLoopError(
+                "this QueryManager belongs to another event loop; make one manager per loop"
+            )
+        return loop
+
+    def start(
+        self,
+        *,
+        expected_peers: int | None = None,
+        timeout: float | None = None,
+        max_results: int | None = None,
+    ) -> QueryHandle:
+        """Register a query and return its handle. Defaults come from the
+        config: ``timeout=default_timeout``, ``max_results``, and
+        ``expected_peers=fan_out`` (0 means: the caller ends it, or the
+        deadline does)."""
+        loop = self._bind_loop()
+        config = self.config
+        if timeout is None:
+            timeout = config.default_timeout
+        now = loop.time()
+        query_id = self._core.register(
+            timeout,
+            config.max_results if max_results is None else max_results,
+            config.fan_out if expected_peers is None else expected_peers,
+            now,
+        )
+        handle = QueryHandle(self, query_id, loop)
+        self._handles[query_id] = handle
+        self._arm(now + timeout)
+        return handle
+
+    @asynccontextmanager
+    async def query(
+        self,
+        *,
+        expected_peers: int | None = None,
+        timeout: float | None = None,
+        max_results: int | None = None,
+    ) -> AsyncIterator[QueryHandle]:
+        """``async with mgr.query(...) as handle``: the query is cancelled on
+        the way out unless it has ended."""
+        handle = self.start(expected_peers=expected_peers, timeout=timeout, max_results=max_results)
+        try:
+            yield handle
+        finally:
+            if not handle.done():
+                self.cancel(handle.id)
+
+    # -- feeding ------------------------------------------------------
+
+    def submit(
+        self, query_id: QueryId, peer: Hashable, key: str | bytes, item: object
+    ) -> SubmitStatus:
+        """Offer one result from ``peer``, deduplicated by ``key``."""
+        code = self._core.offer(query_id, peer, key, item, self._now())
+        if code == _NEW:
+            handle = self._handles[query_id]
+            if handle._waiters:
+                handle._wake()
+        elif code == _COMPLETED:
+            self._end(query_id, None)
+        return _STATUS[code]
+
+    def submit_many(
+        self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[str | bytes, object]]
+    ) -> tuple[SubmitStatus, int, int]:
+        """Offer one peer response of ``(key, item)`` pairs; returns (status,
+        accepted, duplicates)."""
+        code, accepted, duplicates = self._core.offer_many(query_id, peer, entries, self._now())
+        if code == _NEW:
+            if accepted:
+                handle = self._handles[query_id]
+                if handle._waiters:
+                    handle._wake()
+        elif code == _COMPLETED:
+            self._end(query_id, None)
+        return _STATUS[code], accepted, duplicates
+
+    def peer_finished(self, query_id: QueryId, peer: Hashable, ok: bool = True) -> SubmitStatus:
+        """Say that ``peer`` has sent all it will (``ok``) or failed."""
+        code = self._core.peer_done(query_id, peer, ok)
+        if code == _COMPLETED:
+            self._end(query_id, None)
+        return _STATUS[code]
+
+    # -- ending -------------------------------------------------------
+
+    def finish(self, query_id: QueryId, reason: str | None = None) -> bool:
+        """End a query now with what it has: ``reason`` ``all_peers`` or
+        ``adaptive`` (None: the core's own, if the query is complete).
+        False if it had already ended."""
+        return self._end(query_id, reason)
+
+    def cancel(self, query_id: QueryId) -> bool:
+        """Cancel a query: its entry is freed at once and whoever awaits or
+        iterates it wakes with reason ``cancelled``. False if it had ended."""
+        now = self._now()
+        outcome = self._core.cancel(query_id, now)
+        if outcome is None:
+            return False
+        self._ended(outcome, now)
+        return True
+
+    def _end(self, query_id: QueryId, reason: str | None) -> bool:
+        now = self._now()
+        outcome = self._core.finish(query_id, now, reason)
+        if outcome is None:
+            return False
+        self._ended(outcome, now)
+        return True
+
+    def _ended(self, outcome: Any, now: float) -> None:
+        self._handles.pop(outcome[0])._resolve(outcome)
+        if not self._closed:
+            # The id's tombstone must be forgotten on time even when the
+            # timer is armed for a later deadline.
+            self._arm(now + self._grace)
+
+    def _drain(self, query_id: QueryId) -> list[tuple[object, object, str | bytes, float]]:
+        return self._core.drain(query_id)
+
+    def _now(self) -> float:
+        loop = self._loop
+        if loop is None:
+            # Nothing was started, so every id is unknown; time still matters
+            # for the core's argument check.
+            return time.monotonic()
+        return loop.time()
+
+    # -- the one timer ------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        timer = self._timer
+        if timer is not None:
+            if self._timer_when <= when:
+                return
+            timer.cancel()
+        assert self._loop is not None
+        self._timer_when = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        loop = self._loop
+        assert loop is not None
+        for outcome in self._core.expire(loop.time()):
+            self._handles.pop(outcome[0])._resolve(outcome)
+        upcoming = self._core.next_deadline()
+        if upcoming is not None and not self._closed:
+            self._arm(upcoming)
+
+    # -- state --------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return self._core.in_flight
+
+    @property
+    def metrics(self) -> QueryMetrics:
+        counters = self._core.counters()
+        count, p50, p95, p99, worst = self._core.latency()
+        return QueryMetrics(
+            *counters,
+            latency_count=count,
+            latency_p50=p50,
+            latency_p95=p95,
+            latency_p99=p99,
+            latency_max=worst,
+            uptime=time.monotonic() - self._born,
+        )
+
+    def debug_state(self) -> dict[str, int]:
+        """Sizes of the core's tables, to check that nothing is left behind."""
+        core = self._core
+        return {
+            "in_flight": core.in_flight,
+            "tombstones": core.tombstones,
+            "timers": core.timers,
+            "handles": len(self._handles),
+        }
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Cancel every query in flight and stop the timer. Idempotent."""
+        if self._closed:
+            return
+        for query_id in list(self._handles):
+            self.cancel(query_id)
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> QueryManager:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()

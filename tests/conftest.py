@@ -1,0 +1,68 @@
+"""Shared fixtures: every core test runs against both cores (ids ``rs`` and
+``py``), and every asyncio test under both event loops."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from collections.abc import Callable, Coroutine
+from types import ModuleType
+from typing import Any, TypeVar
+
+import pytest
+import uvloop
+
+T = TypeVar("T")
+
+LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+# No test may hang the suite: every coroutine a test runs is bounded.
+TEST_TIMEOUT = 60.0
+
+
+def _rust_core() -> ModuleType | None:
+    try:
+        return importlib.import_module("dhtquery._core")
+    except ImportError:
+        return None
+
+
+def require_rust() -> ModuleType:
+    module = _rust_core()
+    if module is None:
+        message = (
+            "the Rust core dhtquery._core is not built "
+            "(pip install -e '.[test]' or maturin develop builds it)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return module
+
+
+@pytest.fixture(params=["rust", "python"], ids=["rs", "py"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "rust":
+        require_rust()
+    return str(request.param)
+
+
+@pytest.fixture
+def core_module(backend: str) -> ModuleType:
+    if backend == "rust":
+        return require_rust()
+    return importlib.import_module("dhtquery._core_py")
+
+
+@pytest.fixture(params=sorted(LOOP_FACTORIES))
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T]:
+    factory = LOOP_FACTORIES[request.param]
+
+    def runner(coro: Coroutine[Any, Any, T]) -> T:
+        with asyncio.Runner(loop_factory=factory) as asyncio_runner:
+            return asyncio_runner.run(asyncio.wait_for(coro, TEST_TIMEOUT))
+
+    return runner

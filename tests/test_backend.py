@@ -1,0 +1,63 @@
+"""The backend switch: DHTQUERY_BACKEND, explicit choices, fallback."""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from typing import Any
+
+import pytest
+
+from dhtquery import BackendUnavailableError, InvalidArgumentError, QueryManager
+from dhtquery._backend import ENV_VAR, load_core
+from tests.conftest import require_rust
+
+
+def test_env_var_selects_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, "python")
+    assert QueryManager().backend == "python"
+
+
+def test_rust_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_rust()
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    name, module = load_core()
+    assert name == "rust" and module.__name__ == "dhtquery._core"
+
+
+def test_bad_backend_values_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidArgumentError, match="backend"):
+        QueryManager(backend="java")
+    monkeypatch.setenv(ENV_VAR, "fortran")
+    with pytest.raises(InvalidArgumentError, match=ENV_VAR):
+        QueryManager()
+
+
+def _hide_rust_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def fake_import(
+        name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+    ) -> Any:
+        if fromlist and "_core" in fromlist:
+            raise ImportError("simulated: extension missing")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
+def test_auto_falls_back_to_python_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    _hide_rust_core(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="dhtquery"):
+        name, _ = load_core("auto")
+    assert name == "python"
+    assert "Rust core unavailable" in caplog.text
+
+
+def test_explicit_rust_never_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    _hide_rust_core(monkeypatch)
+    with pytest.raises(BackendUnavailableError, match="rust"):
+        load_core("rust")

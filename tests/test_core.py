@@ -1,0 +1,299 @@
+"""The query core's contract (``_core.pyi``), checked on both cores."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from types import ModuleType
+
+import pytest
+
+from dhtquery.errors import DhtQueryError, InvalidArgumentError, InvalidArgumentTypeError
+
+T0 = 1000.0
+
+
+@pytest.fixture
+def core(core_module: ModuleType) -> object:
+    return core_module.QueryCore()
+
+
+def test_query_id_unique(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    ids = [core.register(10.0, 20, 3, T0) for _ in range(10_000)]
+    assert len(set(ids)) == 10_000
+    assert len({str(query_id) for query_id in ids}) == 10_000
+
+
+def test_query_id_is_uuid4_with_canonical_str(core_module: ModuleType) -> None:
+    query_id = core_module.QueryCore().register(1.0, 1, 0, T0)
+    assert isinstance(query_id.uuid, uuid.UUID)
+    assert query_id.uuid.version == 4
+    assert str(query_id) == str(query_id.uuid)
+    assert repr(query_id) == f"QueryId('{query_id}')"
+    again = core_module.QueryId(str(query_id))
+    assert again == query_id and hash(again) == hash(query_id)
+    assert core_module.QueryId(query_id.uuid) == query_id
+    assert query_id != str(query_id)
+
+
+def test_query_id_rejects_bad_values(core_module: ModuleType) -> None:
+    with pytest.raises(InvalidArgumentError, match="value"):
+        core_module.QueryId("not-a-uuid")
+    with pytest.raises(InvalidArgumentTypeError, match="value"):
+        core_module.QueryId(42)
+
+
+def test_offer_deduplicates_by_key(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 20, 3, T0)
+    assert core.offer(query_id, "p1", "k", "first", T0 + 0.1) == core_module.NEW
+    assert core.offer(query_id, "p2", "k", "second", T0 + 0.2) == core_module.DUPLICATE
+    assert core.offer(query_id, "p2", b"k", "bytes key", T0 + 0.3) == core_module.NEW
+    records = core.drain(query_id)
+    assert [record[0] for record in records] == ["first", "bytes key"]
+    assert records[0][1] == "p1" and records[0][2] == "k"
+    assert records[0][3] == pytest.approx(0.1)
+    assert core.counters()[6] == 1  # duplicates
+
+
+def test_offer_completes_at_max_results_then_refuses(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 2, 3, T0)
+    assert core.offer(query_id, "p", "a", 1, T0) == core_module.NEW
+    assert core.offer(query_id, "p", "b", 2, T0) == core_module.COMPLETED
+    assert core.offer(query_id, "p", "c", 3, T0) == core_module.FULL
+    outcome = core.finish(query_id, T0 + 1)
+    assert outcome[1] == "max_results"
+    assert [record[0] for record in outcome[2]] == [1, 2]
+    assert core.counters()[9] == 1  # overflow
+
+
+def test_offer_many_counts_accepted_and_duplicates(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 3, 2, T0)
+    status = core.offer_many(query_id, "p1", [("a", 1), ("a", 1), ("b", 2)], T0)
+    assert status == (core_module.NEW, 2, 1)
+    status = core.offer_many(query_id, "p2", [("b", 2), ("c", 3), ("d", 4)], T0)
+    assert status == (core_module.COMPLETED, 1, 1)
+    assert core.offer_many(query_id, "p3", [("e", 5)], T0) == (core_module.FULL, 0, 0)
+    assert [record[0] for record in core.drain(query_id)] == [1, 2, 3]
+
+
+def test_offer_many_checks_every_entry_before_offering(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 10, 2, T0)
+    with pytest.raises(InvalidArgumentTypeError, match=r"entries\[1\]"):
+        core.offer_many(query_id, "p", [("a", 1), (7, 2)], T0)
+    with pytest.raises(InvalidArgumentTypeError, match=r"entries\[0\]"):
+        core.offer_many(query_id, "p", ["not a pair"], T0)
+    assert core.drain(query_id) == []
+    assert core.offer(query_id, "p", "a", 1, T0) == core_module.NEW
+
+
+def test_peer_done_completes_when_every_expected_peer_reported(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 20, 2, T0)
+    core.offer(query_id, "p1", "a", 1, T0)
+    assert core.peer_done(query_id, "p1", True) == core_module.NEW
+    assert core.peer_done(query_id, "p1", True) == core_module.DUPLICATE
+    assert core.peer_done(query_id, ("10.0.0.1", 4000), False) == core_module.COMPLETED
+    assert core.offer(query_id, "p3", "b", 2, T0) == core_module.FULL
+    outcome = core.finish(query_id, T0 + 0.5)
+    assert outcome[1] == "all_peers"
+    assert (outcome[4], outcome[5]) == (1, 1)
+
+
+def test_finish_requires_reason_for_incomplete_query(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 20, 3, T0)
+    with pytest.raises(InvalidArgumentError, match="reason"):
+        core.finish(query_id, T0)
+    with pytest.raises(InvalidArgumentError, match="reason"):
+        core.finish(query_id, T0, "timeout")
+    assert core.in_flight == 1
+    outcome = core.finish(query_id, T0 + 0.25, "adaptive")
+    assert outcome[1] == "adaptive" and outcome[3] == pytest.approx(0.25)
+    assert core.finish(query_id, T0 + 0.3) is None
+
+
+def test_partial_results_on_timeout(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(0.1, 20, 3, T0)
+    core.offer(query_id, "p1", "a", "x", T0 + 0.01)
+    core.offer(query_id, "p2", "b", "y", T0 + 0.02)
+    assert core.expire(T0 + 0.099) == []
+    (outcome,) = core.expire(T0 + 0.1)
+    assert outcome[0] == query_id and outcome[1] == "timeout"
+    assert [record[0] for record in outcome[2]] == ["x", "y"]
+    assert core.counters()[2] == 1  # timed_out
+    assert core.in_flight == 0
+
+
+def test_expire_orders_by_deadline_then_registration(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    late = core.register(0.3, 1, 0, T0)
+    first = core.register(0.1, 1, 0, T0)
+    second = core.register(0.1, 1, 0, T0)
+    outcomes = core.expire(T0 + 1)
+    assert [outcome[0] for outcome in outcomes] == [first, second, late]
+
+
+def test_next_deadline_is_never_after_the_earliest_deadline(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    assert core.next_deadline() is None
+    deadlines = [0.005, 0.07, 4.5, 300.0, 86_400.0]
+    for timeout in deadlines:
+        core.register(timeout, 1, 0, T0)
+    now = T0
+    for timeout in deadlines:
+        due = math.ceil((T0 + timeout) * 1000) / 1000
+        expired: list[object] = []
+        for _ in range(50):  # a few cascades per level at most
+            upcoming = core.next_deadline()
+            assert upcoming is not None and upcoming <= due + 1e-9
+            now = upcoming
+            expired = core.expire(now)
+            if expired:
+                break
+        assert len(expired) == 1 and now == pytest.approx(due)
+
+
+def test_cancel_frees_entry_and_counts(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 20, 3, T0)
+    core.offer(query_id, "p", "a", 1, T0)
+    outcome = core.cancel(query_id, T0 + 1)
+    assert outcome[1] == "cancelled" and [r[0] for r in outcome[2]] == [1]
+    assert core.in_flight == 0 and core.cancel(query_id, T0 + 2) is None
+    counters = core.counters()
+    assert counters[3] == 1 and counters[4] == 0
+    assert core.latency()[0] == 0  # cancelled queries stay out of the histogram
+
+
+def test_late_within_grace_unknown_after(core_module: ModuleType) -> None:
+    core = core_module.QueryCore(grace=5.0)
+    query_id = core.register(10.0, 1, 1, T0)
+    core.offer(query_id, "p", "a", 1, T0)
+    core.finish(query_id, T0 + 1)
+    assert core.offer(query_id, "p", "b", 2, T0 + 2) == core_module.LATE
+    assert core.offer_many(query_id, "p", [("c", 3), ("d", 4)], T0 + 3)[0] == core_module.LATE
+    assert core.peer_done(query_id, "p", True) == core_module.LATE
+    core.expire(T0 + 5.999)
+    assert core.tombstones == 1
+    core.expire(T0 + 6.0)
+    assert core.tombstones == 0
+    assert core.offer(query_id, "p", "e", 5, T0 + 7) == core_module.UNKNOWN
+    counters = core.counters()
+    assert counters[7] == 3  # late: one single offer and a batch of two
+    assert counters[8] == 1  # unknown
+
+
+def test_hundred_thousand_queries_leave_nothing_behind(core_module: ModuleType) -> None:
+    core = core_module.QueryCore(grace=5.0)
+    now = T0
+    for index in range(100_000):
+        query_id = core.register(10.0, 2, 1, now)
+        core.offer(query_id, "p", "a", index, now)
+        if index % 3 == 0:
+            core.cancel(query_id, now)
+        elif index % 3 == 1:
+            core.peer_done(query_id, "p", True)
+            core.finish(query_id, now)
+        now += 0.0001  # 10 s of queries in all
+    assert core.in_flight > 0
+    core.expire(now + 10.5)  # the rest time out
+    assert core.in_flight == 0
+    assert core.tombstones > 0
+    core.expire(now + 20.0)  # every grace is over
+    assert (core.in_flight, core.tombstones, core.timers) == (0, 0, 0)
+    assert core.next_deadline() is None
+    total, successful, timed_out, cancelled = core.counters()[:4]
+    assert total == 100_000 and successful + timed_out + cancelled == total
+
+
+def test_latency_percentiles_nearest_rank(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    for millis in range(1, 101):
+        query_id = core.register(10.0, 1, 0, T0)
+        core.finish(query_id, T0 + millis / 1000, "adaptive")
+    count, p50, p95, p99, worst = core.latency()
+    assert count == 100
+    # 3 significant figures: within 0.1 % of the exact nearest-rank values.
+    assert p50 == pytest.approx(0.050, rel=1e-3)
+    assert p95 == pytest.approx(0.095, rel=1e-3)
+    assert p99 == pytest.approx(0.099, rel=1e-3)
+    assert worst == pytest.approx(0.100, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"timeout": 0.0}, InvalidArgumentError, "timeout"),
+        ({"timeout": -1.0}, InvalidArgumentError, "timeout"),
+        ({"timeout": math.nan}, InvalidArgumentError, "timeout"),
+        ({"timeout": 1e12}, InvalidArgumentError, "timeout"),
+        ({"timeout": "1"}, InvalidArgumentTypeError, "timeout"),
+        ({"max_results": 0}, InvalidArgumentError, "max_results"),
+        ({"max_results": 10**9}, InvalidArgumentError, "max_results"),
+        ({"max_results": True}, InvalidArgumentTypeError, "max_results"),
+        ({"max_results": 2.0}, InvalidArgumentTypeError, "max_results"),
+        ({"expected_peers": -1}, InvalidArgumentError, "expected_peers"),
+        ({"now": -5.0}, InvalidArgumentError, "now"),
+        ({"now": math.inf}, InvalidArgumentError, "now"),
+    ],
+)
+def test_register_rejects_bad_arguments_naming_them(
+    core_module: ModuleType, kwargs: dict[str, object], error: type[Exception], name: str
+) -> None:
+    core = core_module.QueryCore()
+    arguments: dict[str, object] = {
+        "timeout": 1.0,
+        "max_results": 5,
+        "expected_peers": 1,
+        "now": T0,
+    }
+    arguments.update(kwargs)
+    with pytest.raises(error, match=name) as caught:
+        core.register(**arguments)
+    assert isinstance(caught.value, DhtQueryError)
+    assert core.in_flight == 0 and core.counters()[0] == 0
+
+
+def test_methods_reject_wrong_query_id_type(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(1.0, 5, 1, T0)
+    bad = str(query_id)
+    calls = [
+        lambda: core.offer(bad, "p", "k", 1, T0),
+        lambda: core.offer_many(bad, "p", [], T0),
+        lambda: core.peer_done(bad, "p", True),
+        lambda: core.drain(bad),
+        lambda: core.finish(bad, T0),
+        lambda: core.cancel(bad, T0),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgumentTypeError, match="query_id"):
+            call()
+    assert core.in_flight == 1
+
+
+def test_offer_rejects_bad_key_and_unhashable_peer(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(1.0, 5, 1, T0)
+    core.offer(query_id, "p", "kept", 1, T0)
+    with pytest.raises(InvalidArgumentTypeError, match="key"):
+        core.offer(query_id, "p", 17, 1, T0)
+    with pytest.raises(InvalidArgumentTypeError, match="peer"):
+        core.offer(query_id, ["unhashable"], "k", 1, T0)
+    with pytest.raises(InvalidArgumentTypeError, match="ok"):
+        core.peer_done(query_id, "p", 1)
+    assert [record[0] for record in core.drain(query_id)] == [1]
+
+
+def test_grace_must_be_finite_and_not_negative(core_module: ModuleType) -> None:
+    with pytest.raises(InvalidArgumentError, match="grace"):
+        core_module.QueryCore(grace=-1.0)
+    with pytest.raises(InvalidArgumentError, match="grace"):
+        core_module.QueryCore(grace=math.inf)
+    assert core_module.QueryCore(grace=0.0).grace == 0.0

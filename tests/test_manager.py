@@ -1,0 +1,291 @@
+"""QueryManager and QueryHandle: both cores, under asyncio and uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from dhtquery import (
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    ManagerClosedError,
+    NoRunningLoopError,
+    QueryConfig,
+    QueryManager,
+    QueryOutcome,
+    SubmitStatus,
+)
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+def test_query_handle_deduplication(backend: str, run: Run) -> None:
+    async def scenario() -> QueryOutcome:
+        manager = QueryManager(backend=backend)
+        handle = manager.start(expected_peers=3, timeout=5.0)
+        for peer in ("p1", "p2", "p3"):
+            for key in ("a", "b", "c"):
+                manager.submit(handle.id, peer, key, f"{key} from {peer}")
+            manager.peer_finished(handle.id, peer)
+        return await handle
+
+    outcome = run(scenario())
+    assert [result.key for result in outcome.results] == ["a", "b", "c"]
+    assert outcome.items == ["a from p1", "b from p1", "c from p1"]
+    assert outcome.duplicates == 6
+    assert outcome.reason == "all_peers" and outcome.peers_ok == 3
+
+
+def test_query_handle_early_exit(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[QueryOutcome, list[SubmitStatus], int]:
+        manager = QueryManager(QueryConfig(max_results=10), backend=backend)
+        handle = manager.start(expected_peers=3)
+        statuses = [manager.submit(handle.id, "p", f"k{i}", i) for i in range(100)]
+        return await handle, statuses, manager.in_flight
+
+    outcome, statuses, in_flight = run(scenario())
+    assert len(outcome.results) == 10
+    assert outcome.items == list(range(10))
+    assert outcome.reason == "max_results" and not outcome.timed_out
+    assert statuses[9] is SubmitStatus.COMPLETED
+    assert set(statuses[10:]) == {SubmitStatus.LATE}
+    assert in_flight == 0
+
+
+def test_query_handle_timeout(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[QueryOutcome, float]:
+        manager = QueryManager(backend=backend)
+        handle = manager.start(timeout=0.1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = await handle
+        return outcome, loop.time() - started
+
+    outcome, waited = run(scenario())
+    assert outcome.timed_out and outcome.reason == "timeout"
+    assert outcome.results == ()
+    assert 0.1 <= waited < 1.0
+
+
+def test_partial_results_on_timeout(backend: str, run: Run) -> None:
+    async def scenario() -> QueryOutcome:
+        manager = QueryManager(backend=backend)
+        handle = manager.start(expected_peers=3, timeout=0.15)
+        manager.submit_many(handle.id, "p1", [("a", 1), ("b", 2)])
+        manager.peer_finished(handle.id, "p1")
+        return await handle
+
+    outcome = run(scenario())
+    assert outcome.timed_out
+    assert outcome.items == [1, 2]
+    assert outcome.peers_ok == 1
+
+
+def test_completes_when_every_expected_peer_is_done(backend: str, run: Run) -> None:
+    async def scenario() -> QueryOutcome:
+        manager = QueryManager(backend=backend)
+        handle = manager.start(expected_peers=2, timeout=30.0)
+
+        async def peer(name: str, delay: float, ok: bool) -> None:
+            await asyncio.sleep(delay)
+            if ok:
+                manager.submit(handle.id, name, name, name.upper())
+            manager.peer_finished(handle.id, name, ok=ok)
+
+        tasks = [
+            asyncio.create_task(peer("a", 0.01, True)),
+            asyncio.create_task(peer("b", 0.02, False)),
+        ]
+        outcome = await handle
+        await asyncio.gather(*tasks)
+        return outcome
+
+    outcome = run(scenario())
+    assert outcome.reason == "all_peers"
+    assert outcome.items == ["A"]
+    assert (outcome.peers_ok, outcome.peers_failed) == (1, 1)
+    assert outcome.duration < 5.0
+
+
+def test_cancel_frees_entry_and_wakes_awaiting_task(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[QueryOutcome, list[Any], int, int, bool]:
+        manager = QueryManager(backend=backend)
+        handle = manager.start(timeout=30.0)
+        manager.submit(handle.id, "p", "a", 1)
+        waiter = asyncio.create_task(asyncio.wait_for(handle, 5.0))
+        streamed: list[Any] = []
+
+        async def stream() -> None:
+            async for result in handle:
+                streamed.append(result.item)
+
+        streamer = asyncio.create_task(stream())
+        await asyncio.sleep(0.01)
+        in_flight_before = manager.in_flight
+        assert handle.cancel() is True
+        in_flight_after = manager.in_flight
+        outcome = await waiter
+        await asyncio.wait_for(streamer, 5.0)
+        return outcome, streamed, in_flight_before, in_flight_after, handle.cancel()
+
+    outcome, streamed, before, after, second_cancel = run(scenario())
+    assert outcome.cancelled and outcome.items == [1]
+    assert streamed == [1]
+    assert (before, after) == (1, 0)
+    assert second_cancel is False
+
+
+def test_late_results_within_grace_then_unknown(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[SubmitStatus, SubmitStatus, tuple[int, int]]:
+        manager = QueryManager(backend=backend, grace=0.2)
+        handle = manager.start(expected_peers=1, timeout=5.0)
+        manager.peer_finished(handle.id, "p")
+        await handle
+        late = manager.submit(handle.id, "p", "x", 1)
+        await asyncio.sleep(0.5)  # the grace period is over; the timer forgot the id
+        unknown = manager.submit(handle.id, "p", "y", 2)
+        metrics = manager.metrics
+        return late, unknown, (metrics.late, metrics.unknown)
+
+    late, unknown, counts = run(scenario())
+    assert late is SubmitStatus.LATE
+    assert unknown is SubmitStatus.UNKNOWN
+    assert counts == (1, 1)
+
+
+def test_streaming_yields_each_unique_result_once_in_arrival_order(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        manager = QueryManager(backend=backend)
+        handle = manager.start(expected_peers=2, timeout=10.0, max_results=50)
+        received: list[Any] = []
+
+        async def consume() -> None:
+            async for result in handle:
+                received.append(result.item)
+
+        consumer = asyncio.create_task(consume())
+        for round_number in range(5):
+            for peer in ("p1", "p2"):
+                # each peer repeats the other's keys: half of what arrives is duplicate
+                manager.submit_many(
+                    handle.id, peer, [(f"k{round_number}-{i}", (round_number, i)) for i in range(4)]
+                )
+            await asyncio.sleep(0.001)
+        manager.peer_finished(handle.id, "p1")
+        manager.peer_finished(handle.id, "p2")
+        outcome = await handle
+        await asyncio.wait_for(consumer, 5.0)
+        return received, outcome.items
+
+    received, items = run(scenario())
+    expected = [(r, i) for r in range(5) for i in range(4)]
+    assert received == expected
+    assert items == expected
+
+
+def test_query_context_manager_cancels_on_exit(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[bool, int, str]:
+        manager = QueryManager(backend=backend)
+        async with manager.query(timeout=30.0) as handle:
+            manager.submit(handle.id, "p", "a", 1)
+        outcome = await handle
+        return handle.done(), manager.in_flight, outcome.reason
+
+    done, in_flight, reason = run(scenario())
+    assert done and in_flight == 0 and reason == "cancelled"
+
+
+def test_finish_ends_early_with_named_reason(backend: str, run: Run) -> None:
+    async def scenario() -> QueryOutcome:
+        manager = QueryManager(backend=backend)
+        handle = manager.start(expected_peers=3, timeout=30.0)
+        manager.submit(handle.id, "p1", "a", 1)
+        assert manager.finish(handle.id, "adaptive") is True
+        assert manager.finish(handle.id, "adaptive") is False
+        return await handle
+
+    outcome = run(scenario())
+    assert outcome.reason == "adaptive" and outcome.items == [1]
+
+
+def test_metrics_count_every_ending(backend: str, run: Run) -> None:
+    async def scenario() -> Any:
+        manager = QueryManager(backend=backend)
+        done = manager.start(expected_peers=1, timeout=5.0)
+        manager.submit(done.id, "p", "a", 1)
+        manager.submit(done.id, "p", "a", 1)
+        manager.peer_finished(done.id, "p")
+        timed = manager.start(timeout=0.05)
+        cancelled = manager.start(timeout=5.0)
+        cancelled.cancel()
+        await asyncio.gather(done, timed, cancelled)
+        return manager.metrics
+
+    metrics = run(scenario())
+    assert (metrics.total, metrics.successful, metrics.timed_out, metrics.cancelled) == (3, 1, 1, 1)
+    assert (metrics.in_flight, metrics.results, metrics.duplicates) == (0, 1, 1)
+    assert metrics.success_rate == pytest.approx(0.5)
+    assert metrics.average_results == pytest.approx(1 / 3)
+    assert metrics.latency_count == 2
+    assert 0.05 <= metrics.latency_max < 1.0
+    assert metrics.latency_p50 <= metrics.latency_p95 <= metrics.latency_p99 <= metrics.latency_max
+
+
+def test_many_queries_leave_nothing_behind(backend: str, run: Run) -> None:
+    async def scenario() -> dict[str, int]:
+        manager = QueryManager(backend=backend, grace=0.05)
+        handles = [manager.start(expected_peers=1, timeout=0.2) for _ in range(2_000)]
+        for index, handle in enumerate(handles):
+            if index % 4 == 0:
+                handle.cancel()
+            elif index % 4 == 1:
+                manager.submit(handle.id, "p", "a", index)
+                manager.peer_finished(handle.id, "p")
+            # the rest time out
+        await asyncio.gather(*handles)
+        for _ in range(100):  # bounded: the timer forgets tombstones after grace
+            if manager.debug_state()["tombstones"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        return manager.debug_state()
+
+    assert run(scenario()) == {"in_flight": 0, "tombstones": 0, "timers": 0, "handles": 0}
+
+
+def test_manager_without_running_loop_raises_clear_error(backend: str) -> None:
+    manager = QueryManager(backend=backend)
+    with pytest.raises(NoRunningLoopError, match="running event loop"):
+        manager.start()
+
+
+def test_closed_manager_refuses_new_queries(backend: str, run: Run) -> None:
+    async def scenario() -> QueryOutcome:
+        manager = QueryManager(backend=backend)
+        handle = manager.start(timeout=30.0)
+        await manager.aclose()
+        with pytest.raises(ManagerClosedError):
+            manager.start()
+        return await handle
+
+    assert run(scenario()).cancelled
+
+
+def test_bad_arguments_name_the_argument(backend: str, run: Run) -> None:
+    async def scenario() -> None:
+        manager = QueryManager(backend=backend)
+        with pytest.raises(InvalidArgumentError, match="timeout"):
+            manager.start(timeout=0)
+        with pytest.raises(InvalidArgumentError, match="max_results"):
+            manager.start(max_results=0)
+        with pytest.raises(InvalidArgumentTypeError, match="query_id"):
+            manager.submit("not an id", "p", "k", 1)  # type: ignore[arg-type]
+        assert manager.in_flight == 0
+
+    run(scenario())
+
+
+def test_manager_reports_backend(backend: str) -> None:
+    assert QueryManager(backend=backend).backend == backend
