@@ -67,7 +67,8 @@ def test_query_handle_timeout(backend: str, run: Run) -> None:
     outcome, waited = run(scenario())
     assert outcome.timed_out and outcome.reason == "timeout"
     assert outcome.results == ()
-    assert 0.1 <= waited < 1.0
+    # uvloop's clock is cached per loop iteration at 1 ms resolution.
+    assert 0.098 <= waited < 1.0
 
 
 def test_partial_results_on_timeout(backend: str, run: Run) -> None:

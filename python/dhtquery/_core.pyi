@@ -14,7 +14,23 @@ Internally time is counted in ticks of 1 ms: a deadline is
 
 import uuid
 from collections.abc import Hashable, Sequence
-from typing import Final, TypeAlias
+from typing import Final, Self, TypeAlias, final
+
+__all__ = [
+    "COMPLETED",
+    "DUPLICATE",
+    "FULL",
+    "LATE",
+    "MAX_EXPECTED_PEERS",
+    "MAX_NOW",
+    "MAX_RESULTS_LIMIT",
+    "MAX_TIMEOUT",
+    "NEW",
+    "REASONS",
+    "UNKNOWN",
+    "QueryCore",
+    "QueryId",
+]
 
 # Status codes returned by offer / offer_many / peer_done.
 NEW: Final[int]  # accepted; the query is still open
@@ -31,29 +47,31 @@ REASONS: Final[tuple[str, ...]]  # ("max_results", "all_peers", "adaptive", "tim
 MAX_TIMEOUT: Final[float]  # seconds; the wheel spans 64**6 ms, about 2.2 years
 MAX_RESULTS_LIMIT: Final[int]  # the result buffer is allocated at capacity max_results
 MAX_EXPECTED_PEERS: Final[int]
+MAX_NOW: Final[float]  # seconds; `now` past this is refused (ticks are u64 ms)
 
-Key: TypeAlias = str | bytes
+_Key: TypeAlias = str | bytes
 #: (item, peer, key, response_time): response_time is offer's now minus the
 #: query's start, in seconds.
-ResultRecord: TypeAlias = tuple[object, object, Key, float]
+_ResultRecord: TypeAlias = tuple[object, object, _Key, float]
 #: (query_id, reason, results, duration, peers_ok, peers_failed, duplicates):
 #: results are those not yet drained, in arrival order; duration is the ending
 #: call's now minus the query's start, in seconds.
-Outcome: TypeAlias = tuple[QueryId, str, list[ResultRecord], float, int, int, int]
+_Outcome: TypeAlias = tuple[QueryId, str, list[_ResultRecord], float, int, int, int]
 #: (total, successful, timed_out, cancelled, in_flight, results, duplicates,
 #:  late, unknown, overflow)
-Counters: TypeAlias = tuple[int, int, int, int, int, int, int, int, int, int]
+_Counters: TypeAlias = tuple[int, int, int, int, int, int, int, int, int, int]
 #: (count, p50, p95, p99, max): query durations in seconds, from an HDR
 #: histogram of microseconds (1 us .. 1 h, 3 significant figures); quantiles
 #: are nearest-rank: the smallest recorded value v with count(<= v) >=
 #: ceil(q * count), reported as the highest value equivalent to v. All zero
 #: when nothing was recorded.
-Latency: TypeAlias = tuple[int, float, float, float, float]
+_Latency: TypeAlias = tuple[int, float, float, float, float]
 
+@final
 class QueryId:
     """A query's identifier: a random UUID v4, hashable, compared by value."""
 
-    def __init__(self, value: str | uuid.UUID) -> None:
+    def __new__(cls, value: str | uuid.UUID) -> Self:
         """Parse a UUID string or take a ``uuid.UUID``; InvalidArgumentError
         (naming ``value``) if the string is not a UUID, InvalidArgumentTypeError
         for any other type."""
@@ -64,9 +82,10 @@ class QueryId:
     def __repr__(self) -> str:
         """``QueryId('…')``"""
     def __hash__(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
-    def __ne__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
 
+@final
 class QueryCore:
     """The table of in-flight queries, their dedup sets and result buffers,
     the expiry wheel, the tombstones of finished queries, counters and the
@@ -84,7 +103,7 @@ class QueryCore:
     the core as it was.
     """
 
-    def __init__(self, grace: float = 5.0) -> None:
+    def __new__(cls, grace: float = 5.0) -> Self:
         """``grace``: seconds a finished id is remembered (finite, >= 0)."""
     def register(
         self, timeout: float, max_results: int, expected_peers: int, now: float
@@ -94,17 +113,17 @@ class QueryCore:
         Errors (InvalidArgumentError, naming the argument and its value):
         ``timeout`` not finite, <= 0 or > MAX_TIMEOUT; ``max_results`` < 1 or
         > MAX_RESULTS_LIMIT; ``expected_peers`` < 0 or > MAX_EXPECTED_PEERS;
-        ``now`` not finite or < 0. InvalidArgumentTypeError for a non-int
+        ``now`` not finite, < 0 or > MAX_NOW. InvalidArgumentTypeError for a non-int
         ``max_results``/``expected_peers`` (bool is refused) or a non-number
         ``timeout``/``now``.
         """
-    def offer(self, query_id: QueryId, peer: Hashable, key: Key, item: object, now: float) -> int:
+    def offer(self, query_id: QueryId, peer: Hashable, key: _Key, item: object, now: float) -> int:
         """Offer one result; returns NEW, COMPLETED, DUPLICATE, FULL, LATE or
         UNKNOWN. Checked in this order: unknown/late id, complete query (FULL,
         counted as overflow), duplicate key, then accepted. ``key`` must be str
         or bytes (``"a"`` and ``b"a"`` are different keys)."""
     def offer_many(
-        self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[Key, object]], now: float
+        self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[_Key, object]], now: float
     ) -> tuple[int, int, int]:
         """Offer one peer's batch of (key, item) pairs, in order, as if by
         ``offer`` one at a time. Returns (status, accepted, duplicates) where
@@ -117,20 +136,20 @@ class QueryCore:
         Returns NEW (counted, still open), COMPLETED (counted, and now
         complete), FULL (counted; was already complete), DUPLICATE (this
         peer already reported: ignored), LATE or UNKNOWN."""
-    def drain(self, query_id: QueryId) -> list[ResultRecord]:
+    def drain(self, query_id: QueryId) -> list[_ResultRecord]:
         """Take the results not yet drained, in arrival order; [] for an id
         that is not in flight."""
-    def finish(self, query_id: QueryId, now: float, reason: str | None = None) -> Outcome | None:
+    def finish(self, query_id: QueryId, now: float, reason: str | None = None) -> _Outcome | None:
         """End a query. ``reason`` None means: ``max_results`` if it holds
         max_results results, else ``all_peers`` if every expected peer is
         done, else InvalidArgumentError (the query is not complete: name a
         reason). An explicit reason must be ``max_results``, ``all_peers`` or
         ``adaptive``. Counts as successful; its duration goes to the latency
         histogram. None if the id is not in flight."""
-    def cancel(self, query_id: QueryId, now: float) -> Outcome | None:
+    def cancel(self, query_id: QueryId, now: float) -> _Outcome | None:
         """End a query with reason ``cancelled`` (counted as cancelled, not
         in the histogram). None if the id is not in flight."""
-    def expire(self, now: float) -> list[Outcome]:
+    def expire(self, now: float) -> list[_Outcome]:
         """End with reason ``timeout`` every query whose deadline tick is <=
         floor(now * 1000), ordered by deadline then registration, and forget
         the tombstones whose grace is over. Timed-out durations go to the
@@ -140,8 +159,8 @@ class QueryCore:
         1 ms): the start of the expiry wheel's next occupied slot, which is
         never later than the earliest deadline or tombstone end; None if the
         wheel is empty."""
-    def counters(self) -> Counters: ...
-    def latency(self) -> Latency: ...
+    def counters(self) -> _Counters: ...
+    def latency(self) -> _Latency: ...
     @property
     def in_flight(self) -> int:
         """Queries registered and not yet ended."""

@@ -28,6 +28,7 @@ __all__ = [
     "FULL",
     "LATE",
     "MAX_EXPECTED_PEERS",
+    "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
     "NEW",
@@ -50,6 +51,8 @@ _FINISH_REASONS = ("max_results", "all_peers", "adaptive")
 MAX_TIMEOUT = 365.0 * 86400.0
 MAX_RESULTS_LIMIT = 100_000
 MAX_EXPECTED_PEERS = 65_535
+# Ticks are u64 milliseconds in the Rust core; past this they would not fit.
+MAX_NOW = 1e15
 
 # Latency histogram: microseconds from 1 us to one hour, 3 significant figures.
 _HIST_LOWEST = 1
@@ -274,7 +277,10 @@ class _Query:
 
 
 def _check_now(now: object) -> float:
-    return _check_float("now", now, allow_zero=True)
+    number = _check_float("now", now, allow_zero=True)
+    if number > MAX_NOW:
+        raise InvalidArgumentError(f"now must be <= {MAX_NOW!r}, got {now!r}")
+    return number
 
 
 def _check_float(name: str, value: object, *, allow_zero: bool) -> float:
@@ -282,7 +288,10 @@ def _check_float(name: str, value: object, *, allow_zero: bool) -> float:
         raise InvalidArgumentTypeError(
             f"{name} must be a number of seconds, got {type(value).__name__}"
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float: out of range
+        number = math.inf
     if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise InvalidArgumentError(f"{name} must be finite and {bound}, got {value!r}")

@@ -1,0 +1,140 @@
+//! The package's exceptions (defined in Python, in `dhtquery.errors`) and
+//! the argument checks, with the Python twin's rules and messages.
+
+use crate::dedup::{bytes_key, str_key, Key};
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
+
+pyo3::import_exception!(dhtquery.errors, InvalidArgumentError);
+pyo3::import_exception!(dhtquery.errors, InvalidArgumentTypeError);
+
+pub const MAX_TIMEOUT: f64 = 365.0 * 86400.0;
+pub const MAX_RESULTS_LIMIT: u32 = 100_000;
+pub const MAX_EXPECTED_PEERS: u32 = 65_535;
+/// Past this `now` (seconds) ticks would not fit the wheel's u64 arithmetic;
+/// the Python twin has big ints and no such bound.
+pub const MAX_NOW: f64 = 1e15;
+
+pub fn value_error(message: String) -> PyErr {
+    InvalidArgumentError::new_err(message)
+}
+
+pub fn type_error(message: String) -> PyErr {
+    InvalidArgumentTypeError::new_err(message)
+}
+
+/// `type(value).__name__`
+pub fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// `repr(value)`
+pub fn repr(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(value.repr()?.to_string_lossy().into_owned())
+}
+
+pub fn float_repr(py: Python<'_>, value: f64) -> PyResult<String> {
+    repr(PyFloat::new(py, value).as_any())
+}
+
+/// A finite number of seconds, >= 0 (> 0 unless `allow_zero`); bool is
+/// refused, int and float (and their subclasses) are taken.
+pub fn check_float(name: &str, value: &Bound<'_, PyAny>, allow_zero: bool) -> PyResult<f64> {
+    let number = if value.is_exact_instance_of::<PyFloat>() {
+        value.cast_exact::<PyFloat>()?.value()
+    } else if value.is_instance_of::<PyBool>()
+        || !(value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>())
+    {
+        return Err(type_error(format!(
+            "{name} must be a number of seconds, got {}",
+            type_name(value)
+        )));
+    } else {
+        // float(value), as the Python twin does; an int too large for a
+        // float is a bad value, not an OverflowError.
+        match value.py().get_type::<PyFloat>().call1((value,)) {
+            Ok(number) => number.extract::<f64>()?,
+            Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => f64::INFINITY,
+            Err(err) => return Err(err),
+        }
+    };
+    if !number.is_finite() || number < 0.0 || (number == 0.0 && !allow_zero) {
+        let bound = if allow_zero { ">= 0" } else { "> 0" };
+        return Err(value_error(format!(
+            "{name} must be finite and {bound}, got {}",
+            repr(value)?
+        )));
+    }
+    Ok(number)
+}
+
+pub fn check_now(value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let now = check_float("now", value, true)?;
+    if now > MAX_NOW {
+        return Err(value_error(format!(
+            "now must be <= {}, got {}",
+            float_repr(value.py(), MAX_NOW)?,
+            repr(value)?
+        )));
+    }
+    Ok(now)
+}
+
+/// An int in [low, high]; bool is refused.
+pub fn check_int(name: &str, value: &Bound<'_, PyAny>, low: u32, high: u32) -> PyResult<u32> {
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(type_error(format!(
+            "{name} must be an int, got {}",
+            type_name(value)
+        )));
+    }
+    match value.extract::<i64>() {
+        Ok(n) if (i64::from(low)..=i64::from(high)).contains(&n) => Ok(n as u32),
+        _ => Err(value_error(format!(
+            "{name} must be in [{low}, {high}], got {}",
+            repr(value)?
+        ))),
+    }
+}
+
+/// A key must be exactly str or bytes; returns its exact dedup key.
+pub fn check_key(name: &str, key: &Bound<'_, PyAny>) -> PyResult<Key> {
+    if let Ok(s) = key.cast_exact::<PyString>() {
+        return Ok(match s.to_str() {
+            Ok(text) => str_key(text.as_bytes()),
+            // Lone surrogates: this encoding is still injective.
+            Err(_) => {
+                let encoded = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
+                str_key(encoded.cast_exact::<PyBytes>()?.as_bytes())
+            }
+        });
+    }
+    if let Ok(b) = key.cast_exact::<PyBytes>() {
+        return Ok(bytes_key(b.as_bytes()));
+    }
+    Err(type_error(format!(
+        "{name} must be str or bytes, got {}",
+        type_name(key)
+    )))
+}
+
+/// `hash(peer)`; a TypeError from it means the peer is unhashable.
+pub fn check_peer(peer: &Bound<'_, PyAny>) -> PyResult<isize> {
+    peer.hash().map_err(|err| {
+        if err.is_instance_of::<PyTypeError>(peer.py()) {
+            type_error(format!("peer must be hashable, got {}", type_name(peer)))
+        } else {
+            err
+        }
+    })
+}
+
+/// `{value!r:.80}`: a repr cut to 80 characters.
+pub fn short_repr(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(repr(value)?.chars().take(80).collect())
+}

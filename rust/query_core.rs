@@ -1,0 +1,410 @@
+//! QueryCore for Python: argument checks, the lock, and the Python objects
+//! (result tuples, outcomes). The state machine itself is `table::Table`.
+//!
+//! Locking rules, so that no thread can deadlock on the core:
+//! - `lock()` tries the mutex first and, only if it is contended, waits for
+//!   it detached from the interpreter, so a waiting thread never holds the
+//!   GIL (or blocks a stop-the-world on free-threaded Python).
+//! - No Python code runs while the lock is held: no `__eq__`/`__hash__`
+//!   (peers are hashed before locking and compared after unlocking), no
+//!   object allocation (which could start the cyclic GC and a `__del__`),
+//!   and no decref that could free an object: records, peers and ended
+//!   queries are moved out and dropped after unlocking. Only increfs happen
+//!   under the lock. A `__del__` or `__eq__` that calls back into the same
+//!   core therefore finds it unlocked.
+
+use crate::errors::{
+    check_float, check_int, check_key, check_now, check_peer, float_repr, repr, short_repr,
+    type_error, type_name, value_error, MAX_EXPECTED_PEERS, MAX_RESULTS_LIMIT, MAX_TIMEOUT,
+};
+use crate::query_id::QueryId;
+use crate::table::{Ended, PeerDone, PeerReport, Reason, Table, DUPLICATE};
+use parking_lot::{Mutex, MutexGuard};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyFloat, PyList, PyString, PyTuple};
+
+type CoreTable = Table<Py<PyTuple>, Py<PyAny>>;
+
+/// An argument that may be left out (to tell a default from an explicit
+/// None, which the Python twin refuses for `grace`).
+pub enum Optional<'py> {
+    Missing,
+    Given(Bound<'py, PyAny>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Optional<'py> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Optional::Given(obj.to_owned()))
+    }
+}
+
+const FINISH_REASONS: [Reason; 3] = [Reason::MaxResults, Reason::AllPeers, Reason::Adaptive];
+
+#[pyclass(frozen, module = "dhtquery._core", name = "QueryCore")]
+pub struct QueryCore {
+    grace: f64,
+    inner: Mutex<CoreTable>,
+}
+
+fn check_qid<'a, 'py>(query_id: &'a Bound<'py, PyAny>) -> PyResult<u128> {
+    match query_id.cast_exact::<QueryId>() {
+        Ok(qid) => Ok(qid.get().value),
+        Err(_) => Err(type_error(format!(
+            "query_id must be a QueryId, got {}",
+            type_name(query_id)
+        ))),
+    }
+}
+
+fn check_reason(reason: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Reason>> {
+    let Some(reason) = reason else {
+        return Ok(None);
+    };
+    if let Ok(text) = reason.cast_exact::<PyString>() {
+        let text = text.to_str().unwrap_or("");
+        if let Some(found) = FINISH_REASONS.iter().find(|r| r.name() == text) {
+            return Ok(Some(*found));
+        }
+    } else {
+        // `reason in _FINISH_REASONS` for other objects: element == reason.
+        let py = reason.py();
+        for found in FINISH_REASONS {
+            if PyString::new(py, found.name()).as_any().eq(reason)? {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Err(value_error(format!(
+        "reason must be one of max_results, all_peers, adaptive or None, got {}",
+        repr(reason)?
+    )))
+}
+
+fn outcome<'py>(
+    py: Python<'py>,
+    mut ended: Ended<Py<PyTuple>, Py<PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let results = PyList::new(py, ended.take_results())?;
+    let qid = Bound::new(py, QueryId { value: ended.id })?;
+    (
+        qid,
+        PyString::intern(py, ended.reason.name()),
+        results,
+        ended.duration,
+        ended.peers_ok,
+        ended.peers_failed,
+        ended.duplicates,
+    )
+        .into_pyobject(py)
+}
+
+impl QueryCore {
+    fn lock(&self, py: Python<'_>) -> MutexGuard<'_, CoreTable> {
+        if let Some(guard) = self.inner.try_lock() {
+            return guard;
+        }
+        py.detach(|| self.inner.lock())
+    }
+}
+
+#[pymethods]
+impl QueryCore {
+    #[new]
+    #[pyo3(signature = (grace = Optional::Missing), text_signature = "(grace=5.0)")]
+    fn new(grace: Optional<'_>) -> PyResult<Self> {
+        let grace = match grace {
+            Optional::Missing => 5.0,
+            Optional::Given(value) => {
+                let grace = check_float("grace", &value, true)?;
+                if grace > MAX_TIMEOUT {
+                    return Err(value_error(format!(
+                        "grace must be <= {}, got {}",
+                        float_repr(value.py(), MAX_TIMEOUT)?,
+                        float_repr(value.py(), grace)?
+                    )));
+                }
+                grace
+            }
+        };
+        Ok(QueryCore {
+            grace,
+            inner: Mutex::new(Table::new(grace)),
+        })
+    }
+
+    fn register(
+        &self,
+        py: Python<'_>,
+        timeout: &Bound<'_, PyAny>,
+        max_results: &Bound<'_, PyAny>,
+        expected_peers: &Bound<'_, PyAny>,
+        now: &Bound<'_, PyAny>,
+    ) -> PyResult<QueryId> {
+        let timeout = check_float("timeout", timeout, false)?;
+        if timeout > MAX_TIMEOUT {
+            return Err(value_error(format!(
+                "timeout must be <= {}, got {}",
+                float_repr(py, MAX_TIMEOUT)?,
+                float_repr(py, timeout)?
+            )));
+        }
+        let max_results = check_int("max_results", max_results, 1, MAX_RESULTS_LIMIT)?;
+        let expected_peers = check_int("expected_peers", expected_peers, 0, MAX_EXPECTED_PEERS)?;
+        let now = check_now(now)?;
+        loop {
+            // A v4 collision is all but impossible; retry rather than clobber.
+            let id = QueryId::random();
+            if self
+                .lock(py)
+                .register(id.value, timeout, max_results, expected_peers, now)
+            {
+                return Ok(id);
+            }
+        }
+    }
+
+    fn offer(
+        &self,
+        py: Python<'_>,
+        query_id: &Bound<'_, PyAny>,
+        peer: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+        item: &Bound<'_, PyAny>,
+        now: &Bound<'_, PyAny>,
+    ) -> PyResult<u8> {
+        let id = check_qid(query_id)?;
+        check_peer(peer)?;
+        let dedup_key = check_key("key", key)?;
+        let now = check_now(now)?;
+        // Decided (and counted) without a record if it will not be taken;
+        // otherwise the record is built unlocked, then offered.
+        let start = match self.lock(py).offer_check(id, &dedup_key) {
+            Ok(start) => start,
+            Err(code) => return Ok(code),
+        };
+        let record = (item, peer, key, now - start).into_pyobject(py)?.unbind();
+        let mut record = Some(record);
+        let code = self.lock(py).offer(id, dedup_key, &mut record);
+        drop(record);
+        Ok(code)
+    }
+
+    fn offer_many(
+        &self,
+        py: Python<'_>,
+        query_id: &Bound<'_, PyAny>,
+        peer: &Bound<'_, PyAny>,
+        entries: &Bound<'_, PyAny>,
+        now: &Bound<'_, PyAny>,
+    ) -> PyResult<(u8, u64, u64)> {
+        let id = check_qid(query_id)?;
+        check_peer(peer)?;
+        let now = check_now(now)?;
+        if !(entries.is_instance_of::<PyList>() || entries.is_instance_of::<PyTuple>()) {
+            return Err(type_error(format!(
+                "entries must be a list or tuple of (key, item) pairs, got {}",
+                type_name(entries)
+            )));
+        }
+        let mut checked = Vec::new();
+        for (index, entry) in entries.try_iter()?.enumerate() {
+            let entry = entry?;
+            let pair = match entry.cast_exact::<PyTuple>() {
+                Ok(pair) if pair.len() == 2 => pair,
+                _ => {
+                    return Err(type_error(format!(
+                        "entries[{index}] must be a (key, item) tuple, got {}",
+                        short_repr(&entry)?
+                    )))
+                }
+            };
+            let key = pair.get_item(0)?;
+            let dedup_key = check_key(&format!("entries[{index}] key"), &key)?;
+            checked.push((dedup_key, key, pair.get_item(1)?));
+        }
+        let start = match self.lock(py).offer_many_check(id, checked.len()) {
+            Ok(start) => start,
+            Err(answer) => return Ok(answer),
+        };
+        let response_time = PyFloat::new(py, now - start);
+        let mut records = Vec::with_capacity(checked.len());
+        for (dedup_key, key, item) in checked {
+            let record = (item, peer, key, &response_time)
+                .into_pyobject(py)?
+                .unbind();
+            records.push((dedup_key, Some(record)));
+        }
+        let answer = self.lock(py).offer_many(id, &mut records);
+        drop(records);
+        Ok(answer)
+    }
+
+    fn peer_done(
+        &self,
+        py: Python<'_>,
+        query_id: &Bound<'_, PyAny>,
+        peer: &Bound<'_, PyAny>,
+        ok: &Bound<'_, PyAny>,
+    ) -> PyResult<u8> {
+        let id = check_qid(query_id)?;
+        let hash = check_peer(peer)?;
+        let Ok(ok) = ok.cast_exact::<PyBool>() else {
+            return Err(type_error(format!(
+                "ok must be a bool, got {}",
+                type_name(ok)
+            )));
+        };
+        let ok = ok.is_true();
+        let mut report = PeerReport {
+            hash,
+            peer: Some(peer.clone().unbind()),
+            ok,
+        };
+        let mut from = 0;
+        loop {
+            let answer = self.lock(py).peer_done(
+                id,
+                &mut report,
+                from,
+                |a, b| a.as_ptr() == b.as_ptr(),
+                |a| a.clone_ref(py),
+            );
+            match answer {
+                PeerDone::Status(code) => return Ok(code),
+                PeerDone::Compare { candidates, upto } => {
+                    // As a set does: stored == new, with the lock released.
+                    for candidate in &candidates {
+                        if candidate.bind(py).eq(peer)? {
+                            return Ok(DUPLICATE);
+                        }
+                    }
+                    from = upto;
+                }
+            }
+        }
+    }
+
+    fn drain<'py>(
+        &self,
+        py: Python<'py>,
+        query_id: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let id = check_qid(query_id)?;
+        let buffer = self.lock(py).buffer(id);
+        match buffer {
+            Some(buffer) => PyList::new(py, buffer.drain()),
+            None => Ok(PyList::empty(py)),
+        }
+    }
+
+    #[pyo3(signature = (query_id, now, reason = None))]
+    fn finish<'py>(
+        &self,
+        py: Python<'py>,
+        query_id: &Bound<'py, PyAny>,
+        now: &Bound<'py, PyAny>,
+        reason: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let id = check_qid(query_id)?;
+        let now = check_now(now)?;
+        let reason = check_reason(reason)?;
+        let answer = self.lock(py).finish(id, now, reason);
+        match answer {
+            Ok(None) => Ok(None),
+            Ok(Some(ended)) => outcome(py, ended).map(Some),
+            Err(state) => Err(value_error(format!(
+                "reason is required: query {} is not complete \
+                 ({}/{} results, {}/{} peers done)",
+                QueryId { value: id }.hyphenated(),
+                state.accepted,
+                state.max_results,
+                state.peers_done,
+                state.expected_peers
+            ))),
+        }
+    }
+
+    fn cancel<'py>(
+        &self,
+        py: Python<'py>,
+        query_id: &Bound<'py, PyAny>,
+        now: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let id = check_qid(query_id)?;
+        let now = check_now(now)?;
+        let ended = self.lock(py).cancel(id, now);
+        ended.map(|ended| outcome(py, ended)).transpose()
+    }
+
+    fn expire<'py>(
+        &self,
+        py: Python<'py>,
+        now: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let now = check_now(now)?;
+        let ended = self.lock(py).expire(now);
+        let mut outcomes = Vec::with_capacity(ended.len());
+        let mut error = None;
+        for one in ended {
+            // Build every outcome even after an error, so nothing is lost
+            // half-way; report the first error.
+            match outcome(py, one) {
+                Ok(tuple) => outcomes.push(tuple),
+                Err(err) => {
+                    error.get_or_insert(err);
+                }
+            }
+        }
+        match error {
+            Some(err) => Err(err),
+            None => PyList::new(py, outcomes),
+        }
+    }
+
+    fn next_deadline(&self, py: Python<'_>) -> Option<f64> {
+        self.lock(py).next_deadline()
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn counters(&self, py: Python<'_>) -> (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64) {
+        let c = self.lock(py).counters();
+        (
+            c.total,
+            c.successful,
+            c.timed_out,
+            c.cancelled,
+            c.in_flight,
+            c.results,
+            c.duplicates,
+            c.late,
+            c.unknown,
+            c.overflow,
+        )
+    }
+
+    fn latency(&self, py: Python<'_>) -> (u64, f64, f64, f64, f64) {
+        self.lock(py).latency()
+    }
+
+    #[getter]
+    fn in_flight(&self, py: Python<'_>) -> usize {
+        self.lock(py).in_flight()
+    }
+
+    #[getter]
+    fn tombstones(&self, py: Python<'_>) -> usize {
+        self.lock(py).tombstones()
+    }
+
+    #[getter]
+    fn timers(&self, py: Python<'_>) -> usize {
+        self.lock(py).timers()
+    }
+
+    #[getter]
+    fn grace(&self) -> f64 {
+        self.grace
+    }
+}
