@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import builtins
 import logging
-from typing import Any
+import sys
 
 import pytest
 
@@ -34,16 +33,8 @@ def test_bad_backend_values_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _hide_rust_core(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def fake_import(
-        name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
-    ) -> Any:
-        if fromlist and "_core" in fromlist:
-            raise ImportError("simulated: extension missing")
-        return real_import(name, globals, locals, fromlist, level)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    # None in sys.modules makes the import fail as a missing extension does.
+    monkeypatch.setitem(sys.modules, "dhtquery._core", None)
 
 
 def test_auto_falls_back_to_python_with_a_warning(

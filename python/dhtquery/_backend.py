@@ -8,6 +8,7 @@ imported. Asking for ``rust`` explicitly never falls back: it raises.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from types import ModuleType
@@ -24,15 +25,13 @@ _log = logging.getLogger("dhtquery")
 
 
 def _import_rust() -> ModuleType:
-    from . import _core
-
-    return _core
+    # import_module, not `from . import _core`: while the package is still
+    # initialising, the latter blames a "circular import" for a missing file.
+    return importlib.import_module("dhtquery._core")
 
 
 def _import_python() -> ModuleType:
-    from . import _core_py
-
-    return _core_py
+    return importlib.import_module("dhtquery._core_py")
 
 
 def load_core(backend: str = "auto") -> tuple[str, ModuleType]:
