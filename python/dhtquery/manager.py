@@ -20,6 +20,7 @@ from .config import QueryConfig
 from .errors import InvalidArgumentTypeError, ManagerClosedError, NoRunningLoopError
 from .handle import QueryHandle
 from .metrics import QueryMetrics
+from .timer import ExpiryTimer
 
 if TYPE_CHECKING:
     # Type checkers see the Python twin; the Rust core has the same interface.
@@ -67,8 +68,7 @@ class QueryManager:
         self._query_id_type: type[QueryId] = module.QueryId
         self._handles: dict[QueryId, QueryHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when = 0.0
+        self._timer: ExpiryTimer | None = None
         self._closed = False
         self._born = time.monotonic()
 
@@ -89,6 +89,7 @@ class QueryManager:
             ) from None
         if self._loop is None:
             self._loop = loop
+            self._timer = ExpiryTimer(loop, self._core, self._on_expired)
         elif loop is not self._loop:
             raise NoRunningLoopError(
                 "this QueryManager belongs to another event loop; make one manager per loop"
@@ -119,7 +120,8 @@ class QueryManager:
         )
         handle = QueryHandle(self, query_id, loop)
         self._handles[query_id] = handle
-        self._arm(now + timeout)
+        assert self._timer is not None
+        self._timer.arm(now + timeout)
         return handle
 
     @asynccontextmanager
@@ -204,10 +206,10 @@ class QueryManager:
 
     def _ended(self, outcome: Any, now: float) -> None:
         self._handles.pop(outcome[0])._resolve(outcome)
-        if not self._closed:
-            # The id's tombstone must be forgotten on time even when the
-            # timer is armed for a later deadline.
-            self._arm(now + self._grace)
+        # The id's tombstone must be forgotten on time even when the timer
+        # is armed for a later deadline.
+        assert self._timer is not None
+        self._timer.arm(now + self._grace)
 
     def _drain(self, query_id: QueryId) -> list[tuple[object, object, str | bytes, float]]:
         return self._core.drain(query_id)
@@ -220,27 +222,8 @@ class QueryManager:
             return time.monotonic()
         return loop.time()
 
-    # -- the one timer ------------------------------------------------
-
-    def _arm(self, when: float) -> None:
-        timer = self._timer
-        if timer is not None:
-            if self._timer_when <= when:
-                return
-            timer.cancel()
-        assert self._loop is not None
-        self._timer_when = when
-        self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        loop = self._loop
-        assert loop is not None
-        for outcome in self._core.expire(loop.time()):
-            self._handles.pop(outcome[0])._resolve(outcome)
-        upcoming = self._core.next_deadline()
-        if upcoming is not None and not self._closed:
-            self._arm(upcoming)
+    def _on_expired(self, outcome: Any) -> None:
+        self._handles.pop(outcome[0])._resolve(outcome)
 
     # -- state --------------------------------------------------------
 
@@ -284,8 +267,7 @@ class QueryManager:
             self.cancel(query_id)
         self._closed = True
         if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+            self._timer.stop()
 
     async def aclose(self) -> None:
         self.close()

@@ -1,0 +1,202 @@
+"""The streaming lookup behind ``DhtNode.get_all``.
+
+An iterative Kademlia lookup that keeps ``alpha`` requests in flight at all
+times (kademlia's crawler waits for a whole round before the next), and
+offers every record to the query the moment its datagram arrives. It stops
+when the query completes (``max_results``), once ``quorum`` holders have
+answered with their records (``all_peers``), when the k closest peers have
+all answered or failed (``all_peers``, or ``adaptive`` if some were given up
+after their RTO), or at the deadline (``timeout``).
+
+Peers are asked closest first; among peers equally close (the same XOR
+distance bucket) the best-scored first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from kademlia.node import Node
+
+from ..handle import QueryHandle
+from ..manager import QueryManager
+from .records import Record, RecordError
+from .requests import Reply
+
+if TYPE_CHECKING:
+    from .protocol import DhtProtocol
+
+__all__ = ["StreamingLookup"]
+
+
+class StreamingLookup:
+    __slots__ = (
+        "_alpha",
+        "_asked",
+        "_failed_by_rto",
+        "_handle",
+        "_holders",
+        "_in_flight",
+        "_key",
+        "_ksize",
+        "_manager",
+        "_nodes",
+        "_protocol",
+        "_quorum",
+        "_rpc_timeout",
+        "_target",
+    )
+
+    def __init__(
+        self,
+        protocol: DhtProtocol,
+        manager: QueryManager,
+        handle: QueryHandle,
+        key: bytes,
+        *,
+        alpha: int,
+        ksize: int,
+        quorum: int,
+        rpc_timeout: float | None,
+    ) -> None:
+        self._protocol = protocol
+        self._manager = manager
+        self._handle = handle
+        self._key = key
+        self._target = Node(key)
+        self._alpha = alpha
+        self._ksize = ksize
+        self._quorum = quorum
+        # None: each peer's RTO (adaptive); else the query's whole timeout
+        self._rpc_timeout = rpc_timeout
+        self._nodes: dict[bytes, Node] = {}
+        self._asked: set[bytes] = set()
+        self._in_flight = 0
+        self._holders = 0
+        self._failed_by_rto = False
+
+    def start(self, local: list[Record], own_address: Any) -> None:
+        if local:
+            # This node holds the key too: it counts towards the quorum.
+            self._holders += 1
+            self._offer(own_address, local, credit=False)
+        if self._handle.done():
+            return
+        if self._holders >= self._quorum:
+            self._manager.finish(self._handle.id, "all_peers")
+            return
+        for node in self._protocol.router.find_neighbors(self._target, self._ksize):
+            self._nodes[node.id] = node
+        self._fill()
+
+    # -- choosing whom to ask -----------------------------------------
+
+    def _closest(self) -> list[Node]:
+        target = self._target.long_id
+        return sorted(self._nodes.values(), key=lambda node: node.long_id ^ target)[: self._ksize]
+
+    def _fill(self) -> None:
+        if self._handle.done():
+            return
+        closest = self._closest()
+        fresh = [node for node in closest if node.id not in self._asked]
+        if not fresh and self._in_flight == 0:
+            reason = "adaptive" if self._failed_by_rto else "all_peers"
+            self._manager.finish(self._handle.id, reason)
+            return
+        if self._in_flight >= self._alpha or not fresh:
+            return
+        target = self._target.long_id
+        now = time.time()
+        reputation = self._protocol.reputation
+        fresh.sort(
+            key=lambda node: (
+                (node.long_id ^ target).bit_length(),
+                -reputation.score((node.ip, node.port), now),
+                node.long_id ^ target,
+            )
+        )
+        for node in fresh[: self._alpha - self._in_flight]:
+            self._ask(node)
+
+    def _ask(self, node: Node) -> None:
+        protocol = self._protocol
+        address = (node.ip, node.port)
+        self._asked.add(node.id)
+        self._in_flight += 1
+        name = "find_value" if protocol.extensions.get(address) is False else "find_values"
+        future = protocol.request(
+            address, name, (protocol.source_node.id, self._key), self._rpc_timeout
+        )
+        future.add_done_callback(lambda done: self._answered(node, address, name, done))
+
+    # -- answers ------------------------------------------------------
+
+    def _answered(self, node: Node, address: Any, name: str, done: asyncio.Future[Reply]) -> None:
+        self._in_flight -= 1
+        ok, value = done.result()
+        protocol = self._protocol
+        if not ok:
+            if name == "find_values" and protocol.extensions.get(address) is False:
+                # A stock peer: ask it again the way it understands.
+                self._asked.discard(node.id)
+            else:
+                self._failed_by_rto = self._failed_by_rto or self._rpc_timeout is None
+                self._nodes.pop(node.id, None)
+                self._peer_finished(address, ok=False)
+            self._fill()
+            return
+        if self._handle.done():
+            return
+        records, contacts = self._read(name, value, address)
+        for contact in contacts:
+            if contact[0] not in self._nodes and contact[0] != protocol.source_node.id:
+                self._nodes[contact[0]] = Node(contact[0], contact[1], contact[2])
+        if records:
+            self._holders += 1
+            self._offer(address, records)
+        self._peer_finished(address, ok=True)
+        if not self._handle.done() and self._holders >= self._quorum:
+            self._manager.finish(self._handle.id, "all_peers")
+            return
+        self._fill()
+
+    def _read(self, name: str, value: Any, address: Any) -> tuple[list[Record], list[Any]]:
+        """Records (each checked) and contacts from a response."""
+        if type(value) is list:  # find_node-style answer: only contacts
+            return [], value
+        if type(value) is not dict:
+            return [], []
+        if name == "find_value":
+            plain = value.get("value")
+            if isinstance(plain, bytes):
+                plain_record = self._legacy_record(plain, address)
+                return ([plain_record] if plain_record else []), []
+            return [], []
+        records = []
+        protocol = self._protocol
+        for raw in value.get("records", ()):
+            try:
+                records.append(Record.from_wire(raw))
+            except RecordError:
+                protocol._drop("bad_record")
+                protocol.reputation.failure(address)
+        return records, value.get("nodes", [])
+
+    def _legacy_record(self, data: bytes, address: Any) -> Record | None:
+        try:
+            return Record.create("kademlia", data)
+        except RecordError:
+            return None
+
+    def _offer(self, peer: Any, records: list[Record], credit: bool = True) -> None:
+        if credit:
+            self._protocol.reputation.provided(peer, len(records))
+        self._manager.submit_many(
+            self._handle.id, peer, [(record.dedup_key, record) for record in records]
+        )
+
+    def _peer_finished(self, address: Any, ok: bool) -> None:
+        self._manager.peer_finished(self._handle.id, address, ok=ok)

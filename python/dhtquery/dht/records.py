@@ -1,0 +1,81 @@
+"""Records: what ``DhtNode.put`` stores, several per key, one per publisher.
+
+On the wire a record is a msgpack map ``{"p": publisher, "d": data, "h":
+sha256(data)}``. The hash is checked whenever a record is stored or handed to
+a caller, so a peer cannot serve altered data under a publisher's name
+without the record being refused and the peer losing reputation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["MAX_DATA", "MAX_PUBLISHER", "Record", "RecordError"]
+
+#: Bytes of data in one record: a holder returns every record of a key in
+#: one datagram, so records are small (see storage.MAX_RECORDS_PER_KEY).
+MAX_DATA: Final = 900
+MAX_PUBLISHER: Final = 64
+_HASH_SIZE: Final = 32
+
+
+class RecordError(ValueError):
+    """A record that fails its schema or its hash; the message names the
+    field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    publisher: str
+    data: bytes
+    hash: bytes
+
+    @classmethod
+    def create(cls, publisher: str, data: bytes) -> Record:
+        """A record of ``data`` by ``publisher``, with its hash computed."""
+        if not isinstance(data, bytes):
+            raise RecordError(f"data must be bytes, got {type(data).__name__}")
+        record = cls(publisher, data, hashlib.sha256(data).digest())
+        record.check()
+        return record
+
+    @property
+    def dedup_key(self) -> bytes:
+        """Two holders serving this record give the same key."""
+        return self.publisher.encode() + b"\x00" + self.hash
+
+    @property
+    def size(self) -> int:
+        return len(self.publisher) + len(self.data) + _HASH_SIZE
+
+    def check(self) -> None:
+        """Raise RecordError unless the schema holds and the hash matches."""
+        if not isinstance(self.publisher, str) or not 0 < len(self.publisher) <= MAX_PUBLISHER:
+            raise RecordError(
+                f"publisher must be a str of 1 to {MAX_PUBLISHER} characters, "
+                f"got {self.publisher!r:.80}"
+            )
+        if not isinstance(self.data, bytes) or len(self.data) > MAX_DATA:
+            size = len(self.data) if isinstance(self.data, bytes) else type(self.data).__name__
+            raise RecordError(f"data must be bytes of at most {MAX_DATA}, got {size}")
+        if not isinstance(self.hash, bytes) or len(self.hash) != _HASH_SIZE:
+            raise RecordError(f"hash must be {_HASH_SIZE} bytes, got {self.hash!r:.80}")
+        if hashlib.sha256(self.data).digest() != self.hash:
+            raise RecordError("hash does not match the data (sha256)")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"p": self.publisher, "d": self.data, "h": self.hash}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Record:
+        """Read and check a record from its msgpack map."""
+        if not isinstance(value, dict):
+            raise RecordError(f"record must be a map, got {type(value).__name__}")
+        missing = {"p", "d", "h"} - value.keys()
+        if missing:
+            raise RecordError(f"record lacks field(s) {', '.join(sorted(missing))}")
+        record = cls(value["p"], value["d"], value["h"])
+        record.check()
+        return record

@@ -1,0 +1,98 @@
+"""Per-peer reputation: what a peer has done for us, folded into a score in
+[0, 1] that fan-out uses to pick whom to ask first.
+
+The score is ggen's (p2p.rs)::
+
+    0.50 * success_rate
+  + 0.25 * min(1, 1000 / (rtt_ms + 1))
+  + 0.15 * min(1, records_provided / 10)
+  + 0.10 * min(1, 1 / (hours_since_seen + 1))
+
+with success_rate 1.0 for a peer never tried and the RTT an EWMA
+(0.7 * old + 0.3 * new).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+__all__ = ["PeerStats", "Reputation"]
+
+_RTT_KEEP = 0.7  # weight of the old RTT in the EWMA
+
+
+@dataclass(slots=True)
+class PeerStats:
+    successes: int = 0
+    failures: int = 0
+    rtt_ms: float | None = None
+    provided: int = 0
+    last_seen: float | None = None
+
+    @property
+    def success_rate(self) -> float:
+        tried = self.successes + self.failures
+        return self.successes / tried if tried else 1.0
+
+    def score(self, now: float) -> float:
+        rtt_part = 1.0 if self.rtt_ms is None else min(1.0, 1000.0 / (self.rtt_ms + 1.0))
+        provided_part = min(1.0, self.provided / 10.0)
+        if self.last_seen is None:
+            seen_part = 0.0
+        else:
+            hours = max(0.0, now - self.last_seen) / 3600.0
+            seen_part = min(1.0, 1.0 / (hours + 1.0))
+        return 0.5 * self.success_rate + 0.25 * rtt_part + 0.15 * provided_part + 0.10 * seen_part
+
+
+class Reputation:
+    """Reputation of every peer seen, keyed by whatever identifies a peer
+    (the DHT uses its (host, port) address)."""
+
+    __slots__ = ("_peers",)
+
+    def __init__(self) -> None:
+        self._peers: dict[Hashable, PeerStats] = {}
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self._peers
+
+    def stats(self, peer: Hashable) -> PeerStats:
+        """The peer's record (a fresh one for a peer never seen)."""
+        stats = self._peers.get(peer)
+        if stats is None:
+            stats = self._peers[peer] = PeerStats()
+        return stats
+
+    def success(self, peer: Hashable, rtt: float, now: float) -> None:
+        """A request answered after ``rtt`` seconds."""
+        stats = self.stats(peer)
+        stats.successes += 1
+        rtt_ms = rtt * 1000.0
+        stats.rtt_ms = (
+            rtt_ms
+            if stats.rtt_ms is None
+            else (_RTT_KEEP * stats.rtt_ms + (1 - _RTT_KEEP) * rtt_ms)
+        )
+        stats.last_seen = now
+
+    def failure(self, peer: Hashable) -> None:
+        """A request timed out, or the answer was corrupt or forged."""
+        self.stats(peer).failures += 1
+
+    def provided(self, peer: Hashable, count: int = 1) -> None:
+        """The peer gave us ``count`` valid records."""
+        self.stats(peer).provided += count
+
+    def score(self, peer: Hashable, now: float) -> float:
+        stats = self._peers.get(peer)
+        return PeerStats().score(now) if stats is None else stats.score(now)
+
+    def best(self, peers: Iterable[Hashable], count: int, now: float) -> list[Hashable]:
+        """The ``count`` best-scored of ``peers``; ties keep the given order."""
+        ranked = sorted(enumerate(peers), key=lambda pair: (-self.score(pair[1], now), pair[0]))
+        return [peer for _, peer in ranked[:count]]

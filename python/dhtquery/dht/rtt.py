@@ -1,0 +1,57 @@
+"""Per-peer retransmission timeout, as RFC 6298 computes it for TCP.
+
+A request to a peer is given up after that peer's RTO, not after the
+query's deadline: a dead peer costs a few RTTs, not the whole timeout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["RttEstimator"]
+
+_ALPHA = 1 / 8  # gain of the smoothed RTT (RFC 6298, 2.3)
+_BETA = 1 / 4  # gain of the RTT variation
+_K = 4
+_INITIAL_RTO = 1.0  # seconds before any sample (RFC 6298, 2.1)
+
+
+@dataclass(slots=True)
+class RttEstimator:
+    """SRTT and RTTVAR of one peer; ``rto`` is SRTT + 4*RTTVAR clamped to
+    [min_rto, max_rto], doubled after each timeout until a sample arrives."""
+
+    min_rto: float = 0.05
+    max_rto: float = 10.0
+    srtt: float | None = None
+    rttvar: float = 0.0
+    _backoff: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_rto <= self.max_rto:
+            raise ValueError(
+                f"min_rto and max_rto must satisfy 0 < min_rto <= max_rto, "
+                f"got {self.min_rto!r} and {self.max_rto!r}"
+            )
+
+    def observe(self, sample: float) -> None:
+        """Feed the round-trip time of a request that got its answer."""
+        if sample < 0:
+            raise ValueError(f"sample must be >= 0 seconds, got {sample!r}")
+        if self.srtt is None:
+            self.srtt = sample
+            self.rttvar = sample / 2
+        else:
+            self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - sample)
+            self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * sample
+        self._backoff = 0
+
+    def timed_out(self) -> None:
+        """A request went unanswered: back off (Karn's algorithm)."""
+        self._backoff = min(self._backoff + 1, 16)
+
+    @property
+    def rto(self) -> float:
+        base = _INITIAL_RTO if self.srtt is None else self.srtt + _K * self.rttvar
+        base *= 1 << self._backoff
+        return min(max(base, self.min_rto), self.max_rto)

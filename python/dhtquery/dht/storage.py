@@ -1,0 +1,202 @@
+"""What a node holds for others: multi-record keys and kademlia's plain
+values, both capped in count and bytes and kept for a TTL.
+
+A store that is full refuses the newcomer with a reason; what it already
+holds is never evicted to make room, so a flood of stores cannot wipe out
+good records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kademlia.storage import IStorage
+
+from .records import MAX_DATA, MAX_PUBLISHER, Record
+
+__all__ = ["MAX_RECORDS_PER_KEY", "PlainStorage", "RecordStore", "StorageFull", "StoreLimits"]
+
+#: A holder answers with every record of a key in one datagram: 48 records
+#: of the largest size stay under 65,507 bytes with their msgpack framing.
+MAX_RECORDS_PER_KEY: Final = 48
+_RECORD_OVERHEAD: Final = 16  # msgpack map header and field names, rounded up
+
+
+class StorageFull(Exception):
+    """A store refused a record or value; ``str()`` says which cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    records_per_key: int = MAX_RECORDS_PER_KEY
+    keys: int = 100_000
+    bytes: int = 64 * 1024 * 1024
+    ttl: float = 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.records_per_key <= MAX_RECORDS_PER_KEY:
+            raise ValueError(
+                f"records_per_key must be in [1, {MAX_RECORDS_PER_KEY}], "
+                f"got {self.records_per_key!r}"
+            )
+        for name in ("keys", "bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.ttl > 0:
+            raise ValueError(f"ttl must be > 0 seconds, got {self.ttl!r}")
+
+
+class RecordStore:
+    """key (20-byte digest) -> publisher -> (record, expiry)."""
+
+    def __init__(self, limits: StoreLimits | None = None) -> None:
+        self.limits = limits or StoreLimits()
+        self._keys: dict[bytes, dict[str, tuple[Record, float]]] = {}
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        """Number of records held."""
+        return sum(len(records) for records in self._keys.values())
+
+    @property
+    def bytes_used(self) -> int:
+        return self._bytes
+
+    def key_count(self) -> int:
+        return len(self._keys)
+
+    def put(self, key: bytes, record: Record, now: float) -> None:
+        """Store or replace ``record`` (one per publisher) under ``key``.
+        Raises RecordError for a bad record, StorageFull past a cap."""
+        record.check()
+        limits = self.limits
+        records = self._keys.get(key)
+        old = records.get(record.publisher) if records else None
+        growth = record.size + _RECORD_OVERHEAD - (old[0].size + _RECORD_OVERHEAD if old else 0)
+        if records is None and len(self._keys) >= limits.keys:
+            raise StorageFull(f"the store holds its limit of {limits.keys} keys")
+        if old is None and records is not None and len(records) >= limits.records_per_key:
+            raise StorageFull(
+                f"key {key.hex()} holds its limit of {limits.records_per_key} records"
+            )
+        if self._bytes + growth > limits.bytes:
+            raise StorageFull(f"the store holds its limit of {limits.bytes} bytes")
+        if records is None:
+            records = self._keys[key] = {}
+        records[record.publisher] = (record, now + limits.ttl)
+        self._bytes += growth
+
+    def get(self, key: bytes, now: float) -> list[Record]:
+        """The live records of ``key``, each checked against its hash (a
+        record that no longer matches is dropped, never handed out)."""
+        records = self._keys.get(key)
+        if not records:
+            return []
+        live = []
+        for publisher, (record, expiry) in list(records.items()):
+            if expiry <= now:
+                self._remove(key, publisher)
+                continue
+            try:
+                record.check()
+            except ValueError:
+                self._remove(key, publisher)
+                continue
+            live.append(record)
+        return live
+
+    def _remove(self, key: bytes, publisher: str) -> None:
+        records = self._keys[key]
+        record, _ = records.pop(publisher)
+        self._bytes -= record.size + _RECORD_OVERHEAD
+        if not records:
+            del self._keys[key]
+
+    def expire(self, now: float) -> int:
+        """Drop every record past its TTL; returns how many."""
+        dropped = 0
+        for key in list(self._keys):
+            for publisher, (_, expiry) in list(self._keys[key].items()):
+                if expiry <= now:
+                    self._remove(key, publisher)
+                    dropped += 1
+        return dropped
+
+    def items(self) -> Iterator[tuple[bytes, Record]]:
+        for key, records in list(self._keys.items()):
+            for record, _ in list(records.values()):
+                yield key, record
+
+
+#: Largest record a store accepts, for callers that size datagrams.
+MAX_RECORD_SIZE: Final = MAX_PUBLISHER + MAX_DATA + 32 + _RECORD_OVERHEAD
+
+
+class PlainStorage(IStorage):  # type: ignore[misc]
+    """kademlia's single-value storage (what stock ``set``/``get`` and the
+    ``store``/``find_value`` RPCs use), with caps and a TTL.
+
+    Same interface as ``kademlia.storage.ForgetfulStorage``; a store past a
+    cap raises StorageFull (our ``rpc_store`` answers False then)."""
+
+    def __init__(self, limits: StoreLimits | None = None) -> None:
+        self.limits = limits or StoreLimits()
+        # key -> (monotonic time stored, value), oldest first
+        self._data: OrderedDict[bytes, tuple[float, Any]] = OrderedDict()
+        self._bytes = 0
+
+    @staticmethod
+    def _size(value: Any) -> int:
+        return len(value) if isinstance(value, str | bytes) else 8
+
+    def __setitem__(self, key: bytes, value: Any) -> None:
+        old = self._data.get(key)
+        growth = self._size(value) - (self._size(old[1]) if old else 0)
+        if old is None and len(self._data) >= self.limits.keys:
+            self.cull()
+            if len(self._data) >= self.limits.keys:
+                raise StorageFull(f"the store holds its limit of {self.limits.keys} values")
+        if self._bytes + growth > self.limits.bytes:
+            raise StorageFull(f"the store holds its limit of {self.limits.bytes} bytes")
+        if old is not None:
+            del self._data[key]
+        self._data[key] = (time.monotonic(), value)
+        self._bytes += growth
+
+    def cull(self) -> None:
+        deadline = time.monotonic() - self.limits.ttl
+        while self._data:
+            key, (stored, value) = next(iter(self._data.items()))
+            if stored > deadline:
+                break
+            del self._data[key]
+            self._bytes -= self._size(value)
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        self.cull()
+        entry = self._data.get(key)
+        return default if entry is None else entry[1]
+
+    def __getitem__(self, key: bytes) -> Any:
+        self.cull()
+        return self._data[key][1]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def iter_older_than(self, seconds_old: float) -> Iterator[tuple[bytes, Any]]:
+        cutoff = time.monotonic() - seconds_old
+        return iter(
+            [(key, value) for key, (stored, value) in self._data.items() if stored < cutoff]
+        )
+
+    def __iter__(self) -> Iterator[tuple[bytes, Any]]:
+        self.cull()
+        return iter([(key, value) for key, (_, value) in self._data.items()])

@@ -1,0 +1,60 @@
+"""One loop timer for a whole query core.
+
+The core's expiry wheel knows every deadline; this arms a single
+``loop.call_at`` for the earliest one and, when it fires, hands what expired
+to a callback and re-arms for the next. No timer per query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ExpiryTimer"]
+
+
+class ExpiryTimer:
+    __slots__ = ("_core", "_handle", "_loop", "_on_expired", "_stopped", "_when")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        core: Any,
+        on_expired: Callable[[Any], None],
+    ) -> None:
+        self._loop = loop
+        self._core = core
+        self._on_expired = on_expired
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = 0.0
+        self._stopped = False
+
+    def arm(self, when: float) -> None:
+        """Make sure the timer fires no later than ``when``."""
+        handle = self._handle
+        if handle is not None:
+            if self._when <= when:
+                return
+            handle.cancel()
+        if self._stopped:
+            return
+        self._when = when
+        self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        on_expired = self._on_expired
+        for outcome in self._core.expire(self._loop.time()):
+            on_expired(outcome)
+        # Never earlier than the last tick expire() processed, so it always
+        # makes progress even if the loop fires a timer a little early.
+        upcoming = self._core.next_deadline()
+        if upcoming is not None:
+            self.arm(upcoming)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
