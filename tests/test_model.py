@@ -106,6 +106,7 @@ def test_record_missing_or_extra_field_is_named() -> None:
         (Query(text="HTTP CLIENT"), True),
         (Query(text="pooling"), True),  # description
         (Query(text="acme/http"), True),  # id
+        (Query(text="pool"), False),  # whole words, not parts of words
         (Query(text="http database"), False),  # every word must match
         (Query(categories=("web",)), True),
         (Query(categories=("database", "networking")), True),  # any of

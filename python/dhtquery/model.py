@@ -25,6 +25,7 @@ __all__ = [
     "Query",
     "SchemaError",
     "matches_query",
+    "package_words",
 ]
 
 STANDARD_CATEGORIES: Final = (
@@ -44,6 +45,7 @@ STANDARD_CATEGORIES: Final = (
     "web",
 )
 
+_WORD = re.compile(r"[a-z0-9]+")
 _ID_PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _MAX_TEXT: Final = {"title": 120, "description": 500, "license": 64}
@@ -234,8 +236,9 @@ class Package:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A search: words of ``text`` must all appear (case-insensitive) in a
-    package's title, description or id; any one of ``categories`` and any
+    """A search: every word of ``text`` (runs of letters and digits,
+    case-insensitive) must be a word of the package's title, description or
+    id; any one of ``categories`` and any
     one of ``tags`` must match; empty means anything. ``offset`` and
     ``limit`` cut the merged, de-duplicated results."""
 
@@ -259,7 +262,13 @@ class Query:
 
     @property
     def words(self) -> tuple[str, ...]:
-        return tuple(self.text.lower().split())
+        return tuple(dict.fromkeys(_WORD.findall(self.text.lower())))
+
+
+def package_words(package: Package) -> frozenset[str]:
+    """The words a text query can match: those of the title, the
+    description and the id, lower-cased (runs of letters and digits)."""
+    return frozenset(_WORD.findall(f"{package.title} {package.description} {package.id}".lower()))
 
 
 def matches_query(package: Package, query: Query) -> bool:
@@ -269,7 +278,4 @@ def matches_query(package: Package, query: Query) -> bool:
     if query.tags and not set(query.tags) & set(package.tags):
         return False
     words = query.words
-    if not words:
-        return True
-    haystack = f"{package.title}\n{package.description}\n{package.id}".lower()
-    return all(word in haystack for word in words)
+    return not words or package_words(package).issuperset(words)
