@@ -129,3 +129,20 @@ def test_query_validation_names_the_field(kwargs: dict[str, Any], field: str) ->
     with pytest.raises(SchemaError) as caught:
         Query(**kwargs)
     assert caught.value.field == field
+
+
+def test_largest_package_fits_one_dht_record() -> None:
+    package = make(
+        id=PackageId("n" * 64, "m" * 64),
+        version="1.0.0-" + "r" * 40,
+        title="t" * 120,
+        description="d" * 400,
+        categories=tuple(f"c{i}" + "x" * 29 for i in range(8)),
+        tags=tuple(f"t{i}" + "x" * 29 for i in range(8)),
+        license="l" * 64,
+        authors=tuple(f"a{i}" + "x" * 30 for i in range(8)),
+    )
+    assert Package.decode(package.encode()) == package
+    with pytest.raises(SchemaError) as caught:
+        make(description="\u00e9" * 400, title="\u00e9" * 120, authors=("x" * 80,) * 8)
+    assert caught.value.field == "record"

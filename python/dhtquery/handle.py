@@ -8,7 +8,7 @@ iterator of the results as they arrive (``async for result in handle``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator, Hashable
+from collections.abc import AsyncIterator, Callable, Generator, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -95,6 +95,12 @@ class QueryHandle:
     def cancel(self) -> bool:
         """End the query now (reason ``cancelled``); False if it had ended."""
         return self._manager.cancel(self.id)
+
+    def add_done_callback(self, callback: Callable[[QueryOutcome], object]) -> None:
+        """Call ``callback(outcome)`` from the loop once the query has ended
+        (soon, if it already has): for transports that chain queries
+        without a Task each."""
+        self._future.add_done_callback(lambda future: callback(future.result()))
 
     # -- the stream ---------------------------------------------------
 

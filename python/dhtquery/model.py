@@ -16,6 +16,7 @@ from typing import Any, Final
 import msgpack
 import semver
 
+from .dht.records import MAX_DATA as MAX_RECORD_BYTES
 from .errors import DhtQueryError
 
 __all__ = [
@@ -48,8 +49,8 @@ STANDARD_CATEGORIES: Final = (
 _WORD = re.compile(r"[a-z0-9]+")
 _ID_PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-_MAX_TEXT: Final = {"title": 120, "description": 500, "license": 64}
-_MAX_ITEMS: Final = 16
+_MAX_TEXT: Final = {"title": 120, "description": 400, "license": 64}
+_MAX_ITEMS: Final = 8
 _RECORD_FIELDS: Final = (
     "namespace",
     "name",
@@ -174,6 +175,11 @@ class Package:
         set_field(self, "tags", _slugs("tags", self.tags))
         set_field(self, "authors", _authors(self.authors))
         set_field(self, "content_hash", hashlib.sha256(self._canonical()).hexdigest())
+        size = len(self.encode())
+        if size > MAX_RECORD_BYTES:
+            raise SchemaError(
+                "record", f"encodes to {size} bytes; a DHT record holds {MAX_RECORD_BYTES}"
+            )
 
     def _canonical(self) -> bytes:
         body = [
@@ -207,6 +213,19 @@ class Package:
             "authors": list(self.authors),
             "hash": self.content_hash,
         }
+
+    def encode(self) -> bytes:
+        """The record as msgpack: what travels in the DHT."""
+        return bytes(msgpack.packb(self.to_record(), use_bin_type=True))
+
+    @classmethod
+    def decode(cls, data: bytes) -> Package:
+        """Read :meth:`encode`'s bytes back, checking schema and hash."""
+        try:
+            record = msgpack.unpackb(data, raw=False)
+        except (ValueError, TypeError, msgpack.FormatError, msgpack.StackError) as exc:
+            raise SchemaError("record", f"is not msgpack: {exc}") from None
+        return cls.from_record(record)
 
     @classmethod
     def from_record(cls, record: Any) -> Package:

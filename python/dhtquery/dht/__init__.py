@@ -2,6 +2,7 @@
 multi-record keys and streaming lookups into the query manager."""
 
 from .node import DhtNode
+from .protocol import RpcSpec
 from .records import Record, RecordError
 from .reputation import PeerStats, Reputation
 from .rtt import RttEstimator
@@ -13,6 +14,7 @@ __all__ = [
     "Record",
     "RecordError",
     "Reputation",
+    "RpcSpec",
     "RttEstimator",
     "StorageFull",
     "StoreLimits",

@@ -138,6 +138,13 @@ class StreamingLookup:
         self._in_flight -= 1
         ok, value = done.result()
         protocol = self._protocol
+        if ok and not protocol.response_ok(name, value):
+            # Malformed (the protocol counted it as bad_response): the peer
+            # failed, though not by its RTO.
+            self._nodes.pop(node.id, None)
+            self._peer_finished(address, ok=False)
+            self._fill()
+            return
         if not ok:
             if name == "find_values" and protocol.extensions.get(address) is False:
                 # A stock peer: ask it again the way it understands.

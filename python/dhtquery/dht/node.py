@@ -26,7 +26,7 @@ from ..errors import InvalidArgumentError, InvalidArgumentTypeError
 from ..handle import QueryHandle
 from ..manager import QueryManager
 from .lookup import StreamingLookup
-from .protocol import DhtProtocol
+from .protocol import DhtProtocol, RpcSpec
 from .records import Record
 from .storage import PlainStorage, RecordStore, StoreLimits
 
@@ -58,6 +58,7 @@ class DhtNode(Server):  # type: ignore[misc]
         #: the node's query metrics.
         self.queries = QueryManager(self.config, backend=backend)
         self.protocol: DhtProtocol | None = None
+        self._extra_rpcs: dict[str, RpcSpec] = {}
 
     def _create_protocol(self) -> DhtProtocol:
         return self.protocol_class(
@@ -67,7 +68,15 @@ class DhtNode(Server):  # type: ignore[misc]
             records=self.records,
             config=self.config,
             backend=self.backend,
+            extra_rpcs=self._extra_rpcs,
         )
+
+    def add_rpc(self, name: str, spec: RpcSpec) -> None:
+        """Serve an extension RPC (see :class:`RpcSpec`), now and after any
+        later ``listen``. Stock kademlia peers do not answer these."""
+        if self.protocol is not None:
+            self.protocol.add_rpc(name, spec)
+        self._extra_rpcs[name] = spec
 
     @property
     def address(self) -> tuple[str, int]:
@@ -101,12 +110,15 @@ class DhtNode(Server):  # type: ignore[misc]
 
     # -- records ------------------------------------------------------
 
-    async def put(self, key: str | bytes, data: bytes, *, publisher: str | None = None) -> int:
+    async def put(
+        self, key: str | bytes, data: bytes, *, publisher: str | None = None, name: str = ""
+    ) -> int:
         """Store ``data`` as ``publisher``'s record (default: this node's id)
         under ``key`` on the k closest nodes, this one included if it is
-        among them. Returns how many nodes hold it."""
+        among them; a key holds one record per publisher and ``name``.
+        Returns how many nodes hold it."""
         protocol = self._protocol()
-        record = Record.create(publisher or self.publisher, _check_bytes("data", data))
+        record = Record.create(publisher or self.publisher, _check_bytes("data", data), name)
         dkey = digest(_check_key(key))
         target = Node(dkey)
         nearest = protocol.router.find_neighbors(target)

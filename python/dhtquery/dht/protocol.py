@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
@@ -35,14 +36,19 @@ from .rtt import RttEstimator
 from .storage import RecordStore, StorageFull
 from .wire import REQUEST, WireError, decode, encode_request, encode_response
 
-__all__ = ["EXTENSION_RPCS", "DhtProtocol"]
+__all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec"]
 
 log = logging.getLogger("dhtquery.dht")
 
 Address = tuple[str, int]
 NODE_ID_SIZE: Final = 20
-EXTENSION_RPCS: Final = frozenset({"find_values", "store_record"})
+#: What a stock kademlia node answers; any other RPC is an extension of ours.
+STOCK_RPCS: Final = frozenset({"stun", "ping", "store", "find_node", "find_value"})
 _PLAIN_VALUE = (int, float, bool, str, bytes)
+# Bytes of records one find_values answer may carry, leaving room for its
+# contacts (k of them, ~45 bytes each) within one datagram.
+_RECORDS_BUDGET: Final = 62_000
+_RECORD_FRAMING: Final = 48  # field names, hash, msgpack headers
 
 
 def _node_id(value: Any) -> bool:
@@ -69,12 +75,25 @@ _REQUEST_ARGS: Final[dict[str, tuple[Callable[[Any], bool], ...]]] = {
 }
 
 
+def _ip_literal(host: str) -> bool:
+    # A contact's host is sent to as is: a name would cost a blocking DNS
+    # lookup in sendto (asyncio) or raise in it (uvloop).
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
+
+
 def _contacts(value: Any) -> bool:
     return type(value) is list and all(
         type(c) is list
         and len(c) == 3
         and _node_id(c[0])
         and type(c[1]) is str
+        and _ip_literal(c[1])
         and type(c[2]) is int
         and 0 < c[2] < 65536
         for c in value
@@ -106,6 +125,15 @@ _RESPONSE_SHAPE: Final[dict[str, Callable[[Any], bool]]] = {
 }
 
 
+class RpcSpec(NamedTuple):
+    """An RPC served by the protocol: checks of its arguments (after the
+    sender's address), the handler, and the check of a response's shape."""
+
+    args: tuple[Callable[[Any], bool], ...]
+    handler: Callable[..., Any]
+    response: Callable[[Any], bool]
+
+
 class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def __init__(
         self,
@@ -116,6 +144,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         records: RecordStore,
         config: QueryConfig,
         backend: str = "auto",
+        extra_rpcs: dict[str, RpcSpec] | None = None,
     ) -> None:
         super().__init__(source_node, storage, ksize)
         self.records = records
@@ -127,9 +156,17 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         #: address -> whether it answers the extension RPCs (absent: unknown)
         self.extensions: dict[Address, bool] = {}
         self._requests: RequestTable | None = None
-        self._handlers: dict[str, Callable[..., Any]] = {
-            name: getattr(self, f"rpc_{name}") for name in _REQUEST_ARGS
+        self._rpcs: dict[str, RpcSpec] = {
+            name: RpcSpec(checks, getattr(self, f"rpc_{name}"), _RESPONSE_SHAPE[name])
+            for name, checks in _REQUEST_ARGS.items()
         }
+        self._rpcs.update(extra_rpcs or {})
+
+    def add_rpc(self, name: str, spec: RpcSpec) -> None:
+        """Serve (and accept answers to) RPC ``name`` from now on."""
+        if name in STOCK_RPCS:
+            raise ValueError(f"name must not be one of kademlia's RPCs, got {name!r}")
+        self._rpcs[name] = spec
 
     # -- transport ----------------------------------------------------
 
@@ -178,10 +215,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             self._drop("bad_request")
             return
         name, args = body
-        checks = _REQUEST_ARGS.get(name)
-        if checks is None:
+        spec = self._rpcs.get(name)
+        if spec is None:
             self._drop("unknown_rpc")
             return
+        checks = spec.args
         if type(args) is not list or len(args) != len(checks):
             self._drop("bad_args")
             return
@@ -189,7 +227,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             if not check(arg):
                 self._drop("bad_args")
                 return
-        response = self._handlers[name](addr, *args)
+        response = spec.handler(addr, *args)
         try:
             datagram = encode_response(msg_id, response)
         except WireError as exc:
@@ -212,12 +250,24 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def rpc_find_values(self, sender: Address, nodeid: bytes, key: bytes) -> dict[str, Any]:
         source = Node(nodeid, sender[0], sender[1])
         self.welcome_if_new(source)
-        records = self.records.get(key, time.monotonic())
         neighbors = self.router.find_neighbors(Node(key), exclude=source)
-        return {
-            "records": [record.to_wire() for record in records],
-            "nodes": [list(node) for node in neighbors],
-        }
+        budget = _RECORDS_BUDGET
+        answer = []
+        more = False
+        for record in self.records.get(key, time.monotonic()):
+            # UTF-8 names can outgrow the per-key cap's arithmetic: stop
+            # before the datagram would, and say that more exist.
+            budget -= (
+                len(record.data)
+                + len(record.publisher.encode())
+                + len(record.name.encode())
+                + _RECORD_FRAMING
+            )
+            if budget < 0:
+                more = True
+                break
+            answer.append(record.to_wire())
+        return {"records": answer, "nodes": [list(node) for node in neighbors], "more": more}
 
     def rpc_store_record(self, sender: Address, nodeid: bytes, key: bytes, value: Any) -> bool:
         source = Node(nodeid, sender[0], sender[1])
@@ -255,7 +305,12 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         except WireError:
             requests.abandon(msg_id)
             raise
-        self.transport.sendto(datagram, address)
+        try:
+            self.transport.sendto(datagram, address)
+        except ValueError:
+            # uvloop: an address of another family than the socket's (asyncio
+            # reports it to error_received); the request times out.
+            self._drop("socket_error")
         return future
 
     def _take_response(self, msg_id: bytes, value: Any, addr: Address) -> None:
@@ -265,9 +320,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             return
         # answered: the future already has (True, value); judge the shape
         self.rtt(addr).observe(rtt)
-        if name in EXTENSION_RPCS:
+        if name not in STOCK_RPCS:
             self.extensions[addr] = True
-        if _RESPONSE_SHAPE[name](value):
+        if self.response_ok(name, value):
             self.reputation.success(addr, rtt, time.time())
         else:
             self._drop("bad_response")
@@ -276,7 +331,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def _request_timed_out(self, address: Address, name: str) -> None:
         self.stats["timeouts"] += 1
         stats = self.reputation.stats(address)
-        if name in EXTENSION_RPCS and self.extensions.get(address) is None and stats.successes:
+        if name not in STOCK_RPCS and self.extensions.get(address) is None and stats.successes:
             # Alive (it answered before) but silent on our RPCs: a stock peer.
             self.extensions[address] = False
             return
@@ -286,9 +341,14 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     async def _call(self, address: Address, name: str, *args: Any) -> Reply:
         reply = await self.request(address, name, args)
         ok, value = reply
-        if ok and not _RESPONSE_SHAPE[name](value):
+        if ok and not self.response_ok(name, value):
             return (False, None)
         return reply
+
+    def response_ok(self, name: str, value: Any) -> bool:
+        """Has an answer to ``name`` the shape that RPC answers with?"""
+        spec = self._rpcs.get(name)
+        return spec is not None and spec.response(value)
 
     # kademlia's call_* methods and crawlers call these, as rpcudp's
     # __getattr__ would have made them.
@@ -311,5 +371,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         return self._call(address, "store_record", nodeid, key, record.to_wire())
 
     async def call_store_record(self, node: Node, key: bytes, record: Record) -> Reply:
-        result = await self.store_record((node.ip, node.port), self.source_node.id, key, record)
+        address = (node.ip, node.port)
+        result = await self.store_record(address, self.source_node.id, key, record)
+        if not result[0] and self.extensions.get(address) is False:
+            # A stock peer, alive but without our RPCs: keep it in the table.
+            return result  # type: ignore[no-any-return]
         return self.handle_call_response(result, node)  # type: ignore[no-any-return]

@@ -1,7 +1,9 @@
-"""Records: what ``DhtNode.put`` stores, several per key, one per publisher.
+"""Records: what ``DhtNode.put`` stores, several per key: one per publisher
+and name (the name is empty for most keys; a key that indexes many things,
+such as a registry tag, holds one record per publisher and thing).
 
-On the wire a record is a msgpack map ``{"p": publisher, "d": data, "h":
-sha256(data)}``. The hash is checked whenever a record is stored or handed to
+On the wire a record is a msgpack map ``{"p": publisher, "n": name, "d":
+data, "h": sha256(data)}``. The hash is checked whenever a record is stored or handed to
 a caller, so a peer cannot serve altered data under a publisher's name
 without the record being refused and the peer losing reputation.
 """
@@ -12,12 +14,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["MAX_DATA", "MAX_PUBLISHER", "Record", "RecordError"]
+__all__ = ["MAX_DATA", "MAX_NAME", "MAX_PUBLISHER", "Record", "RecordError"]
 
 #: Bytes of data in one record: a holder returns every record of a key in
 #: one datagram, so records are small (see storage.MAX_RECORDS_PER_KEY).
-MAX_DATA: Final = 900
+MAX_DATA: Final = 1800
 MAX_PUBLISHER: Final = 64
+MAX_NAME: Final = 160
 _HASH_SIZE: Final = 32
 
 
@@ -31,24 +34,30 @@ class Record:
     publisher: str
     data: bytes
     hash: bytes
+    name: str = ""
 
     @classmethod
-    def create(cls, publisher: str, data: bytes) -> Record:
+    def create(cls, publisher: str, data: bytes, name: str = "") -> Record:
         """A record of ``data`` by ``publisher``, with its hash computed."""
         if not isinstance(data, bytes):
             raise RecordError(f"data must be bytes, got {type(data).__name__}")
-        record = cls(publisher, data, hashlib.sha256(data).digest())
+        record = cls(publisher, data, hashlib.sha256(data).digest(), name)
         record.check()
         return record
 
     @property
+    def slot(self) -> tuple[str, str]:
+        """What a key holds one record of: (publisher, name)."""
+        return self.publisher, self.name
+
+    @property
     def dedup_key(self) -> bytes:
         """Two holders serving this record give the same key."""
-        return self.publisher.encode() + b"\x00" + self.hash
+        return b"\x00".join((self.publisher.encode(), self.name.encode(), self.hash))
 
     @property
     def size(self) -> int:
-        return len(self.publisher) + len(self.data) + _HASH_SIZE
+        return len(self.publisher) + len(self.name) + len(self.data) + _HASH_SIZE
 
     def check(self) -> None:
         """Raise RecordError unless the schema holds and the hash matches."""
@@ -56,6 +65,10 @@ class Record:
             raise RecordError(
                 f"publisher must be a str of 1 to {MAX_PUBLISHER} characters, "
                 f"got {self.publisher!r:.80}"
+            )
+        if not isinstance(self.name, str) or len(self.name) > MAX_NAME:
+            raise RecordError(
+                f"name must be a str of at most {MAX_NAME} characters, got {self.name!r:.80}"
             )
         if not isinstance(self.data, bytes) or len(self.data) > MAX_DATA:
             size = len(self.data) if isinstance(self.data, bytes) else type(self.data).__name__
@@ -66,16 +79,16 @@ class Record:
             raise RecordError("hash does not match the data (sha256)")
 
     def to_wire(self) -> dict[str, Any]:
-        return {"p": self.publisher, "d": self.data, "h": self.hash}
+        return {"p": self.publisher, "n": self.name, "d": self.data, "h": self.hash}
 
     @classmethod
     def from_wire(cls, value: Any) -> Record:
         """Read and check a record from its msgpack map."""
         if not isinstance(value, dict):
             raise RecordError(f"record must be a map, got {type(value).__name__}")
-        missing = {"p", "d", "h"} - value.keys()
+        missing = {"p", "n", "d", "h"} - value.keys()
         if missing:
             raise RecordError(f"record lacks field(s) {', '.join(sorted(missing))}")
-        record = cls(value["p"], value["d"], value["h"])
+        record = cls(value["p"], value["d"], value["h"], value["n"])
         record.check()
         return record

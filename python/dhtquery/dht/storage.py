@@ -16,13 +16,13 @@ from typing import Any, Final
 
 from kademlia.storage import IStorage
 
-from .records import MAX_DATA, MAX_PUBLISHER, Record
+from .records import MAX_DATA, MAX_NAME, MAX_PUBLISHER, Record
 
 __all__ = ["MAX_RECORDS_PER_KEY", "PlainStorage", "RecordStore", "StorageFull", "StoreLimits"]
 
-#: A holder answers with every record of a key in one datagram: 48 records
-#: of the largest size stay under 65,507 bytes with their msgpack framing.
-MAX_RECORDS_PER_KEY: Final = 48
+#: A holder answers with every record of a key in one datagram: 30 records
+#: of the largest (ASCII) size stay under 65,507 bytes with their framing.
+MAX_RECORDS_PER_KEY: Final = 30
 _RECORD_OVERHEAD: Final = 16  # msgpack map header and field names, rounded up
 
 
@@ -51,11 +51,11 @@ class StoreLimits:
 
 
 class RecordStore:
-    """key (20-byte digest) -> publisher -> (record, expiry)."""
+    """key (20-byte digest) -> (publisher, name) -> (record, expiry)."""
 
     def __init__(self, limits: StoreLimits | None = None) -> None:
         self.limits = limits or StoreLimits()
-        self._keys: dict[bytes, dict[str, tuple[Record, float]]] = {}
+        self._keys: dict[bytes, dict[tuple[str, str], tuple[Record, float]]] = {}
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -70,12 +70,12 @@ class RecordStore:
         return len(self._keys)
 
     def put(self, key: bytes, record: Record, now: float) -> None:
-        """Store or replace ``record`` (one per publisher) under ``key``.
+        """Store or replace ``record`` (one per publisher and name) under ``key``.
         Raises RecordError for a bad record, StorageFull past a cap."""
         record.check()
         limits = self.limits
         records = self._keys.get(key)
-        old = records.get(record.publisher) if records else None
+        old = records.get(record.slot) if records else None
         growth = record.size + _RECORD_OVERHEAD - (old[0].size + _RECORD_OVERHEAD if old else 0)
         if records is None and len(self._keys) >= limits.keys:
             raise StorageFull(f"the store holds its limit of {limits.keys} keys")
@@ -87,7 +87,7 @@ class RecordStore:
             raise StorageFull(f"the store holds its limit of {limits.bytes} bytes")
         if records is None:
             records = self._keys[key] = {}
-        records[record.publisher] = (record, now + limits.ttl)
+        records[record.slot] = (record, now + limits.ttl)
         self._bytes += growth
 
     def get(self, key: bytes, now: float) -> list[Record]:
@@ -97,21 +97,21 @@ class RecordStore:
         if not records:
             return []
         live = []
-        for publisher, (record, expiry) in list(records.items()):
+        for slot, (record, expiry) in list(records.items()):
             if expiry <= now:
-                self._remove(key, publisher)
+                self._remove(key, slot)
                 continue
             try:
                 record.check()
             except ValueError:
-                self._remove(key, publisher)
+                self._remove(key, slot)
                 continue
             live.append(record)
         return live
 
-    def _remove(self, key: bytes, publisher: str) -> None:
+    def _remove(self, key: bytes, slot: tuple[str, str]) -> None:
         records = self._keys[key]
-        record, _ = records.pop(publisher)
+        record, _ = records.pop(slot)
         self._bytes -= record.size + _RECORD_OVERHEAD
         if not records:
             del self._keys[key]
@@ -120,9 +120,9 @@ class RecordStore:
         """Drop every record past its TTL; returns how many."""
         dropped = 0
         for key in list(self._keys):
-            for publisher, (_, expiry) in list(self._keys[key].items()):
+            for slot, (_, expiry) in list(self._keys[key].items()):
                 if expiry <= now:
-                    self._remove(key, publisher)
+                    self._remove(key, slot)
                     dropped += 1
         return dropped
 
@@ -133,7 +133,7 @@ class RecordStore:
 
 
 #: Largest record a store accepts, for callers that size datagrams.
-MAX_RECORD_SIZE: Final = MAX_PUBLISHER + MAX_DATA + 32 + _RECORD_OVERHEAD
+MAX_RECORD_SIZE: Final = MAX_PUBLISHER + MAX_NAME + MAX_DATA + 32 + _RECORD_OVERHEAD
 
 
 class PlainStorage(IStorage):  # type: ignore[misc]

@@ -1,0 +1,350 @@
+"""P2PRegistry: the package marketplace on the DHT.
+
+- ``publish(package)`` stores the package's record under its package key and
+  under one key per tag, and announces it by gossip: a node forwards an
+  announcement it has not seen to ``fan_out`` peers (preferring peers the
+  announcement does not list as already told), with a hop limit; receivers
+  add it to ``discovered_packages`` and to their searchable catalog.
+- ``search(query)`` merges, through one QueryHandle, the local catalog's
+  matches, the ``search`` RPC answers of the ``fan_out`` best-scored peers,
+  and lookups of the query's tag keys; de-duplicates by PackageId (the
+  highest version wins); then applies ``offset`` and ``limit``.
+  ``search_stream`` yields packages as they arrive.
+- ``get_package(id)`` streams the package key's records from its holders and
+  returns the highest valid version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Final
+
+from .catalog import Catalog
+from .config import QueryConfig
+from .dht.node import DhtNode
+from .dht.protocol import RpcSpec
+from .dht.records import RecordError
+from .errors import InvalidArgumentTypeError
+from .handle import QueryHandle, QueryOutcome, QueryResult
+from .metrics import QueryMetrics
+from .model import Package, PackageId, Query, SchemaError, matches_query
+
+__all__ = ["P2PRegistry"]
+
+log = logging.getLogger("dhtquery.registry")
+
+Address = tuple[str, int]
+#: Packages one ``search`` answer carries at most (so it fits a datagram).
+MAX_SEARCH_ANSWER: Final = 30
+#: How many hops an announcement travels.
+ANNOUNCE_HOPS: Final = 6
+#: Announcement ids remembered, to forward each one once.
+SEEN_ANNOUNCEMENTS: Final = 100_000
+_TOLD_LIMIT: Final = 64
+_ANNOUNCE_ID_SIZE: Final = 16
+
+
+def package_key(package_id: PackageId) -> str:
+    return f"pkg:{package_id}"
+
+
+def tag_key(tag: str) -> str:
+    return f"tag:{tag}"
+
+
+def _is_query_map(value: Any) -> bool:
+    return type(value) is dict
+
+
+def _is_announcement(value: Any) -> bool:
+    return (
+        type(value) is dict
+        and type(value.get("id")) is bytes
+        and len(value["id"]) == _ANNOUNCE_ID_SIZE
+        and type(value.get("hops")) is int
+        and type(value.get("told")) is list
+        and type(value.get("record")) is bytes
+    )
+
+
+def _is_search_answer(value: Any) -> bool:
+    return type(value) is dict and type(value.get("results")) is list
+
+
+class P2PRegistry:
+    """The marketplace on one DhtNode. Metrics of every search and
+    get_package are the node's query metrics (``registry.metrics``)."""
+
+    def __init__(self, node: DhtNode, config: QueryConfig | None = None) -> None:
+        if not isinstance(node, DhtNode):
+            raise InvalidArgumentTypeError(f"node must be a DhtNode, got {type(node).__name__}")
+        self.node = node
+        self.config = config or node.config
+        self.catalog = Catalog()
+        #: PackageId -> addresses of the nodes that announced it
+        self.discovered_packages: dict[PackageId, set[Address]] = {}
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self.stats: dict[str, int] = {"announced": 0, "forwarded": 0, "duplicate_announcements": 0}
+        node.add_rpc("search", RpcSpec((_is_query_map,), self._rpc_search, _is_search_answer))
+        node.add_rpc(
+            "announce", RpcSpec((_is_announcement,), self._rpc_announce, lambda v: v is True)
+        )
+
+    @property
+    def metrics(self) -> QueryMetrics:
+        return self.node.queries.metrics
+
+    # -- publishing ---------------------------------------------------
+
+    async def publish(self, package: Package) -> int:
+        """Store and announce ``package``; returns how many nodes hold its
+        package record."""
+        if not isinstance(package, Package):
+            raise InvalidArgumentTypeError(
+                f"package must be a Package, got {type(package).__name__}"
+            )
+        self.catalog.add(package)
+        data = package.encode()
+        stores = [self.node.put(package_key(package.id), data)]
+        stores += [self.node.put(tag_key(tag), data, name=str(package.id)) for tag in package.tags]
+        held, *_ = await asyncio.gather(*stores)
+        self._remember(announcement_id := os.urandom(_ANNOUNCE_ID_SIZE))
+        self._forward(
+            {"id": announcement_id, "hops": ANNOUNCE_HOPS, "told": [], "record": data},
+            exclude=None,
+        )
+        self.stats["announced"] += 1
+        return int(held)
+
+    def _remember(self, announcement_id: bytes) -> bool:
+        """False if the announcement was seen before."""
+        if announcement_id in self._seen:
+            return False
+        self._seen[announcement_id] = None
+        if len(self._seen) > SEEN_ANNOUNCEMENTS:
+            self._seen.popitem(last=False)
+        return True
+
+    def _forward(self, announcement: dict[str, Any], exclude: Address | None) -> None:
+        protocol = self.node.protocol
+        if protocol is None or announcement["hops"] <= 0:
+            return
+        own = self.node.node.id
+        told = {bytes(node_id) for node_id in announcement["told"] if type(node_id) is bytes}
+        told.add(own)
+        peers = [
+            node
+            for node in protocol.router.find_neighbors(self.node.node, k=self.node.ksize * 8)
+            if (node.ip, node.port) != exclude
+        ]
+        now = time.time()
+        reputation = protocol.reputation
+        # peers not yet told first, then the best-scored
+        peers.sort(key=lambda n: (n.id in told, -reputation.score((n.ip, n.port), now)))
+        targets = peers[: self.config.fan_out]
+        if not targets:
+            return
+        listed = list(told | {node.id for node in targets})[-_TOLD_LIMIT:]
+        message = {**announcement, "hops": announcement["hops"] - 1, "told": listed}
+        for node in targets:
+            protocol.request((node.ip, node.port), "announce", (message,))
+            self.stats["forwarded"] += 1
+
+    def _rpc_announce(self, sender: Address, announcement: dict[str, Any]) -> bool:
+        if not self._remember(announcement["id"]):
+            self.stats["duplicate_announcements"] += 1
+            return True
+        try:
+            package = Package.decode(announcement["record"])
+        except SchemaError:
+            self._penalize(sender)
+            return False
+        self.catalog.add(package)
+        self.discovered_packages.setdefault(package.id, set()).add(sender)
+        self._forward(announcement, exclude=sender)
+        return True
+
+    def _penalize(self, peer: Any) -> None:
+        protocol = self.node.protocol
+        if protocol is not None:
+            protocol.reputation.failure(peer)
+            protocol.stats["bad_package"] += 1
+
+    # -- serving search -----------------------------------------------
+
+    def _rpc_search(self, sender: Address, query_map: dict[str, Any]) -> dict[str, Any]:
+        try:
+            query = _query_from_wire(query_map)
+        except SchemaError as exc:
+            return {"results": [], "more": False, "error": str(exc)}
+        wanted = min(query.offset + query.limit, MAX_SEARCH_ANSWER)
+        found = self.catalog.search(query, limit=wanted + 1)
+        return {
+            "results": [package.encode() for package in found[:wanted]],
+            "more": len(found) > wanted,
+        }
+
+    # -- searching ----------------------------------------------------
+
+    def _start_search(self, query: Query, timeout: float | None) -> QueryHandle:
+        if not isinstance(query, Query):
+            raise InvalidArgumentTypeError(f"query must be a Query, got {type(query).__name__}")
+        node = self.node
+        protocol = node.protocol
+        peers: list[Address] = []
+        if protocol is not None:
+            now = time.time()
+            candidates = [
+                (n.ip, n.port) for n in protocol.router.find_neighbors(node.node, k=node.ksize)
+            ]
+            candidates = [a for a in candidates if protocol.extensions.get(a) is not False]
+            peers = protocol.reputation.best(candidates, self.config.fan_out, now)  # type: ignore[assignment]
+        sources = len(peers) + len(query.tags)
+        wanted = query.offset + query.limit
+        manager = node.queries
+        handle = manager.start(
+            expected_peers=sources,
+            timeout=self.config.default_timeout if timeout is None else timeout,
+            # versions of one package count once each: leave room for them
+            max_results=min(wanted * 2, 100_000),
+        )
+        local = self.catalog.search(query, limit=wanted)
+        if local:
+            manager.submit_many(handle.id, node.address, _entries(local))
+        if sources == 0:
+            manager.finish(handle.id, "all_peers")
+            return handle
+        query_map = _query_to_wire(query)
+        for peer in peers:
+            future = protocol.request(peer, "search", (query_map,))  # type: ignore[union-attr]
+            future.add_done_callback(functools.partial(self._searched, handle, peer))
+        for tag in query.tags:
+            lookup = node.get_all(tag_key(tag), timeout=timeout)
+            lookup.add_done_callback(functools.partial(self._tag_looked_up, handle, query, tag))
+        return handle
+
+    def _searched(self, handle: QueryHandle, peer: Address, done: asyncio.Future[Any]) -> None:
+        manager = self.node.queries
+        ok, answer = done.result()
+        if not ok or handle.done():
+            manager.peer_finished(handle.id, peer, ok=ok)
+            return
+        packages = []
+        for data in answer["results"]:
+            try:
+                packages.append(Package.decode(data))
+            except (SchemaError, TypeError):
+                self._penalize(peer)
+        if packages:
+            manager.submit_many(handle.id, peer, _entries(packages))
+        manager.peer_finished(handle.id, peer, ok=True)
+
+    def _tag_looked_up(
+        self, handle: QueryHandle, query: Query, tag: str, outcome: QueryOutcome
+    ) -> None:
+        manager = self.node.queries
+        if handle.done():
+            return
+        for result in outcome.results:
+            package = self._package_of(result)
+            if package is not None and matches_query(package, query):
+                manager.submit(handle.id, result.peer, _key(package), package)
+                if handle.done():
+                    return
+        manager.peer_finished(handle.id, ("tag", tag), ok=not outcome.timed_out)
+
+    def _package_of(self, result: QueryResult) -> Package | None:
+        try:
+            return Package.decode(result.item.data)
+        except (SchemaError, RecordError):
+            self._penalize(result.peer)
+            return None
+
+    async def search(self, query: Query, *, timeout: float | None = None) -> list[Package]:
+        """Merged, de-duplicated (highest version per id) results, then
+        ``query.offset`` and ``query.limit``; local matches come first."""
+        outcome = await self._start_search(query, timeout)
+        best = _highest_versions(result.item for result in outcome.results)
+        return best[query.offset : query.offset + query.limit]
+
+    async def search_stream(
+        self, query: Query, *, timeout: float | None = None
+    ) -> AsyncIterator[Package]:
+        """Packages as they arrive: each id once, and again whenever a higher
+        version of it arrives. (``offset`` and ``limit`` are ``search``'s.)"""
+        handle = self._start_search(query, timeout)
+        shown: dict[PackageId, Package] = {}
+        try:
+            async for result in handle:
+                package: Package = result.item
+                held = shown.get(package.id)
+                if held is None or package.version > held.version:
+                    shown[package.id] = package
+                    yield package
+        finally:
+            if not handle.done():
+                handle.cancel()
+
+    async def get_package(
+        self, package_id: PackageId, *, timeout: float | None = None
+    ) -> Package | None:
+        """The highest valid version of ``package_id`` its holders serve."""
+        if not isinstance(package_id, PackageId):
+            raise InvalidArgumentTypeError(
+                f"package_id must be a PackageId, got {type(package_id).__name__}"
+            )
+        outcome = await self.node.get_all(package_key(package_id), timeout=timeout)
+        packages = []
+        for result in outcome.results:
+            package = self._package_of(result)
+            if package is not None and package.id == package_id:
+                packages.append(package)
+        best = _highest_versions(packages)
+        return best[0] if best else None
+
+
+def _key(package: Package) -> str:
+    return f"{package.id}@{package.version}"
+
+
+def _entries(packages: Iterable[Package]) -> list[tuple[str, Package]]:
+    return [(_key(package), package) for package in packages]
+
+
+def _highest_versions(packages: Iterable[Package]) -> list[Package]:
+    """One package per id, the highest version, in first-arrival order."""
+    best: dict[PackageId, Package] = {}
+    for package in packages:
+        held = best.get(package.id)
+        if held is None or package.version > held.version:
+            best[package.id] = package
+    return list(best.values())
+
+
+def _query_to_wire(query: Query) -> dict[str, Any]:
+    return {
+        "text": query.text,
+        "categories": list(query.categories),
+        "tags": list(query.tags),
+        "limit": query.limit,
+        "offset": query.offset,
+    }
+
+
+def _query_from_wire(value: dict[str, Any]) -> Query:
+    try:
+        return Query(
+            value.get("text", ""),
+            tuple(value.get("categories", ())),
+            tuple(value.get("tags", ())),
+            value.get("limit", 20),
+            value.get("offset", 0),
+        )
+    except TypeError as exc:
+        raise SchemaError("query", str(exc)) from None
