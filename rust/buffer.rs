@@ -29,6 +29,14 @@ impl<R> ResultBuffer<R> {
         self.queue.push(record)
     }
 
+    /// Push a record the table accepted: the table accepts at most
+    /// `max_results`, the buffer's capacity, so it always fits.
+    pub fn push_accepted(&self, record: R) {
+        if self.queue.push(record).is_err() {
+            unreachable!("a query accepts at most max_results records");
+        }
+    }
+
     pub fn capacity(&self) -> usize {
         self.queue.capacity()
     }

@@ -1,45 +1,180 @@
-//! A query's set of result keys seen so far. Keys are exact: a tag byte
-//! (str or bytes) then the key's bytes, so `"a"` and `b"a"` stay distinct
-//! and no Python `__eq__`/`__hash__` is ever needed.
+//! A query's set of result keys seen so far. Keys are exact: a tag (str or
+//! bytes) and the key's bytes, so `"a"` and `b"a"` stay distinct and no
+//! Python `__eq__`/`__hash__` is ever needed.
+//!
+//! Keys are looked up as borrowed bytes with a hash computed once, before
+//! the core is locked; only a key that is new gets copied, into one byte
+//! arena per query (no allocation per key).
 
 use foldhash::fast::RandomState;
-use hashbrown::HashSet;
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
+use std::hash::{BuildHasher, Hasher};
 
 const TAG_STR: u8 = 0;
 const TAG_BYTES: u8 = 1;
 
-/// An owned dedup key: tag byte + bytes.
-pub type Key = Box<[u8]>;
+/// Keys a query's set is sized for up front (at most `max_results`): a
+/// Kademlia query (k = 20) fits without rehashing, and a query with a large
+/// `max_results` that gets few results reserves little (28 fills 32
+/// buckets; larger first sizes cost page faults across many queries).
+const PRESIZE_KEYS: usize = 28;
 
-fn tagged(tag: u8, bytes: &[u8]) -> Key {
-    let mut key = Vec::with_capacity(bytes.len() + 1);
-    key.push(tag);
-    key.extend_from_slice(bytes);
-    key.into_boxed_slice()
+/// A key as borrowed bytes: its tag (str or bytes) and its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    tag: u8,
+    bytes: &'a [u8],
 }
 
-/// The key of a `str` from its UTF-8 (surrogate-passing) encoding.
-pub fn str_key(utf8: &[u8]) -> Key {
-    tagged(TAG_STR, utf8)
+impl<'a> KeyRef<'a> {
+    /// The key of a `str` from its UTF-8 (surrogate-passing) encoding.
+    pub fn str(utf8: &'a [u8]) -> Self {
+        KeyRef {
+            tag: TAG_STR,
+            bytes: utf8,
+        }
+    }
+
+    pub fn bytes(bytes: &'a [u8]) -> Self {
+        KeyRef {
+            tag: TAG_BYTES,
+            bytes,
+        }
+    }
+
+    /// Bytes this key takes in an arena: the tag, then the bytes.
+    fn stored_len(self) -> usize {
+        self.bytes.len() + 1
+    }
+
+    fn store(self, arena: &mut Vec<u8>) -> Span {
+        let start = arena.len();
+        arena.push(self.tag);
+        arena.extend_from_slice(self.bytes);
+        Span {
+            start,
+            end: arena.len(),
+        }
+    }
 }
 
-pub fn bytes_key(bytes: &[u8]) -> Key {
-    tagged(TAG_BYTES, bytes)
+/// The hash function of keys. One per core, shared by every query, so a
+/// key's hash can be computed before locking the core.
+#[derive(Clone, Default)]
+pub struct KeyHasher(RandomState);
+
+impl KeyHasher {
+    pub fn hash(&self, key: KeyRef<'_>) -> u64 {
+        let mut hasher = self.0.build_hasher();
+        hasher.write_u8(key.tag);
+        hasher.write(key.bytes);
+        hasher.finish()
+    }
+}
+
+/// Where a key (tag first) is in an arena.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    fn key(self, arena: &[u8]) -> KeyRef<'_> {
+        KeyRef {
+            tag: arena[self.start],
+            bytes: &arena[self.start + 1..self.end],
+        }
+    }
 }
 
 #[derive(Default)]
 pub struct DedupSet {
-    keys: HashSet<Key, RandomState>,
+    arena: Vec<u8>,
+    spans: HashTable<Span>,
 }
 
 impl DedupSet {
-    pub fn contains(&self, key: &[u8]) -> bool {
-        self.keys.contains(key)
+    /// `hash` is `hasher.hash(key)` for the set's `hasher`.
+    pub fn contains(&self, key: KeyRef<'_>, hash: u64) -> bool {
+        self.spans
+            .find(hash, |span| span.key(&self.arena) == key)
+            .is_some()
     }
 
-    /// True if the key was new.
-    pub fn insert(&mut self, key: Key) -> bool {
-        self.keys.insert(key)
+    /// Adds the key if it is new (and says so). `max_keys` (the query's
+    /// `max_results`) bounds how many keys the set will ever hold, to size
+    /// it on the first insert.
+    pub fn insert(
+        &mut self,
+        key: KeyRef<'_>,
+        hash: u64,
+        hasher: &KeyHasher,
+        max_keys: usize,
+    ) -> bool {
+        let Self { arena, spans } = self;
+        if spans.capacity() == 0 {
+            let keys = max_keys.clamp(1, PRESIZE_KEYS);
+            arena.reserve(keys * key.stored_len());
+            spans.reserve(keys, |span| hasher.hash(span.key(arena)));
+        }
+        let rehash = |span: &Span| hasher.hash(span.key(arena));
+        match spans.entry(hash, |span| span.key(arena) == key, rehash) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(vacant) => {
+                vacant.insert(key.store(arena));
+                true
+            }
+        }
+    }
+
+    /// Before looking up `lookups` keys: when the set is not much larger,
+    /// touches all of it (each key's bucket and bytes) in one sweep, so its
+    /// cache misses overlap rather than come one per lookup.
+    pub fn warm_up(&self, lookups: usize) {
+        if self.spans.len() <= 4 * lookups {
+            let sum = self.spans.iter().fold(0u8, |sum, span| {
+                sum ^ self.arena[span.start] ^ self.arena[span.end - 1]
+            });
+            std::hint::black_box(sum);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+/// The keys of one `offer_many` batch with their hashes, copied into one
+/// buffer: a few allocations per batch rather than one per key.
+#[derive(Default)]
+pub struct KeyBatch {
+    arena: Vec<u8>,
+    keys: Vec<(Span, u64)>,
+}
+
+impl KeyBatch {
+    pub fn with_capacity(keys: usize) -> Self {
+        KeyBatch {
+            arena: Vec::new(),
+            keys: Vec::with_capacity(keys),
+        }
+    }
+
+    pub fn push(&mut self, key: KeyRef<'_>, hasher: &KeyHasher) {
+        if self.arena.capacity() == 0 {
+            // Keys of one batch tend to be alike: size for all from the first.
+            self.arena
+                .reserve(self.keys.capacity().max(1) * key.stored_len());
+        }
+        let hash = hasher.hash(key);
+        let span = key.store(&mut self.arena);
+        self.keys.push((span, hash));
     }
 
     pub fn len(&self) -> usize {
@@ -49,33 +184,87 @@ impl DedupSet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// Each key with its hash, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (KeyRef<'_>, u64)> + '_ {
+        self.keys
+            .iter()
+            .map(|&(span, hash)| (span.key(&self.arena), hash))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn insert(set: &mut DedupSet, hasher: &KeyHasher, key: KeyRef<'_>) -> bool {
+        set.insert(key, hasher.hash(key), hasher, 4)
+    }
+
+    fn contains(set: &DedupSet, hasher: &KeyHasher, key: KeyRef<'_>) -> bool {
+        set.contains(key, hasher.hash(key))
+    }
+
     #[test]
     fn str_and_bytes_are_distinct() {
+        let hasher = KeyHasher::default();
         let mut set = DedupSet::default();
-        assert!(set.insert(str_key(b"a")));
-        assert!(set.insert(bytes_key(b"a")));
-        assert!(!set.insert(str_key(b"a")));
-        assert!(!set.insert(bytes_key(b"a")));
-        assert!(set.contains(&str_key(b"a")));
-        assert!(!set.contains(&str_key(b"b")));
-        assert!(set.insert(str_key(b"")));
-        assert!(set.insert(bytes_key(b"")));
+        assert!(insert(&mut set, &hasher, KeyRef::str(b"a")));
+        assert!(insert(&mut set, &hasher, KeyRef::bytes(b"a")));
+        assert!(!insert(&mut set, &hasher, KeyRef::str(b"a")));
+        assert!(!insert(&mut set, &hasher, KeyRef::bytes(b"a")));
+        assert!(contains(&set, &hasher, KeyRef::str(b"a")));
+        assert!(!contains(&set, &hasher, KeyRef::str(b"b")));
+        assert!(insert(&mut set, &hasher, KeyRef::str(b"")));
+        assert!(insert(&mut set, &hasher, KeyRef::bytes(b"")));
         assert_eq!(set.len(), 4);
     }
 
     #[test]
     fn keys_are_exact_bytes() {
+        let hasher = KeyHasher::default();
         let mut set = DedupSet::default();
-        assert!(set.insert(bytes_key(&[0, 1, 2])));
-        assert!(set.insert(bytes_key(&[0, 1])));
-        assert!(set.insert(str_key("é".as_bytes())));
-        assert!(!set.insert(str_key("é".as_bytes())));
-        assert!(set.insert(bytes_key("é".as_bytes())));
+        assert!(insert(&mut set, &hasher, KeyRef::bytes(&[0, 1, 2])));
+        assert!(insert(&mut set, &hasher, KeyRef::bytes(&[0, 1])));
+        assert!(insert(&mut set, &hasher, KeyRef::str("é".as_bytes())));
+        assert!(!insert(&mut set, &hasher, KeyRef::str("é".as_bytes())));
+        assert!(insert(&mut set, &hasher, KeyRef::bytes("é".as_bytes())));
+    }
+
+    #[test]
+    fn grows_past_its_first_size() {
+        let hasher = KeyHasher::default();
+        let mut set = DedupSet::default();
+        let keys: Vec<String> = (0..1000).map(|i| format!("key{i}")).collect();
+        for key in &keys {
+            assert!(insert(&mut set, &hasher, KeyRef::str(key.as_bytes())));
+        }
+        for key in &keys {
+            assert!(!insert(&mut set, &hasher, KeyRef::str(key.as_bytes())));
+            assert!(contains(&set, &hasher, KeyRef::str(key.as_bytes())));
+        }
+        assert_eq!(set.len(), 1000);
+    }
+
+    #[test]
+    fn batch_keeps_keys_and_hashes_in_order() {
+        let hasher = KeyHasher::default();
+        let mut batch = KeyBatch::with_capacity(2);
+        batch.push(KeyRef::str(b"ab"), &hasher);
+        batch.push(KeyRef::bytes(b""), &hasher);
+        batch.push(KeyRef::bytes(b"a longer key than the first"), &hasher);
+        let keys: Vec<_> = batch.iter().collect();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(
+            keys,
+            vec![
+                (KeyRef::str(b"ab"), hasher.hash(KeyRef::str(b"ab"))),
+                (KeyRef::bytes(b""), hasher.hash(KeyRef::bytes(b""))),
+                (
+                    KeyRef::bytes(b"a longer key than the first"),
+                    hasher.hash(KeyRef::bytes(b"a longer key than the first"))
+                ),
+            ]
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! The package's exceptions (defined in Python, in `dhtquery.errors`) and
 //! the argument checks, with the Python twin's rules and messages.
 
-use crate::dedup::{bytes_key, str_key, Key};
+use crate::dedup::KeyRef;
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
+use std::borrow::Cow;
 
 pyo3::import_exception!(dhtquery.errors, InvalidArgumentError);
 pyo3::import_exception!(dhtquery.errors, InvalidArgumentTypeError);
@@ -102,23 +103,44 @@ pub fn check_int(name: &str, value: &Bound<'_, PyAny>, low: u32, high: u32) -> P
     }
 }
 
-/// A key must be exactly str or bytes; returns its exact dedup key.
-pub fn check_key(name: &str, key: &Bound<'_, PyAny>) -> PyResult<Key> {
+/// A checked key's dedup bytes, borrowed from the key object.
+pub enum KeyBytes<'a> {
+    /// A str's UTF-8, or with lone surrogates its surrogatepass encoding.
+    Str(Cow<'a, [u8]>),
+    Bytes(&'a [u8]),
+}
+
+impl KeyBytes<'_> {
+    pub fn key(&self) -> KeyRef<'_> {
+        match self {
+            KeyBytes::Str(utf8) => KeyRef::str(utf8),
+            KeyBytes::Bytes(bytes) => KeyRef::bytes(bytes),
+        }
+    }
+}
+
+/// A key must be exactly str or bytes; returns its exact dedup bytes.
+/// `name` names it in the error (built only then: this is a hot path).
+pub fn check_key<'a>(
+    key: &'a Bound<'_, PyAny>,
+    name: impl FnOnce() -> String,
+) -> PyResult<KeyBytes<'a>> {
     if let Ok(s) = key.cast_exact::<PyString>() {
-        return Ok(match s.to_str() {
-            Ok(text) => str_key(text.as_bytes()),
+        return Ok(KeyBytes::Str(match s.to_str() {
+            Ok(text) => Cow::Borrowed(text.as_bytes()),
             // Lone surrogates: this encoding is still injective.
             Err(_) => {
                 let encoded = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
-                str_key(encoded.cast_exact::<PyBytes>()?.as_bytes())
+                Cow::Owned(encoded.cast_exact::<PyBytes>()?.as_bytes().to_vec())
             }
-        });
+        }));
     }
     if let Ok(b) = key.cast_exact::<PyBytes>() {
-        return Ok(bytes_key(b.as_bytes()));
+        return Ok(KeyBytes::Bytes(b.as_bytes()));
     }
     Err(type_error(format!(
-        "{name} must be str or bytes, got {}",
+        "{} must be str or bytes, got {}",
+        name(),
         type_name(key)
     )))
 }

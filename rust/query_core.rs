@@ -13,6 +13,7 @@
 //!   under the lock. A `__del__` or `__eq__` that calls back into the same
 //!   core therefore finds it unlocked.
 
+use crate::dedup::{KeyBatch, KeyHasher};
 use crate::errors::{
     check_float, check_int, check_key, check_now, check_peer, float_repr, repr, short_repr,
     type_error, type_name, value_error, MAX_EXPECTED_PEERS, MAX_RESULTS_LIMIT, MAX_TIMEOUT,
@@ -45,6 +46,8 @@ const FINISH_REASONS: [Reason; 3] = [Reason::MaxResults, Reason::AllPeers, Reaso
 #[pyclass(frozen, module = "dhtquery._core", name = "QueryCore")]
 pub struct QueryCore {
     grace: f64,
+    /// The table's key hasher, to hash keys before locking.
+    key_hasher: KeyHasher,
     inner: Mutex<CoreTable>,
 }
 
@@ -100,6 +103,88 @@ fn outcome<'py>(
         .into_pyobject(py)
 }
 
+/// A checked `offer_many` batch: each entry's (key, item) pair, and the
+/// keys' dedup bytes and hashes.
+struct Batch<'py> {
+    pairs: Vec<Bound<'py, PyTuple>>,
+    keys: KeyBatch,
+}
+
+impl<'py> Batch<'py> {
+    /// Every entry is checked, in order, before any is offered.
+    fn check(entries: &Bound<'py, PyAny>, hasher: &KeyHasher) -> PyResult<Self> {
+        let exact =
+            entries.is_exact_instance_of::<PyList>() || entries.is_exact_instance_of::<PyTuple>();
+        let sequence =
+            exact || entries.is_instance_of::<PyList>() || entries.is_instance_of::<PyTuple>();
+        if !sequence {
+            return Err(type_error(format!(
+                "entries must be a list or tuple of (key, item) pairs, got {}",
+                type_name(entries)
+            )));
+        }
+        // A subclass's __len__ may be Python code: no size hint for it.
+        let hint = if exact { entries.len()? } else { 0 };
+        let mut batch = Batch {
+            pairs: Vec::with_capacity(hint),
+            keys: KeyBatch::with_capacity(hint),
+        };
+        for (index, entry) in entries.try_iter()?.enumerate() {
+            batch.push(index, entry?, hasher)?;
+        }
+        Ok(batch)
+    }
+
+    fn push(&mut self, index: usize, entry: Bound<'py, PyAny>, hasher: &KeyHasher) -> PyResult<()> {
+        let pair = match entry.cast_into_exact::<PyTuple>() {
+            Ok(pair) if pair.len() == 2 => pair,
+            Ok(pair) => return Err(not_a_pair(index, pair.as_any())),
+            Err(err) => return Err(not_a_pair(index, &err.into_inner())),
+        };
+        let key = pair.get_borrowed_item(0)?;
+        let key_bytes = check_key(&key, || format!("entries[{index}] key"))?;
+        self.keys.push(key_bytes.key(), hasher);
+        self.pairs.push(pair);
+        Ok(())
+    }
+
+    /// The result records of the `fresh` entries (None for the others, which
+    /// are duplicates): they share one response-time float.
+    fn records(
+        &self,
+        peer: &Bound<'py, PyAny>,
+        response_time: f64,
+        fresh: &[bool],
+    ) -> PyResult<Vec<Option<Py<PyTuple>>>> {
+        let py = peer.py();
+        let response_time = PyFloat::new(py, response_time);
+        let mut records = Vec::with_capacity(self.pairs.len());
+        for (pair, &fresh) in self.pairs.iter().zip(fresh) {
+            records.push(if fresh {
+                let key = pair.get_borrowed_item(0)?;
+                let item = pair.get_borrowed_item(1)?;
+                Some(
+                    (item, peer, key, &response_time)
+                        .into_pyobject(py)?
+                        .unbind(),
+                )
+            } else {
+                None
+            });
+        }
+        Ok(records)
+    }
+}
+
+fn not_a_pair(index: usize, entry: &Bound<'_, PyAny>) -> PyErr {
+    match short_repr(entry) {
+        Ok(text) => type_error(format!(
+            "entries[{index}] must be a (key, item) tuple, got {text}"
+        )),
+        Err(err) => err,
+    }
+}
+
 impl QueryCore {
     fn lock(&self, py: Python<'_>) -> MutexGuard<'_, CoreTable> {
         if let Some(guard) = self.inner.try_lock() {
@@ -128,9 +213,11 @@ impl QueryCore {
                 grace
             }
         };
+        let table = Table::new(grace);
         Ok(QueryCore {
             grace,
-            inner: Mutex::new(Table::new(grace)),
+            key_hasher: table.key_hasher(),
+            inner: Mutex::new(table),
         })
     }
 
@@ -176,17 +263,19 @@ impl QueryCore {
     ) -> PyResult<u8> {
         let id = check_qid(query_id)?;
         check_peer(peer)?;
-        let dedup_key = check_key("key", key)?;
+        let key_bytes = check_key(key, || "key".to_owned())?;
         let now = check_now(now)?;
+        let dedup_key = key_bytes.key();
+        let hash = self.key_hasher.hash(dedup_key);
         // Decided (and counted) without a record if it will not be taken;
         // otherwise the record is built unlocked, then offered.
-        let start = match self.lock(py).offer_check(id, &dedup_key) {
+        let start = match self.lock(py).offer_check(id, dedup_key, hash) {
             Ok(start) => start,
             Err(code) => return Ok(code),
         };
         let record = (item, peer, key, now - start).into_pyobject(py)?.unbind();
         let mut record = Some(record);
-        let code = self.lock(py).offer(id, dedup_key, &mut record);
+        let code = self.lock(py).offer(id, dedup_key, hash, &mut record);
         drop(record);
         Ok(code)
     }
@@ -202,41 +291,16 @@ impl QueryCore {
         let id = check_qid(query_id)?;
         check_peer(peer)?;
         let now = check_now(now)?;
-        if !(entries.is_instance_of::<PyList>() || entries.is_instance_of::<PyTuple>()) {
-            return Err(type_error(format!(
-                "entries must be a list or tuple of (key, item) pairs, got {}",
-                type_name(entries)
-            )));
-        }
-        let mut checked = Vec::new();
-        for (index, entry) in entries.try_iter()?.enumerate() {
-            let entry = entry?;
-            let pair = match entry.cast_exact::<PyTuple>() {
-                Ok(pair) if pair.len() == 2 => pair,
-                _ => {
-                    return Err(type_error(format!(
-                        "entries[{index}] must be a (key, item) tuple, got {}",
-                        short_repr(&entry)?
-                    )))
-                }
-            };
-            let key = pair.get_item(0)?;
-            let dedup_key = check_key(&format!("entries[{index}] key"), &key)?;
-            checked.push((dedup_key, key, pair.get_item(1)?));
-        }
-        let start = match self.lock(py).offer_many_check(id, checked.len()) {
+        let batch = Batch::check(entries, &self.key_hasher)?;
+        // Two steps, as `offer`: which keys are not seen yet is decided
+        // first, so records are built (unlocked) for those only.
+        let mut fresh = Vec::new();
+        let start = match self.lock(py).offer_many_check(id, &batch.keys, &mut fresh) {
             Ok(start) => start,
             Err(answer) => return Ok(answer),
         };
-        let response_time = PyFloat::new(py, now - start);
-        let mut records = Vec::with_capacity(checked.len());
-        for (dedup_key, key, item) in checked {
-            let record = (item, peer, key, &response_time)
-                .into_pyobject(py)?
-                .unbind();
-            records.push((dedup_key, Some(record)));
-        }
-        let answer = self.lock(py).offer_many(id, &mut records);
+        let mut records = batch.records(peer, now - start, &fresh)?;
+        let answer = self.lock(py).offer_many(id, &batch.keys, &mut records);
         drop(records);
         Ok(answer)
     }

@@ -5,7 +5,7 @@
 //! lock, building the Python objects). Every rule mirrors `_core_py.py`.
 
 use crate::buffer::ResultBuffer;
-use crate::dedup::{DedupSet, Key};
+use crate::dedup::{DedupSet, KeyBatch, KeyHasher, KeyRef};
 use crate::latency::{Latency, Summary};
 use crate::wheel::{Due, Wheel, NIL};
 use foldhash::fast::RandomState;
@@ -187,6 +187,8 @@ pub struct Table<R, P> {
     free: u32,
     index: HashTable<u32>,
     hasher: RandomState,
+    /// Hashes result keys; callers hash with a clone before locking.
+    key_hasher: KeyHasher,
     wheel: Wheel,
     grace_ticks: u64,
     seq: u64,
@@ -203,6 +205,7 @@ impl<R, P> Table<R, P> {
             free: NIL,
             index: HashTable::new(),
             hasher: RandomState::default(),
+            key_hasher: KeyHasher::default(),
             wheel: Wheel::new(),
             grace_ticks: tick_ceil(grace),
             seq: 0,
@@ -232,10 +235,20 @@ impl<R, P> Table<R, P> {
     }
 
     fn query(&mut self, slot: u32) -> &mut Query<R, P> {
-        match &mut self.slots[slot as usize].state {
+        Self::live(&mut self.slots, slot)
+    }
+
+    /// `query` borrowing only the slots, so other fields stay usable.
+    fn live(slots: &mut [Slot<R, P>], slot: u32) -> &mut Query<R, P> {
+        match &mut slots[slot as usize].state {
             State::Live(query) => query,
             _ => unreachable!("slot {slot} is not a live query"),
         }
+    }
+
+    /// The hash function of result keys: `hash` arguments are its hashes.
+    pub fn key_hasher(&self) -> KeyHasher {
+        self.key_hasher.clone()
     }
 
     fn missing(&mut self, tomb: bool, count: u64) -> u8 {
@@ -307,7 +320,7 @@ impl<R, P> Table<R, P> {
 
     /// First step of `offer`: the outcome if it is final (and counted), else
     /// the query's start, to build the record with before `offer`.
-    pub fn offer_check(&mut self, id: u128, key: &[u8]) -> Result<f64, u8> {
+    pub fn offer_check(&mut self, id: u128, key: KeyRef<'_>, hash: u64) -> Result<f64, u8> {
         let slot = match self.lookup(id) {
             Found::Live(slot) => slot,
             Found::Tomb => return Err(self.missing(true, 1)),
@@ -318,59 +331,84 @@ impl<R, P> Table<R, P> {
             self.counters.overflow += 1;
             return Err(FULL);
         }
-        if query.extra.as_ref().is_some_and(|e| e.seen.contains(key)) {
-            query.duplicates += 1;
-            self.counters.duplicates += 1;
+        if query
+            .extra
+            .as_ref()
+            .is_some_and(|e| e.seen.contains(key, hash))
+        {
+            self.count_duplicate(slot);
             return Err(DUPLICATE);
         }
         Ok(query.start)
     }
 
+    fn count_duplicate(&mut self, slot: u32) {
+        self.query(slot).duplicates += 1;
+        self.counters.duplicates += 1;
+    }
+
     /// Offer one result; takes the record out of `record` if accepted.
-    pub fn offer(&mut self, id: u128, key: Key, record: &mut Option<R>) -> u8 {
+    pub fn offer(&mut self, id: u128, key: KeyRef<'_>, hash: u64, record: &mut Option<R>) -> u8 {
         match self.lookup(id) {
-            Found::Live(slot) => self.offer_live(slot, key, record),
+            Found::Live(slot) => self.offer_live(slot, key, hash, record),
             Found::Tomb => self.missing(true, 1),
             Found::Missing => self.missing(false, 1),
         }
     }
 
-    fn offer_live(&mut self, slot: u32, key: Key, record: &mut Option<R>) -> u8 {
-        let query = self.query(slot);
+    fn offer_live(&mut self, slot: u32, key: KeyRef<'_>, hash: u64, record: &mut Option<R>) -> u8 {
+        let code = self.accept(slot, key, hash);
+        if matches!(code, NEW | COMPLETED) {
+            if let Some(record) = record.take() {
+                self.buffer_of(slot).push_accepted(record);
+            }
+        }
+        code
+    }
+
+    /// Decides (and counts) an offer to a live query, adding its key if
+    /// new; on NEW or COMPLETED the caller adds the record to the buffer.
+    fn accept(&mut self, slot: u32, key: KeyRef<'_>, hash: u64) -> u8 {
+        let query = Self::live(&mut self.slots, slot);
         if query.is_complete() {
             self.counters.overflow += 1;
             return FULL;
         }
-        let max_results = query.max_results;
-        let extra = query.extra();
-        if !extra.seen.insert(key) {
-            query.duplicates += 1;
-            self.counters.duplicates += 1;
+        let max_results = query.max_results as usize;
+        let hasher = &self.key_hasher;
+        if !query.extra().seen.insert(key, hash, hasher, max_results) {
+            self.count_duplicate(slot);
             return DUPLICATE;
         }
-        let buffer = extra
-            .buffer
-            .get_or_insert_with(|| ResultBuffer::new(max_results as usize));
-        if let Some(value) = record.take() {
-            // Never full: it holds at most max_results accepted results.
-            if let Err(value) = buffer.push(value) {
-                *record = Some(value);
-            }
-        }
         query.accepted += 1;
-        let complete = query.is_complete();
         self.counters.results += 1;
-        if complete {
+        if query.is_complete() {
             COMPLETED
         } else {
             NEW
         }
     }
 
+    fn buffer_of(&mut self, slot: u32) -> &ResultBuffer<R> {
+        let query = self.query(slot);
+        let max_results = query.max_results as usize;
+        query
+            .extra()
+            .buffer
+            .get_or_insert_with(|| ResultBuffer::new(max_results))
+    }
+
     /// First step of `offer_many`: the final outcome if the query is
-    /// missing or complete (counted), else its start.
-    pub fn offer_many_check(&mut self, id: u128, count: usize) -> Result<f64, (u8, u64, u64)> {
-        let count = count as u64;
+    /// missing or complete (counted), else its start, with `fresh[i]` set
+    /// to whether key `i` is not in the query's set yet (nothing counted):
+    /// only those need a record.
+    pub fn offer_many_check(
+        &mut self,
+        id: u128,
+        keys: &KeyBatch,
+        fresh: &mut Vec<bool>,
+    ) -> Result<f64, (u8, u64, u64)> {
+        let count = keys.len() as u64;
         let slot = match self.lookup(id) {
             Found::Live(slot) => slot,
             Found::Tomb => return Err((self.missing(true, count), 0, 0)),
@@ -381,13 +419,30 @@ impl<R, P> Table<R, P> {
             self.counters.overflow += count;
             return Err((FULL, 0, 0));
         }
+        fresh.clear();
+        match &query.extra {
+            Some(extra) => {
+                extra.seen.warm_up(keys.len());
+                fresh.extend(keys.iter().map(|(k, h)| !extra.seen.contains(k, h)));
+            }
+            None => fresh.resize(keys.len(), true),
+        }
         Ok(query.start)
     }
 
-    /// Offer a batch in order; accepted records are taken out of `entries`.
-    /// Returns (status, accepted, duplicates).
-    pub fn offer_many(&mut self, id: u128, entries: &mut [(Key, Option<R>)]) -> (u8, u64, u64) {
-        let count = entries.len() as u64;
+    /// Offer a batch in order: key `i` with `records[i]`, which is taken
+    /// out if accepted. Returns (status, accepted, duplicates).
+    ///
+    /// A key without a record was seen already at `offer_many_check`; a key
+    /// stays seen while its query lives, so it is counted as a duplicate
+    /// again without a lookup.
+    pub fn offer_many(
+        &mut self,
+        id: u128,
+        keys: &KeyBatch,
+        records: &mut [Option<R>],
+    ) -> (u8, u64, u64) {
+        let count = keys.len() as u64;
         let slot = match self.lookup(id) {
             Found::Live(slot) => slot,
             Found::Tomb => return (self.missing(true, count), 0, 0),
@@ -397,17 +452,26 @@ impl<R, P> Table<R, P> {
             self.counters.overflow += count;
             return (FULL, 0, 0);
         }
+        let buffer = self.buffer_of(slot).clone();
         let (mut accepted, mut duplicates) = (0, 0);
-        for (position, (key, record)) in entries.iter_mut().enumerate() {
-            let code = self.offer_live(slot, std::mem::take(key), record);
+        for (position, ((key, hash), record)) in keys.iter().zip(records).enumerate() {
+            let code = if record.is_some() {
+                self.accept(slot, key, hash)
+            } else {
+                self.count_duplicate(slot);
+                DUPLICATE
+            };
             if code == DUPLICATE {
                 duplicates += 1;
-            } else {
-                accepted += 1;
-                if code == COMPLETED {
-                    self.counters.overflow += count - position as u64 - 1;
-                    return (COMPLETED, accepted, duplicates);
-                }
+                continue;
+            }
+            if let Some(record) = record.take() {
+                buffer.push_accepted(record);
+            }
+            accepted += 1;
+            if code == COMPLETED {
+                self.counters.overflow += count - position as u64 - 1;
+                return (COMPLETED, accepted, duplicates);
             }
         }
         (NEW, accepted, duplicates)
@@ -631,13 +695,31 @@ impl<R, P> Table<R, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dedup::{bytes_key, str_key};
 
     type T = Table<u32, u32>;
 
+    fn offer_key(t: &mut T, id: u128, key: KeyRef<'_>, record: &mut Option<u32>) -> u8 {
+        let hash = t.key_hasher().hash(key);
+        t.offer(id, key, hash, record)
+    }
+
     fn offer(t: &mut T, id: u128, key: &str, value: u32) -> u8 {
-        let mut record = Some(value);
-        t.offer(id, str_key(key.as_bytes()), &mut record)
+        offer_key(t, id, KeyRef::str(key.as_bytes()), &mut Some(value))
+    }
+
+    fn check(t: &mut T, id: u128, key: &str) -> Result<f64, u8> {
+        let key = KeyRef::str(key.as_bytes());
+        let hash = t.key_hasher().hash(key);
+        t.offer_check(id, key, hash)
+    }
+
+    fn batch(t: &T, keys: &[&str]) -> KeyBatch {
+        let hasher = t.key_hasher();
+        let mut batch = KeyBatch::with_capacity(keys.len());
+        for key in keys {
+            batch.push(KeyRef::str(key.as_bytes()), &hasher);
+        }
+        batch
     }
 
     fn done(t: &mut T, id: u128, peer: u32, ok: bool) -> u8 {
@@ -663,12 +745,12 @@ mod tests {
         let mut t = T::new(5.0);
         assert!(t.register(1, 10.0, 2, 0, 0.0));
         assert!(!t.register(1, 10.0, 2, 0, 0.0));
-        assert_eq!(t.offer_check(1, &str_key(b"a")), Ok(0.0));
+        assert_eq!(check(&mut t, 1, "a"), Ok(0.0));
         assert_eq!(offer(&mut t, 1, "a", 10), NEW);
-        assert_eq!(t.offer_check(1, &str_key(b"a")), Err(DUPLICATE));
+        assert_eq!(check(&mut t, 1, "a"), Err(DUPLICATE));
         assert_eq!(offer(&mut t, 1, "a", 11), DUPLICATE);
         let mut r = Some(12);
-        assert_eq!(t.offer(1, bytes_key(b"a"), &mut r), COMPLETED);
+        assert_eq!(offer_key(&mut t, 1, KeyRef::bytes(b"a"), &mut r), COMPLETED);
         assert_eq!(r, None);
         assert_eq!(offer(&mut t, 1, "b", 13), FULL);
         assert_eq!(t.buffer(1).unwrap().drain(), vec![10, 12]);
@@ -708,22 +790,46 @@ mod tests {
     fn offer_many_counts_overflow_and_late() {
         let mut t = T::new(5.0);
         t.register(7, 10.0, 3, 0, 0.0);
-        let mut entries: Vec<(Key, Option<u32>)> = ["a", "a", "b", "c", "d", "e"]
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (str_key(k.as_bytes()), Some(i as u32)))
-            .collect();
-        assert_eq!(t.offer_many(7, &mut entries), (COMPLETED, 3, 1));
+        let keys = batch(&t, &["a", "a", "b", "c", "d", "e"]);
+        let mut records: Vec<Option<u32>> = (0..6).map(Some).collect();
+        assert_eq!(t.offer_many(7, &keys, &mut records), (COMPLETED, 3, 1));
         assert_eq!(t.counters().overflow, 2);
-        assert_eq!(entries[1].1, Some(1));
-        assert_eq!(entries[4].1, Some(4));
-        assert_eq!(t.offer_many_check(7, 4), Err((FULL, 0, 0)));
+        assert_eq!(records[1], Some(1));
+        assert_eq!(records[4], Some(4));
+        let four = batch(&t, &["f", "g", "h", "i"]);
+        let mut fresh = Vec::new();
+        assert_eq!(t.offer_many_check(7, &four, &mut fresh), Err((FULL, 0, 0)));
         assert_eq!(t.counters().overflow, 6);
         t.cancel(7, 1.0).unwrap();
-        assert_eq!(t.offer_many_check(7, 4), Err((LATE, 0, 0)));
+        assert_eq!(t.offer_many_check(7, &four, &mut fresh), Err((LATE, 0, 0)));
         assert_eq!(t.counters().late, 4);
         assert_eq!(t.counters().cancelled, 1);
         assert_eq!(t.latency().0, 0);
+    }
+
+    #[test]
+    fn offer_many_check_marks_fresh_keys() {
+        let mut t = T::new(5.0);
+        t.register(8, 10.0, 10, 0, 0.0);
+        let keys = batch(&t, &["a", "b", "a"]);
+        let mut fresh = Vec::new();
+        // Nothing seen yet: every key needs a record (even a repeat).
+        assert_eq!(t.offer_many_check(8, &keys, &mut fresh), Ok(0.0));
+        assert_eq!(fresh, vec![true, true, true]);
+        let mut records = vec![Some(0), Some(1), Some(2)];
+        assert_eq!(t.offer_many(8, &keys, &mut records), (NEW, 2, 1));
+        assert_eq!(records, vec![None, None, Some(2)]);
+        let keys = batch(&t, &["b", "c", "a"]);
+        assert_eq!(t.offer_many_check(8, &keys, &mut fresh), Ok(0.0));
+        assert_eq!(fresh, vec![false, true, false]);
+        // Entries without a record count as duplicates.
+        let mut records = vec![None, Some(3), None];
+        assert_eq!(t.offer_many(8, &keys, &mut records), (NEW, 1, 2));
+        assert_eq!(t.buffer(8).unwrap().drain(), vec![0, 1, 3]);
+        let c = t.counters();
+        assert_eq!((c.results, c.duplicates, c.overflow), (3, 3, 0));
+        let ended = t.cancel(8, 1.0).unwrap();
+        assert_eq!(ended.duplicates, 3);
     }
 
     #[test]
