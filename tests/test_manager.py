@@ -290,3 +290,17 @@ def test_bad_arguments_name_the_argument(backend: str, run: Run) -> None:
 
 def test_manager_reports_backend(backend: str) -> None:
     assert QueryManager(backend=backend).backend == backend
+
+
+def test_listeners_see_every_ending(backend: str, run: Run) -> None:
+    async def scenario() -> list[str]:
+        manager = QueryManager(backend=backend)
+        seen: list[str] = []
+        manager.add_listener(lambda outcome: seen.append(outcome.reason))
+        done = manager.start(expected_peers=1)
+        manager.peer_finished(done.id, "p")
+        manager.start().cancel()
+        await manager.start(timeout=0.05)
+        return seen
+
+    assert run(scenario()) == ["all_peers", "cancelled", "timeout"]

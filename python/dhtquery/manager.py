@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._backend import load_core
 from .config import QueryConfig
 from .errors import InvalidArgumentTypeError, ManagerClosedError, NoRunningLoopError
-from .handle import QueryHandle
+from .handle import QueryHandle, QueryOutcome
 from .metrics import QueryMetrics
 from .timer import ExpiryTimer
 
@@ -69,6 +69,7 @@ class QueryManager:
         self._handles: dict[QueryId, QueryHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: ExpiryTimer | None = None
+        self._listeners: list[Callable[[QueryOutcome], object]] = []
         self._closed = False
         self._born = time.monotonic()
 
@@ -204,8 +205,22 @@ class QueryManager:
         self._ended(outcome, now)
         return True
 
+    def add_listener(self, listener: Callable[[QueryOutcome], object]) -> None:
+        """Call ``listener(outcome)`` for every query that ends from now on
+        (for exporters and logs; it runs on the loop and must be quick)."""
+        self._listeners.append(listener)
+
+    def _resolve(self, outcome: Any) -> None:
+        handle = self._handles.pop(outcome[0])
+        handle._resolve(outcome)
+        if self._listeners:
+            result = handle.outcome
+            assert result is not None
+            for listener in self._listeners:
+                listener(result)
+
     def _ended(self, outcome: Any, now: float) -> None:
-        self._handles.pop(outcome[0])._resolve(outcome)
+        self._resolve(outcome)
         # The id's tombstone must be forgotten on time even when the timer
         # is armed for a later deadline.
         assert self._timer is not None
@@ -223,7 +238,7 @@ class QueryManager:
         return loop.time()
 
     def _on_expired(self, outcome: Any) -> None:
-        self._handles.pop(outcome[0])._resolve(outcome)
+        self._resolve(outcome)
 
     # -- state --------------------------------------------------------
 

@@ -18,10 +18,12 @@ What changes against stock rpcudp/kademlia:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
@@ -34,7 +36,7 @@ from .reputation import Reputation
 from .requests import ANSWERED, Reply, RequestTable
 from .rtt import RttEstimator
 from .storage import RecordStore, StorageFull
-from .wire import REQUEST, WireError, decode, encode_request, encode_response
+from .wire import MSG_ID_SIZE, REQUEST, WireError, decode, encode_request, encode_response
 
 __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec"]
 
@@ -49,6 +51,20 @@ _PLAIN_VALUE = (int, float, bool, str, bytes)
 # contacts (k of them, ~45 bytes each) within one datagram.
 _RECORDS_BUDGET: Final = 62_000
 _RECORD_FRAMING: Final = 48  # field names, hash, msgpack headers
+_RECEIVE_BUFFER: Final = 4 * 1024 * 1024
+#: Requests on the wire at once (see DhtProtocol.request).
+MAX_OUTSTANDING: Final = 128
+#: Timeouts in a row after which a peer leaves the routing table.
+FORGET_AFTER_FAILURES: Final = 3
+#: kademlia's own RPCs (bootstrap, crawls, stores) drop a silent peer from
+#: the routing table, so a false timeout there costs more than in a lookup:
+#: they wait several RTOs, at least this long.
+_MAINTENANCE_TIMEOUT: Final = 0.5
+
+
+def _relay(outer: asyncio.Future[Reply], inner: asyncio.Future[Reply]) -> None:
+    if not outer.done():
+        outer.set_result(inner.result())
 
 
 def _node_id(value: Any) -> bool:
@@ -156,6 +172,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         #: address -> whether it answers the extension RPCs (absent: unknown)
         self.extensions: dict[Address, bool] = {}
         self._requests: RequestTable | None = None
+        #: requests beyond the window, unsent: (address, name, args, timeout, future)
+        self._waiting: deque[tuple[Address, str, tuple[Any, ...], float | None, Any]] = deque()
+        self.max_outstanding = MAX_OUTSTANDING
         self._rpcs: dict[str, RpcSpec] = {
             name: RpcSpec(checks, getattr(self, f"rpc_{name}"), _RESPONSE_SHAPE[name])
             for name, checks in _REQUEST_ARGS.items()
@@ -172,6 +191,13 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A burst of lookups brings a burst of answers to this one socket:
+            # the default buffer (~200 KiB, ~150 datagrams) drops most of it.
+            # The kernel caps this at net.core.rmem_max.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
         loop = asyncio.get_running_loop()
         self._requests = RequestTable(loop, self.backend)
         self._requests.on_timeout = self._request_timed_out
@@ -179,6 +205,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def connection_lost(self, exc: Exception | None) -> None:
         if self._requests is not None:
             self._requests.close()
+        while self._waiting:
+            future = self._waiting.popleft()[-1]
+            if not future.done():
+                future.set_result((False, None))
 
     def error_received(self, exc: Exception) -> None:
         self._drop("socket_error")
@@ -295,7 +325,25 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self, address: Address, name: str, args: tuple[Any, ...], timeout: float | None = None
     ) -> asyncio.Future[Reply]:
         """Send RPC ``name``; the future gives (True, value) or (False, None)
-        after ``timeout`` (default: the peer's RTO)."""
+        after ``timeout`` (default: the peer's RTO, counted from the send).
+
+        At most ``max_outstanding`` requests are on the wire at once; the
+        rest wait their turn unsent. Without that window a burst (a thousand
+        lookups at once) puts more answers on the socket than the loop reads
+        within an RTO, and every request times out with its answer queued."""
+        requests = self.requests
+        if len(requests) < self.max_outstanding and not self._waiting:
+            return self._send(address, name, args, timeout)
+        # Refuse an oversize request now, as an unqueued one would be.
+        encode_request(bytes(MSG_ID_SIZE), name, args)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiting.append((address, name, args, timeout, future))
+        self.stats["queued"] += 1
+        return future
+
+    def _send(
+        self, address: Address, name: str, args: tuple[Any, ...], timeout: float | None
+    ) -> asyncio.Future[Reply]:
         requests = self.requests
         if timeout is None:
             timeout = self.rtt(address).rto
@@ -313,11 +361,24 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             self._drop("socket_error")
         return future
 
+    def _send_waiting(self) -> None:
+        """Send queued requests while the window has room."""
+        waiting = self._waiting
+        requests = self.requests
+        while waiting and len(requests) < self.max_outstanding:
+            address, name, args, timeout, outer = waiting.popleft()
+            if outer.done():
+                continue
+            inner = self._send(address, name, args, timeout)
+            inner.add_done_callback(functools.partial(_relay, outer))
+
     def _take_response(self, msg_id: bytes, value: Any, addr: Address) -> None:
         status, name, rtt = self.requests.answer(msg_id, addr, value)
         if status != ANSWERED:
             self._drop(status)
             return
+        if self._waiting:
+            self._send_waiting()
         # answered: the future already has (True, value); judge the shape
         self.rtt(addr).observe(rtt)
         if name not in STOCK_RPCS:
@@ -328,18 +389,36 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             self._drop("bad_response")
             self.reputation.failure(addr)
 
-    def _request_timed_out(self, address: Address, name: str) -> None:
+    def _request_timed_out(self, address: Address, name: str, sent: float) -> None:
         self.stats["timeouts"] += 1
+        if self._waiting:
+            self._send_waiting()
         stats = self.reputation.stats(address)
-        if name not in STOCK_RPCS and self.extensions.get(address) is None and stats.successes:
-            # Alive (it answered before) but silent on our RPCs: a stock peer.
+        known = self.extensions.get(address)
+        if name not in STOCK_RPCS and (known is False or (known is None and stats.successes)):
+            # Alive (it answered before) but silent on our RPCs: a stock peer
+            # (or one already known as such, asked before we knew).
             self.extensions[address] = False
             return
-        self.rtt(address).timed_out()
-        self.reputation.failure(address)
+        self.rtt(address).timed_out(sent, asyncio.get_running_loop().time())
+        if self.reputation.failure(address) >= FORGET_AFTER_FAILURES:
+            self._forget(address)
+
+    def _forget(self, address: Address) -> None:
+        """Drop a peer that keeps failing from the routing table (kademlia
+        promotes a replacement), so lookups stop waiting on it."""
+        for bucket in self.router.buckets:
+            for node in bucket.get_nodes():
+                if (node.ip, node.port) == address:
+                    self.router.remove_contact(node)
+                    self.stats["peers_forgotten"] += 1
+                    return
 
     async def _call(self, address: Address, name: str, *args: Any) -> Reply:
-        reply = await self.request(address, name, args)
+        timeout = min(
+            self.config.default_timeout, max(_MAINTENANCE_TIMEOUT, 4 * self.rtt(address).rto)
+        )
+        reply = await self.request(address, name, args, timeout)
         ok, value = reply
         if ok and not self.response_ok(name, value):
             return (False, None)

@@ -29,6 +29,8 @@ class PeerStats:
     rtt_ms: float | None = None
     provided: int = 0
     last_seen: float | None = None
+    #: failures since the last success: what decides that a peer is gone
+    consecutive_failures: int = 0
 
     @property
     def success_rate(self) -> float:
@@ -72,6 +74,7 @@ class Reputation:
         """A request answered after ``rtt`` seconds."""
         stats = self.stats(peer)
         stats.successes += 1
+        stats.consecutive_failures = 0
         rtt_ms = rtt * 1000.0
         stats.rtt_ms = (
             rtt_ms
@@ -80,9 +83,13 @@ class Reputation:
         )
         stats.last_seen = now
 
-    def failure(self, peer: Hashable) -> None:
-        """A request timed out, or the answer was corrupt or forged."""
-        self.stats(peer).failures += 1
+    def failure(self, peer: Hashable) -> int:
+        """A request timed out, or the answer was corrupt or forged; returns
+        the failures in a row."""
+        stats = self.stats(peer)
+        stats.failures += 1
+        stats.consecutive_failures += 1
+        return stats.consecutive_failures
 
     def provided(self, peer: Hashable, count: int = 1) -> None:
         """The peer gave us ``count`` valid records."""

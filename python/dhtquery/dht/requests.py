@@ -67,7 +67,7 @@ class RequestTable:
         self._pending: dict[bytes, _Pending] = {}
         self._by_query: dict[QueryId, bytes] = {}
         self._timer = ExpiryTimer(loop, self._core, self._expired)
-        #: called as on_timeout(address, name) for each request given up
+        #: called as on_timeout(address, name, sent) for each request given up
         self.on_timeout: Any = None
 
     def __len__(self) -> int:
@@ -129,7 +129,7 @@ class RequestTable:
         msg_id = self._by_query.pop(outcome[0])
         pending = self._pending.pop(msg_id)
         if self.on_timeout is not None:
-            self.on_timeout(pending.address, pending.name)
+            self.on_timeout(pending.address, pending.name, pending.sent)
         if not pending.future.done():
             pending.future.set_result(_NO_REPLY)
 

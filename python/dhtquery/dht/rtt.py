@@ -26,6 +26,7 @@ class RttEstimator:
     srtt: float | None = None
     rttvar: float = 0.0
     _backoff: int = field(default=0, repr=False)
+    _backed_off_at: float = field(default=float("-inf"), repr=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rto <= self.max_rto:
@@ -46,9 +47,16 @@ class RttEstimator:
             self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * sample
         self._backoff = 0
 
-    def timed_out(self) -> None:
-        """A request went unanswered: back off (Karn's algorithm)."""
+    def timed_out(self, sent: float | None = None, now: float | None = None) -> None:
+        """A request sent at ``sent`` went unanswered: back off (Karn's
+        algorithm). Requests sent before the last back-off timed out under
+        the old RTO and do not double it again, so a burst of timeouts to
+        one peer backs off once, not once per request."""
+        if sent is not None and sent < self._backed_off_at:
+            return
         self._backoff = min(self._backoff + 1, 16)
+        if sent is not None:
+            self._backed_off_at = sent if now is None else now
 
     @property
     def rto(self) -> float:

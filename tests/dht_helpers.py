@@ -1,0 +1,167 @@
+"""Building blocks of the DHT tests: real nodes (ours and stock kademlia) and
+raw UDP sockets, all on 127.0.0.1 port 0, every one closed on the way out;
+bounded waits; a recorder of the event loop's exception handler."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import uvloop
+from kademlia.network import Server
+from kademlia.storage import ForgetfulStorage
+
+from dhtquery.dht import DhtNode
+
+HOST = "127.0.0.1"
+Address = tuple[str, int]
+T = TypeVar("T")
+#: Bound on a test coroutine (as conftest's ``run``).
+TEST_TIMEOUT = 60.0
+
+
+def run_paired(backend: str, coro: Coroutine[Any, Any, T]) -> T:
+    """Run an expensive scenario once per core, pairing the Rust core with
+    uvloop and the Python core with asyncio: both cores and both loops are
+    covered in two runs instead of four."""
+    factory = uvloop.new_event_loop if backend == "rust" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(asyncio.wait_for(coro, TEST_TIMEOUT))
+
+
+def address_of(server: Server) -> Address:
+    """The (host, port) a node (ours or stock) listens on."""
+    host, port = server.transport.get_extra_info("sockname")[:2]
+    return host, port
+
+
+class NullStorage(ForgetfulStorage):  # type: ignore[misc]
+    """A storage that keeps nothing: a node using it must look every value up
+    on the network (its own ``get`` cannot answer from a local copy)."""
+
+    def __setitem__(self, key: bytes, value: Any) -> None:
+        pass
+
+
+class RawPeer(asyncio.DatagramProtocol):
+    """A bare UDP socket on 127.0.0.1: sends whatever bytes it is given and
+    queues whatever it receives."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.received: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.received.put_nowait((data, addr))
+
+    def error_received(self, exc: Exception) -> None:  # ICMP from a closed port
+        pass
+
+    @property
+    def address(self) -> Address:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    def send(self, data: bytes, addr: Address) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, addr)
+
+    async def recv(self, timeout: float = 2.0) -> tuple[bytes, Address]:
+        return await asyncio.wait_for(self.received.get(), timeout)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Nodes:
+    """Every node and socket a test opens; ``close()`` stops them all."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.dht_nodes: list[DhtNode] = []
+        self.stock_nodes: list[Server] = []
+        self.raw_peers: list[RawPeer] = []
+        #: contexts the event loop's exception handler was called with
+        self.loop_errors: list[dict[str, Any]] = []
+
+    async def dht(self, *, bootstrap: list[Address] | None = None, **kwargs: Any) -> DhtNode:
+        kwargs.setdefault("backend", self.backend)
+        node = DhtNode(**kwargs)
+        self.dht_nodes.append(node)
+        await node.listen(0, HOST)
+        if bootstrap:
+            await node.bootstrap(bootstrap)
+        return node
+
+    async def stock(self, *, bootstrap: list[Address] | None = None, **kwargs: Any) -> Server:
+        node = Server(**kwargs)
+        self.stock_nodes.append(node)
+        await node.listen(0, HOST)
+        if bootstrap:
+            await node.bootstrap(bootstrap)
+        return node
+
+    async def raw(self) -> RawPeer:
+        loop = asyncio.get_running_loop()
+        _, peer = await loop.create_datagram_endpoint(RawPeer, local_addr=(HOST, 0))
+        self.raw_peers.append(peer)
+        return peer
+
+    def close(self) -> None:
+        for peer in self.raw_peers:
+            peer.close()
+        for node in self.dht_nodes:
+            node.stop()
+        for node in self.stock_nodes:
+            node.stop()
+
+
+@asynccontextmanager
+async def open_nodes(backend: str) -> AsyncIterator[Nodes]:
+    """``async with open_nodes(backend) as nodes``: make nodes with
+    ``nodes.dht()``, ``nodes.stock()``, ``nodes.raw()``; all are stopped on
+    the way out. The loop's exception handler is recorded in
+    ``nodes.loop_errors`` for the block's duration."""
+    loop = asyncio.get_running_loop()
+    nodes = Nodes(backend)
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: nodes.loop_errors.append(context))
+    try:
+        yield nodes
+    finally:
+        nodes.close()
+        # let the transports' connection_lost callbacks run
+        await asyncio.sleep(0)
+        loop.set_exception_handler(previous)
+
+
+@asynccontextmanager
+async def dht_network(backend: str, count: int, **kwargs: Any) -> AsyncIterator[Nodes]:
+    """``count`` DhtNodes, each bootstrapped off the first; ``kwargs`` go to
+    every DhtNode."""
+    async with open_nodes(backend) as nodes:
+        first = await nodes.dht(**kwargs)
+        for _ in range(count - 1):
+            await nodes.dht(bootstrap=[first.address], **kwargs)
+        yield nodes
+
+
+async def eventually(predicate: Callable[[], bool], *, timeout: float = 2.0) -> bool:
+    """Yield to the loop until ``predicate()`` holds (True) or ``timeout``
+    seconds pass (False). Bounded in time and in iterations."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for _ in range(100_000):
+        if predicate():
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.001)
+    return predicate()

@@ -1,0 +1,188 @@
+"""Streaming lookups (``DhtNode.get_all``) on real networks of DhtNodes over
+UDP on 127.0.0.1: per-holder results, dedup across holders, a dead peer
+among the closest, and 1,000 concurrent lookups."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from kademlia.node import Node
+from kademlia.utils import digest
+
+from dhtquery import QueryConfig, QueryOutcome, QueryResult
+from dhtquery.dht import DhtNode, Record
+
+from .dht_helpers import dht_network, eventually, run_paired
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+def test_async_query_multiple_peers(backend: str, run: Run) -> None:
+    """3 nodes: a record put on node 1 is found from node 2; each result
+    names the holder whose datagram carried it, and the stream yields
+    records before the outcome resolves."""
+
+    async def scenario() -> None:
+        async with dht_network(backend, 3) as net:
+            nodes = net.dht_nodes
+            stored = await nodes[1].put("multi", b"put on node 1")
+            assert stored >= 2
+            dkey = digest("multi")
+            # A second record that only node 0 holds: it can only come from
+            # node 0's answer.
+            only_on_0 = Record.create("node-0-only", b"held by node 0 alone")
+            nodes[0].records.put(dkey, only_on_0, time.monotonic())
+            holders = {
+                node.address: set(node.records.get(dkey, time.monotonic())) for node in nodes
+            }
+
+            handle = nodes[2].get_all("multi", quorum=3)
+            streamed: list[QueryResult] = []
+            done_at_first_result = None
+            async for result in handle:
+                if done_at_first_result is None:
+                    done_at_first_result = handle.done()
+                streamed.append(result)
+            outcome = await handle
+
+            assert done_at_first_result is False
+            assert outcome.reason == "all_peers"
+            assert outcome.results == tuple(streamed)
+            by_publisher = {result.item.publisher: result for result in streamed}
+            assert set(by_publisher) == {nodes[1].publisher, "node-0-only"}
+            assert by_publisher[nodes[1].publisher].item.data == b"put on node 1"
+            assert by_publisher["node-0-only"].peer == nodes[0].address
+            for result in streamed:
+                # every result came from a holder of exactly that record
+                assert result.item in holders[result.peer]
+                assert result.response_time >= 0
+            # node 0 was asked and answered; node 1 too (whether or not it
+            # kept a copy of its own record)
+            assert outcome.peers_ok >= 2
+            assert net.loop_errors == []
+
+    run(scenario())
+
+
+def test_twenty_nodes_several_publishers_each_record_once(backend: str) -> None:
+    """A key put by 5 publishers on a 20-node network: get_all from another
+    node yields every publisher's record exactly once, dropping the copies
+    the other holders sent."""
+
+    async def scenario() -> None:
+        async with dht_network(backend, 20) as net:
+            nodes = net.dht_nodes
+            publishers = nodes[1:6]
+            expected = {}
+            for index, node in enumerate(publishers):
+                data = f"record {index} by {node.publisher}".encode()
+                assert await node.put("shared key", data) >= 3
+                expected[node.publisher] = data
+
+            outcome = await nodes[15].get_all("shared key")
+
+            assert outcome.reason == "all_peers"  # a quorum of holders answered
+            got = [(record.publisher, record.data) for record in outcome.items]
+            assert len(got) == len(expected)  # each exactly once
+            assert dict(got) == expected
+            assert outcome.duplicates >= len(expected)  # another holder's copies
+            assert len({result.key for result in outcome.results}) == len(expected)
+            assert net.loop_errors == []
+
+    run_paired(backend, scenario())
+
+
+def _closest_key(target: DhtNode, others: list[DhtNode]) -> str:
+    """A key whose digest is closer to ``target`` than to any of ``others``."""
+    for index in range(1000):
+        key = f"key-{index}"
+        node = Node(digest(key))
+        if all(target.node.distance_to(node) < other.node.distance_to(node) for other in others):
+            return key
+    raise AssertionError("no key found in 1000 tries")
+
+
+def test_dead_peer_among_the_closest_ends_adaptive_and_loses_score(backend: str, run: Run) -> None:
+    async def scenario() -> None:
+        async with dht_network(backend, 5) as net:
+            querier, live_a, live_b, dead, bystander = net.dht_nodes
+            key = _closest_key(dead, [live_a, live_b, bystander])
+            dkey = digest(key)
+            record = Record.create("publisher", b"held by three, one of them dead")
+            for holder in (live_a, live_b, dead):
+                holder.records.put(dkey, record, time.monotonic())
+
+            protocol = querier.protocol
+            assert protocol is not None
+            ok, answer = await protocol.ping(dead.address, querier.node.id)
+            assert ok and answer == dead.node.id
+            assert protocol.rtt(dead.address).srtt is not None
+            before = protocol.reputation.score(dead.address, time.time())
+            failures_before = protocol.reputation.stats(dead.address).failures
+
+            dead.stop()
+            await asyncio.sleep(0)
+            assert querier.config.adaptive_timeout and querier.config.default_timeout == 10.0
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            outcome = await querier.get_all(key, quorum=3)
+            elapsed = loop.time() - started
+
+            assert outcome.reason == "adaptive"
+            assert elapsed < 5.0  # well before the 10 s deadline
+            assert outcome.items == [record]
+            assert {result.peer for result in outcome.results} <= {
+                live_a.address,
+                live_b.address,
+            }
+            assert outcome.peers_failed >= 1
+            assert protocol.reputation.stats(dead.address).failures > failures_before
+            assert protocol.reputation.score(dead.address, time.time()) < before
+            assert net.loop_errors == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("adaptive", [True, False], ids=["adaptive", "fixed"])
+def test_thousand_concurrent_lookups(backend: str, adaptive: bool) -> None:
+    """1,000 get_all started at once on a 10-node network, 50 keys: every
+    one returns its key's record; nothing is left in flight afterwards.
+    ``adaptive``: the default config (each request given up after the
+    peer's RTO); ``fixed``: adaptive_timeout=False (after the deadline)."""
+    config = QueryConfig(adaptive_timeout=adaptive)
+
+    async def scenario() -> None:
+        async with dht_network(backend, 10) as net:
+            expected: dict[str, Record] = {}
+            for index in range(50):
+                node = net.dht_nodes[index % 10]
+                key = f"key {index}"
+                assert await node.put(key, f"value {index}".encode()) >= 1
+                expected[key] = Record.create(node.publisher, f"value {index}".encode())
+            # a client that joins after the puts holds none of them
+            client = await net.dht(bootstrap=[net.dht_nodes[0].address], config=config)
+            assert len(client.records) == 0
+
+            keys = [f"key {index % 50}" for index in range(1000)]
+            handles = [client.get_all(key) for key in keys]
+            outcomes: list[QueryOutcome] = await asyncio.gather(*handles)
+
+            wrong = [
+                (key, outcome.reason, outcome.items)
+                for key, outcome in zip(keys, outcomes, strict=True)
+                if outcome.items != [expected[key]]
+            ]
+            assert wrong == []
+            assert client.queries.in_flight == 0
+            protocol = client.protocol
+            assert protocol is not None
+            # answers to requests a finished lookup no longer needed may
+            # still be on the way: each is answered or times out
+            assert await eventually(lambda: len(protocol.requests) == 0, timeout=15.0)
+            assert net.loop_errors == []
+
+    run_paired(backend, scenario())

@@ -1,0 +1,436 @@
+"""Unit tests of the DHT layer's parts: wire codec (byte-compatible with
+rpcudp's umsgpack), records, storage caps and TTL, RTT estimator,
+reputation score."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import pytest
+import umsgpack
+
+from dhtquery.dht import PeerStats, Record, RecordError, Reputation, RttEstimator, StorageFull
+from dhtquery.dht.records import MAX_DATA, MAX_PUBLISHER
+from dhtquery.dht.storage import PlainStorage, RecordStore, StoreLimits
+from dhtquery.dht.wire import (
+    MAX_DATAGRAM,
+    MAX_REQUEST_BODY,
+    REQUEST,
+    RESPONSE,
+    WireError,
+    decode,
+    encode_request,
+    encode_response,
+    new_message_id,
+)
+
+MSG_ID = bytes(range(20))
+KEY = hashlib.sha1(b"a key").digest()
+
+# ---------------------------------------------------------------- wire
+
+REQUESTS: list[tuple[str, tuple[Any, ...]]] = [
+    ("ping", (b"\x01" * 20,)),
+    ("store", (b"\x02" * 20, KEY, "a str value é")),
+    ("store", (b"\x02" * 20, KEY, b"\x00\xff bytes")),
+    ("store", (b"\x02" * 20, KEY, 2**40)),
+    ("store", (b"\x02" * 20, KEY, -17)),
+    ("store", (b"\x02" * 20, KEY, 1.25)),
+    ("store", (b"\x02" * 20, KEY, True)),
+    ("find_node", (b"\x03" * 20, KEY)),
+    ("store_record", (b"\x04" * 20, KEY, {"p": "pub", "n": "", "d": b"d" * 300, "h": KEY})),
+    ("stun", ()),
+]
+RESPONSES: list[Any] = [
+    b"\x01" * 20,
+    True,
+    None,
+    ["127.0.0.1", 4000],
+    [[b"\x05" * 20, "127.0.0.1", 4000], [b"\x06" * 20, "10.0.0.1", 65535]],
+    {"value": "found"},
+    {"records": [{"p": "x", "d": b"y", "h": KEY}], "nodes": []},
+    "x" * 60_000,
+]
+
+
+@pytest.mark.parametrize(("name", "args"), REQUESTS)
+def test_encode_request_is_byte_compatible_with_umsgpack(name: str, args: tuple[Any, ...]) -> None:
+    datagram = encode_request(MSG_ID, name, args)
+    assert datagram[0] == REQUEST
+    assert datagram[1:21] == MSG_ID
+    # exactly what rpcudp writes: umsgpack.packb([name, args])
+    assert datagram[21:] == umsgpack.packb([name, args])
+
+
+@pytest.mark.parametrize("value", RESPONSES[:-1])
+def test_encode_response_is_byte_compatible_with_umsgpack(value: Any) -> None:
+    datagram = encode_response(MSG_ID, value)
+    assert datagram[:21] == b"\x01" + MSG_ID
+    assert datagram[21:] == umsgpack.packb(value)
+
+
+@pytest.mark.parametrize(("name", "args"), REQUESTS)
+def test_decode_reads_umsgpack_requests(name: str, args: tuple[Any, ...]) -> None:
+    frame = decode(b"\x00" + MSG_ID + umsgpack.packb([name, args]))
+    assert frame.kind == REQUEST
+    assert frame.msg_id == MSG_ID
+    # arrays come back as lists, str as str and bytes as bytes
+    assert frame.body == [name, list(args)]
+    assert [type(arg) for arg in frame.body[1]] == [type(arg) for arg in args]
+
+
+@pytest.mark.parametrize("value", RESPONSES[:-1])
+def test_decode_reads_umsgpack_responses(value: Any) -> None:
+    frame = decode(b"\x01" + MSG_ID + umsgpack.packb(value))
+    assert frame.kind == RESPONSE
+    assert frame.body == value
+
+
+def test_response_bodies_may_exceed_the_request_limit() -> None:
+    value = RESPONSES[-1]
+    assert decode(encode_response(MSG_ID, value)).body == value
+
+
+def test_new_message_ids_are_20_random_bytes() -> None:
+    ids = {new_message_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert {len(msg_id) for msg_id in ids} == {20}
+
+
+def _request(body: bytes) -> bytes:
+    return b"\x00" + MSG_ID + body
+
+
+DECODE_ERRORS: list[tuple[str, bytes]] = [
+    ("short", b""),
+    ("short", b"\x00"),
+    ("short", b"\x00" + MSG_ID),  # header only: no body
+    ("bad_kind", b"\x02" + MSG_ID + b"\xc0"),
+    ("bad_kind", b"\xff" + MSG_ID + b"\xc0"),
+    ("oversize_request", _request(b"\xc4" * (MAX_REQUEST_BODY + 1))),
+    ("bad_utf8", _request(b"\x92\xa2\xff\xfe\x90")),
+    ("malformed", _request(b"\xc1")),  # a byte msgpack never uses
+    ("malformed", _request(b"\x92\xa4ping")),  # truncated
+    ("malformed", _request(umsgpack.packb(["ping", []]) + b"junk")),  # trailing garbage
+    ("malformed", _request(b"\x91" * 5000 + b"\xc0")),  # nested too deep
+    ("malformed", _request(b"\x81\x91\x01\x02")),  # a map keyed by an array
+    ("malformed", _request(b"\xdd\xff\xff\xff\xff")),  # array longer than the datagram
+    ("malformed", b"\x01" + MSG_ID + b"\xc1"),
+]
+
+
+@pytest.mark.parametrize(("kind", "datagram"), DECODE_ERRORS)
+def test_decode_errors_name_their_kind(kind: str, datagram: bytes) -> None:
+    with pytest.raises(WireError) as caught:
+        decode(datagram)
+    assert caught.value.kind == kind
+    assert isinstance(caught.value, ValueError)
+
+
+def test_request_body_limit_is_inclusive() -> None:
+    payload = MAX_REQUEST_BODY - 10  # ["ping", [bin16]]: 10 bytes of headers
+    exact = b"\x92\xa4ping\x91\xc5" + payload.to_bytes(2, "big") + b"x" * payload
+    assert len(exact) == MAX_REQUEST_BODY
+    assert decode(_request(exact)).body == ["ping", [b"x" * payload]]
+    with pytest.raises(WireError) as caught:
+        decode(_request(exact + b"x"))
+    assert caught.value.kind == "oversize_request"
+    with pytest.raises(WireError) as caught:
+        encode_request(MSG_ID, "ping", [b"x" * MAX_REQUEST_BODY])
+    assert caught.value.kind == "oversize_request"
+
+
+def test_encode_response_refuses_more_than_one_datagram() -> None:
+    with pytest.raises(WireError) as caught:
+        encode_response(MSG_ID, b"x" * MAX_DATAGRAM)
+    assert caught.value.kind == "oversize_response"
+
+
+# ---------------------------------------------------------------- records
+
+
+def test_record_create_hashes_and_round_trips_the_wire() -> None:
+    record = Record.create("alice", b"payload")
+    assert record.hash == hashlib.sha256(b"payload").digest()
+    assert Record.from_wire(record.to_wire()) == record
+    # through msgpack as rpcudp would carry it
+    assert Record.from_wire(umsgpack.unpackb(umsgpack.packb(record.to_wire()))) == record
+    assert record.dedup_key == Record.create("alice", b"payload").dedup_key
+    assert record.dedup_key != Record.create("bob", b"payload").dedup_key
+
+
+@pytest.mark.parametrize(
+    ("publisher", "data", "field"),
+    [
+        ("", b"x", "publisher"),
+        ("p" * (MAX_PUBLISHER + 1), b"x", "publisher"),
+        (7, b"x", "publisher"),
+        ("alice", "not bytes", "data"),
+        ("alice", b"x" * (MAX_DATA + 1), "data"),
+    ],
+)
+def test_record_create_errors_name_the_field(publisher: Any, data: Any, field: str) -> None:
+    with pytest.raises(RecordError, match=field):
+        Record.create(publisher, data)
+
+
+def test_record_check_refuses_a_wrong_hash() -> None:
+    good = Record.create("alice", b"payload")
+    with pytest.raises(RecordError, match="hash"):
+        Record("alice", b"payload", b"\x00" * 32).check()
+    with pytest.raises(RecordError, match="hash"):
+        Record("alice", b"payload", good.hash[:31]).check()
+    with pytest.raises(RecordError, match="hash"):
+        Record("alice", b"forged", good.hash).check()
+
+
+def test_record_from_wire_errors_name_the_field() -> None:
+    wire = Record.create("alice", b"payload").to_wire()
+    with pytest.raises(RecordError, match="map"):
+        Record.from_wire([wire["p"], wire["d"], wire["h"]])
+    with pytest.raises(RecordError, match="d, h"):
+        Record.from_wire({key: value for key, value in wire.items() if key not in "dh"})
+    with pytest.raises(RecordError, match="publisher"):
+        Record.from_wire({**wire, "p": b"bytes, not str"})
+    with pytest.raises(RecordError, match="data"):
+        Record.from_wire({**wire, "d": "str, not bytes"})
+    with pytest.raises(RecordError, match="hash"):
+        Record.from_wire({**wire, "d": b"altered"})
+
+
+# ---------------------------------------------------------------- RecordStore
+
+
+def _records(count: int, size: int = 10) -> list[Record]:
+    return [Record.create(f"pub{i}", bytes([i % 256]) * size) for i in range(count)]
+
+
+def test_record_store_caps_records_per_key_and_keeps_what_it_held() -> None:
+    store = RecordStore(StoreLimits(records_per_key=2))
+    first, second, third = _records(3)
+    store.put(KEY, first, 0.0)
+    store.put(KEY, second, 0.0)
+    used = store.bytes_used
+    with pytest.raises(StorageFull, match="2 records"):
+        store.put(KEY, third, 0.0)
+    assert store.get(KEY, 1.0) == [first, second]
+    assert store.bytes_used == used
+    # replacing a publisher's own record is no growth in count: accepted
+    newer = Record.create("pub0", b"newer data")
+    store.put(KEY, newer, 0.0)
+    assert store.get(KEY, 1.0) == [newer, second]
+
+
+def test_record_store_caps_keys_and_keeps_what_it_held() -> None:
+    store = RecordStore(StoreLimits(keys=1))
+    first, second = _records(2)
+    store.put(KEY, first, 0.0)
+    with pytest.raises(StorageFull, match="1 keys"):
+        store.put(b"\x01" * 20, second, 0.0)
+    assert store.key_count() == 1
+    assert store.get(KEY, 1.0) == [first]
+    assert store.get(b"\x01" * 20, 1.0) == []
+
+
+def test_record_store_caps_bytes_and_keeps_what_it_held() -> None:
+    first, second = _records(2, size=100)
+    probe = RecordStore()
+    probe.put(KEY, first, 0.0)
+    store = RecordStore(StoreLimits(bytes=probe.bytes_used))
+    store.put(KEY, first, 0.0)
+    with pytest.raises(StorageFull, match="bytes"):
+        store.put(KEY, second, 0.0)
+    assert store.get(KEY, 1.0) == [first]
+    assert store.bytes_used == probe.bytes_used
+    assert len(store) == 1
+
+
+def test_record_store_refuses_a_bad_record() -> None:
+    store = RecordStore()
+    with pytest.raises(RecordError):
+        store.put(KEY, Record("alice", b"forged", b"\x00" * 32), 0.0)
+    assert len(store) == 0 and store.bytes_used == 0
+
+
+def test_record_store_ttl_expiry() -> None:
+    store = RecordStore(StoreLimits(ttl=10.0))
+    first, second = _records(2)
+    store.put(KEY, first, 100.0)
+    store.put(KEY, second, 105.0)
+    assert store.get(KEY, 109.9) == [first, second]
+    assert store.get(KEY, 110.0) == [second]  # first expired at 110
+    assert store.expire(115.0) == 1
+    assert len(store) == 0 and store.key_count() == 0 and store.bytes_used == 0
+    assert store.get(KEY, 115.0) == []
+
+
+def test_record_store_never_returns_a_record_whose_hash_no_longer_matches() -> None:
+    store = RecordStore()
+    good, tampered = _records(2)
+    store.put(KEY, good, 0.0)
+    store.put(KEY, tampered, 0.0)
+    # the held copy is altered in place (memory corruption, a bug elsewhere)
+    object.__setattr__(tampered, "data", b"altered after the check")
+    assert store.get(KEY, 1.0) == [good]
+    assert len(store) == 1
+    assert [record for _, record in store.items()] == [good]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"records_per_key": 0}, "records_per_key"),
+        ({"records_per_key": 10_000}, "records_per_key"),
+        ({"keys": 0}, "keys"),
+        ({"bytes": 0}, "bytes"),
+        ({"ttl": 0.0}, "ttl"),
+    ],
+)
+def test_store_limits_are_validated(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        StoreLimits(**kwargs)
+
+
+# ---------------------------------------------------------------- PlainStorage
+
+
+def test_plain_storage_caps_keys_and_keeps_what_it_held() -> None:
+    storage = PlainStorage(StoreLimits(keys=2))
+    storage[b"a" * 20] = "one"
+    storage[b"b" * 20] = "two"
+    with pytest.raises(StorageFull, match="2 values"):
+        storage[b"c" * 20] = "three"
+    assert storage.get(b"a" * 20) == "one" and storage.get(b"b" * 20) == "two"
+    assert b"c" * 20 not in storage and len(storage) == 2
+    storage[b"a" * 20] = "replaced"  # an existing key is no new key
+    assert storage[b"a" * 20] == "replaced"
+
+
+def test_plain_storage_caps_bytes_and_keeps_what_it_held() -> None:
+    storage = PlainStorage(StoreLimits(bytes=10))
+    storage[b"a" * 20] = b"12345678"
+    with pytest.raises(StorageFull, match="10 bytes"):
+        storage[b"b" * 20] = b"123"
+    with pytest.raises(StorageFull, match="10 bytes"):
+        storage[b"a" * 20] = b"12345678901"  # growing the held value too
+    assert storage.get(b"a" * 20) == b"12345678"
+    assert storage.get(b"b" * 20) is None
+    storage[b"b" * 20] = b"12"
+    assert sorted(storage) == [(b"a" * 20, b"12345678"), (b"b" * 20, b"12")]
+
+
+def test_plain_storage_ttl_culls_and_frees_room() -> None:
+    storage = PlainStorage(StoreLimits(keys=1, ttl=0.01))
+    storage[b"a" * 20] = "old"
+    assert list(storage.iter_older_than(3600)) == []
+    time.sleep(0.03)
+    assert [key for key, _ in storage.iter_older_than(0.01)] == [b"a" * 20]
+    # full, but what it holds is past its TTL: culled to make room
+    storage[b"b" * 20] = "new"
+    assert storage.get(b"a" * 20) is None
+    assert storage[b"b" * 20] == "new" and len(storage) == 1
+
+
+# ---------------------------------------------------------------- RTT
+
+
+def test_rtt_initial_rto_is_one_second() -> None:
+    assert RttEstimator().rto == 1.0
+    assert RttEstimator(max_rto=0.5).rto == 0.5  # clamped
+
+
+def test_rtt_first_sample_and_updates_follow_rfc_6298() -> None:
+    rtt = RttEstimator()
+    rtt.observe(0.1)
+    assert rtt.srtt == pytest.approx(0.1)
+    assert rtt.rttvar == pytest.approx(0.05)
+    assert rtt.rto == pytest.approx(0.1 + 4 * 0.05)
+    rtt.observe(0.2)
+    # RTTVAR = 3/4 * 0.05 + 1/4 * |0.1 - 0.2|; SRTT = 7/8 * 0.1 + 1/8 * 0.2
+    assert rtt.rttvar == pytest.approx(0.0625)
+    assert rtt.srtt == pytest.approx(0.1125)
+    assert rtt.rto == pytest.approx(0.1125 + 4 * 0.0625)
+
+
+def test_rtt_rto_is_clamped() -> None:
+    fast = RttEstimator(min_rto=0.05, max_rto=10.0)
+    fast.observe(0.001)
+    assert fast.rto == 0.05
+    slow = RttEstimator(min_rto=0.05, max_rto=2.0)
+    slow.observe(5.0)
+    assert slow.rto == 2.0
+
+
+def test_rtt_backoff_doubles_until_a_sample() -> None:
+    rtt = RttEstimator(max_rto=10.0)
+    rtt.observe(0.1)
+    base = rtt.rto
+    rtt.timed_out()
+    assert rtt.rto == pytest.approx(2 * base)
+    rtt.timed_out()
+    assert rtt.rto == pytest.approx(4 * base)
+    for _ in range(40):
+        rtt.timed_out()
+    assert rtt.rto == 10.0  # clamped, and the backoff is bounded
+    rtt.observe(0.1)
+    assert rtt.rto < 2 * base  # a sample ends the backoff
+
+
+def test_rtt_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="sample"):
+        RttEstimator().observe(-0.001)
+    with pytest.raises(ValueError, match="min_rto"):
+        RttEstimator(min_rto=2.0, max_rto=1.0)
+    with pytest.raises(ValueError, match="min_rto"):
+        RttEstimator(min_rto=0.0)
+
+
+# ---------------------------------------------------------------- reputation
+
+NOW = 1_000_000.0
+
+
+def test_score_of_a_never_tried_peer() -> None:
+    # success rate 1.0, no RTT (full marks), nothing provided, never seen
+    assert Reputation().score("peer", NOW) == pytest.approx(0.5 + 0.25)
+    assert PeerStats().score(NOW) == pytest.approx(0.75)
+
+
+def test_score_formula() -> None:
+    reputation = Reputation()
+    reputation.success("p", 0.1, NOW)  # 100 ms: 1000/101 > 1, full marks
+    assert reputation.score("p", NOW) == pytest.approx(0.5 + 0.25 + 0.0 + 0.10)
+    reputation.failure("p")  # success rate 1/2
+    assert reputation.score("p", NOW) == pytest.approx(0.25 + 0.25 + 0.10)
+    reputation.provided("p", 5)
+    assert reputation.score("p", NOW) == pytest.approx(0.25 + 0.25 + 0.075 + 0.10)
+    reputation.provided("p", 20)  # capped at 10 records
+    assert reputation.score("p", NOW) == pytest.approx(0.25 + 0.25 + 0.15 + 0.10)
+    # last seen an hour ago: 1 / (1 + 1)
+    assert reputation.score("p", NOW + 3600) == pytest.approx(0.25 + 0.25 + 0.15 + 0.05)
+
+
+def test_rtt_is_an_ewma_and_scores_slow_peers_lower() -> None:
+    reputation = Reputation()
+    reputation.success("p", 1.0, NOW)
+    reputation.success("p", 4.0, NOW)
+    stats = reputation.stats("p")
+    assert stats.rtt_ms == pytest.approx(0.7 * 1000 + 0.3 * 4000)
+    assert stats.successes == 2 and stats.last_seen == NOW
+    rtt_part = 1000 / (1900 + 1)
+    assert reputation.score("p", NOW) == pytest.approx(0.5 + 0.25 * rtt_part + 0.10)
+
+
+def test_best_orders_by_score_and_keeps_order_on_ties() -> None:
+    reputation = Reputation()
+    for peer in ("fast", "slow", "flaky"):
+        reputation.success(peer, 0.01 if peer != "slow" else 3.0, NOW)
+    reputation.failure("flaky")
+    reputation.provided("fast", 10)
+    peers = ["flaky", "unknown-a", "slow", "fast", "unknown-b"]
+    # fast 1.0; unknown 0.75; slow 0.5+0.25*1000/3001+0.1; flaky 0.25+0.25+0.1
+    assert reputation.best(peers, 5, NOW) == ["fast", "unknown-a", "unknown-b", "slow", "flaky"]
+    assert reputation.best(peers, 2, NOW) == ["fast", "unknown-a"]
+    assert reputation.best([], 3, NOW) == []

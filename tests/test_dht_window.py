@@ -1,0 +1,73 @@
+"""Flow control of the DHT transport: the request window, back-off once per
+burst, and forgetting peers that keep failing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from dhtquery.dht.rtt import RttEstimator
+from tests.dht_helpers import open_nodes
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+def test_requests_beyond_the_window_wait_unsent_then_all_complete(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[int, int, list[bool]]:
+        async with open_nodes(backend) as nodes:
+            server = await nodes.dht()
+            client = await nodes.dht()
+            protocol = client.protocol
+            assert protocol is not None
+            protocol.max_outstanding = 2
+            futures = [
+                protocol.request(server.address, "ping", (client.node.id,)) for _ in range(7)
+            ]
+            on_the_wire = len(protocol.requests)
+            replies = await asyncio.gather(*futures)
+            return on_the_wire, protocol.stats["queued"], [ok for ok, _ in replies]
+
+    on_the_wire, queued, oks = run(scenario())
+    assert on_the_wire == 2
+    assert queued == 5
+    assert oks == [True] * 7
+
+
+def test_a_burst_of_timeouts_backs_off_once() -> None:
+    estimator = RttEstimator(min_rto=0.05, max_rto=10.0)
+    estimator.observe(0.1)
+    base = estimator.rto  # 0.1 + 4 * 0.05, inside the clamp
+    assert abs(base - 0.3) < 1e-12
+    # ten requests sent at t=1.0 all time out at t=1.05: one back-off
+    for _ in range(10):
+        estimator.timed_out(sent=1.0, now=1.05)
+    assert abs(estimator.rto - 2 * base) < 1e-12
+    # a request sent after that back-off, timing out too, doubles it again
+    estimator.timed_out(sent=1.06, now=1.2)
+    assert abs(estimator.rto - 4 * base) < 1e-12
+
+
+def test_a_peer_that_keeps_failing_leaves_the_routing_table(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[bool, bool, int]:
+        async with open_nodes(backend) as nodes:
+            first = await nodes.dht()
+            gone = await nodes.dht(bootstrap=[first.address])
+            protocol = first.protocol
+            assert protocol is not None
+            address = gone.address
+            known_before = any(
+                (n.ip, n.port) == address for n in protocol.router.find_neighbors(first.node)
+            )
+            gone.stop()
+            for _ in range(3):
+                ok, _ = await protocol.request(address, "ping", (first.node.id,), 0.05)
+                assert not ok
+            known_after = any(
+                (n.ip, n.port) == address for n in protocol.router.find_neighbors(first.node)
+            )
+            return known_before, known_after, protocol.stats["peers_forgotten"]
+
+    known_before, known_after, forgotten = run(scenario())
+    assert known_before and not known_after
+    assert forgotten == 1
