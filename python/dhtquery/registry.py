@@ -3,8 +3,10 @@
 - ``publish(package)`` stores the package's record under its package key and
   under one key per tag, and announces it by gossip: a node forwards an
   announcement it has not seen to ``fan_out`` peers (preferring peers the
-  announcement does not list as already told), with a hop limit; receivers
-  add it to ``discovered_packages`` and to their searchable catalog.
+  announcement does not list as already told; a peer that answers it had
+  seen it is replaced by the next one, up to ``fan_out`` times), with a hop
+  limit; receivers add it to ``discovered_packages`` and to their searchable
+  catalog.
 - ``search(query)`` merges, through one QueryHandle, the local catalog's
   matches, the ``search`` RPC answers of the ``fan_out`` best-scored peers,
   and lookups of the query's tag keys; de-duplicates by PackageId (the
@@ -22,7 +24,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Final
 
 from .catalog import Catalog
@@ -93,7 +95,7 @@ class P2PRegistry:
         self.stats: dict[str, int] = {"announced": 0, "forwarded": 0, "duplicate_announcements": 0}
         node.add_rpc("search", RpcSpec((_is_query_map,), self._rpc_search, _is_search_answer))
         node.add_rpc(
-            "announce", RpcSpec((_is_announcement,), self._rpc_announce, lambda v: v is True)
+            "announce", RpcSpec((_is_announcement,), self._rpc_announce, lambda v: type(v) is bool)
         )
 
     @property
@@ -147,19 +149,42 @@ class P2PRegistry:
         reputation = protocol.reputation
         # peers not yet told first, then the best-scored
         peers.sort(key=lambda n: (n.id in told, -reputation.score((n.ip, n.port), now)))
-        targets = peers[: self.config.fan_out]
+        fan_out = self.config.fan_out
+        targets = peers[:fan_out]
         if not targets:
             return
         listed = list(told | {node.id for node in targets})[-_TOLD_LIMIT:]
         message = {**announcement, "hops": announcement["hops"] - 1, "told": listed}
+        # A target that had already seen the announcement is replaced by the
+        # next peer, at most fan_out times: without this, the peers every
+        # node ranks first soak up the sends and some node is never told.
+        spares = iter(peers[fan_out : 2 * fan_out])
         for node in targets:
-            protocol.request((node.ip, node.port), "announce", (message,))
-            self.stats["forwarded"] += 1
+            self._announce_to(node, message, spares)
+
+    def _announce_to(self, node: Any, message: dict[str, Any], spares: Iterator[Any]) -> None:
+        protocol = self.node.protocol
+        if protocol is None:
+            return
+        future = protocol.request((node.ip, node.port), "announce", (message,))
+        self.stats["forwarded"] += 1
+        future.add_done_callback(functools.partial(self._announced, message, spares))
+
+    def _announced(
+        self, message: dict[str, Any], spares: Iterator[Any], done: asyncio.Future[Any]
+    ) -> None:
+        ok, new = done.result()
+        if ok and new is False:
+            spare = next(spares, None)
+            if spare is not None:
+                self._announce_to(spare, message, spares)
 
     def _rpc_announce(self, sender: Address, announcement: dict[str, Any]) -> bool:
+        """True if the announcement was new to this node; False if it had
+        seen it (or refused its record)."""
         if not self._remember(announcement["id"]):
             self.stats["duplicate_announcements"] += 1
-            return True
+            return False
         try:
             package = Package.decode(announcement["record"])
         except SchemaError:
@@ -269,7 +294,16 @@ class P2PRegistry:
     async def search(self, query: Query, *, timeout: float | None = None) -> list[Package]:
         """Merged, de-duplicated (highest version per id) results, then
         ``query.offset`` and ``query.limit``; local matches come first."""
-        outcome = await self._start_search(query, timeout)
+        return self.packages_of(query, await self.search_outcome(query, timeout=timeout))
+
+    async def search_outcome(self, query: Query, *, timeout: float | None = None) -> QueryOutcome:
+        """The whole outcome of a search: every result with the peer that
+        answered it, the reason it ended, its duration. ``packages_of``
+        turns it into what ``search`` returns."""
+        return await self._start_search(query, timeout)
+
+    @staticmethod
+    def packages_of(query: Query, outcome: QueryOutcome) -> list[Package]:
         best = _highest_versions(result.item for result in outcome.results)
         return best[query.offset : query.offset + query.limit]
 

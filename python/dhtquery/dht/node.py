@@ -28,7 +28,7 @@ from ..manager import QueryManager
 from .lookup import StreamingLookup
 from .protocol import DhtProtocol, RpcSpec
 from .records import Record
-from .storage import PlainStorage, RecordStore, StoreLimits
+from .storage import PlainStorage, RecordStore, StorageFull, StoreLimits
 
 __all__ = ["DhtNode"]
 
@@ -103,6 +103,12 @@ class DhtNode(Server):  # type: ignore[misc]
         late_response, bad_response, bad_record, ...), timeouts."""
         return dict(self._protocol().stats)
 
+    @property
+    def drops(self) -> Mapping[str, int]:
+        """Datagrams dropped, by kind only (``stats`` has them too, among
+        other counters)."""
+        return dict(self._protocol().drops)
+
     def _protocol(self) -> DhtProtocol:
         if self.protocol is None:
             raise RuntimeError("the node is not listening: call listen() first")
@@ -116,7 +122,8 @@ class DhtNode(Server):  # type: ignore[misc]
         """Store ``data`` as ``publisher``'s record (default: this node's id)
         under ``key`` on the k closest nodes, this one included if it is
         among them; a key holds one record per publisher and ``name``.
-        Returns how many nodes hold it."""
+        Returns how many nodes hold it (a node whose store is full, this one
+        included, refuses and is not counted)."""
         protocol = self._protocol()
         record = Record.create(publisher or self.publisher, _check_bytes("data", data), name)
         dkey = digest(_check_key(key))
@@ -128,9 +135,17 @@ class DhtNode(Server):  # type: ignore[misc]
             nodes = await spider.find()
         else:
             nodes = []
-        if not nodes or self.node.distance_to(target) < max(n.distance_to(target) for n in nodes):
-            self.records.put(dkey, record, time.monotonic())
-            stored += 1
+        if len(nodes) < self.ksize or self.node.distance_to(target) < max(
+            n.distance_to(target) for n in nodes
+        ):
+            # Among the k closest (fewer than k nodes means all of them).
+            # A full store here refuses as a full peer does: not stored.
+            try:
+                self.records.put(dkey, record, time.monotonic())
+                stored += 1
+            except StorageFull as exc:
+                protocol.stats["store_refused"] += 1
+                log.debug("kept no local copy of %s: %s", dkey.hex(), exc)
         replies = await asyncio.gather(
             *(protocol.call_store_record(node, dkey, record) for node in nodes)
         )

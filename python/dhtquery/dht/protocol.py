@@ -33,7 +33,7 @@ from kademlia.protocol import KademliaProtocol
 from ..config import QueryConfig
 from .records import Record, RecordError
 from .reputation import Reputation
-from .requests import ANSWERED, Reply, RequestTable
+from .requests import ANSWERED, LATE, Reply, RequestTable
 from .rtt import RttEstimator
 from .storage import RecordStore, StorageFull
 from .wire import MSG_ID_SIZE, REQUEST, WireError, decode, encode_request, encode_response
@@ -167,6 +167,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.config = config
         self.backend = backend
         self.stats: Counter[str] = Counter()
+        #: datagrams dropped, by kind (also counted in ``stats``)
+        self.drops: Counter[str] = Counter()
         self.reputation = Reputation()
         self._rtt: dict[Address, RttEstimator] = {}
         #: address -> whether it answers the extension RPCs (absent: unknown)
@@ -220,6 +222,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         return self._requests
 
     def _drop(self, kind: str) -> None:
+        self.drops[kind] += 1
         self.stats[kind] += 1
         self.stats["dropped"] += 1
 
@@ -376,6 +379,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         status, name, rtt = self.requests.answer(msg_id, addr, value)
         if status != ANSWERED:
             self._drop(status)
+            if status == LATE and name and name not in STOCK_RPCS:
+                # Slow, not stock: it does answer our RPCs.
+                self.extensions[addr] = True
             return
         if self._waiting:
             self._send_waiting()

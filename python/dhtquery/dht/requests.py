@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,6 +28,7 @@ __all__ = ["Reply", "RequestTable"]
 Reply = tuple[bool, Any]
 _NO_REPLY: Final[Reply] = (False, None)
 _PAD: Final = bytes(MSG_ID_SIZE - 16)
+_GIVEN_UP_KEPT: Final = 4096
 
 # Response statuses for the protocol's drop counters.
 ANSWERED: Final = "answered"
@@ -65,6 +67,7 @@ class RequestTable:
         self._loop = loop
         self._grace = grace
         self._pending: dict[bytes, _Pending] = {}
+        self._given_up: OrderedDict[bytes, str] = OrderedDict()
         self._by_query: dict[QueryId, bytes] = {}
         self._timer = ExpiryTimer(loop, self._core, self._expired)
         #: called as on_timeout(address, name, sent) for each request given up
@@ -100,10 +103,11 @@ class RequestTable:
             self._core.cancel(pending.query_id, self._loop.time())
 
     def answer(self, msg_id: bytes, address: Hashable, value: Any) -> tuple[str, str, float]:
-        """A response arrived: (status, rpc name, rtt in seconds)."""
+        """A response arrived: (status, rpc name, rtt in seconds); the name
+        is known for late answers too, while the table remembers them."""
         pending = self._pending.get(msg_id)
         if pending is None:
-            return self._late_or_unknown(msg_id, address), "", 0.0
+            return self._late_or_unknown(msg_id, address), self._given_up.get(msg_id, ""), 0.0
         if pending.address != address:
             # Keep waiting for the real peer: a forged answer must not end it.
             return WRONG_ADDRESS, pending.name, 0.0
@@ -128,6 +132,11 @@ class RequestTable:
     def _expired(self, outcome: Any) -> None:
         msg_id = self._by_query.pop(outcome[0])
         pending = self._pending.pop(msg_id)
+        # Remember what was asked, so a late answer still tells what the
+        # peer speaks.
+        self._given_up[msg_id] = pending.name
+        if len(self._given_up) > _GIVEN_UP_KEPT:
+            self._given_up.popitem(last=False)
         if self.on_timeout is not None:
             self.on_timeout(pending.address, pending.name, pending.sent)
         if not pending.future.done():

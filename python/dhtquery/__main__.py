@@ -1,0 +1,7 @@
+"""``python -m dhtquery``: the ``dhtquery`` command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

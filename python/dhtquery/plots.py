@@ -1,0 +1,192 @@
+"""Plots of the benches' JSON: throughput per backend as bars, latency as a
+CDF. matplotlib is imported only when a plot is drawn (it is in the
+``bench`` extra, not a dependency of the package).
+
+Shapes read (what ``benches/*.py`` write):
+
+- core (``bench_core.py``): ``workloads[].medians[backend][phase]`` with a
+  ``<things>/s`` rate: one group of bars per phase, one bar per backend.
+- rows (``bench_dht.py``, ``bench_registry.py``): ``rows[]`` with
+  ``client``, ``run``, ``loop``, ``core``, ``throughput.ok_per_s`` and
+  ``latency.latency_ms`` (``p50``, ``p90``, ... ``max``); a row may carry
+  ``latency.cdf_ms`` (sorted ``[ms, fraction]`` pairs) or
+  ``latency.latencies_ms`` (raw samples) for an exact CDF; otherwise the CDF
+  is drawn through the percentiles it reports, and the legend says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PlotData", "PlotError", "extract", "plot_file", "plot_json", "require_matplotlib"]
+
+_PERCENTILE = re.compile(r"p(\d+(?:\.\d+)?)$")
+
+
+class PlotError(Exception):
+    """Nothing to plot, or no matplotlib: the message says which."""
+
+
+@dataclass
+class PlotData:
+    #: group (a workload phase, or "lookups/s") -> [(bar label, value)]
+    throughput: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    throughput_unit: dict[str, str] = field(default_factory=dict)
+    #: curve label -> sorted [(latency ms, cumulative fraction)]
+    latency: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+
+def _row_label(row: Mapping[str, Any]) -> str:
+    parts = [
+        str(row.get(k)) for k in ("client", "run", "loop", "core") if row.get(k) not in (None, "-")
+    ]
+    return " / ".join(parts) or "row"
+
+
+def _cdf_of(latency: Mapping[str, Any]) -> tuple[list[tuple[float, float]], bool] | None:
+    """(points, exact) from a row's latency summary."""
+    cdf = latency.get("cdf_ms")
+    if isinstance(cdf, list) and cdf:
+        return [(float(ms), float(frac)) for ms, frac in cdf], True
+    samples = latency.get("latencies_ms")
+    if isinstance(samples, list) and samples:
+        ordered = sorted(float(v) for v in samples)
+        n = len(ordered)
+        return [(v, (i + 1) / n) for i, v in enumerate(ordered)], True
+    percentiles = latency.get("latency_ms")
+    if not isinstance(percentiles, Mapping):
+        return None
+    points = []
+    for name, value in percentiles.items():
+        match = _PERCENTILE.match(str(name))
+        if match and isinstance(value, int | float):
+            points.append((float(value), float(match.group(1)) / 100))
+        elif name == "max" and isinstance(value, int | float):
+            points.append((float(value), 1.0))
+    return (sorted(points), False) if points else None
+
+
+def extract(report: Mapping[str, Any]) -> PlotData:
+    """What can be plotted from one bench report (see the module doc)."""
+    data = PlotData()
+    for workload in report.get("workloads") or ():
+        phases = {p["name"]: p for p in workload.get("phases", ()) if isinstance(p, Mapping)}
+        for backend, by_phase in (workload.get("medians") or {}).items():
+            for phase_name, derived in by_phase.items():
+                unit = (phases.get(phase_name) or {}).get("rate_unit") or ""
+                if not unit or unit not in derived:
+                    continue
+                key = str(workload.get("key", ""))
+                label = " ".join(str(phases[phase_name].get("label", phase_name)).split())
+                group = label if label.startswith(key) else f"{key} {label}".strip()
+                data.throughput.setdefault(group, []).append((backend, float(derived[unit])))
+                data.throughput_unit[group] = unit
+    for row in report.get("rows") or ():
+        if not isinstance(row, Mapping) or row.get("error"):
+            continue
+        label = _row_label(row)
+        throughput = row.get("throughput")
+        if isinstance(throughput, Mapping) and isinstance(throughput.get("ok_per_s"), int | float):
+            group = str(row.get("run") or "lookups")
+            data.throughput.setdefault(group, []).append((label, float(throughput["ok_per_s"])))
+            data.throughput_unit[group] = "ok/s"
+        latency = row.get("latency")
+        if isinstance(latency, Mapping):
+            found = _cdf_of(latency)
+            if found:
+                points, exact = found
+                data.latency[label if exact else f"{label} (percentiles)"] = points
+    return data
+
+
+def plot_json(paths: Sequence[Path], output: Path, title: str | None = None) -> Path:
+    """Read bench JSON files and write one PNG: throughput bars on the left,
+    the latency CDF on the right (when there are latencies). Raises
+    PlotError with a one-line message."""
+    merged = PlotData()
+    for path in paths:
+        try:
+            report = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise PlotError(f"cannot read bench results {path}: {exc}") from None
+        if not isinstance(report, Mapping):
+            raise PlotError(f"{path} is not a bench report (a JSON object)")
+        data = extract(report)
+        merged.throughput.update(data.throughput)
+        merged.throughput_unit.update(data.throughput_unit)
+        merged.latency.update(data.latency)
+    if not merged.throughput and not merged.latency:
+        raise PlotError(f"no throughput or latency figures in {', '.join(map(str, paths))}")
+    return plot_file(merged, output, title)
+
+
+def require_matplotlib() -> Any:
+    """matplotlib.pyplot on the Agg backend, or PlotError saying how to get it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotError(
+            "plots need matplotlib: pip install matplotlib (or dhtquery[bench])"
+        ) from None
+    return plt
+
+
+def plot_file(data: PlotData, output: Path, title: str | None = None) -> Path:
+    plt = require_matplotlib()
+    panels = [name for name, has in (("bars", data.throughput), ("cdf", data.latency)) if has]
+    groups = list(data.throughput)
+    bar_rows = max(1, len(groups)) if "bars" in panels else 0
+    figure = plt.figure(figsize=(6.5 * len(panels), max(3.2, 2.6 * max(bar_rows, 1))))
+    grid = figure.add_gridspec(max(bar_rows, 1), len(panels))
+    column = 0
+    colors: dict[str, str] = {}  # one colour per bar label across the groups
+    if "bars" in panels:
+        for index, group in enumerate(groups):
+            axes = figure.add_subplot(grid[index, column])
+            bars = data.throughput[group]
+            labels = [label for label, _ in bars]
+            values = [value for _, value in bars]
+            positions = list(range(len(bars)))
+            axes.barh(
+                positions,
+                values,
+                color=[colors.setdefault(lb, f"C{len(colors) % 10}") for lb in labels],
+            )
+            axes.set_yticks(positions, labels, fontsize=8)
+            axes.invert_yaxis()
+            axes.set_xlabel(data.throughput_unit.get(group, ""), fontsize=8)
+            axes.set_title(group, fontsize=9)
+            for position, value in zip(positions, values, strict=True):
+                axes.annotate(f"{value:,.0f}", (value, position), fontsize=7, va="center",
+                              xytext=(3, 0), textcoords="offset points")  # fmt: skip
+            axes.margins(x=0.2)
+        column += 1
+    if "cdf" in panels:
+        axes = figure.add_subplot(grid[:, column])
+        for label, points in data.latency.items():
+            xs = [ms for ms, _ in points]
+            ys = [fraction for _, fraction in points]
+            axes.step(xs, ys, where="post", label=label, marker="." if len(xs) < 12 else None)
+        axes.set_xscale("log")
+        axes.set_xlabel("latency (ms, log scale)")
+        axes.set_ylabel("fraction of lookups")
+        axes.set_ylim(0, 1.02)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=7, loc="lower right")
+        axes.set_title("latency CDF", fontsize=9)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=120)
+    plt.close(figure)
+    return output

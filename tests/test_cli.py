@@ -1,0 +1,353 @@
+"""The ``dhtquery`` command line, run as real processes on 127.0.0.1
+(``sys.executable -m dhtquery``), every one with a bounded wait and stopped
+on the way out; plus the pure helpers (catalog files, plots) in process."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dhtquery import cli
+from dhtquery.model import Package, PackageId
+
+SOURCE = Path(cli.__file__).resolve().parents[1]
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE), os.environ.get("PYTHONPATH")])),
+    "PYTHONUNBUFFERED": "1",
+}
+WAIT = 20.0
+
+WIDGET = {
+    "namespace": "acme",
+    "name": "widget",
+    "version": "1.2.3",
+    "title": "Widget toolkit",
+    "description": "Widgets for terminals",
+    "categories": ["cli"],
+    "tags": ["widgets", "tui"],
+    "license": "MIT",
+    "authors": ["Ada Lovelace"],
+}
+
+
+def dhtquery(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dhtquery", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        check=False,
+    )
+
+
+@dataclass
+class NodeProcess:
+    """A ``dhtquery node`` child; its stdout lines are read by a thread."""
+
+    process: subprocess.Popen[str]
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    port: int = 0
+    metrics_port: int = 0
+
+    def expect(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if match := re.search(pattern, line):
+                return match
+        raise AssertionError(f"no line matching {pattern!r} from the node in {timeout} s")
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, then the exit status and stderr (killed if it hangs)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+            return -9, err
+        return self.process.returncode, err
+
+
+def start_node(*args: str) -> NodeProcess:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dhtquery", "node", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    node = NodeProcess(process)
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            node.lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    node.port = int(node.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+    if "--metrics-port" in args:
+        node.metrics_port = int(node.expect(r"metrics on http://127\.0\.0\.1:(\d+)/").group(1))
+    return node
+
+
+@pytest.fixture(scope="module")
+def network() -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    """Two nodes: the first serves metrics; the second joins through it."""
+    first = start_node("--metrics-port", "0", "--stats-interval", "0.5")
+    second: NodeProcess | None = None
+    try:
+        second = start_node("--bootstrap", f"127.0.0.1:{first.port}")
+        yield first, second
+    finally:
+        for node in (second, first):
+            if node is not None:
+                node.stop()
+
+
+# -- the demo -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_demo_runs_a_small_network_and_prints_results_and_latency() -> None:
+    result = dhtquery("demo", "--nodes", "5", "--packages", "100", "--burst", "40", timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "5 nodes on 127.0.0.1, 100 packages published" in out
+    assert re.search(r"\d+ result\(s\) in [\d.]+ ms", out)
+    assert "answered by" in out
+    for figure in ("latency p50", "latency p95", "latency p99", "burst throughput"):
+        assert re.search(figure + r".*\d", out), figure
+    assert "Traceback" not in result.stderr
+
+
+# -- nodes, publish, search, metrics --------------------------------------------
+
+
+def test_search_finds_a_package_published_through_the_cli(
+    network: tuple[NodeProcess, NodeProcess], tmp_path: Path
+) -> None:
+    first, second = network
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps([WIDGET]), encoding="utf-8")
+    published = dhtquery("publish", str(catalog), "--bootstrap", f"127.0.0.1:{first.port}")
+    assert published.returncode == 0, published.stderr
+    assert "published acme/widget@1.2.3" in published.stdout
+
+    found = dhtquery("search", "widgets", "--bootstrap", f"127.0.0.1:{second.port}", "--json")
+    assert found.returncode == 0, found.stderr
+    answer = json.loads(found.stdout)
+    assert [(r["namespace"], r["name"], r["version"]) for r in answer["results"]] == [
+        ("acme", "widget", "1.2.3")
+    ]
+    assert answer["results"][0]["peer"].startswith("127.0.0.1:")
+
+    by_tag = dhtquery("search", "--tag", "tui", "-b", f"127.0.0.1:{first.port}")
+    assert by_tag.returncode == 0, by_tag.stderr
+    assert "acme/widget" in by_tag.stdout
+
+
+def test_metrics_endpoint_serves_the_counters_after_a_search(
+    network: tuple[NodeProcess, NodeProcess],
+) -> None:
+    first, _ = network
+    found = dhtquery("search", "anything", "--bootstrap", f"127.0.0.1:{first.port}")
+    assert found.returncode == 0, found.stderr
+    url = f"http://127.0.0.1:{first.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    samples = _samples(text)
+    assert samples["dhtquery_rpc_served_total"] > 0
+    assert samples["dhtquery_peers"] >= 1
+    for name in (
+        'dhtquery_queries_total{outcome="successful"}',
+        'dhtquery_queries_total{outcome="timed_out"}',
+        "dhtquery_queries_in_flight",
+        "dhtquery_results_total",
+        "dhtquery_duplicates_total",
+        "dhtquery_query_duration_seconds_count",
+        'dhtquery_query_duration_quantile_seconds{quantile="0.99"}',
+    ):
+        assert name in samples, name
+    assert "# TYPE dhtquery_query_duration_seconds histogram" in text
+    assert "# TYPE dhtquery_rpc_dropped_total counter" in text
+
+
+def _samples(text: str) -> dict[str, float]:
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_node_stops_cleanly_on_sigterm() -> None:
+    node = start_node("--log-level", "info")
+    status, err = node.stop()
+    assert status == 0, err
+    assert "node up on 127.0.0.1" in err
+    assert "node stopped" in err
+    assert "Traceback" not in err
+
+
+# -- bad input ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "broken.json").write_text('[{"namespace": "acme"', encoding="utf-8")
+    (folder / "schema.json").write_text(
+        json.dumps([{**WIDGET, "version": "one"}]), encoding="utf-8"
+    )
+    (folder / "good.json").write_text(json.dumps([WIDGET]), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["node", "--no-such-option"], "No such option: --no-such-option"),
+        (["search", "x", "--bootstrap", "localhost"], "'localhost' is not HOST:PORT"),
+        (["search", "x", "--bootstrap", "127.0.0.1:70000"], "port 70000 is not in 1-65535"),
+        (["publish", "{dir}/broken.json", "-b", "127.0.0.1:9"], "is not valid JSON"),
+        (["node", "--catalog", "{dir}/broken.json"], "is not valid JSON"),
+        (["publish", "{dir}/schema.json", "-b", "127.0.0.1:9"], "version: is not a semantic"),
+        (["publish", "{dir}/missing.json", "-b", "127.0.0.1:9"], "cannot read catalog"),
+        (["search", "x", "--limit", "0", "-b", "127.0.0.1:9"], "limit: must be an int"),
+        (["publish", "{dir}/good.json", "-b", "127.0.0.1:9"], "127.0.0.1:9 did not answer"),
+    ],
+    ids=[
+        "unknown-option",
+        "bootstrap-no-port",
+        "bootstrap-bad-port",
+        "catalog-not-json",
+        "node-catalog-not-json",
+        "catalog-schema",
+        "catalog-missing",
+        "bad-limit",
+        "bootstrap-unreachable",
+    ],
+)
+def test_bad_input_gives_one_line_and_status_2(
+    args: list[str], message: str, bad_files: Path
+) -> None:
+    result = dhtquery(*(arg.replace("{dir}", str(bad_files)) for arg in args))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("dhtquery: error: ")
+    assert message in lines[0]
+
+
+def test_bench_without_a_source_tree_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "_benches_dir", lambda: None)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "dht"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bench_dht.py not found" in err[0]
+
+
+# -- helpers in process -----------------------------------------------------------
+
+
+def test_catalog_objects_may_leave_the_hash_out_but_not_give_a_wrong_one() -> None:
+    package = cli.package_from_json(WIDGET)
+    assert package.id == PackageId("acme", "widget")
+    assert cli.package_from_json(package.to_record()) == package
+    with pytest.raises(ValueError, match="hash"):
+        cli.package_from_json({**WIDGET, "hash": "0" * 64})
+    with pytest.raises(ValueError, match="colour"):
+        cli.package_from_json({**WIDGET, "colour": "red"})
+    minimal = cli.package_from_json(
+        {"namespace": "a", "name": "b", "version": "0.1.0", "title": "T"}
+    )
+    assert isinstance(minimal, Package) and minimal.tags == ()
+
+
+def test_parse_address_takes_host_port_and_ipv6() -> None:
+    assert cli.parse_address("127.0.0.1:8468") == ("127.0.0.1", 8468)
+    assert cli.parse_address("[::1]:9000") == ("::1", 9000)
+    assert cli.parse_address("localhost:1")[1] == 1
+    for bad in ("127.0.0.1", ":80", "host:", "1.2.3.4:0", "1.2.3.4:x"):
+        with pytest.raises(ValueError):
+            cli.parse_address(bad)
+
+
+def test_demo_catalog_is_valid_deterministic_and_caps_tags() -> None:
+    from dhtquery.demo import MAX_PACKAGES_PER_TAG, generate_catalog
+
+    catalog = generate_catalog(1000)
+    assert len({p.id for p in catalog}) == 1000
+    assert catalog == generate_catalog(1000)
+    uses: dict[str, int] = {}
+    for package in catalog:
+        for tag in package.tags:
+            uses[tag] = uses.get(tag, 0) + 1
+    assert max(uses.values()) <= MAX_PACKAGES_PER_TAG
+    assert all(Package.decode(p.encode()) == p for p in catalog[:50])
+
+
+def _dht_report() -> dict[str, Any]:
+    def row(core: str, rate: float) -> dict[str, Any]:
+        return {
+            "client": "dhtquery get_all",
+            "run": "single",
+            "loop": "uvloop",
+            "core": core,
+            "error": None,
+            "throughput": {"ok_per_s": rate},
+            "latency": {"latency_ms": {"p50": 1.0, "p90": 2.0, "p99": 4.0, "max": 9.0}},
+        }
+
+    return {"rows": [row("rust", 5000.0), row("python", 3000.0)]}
+
+
+def test_plots_read_bench_rows_and_write_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from dhtquery.plots import extract, plot_json
+
+    data = extract(_dht_report())
+    assert data.throughput["single"] == [
+        ("dhtquery get_all / single / uvloop / rust", 5000.0),
+        ("dhtquery get_all / single / uvloop / python", 3000.0),
+    ]
+    curve = data.latency["dhtquery get_all / single / uvloop / rust (percentiles)"]
+    assert curve[0] == (1.0, 0.5) and curve[-1] == (9.0, 1.0)
+    source = tmp_path / "dht.json"
+    source.write_text(json.dumps(_dht_report()), encoding="utf-8")
+    output = plot_json([source], tmp_path / "plot.png")
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_say_when_there_is_nothing_to_plot(tmp_path: Path) -> None:
+    from dhtquery.plots import PlotError, plot_json
+
+    source = tmp_path / "empty.json"
+    source.write_text("{}", encoding="utf-8")
+    with pytest.raises(PlotError, match="no throughput or latency figures"):
+        plot_json([source], tmp_path / "plot.png")
