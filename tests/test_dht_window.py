@@ -53,6 +53,8 @@ def test_a_peer_that_keeps_failing_leaves_the_routing_table(backend: str, run: R
         async with open_nodes(backend) as nodes:
             first = await nodes.dht()
             gone = await nodes.dht(bootstrap=[first.address])
+            for _ in range(3):  # the last few contacts are never forgotten
+                await nodes.dht(bootstrap=[first.address])
             protocol = first.protocol
             assert protocol is not None
             address = gone.address
@@ -71,3 +73,37 @@ def test_a_peer_that_keeps_failing_leaves_the_routing_table(backend: str, run: R
     known_before, known_after, forgotten = run(scenario())
     assert known_before and not known_after
     assert forgotten == 1
+
+
+def test_a_late_answer_teaches_the_rtt_and_keeps_the_peer(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[float, int, int]:
+        async with open_nodes(backend) as nodes:
+            first = await nodes.dht()
+            slow = await nodes.dht(bootstrap=[first.address])
+            for _ in range(3):  # three more contacts, so forgetting is allowed
+                await nodes.dht(bootstrap=[first.address])
+            protocol = first.protocol
+            slow_protocol = slow.protocol
+            assert protocol is not None and slow_protocol is not None
+            serve = slow_protocol._serve
+            loop = asyncio.get_running_loop()
+
+            def serve_late(msg_id: bytes, body: Any, addr: Any) -> None:
+                loop.call_later(0.2, serve, msg_id, body, addr)
+
+            slow_protocol._serve = serve_late  # type: ignore[method-assign]
+            for _ in range(5):  # each gives up at 50 ms; each answer comes at 200 ms
+                ok, _ = await protocol.request(slow.address, "ping", (first.node.id,), 0.05)
+                assert not ok
+                await asyncio.sleep(0.25)
+            stats = protocol.reputation.stats(slow.address)
+            return (
+                protocol.rtt(slow.address).srtt or 0.0,
+                stats.consecutive_failures,
+                (protocol.stats["peers_forgotten"]),
+            )
+
+    srtt, in_a_row, forgotten = run(scenario())
+    assert srtt >= 0.15  # learnt from the late answers
+    assert in_a_row == 0
+    assert forgotten == 0

@@ -43,8 +43,11 @@ class StreamingLookup:
         "_ksize",
         "_manager",
         "_nodes",
+        "_now",
         "_protocol",
         "_quorum",
+        "_rank",
+        "_ranked",
         "_rpc_timeout",
         "_target",
     )
@@ -72,6 +75,9 @@ class StreamingLookup:
         # None: each peer's RTO (adaptive); else the query's whole timeout
         self._rpc_timeout = rpc_timeout
         self._nodes: dict[bytes, Node] = {}
+        self._rank: dict[bytes, tuple[int, float, int]] = {}
+        self._ranked: list[bytes] | None = None
+        self._now = time.time()
         self._asked: set[bytes] = set()
         self._in_flight = 0
         self._holders = 0
@@ -88,38 +94,43 @@ class StreamingLookup:
             self._manager.finish(self._handle.id, "all_peers")
             return
         for node in self._protocol.router.find_neighbors(self._target, self._ksize):
-            self._nodes[node.id] = node
+            self._add(node)
         self._fill()
 
     # -- choosing whom to ask -----------------------------------------
 
-    def _closest(self) -> list[Node]:
-        target = self._target.long_id
-        return sorted(self._nodes.values(), key=lambda node: node.long_id ^ target)[: self._ksize]
+    def _add(self, node: Node) -> None:
+        """A candidate, ranked once: closeness bucket (XOR distance's bit
+        length), then score, then exact distance."""
+        distance = node.long_id ^ self._target.long_id
+        score = self._protocol.reputation.score((node.ip, node.port), self._now)
+        self._nodes[node.id] = node
+        self._rank[node.id] = (distance.bit_length(), -score, distance)
+        self._ranked = None
+
+    def _drop(self, node: Node) -> None:
+        self._nodes.pop(node.id, None)
+        self._rank.pop(node.id, None)
+        self._ranked = None
 
     def _fill(self) -> None:
         if self._handle.done():
             return
-        closest = self._closest()
-        fresh = [node for node in closest if node.id not in self._asked]
+        ranked = self._ranked
+        if ranked is None:
+            # the k closest by distance, then in asking order
+            closest = sorted(self._nodes, key=lambda node_id: self._rank[node_id][2])
+            ranked = self._ranked = sorted(closest[: self._ksize], key=self._rank.__getitem__)
+        fresh = [node_id for node_id in ranked if node_id not in self._asked]
         if not fresh and self._in_flight == 0:
             reason = "adaptive" if self._failed_by_rto else "all_peers"
             self._manager.finish(self._handle.id, reason)
             return
-        if self._in_flight >= self._alpha or not fresh:
-            return
-        target = self._target.long_id
-        now = time.time()
-        reputation = self._protocol.reputation
-        fresh.sort(
-            key=lambda node: (
-                (node.long_id ^ target).bit_length(),
-                -reputation.score((node.ip, node.port), now),
-                node.long_id ^ target,
-            )
-        )
-        for node in fresh[: self._alpha - self._in_flight]:
-            self._ask(node)
+        # Requests in flight that may each bring a holder count towards the
+        # quorum: asking more before they answer only adds traffic.
+        window = min(self._alpha, max(self._quorum - self._holders, 1))
+        for node_id in fresh[: window - self._in_flight]:
+            self._ask(self._nodes[node_id])
 
     def _ask(self, node: Node) -> None:
         protocol = self._protocol
@@ -141,7 +152,7 @@ class StreamingLookup:
         if ok and not protocol.response_ok(name, value):
             # Malformed (the protocol counted it as bad_response): the peer
             # failed, though not by its RTO.
-            self._nodes.pop(node.id, None)
+            self._drop(node)
             self._peer_finished(address, ok=False)
             self._fill()
             return
@@ -151,16 +162,17 @@ class StreamingLookup:
                 self._asked.discard(node.id)
             else:
                 self._failed_by_rto = self._failed_by_rto or self._rpc_timeout is None
-                self._nodes.pop(node.id, None)
+                self._drop(node)
                 self._peer_finished(address, ok=False)
             self._fill()
             return
         if self._handle.done():
             return
         records, contacts = self._read(name, value, address)
-        for contact in contacts:
-            if contact[0] not in self._nodes and contact[0] != protocol.source_node.id:
-                self._nodes[contact[0]] = Node(contact[0], contact[1], contact[2])
+        own_id = protocol.source_node.id
+        for node_id, host, port in contacts:
+            if node_id not in self._nodes and node_id not in self._asked and node_id != own_id:
+                self._add(Node(node_id, host, port))
         if records:
             self._holders += 1
             self._offer(address, records)

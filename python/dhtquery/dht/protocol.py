@@ -56,6 +56,7 @@ _RECEIVE_BUFFER: Final = 4 * 1024 * 1024
 MAX_OUTSTANDING: Final = 128
 #: Timeouts in a row after which a peer leaves the routing table.
 FORGET_AFTER_FAILURES: Final = 3
+_MIN_CONTACTS: Final = 3
 #: kademlia's own RPCs (bootstrap, crawls, stores) drop a silent peer from
 #: the routing table, so a false timeout there costs more than in a lookup:
 #: they wait several RTOs, at least this long.
@@ -91,9 +92,11 @@ _REQUEST_ARGS: Final[dict[str, tuple[Callable[[Any], bool], ...]]] = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip_literal(host: str) -> bool:
     # A contact's host is sent to as is: a name would cost a blocking DNS
-    # lookup in sendto (asyncio) or raise in it (uvloop).
+    # lookup in sendto (asyncio) or raise in it (uvloop). Cached: answers
+    # repeat the same few hosts.
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, host)
@@ -283,11 +286,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def rpc_find_values(self, sender: Address, nodeid: bytes, key: bytes) -> dict[str, Any]:
         source = Node(nodeid, sender[0], sender[1])
         self.welcome_if_new(source)
-        neighbors = self.router.find_neighbors(Node(key), exclude=source)
         budget = _RECORDS_BUDGET
         answer = []
         more = False
-        for record in self.records.get(key, time.monotonic()):
+        # Checked when stored; the asker checks again on receipt.
+        for record in self.records.get(key, time.monotonic(), verify=False):
             # UTF-8 names can outgrow the per-key cap's arithmetic: stop
             # before the datagram would, and say that more exist.
             budget -= (
@@ -300,6 +303,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 more = True
                 break
             answer.append(record.to_wire())
+        # A holder answers with its records alone, as find_value does with a
+        # value: the asker already knows the closest nodes that led it here.
+        neighbors = [] if answer else self.router.find_neighbors(Node(key), exclude=source)
         return {"records": answer, "nodes": [list(node) for node in neighbors], "more": more}
 
     def rpc_store_record(self, sender: Address, nodeid: bytes, key: bytes, value: Any) -> bool:
@@ -379,9 +385,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         status, name, rtt = self.requests.answer(msg_id, addr, value)
         if status != ANSWERED:
             self._drop(status)
-            if status == LATE and name and name not in STOCK_RPCS:
-                # Slow, not stock: it does answer our RPCs.
-                self.extensions[addr] = True
+            if status == LATE and name:
+                self._answered_late(addr, name, rtt)
             return
         if self._waiting:
             self._send_waiting()
@@ -394,6 +399,16 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         else:
             self._drop("bad_response")
             self.reputation.failure(addr)
+
+    def _answered_late(self, address: Address, name: str, rtt: float) -> None:
+        """The answer to a request we gave up on: the peer is alive, only
+        slower than its RTO. Learn its real RTT (nothing was resent, so the
+        sample is unambiguous) and stop counting it towards being forgotten;
+        and an extension RPC answered late shows the peer is slow, not stock."""
+        self.rtt(address).observe(rtt)
+        self.reputation.stats(address).consecutive_failures = 0
+        if name not in STOCK_RPCS:
+            self.extensions[address] = True
 
     def _request_timed_out(self, address: Address, name: str, sent: float) -> None:
         self.stats["timeouts"] += 1
@@ -412,7 +427,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def _forget(self, address: Address) -> None:
         """Drop a peer that keeps failing from the routing table (kademlia
-        promotes a replacement), so lookups stop waiting on it."""
+        promotes a replacement), so lookups stop waiting on it; but never the
+        last few contacts, which are this node's way back into the network
+        when it is the one that was cut off."""
+        if sum(len(bucket.nodes) for bucket in self.router.buckets) <= _MIN_CONTACTS:
+            return
         for bucket in self.router.buckets:
             for node in bucket.get_nodes():
                 if (node.ip, node.port) == address:

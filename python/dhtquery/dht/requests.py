@@ -67,7 +67,7 @@ class RequestTable:
         self._loop = loop
         self._grace = grace
         self._pending: dict[bytes, _Pending] = {}
-        self._given_up: OrderedDict[bytes, str] = OrderedDict()
+        self._given_up: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
         self._by_query: dict[QueryId, bytes] = {}
         self._timer = ExpiryTimer(loop, self._core, self._expired)
         #: called as on_timeout(address, name, sent) for each request given up
@@ -103,11 +103,17 @@ class RequestTable:
             self._core.cancel(pending.query_id, self._loop.time())
 
     def answer(self, msg_id: bytes, address: Hashable, value: Any) -> tuple[str, str, float]:
-        """A response arrived: (status, rpc name, rtt in seconds); the name
-        is known for late answers too, while the table remembers them."""
+        """A response arrived: (status, rpc name, rtt in seconds). A late
+        answer (to a request given up less than ``grace`` ago) comes with its
+        name and its real round trip too: the peer is slow, not gone."""
         pending = self._pending.get(msg_id)
         if pending is None:
-            return self._late_or_unknown(msg_id, address), self._given_up.get(msg_id, ""), 0.0
+            status = self._late_or_unknown(msg_id, address)
+            given_up = self._given_up.pop(msg_id, None) if status == LATE else None
+            if given_up is None:
+                return status, "", 0.0
+            name, sent = given_up
+            return status, name, self._loop.time() - sent
         if pending.address != address:
             # Keep waiting for the real peer: a forged answer must not end it.
             return WRONG_ADDRESS, pending.name, 0.0
@@ -134,7 +140,7 @@ class RequestTable:
         pending = self._pending.pop(msg_id)
         # Remember what was asked, so a late answer still tells what the
         # peer speaks.
-        self._given_up[msg_id] = pending.name
+        self._given_up[msg_id] = (pending.name, pending.sent)
         if len(self._given_up) > _GIVEN_UP_KEPT:
             self._given_up.popitem(last=False)
         if self.on_timeout is not None:
