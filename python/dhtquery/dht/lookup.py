@@ -15,6 +15,7 @@ distance bucket) the best-scored first.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ class StreamingLookup:
     __slots__ = (
         "_alpha",
         "_asked",
+        "_distance",
         "_failed_by_rto",
         "_handle",
         "_holders",
@@ -46,7 +48,6 @@ class StreamingLookup:
         "_now",
         "_protocol",
         "_quorum",
-        "_rank",
         "_ranked",
         "_rpc_timeout",
         "_target",
@@ -75,7 +76,7 @@ class StreamingLookup:
         # None: each peer's RTO (adaptive); else the query's whole timeout
         self._rpc_timeout = rpc_timeout
         self._nodes: dict[bytes, Node] = {}
-        self._rank: dict[bytes, tuple[int, float, int]] = {}
+        self._distance: dict[bytes, int] = {}
         self._ranked: list[bytes] | None = None
         self._now = time.time()
         self._asked: set[bytes] = set()
@@ -93,24 +94,26 @@ class StreamingLookup:
         if self._holders >= self._quorum:
             self._manager.finish(self._handle.id, "all_peers")
             return
-        for node in self._protocol.router.find_neighbors(self._target, self._ksize):
+        target = self._target.long_id
+        router = self._protocol.router
+        known = [node for bucket in router.buckets for node in bucket.nodes.values()]
+        # kademlia's find_neighbors walks the table bucket by bucket; the
+        # table is small, so ranking all of it at once is cheaper.
+        for node in heapq.nsmallest(self._ksize, known, key=lambda n: n.long_id ^ target):
             self._add(node)
         self._fill()
 
     # -- choosing whom to ask -----------------------------------------
 
     def _add(self, node: Node) -> None:
-        """A candidate, ranked once: closeness bucket (XOR distance's bit
-        length), then score, then exact distance."""
         distance = node.long_id ^ self._target.long_id
-        score = self._protocol.reputation.score((node.ip, node.port), self._now)
         self._nodes[node.id] = node
-        self._rank[node.id] = (distance.bit_length(), -score, distance)
+        self._distance[node.id] = distance
         self._ranked = None
 
     def _drop(self, node: Node) -> None:
         self._nodes.pop(node.id, None)
-        self._rank.pop(node.id, None)
+        self._distance.pop(node.id, None)
         self._ranked = None
 
     def _fill(self) -> None:
@@ -118,9 +121,10 @@ class StreamingLookup:
             return
         ranked = self._ranked
         if ranked is None:
-            # the k closest by distance, then in asking order
-            closest = sorted(self._nodes, key=lambda node_id: self._rank[node_id][2])
-            ranked = self._ranked = sorted(closest[: self._ksize], key=self._rank.__getitem__)
+            # the k closest, closest first
+            ranked = self._ranked = heapq.nsmallest(
+                self._ksize, self._distance, key=self._distance.__getitem__
+            )
         fresh = [node_id for node_id in ranked if node_id not in self._asked]
         if not fresh and self._in_flight == 0:
             reason = "adaptive" if self._failed_by_rto else "all_peers"
@@ -128,9 +132,33 @@ class StreamingLookup:
             return
         # Requests in flight that may each bring a holder count towards the
         # quorum: asking more before they answer only adds traffic.
-        window = min(self._alpha, max(self._quorum - self._holders, 1))
-        for node_id in fresh[: window - self._in_flight]:
+        count = min(self._alpha, max(self._quorum - self._holders, 1)) - self._in_flight
+        if count <= 0 or not fresh:
+            return
+        for node_id in self._best_of(fresh, count):
             self._ask(self._nodes[node_id])
+
+    def _best_of(self, fresh: list[bytes], count: int) -> list[bytes]:
+        """The ``count`` to ask among ``fresh`` (closest first): closest
+        bucket (XOR distance's bit length) first and, within the bucket at
+        the cut, the best-scored. Scores are computed for that bucket only."""
+        if len(fresh) <= count:
+            return fresh
+        distance = self._distance
+        cut = distance[fresh[count - 1]].bit_length()
+        sure = [node_id for node_id in fresh[:count] if distance[node_id].bit_length() < cut]
+        tied = [node_id for node_id in fresh if distance[node_id].bit_length() == cut]
+        if len(tied) > 1:
+            reputation = self._protocol.reputation
+            now = self._now
+            nodes = self._nodes
+            tied.sort(
+                key=lambda node_id: (
+                    -reputation.score((nodes[node_id].ip, nodes[node_id].port), now),
+                    distance[node_id],
+                )
+            )
+        return sure + tied[: count - len(sure)]
 
     def _ask(self, node: Node) -> None:
         protocol = self._protocol
