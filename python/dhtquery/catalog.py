@@ -7,9 +7,10 @@ One entry per PackageId: the highest version seen wins.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 
-from .model import Package, PackageId, Query, matches_query, package_words
+from .model import Package, PackageId, Query, package_words
 
 __all__ = ["Catalog"]
 
@@ -80,14 +81,20 @@ class Catalog:
     def search(self, query: Query, limit: int | None = None) -> list[Package]:
         """Matching packages, ordered by id; at most ``limit`` (default: all).
         Offset and limit of the query itself are the caller's to apply after
-        merging with other sources."""
+        merging with other sources.
+
+        The postings answer exactly what ``matches_query`` asks (words: all
+        of them; tags, categories: any of them), so no package is checked
+        again; and only the ``limit`` first ids are sorted out."""
         candidates = self._candidates(query)
-        ids = sorted(self._packages if candidates is None else candidates)
-        found: list[Package] = []
-        for package_id in ids:
-            package = self._packages[package_id]
-            if matches_query(package, query):
-                found.append(package)
-                if limit is not None and len(found) >= limit:
-                    break
-        return found
+        ids = self._packages.keys() if candidates is None else candidates
+        if limit is None or limit >= len(ids):
+            chosen = sorted(ids, key=_id_order)
+        else:
+            chosen = heapq.nsmallest(limit, ids, key=_id_order)
+        return [self._packages[package_id] for package_id in chosen]
+
+
+def _id_order(package_id: PackageId) -> tuple[str, str]:
+    # a plain tuple compares in C; the dataclass's ordering would not
+    return package_id.namespace, package_id.name

@@ -46,6 +46,8 @@ Address = tuple[str, int]
 MAX_SEARCH_ANSWER: Final = 30
 #: How many hops an announcement travels.
 ANNOUNCE_HOPS: Final = 6
+#: Decoded package records remembered by their bytes.
+DECODED_KEPT: Final = 4096
 #: Announcement ids remembered, to forward each one once.
 SEEN_ANNOUNCEMENTS: Final = 100_000
 _TOLD_LIMIT: Final = 64
@@ -92,6 +94,7 @@ class P2PRegistry:
         #: PackageId -> addresses of the nodes that announced it
         self.discovered_packages: dict[PackageId, set[Address]] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._decoded: OrderedDict[bytes, Package] = OrderedDict()
         self.stats: dict[str, int] = {"announced": 0, "forwarded": 0, "duplicate_announcements": 0}
         node.add_rpc("search", RpcSpec((_is_query_map,), self._rpc_search, _is_search_answer))
         node.add_rpc(
@@ -186,7 +189,7 @@ class P2PRegistry:
             self.stats["duplicate_announcements"] += 1
             return False
         try:
-            package = Package.decode(announcement["record"])
+            package = self._decode(announcement["record"])
         except SchemaError:
             self._penalize(sender)
             return False
@@ -194,6 +197,18 @@ class P2PRegistry:
         self.discovered_packages.setdefault(package.id, set()).add(sender)
         self._forward(announcement, exclude=sender)
         return True
+
+    def _decode(self, data: bytes) -> Package:
+        """Package.decode, remembered by the record's bytes: the same record
+        comes from every peer that holds it, and checking it (schema, sha256,
+        semver) costs more than looking it up."""
+        package = self._decoded.get(data)
+        if package is None:
+            package = Package.decode(data)
+            self._decoded[data] = package
+            if len(self._decoded) > DECODED_KEPT:
+                self._decoded.popitem(last=False)
+        return package
 
     def _penalize(self, peer: Any) -> None:
         protocol = self.node.protocol
@@ -263,7 +278,7 @@ class P2PRegistry:
         packages = []
         for data in answer["results"]:
             try:
-                packages.append(Package.decode(data))
+                packages.append(self._decode(data))
             except (SchemaError, TypeError):
                 self._penalize(peer)
         if packages:
@@ -286,7 +301,7 @@ class P2PRegistry:
 
     def _package_of(self, result: QueryResult) -> Package | None:
         try:
-            return Package.decode(result.item.data)
+            return self._decode(result.item.data)
         except (SchemaError, RecordError):
             self._penalize(result.peer)
             return None

@@ -440,9 +440,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                     return
 
     async def _call(self, address: Address, name: str, *args: Any) -> Reply:
-        timeout = min(
-            self.config.default_timeout, max(_MAINTENANCE_TIMEOUT, 4 * self.rtt(address).rto)
-        )
+        estimator = self.rtt(address)
+        # a peer never measured gets the initial RTO (1 s), not four of them
+        waited = estimator.rto if estimator.srtt is None else 4 * estimator.rto
+        timeout = min(self.config.default_timeout, max(_MAINTENANCE_TIMEOUT, waited))
         reply = await self.request(address, name, args, timeout)
         ok, value = reply
         if ok and not self.response_ok(name, value):
