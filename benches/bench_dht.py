@@ -1,0 +1,905 @@
+"""Benchmark of DHT lookups on loopback: dhtquery's ``DhtNode.get_all``
+against stock ``kademlia`` ``Server.get`` on the same network, and against
+OpenDHT's ``getAll`` on its own network.
+
+    python benches/bench_dht.py [--quick] [--json FILE] [--loops asyncio,uvloop]
+                                [--backends rust,python] [--no-opendht]
+
+Setup, for each event loop (asyncio, uvloop):
+
+network
+    20 ``DhtNode`` (k=20, alpha=3, Rust core) in ONE child process
+    (``_dht_network.py``) under that same loop, on 127.0.0.1, knowing each
+    other. Before the clients join, the network itself stores 200 single keys
+    (each holds ONE record, publisher ``pub-0``, 64 bytes, and the same bytes
+    as a plain kademlia value, as ``Server.set`` stores it) and 200 multi keys
+    (each holds 5 records, from 5 publishers). With 20 nodes and k=20 every
+    node holds every key.
+clients
+    in this process, one at a time, each joining the SAME network (between
+    two clients the network forgets the previous one, so no lookup goes to a
+    stopped client): a ``DhtNode`` client per core (``--backends``) doing
+    ``get_all(key, quorum=3, timeout=5)``: it reads the single keys' record
+    (run "single") and the multi keys' 5 records (run "multi"); and a stock
+    ``kademlia.network.Server`` (k=20, alpha=3: its first round asks 3 peers)
+    doing ``Server.get(key)``: it reads the single keys' plain value. Both
+    keep nothing for others (a storage that drops stores), so no lookup is
+    answered from the client's own storage.
+OpenDHT
+    20 ``opendht.DhtRunner`` in a child process (C++ threads), rate limit off
+    (``DhtConfig.setRateLimit(-1, -1)``), one value per single key, and an
+    ``opendht.aio.DhtRunner`` client in this process doing ``getAll(key)``;
+    a fresh network per loop.
+
+Measurements, for each client, loop and core:
+
+throughput
+    closed loop: 64 workers, each starting its next lookup when the last one
+    ends, for 3 s or 30,000 lookups (``--quick``: 1 s or 5,000); lookups/s
+    counts only successful ones.
+latency
+    open loop at an offered 1,000 lookups/s for 3 s (``--quick``: 1 s):
+    lookup i is started at t0 + i/1000, whatever the previous ones do, and
+    its latency runs from that scheduled time to its answer, so queueing in
+    the client shows. p50/p95/p99 come from an HDR histogram (``hdrh``;
+    sorted samples without it) of every finished lookup, failed ones too.
+success
+    a lookup succeeds when it returns exactly the stored data (the one record
+    or value, or the 5 records) and did not time out; anything else (timeout,
+    missing, wrong data, exception, unfinished at the phase's time limit) is
+    a failure, counted by kind.
+
+Every phase has a count and a time limit; each client warms up with 200
+lookups first (not measured); the latency phase runs before the throughput
+phase, and each phase starts once the network process is idle again; the GC
+is collected, disabled and frozen while measuring (``_common.gc_quiet``), for
+every client alike. Child processes are killed in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import logging
+import os
+import random
+import select
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _dht_network as net
+from _common import format_count, format_table, gc_quiet, machine_info, write_json
+
+BENCHES = Path(__file__).resolve().parent
+DEFAULT_JSON = Path("bench-results") / "dht.json"
+NETWORK_SCRIPT = BENCHES / "_dht_network.py"
+
+QUORUM = 3
+LOOKUP_TIMEOUT = 5.0  # get_all's timeout; stock rpcudp's own per-request wait
+CONCURRENCY = 64
+RATE = 1000.0
+WARMUP = 200
+TARGET_STOCK_RATIO = 2.0
+TARGET_OPENDHT_RATIO = 5.0
+TARGET_P99_MS = 10.0
+TARGET_SUCCESS = 0.999
+
+#: lookup(key index) -> None on success, else the kind of failure
+Lookup = Callable[[int], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    nodes: int = 20
+    single_keys: int = 200
+    multi_keys: int = 200
+    publishers: int = 5
+    duration: float = 3.0
+    max_lookups: int = 30_000
+    latency_duration: float = 3.0
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    single_keys=100, multi_keys=100, duration=1.0, max_lookups=5_000, latency_duration=1.0
+)
+
+
+# -- measurement ------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """One measured phase: counts, failures by kind, latencies (seconds)."""
+
+    lookups: int = 0
+    ok: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def add(self, failure: str | None, latency: float) -> None:
+        self.lookups += 1
+        self.latencies.append(latency)
+        if failure is None:
+            self.ok += 1
+        else:
+            self.failures[failure] += 1
+
+    @property
+    def success(self) -> float:
+        return self.ok / self.lookups if self.lookups else 0.0
+
+    def percentiles_ms(self) -> dict[str, float]:
+        return percentiles_ms(self.latencies)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "lookups": self.lookups,
+            "ok": self.ok,
+            "success": self.success,
+            "failures": dict(self.failures),
+            "elapsed_s": self.elapsed,
+            "ok_per_s": self.ok / self.elapsed if self.elapsed else 0.0,
+            "latency_ms": self.percentiles_ms(),
+            **self.extra,
+        }
+
+
+def percentiles_ms(latencies: Sequence[float]) -> dict[str, float]:
+    if not latencies:
+        return {}
+    quantiles = (50.0, 90.0, 95.0, 99.0, 99.9)
+    try:
+        from hdrh.histogram import HdrHistogram
+    except ImportError:
+        ordered = sorted(latencies)
+        last = len(ordered) - 1
+        result = {f"p{q:g}": ordered[round(q / 100 * last)] * 1e3 for q in quantiles}
+        result["max"] = ordered[-1] * 1e3
+        result["mean"] = statistics.fmean(ordered) * 1e3
+        result["source"] = "sorted samples"  # type: ignore[assignment]
+        return result
+    histogram = HdrHistogram(1, 600_000_000, 3)  # microseconds, 1 us to 10 min
+    for latency in latencies:
+        histogram.record_value(max(1, round(latency * 1e6)))
+    result = {f"p{q:g}": histogram.get_value_at_percentile(q) / 1e3 for q in quantiles}
+    result["max"] = histogram.get_max_value() / 1e3
+    result["mean"] = histogram.get_mean_value() / 1e3
+    return result
+
+
+async def _timed(lookup: Lookup, index: int) -> str | None:
+    try:
+        return await lookup(index)
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+
+
+def _key_order(count: int) -> list[int]:
+    order = list(range(count))
+    random.Random(1).shuffle(order)
+    return order
+
+
+async def closed_loop(
+    lookup: Lookup, keys: int, concurrency: int, duration: float, max_lookups: int
+) -> Phase:
+    """``concurrency`` workers, each doing one lookup after another, until
+    ``duration`` has passed or ``max_lookups`` have started."""
+    phase = Phase()
+    order = _key_order(keys)
+    counter = itertools.count()
+    clock = time.perf_counter
+    start = clock()
+    deadline = start + duration
+
+    async def worker() -> None:
+        while clock() < deadline:
+            index = next(counter)
+            if index >= max_lookups:
+                return
+            sent = clock()
+            failure = await _timed(lookup, order[index % keys])
+            phase.add(failure, clock() - sent)
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    _, pending = await asyncio.wait(tasks, timeout=duration + LOOKUP_TIMEOUT + 5.0)
+    for task in pending:
+        task.cancel()
+        phase.failures["unfinished"] += 1
+        phase.lookups += 1
+    phase.elapsed = clock() - start
+    await asyncio.gather(*pending, return_exceptions=True)
+    return phase
+
+
+async def open_loop(lookup: Lookup, keys: int, rate: float, duration: float) -> Phase:
+    """Start lookup i at t0 + i/rate; its latency runs from that time."""
+    phase = Phase()
+    order = _key_order(keys)
+    count = round(rate * duration)
+    clock = time.perf_counter
+    in_flight: set[asyncio.Task[None]] = set()
+    max_in_flight = 0
+    max_lag = 0.0
+
+    async def one(index: int, scheduled: float) -> None:
+        failure = await _timed(lookup, order[index % keys])
+        phase.add(failure, clock() - scheduled)
+
+    t0 = clock() + 0.01
+    for index in range(count):
+        scheduled = t0 + index / rate
+        delay = scheduled - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        max_lag = max(max_lag, clock() - scheduled)
+        task = asyncio.ensure_future(one(index, scheduled))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+        max_in_flight = max(max_in_flight, len(in_flight))
+    sent_for = clock() - t0
+    if in_flight:
+        _, pending = await asyncio.wait(set(in_flight), timeout=LOOKUP_TIMEOUT + 5.0)
+        for task in pending:
+            task.cancel()
+            phase.failures["unfinished"] += 1
+            phase.lookups += 1
+        await asyncio.gather(*pending, return_exceptions=True)
+    phase.elapsed = clock() - t0
+    phase.extra = {
+        "offered_per_s": rate,
+        "sent_per_s": count / sent_for if sent_for > 0 else 0.0,
+        "max_scheduler_lag_ms": max_lag * 1e3,
+        "max_in_flight": max_in_flight,
+    }
+    return phase
+
+
+@dataclass
+class Row:
+    client: str  # "dhtquery get_all", "kademlia get", "opendht getAll"
+    run: str  # "single" / "multi"
+    loop: str
+    core: str
+    throughput: Phase | None = None
+    latency: Phase | None = None
+    error: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok_per_s(self) -> float:
+        t = self.throughput
+        return t.ok / t.elapsed if t and t.elapsed else 0.0
+
+    @property
+    def success(self) -> float:
+        phases = [p for p in (self.throughput, self.latency) if p]
+        lookups = sum(p.lookups for p in phases)
+        return sum(p.ok for p in phases) / lookups if lookups else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "client": self.client,
+            "run": self.run,
+            "loop": self.loop,
+            "core": self.core,
+            "error": self.error,
+            "throughput": self.throughput.summary() if self.throughput else None,
+            "latency": self.latency.summary() if self.latency else None,
+            "success": self.success,
+            **self.notes,
+        }
+
+
+async def measure(
+    row: Row, lookup: Lookup, keys: int, sizes: Sizes, network: Network | None = None
+) -> None:
+    """Warm up, then the closed-loop and the open-loop phase. Each phase also
+    records the CPU time this process and the network's process spent per
+    lookup (where the time goes)."""
+    warm = await closed_loop(lookup, keys, 16, 30.0, WARMUP)
+    row.notes["warmup"] = {"lookups": warm.lookups, "ok": warm.ok, "failures": dict(warm.failures)}
+    # latency first: the closed loop overloads the network on purpose, and
+    # its backlog must not be measured as the open loop's latency
+    for name, phase in (
+        ("latency", lambda: open_loop(lookup, keys, RATE, sizes.latency_duration)),
+        (
+            "throughput",
+            lambda: closed_loop(lookup, keys, CONCURRENCY, sizes.duration, sizes.max_lookups),
+        ),
+    ):
+        await settle(network)
+        with gc_quiet():
+            client_cpu = time.process_time()
+            network_cpu = network.cpu_seconds() if network else None
+            result = await phase()
+            client_cpu = time.process_time() - client_cpu
+            if network_cpu is not None and network is not None:
+                network_cpu = (network.cpu_seconds() or 0.0) - network_cpu
+        per_lookup = 1e6 / max(result.lookups, 1)
+        result.extra["client_cpu_us_per_lookup"] = client_cpu * per_lookup
+        if network_cpu is not None:
+            result.extra["network_cpu_us_per_lookup"] = network_cpu * per_lookup
+        setattr(row, name, result)
+    print(f"  {row_label(row):<44} {row_cells(row)}", flush=True)
+
+
+async def settle(network: Network | None, limit: float = 5.0) -> None:
+    """Wait until the network process is idle (under 10% of a CPU over 0.2 s,
+    for at most ``limit`` seconds): whatever the previous phase or client
+    queued there is served before the next phase starts."""
+    await asyncio.sleep(0.2)
+    if network is None or network.cpu_seconds() is None:
+        return
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        before = network.cpu_seconds() or 0.0
+        await asyncio.sleep(0.2)
+        if (network.cpu_seconds() or 0.0) - before < 0.02:
+            return
+
+
+# -- clients ----------------------------------------------------------
+
+
+class NullStorage:
+    """A kademlia storage that keeps nothing: the clients store no values for
+    others, so every lookup goes to the network (kademlia's ``get`` answers
+    from local storage first, and nodes push values to newcomers)."""
+
+    def __bool__(self) -> bool:  # Server does ``storage or ForgetfulStorage()``
+        return True
+
+    def __setitem__(self, key: bytes, value: Any) -> None:
+        pass
+
+    def __getitem__(self, key: bytes) -> Any:
+        raise KeyError(key)
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        return default
+
+    def iter_older_than(self, seconds_old: float) -> Iterator[tuple[bytes, Any]]:
+        return iter(())
+
+    def __iter__(self) -> Iterator[tuple[bytes, Any]]:
+        return iter(())
+
+
+def get_all_lookup(node: Any, keys: list[str], expected: list[list[tuple[str, bytes]]]) -> Lookup:
+    async def lookup(index: int) -> str | None:
+        outcome = await node.get_all(keys[index], quorum=QUORUM, timeout=LOOKUP_TIMEOUT)
+        if outcome.timed_out:
+            return "timeout"
+        got = sorted((record.publisher, record.data) for record in outcome.items)
+        if got == expected[index]:
+            return None
+        return f"{'missing' if not got else 'wrong'} ({outcome.reason})"
+
+    return lookup
+
+
+def stock_get_lookup(server: Any, keys: list[str], expected: list[bytes]) -> Lookup:
+    async def lookup(index: int) -> str | None:
+        value = await server.get(keys[index])
+        if value == expected[index]:
+            return None
+        return "missing" if value is None else "wrong"
+
+    return lookup
+
+
+def opendht_lookup(runner: Any, keys: list[Any], expected: list[bytes]) -> Lookup:
+    async def lookup(index: int) -> str | None:
+        values = await runner.getAll(keys[index])
+        if len(values) == 1 and bytes(values[0].data) == expected[index]:
+            return None
+        return "missing" if not values else "wrong"
+
+    return lookup
+
+
+async def _joined(client: Any, addresses: list[tuple[str, int]]) -> None:
+    await client.listen(0, "127.0.0.1")
+    await asyncio.wait_for(client.bootstrap(addresses), 30.0)
+    await asyncio.sleep(0.3)  # the nodes' kademlia welcome stores settle
+
+
+async def measure_dhtquery_network(
+    loop_name: str, backends: Sequence[str], network: Network, sizes: Sizes
+) -> list[Row]:
+    from kademlia.network import Server
+
+    from dhtquery.config import QueryConfig
+    from dhtquery.dht import DhtNode
+
+    addresses = network.addresses
+    single_keys = [net.single_key(i) for i in range(sizes.single_keys)]
+    single_records = [[(net.PUBLISHER, net.single_value(i))] for i in range(sizes.single_keys)]
+    multi_keys = [net.multi_key(i) for i in range(sizes.multi_keys)]
+    multi_records = [
+        sorted((net.multi_publisher(p), net.multi_value(i, p)) for p in range(sizes.publishers))
+        for i in range(sizes.multi_keys)
+    ]
+    rows = []
+
+    async def with_client(make: Callable[[], Any], run: Callable[[Any], Awaitable[None]]) -> None:
+        await settle(network)
+        network.reset()
+        client = make()
+        try:
+            await _joined(client, addresses)
+            await run(client)
+        finally:
+            client.stop()
+            await asyncio.sleep(0.05)  # let the transport close
+
+    for backend in backends:
+        for run_name, keys, expected in (
+            ("single", single_keys, single_records),
+            ("multi", multi_keys, multi_records),
+        ):
+            row = Row("dhtquery get_all", run_name, loop_name, backend)
+            rows.append(row)
+
+            async def run_get_all(
+                client: Any, row: Row = row, keys: Any = keys, expected: Any = expected
+            ) -> None:
+                await measure(
+                    row, get_all_lookup(client, keys, expected), len(keys), sizes, network
+                )
+                row.notes["client_stats"] = dict(client.stats)
+                row.notes["query_metrics"] = _metrics(client)
+
+            try:
+                await with_client(
+                    lambda backend=backend: DhtNode(
+                        config=QueryConfig(default_timeout=LOOKUP_TIMEOUT),
+                        backend=backend,
+                        storage=NullStorage(),
+                    ),
+                    run_get_all,
+                )
+            except Exception as exc:
+                row.error = _error(exc)
+                print(f"  {row_label(row)}: FAILED {row.error}", flush=True)
+        if backend == backends[0]:
+            rows.append(
+                await _stock_row(loop_name, with_client, Server, single_keys, sizes, network)
+            )
+    return rows
+
+
+async def _stock_row(
+    loop_name: str,
+    with_client: Any,
+    server_class: Any,
+    keys: list[str],
+    sizes: Sizes,
+    network: Network,
+) -> Row:
+    row = Row("kademlia get", "single", loop_name, "-")
+    values = [net.single_value(i) for i in range(len(keys))]
+
+    async def run(client: Any) -> None:
+        await measure(row, stock_get_lookup(client, keys, values), len(keys), sizes, network)
+
+    try:
+        await with_client(lambda: server_class(ksize=20, alpha=3, storage=NullStorage()), run)
+    except Exception as exc:
+        row.error = _error(exc)
+        print(f"  {row_label(row)}: FAILED {row.error}", flush=True)
+    return row
+
+
+def _metrics(client: Any) -> dict[str, Any]:
+    try:
+        metrics = client.queries.metrics
+        return {k: v for k, v in vars(metrics).items() if isinstance(v, int | float | str)}
+    except Exception:
+        return {}
+
+
+async def measure_opendht(loop_name: str, network: Network, sizes: Sizes) -> Row:
+    import opendht
+    from opendht import aio
+
+    row = Row("opendht getAll", "single", loop_name, "c++")
+    keys = [opendht.InfoHash.get(net.single_key(i)) for i in range(sizes.single_keys)]
+    values = [net.single_value(i) for i in range(sizes.single_keys)]
+    config = opendht.DhtConfig()
+    config.setRateLimit(-1, -1)
+    runner = aio.DhtRunner(config=config)
+    runner.run(None, False, 0, "127.0.0.1", "", config)
+    try:
+        for host, port in network.addresses:
+            runner.bootstrap(host, str(port))
+        await asyncio.sleep(1.0)  # let its routing table fill
+        await measure(row, opendht_lookup(runner, keys, values), len(keys), sizes, network)
+    except Exception as exc:
+        row.error = _error(exc)
+        print(f"  {row_label(row)}: FAILED {row.error}", flush=True)
+    finally:
+        row.notes["shutdown"] = await _stop_opendht(runner)
+    return row
+
+
+async def _stop_opendht(runner: Any) -> str:
+    """Shut the OpenDHT client down, waiting at most 10 s in all. Its
+    ``join()`` runs in a daemon thread of our own, not in the loop's default
+    executor (``aio.DhtRunner.join`` uses ``asyncio.to_thread``): a join that
+    never returns must not hang the loop's shutdown."""
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(runner.shutdown(), 5.0)
+    except Exception as exc:
+        return f"shutdown: {_error(exc)}"
+    joiner = threading.Thread(target=runner._dht.join, daemon=True)
+    joiner.start()
+    while joiner.is_alive() and time.perf_counter() - started < 10.0:
+        await asyncio.sleep(0.05)
+    if joiner.is_alive():
+        return "join did not return within 10 s: left running"
+    return f"stopped in {time.perf_counter() - started:.2f} s"
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# -- the network child ------------------------------------------------
+
+
+class Network:
+    """The child process holding the network; ``close()`` ends it, killing
+    it if it does not exit on its own."""
+
+    def __init__(self, kind: str, loop_name: str, sizes: Sizes, timeout: float = 120.0):
+        command = [
+            sys.executable,
+            str(NETWORK_SCRIPT),
+            f"--kind={kind}",
+            f"--loop={loop_name}",
+            f"--nodes={sizes.nodes}",
+            f"--single-keys={sizes.single_keys}",
+            f"--multi-keys={sizes.multi_keys}",
+            f"--publishers={sizes.publishers}",
+            "--max-seconds=900",
+        ]
+        self.kind = kind
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),  # PYTHONPATH included
+        )
+        try:
+            import json
+
+            ready = json.loads(self._line(timeout))
+        except BaseException:
+            self.close()
+            raise
+        self.addresses: list[tuple[str, int]] = [tuple(a) for a in ready["addresses"]]  # type: ignore[misc]
+        self.setup = {"setup_s": ready["setup_s"], "stored": ready["stored"]}
+
+    def _line(self, timeout: float) -> str:
+        stdout = self.process.stdout
+        assert stdout is not None
+        readable, _, _ = select.select([stdout], [], [], timeout)
+        line = stdout.readline() if readable else ""
+        if not line:
+            code = self.process.poll()
+            why = f"exited with {code}" if code is not None else f"silent for {timeout:.0f} s"
+            raise RuntimeError(f"the {self.kind} network process {why}")
+        return line
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the network process so far (Linux)."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def reset(self) -> None:
+        """The network forgets every client that joined it so far."""
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write("reset\n")
+        stdin.flush()
+        reply = self._line(10.0)
+        if not reply.startswith("ok"):
+            raise RuntimeError(f"network reset failed: {reply.strip()}")
+
+    def close(self) -> None:
+        try:
+            if self.process.stdin:
+                self.process.stdin.close()
+            self.process.wait(10.0)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(5.0)
+            if self.process.stdout:
+                self.process.stdout.close()
+
+
+@contextmanager
+def network_process(kind: str, loop_name: str, sizes: Sizes) -> Iterator[Network]:
+    started = Network(kind, loop_name, sizes)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+# -- running ----------------------------------------------------------
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return asyncio.new_event_loop
+
+
+def opendht_status() -> str | None:
+    """None if opendht can be used, else why not."""
+    try:
+        import opendht
+        import opendht.aio
+    except Exception as exc:
+        return f"cannot import opendht ({_error(exc)}); try: pip install opendht"
+    if not hasattr(opendht.DhtConfig, "setRateLimit"):
+        return "this opendht has no DhtConfig.setRateLimit"
+    return None
+
+
+def run_all(args: argparse.Namespace, sizes: Sizes) -> tuple[list[Row], dict[str, Any]]:
+    rows: list[Row] = []
+    info: dict[str, Any] = {"networks": {}}
+    skip_opendht = "skipped (--no-opendht)" if args.no_opendht else opendht_status()
+    if skip_opendht and not args.no_opendht:
+        print(f"OpenDHT: not measured: {skip_opendht}")
+    info["opendht"] = skip_opendht or "measured"
+    for loop_name in args.loops:
+        print(f"{loop_name}:", flush=True)
+        try:
+            with network_process("dhtquery", loop_name, sizes) as dht:
+                info["networks"][f"dhtquery/{loop_name}"] = dht.setup
+                with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+                    rows += runner.run(
+                        measure_dhtquery_network(loop_name, args.backends, dht, sizes)
+                    )
+        except Exception as exc:
+            print(f"  dhtquery network under {loop_name}: FAILED {_error(exc)}", flush=True)
+            rows.append(Row("dhtquery get_all", "single", loop_name, "-", error=_error(exc)))
+        if skip_opendht:
+            continue
+        try:
+            with network_process("opendht", loop_name, sizes) as odht:
+                info["networks"][f"opendht/{loop_name}"] = odht.setup
+                with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+                    rows.append(runner.run(measure_opendht(loop_name, odht, sizes)))
+        except Exception as exc:
+            print(f"OpenDHT under {loop_name}: not measured: {_error(exc)}", flush=True)
+            rows.append(Row("opendht getAll", "single", loop_name, "c++", error=_error(exc)))
+    return rows, info
+
+
+# -- reporting --------------------------------------------------------
+
+
+def row_label(row: Row) -> str:
+    return f"{row.client} [{row.run}] {row.loop}/{row.core}"
+
+
+def row_cells(row: Row) -> str:
+    p = row.latency.percentiles_ms() if row.latency else {}
+    return (
+        f"{row.ok_per_s:8.0f}/s  p50 {p.get('p50', 0):6.2f}  p95 {p.get('p95', 0):6.2f}  "
+        f"p99 {p.get('p99', 0):7.2f} ms  ok {row.success * 100:.2f}%"
+    )
+
+
+def results_table(rows: Sequence[Row]) -> str:
+    headers = [
+        "client",
+        "records/key",
+        "loop",
+        "core",
+        "lookups/s (c=64)",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "success %",
+        "CPU us/lookup client+network",
+    ]
+    body = []
+    for row in rows:
+        records = "5" if row.run == "multi" else "1"
+        if row.error and not row.throughput:
+            cells = ["failed", "", "", "", row.error[:60], ""]
+            body.append([row.client, records, row.loop, row.core, *cells])
+            continue
+        p = row.latency.percentiles_ms() if row.latency else {}
+        failures = sum((r.failures for r in (row.throughput, row.latency) if r), Counter())
+        mark = "" if row.success >= TARGET_SUCCESS else " !"
+        cpu = row.throughput.extra if row.throughput else {}
+        body.append(
+            [
+                row.client,
+                records,
+                row.loop,
+                row.core,
+                format_count(row.ok_per_s),
+                f"{p.get('p50', float('nan')):.2f}",
+                f"{p.get('p95', float('nan')):.2f}",
+                f"{p.get('p99', float('nan')):.2f}",
+                f"{row.success * 100:.2f}{mark}" + (f" {dict(failures)}" if failures else ""),
+                f"{cpu.get('client_cpu_us_per_lookup', 0):.0f}+"
+                f"{cpu.get('network_cpu_us_per_lookup', 0):.0f}",
+            ]
+        )
+    return format_table(headers, body, left_columns=4)
+
+
+def _find(rows: Sequence[Row], client: str, run: str, loop: str, core: str | None) -> Row | None:
+    for row in rows:
+        if (row.client, row.run, row.loop) == (client, run, loop) and (
+            core is None or row.core == core
+        ):
+            return row if row.throughput else None
+    return None
+
+
+def targets(rows: Sequence[Row], backends: Sequence[str]) -> list[dict[str, Any]]:
+    verdicts = []
+    loop = "uvloop"
+    stock = _find(rows, "kademlia get", "single", loop, None)
+    odht = _find(rows, "opendht getAll", "single", loop, None)
+    for core in backends:
+        ours = _find(rows, "dhtquery get_all", "single", loop, core)
+        for name, other, goal in (
+            ("stock kademlia get", stock, TARGET_STOCK_RATIO),
+            ("OpenDHT getAll", odht, TARGET_OPENDHT_RATIO),
+        ):
+            if ours is None or other is None or not other.ok_per_s:
+                verdicts.append(
+                    {
+                        "target": f"get_all ({core}) vs {name} under {loop}",
+                        "goal": goal,
+                        "value": None,
+                        "met": None,
+                    }
+                )
+                continue
+            verdicts.append(
+                {
+                    "target": f"get_all ({core}) vs {name} throughput under {loop}",
+                    "goal": goal,
+                    "value": ours.ok_per_s / other.ok_per_s,
+                    "met": ours.ok_per_s / other.ok_per_s >= goal,
+                    "detail": f"{ours.ok_per_s:.0f}/s vs {other.ok_per_s:.0f}/s",
+                }
+            )
+    for row in rows:
+        if row.client != "dhtquery get_all" or not row.latency:
+            continue
+        p99 = row.latency.percentiles_ms().get("p99", float("inf"))
+        verdicts.append(
+            {
+                "target": f"p99 <= {TARGET_P99_MS:g} ms at {RATE:,.0f}/s, "
+                f"{row.run} {row.loop}/{row.core}",
+                "goal": TARGET_P99_MS,
+                "value": p99,
+                "met": p99 <= TARGET_P99_MS,
+            }
+        )
+        verdicts.append(
+            {
+                "target": f"success >= {TARGET_SUCCESS:.1%}, {row.run} {row.loop}/{row.core}",
+                "goal": TARGET_SUCCESS,
+                "value": row.success,
+                "met": row.success >= TARGET_SUCCESS,
+            }
+        )
+    return verdicts
+
+
+def target_line(verdict: dict[str, Any]) -> str:
+    met = {True: "met", False: "NOT met", None: "not measured"}[verdict["met"]]
+    value = verdict["value"]
+    if value is None:
+        shown = "-"
+    elif "throughput" in verdict["target"]:
+        shown = f"{value:.2f}x (goal >= {verdict['goal']:g}x; {verdict['detail']})"
+    elif "success" in verdict["target"]:
+        shown = f"{value:.3%}"
+    else:
+        shown = f"{value:.2f} ms"
+    return f"  {verdict['target']}: {shown}: {met}"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 s phases, 100 keys per run")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument("--loops", default="asyncio,uvloop")
+    parser.add_argument("--backends", default="rust,python")
+    parser.add_argument("--no-opendht", action="store_true")
+    args = parser.parse_args(argv)
+    args.loops = [name for name in args.loops.split(",") if name]
+    args.backends = [name for name in args.backends.split(",") if name]
+    for name in args.loops:
+        if name not in ("asyncio", "uvloop"):
+            parser.error(f"unknown loop {name!r}")
+    for name in args.backends:
+        if name not in ("rust", "python"):
+            parser.error(f"unknown backend {name!r}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("kademlia").setLevel(logging.CRITICAL)
+    logging.getLogger("rpcudp").setLevel(logging.CRITICAL)
+    started = time.perf_counter()
+    rows, info = run_all(args, sizes)
+    verdicts = targets(rows, args.backends)
+    print()
+    print(results_table(rows))
+    print(
+        f"\nlookups/s: successful lookups per second, {CONCURRENCY} in flight (closed loop); "
+        f"p50/p95/p99: latency at an offered {RATE:,.0f} lookups/s (open loop, from the "
+        "scheduled send time); success: over both phases ('!' below "
+        f"{TARGET_SUCCESS:.1%}, failures by kind)."
+    )
+    print("\ntargets:")
+    print("\n".join(target_line(verdict) for verdict in verdicts))
+    report = {
+        "benchmark": "dht",
+        "machine": machine_info(),
+        "sizes": vars(sizes),
+        "settings": {
+            "quorum": QUORUM,
+            "lookup_timeout_s": LOOKUP_TIMEOUT,
+            "concurrency": CONCURRENCY,
+            "rate_per_s": RATE,
+            "warmup": WARMUP,
+            "loops": args.loops,
+            "backends": args.backends,
+        },
+        "setup": info,
+        "rows": [row.summary() for row in rows],
+        "targets": verdicts,
+        "wall_s": time.perf_counter() - started,
+    }
+    write_json(args.json, report)
+    print(f"\nJSON: {args.json}")
+    return 0 if all(row.error is None for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
