@@ -21,6 +21,7 @@ from .errors import InvalidArgumentTypeError, ManagerClosedError, NoRunningLoopE
 from .handle import QueryHandle, QueryOutcome
 from .metrics import QueryMetrics
 from .timer import ExpiryTimer
+from .timer import now as clock
 
 if TYPE_CHECKING:
     # Type checkers see the Python twin; the Rust core has the same interface.
@@ -112,7 +113,7 @@ class QueryManager:
         config = self.config
         if timeout is None:
             timeout = config.default_timeout
-        now = loop.time()
+        now = clock()
         query_id = self._core.register(
             timeout,
             config.max_results if max_results is None else max_results,
@@ -230,12 +231,7 @@ class QueryManager:
         return self._core.drain(query_id)
 
     def _now(self) -> float:
-        loop = self._loop
-        if loop is None:
-            # Nothing was started, so every id is unknown; time still matters
-            # for the core's argument check.
-            return time.monotonic()
-        return loop.time()
+        return clock()
 
     def _on_expired(self, outcome: Any) -> None:
         self._resolve(outcome)

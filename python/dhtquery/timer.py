@@ -1,4 +1,4 @@
-"""One loop timer for a whole query core.
+"""One loop timer for a whole query core, and the clock queries are timed by.
 
 The core's expiry wheel knows every deadline; this arms a single
 ``loop.call_at`` for the earliest one and, when it fires, hands what expired
@@ -8,10 +8,18 @@ to a callback and re-arms for the next. No timer per query.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ExpiryTimer"]
+__all__ = ["ExpiryTimer", "now"]
+
+#: The time queries are measured in. It is the event loop's own clock
+#: (asyncio's loop.time() is time.monotonic()), read fresh: uvloop's
+#: loop.time() is the same monotonic clock cut to whole milliseconds and
+#: cached per loop iteration, which would make every sub-millisecond query
+#: last 0 ms and every RTT sample 0.
+now = time.monotonic
 
 
 class ExpiryTimer:
@@ -45,7 +53,7 @@ class ExpiryTimer:
     def _fire(self) -> None:
         self._handle = None
         on_expired = self._on_expired
-        for outcome in self._core.expire(self._loop.time()):
+        for outcome in self._core.expire(now()):
             on_expired(outcome)
         # Never earlier than the last tick expire() processed, so it always
         # makes progress even if the loop fires a timer a little early.

@@ -31,6 +31,7 @@ from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 
 from ..config import QueryConfig
+from ..timer import now as clock
 from .records import Record, RecordError
 from .reputation import Reputation
 from .requests import ANSWERED, LATE, Reply, RequestTable
@@ -421,7 +422,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # (or one already known as such, asked before we knew).
             self.extensions[address] = False
             return
-        self.rtt(address).timed_out(sent, asyncio.get_running_loop().time())
+        self.rtt(address).timed_out(sent, clock())
         if self.reputation.failure(address) >= FORGET_AFTER_FAILURES:
             self._forget(address)
 

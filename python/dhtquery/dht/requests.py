@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._backend import load_core
 from ..timer import ExpiryTimer
+from ..timer import now as clock
 from .wire import MSG_ID_SIZE
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class RequestTable:
         self, address: Hashable, name: str, timeout: float
     ) -> tuple[bytes, asyncio.Future[Reply]]:
         """Register a request to ``address`` that gives up after ``timeout``."""
-        now = self._loop.time()
+        now = clock()
         query_id = self._core.register(timeout, 1, 1, now)
         # The UUID's 122 random bits make the id unguessable; rpcudp's ids
         # are 20 bytes, so pad.
@@ -100,7 +101,7 @@ class RequestTable:
         pending = self._pending.pop(msg_id, None)
         if pending is not None:
             del self._by_query[pending.query_id]
-            self._core.cancel(pending.query_id, self._loop.time())
+            self._core.cancel(pending.query_id, clock())
 
     def answer(self, msg_id: bytes, address: Hashable, value: Any) -> tuple[str, str, float]:
         """A response arrived: (status, rpc name, rtt in seconds). A late
@@ -113,13 +114,13 @@ class RequestTable:
             if given_up is None:
                 return status, "", 0.0
             name, sent = given_up
-            return status, name, self._loop.time() - sent
+            return status, name, clock() - sent
         if pending.address != address:
             # Keep waiting for the real peer: a forged answer must not end it.
             return WRONG_ADDRESS, pending.name, 0.0
         del self._pending[msg_id]
         del self._by_query[pending.query_id]
-        now = self._loop.time()
+        now = clock()
         self._core.finish(pending.query_id, now, "all_peers")
         self._timer.arm(now + self._grace)
         if not pending.future.done():
@@ -132,7 +133,7 @@ class RequestTable:
         except ValueError:
             return UNKNOWN
         # The core counts it: LATE while the id's tombstone lasts.
-        status = self._core.offer(query_id, address, b"", None, self._loop.time())
+        status = self._core.offer(query_id, address, b"", None, clock())
         return LATE if status == 4 else UNKNOWN
 
     def _expired(self, outcome: Any) -> None:
@@ -151,7 +152,7 @@ class RequestTable:
     def close(self) -> None:
         """Give up every request now (each caller gets (False, None))."""
         self._timer.stop()
-        now = self._loop.time()
+        now = clock()
         for msg_id, pending in list(self._pending.items()):
             del self._pending[msg_id]
             self._core.cancel(pending.query_id, now)
