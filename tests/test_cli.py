@@ -351,3 +351,29 @@ def test_plots_say_when_there_is_nothing_to_plot(tmp_path: Path) -> None:
     source.write_text("{}", encoding="utf-8")
     with pytest.raises(PlotError, match="no throughput or latency figures"):
         plot_json([source], tmp_path / "plot.png")
+
+
+def test_plots_read_the_registry_bench_shape() -> None:
+    from dhtquery.plots import extract
+
+    figures = {
+        "throughput_per_s": 1400.0,
+        "p50_ms": 1.5,
+        "p95_ms": 3.5,
+        "p99_ms": 4.9,
+        "max_ms": 7.7,
+    }
+    report = {
+        "results": {"uvloop/rust": {"dhtquery": figures, "naive": {**figures, "p50_ms": 900.0}}}
+    }
+    data = extract(report)
+    assert data.throughput["searches"] == [
+        ("dhtquery / uvloop/rust", 1400.0),
+        ("naive / uvloop/rust", 1400.0),
+    ]
+    assert data.latency["dhtquery / uvloop/rust (percentiles)"] == [
+        (1.5, 0.5),
+        (3.5, 0.95),
+        (4.9, 0.99),
+        (7.7, 1.0),
+    ]

@@ -6,7 +6,9 @@ Shapes read (what ``benches/*.py`` write):
 
 - core (``bench_core.py``): ``workloads[].medians[backend][phase]`` with a
   ``<things>/s`` rate: one group of bars per phase, one bar per backend.
-- rows (``bench_dht.py``, ``bench_registry.py``): ``rows[]`` with
+- registry (``bench_registry.py``): ``results[loop/core][contender]`` with
+  ``throughput_per_s`` and ``p50_ms``, ``p95_ms``, ``p99_ms``, ``max_ms``.
+- rows (``bench_dht.py``): ``rows[]`` with
   ``client``, ``run``, ``loop``, ``core``, ``throughput.ok_per_s`` and
   ``latency.latency_ms`` (``p50``, ``p90``, ... ``max``); a row may carry
   ``latency.cdf_ms`` (sorted ``[ms, fraction]`` pairs) or
@@ -101,7 +103,34 @@ def extract(report: Mapping[str, Any]) -> PlotData:
             if found:
                 points, exact = found
                 data.latency[label if exact else f"{label} (percentiles)"] = points
+    _extract_registry(report, data)
     return data
+
+
+def _extract_registry(report: Mapping[str, Any], data: PlotData) -> None:
+    """bench_registry's shape: ``results[loop/core][contender]`` with
+    ``throughput_per_s`` and ``p50_ms`` ... ``max_ms``."""
+    results = report.get("results")
+    if not isinstance(results, Mapping):
+        return
+    for setup, contenders in results.items():
+        if not isinstance(contenders, Mapping):
+            continue
+        for contender, figures in contenders.items():
+            if not isinstance(figures, Mapping) or "throughput_per_s" not in figures:
+                continue
+            label = f"{contender} / {setup}"
+            data.throughput.setdefault("searches", []).append(
+                (label, float(figures["throughput_per_s"]))
+            )
+            data.throughput_unit["searches"] = "searches/s"
+            points = [
+                (float(figures[f"{name}_ms"]), fraction)
+                for name, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
+                if isinstance(figures.get(f"{name}_ms"), int | float)
+            ]
+            if points:
+                data.latency[f"{label} (percentiles)"] = sorted(points)
 
 
 def plot_json(paths: Sequence[Path], output: Path, title: str | None = None) -> Path:
