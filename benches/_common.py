@@ -9,15 +9,18 @@ fast but wrong number is never reported without saying so.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import json
 import os
 import platform
 import statistics
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -199,3 +202,52 @@ def _to_json(value: object) -> object:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+# -- child processes that host a network ------------------------------------
+
+
+async def bounded(jobs: list[Callable[[], Awaitable[Any]]], width: int) -> list[Any]:
+    """Run ``jobs`` with at most ``width`` at once, results in order."""
+    results: list[Any] = [None] * len(jobs)
+    cursor = iter(range(len(jobs)))
+
+    async def worker() -> None:
+        for index in cursor:
+            results[index] = await jobs[index]()
+
+    await asyncio.gather(*(worker() for _ in range(width)))
+    return results
+
+
+async def serve_stdin(
+    name: str,
+    max_seconds: float,
+    commands: dict[str, Callable[[], Any]],
+    render: Callable[[Any], str] = str,
+) -> None:
+    """Answer each command line on stdin with one line on stdout (``render``
+    of the command's result); return when stdin closes (the benchmark is
+    done) or after ``max_seconds``."""
+    loop = asyncio.get_running_loop()
+    eof = asyncio.Event()
+
+    def answer(line: str) -> None:
+        command = commands.get(line.strip())
+        reply = command() if command else {"error": f"unknown command {line.strip()!r}"}
+        sys.stdout.write(render(reply) + "\n")
+        sys.stdout.flush()
+
+    def read() -> None:
+        try:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(answer, line)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                loop.call_soon_threadsafe(eof.set)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        await asyncio.wait_for(eof.wait(), max_seconds)
+    except TimeoutError:
+        print(f"{name}: no EOF on stdin after {max_seconds:.0f} s, exiting", file=sys.stderr)

@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
+
+from _common import bounded, serve_stdin
 
 HOST = "127.0.0.1"
 PUBLISHER = "pub-0"
@@ -58,46 +58,6 @@ def multi_publisher(publisher: int) -> str:
 
 def multi_value(index: int, publisher: int) -> bytes:
     return f"multi-{index:06d}-{publisher}-".encode().ljust(64, b"m")
-
-
-async def _bounded(jobs: list[Callable[[], Awaitable[Any]]], width: int) -> list[Any]:
-    """Run ``jobs`` with at most ``width`` at once, results in order."""
-    results: list[Any] = [None] * len(jobs)
-    cursor = iter(range(len(jobs)))
-
-    async def worker() -> None:
-        for index in cursor:
-            results[index] = await jobs[index]()
-
-    await asyncio.gather(*(worker() for _ in range(width)))
-    return results
-
-
-async def _serve_stdin(max_seconds: float, commands: dict[str, Callable[[], str]]) -> None:
-    """Answer each command line on stdin with one line on stdout; return when
-    stdin closes (the benchmark is done) or after ``max_seconds``."""
-    loop = asyncio.get_running_loop()
-    eof = asyncio.Event()
-
-    def answer(line: str) -> None:
-        command = commands.get(line.strip())
-        reply = command() if command else f"unknown command {line.strip()!r}"
-        sys.stdout.write(reply + "\n")
-        sys.stdout.flush()
-
-    def read() -> None:
-        try:
-            for line in sys.stdin:
-                loop.call_soon_threadsafe(answer, line)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop is gone
-                loop.call_soon_threadsafe(eof.set)
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        await asyncio.wait_for(eof.wait(), max_seconds)
-    except TimeoutError:
-        print(f"_dht_network: no EOF on stdin after {max_seconds:.0f} s, exiting", file=sys.stderr)
 
 
 def _forget_strangers(nodes: list[Any]) -> str:
@@ -142,7 +102,7 @@ async def _put_all(nodes: list[Any], puts: list[tuple[int, str, bytes, str]]) ->
             count = await nodes[node_index % len(nodes)].put(key, data, publisher=publisher)
             holders[index] = max(holders[index], count)
 
-        await _bounded([(lambda i=i: put(i)) for i in todo], 8)
+        await bounded([(lambda i=i: put(i)) for i in todo], 8)
         todo = [index for index in todo if holders[index] < want]
     if any(count < 3 for count in holders):
         short = sum(1 for count in holders if count < 3)
@@ -174,7 +134,7 @@ async def run_dhtquery(args: argparse.Namespace) -> None:
             for node_index, i in enumerate(range(args.single_keys))
         ]
         stored = {"single_records": await _put_all(nodes, single)}
-        plain = await _bounded(
+        plain = await bounded(
             [
                 (lambda i=i: nodes[(i + 1) % len(nodes)].set(single_key(i), single_value(i)))
                 for i in range(args.single_keys)
@@ -191,7 +151,9 @@ async def run_dhtquery(args: argparse.Namespace) -> None:
         ]
         stored["multi_records"] = await _put_all(nodes, multi)
         _ready(addresses, started, stored)
-        await _serve_stdin(args.max_seconds, {"reset": lambda: _forget_strangers(nodes)})
+        await serve_stdin(
+            "_dht_network", args.max_seconds, {"reset": lambda: _forget_strangers(nodes)}
+        )
     finally:
         for node in nodes:
             node.stop()
@@ -217,7 +179,7 @@ async def run_opendht(args: argparse.Namespace) -> None:
             runner.bootstrap(host, str(port))
     await asyncio.sleep(1.0)  # let the routing tables fill
     putters = [aio.DhtRunner(core=runner) for runner in runners]
-    done = await _bounded(
+    done = await bounded(
         [
             (
                 lambda i=i: putters[i % len(putters)].put(
@@ -231,7 +193,7 @@ async def run_opendht(args: argparse.Namespace) -> None:
     if not all(done):
         raise RuntimeError(f"{done.count(False)} OpenDHT puts failed")
     _ready(addresses, started, {"single_values": {"count": len(done)}})
-    await _serve_stdin(args.max_seconds, {"reset": lambda: "ok"})
+    await serve_stdin("_dht_network", args.max_seconds, {"reset": lambda: "ok"})
     # DhtRunner.shutdown()/join() can block for long on 20 runners; the
     # benchmark is done with them, so leave without waiting.
     sys.stdout.flush()

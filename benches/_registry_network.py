@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import random
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
+
+from _common import bounded, serve_stdin
 
 HOST = "127.0.0.1"
 DEFAULT_SEED = 20_240_604
@@ -189,46 +189,6 @@ def publisher_of(index: int, nodes: int) -> int:
 # -- the network --------------------------------------------------------
 
 
-async def _bounded(jobs: list[Callable[[], Awaitable[Any]]], width: int) -> list[Any]:
-    """Run ``jobs`` with at most ``width`` at once, results in order."""
-    results: list[Any] = [None] * len(jobs)
-    cursor = iter(range(len(jobs)))
-
-    async def worker() -> None:
-        for index in cursor:
-            results[index] = await jobs[index]()
-
-    await asyncio.gather(*(worker() for _ in range(width)))
-    return results
-
-
-async def _serve_stdin(max_seconds: float, commands: dict[str, Callable[[], Any]]) -> None:
-    """Answer each command line on stdin with one JSON line on stdout;
-    return when stdin closes or after ``max_seconds``."""
-    loop = asyncio.get_running_loop()
-    eof = asyncio.Event()
-
-    def answer(line: str) -> None:
-        command = commands.get(line.strip())
-        reply = command() if command else {"error": f"unknown command {line.strip()!r}"}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
-
-    def read() -> None:
-        try:
-            for line in sys.stdin:
-                loop.call_soon_threadsafe(answer, line)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop is gone
-                loop.call_soon_threadsafe(eof.set)
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        await asyncio.wait_for(eof.wait(), max_seconds)
-    except TimeoutError:
-        print(f"_registry_network: no EOF after {max_seconds:.0f} s, exiting", file=sys.stderr)
-
-
 def _forget_strangers(nodes: list[Any]) -> dict[str, int]:
     ids = {node.node.id for node in nodes}
     removed = 0
@@ -312,7 +272,7 @@ async def run(args: argparse.Namespace) -> None:
             )
             for i, package in enumerate(catalog)
         ]
-        held = await _bounded(jobs, args.width)
+        held = await bounded(jobs, args.width)
         published = time.perf_counter()
         if any(count == -1 for count in held):
             raise RuntimeError(
@@ -354,12 +314,14 @@ async def run(args: argparse.Namespace) -> None:
         }
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
-        await _serve_stdin(
+        await serve_stdin(
+            "_registry_network",
             args.max_seconds,
             {
                 "reset": lambda: _forget_strangers(nodes),
                 "stats": lambda: _stats(nodes, registries),
             },
+            render=json.dumps,
         )
     finally:
         for node in nodes:
