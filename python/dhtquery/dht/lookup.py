@@ -14,7 +14,6 @@ distance bucket) the best-scored first.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,8 +22,8 @@ from kademlia.node import Node
 
 from ..handle import QueryHandle
 from ..manager import QueryManager
-from .records import Record, RecordError
-from .requests import Reply
+from .records import Record, RecordError, from_wire_cached
+from .requests import BAD_RESPONSE
 
 if TYPE_CHECKING:
     from .protocol import DhtProtocol
@@ -35,7 +34,9 @@ __all__ = ["StreamingLookup"]
 class StreamingLookup:
     __slots__ = (
         "_alpha",
+        "_answered_cb",
         "_asked",
+        "_core",
         "_distance",
         "_failed_by_rto",
         "_handle",
@@ -67,6 +68,9 @@ class StreamingLookup:
     ) -> None:
         self._protocol = protocol
         self._manager = manager
+        # peer_done straight into the core: with expected_peers 0 it only
+        # counts the outcome's peers_ok / peers_failed, never completes.
+        self._core = manager._core
         self._handle = handle
         self._key = key
         self._target = Node(key)
@@ -76,6 +80,7 @@ class StreamingLookup:
         # None: each peer's RTO (adaptive); else the query's whole timeout
         self._rpc_timeout = rpc_timeout
         self._nodes: dict[bytes, Node] = {}
+        self._answered_cb = self._answered
         self._distance: dict[bytes, int] = {}
         self._ranked: list[bytes] | None = None
         self._now = time.time()
@@ -88,7 +93,7 @@ class StreamingLookup:
         if local:
             # This node holds the key too: it counts towards the quorum.
             self._holders += 1
-            self._offer(own_address, local, credit=False)
+            self._offer(own_address, [(record.dedup_key, record) for record in local], credit=False)
         if self._handle.done():
             return
         if self._holders >= self._quorum:
@@ -96,11 +101,18 @@ class StreamingLookup:
             return
         target = self._target.long_id
         router = self._protocol.router
-        known = [node for bucket in router.buckets for node in bucket.nodes.values()]
+        known = [
+            (node.long_id ^ target, node)
+            for bucket in router.buckets
+            for node in bucket.nodes.values()
+        ]
         # kademlia's find_neighbors walks the table bucket by bucket; the
-        # table is small, so ranking all of it at once is cheaper.
-        for node in heapq.nsmallest(self._ksize, known, key=lambda n: n.long_id ^ target):
-            self._add(node)
+        # table is small, so ranking all of it at once is cheaper. Distances
+        # are distinct (so are ids): the nodes themselves are never compared.
+        closest = heapq.nsmallest(self._ksize, known)
+        self._nodes = {node.id: node for _, node in closest}
+        self._distance = {node.id: distance for distance, node in closest}
+        self._ranked = [node.id for _, node in closest]
         self._fill()
 
     # -- choosing whom to ask -----------------------------------------
@@ -111,13 +123,18 @@ class StreamingLookup:
         self._distance[node.id] = distance
         self._ranked = None
 
-    def _drop(self, node: Node) -> None:
-        self._nodes.pop(node.id, None)
-        self._distance.pop(node.id, None)
+    def _drop_id(self, node_id: bytes) -> None:
+        self._nodes.pop(node_id, None)
+        self._distance.pop(node_id, None)
         self._ranked = None
 
     def _fill(self) -> None:
         if self._handle.done():
+            return
+        # Requests in flight that may each bring a holder count towards the
+        # quorum: asking more before they answer only adds traffic.
+        count = min(self._alpha, max(self._quorum - self._holders, 1)) - self._in_flight
+        if count <= 0:  # (so some are in flight)
             return
         ranked = self._ranked
         if ranked is None:
@@ -125,15 +142,12 @@ class StreamingLookup:
             ranked = self._ranked = heapq.nsmallest(
                 self._ksize, self._distance, key=self._distance.__getitem__
             )
-        fresh = [node_id for node_id in ranked if node_id not in self._asked]
-        if not fresh and self._in_flight == 0:
-            reason = "adaptive" if self._failed_by_rto else "all_peers"
-            self._manager.finish(self._handle.id, reason)
-            return
-        # Requests in flight that may each bring a holder count towards the
-        # quorum: asking more before they answer only adds traffic.
-        count = min(self._alpha, max(self._quorum - self._holders, 1)) - self._in_flight
-        if count <= 0 or not fresh:
+        asked = self._asked
+        fresh = [node_id for node_id in ranked if node_id not in asked]
+        if not fresh:
+            if self._in_flight == 0:
+                reason = "adaptive" if self._failed_by_rto else "all_peers"
+                self._manager.finish(self._handle.id, reason)
             return
         for node_id in self._best_of(fresh, count):
             self._ask(self._nodes[node_id])
@@ -163,54 +177,66 @@ class StreamingLookup:
     def _ask(self, node: Node) -> None:
         protocol = self._protocol
         address = (node.ip, node.port)
-        self._asked.add(node.id)
+        node_id = node.id
+        self._asked.add(node_id)
         self._in_flight += 1
         name = "find_value" if protocol.extensions.get(address) is False else "find_values"
-        future = protocol.request(
-            address, name, (protocol.source_node.id, self._key), self._rpc_timeout
+        protocol.request_callback(
+            address,
+            name,
+            (protocol.source_node.id, self._key),
+            self._rpc_timeout,
+            self._answered_cb,
+            node_id,
         )
-        future.add_done_callback(lambda done: self._answered(node, address, name, done))
 
     # -- answers ------------------------------------------------------
 
-    def _answered(self, node: Node, address: Any, name: str, done: asyncio.Future[Reply]) -> None:
+    def _answered(self, node_id: bytes, address: Any, name: str, ok: bool, value: Any) -> None:
         self._in_flight -= 1
-        ok, value = done.result()
-        protocol = self._protocol
-        if ok and not protocol.response_ok(name, value):
-            # Malformed (the protocol counted it as bad_response): the peer
-            # failed, though not by its RTO.
-            self._drop(node)
-            self._peer_finished(address, ok=False)
-            self._fill()
-            return
         if not ok:
-            if name == "find_values" and protocol.extensions.get(address) is False:
+            if value is BAD_RESPONSE:
+                # Malformed (the protocol counted it as bad_response): the
+                # peer failed, though not by its RTO.
+                self._drop_id(node_id)
+                self._core.peer_done(self._handle.id, address, False)
+            elif name == "find_values" and self._protocol.extensions.get(address) is False:
                 # A stock peer: ask it again the way it understands.
-                self._asked.discard(node.id)
+                self._asked.discard(node_id)
             else:
                 self._failed_by_rto = self._failed_by_rto or self._rpc_timeout is None
-                self._drop(node)
-                self._peer_finished(address, ok=False)
+                self._drop_id(node_id)
+                self._core.peer_done(self._handle.id, address, False)
             self._fill()
             return
-        if self._handle.done():
+        handle = self._handle
+        if handle.done():
             return
-        records, contacts = self._read(name, value, address)
-        own_id = protocol.source_node.id
-        for node_id, host, port in contacts:
-            if node_id not in self._nodes and node_id not in self._asked and node_id != own_id:
-                self._add(Node(node_id, host, port))
+        if type(value) is dict and name == "find_values":
+            # the common answer, read inline
+            records = self._records(value, address)
+            contacts = value.get("nodes", ())
+        else:
+            records, contacts = self._read(name, value, address)
+        if contacts:
+            own_id = self._protocol.source_node.id
+            nodes = self._nodes
+            asked = self._asked
+            for contact_id, host, port in contacts:
+                if contact_id not in nodes and contact_id not in asked and contact_id != own_id:
+                    self._add(Node(contact_id, host, port))
         if records:
             self._holders += 1
             self._offer(address, records)
-        self._peer_finished(address, ok=True)
-        if not self._handle.done() and self._holders >= self._quorum:
-            self._manager.finish(self._handle.id, "all_peers")
+        self._core.peer_done(handle.id, address, True)
+        if self._holders >= self._quorum and not handle.done():
+            self._manager.finish(handle.id, "all_peers")
             return
         self._fill()
 
-    def _read(self, name: str, value: Any, address: Any) -> tuple[list[Record], list[Any]]:
+    def _read(
+        self, name: str, value: Any, address: Any
+    ) -> tuple[list[tuple[bytes, Record]], list[Any]]:
         """Records (each checked) and contacts from a response."""
         if type(value) is list:  # find_node-style answer: only contacts
             return [], value
@@ -220,17 +246,24 @@ class StreamingLookup:
             plain = value.get("value")
             if isinstance(plain, bytes):
                 plain_record = self._legacy_record(plain, address)
-                return ([plain_record] if plain_record else []), []
+                if plain_record is None:
+                    return [], []
+                return [(plain_record.dedup_key, plain_record)], []
             return [], []
+        return self._records(value, address), value.get("nodes", [])
+
+    def _records(self, value: dict[str, Any], address: Any) -> list[tuple[bytes, Record]]:
+        """The records of a find_values answer, each checked, with their
+        dedup keys."""
         records = []
-        protocol = self._protocol
         for raw in value.get("records", ()):
             try:
-                records.append(Record.from_wire(raw))
+                records.append(from_wire_cached(raw))
             except RecordError:
+                protocol = self._protocol
                 protocol._drop("bad_record")
                 protocol.reputation.failure(address)
-        return records, value.get("nodes", [])
+        return records
 
     def _legacy_record(self, data: bytes, address: Any) -> Record | None:
         try:
@@ -238,12 +271,7 @@ class StreamingLookup:
         except RecordError:
             return None
 
-    def _offer(self, peer: Any, records: list[Record], credit: bool = True) -> None:
+    def _offer(self, peer: Any, records: list[tuple[bytes, Record]], credit: bool = True) -> None:
         if credit:
             self._protocol.reputation.provided(peer, len(records))
-        self._manager.submit_many(
-            self._handle.id, peer, [(record.dedup_key, record) for record in records]
-        )
-
-    def _peer_finished(self, address: Any, ok: bool) -> None:
-        self._manager.peer_finished(self._handle.id, address, ok=ok)
+        self._manager.submit_many(self._handle.id, peer, records)

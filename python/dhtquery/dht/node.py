@@ -183,7 +183,9 @@ class DhtNode(Server):  # type: ignore[misc]
             quorum=quorum,
             rpc_timeout=None if self.config.adaptive_timeout else timeout,
         )
-        lookup.start(self.records.get(dkey, time.monotonic()), self.address)
+        local = self.records.get(dkey, time.monotonic())
+        # (the address is read from the socket: only when it is needed)
+        lookup.start(local, self.address if local else None)
         return handle
 
 

@@ -34,7 +34,7 @@ from ..config import QueryConfig
 from ..timer import now as clock
 from .records import Record, RecordError
 from .reputation import Reputation
-from .requests import ANSWERED, LATE, Reply, RequestTable
+from .requests import BAD_RESPONSE, LATE, Callback, Reply, RequestTable
 from .rtt import RttEstimator
 from .storage import RecordStore, StorageFull
 from .wire import MSG_ID_SIZE, REQUEST, WireError, decode, encode_request, encode_response
@@ -62,11 +62,6 @@ _MIN_CONTACTS: Final = 3
 #: the routing table, so a false timeout there costs more than in a lookup:
 #: they wait several RTOs, at least this long.
 _MAINTENANCE_TIMEOUT: Final = 0.5
-
-
-def _relay(outer: asyncio.Future[Reply], inner: asyncio.Future[Reply]) -> None:
-    if not outer.done():
-        outer.set_result(inner.result())
 
 
 def _node_id(value: Any) -> bool:
@@ -178,8 +173,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         #: address -> whether it answers the extension RPCs (absent: unknown)
         self.extensions: dict[Address, bool] = {}
         self._requests: RequestTable | None = None
-        #: requests beyond the window, unsent: (address, name, args, timeout, future)
-        self._waiting: deque[tuple[Address, str, tuple[Any, ...], float | None, Any]] = deque()
+        #: requests beyond the window, unsent:
+        #: (address, name, args, timeout, future, callback, context)
+        self._waiting: deque[
+            tuple[Address, str, tuple[Any, ...], float | None, Any, Callback | None, Any]
+        ] = deque()
         self.max_outstanding = MAX_OUTSTANDING
         self._rpcs: dict[str, RpcSpec] = {
             name: RpcSpec(checks, getattr(self, f"rpc_{name}"), _RESPONSE_SHAPE[name])
@@ -212,8 +210,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         if self._requests is not None:
             self._requests.close()
         while self._waiting:
-            future = self._waiting.popleft()[-1]
-            if not future.done():
+            address, name, _, _, future, callback, context = self._waiting.popleft()
+            if callback is not None:
+                callback(context, address, name, False, None)
+            elif not future.done():
                 future.set_result((False, None))
 
     def error_received(self, exc: Exception) -> None:
@@ -341,23 +341,59 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         rest wait their turn unsent. Without that window a burst (a thousand
         lookups at once) puts more answers on the socket than the loop reads
         within an RTO, and every request times out with its answer queued."""
-        requests = self.requests
-        if len(requests) < self.max_outstanding and not self._waiting:
-            return self._send(address, name, args, timeout)
-        # Refuse an oversize request now, as an unqueued one would be.
-        encode_request(bytes(MSG_ID_SIZE), name, args)
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiting.append((address, name, args, timeout, future))
-        self.stats["queued"] += 1
+        future: asyncio.Future[Reply] = self.requests.loop.create_future()
+        self._request(address, name, args, timeout, future, None, None)
         return future
 
+    def request_callback(
+        self,
+        address: Address,
+        name: str,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        callback: Callback,
+        context: Any = None,
+    ) -> None:
+        """As ``request``, but the end comes as ``callback(context, address,
+        name, ok, value)``, called from the loop without a loop iteration in
+        between: ``ok`` with the answer, or not ok with None (no answer) or
+        ``requests.BAD_RESPONSE`` (an answer of the wrong shape)."""
+        self._request(address, name, args, timeout, None, callback, context)
+
+    def _request(
+        self,
+        address: Address,
+        name: str,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        future: asyncio.Future[Reply] | None,
+        callback: Callback | None,
+        context: Any,
+    ) -> None:
+        requests = self.requests
+        if not self._waiting and len(requests) < self.max_outstanding:
+            self._send(address, name, args, timeout, future, callback, context)
+            return
+        # Refuse an oversize request now, as an unqueued one would be.
+        encode_request(bytes(MSG_ID_SIZE), name, args)
+        self._waiting.append((address, name, args, timeout, future, callback, context))
+        self.stats["queued"] += 1
+
     def _send(
-        self, address: Address, name: str, args: tuple[Any, ...], timeout: float | None
-    ) -> asyncio.Future[Reply]:
+        self,
+        address: Address,
+        name: str,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        future: asyncio.Future[Reply] | None,
+        callback: Callback | None,
+        context: Any,
+    ) -> None:
         requests = self.requests
         if timeout is None:
-            timeout = self.rtt(address).rto
-        msg_id, future = requests.open(address, name, timeout)
+            estimator = self._rtt.get(address)
+            timeout = self.rtt(address).rto if estimator is None else estimator.rto
+        msg_id = requests.open_with(address, name, timeout, future, callback, context)
         try:
             datagram = encode_request(msg_id, name, args)
         except WireError:
@@ -369,37 +405,40 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # uvloop: an address of another family than the socket's (asyncio
             # reports it to error_received); the request times out.
             self._drop("socket_error")
-        return future
 
     def _send_waiting(self) -> None:
         """Send queued requests while the window has room."""
         waiting = self._waiting
         requests = self.requests
         while waiting and len(requests) < self.max_outstanding:
-            address, name, args, timeout, outer = waiting.popleft()
-            if outer.done():
+            address, name, args, timeout, future, callback, context = waiting.popleft()
+            if future is not None and future.done():
                 continue
-            inner = self._send(address, name, args, timeout)
-            inner.add_done_callback(functools.partial(_relay, outer))
+            self._send(address, name, args, timeout, future, callback, context)
 
     def _take_response(self, msg_id: bytes, value: Any, addr: Address) -> None:
-        status, name, rtt = self.requests.answer(msg_id, addr, value)
-        if status != ANSWERED:
+        status, name, rtt, pending = self.requests.answer(msg_id, addr)
+        if pending is None:
             self._drop(status)
             if status == LATE and name:
                 self._answered_late(addr, name, rtt)
             return
         if self._waiting:
             self._send_waiting()
-        # answered: the future already has (True, value); judge the shape
-        self.rtt(addr).observe(rtt)
+        estimator = self._rtt.get(addr)
+        (self.rtt(addr) if estimator is None else estimator).observe(rtt)
         if name not in STOCK_RPCS:
             self.extensions[addr] = True
-        if self.response_ok(name, value):
+        # The shape is judged here, once: an answer of the wrong shape is no
+        # answer for the caller (and a failure of the peer).
+        spec = self._rpcs.get(name)
+        if spec is not None and spec.response(value):
             self.reputation.success(addr, rtt, time.time())
+            pending.deliver(True, value)
         else:
             self._drop("bad_response")
             self.reputation.failure(addr)
+            pending.deliver(False, BAD_RESPONSE)
 
     def _answered_late(self, address: Address, name: str, rtt: float) -> None:
         """The answer to a request we gave up on: the peer is alive, only
@@ -445,11 +484,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         # a peer never measured gets the initial RTO (1 s), not four of them
         waited = estimator.rto if estimator.srtt is None else 4 * estimator.rto
         timeout = min(self.config.default_timeout, max(_MAINTENANCE_TIMEOUT, waited))
-        reply = await self.request(address, name, args, timeout)
-        ok, value = reply
-        if ok and not self.response_ok(name, value):
-            return (False, None)
-        return reply
+        # an answer of the wrong shape comes as (False, None)
+        return await self.request(address, name, args, timeout)
 
     def response_ok(self, name: str, value: Any) -> bool:
         """Has an answer to ``name`` the shape that RPC answers with?"""

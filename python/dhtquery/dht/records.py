@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["MAX_DATA", "MAX_NAME", "MAX_PUBLISHER", "Record", "RecordError"]
+__all__ = ["MAX_DATA", "MAX_NAME", "MAX_PUBLISHER", "Record", "RecordError", "from_wire_cached"]
 
 #: Bytes of data in one record: a holder returns every record of a key in
 #: one datagram, so records are small (see storage.MAX_RECORDS_PER_KEY).
@@ -92,3 +92,27 @@ class Record:
         record = cls(value["p"], value["d"], value["h"], value["n"])
         record.check()
         return record
+
+
+#: (publisher, name, data, hash) -> (dedup key, record), for records already
+#: checked: every holder of a key serves the same record.
+_checked: dict[tuple[Any, Any, Any, Any], tuple[bytes, Record]] = {}
+_CHECKED_KEPT: Final = 4096
+
+
+def from_wire_cached(value: Any) -> tuple[bytes, Record]:
+    """``(record.dedup_key, Record.from_wire(value))``; a record seen (and
+    checked) recently, field for field the same, is not checked again."""
+    try:
+        key = (value["p"], value["n"], value["d"], value["h"])
+        return _checked[key]
+    except (KeyError, TypeError, IndexError):
+        pass
+    record = Record.from_wire(value)
+    if len(_checked) >= _CHECKED_KEPT:
+        _checked.clear()
+    entry = _checked[(record.publisher, record.name, record.data, record.hash)] = (
+        record.dedup_key,
+        record,
+    )
+    return entry

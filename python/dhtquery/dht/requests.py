@@ -10,9 +10,10 @@ is told apart from one for an id never sent (late vs unknown).
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final
 
 from .._backend import load_core
@@ -23,7 +24,9 @@ from .wire import MSG_ID_SIZE
 if TYPE_CHECKING:
     from .._core_py import QueryCore, QueryId
 
-__all__ = ["Reply", "RequestTable"]
+__all__ = ["BAD_RESPONSE", "Callback", "Reply", "RequestTable"]
+
+log = logging.getLogger("dhtquery.dht")
 
 #: The answer a caller gets: (True, value) or (False, None), as rpcudp gives.
 Reply = tuple[bool, Any]
@@ -38,22 +41,49 @@ LATE: Final = "late_response"
 UNKNOWN: Final = "unknown_id"
 
 
+#: called as callback(context, address, name, ok, value) once a request
+#: ends: ok with the answer, or not ok with None (no answer) or BAD_RESPONSE.
+Callback = Callable[[Any, Hashable, str, bool, Any], object]
+
+#: The value a callback gets (with ok False) for an answer of the wrong
+#: shape, told apart from no answer at all.
+BAD_RESPONSE: Final = object()
+
+
 class _Pending:
-    __slots__ = ("address", "future", "name", "query_id", "sent")
+    __slots__ = ("address", "callback", "context", "future", "name", "query_id", "sent")
 
     def __init__(
         self,
         query_id: QueryId,
         address: Hashable,
         name: str,
-        future: asyncio.Future[Reply],
+        future: asyncio.Future[Reply] | None,
+        callback: Callback | None,
+        context: Any,
         sent: float,
     ) -> None:
         self.query_id = query_id
         self.address = address
         self.name = name
         self.future = future
+        self.callback = callback
+        self.context = context
         self.sent = sent
+
+    def deliver(self, ok: bool, value: Any) -> None:
+        """Hand the request's end to whoever waits: its callback (now) or
+        its future ((True, value), else (False, None))."""
+        callback = self.callback
+        if callback is not None:
+            try:
+                callback(self.context, self.address, self.name, ok, value)
+            except Exception:  # a caller's bug must not cost other requests
+                log.exception("dhtquery: error in a request callback")
+            return
+        future = self.future
+        if future is not None and not future.done():
+            future.set_result((True, value) if ok else _NO_REPLY)
 
 
 class RequestTable:
@@ -78,23 +108,42 @@ class RequestTable:
         return len(self._pending)
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
     def core(self) -> QueryCore:
         return self._core
 
     def open(
         self, address: Hashable, name: str, timeout: float
     ) -> tuple[bytes, asyncio.Future[Reply]]:
-        """Register a request to ``address`` that gives up after ``timeout``."""
+        """Register a request to ``address`` that gives up after ``timeout``;
+        its future gets (True, value) or (False, None)."""
+        future: asyncio.Future[Reply] = self._loop.create_future()
+        return self.open_with(address, name, timeout, future, None, None), future
+
+    def open_with(
+        self,
+        address: Hashable,
+        name: str,
+        timeout: float,
+        future: asyncio.Future[Reply] | None,
+        callback: Callback | None,
+        context: Any,
+    ) -> bytes:
+        """Register a request that ends into ``future`` or ``callback``
+        (called from the loop as the answer arrives or the request gives up,
+        without a loop iteration in between); returns its message id."""
         now = clock()
         query_id = self._core.register(timeout, 1, 1, now)
         # The UUID's 122 random bits make the id unguessable; rpcudp's ids
         # are 20 bytes, so pad.
         msg_id = query_id.uuid.bytes + _PAD
-        future: asyncio.Future[Reply] = self._loop.create_future()
-        self._pending[msg_id] = _Pending(query_id, address, name, future, now)
+        self._pending[msg_id] = _Pending(query_id, address, name, future, callback, context, now)
         self._by_query[query_id] = msg_id
         self._timer.arm(now + timeout)
-        return msg_id, future
+        return msg_id
 
     def abandon(self, msg_id: bytes) -> None:
         """Forget a request that could not be sent."""
@@ -103,29 +152,30 @@ class RequestTable:
             del self._by_query[pending.query_id]
             self._core.cancel(pending.query_id, clock())
 
-    def answer(self, msg_id: bytes, address: Hashable, value: Any) -> tuple[str, str, float]:
-        """A response arrived: (status, rpc name, rtt in seconds). A late
-        answer (to a request given up less than ``grace`` ago) comes with its
-        name and its real round trip too: the peer is slow, not gone."""
+    def answer(self, msg_id: bytes, address: Hashable) -> tuple[str, str, float, _Pending | None]:
+        """A response arrived: (status, rpc name, rtt in seconds, the
+        request if ANSWERED). The request has ended, but its caller is not
+        told yet: the caller of this judges the answer and calls
+        ``deliver`` on it. A late answer (to a request given up less than
+        ``grace`` ago) comes with its name and its real round trip too: the
+        peer is slow, not gone."""
         pending = self._pending.get(msg_id)
         if pending is None:
             status = self._late_or_unknown(msg_id, address)
             given_up = self._given_up.pop(msg_id, None) if status == LATE else None
             if given_up is None:
-                return status, "", 0.0
+                return status, "", 0.0, None
             name, sent = given_up
-            return status, name, clock() - sent
+            return status, name, clock() - sent, None
         if pending.address != address:
             # Keep waiting for the real peer: a forged answer must not end it.
-            return WRONG_ADDRESS, pending.name, 0.0
+            return WRONG_ADDRESS, pending.name, 0.0, None
         del self._pending[msg_id]
         del self._by_query[pending.query_id]
         now = clock()
         self._core.finish(pending.query_id, now, "all_peers")
         self._timer.arm(now + self._grace)
-        if not pending.future.done():
-            pending.future.set_result((True, value))
-        return ANSWERED, pending.name, now - pending.sent
+        return ANSWERED, pending.name, now - pending.sent, pending
 
     def _late_or_unknown(self, msg_id: bytes, address: Hashable) -> str:
         try:
@@ -146,16 +196,17 @@ class RequestTable:
             self._given_up.popitem(last=False)
         if self.on_timeout is not None:
             self.on_timeout(pending.address, pending.name, pending.sent)
-        if not pending.future.done():
-            pending.future.set_result(_NO_REPLY)
+        pending.deliver(False, None)
 
     def close(self) -> None:
         """Give up every request now (each caller gets (False, None))."""
         self._timer.stop()
         now = clock()
-        for msg_id, pending in list(self._pending.items()):
-            del self._pending[msg_id]
-            self._core.cancel(pending.query_id, now)
-            if not pending.future.done():
-                pending.future.set_result(_NO_REPLY)
+        given_up = list(self._pending.values())
+        self._pending.clear()
         self._by_query.clear()
+        for pending in given_up:
+            self._core.cancel(pending.query_id, now)
+        # Told last: a caller may open another request as it learns.
+        for pending in given_up:
+            pending.deliver(False, None)
