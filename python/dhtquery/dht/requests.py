@@ -115,14 +115,6 @@ class RequestTable:
     def core(self) -> QueryCore:
         return self._core
 
-    def open(
-        self, address: Hashable, name: str, timeout: float
-    ) -> tuple[bytes, asyncio.Future[Reply]]:
-        """Register a request to ``address`` that gives up after ``timeout``;
-        its future gets (True, value) or (False, None)."""
-        future: asyncio.Future[Reply] = self._loop.create_future()
-        return self.open_with(address, name, timeout, future, None, None), future
-
     def open_with(
         self,
         address: Hashable,
