@@ -140,6 +140,19 @@ _RESPONSE_SHAPE: Final[dict[str, Callable[[Any], bool]]] = {
 }
 
 
+class _Outgoing(NamedTuple):
+    """A request to send: where, what, how long to wait, and who hears the
+    end (a future, or a callback with its context)."""
+
+    address: Address
+    name: str
+    args: tuple[Any, ...]
+    timeout: float | None
+    future: asyncio.Future[Reply] | None
+    callback: Callback | None
+    context: Any
+
+
 class RpcSpec(NamedTuple):
     """An RPC served by the protocol: checks of its arguments (after the
     sender's address), the handler, and the check of a response's shape."""
@@ -173,11 +186,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         #: address -> whether it answers the extension RPCs (absent: unknown)
         self.extensions: dict[Address, bool] = {}
         self._requests: RequestTable | None = None
-        #: requests beyond the window, unsent:
-        #: (address, name, args, timeout, future, callback, context)
-        self._waiting: deque[
-            tuple[Address, str, tuple[Any, ...], float | None, Any, Callback | None, Any]
-        ] = deque()
+        #: requests beyond the window, unsent
+        self._waiting: deque[_Outgoing] = deque()
         self.max_outstanding = MAX_OUTSTANDING
         self._rpcs: dict[str, RpcSpec] = {
             name: RpcSpec(checks, getattr(self, f"rpc_{name}"), _RESPONSE_SHAPE[name])
@@ -210,11 +220,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         if self._requests is not None:
             self._requests.close()
         while self._waiting:
-            address, name, _, _, future, callback, context = self._waiting.popleft()
-            if callback is not None:
-                callback(context, address, name, False, None)
-            elif not future.done():
-                future.set_result((False, None))
+            out = self._waiting.popleft()
+            if out.callback is not None:
+                out.callback(out.context, out.address, out.name, False, None)
+            elif out.future is not None and not out.future.done():
+                out.future.set_result((False, None))
 
     def error_received(self, exc: Exception) -> None:
         self._drop("socket_error")
@@ -342,7 +352,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         lookups at once) puts more answers on the socket than the loop reads
         within an RTO, and every request times out with its answer queued."""
         future: asyncio.Future[Reply] = self.requests.loop.create_future()
-        self._request(address, name, args, timeout, future, None, None)
+        self._request(_Outgoing(address, name, args, timeout, future, None, None))
         return future
 
     def request_callback(
@@ -358,44 +368,26 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         name, ok, value)``, called from the loop without a loop iteration in
         between: ``ok`` with the answer, or not ok with None (no answer) or
         ``requests.BAD_RESPONSE`` (an answer of the wrong shape)."""
-        self._request(address, name, args, timeout, None, callback, context)
+        self._request(_Outgoing(address, name, args, timeout, None, callback, context))
 
-    def _request(
-        self,
-        address: Address,
-        name: str,
-        args: tuple[Any, ...],
-        timeout: float | None,
-        future: asyncio.Future[Reply] | None,
-        callback: Callback | None,
-        context: Any,
-    ) -> None:
-        requests = self.requests
-        if not self._waiting and len(requests) < self.max_outstanding:
-            self._send(address, name, args, timeout, future, callback, context)
+    def _request(self, out: _Outgoing) -> None:
+        if not self._waiting and len(self.requests) < self.max_outstanding:
+            self._send(out)
             return
         # Refuse an oversize request now, as an unqueued one would be.
-        encode_request(bytes(MSG_ID_SIZE), name, args)
-        self._waiting.append((address, name, args, timeout, future, callback, context))
+        encode_request(bytes(MSG_ID_SIZE), out.name, out.args)
+        self._waiting.append(out)
         self.stats["queued"] += 1
 
-    def _send(
-        self,
-        address: Address,
-        name: str,
-        args: tuple[Any, ...],
-        timeout: float | None,
-        future: asyncio.Future[Reply] | None,
-        callback: Callback | None,
-        context: Any,
-    ) -> None:
+    def _send(self, out: _Outgoing) -> None:
         requests = self.requests
-        if timeout is None:
-            estimator = self._rtt.get(address)
-            timeout = self.rtt(address).rto if estimator is None else estimator.rto
-        msg_id = requests.open_with(address, name, timeout, future, callback, context)
+        address = out.address
+        timeout = self.rtt(address).rto if out.timeout is None else out.timeout
+        msg_id = requests.open_with(
+            address, out.name, timeout, out.future, out.callback, out.context
+        )
         try:
-            datagram = encode_request(msg_id, name, args)
+            datagram = encode_request(msg_id, out.name, out.args)
         except WireError:
             requests.abandon(msg_id)
             raise
@@ -411,10 +403,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         waiting = self._waiting
         requests = self.requests
         while waiting and len(requests) < self.max_outstanding:
-            address, name, args, timeout, future, callback, context = waiting.popleft()
-            if future is not None and future.done():
+            out = waiting.popleft()
+            if out.future is not None and out.future.done():
                 continue
-            self._send(address, name, args, timeout, future, callback, context)
+            self._send(out)
 
     def _take_response(self, msg_id: bytes, value: Any, addr: Address) -> None:
         status, name, rtt, pending = self.requests.answer(msg_id, addr)
