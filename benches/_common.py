@@ -207,6 +207,15 @@ def _to_json(value: object) -> object:
 # -- child processes that host a network ------------------------------------
 
 
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop a bench runs under: ``uvloop`` or ``asyncio``."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return asyncio.new_event_loop
+
+
 async def bounded(jobs: list[Callable[[], Awaitable[Any]]], width: int) -> list[Any]:
     """Run ``jobs`` with at most ``width`` at once, results in order."""
     results: list[Any] = [None] * len(jobs)

@@ -31,10 +31,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
-from _common import bounded, serve_stdin
+from _common import bounded, loop_factory, serve_stdin
 
 HOST = "127.0.0.1"
 PUBLISHER = "pub-0"
@@ -215,13 +214,7 @@ def main() -> None:
     # kademlia logs every unanswered request as a warning
     logging.getLogger("kademlia").setLevel(logging.CRITICAL)
     run = run_dhtquery if args.kind == "dhtquery" else run_opendht
-    if args.loop == "uvloop":
-        import uvloop
-
-        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    else:
-        factory = asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
         runner.run(run(args))
 
 

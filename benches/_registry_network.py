@@ -30,10 +30,9 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
-from _common import bounded, serve_stdin
+from _common import bounded, loop_factory, serve_stdin
 
 HOST = "127.0.0.1"
 DEFAULT_SEED = 20_240_604
@@ -342,13 +341,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("kademlia").setLevel(logging.CRITICAL)
-    if args.loop == "uvloop":
-        import uvloop
-
-        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    else:
-        factory = asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
         runner.run(run(args))
 
 

@@ -78,7 +78,14 @@ from pathlib import Path
 from typing import Any
 
 import _dht_network as net
-from _common import format_count, format_table, gc_quiet, machine_info, write_json
+from _common import (
+    format_count,
+    format_table,
+    gc_quiet,
+    loop_factory,
+    machine_info,
+    write_json,
+)
 
 BENCHES = Path(__file__).resolve().parent
 DEFAULT_JSON = Path("bench-results") / "dht.json"
@@ -652,14 +659,6 @@ def network_process(kind: str, loop_name: str, sizes: Sizes) -> Iterator[Network
 
 
 # -- running ----------------------------------------------------------
-
-
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
-    return asyncio.new_event_loop
 
 
 def opendht_status() -> str | None:

@@ -79,7 +79,14 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from _common import format_count, format_table, gc_quiet, machine_info, write_json
+from _common import (
+    format_count,
+    format_table,
+    gc_quiet,
+    loop_factory,
+    machine_info,
+    write_json,
+)
 from _registry_network import DEFAULT_SEED, HOST, generate_catalog
 
 BENCHES = Path(__file__).resolve().parent
@@ -617,14 +624,6 @@ class Network:
             self.process.wait(timeout=5.0)
 
 
-def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
-    return asyncio.new_event_loop
-
-
 # -- report -----------------------------------------------------------------
 
 
@@ -766,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 network.command("reset")
                 config = f"{loop_name}/{backend}"
                 print(f"measuring {config} ...", flush=True)
-                with asyncio.Runner(loop_factory=_loop_factory(loop_name)) as runner:
+                with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
                     results[config] = runner.run(
                         measure(loop_name, backend, addresses, queries, args, network.pid)
                     )
