@@ -5,7 +5,7 @@ use pyo3::basic::CompareOp;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple, PyType};
 use uuid::Uuid;
 
 static UUID_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -71,6 +71,33 @@ impl QueryId {
             "value must be a str or uuid.UUID, got {}",
             crate::errors::type_name(value)
         )))
+    }
+
+    /// The 16 bytes of the UUID, big-endian (``uuid.UUID.bytes``), without
+    /// building a ``uuid.UUID``: a transport uses them as a message id.
+    #[getter]
+    fn bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.value.to_be_bytes())
+    }
+
+    /// The id whose ``bytes`` are ``data`` (16 bytes).
+    #[classmethod]
+    fn from_bytes(_cls: &Bound<'_, PyType>, data: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let Ok(raw) = data.cast::<PyBytes>() else {
+            return Err(type_error(format!(
+                "data must be bytes, got {}",
+                crate::errors::type_name(data)
+            )));
+        };
+        let raw: [u8; 16] = raw.as_bytes().try_into().map_err(|_| {
+            value_error(format!(
+                "data must be 16 bytes, got {}",
+                raw.as_bytes().len()
+            ))
+        })?;
+        Ok(QueryId {
+            value: u128::from_be_bytes(raw),
+        })
     }
 
     #[getter]

@@ -37,6 +37,23 @@ def test_query_id_is_uuid4_with_canonical_str(core_module: ModuleType) -> None:
     assert query_id != str(query_id)
 
 
+def test_query_id_bytes_are_the_uuid_bytes_and_round_trip(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    for _ in range(100):
+        query_id = core.register(1.0, 1, 0, T0)
+        assert query_id.bytes == query_id.uuid.bytes
+        again = core_module.QueryId.from_bytes(query_id.bytes)
+        assert again == query_id and hash(again) == hash(query_id)
+    assert core_module.QueryId.from_bytes(bytes(16)).uuid == uuid.UUID(int=0)
+
+
+def test_query_id_from_bytes_rejects_bad_data(core_module: ModuleType) -> None:
+    with pytest.raises(InvalidArgumentError, match="data must be 16 bytes, got 15"):
+        core_module.QueryId.from_bytes(bytes(15))
+    with pytest.raises(InvalidArgumentTypeError, match="data must be bytes, got str"):
+        core_module.QueryId.from_bytes("0" * 16)
+
+
 def test_query_id_rejects_bad_values(core_module: ModuleType) -> None:
     with pytest.raises(InvalidArgumentError, match="value"):
         core_module.QueryId("not-a-uuid")

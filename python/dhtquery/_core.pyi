@@ -77,6 +77,15 @@ class QueryId:
         for any other type."""
     @property
     def uuid(self) -> uuid.UUID: ...
+    @property
+    def bytes(self) -> bytes:
+        """The UUID's 16 bytes, big-endian (as ``uuid.UUID.bytes``), without
+        building a ``uuid.UUID``."""
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """The id whose ``bytes`` are ``data``; InvalidArgumentError (naming
+        ``data``) unless it is 16 bytes, InvalidArgumentTypeError unless
+        bytes."""
     def __str__(self) -> str:
         """The canonical hyphenated lower-case form."""
     def __repr__(self) -> str:

@@ -102,6 +102,20 @@ class QueryId:
     def uuid(self) -> _uuid.UUID:
         return _uuid.UUID(int=self._int)
 
+    @property
+    def bytes(self) -> bytes:
+        return self._int.to_bytes(16, "big")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> QueryId:
+        if not isinstance(data, bytes):
+            raise InvalidArgumentTypeError(f"data must be bytes, got {type(data).__name__}")
+        if len(data) != 16:
+            raise InvalidArgumentError(f"data must be 16 bytes, got {len(data)}")
+        self = cls.__new__(cls)
+        self._int = int.from_bytes(data, "big")
+        return self
+
     def __str__(self) -> str:
         return str(_uuid.UUID(int=self._int))
 

@@ -14,7 +14,7 @@ distance bucket) the best-scored first.
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +35,9 @@ class StreamingLookup:
     __slots__ = (
         "_alpha",
         "_answered_cb",
+        "_args",
         "_asked",
         "_core",
-        "_distance",
         "_failed_by_rto",
         "_handle",
         "_holders",
@@ -45,8 +45,6 @@ class StreamingLookup:
         "_key",
         "_ksize",
         "_manager",
-        "_nodes",
-        "_now",
         "_protocol",
         "_quorum",
         "_ranked",
@@ -73,17 +71,19 @@ class StreamingLookup:
         self._core = manager._core
         self._handle = handle
         self._key = key
-        self._target = Node(key)
+        # the key as kademlia's Node.long_id would read it
+        self._target = int.from_bytes(key, "big")
         self._alpha = alpha
         self._ksize = ksize
         self._quorum = quorum
         # None: each peer's RTO (adaptive); else the query's whole timeout
         self._rpc_timeout = rpc_timeout
-        self._nodes: dict[bytes, Node] = {}
+        # the arguments of every request of this lookup
+        self._args = (protocol.source_node.id, key)
         self._answered_cb = self._answered
-        self._distance: dict[bytes, int] = {}
-        self._ranked: list[bytes] | None = None
-        self._now = time.time()
+        #: candidates not failed, (XOR distance, node), closest first; the
+        #: first ksize of them are "the k closest"
+        self._ranked: list[tuple[int, Node]] = []
         self._asked: set[bytes] = set()
         self._in_flight = 0
         self._holders = 0
@@ -99,34 +99,36 @@ class StreamingLookup:
         if self._holders >= self._quorum:
             self._manager.finish(self._handle.id, "all_peers")
             return
-        target = self._target.long_id
-        router = self._protocol.router
-        known = [
-            (node.long_id ^ target, node)
-            for bucket in router.buckets
-            for node in bucket.nodes.values()
-        ]
-        # kademlia's find_neighbors walks the table bucket by bucket; the
-        # table is small, so ranking all of it at once is cheaper. Distances
-        # are distinct (so are ids): the nodes themselves are never compared.
-        closest = heapq.nsmallest(self._ksize, known)
-        self._nodes = {node.id: node for _, node in closest}
-        self._distance = {node.id: distance for distance, node in closest}
-        self._ranked = [node.id for _, node in closest]
+        target = self._target
+        long_ids, nodes = self._protocol.router.contacts()
+        # Distances are distinct (so are ids): nodes are never compared.
+        ranked = sorted(zip([long_id ^ target for long_id in long_ids], nodes, strict=True))
+        del ranked[self._ksize :]
+        self._ranked = ranked
         self._fill()
 
     # -- choosing whom to ask -----------------------------------------
 
-    def _add(self, node: Node) -> None:
-        distance = node.long_id ^ self._target.long_id
-        self._nodes[node.id] = node
-        self._distance[node.id] = distance
-        self._ranked = None
+    def _learn(self, contacts: list[Any]) -> None:
+        """Add the contacts of an answer not yet known as candidates."""
+        asked = self._asked
+        known = {node.id for _, node in self._ranked}
+        known.add(self._protocol.source_node.id)
+        ranked = self._ranked
+        target = self._target
+        for contact_id, host, port in contacts:
+            if contact_id not in known and contact_id not in asked:
+                known.add(contact_id)
+                node = Node(contact_id, host, port)
+                bisect.insort(ranked, (node.long_id ^ target, node))
 
-    def _drop_id(self, node_id: bytes) -> None:
-        self._nodes.pop(node_id, None)
-        self._distance.pop(node_id, None)
-        self._ranked = None
+    def _drop(self, node: Node) -> None:
+        """A candidate failed: it leaves the k closest."""
+        ranked = self._ranked
+        for index, (_, candidate) in enumerate(ranked):
+            if candidate is node:
+                del ranked[index]
+                return
 
     def _fill(self) -> None:
         if self._handle.done():
@@ -136,76 +138,61 @@ class StreamingLookup:
         count = min(self._alpha, max(self._quorum - self._holders, 1)) - self._in_flight
         if count <= 0:  # (so some are in flight)
             return
-        ranked = self._ranked
-        if ranked is None:
-            # the k closest, closest first
-            ranked = self._ranked = heapq.nsmallest(
-                self._ksize, self._distance, key=self._distance.__getitem__
-            )
         asked = self._asked
-        fresh = [node_id for node_id in ranked if node_id not in asked]
+        closest = self._ranked[: self._ksize]
+        fresh = [entry for entry in closest if entry[1].id not in asked] if asked else closest
         if not fresh:
             if self._in_flight == 0:
                 reason = "adaptive" if self._failed_by_rto else "all_peers"
                 self._manager.finish(self._handle.id, reason)
             return
-        for node_id in self._best_of(fresh, count):
-            self._ask(self._nodes[node_id])
+        for _, node in self._best_of(fresh, count):
+            self._ask(node)
 
-    def _best_of(self, fresh: list[bytes], count: int) -> list[bytes]:
+    def _best_of(self, fresh: list[tuple[int, Node]], count: int) -> list[tuple[int, Node]]:
         """The ``count`` to ask among ``fresh`` (closest first): closest
         bucket (XOR distance's bit length) first and, within the bucket at
-        the cut, the best-scored. Scores are computed for that bucket only."""
+        the cut, the best-scored. Scores are computed for that bucket only,
+        and only if it reaches past the cut."""
         if len(fresh) <= count:
             return fresh
-        distance = self._distance
-        cut = distance[fresh[count - 1]].bit_length()
-        sure = [node_id for node_id in fresh[:count] if distance[node_id].bit_length() < cut]
-        tied = [node_id for node_id in fresh if distance[node_id].bit_length() == cut]
-        if len(tied) > 1:
-            reputation = self._protocol.reputation
-            now = self._now
-            nodes = self._nodes
-            tied.sort(
-                key=lambda node_id: (
-                    -reputation.score((nodes[node_id].ip, nodes[node_id].port), now),
-                    distance[node_id],
-                )
-            )
+        cut = fresh[count - 1][0].bit_length()
+        if fresh[count][0].bit_length() != cut:
+            # the cut falls between two buckets: no tie to break
+            return fresh[:count]
+        sure = [entry for entry in fresh[:count] if entry[0].bit_length() < cut]
+        tied = [entry for entry in fresh if entry[0].bit_length() == cut]
+        score = self._protocol.reputation.score
+        now = time.time()
+        tied.sort(key=lambda entry: (-score((entry[1].ip, entry[1].port), now), entry[0]))
         return sure + tied[: count - len(sure)]
 
     def _ask(self, node: Node) -> None:
         protocol = self._protocol
         address = (node.ip, node.port)
-        node_id = node.id
-        self._asked.add(node_id)
+        self._asked.add(node.id)
         self._in_flight += 1
         name = "find_value" if protocol.extensions.get(address) is False else "find_values"
         protocol.request_callback(
-            address,
-            name,
-            (protocol.source_node.id, self._key),
-            self._rpc_timeout,
-            self._answered_cb,
-            node_id,
+            address, name, self._args, self._rpc_timeout, self._answered_cb, node
         )
 
     # -- answers ------------------------------------------------------
 
-    def _answered(self, node_id: bytes, address: Any, name: str, ok: bool, value: Any) -> None:
+    def _answered(self, node: Node, address: Any, name: str, ok: bool, value: Any) -> None:
         self._in_flight -= 1
         if not ok:
             if value is BAD_RESPONSE:
                 # Malformed (the protocol counted it as bad_response): the
                 # peer failed, though not by its RTO.
-                self._drop_id(node_id)
+                self._drop(node)
                 self._core.peer_done(self._handle.id, address, False)
             elif name == "find_values" and self._protocol.extensions.get(address) is False:
                 # A stock peer: ask it again the way it understands.
-                self._asked.discard(node_id)
+                self._asked.discard(node.id)
             else:
                 self._failed_by_rto = self._failed_by_rto or self._rpc_timeout is None
-                self._drop_id(node_id)
+                self._drop(node)
                 self._core.peer_done(self._handle.id, address, False)
             self._fill()
             return
@@ -219,12 +206,7 @@ class StreamingLookup:
         else:
             records, contacts = self._read(name, value, address)
         if contacts:
-            own_id = self._protocol.source_node.id
-            nodes = self._nodes
-            asked = self._asked
-            for contact_id, host, port in contacts:
-                if contact_id not in nodes and contact_id not in asked and contact_id != own_id:
-                    self._add(Node(contact_id, host, port))
+            self._learn(contacts)
         if records:
             self._holders += 1
             self._offer(address, records)

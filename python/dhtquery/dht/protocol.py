@@ -35,9 +35,10 @@ from ..timer import now as clock
 from .records import Record, RecordError
 from .reputation import Reputation
 from .requests import BAD_RESPONSE, LATE, Callback, Reply, RequestTable
+from .routing import ContactTable
 from .rtt import RttEstimator
 from .storage import RecordStore, StorageFull
-from .wire import MSG_ID_SIZE, REQUEST, WireError, decode, encode_request, encode_response
+from .wire import REQUEST, WireError, decode, encode_response, frame_request, pack_request
 
 __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec"]
 
@@ -141,12 +142,13 @@ _RESPONSE_SHAPE: Final[dict[str, Callable[[Any], bool]]] = {
 
 
 class _Outgoing(NamedTuple):
-    """A request to send: where, what, how long to wait, and who hears the
-    end (a future, or a callback with its context)."""
+    """A request to send: where, what (its body, packed once, whether it
+    goes out now or waits in the window's queue), how long to wait, and who
+    hears the end (a future, or a callback with its context)."""
 
     address: Address
     name: str
-    args: tuple[Any, ...]
+    body: bytes
     timeout: float | None
     future: asyncio.Future[Reply] | None
     callback: Callback | None
@@ -175,6 +177,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         extra_rpcs: dict[str, RpcSpec] | None = None,
     ) -> None:
         super().__init__(source_node, storage, ksize)
+        self.router = ContactTable(self, ksize, source_node)
         self.records = records
         self.config = config
         self.backend = backend
@@ -352,7 +355,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         lookups at once) puts more answers on the socket than the loop reads
         within an RTO, and every request times out with its answer queued."""
         future: asyncio.Future[Reply] = self.requests.loop.create_future()
-        self._request(_Outgoing(address, name, args, timeout, future, None, None))
+        self._request(_Outgoing(address, name, pack_request(name, args), timeout, future, None, None))
         return future
 
     def request_callback(
@@ -368,14 +371,13 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         name, ok, value)``, called from the loop without a loop iteration in
         between: ``ok`` with the answer, or not ok with None (no answer) or
         ``requests.BAD_RESPONSE`` (an answer of the wrong shape)."""
-        self._request(_Outgoing(address, name, args, timeout, None, callback, context))
+        body = pack_request(name, args)
+        self._request(_Outgoing(address, name, body, timeout, None, callback, context))
 
     def _request(self, out: _Outgoing) -> None:
         if not self._waiting and len(self.requests) < self.max_outstanding:
             self._send(out)
             return
-        # Refuse an oversize request now, as an unqueued one would be.
-        encode_request(bytes(MSG_ID_SIZE), out.name, out.args)
         self._waiting.append(out)
         self.stats["queued"] += 1
 
@@ -387,12 +389,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             address, out.name, timeout, out.future, out.callback, out.context
         )
         try:
-            datagram = encode_request(msg_id, out.name, out.args)
-        except WireError:
-            requests.abandon(msg_id)
-            raise
-        try:
-            self.transport.sendto(datagram, address)
+            self.transport.sendto(frame_request(msg_id, out.body), address)
         except ValueError:
             # uvloop: an address of another family than the socket's (asyncio
             # reports it to error_received); the request times out.
@@ -401,12 +398,13 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def _send_waiting(self) -> None:
         """Send queued requests while the window has room."""
         waiting = self._waiting
-        requests = self.requests
-        while waiting and len(requests) < self.max_outstanding:
+        room = self.max_outstanding - len(self.requests)
+        while waiting and room > 0:
             out = waiting.popleft()
             if out.future is not None and out.future.done():
                 continue
             self._send(out)
+            room -= 1
 
     def _take_response(self, msg_id: bytes, value: Any, addr: Address) -> None:
         status, name, rtt, pending = self.requests.answer(msg_id, addr)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final
@@ -99,7 +98,6 @@ class RequestTable:
         self._grace = grace
         self._pending: dict[bytes, _Pending] = {}
         self._given_up: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
-        self._by_query: dict[QueryId, bytes] = {}
         self._timer = ExpiryTimer(loop, self._core, self._expired)
         #: called as on_timeout(address, name, sent) for each request given up
         self.on_timeout: Any = None
@@ -131,18 +129,10 @@ class RequestTable:
         query_id = self._core.register(timeout, 1, 1, now)
         # The UUID's 122 random bits make the id unguessable; rpcudp's ids
         # are 20 bytes, so pad.
-        msg_id = query_id.uuid.bytes + _PAD
+        msg_id = query_id.bytes + _PAD
         self._pending[msg_id] = _Pending(query_id, address, name, future, callback, context, now)
-        self._by_query[query_id] = msg_id
         self._timer.arm(now + timeout)
         return msg_id
-
-    def abandon(self, msg_id: bytes) -> None:
-        """Forget a request that could not be sent."""
-        pending = self._pending.pop(msg_id, None)
-        if pending is not None:
-            del self._by_query[pending.query_id]
-            self._core.cancel(pending.query_id, clock())
 
     def answer(self, msg_id: bytes, address: Hashable) -> tuple[str, str, float, _Pending | None]:
         """A response arrived: (status, rpc name, rtt in seconds, the
@@ -163,23 +153,21 @@ class RequestTable:
             # Keep waiting for the real peer: a forged answer must not end it.
             return WRONG_ADDRESS, pending.name, 0.0, None
         del self._pending[msg_id]
-        del self._by_query[pending.query_id]
         now = clock()
         self._core.finish(pending.query_id, now, "all_peers")
         self._timer.arm(now + self._grace)
         return ANSWERED, pending.name, now - pending.sent, pending
 
     def _late_or_unknown(self, msg_id: bytes, address: Hashable) -> str:
-        try:
-            query_id = self._query_id(uuid.UUID(bytes=msg_id[:16]))
-        except ValueError:
+        if msg_id[16:] != _PAD:  # not an id this table made
             return UNKNOWN
+        query_id = self._query_id.from_bytes(msg_id[:16])
         # The core counts it: LATE while the id's tombstone lasts.
         status = self._core.offer(query_id, address, b"", None, clock())
         return LATE if status == 4 else UNKNOWN
 
     def _expired(self, outcome: Any) -> None:
-        msg_id = self._by_query.pop(outcome[0])
+        msg_id = outcome[0].bytes + _PAD
         pending = self._pending.pop(msg_id)
         # Remember what was asked, so a late answer still tells what the
         # peer speaks.
@@ -196,7 +184,6 @@ class RequestTable:
         now = clock()
         given_up = list(self._pending.values())
         self._pending.clear()
-        self._by_query.clear()
         for pending in given_up:
             self._core.cancel(pending.query_id, now)
         # Told last: a caller may open another request as it learns.

@@ -25,7 +25,9 @@ __all__ = [
     "decode",
     "encode_request",
     "encode_response",
+    "frame_request",
     "new_message_id",
+    "pack_request",
 ]
 
 REQUEST: Final = 0x00
@@ -66,12 +68,23 @@ def new_message_id() -> bytes:
 
 
 def encode_request(msg_id: bytes, name: str, args: tuple[Any, ...] | list[Any]) -> bytes:
+    return frame_request(msg_id, pack_request(name, args))
+
+
+def pack_request(name: str, args: tuple[Any, ...] | list[Any]) -> bytes:
+    """A request's body, without its message id (which a request gets only
+    when it goes on the wire); refused if over the size limit."""
     body: bytes = _pack([name, args])
     if len(body) > MAX_REQUEST_BODY:
         raise WireError(
             "oversize_request",
             f"request {name!r} is {len(body)} bytes; the limit is {MAX_REQUEST_BODY}",
         )
+    return body
+
+
+def frame_request(msg_id: bytes, body: bytes) -> bytes:
+    """The datagram of a request body from :func:`pack_request`."""
     return b"\x00" + msg_id + body
 
 

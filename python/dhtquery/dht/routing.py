@@ -1,0 +1,51 @@
+"""kademlia's routing table, with its contacts kept as one list between
+changes.
+
+Every lookup ranks all contacts by XOR distance to its key. Walking the
+buckets to gather them, and re-reading each node's id as an int, cost more
+per lookup than the ranking itself; the table changes far less often than it
+is read, so the list is rebuilt only after a change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kademlia.node import Node
+from kademlia.routing import RoutingTable
+
+__all__ = ["ContactTable"]
+
+
+class ContactTable(RoutingTable):  # type: ignore[misc]
+    def __init__(self, protocol: Any, ksize: int, node: Node) -> None:
+        self._contacts: tuple[list[int], list[Node]] | None = None
+        super().__init__(protocol, ksize, node)
+
+    def contacts(self) -> tuple[list[int], list[Node]]:
+        """Every contact's id as an int, and the contacts (same order).
+        The lists are shared until the table changes: do not modify them."""
+        contacts = self._contacts
+        if contacts is None:
+            nodes = [node for bucket in self.buckets for node in bucket.nodes.values()]
+            contacts = self._contacts = ([node.long_id for node in nodes], nodes)
+        return contacts
+
+    # Every change of the buckets' contents goes through one of these. An
+    # add of a known contact can carry a new address: it invalidates too.
+
+    def flush(self) -> None:
+        self._contacts = None
+        super().flush()
+
+    def split_bucket(self, index: int) -> None:
+        self._contacts = None
+        super().split_bucket(index)
+
+    def add_contact(self, node: Node) -> None:
+        self._contacts = None
+        super().add_contact(node)
+
+    def remove_contact(self, node: Node) -> None:
+        self._contacts = None
+        super().remove_contact(node)
