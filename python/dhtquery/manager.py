@@ -149,7 +149,7 @@ class QueryManager:
         self, query_id: QueryId, peer: Hashable, key: str | bytes, item: object
     ) -> SubmitStatus:
         """Offer one result from ``peer``, deduplicated by ``key``."""
-        code = self._core.offer(query_id, peer, key, item, self._now())
+        code = self._core.offer(query_id, peer, key, item, clock())
         if code == _NEW:
             handle = self._handles[query_id]
             if handle._waiters:
@@ -163,7 +163,7 @@ class QueryManager:
     ) -> tuple[SubmitStatus, int, int]:
         """Offer one peer response of ``(key, item)`` pairs; returns (status,
         accepted, duplicates)."""
-        code, accepted, duplicates = self._core.offer_many(query_id, peer, entries, self._now())
+        code, accepted, duplicates = self._core.offer_many(query_id, peer, entries, clock())
         if code == _NEW:
             if accepted:
                 handle = self._handles[query_id]
@@ -191,7 +191,7 @@ class QueryManager:
     def cancel(self, query_id: QueryId) -> bool:
         """Cancel a query: its entry is freed at once and whoever awaits or
         iterates it wakes with reason ``cancelled``. False if it had ended."""
-        now = self._now()
+        now = clock()
         outcome = self._core.cancel(query_id, now)
         if outcome is None:
             return False
@@ -199,7 +199,7 @@ class QueryManager:
         return True
 
     def _end(self, query_id: QueryId, reason: str | None) -> bool:
-        now = self._now()
+        now = clock()
         outcome = self._core.finish(query_id, now, reason)
         if outcome is None:
             return False
@@ -229,9 +229,6 @@ class QueryManager:
 
     def _drain(self, query_id: QueryId) -> list[tuple[object, object, str | bytes, float]]:
         return self._core.drain(query_id)
-
-    def _now(self) -> float:
-        return clock()
 
     def _on_expired(self, outcome: Any) -> None:
         self._resolve(outcome)

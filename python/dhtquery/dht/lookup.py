@@ -38,6 +38,7 @@ class StreamingLookup:
         "_args",
         "_asked",
         "_core",
+        "_ended",
         "_failed_by_rto",
         "_handle",
         "_holders",
@@ -70,6 +71,8 @@ class StreamingLookup:
         # counts the outcome's peers_ok / peers_failed, never completes.
         self._core = manager._core
         self._handle = handle
+        # handle.done, without the method around it: asked after every answer
+        self._ended = handle._future.done
         self._key = key
         # the key as kademlia's Node.long_id would read it
         self._target = int.from_bytes(key, "big")
@@ -94,7 +97,7 @@ class StreamingLookup:
             # This node holds the key too: it counts towards the quorum.
             self._holders += 1
             self._offer(own_address, [(record.dedup_key, record) for record in local], credit=False)
-        if self._handle.done():
+        if self._ended():
             return
         if self._holders >= self._quorum:
             self._manager.finish(self._handle.id, "all_peers")
@@ -131,12 +134,13 @@ class StreamingLookup:
                 return
 
     def _fill(self) -> None:
-        if self._handle.done():
-            return
         # Requests in flight that may each bring a holder count towards the
         # quorum: asking more before they answer only adds traffic.
-        count = min(self._alpha, max(self._quorum - self._holders, 1)) - self._in_flight
-        if count <= 0:  # (so some are in flight)
+        wanted = self._quorum - self._holders
+        count = (
+            self._alpha if wanted > self._alpha else wanted if wanted > 1 else 1
+        ) - self._in_flight
+        if count <= 0 or self._ended():  # (count <= 0: some are in flight)
             return
         asked = self._asked
         closest = self._ranked[: self._ksize]
@@ -154,18 +158,29 @@ class StreamingLookup:
         bucket (XOR distance's bit length) first and, within the bucket at
         the cut, the best-scored. Scores are computed for that bucket only,
         and only if it reaches past the cut."""
-        if len(fresh) <= count:
+        size = len(fresh)
+        if size <= count:
             return fresh
         cut = fresh[count - 1][0].bit_length()
-        if fresh[count][0].bit_length() != cut:
+        end = count
+        while end < size and fresh[end][0].bit_length() == cut:
+            end += 1
+        if end == count:
             # the cut falls between two buckets: no tie to break
             return fresh[:count]
-        sure = [entry for entry in fresh[:count] if entry[0].bit_length() < cut]
-        tied = [entry for entry in fresh if entry[0].bit_length() == cut]
+        # fresh is sorted by distance, so a bucket is a run of it
+        start = count - 1
+        while start and fresh[start - 1][0].bit_length() == cut:
+            start -= 1
         score = self._protocol.reputation.score
         now = time.time()
-        tied.sort(key=lambda entry: (-score((entry[1].ip, entry[1].port), now), entry[0]))
-        return sure + tied[: count - len(sure)]
+        tied = sorted(
+            [
+                (-score((node.ip, node.port), now), distance, node)
+                for distance, node in fresh[start:end]
+            ]
+        )
+        return fresh[:start] + [(distance, node) for _, distance, node in tied[: count - start]]
 
     def _ask(self, node: Node) -> None:
         protocol = self._protocol
@@ -196,9 +211,9 @@ class StreamingLookup:
                 self._core.peer_done(self._handle.id, address, False)
             self._fill()
             return
-        handle = self._handle
-        if handle.done():
+        if self._ended():
             return
+        handle = self._handle
         if type(value) is dict and name == "find_values":
             # the common answer, read inline
             records = self._records(value, address)
@@ -211,7 +226,7 @@ class StreamingLookup:
             self._holders += 1
             self._offer(address, records)
         self._core.peer_done(handle.id, address, True)
-        if self._holders >= self._quorum and not handle.done():
+        if self._holders >= self._quorum and not self._ended():
             self._manager.finish(handle.id, "all_peers")
             return
         self._fill()

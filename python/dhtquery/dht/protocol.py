@@ -104,7 +104,9 @@ def _ip_literal(host: str) -> bool:
 
 
 def _contacts(value: Any) -> bool:
-    return type(value) is list and all(
+    if type(value) is not list:
+        return False
+    return not value or all(
         type(c) is list
         and len(c) == 3
         and _node_id(c[0])
@@ -245,15 +247,15 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         try:
-            frame = decode(data)
+            kind, msg_id, body = decode(data)
         except WireError as exc:
             self._drop(exc.kind)
             return
         try:
-            if frame.kind == REQUEST:
-                self._serve(frame.msg_id, frame.body, addr)
+            if kind == REQUEST:
+                self._serve(msg_id, body, addr)
             else:
-                self._take_response(frame.msg_id, frame.body, addr)
+                self._take_response(msg_id, body, addr)
         except Exception:  # a bug must cost one datagram, never the node
             log.exception("dhtquery: error handling a datagram from %s", addr)
             self._drop("handler_error")
@@ -355,7 +357,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         lookups at once) puts more answers on the socket than the loop reads
         within an RTO, and every request times out with its answer queued."""
         future: asyncio.Future[Reply] = self.requests.loop.create_future()
-        self._request(_Outgoing(address, name, pack_request(name, args), timeout, future, None, None))
+        self._request(
+            _Outgoing(address, name, pack_request(name, args), timeout, future, None, None)
+        )
         return future
 
     def request_callback(
@@ -384,7 +388,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def _send(self, out: _Outgoing) -> None:
         requests = self.requests
         address = out.address
-        timeout = self.rtt(address).rto if out.timeout is None else out.timeout
+        timeout = out.timeout
+        if timeout is None:
+            estimator = self._rtt.get(address)
+            timeout = (self.rtt(address) if estimator is None else estimator).rto
         msg_id = requests.open_with(
             address, out.name, timeout, out.future, out.callback, out.context
         )
@@ -417,14 +424,21 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             self._send_waiting()
         estimator = self._rtt.get(addr)
         (self.rtt(addr) if estimator is None else estimator).observe(rtt)
-        if name not in STOCK_RPCS:
+        if name not in STOCK_RPCS and self.extensions.get(addr) is not True:
             self.extensions[addr] = True
         # The shape is judged here, once: an answer of the wrong shape is no
         # answer for the caller (and a failure of the peer).
         spec = self._rpcs.get(name)
         if spec is not None and spec.response(value):
             self.reputation.success(addr, rtt, time.time())
-            pending.deliver(True, value)
+            callback = pending.callback
+            if callback is None:
+                pending.deliver(True, value)
+                return
+            try:  # (deliver's work, inline: the common answer)
+                callback(pending.context, addr, name, True, value)
+            except Exception:  # a caller's bug must not cost other requests
+                log.exception("dhtquery: error in a request callback")
         else:
             self._drop("bad_response")
             self.reputation.failure(addr)

@@ -38,14 +38,20 @@ class PeerStats:
         return self.successes / tried if tried else 1.0
 
     def score(self, now: float) -> float:
-        rtt_part = 1.0 if self.rtt_ms is None else min(1.0, 1000.0 / (self.rtt_ms + 1.0))
-        provided_part = min(1.0, self.provided / 10.0)
-        if self.last_seen is None:
+        # (min() spelled out: a lookup scores several peers each time)
+        tried = self.successes + self.failures
+        success_rate = self.successes / tried if tried else 1.0
+        rtt_ms = self.rtt_ms
+        rtt_part = 1.0 if rtt_ms is None or rtt_ms <= 999.0 else 1000.0 / (rtt_ms + 1.0)
+        provided_part = 1.0 if self.provided >= 10 else self.provided / 10.0
+        last_seen = self.last_seen
+        if last_seen is None:
             seen_part = 0.0
+        elif now <= last_seen:
+            seen_part = 1.0
         else:
-            hours = max(0.0, now - self.last_seen) / 3600.0
-            seen_part = min(1.0, 1.0 / (hours + 1.0))
-        return 0.5 * self.success_rate + 0.25 * rtt_part + 0.15 * provided_part + 0.10 * seen_part
+            seen_part = 1.0 / ((now - last_seen) / 3600.0 + 1.0)
+        return 0.5 * success_rate + 0.25 * rtt_part + 0.15 * provided_part + 0.10 * seen_part
 
 
 class Reputation:
@@ -72,7 +78,7 @@ class Reputation:
 
     def success(self, peer: Hashable, rtt: float, now: float) -> None:
         """A request answered after ``rtt`` seconds."""
-        stats = self.stats(peer)
+        stats = self._peers.get(peer) or self.stats(peer)
         stats.successes += 1
         stats.consecutive_failures = 0
         rtt_ms = rtt * 1000.0
@@ -93,7 +99,7 @@ class Reputation:
 
     def provided(self, peer: Hashable, count: int = 1) -> None:
         """The peer gave us ``count`` valid records."""
-        self.stats(peer).provided += count
+        (self._peers.get(peer) or self.stats(peer)).provided += count
 
     def score(self, peer: Hashable, now: float) -> float:
         stats = self._peers.get(peer)

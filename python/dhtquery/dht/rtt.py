@@ -27,6 +27,9 @@ class RttEstimator:
     rttvar: float = 0.0
     _backoff: int = field(default=0, repr=False)
     _backed_off_at: float = field(default=float("-inf"), repr=False)
+    # rto, worked out when a sample or a timeout changes it: it is read for
+    # every request sent, far more often than it changes
+    _rto: float = field(default=_INITIAL_RTO, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rto <= self.max_rto:
@@ -34,6 +37,7 @@ class RttEstimator:
                 f"min_rto and max_rto must satisfy 0 < min_rto <= max_rto, "
                 f"got {self.min_rto!r} and {self.max_rto!r}"
             )
+        self._update()
 
     def observe(self, sample: float) -> None:
         """Feed the round-trip time of a request that got its answer."""
@@ -46,6 +50,7 @@ class RttEstimator:
             self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - sample)
             self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * sample
         self._backoff = 0
+        self._update()
 
     def timed_out(self, sent: float | None = None, now: float | None = None) -> None:
         """A request sent at ``sent`` went unanswered: back off (Karn's
@@ -57,9 +62,13 @@ class RttEstimator:
         self._backoff = min(self._backoff + 1, 16)
         if sent is not None:
             self._backed_off_at = sent if now is None else now
+        self._update()
 
     @property
     def rto(self) -> float:
+        return self._rto
+
+    def _update(self) -> None:
         base = _INITIAL_RTO if self.srtt is None else self.srtt + _K * self.rttvar
         base *= 1 << self._backoff
-        return min(max(base, self.min_rto), self.max_rto)
+        self._rto = min(max(base, self.min_rto), self.max_rto)

@@ -10,7 +10,7 @@ bytes as bin, tuples as arrays) and reads them back the same way.
 from __future__ import annotations
 
 import os
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgpack
 
@@ -52,15 +52,12 @@ class WireError(ValueError):
         self.kind = kind
 
 
-class Frame:
+class Frame(NamedTuple):
     """A decoded datagram."""
 
-    __slots__ = ("body", "kind", "msg_id")
-
-    def __init__(self, kind: int, msg_id: bytes, body: Any) -> None:
-        self.kind = kind
-        self.msg_id = msg_id
-        self.body = body
+    kind: int
+    msg_id: bytes
+    body: Any
 
 
 def new_message_id() -> bytes:
@@ -126,4 +123,6 @@ def decode(datagram: bytes) -> Frame:
         msgpack.StackError,
     ) as exc:
         raise WireError("malformed", f"not one msgpack value: {exc}") from None
-    return Frame(kind, datagram[1:HEADER_SIZE], body)
+    # (tuple.__new__: NamedTuple's own __new__ is a Python function, and
+    # this runs for every datagram)
+    return tuple.__new__(Frame, (kind, datagram[1:HEADER_SIZE], body))
