@@ -12,6 +12,7 @@ Internally time is counted in ticks of 1 ms: a deadline is
 ``floor(now * 1000)``.
 """
 
+import builtins
 import uuid
 from collections.abc import Hashable, Sequence
 from typing import Final, Self, TypeAlias, final
@@ -82,7 +83,7 @@ class QueryId:
         """The UUID's 16 bytes, big-endian (as ``uuid.UUID.bytes``), without
         building a ``uuid.UUID``."""
     @classmethod
-    def from_bytes(cls, data: bytes) -> Self:
+    def from_bytes(cls, data: builtins.bytes) -> Self:
         """The id whose ``bytes`` are ``data``; InvalidArgumentError (naming
         ``data``) unless it is 16 bytes, InvalidArgumentTypeError unless
         bytes."""

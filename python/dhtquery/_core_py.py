@@ -11,6 +11,7 @@ thread only. The Rust core is the one that may be fed from several threads.
 
 from __future__ import annotations
 
+import builtins
 import math
 import os
 import uuid as _uuid
@@ -107,7 +108,7 @@ class QueryId:
         return self._int.to_bytes(16, "big")
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> QueryId:
+    def from_bytes(cls, data: builtins.bytes) -> QueryId:
         if not isinstance(data, bytes):
             raise InvalidArgumentTypeError(f"data must be bytes, got {type(data).__name__}")
         if len(data) != 16:
