@@ -8,6 +8,7 @@ to a callback and re-arms for the next. No timer per query.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ now = time.monotonic
 
 
 class ExpiryTimer:
-    __slots__ = ("_core", "_handle", "_loop", "_on_expired", "_stopped", "_when")
+    __slots__ = ("_core", "_handle", "_loop", "_on_expired", "_stopped", "armed_until")
 
     def __init__(
         self,
@@ -35,23 +36,23 @@ class ExpiryTimer:
         self._core = core
         self._on_expired = on_expired
         self._handle: asyncio.TimerHandle | None = None
-        self._when = 0.0
         self._stopped = False
+        #: when the timer fires (inf while it is not armed): a caller on a
+        #: hot path arming for a later time may skip calling ``arm``
+        self.armed_until = math.inf
 
     def arm(self, when: float) -> None:
         """Make sure the timer fires no later than ``when``."""
-        handle = self._handle
-        if handle is not None:
-            if self._when <= when:
-                return
-            handle.cancel()
-        if self._stopped:
+        if when >= self.armed_until or self._stopped:
             return
-        self._when = when
+        if self._handle is not None:
+            self._handle.cancel()
+        self.armed_until = when
         self._handle = self._loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
+        self.armed_until = math.inf
         on_expired = self._on_expired
         for outcome in self._core.expire(now()):
             on_expired(outcome)
@@ -66,3 +67,4 @@ class ExpiryTimer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self.armed_until = math.inf

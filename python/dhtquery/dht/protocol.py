@@ -356,9 +356,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         rest wait their turn unsent. Without that window a burst (a thousand
         lookups at once) puts more answers on the socket than the loop reads
         within an RTO, and every request times out with its answer queued."""
-        future: asyncio.Future[Reply] = self.requests.loop.create_future()
+        requests = self.requests
+        future: asyncio.Future[Reply] = requests.loop.create_future()
         self._request(
-            _Outgoing(address, name, pack_request(name, args), timeout, future, None, None)
+            requests, address, name, pack_request(name, args), timeout, future, None, None
         )
         return future
 
@@ -376,52 +377,71 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         between: ``ok`` with the answer, or not ok with None (no answer) or
         ``requests.BAD_RESPONSE`` (an answer of the wrong shape)."""
         body = pack_request(name, args)
-        self._request(_Outgoing(address, name, body, timeout, None, callback, context))
+        self._request(self.requests, address, name, body, timeout, None, callback, context)
 
-    def _request(self, out: _Outgoing) -> None:
-        if not self._waiting and len(self.requests) < self.max_outstanding:
-            self._send(out)
+    # _request and _send take the request's parts one by one, not as an
+    # _Outgoing: that is built only for a request that has to wait.
+
+    def _request(
+        self,
+        requests: RequestTable,
+        address: Address,
+        name: str,
+        body: bytes,
+        timeout: float | None,
+        future: asyncio.Future[Reply] | None,
+        callback: Callback | None,
+        context: Any,
+    ) -> None:
+        if not self._waiting and len(requests) < self.max_outstanding:
+            self._send(requests, address, name, body, timeout, future, callback, context)
             return
-        self._waiting.append(out)
+        self._waiting.append(_Outgoing(address, name, body, timeout, future, callback, context))
         self.stats["queued"] += 1
 
-    def _send(self, out: _Outgoing) -> None:
-        requests = self.requests
-        address = out.address
-        timeout = out.timeout
+    def _send(
+        self,
+        requests: RequestTable,
+        address: Address,
+        name: str,
+        body: bytes,
+        timeout: float | None,
+        future: asyncio.Future[Reply] | None,
+        callback: Callback | None,
+        context: Any,
+    ) -> None:
         if timeout is None:
             estimator = self._rtt.get(address)
             timeout = (self.rtt(address) if estimator is None else estimator).rto
-        msg_id = requests.open_with(
-            address, out.name, timeout, out.future, out.callback, out.context
-        )
+        msg_id = requests.open_with(address, name, timeout, future, callback, context)
         try:
-            self.transport.sendto(frame_request(msg_id, out.body), address)
+            self.transport.sendto(frame_request(msg_id, body), address)
         except ValueError:
             # uvloop: an address of another family than the socket's (asyncio
             # reports it to error_received); the request times out.
             self._drop("socket_error")
 
-    def _send_waiting(self) -> None:
+    def _send_waiting(self, requests: RequestTable) -> None:
         """Send queued requests while the window has room."""
         waiting = self._waiting
-        room = self.max_outstanding - len(self.requests)
+        room = self.max_outstanding - len(requests)
         while waiting and room > 0:
             out = waiting.popleft()
             if out.future is not None and out.future.done():
                 continue
-            self._send(out)
+            self._send(requests, *out)
             room -= 1
 
     def _take_response(self, msg_id: bytes, value: Any, addr: Address) -> None:
-        status, name, rtt, pending = self.requests.answer(msg_id, addr)
+        requests = self.requests
+        status, name, rtt, pending = requests.answer(msg_id, addr)
         if pending is None:
             self._drop(status)
             if status == LATE and name:
                 self._answered_late(addr, name, rtt)
             return
         if self._waiting:
-            self._send_waiting()
+            self._send_waiting(requests)
         estimator = self._rtt.get(addr)
         (self.rtt(addr) if estimator is None else estimator).observe(rtt)
         if name not in STOCK_RPCS and self.extensions.get(addr) is not True:
@@ -457,7 +477,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def _request_timed_out(self, address: Address, name: str, sent: float) -> None:
         self.stats["timeouts"] += 1
         if self._waiting:
-            self._send_waiting()
+            self._send_waiting(self.requests)
         stats = self.reputation.stats(address)
         known = self.extensions.get(address)
         if name not in STOCK_RPCS and (known is False or (known is None and stats.successes)):

@@ -131,7 +131,8 @@ class RequestTable:
         # are 20 bytes, so pad.
         msg_id = query_id.bytes + _PAD
         self._pending[msg_id] = _Pending(query_id, address, name, future, callback, context, now)
-        self._timer.arm(now + timeout)
+        if self._timer.armed_until > now + timeout:
+            self._timer.arm(now + timeout)
         return msg_id
 
     def answer(self, msg_id: bytes, address: Hashable) -> tuple[str, str, float, _Pending | None]:
@@ -155,7 +156,9 @@ class RequestTable:
         del self._pending[msg_id]
         now = clock()
         self._core.finish(pending.query_id, now, "all_peers")
-        self._timer.arm(now + self._grace)
+        timer = self._timer
+        if timer.armed_until > now + self._grace:
+            timer.arm(now + self._grace)
         return ANSWERED, pending.name, now - pending.sent, pending
 
     def _late_or_unknown(self, msg_id: bytes, address: Hashable) -> str:
