@@ -5,6 +5,7 @@ among the closest, and 1,000 concurrent lookups."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -186,3 +187,31 @@ def test_thousand_concurrent_lookups(backend: str, adaptive: bool) -> None:
             assert net.loop_errors == []
 
     run_paired(backend, scenario())
+
+
+def test_finished_lookups_are_freed_without_the_cyclic_gc(backend: str, run: Run) -> None:
+    """A lookup that has ended holds no reference cycle: it is freed by
+    reference counting alone (a cycle would leave every lookup, its handle
+    and its records to the cyclic GC)."""
+    from dhtquery.dht.lookup import StreamingLookup
+
+    def lookups_alive() -> int:
+        return sum(1 for obj in gc.get_objects() if type(obj) is StreamingLookup)
+
+    async def scenario() -> None:
+        async with dht_network(backend, 4) as net:
+            nodes = net.dht_nodes
+            await nodes[1].put("freed", b"record")
+            gc.collect()
+            gc.disable()
+            try:
+                before = lookups_alive()
+                for _ in range(20):
+                    outcome = await nodes[0].get_all("freed", quorum=2, timeout=5.0)
+                    assert [r.item.data for r in outcome.results] == [b"record"]
+                await asyncio.sleep(0.05)  # answers still on the way arrive
+                assert lookups_alive() == before
+            finally:
+                gc.enable()
+
+    run(scenario())

@@ -34,7 +34,6 @@ __all__ = ["StreamingLookup"]
 class StreamingLookup:
     __slots__ = (
         "_alpha",
-        "_answered_cb",
         "_args",
         "_asked",
         "_core",
@@ -83,7 +82,6 @@ class StreamingLookup:
         self._rpc_timeout = rpc_timeout
         # the arguments of every request of this lookup
         self._args = (protocol.source_node.id, key)
-        self._answered_cb = self._answered
         #: candidates not failed, (XOR distance, node), closest first; the
         #: first ksize of them are "the k closest"
         self._ranked: list[tuple[int, Node]] = []
@@ -188,8 +186,10 @@ class StreamingLookup:
         self._asked.add(node.id)
         self._in_flight += 1
         name = "find_value" if protocol.extensions.get(address) is False else "find_values"
+        # (a bound method per request: kept on self it would make every
+        # lookup a reference cycle, freed only by the cyclic GC)
         protocol.request_callback(
-            address, name, self._args, self._rpc_timeout, self._answered_cb, node
+            address, name, self._args, self._rpc_timeout, self._answered, node
         )
 
     # -- answers ------------------------------------------------------
