@@ -94,7 +94,8 @@ class StreamingLookup:
         if local:
             # This node holds the key too: it counts towards the quorum.
             self._holders += 1
-            self._offer(own_address, [(record.dedup_key, record) for record in local], credit=False)
+            entries = [(record.dedup_key, record) for record in local]
+            self._manager.submit_many(self._handle.id, own_address, entries)
         if self._ended():
             return
         if self._holders >= self._quorum:
@@ -170,13 +171,12 @@ class StreamingLookup:
         start = count - 1
         while start and fresh[start - 1][0].bit_length() == cut:
             start -= 1
-        score = self._protocol.reputation.score
-        now = time.time()
+        run = fresh[start:end]
+        scores = self._protocol.reputation.scores(
+            [(node.ip, node.port) for _, node in run], time.time()
+        )
         tied = sorted(
-            [
-                (-score((node.ip, node.port), now), distance, node)
-                for distance, node in fresh[start:end]
-            ]
+            [(-score, distance, node) for score, (distance, node) in zip(scores, run, strict=True)]
         )
         return fresh[:start] + [(distance, node) for _, distance, node in tied[: count - start]]
 
@@ -224,7 +224,8 @@ class StreamingLookup:
             self._learn(contacts)
         if records:
             self._holders += 1
-            self._offer(address, records)
+            self._protocol.reputation.provided(address, len(records))
+            self._manager.submit_many(handle.id, address, records)
         self._core.peer_done(handle.id, address, True)
         if self._holders >= self._quorum and not self._ended():
             self._manager.finish(handle.id, "all_peers")
@@ -267,8 +268,3 @@ class StreamingLookup:
             return Record.create("kademlia", data)
         except RecordError:
             return None
-
-    def _offer(self, peer: Any, records: list[tuple[bytes, Record]], credit: bool = True) -> None:
-        if credit:
-            self._protocol.reputation.provided(peer, len(records))
-        self._manager.submit_many(self._handle.id, peer, records)

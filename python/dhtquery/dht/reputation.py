@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = ["PeerStats", "Reputation"]
 
@@ -52,6 +53,10 @@ class PeerStats:
         else:
             seen_part = 1.0 / ((now - last_seen) / 3600.0 + 1.0)
         return 0.5 * success_rate + 0.25 * rtt_part + 0.15 * provided_part + 0.10 * seen_part
+
+
+#: The score of a peer with no record yet (it does not depend on the time).
+_NEVER_SEEN_SCORE: Final = PeerStats().score(0.0)
 
 
 class Reputation:
@@ -103,7 +108,16 @@ class Reputation:
 
     def score(self, peer: Hashable, now: float) -> float:
         stats = self._peers.get(peer)
-        return PeerStats().score(now) if stats is None else stats.score(now)
+        return _NEVER_SEEN_SCORE if stats is None else stats.score(now)
+
+    def scores(self, peers: Iterable[Hashable], now: float) -> list[float]:
+        """``score(peer, now)`` of each of ``peers``, in order (a lookup
+        scores several candidates at once)."""
+        get = self._peers.get
+        return [
+            _NEVER_SEEN_SCORE if (stats := get(peer)) is None else stats.score(now)
+            for peer in peers
+        ]
 
     def best(self, peers: Iterable[Hashable], count: int, now: float) -> list[Hashable]:
         """The ``count`` best-scored of ``peers``; ties keep the given order."""
