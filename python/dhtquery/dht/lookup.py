@@ -24,6 +24,7 @@ from ..handle import QueryHandle
 from ..manager import QueryManager
 from .records import Record, RecordError, from_wire_cached
 from .requests import BAD_RESPONSE
+from .wire import pack_request
 
 if TYPE_CHECKING:
     from .protocol import DhtProtocol
@@ -34,8 +35,8 @@ __all__ = ["StreamingLookup"]
 class StreamingLookup:
     __slots__ = (
         "_alpha",
-        "_args",
         "_asked",
+        "_bodies",
         "_core",
         "_ended",
         "_failed_by_rto",
@@ -80,8 +81,9 @@ class StreamingLookup:
         self._quorum = quorum
         # None: each peer's RTO (adaptive); else the query's whole timeout
         self._rpc_timeout = rpc_timeout
-        # the arguments of every request of this lookup
-        self._args = (protocol.source_node.id, key)
+        # every request of this lookup has the same arguments: its body,
+        # packed once per RPC name
+        self._bodies: dict[str, bytes] = {}
         #: candidates not failed, (XOR distance, node), closest first; the
         #: first ksize of them are "the k closest"
         self._ranked: list[tuple[int, Node]] = []
@@ -188,9 +190,10 @@ class StreamingLookup:
         name = "find_value" if protocol.extensions.get(address) is False else "find_values"
         # (a bound method per request: kept on self it would make every
         # lookup a reference cycle, freed only by the cyclic GC)
-        protocol.request_callback(
-            address, name, self._args, self._rpc_timeout, self._answered, node
-        )
+        body = self._bodies.get(name)
+        if body is None:
+            body = self._bodies[name] = pack_request(name, (protocol.source_node.id, self._key))
+        protocol.request_packed(address, name, body, self._rpc_timeout, self._answered, node)
 
     # -- answers ------------------------------------------------------
 

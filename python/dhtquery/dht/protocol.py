@@ -379,6 +379,20 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         body = pack_request(name, args)
         self._request(self.requests, address, name, body, timeout, None, callback, context)
 
+    def request_packed(
+        self,
+        address: Address,
+        name: str,
+        body: bytes,
+        timeout: float | None,
+        callback: Callback,
+        context: Any = None,
+    ) -> None:
+        """``request_callback`` with the body packed already by
+        ``wire.pack_request(name, args)``: a lookup sends the same request
+        to several peers."""
+        self._request(self.requests, address, name, body, timeout, None, callback, context)
+
     # _request and _send take the request's parts one by one, not as an
     # _Outgoing: that is built only for a request that has to wait.
 
