@@ -31,6 +31,7 @@ __all__ = [
     "Recorder",
     "Repetition",
     "all_ok",
+    "cdf_points",
     "check_equal",
     "format_count",
     "format_table",
@@ -39,11 +40,41 @@ __all__ = [
     "median_samples",
     "repeat",
     "run_once",
+    "sleep_until",
     "write_json",
 ]
 
 #: A correctness check: ``{"ok": bool, ...details}``.
 Check = dict[str, Any]
+
+
+def cdf_points(samples: Sequence[float], points: int = 200) -> list[list[float]]:
+    """The empirical CDF of ``samples`` as at most ``points`` sorted
+    ``[value, fraction <= value]`` pairs, evenly spaced in rank and always
+    including the smallest and the largest sample (for ``latency.cdf_ms``,
+    which ``dhtquery.plots`` draws as is)."""
+    ordered = sorted(samples)
+    count = len(ordered)
+    if count == 0:
+        return []
+    if count <= points:
+        ranks = range(count)
+    else:
+        ranks = sorted({round(i * (count - 1) / (points - 1)) for i in range(points)})
+    return [[ordered[rank], (rank + 1) / count] for rank in ranks]
+
+
+async def sleep_until(when: float, clock: Callable[[], float] = time.perf_counter) -> None:
+    """Return once ``clock() >= when``. An open loop must not start a request
+    before its scheduled time, or its latency (counted from that time) comes
+    out short, even negative: uvloop's timers have a 1 ms resolution and
+    fire up to a millisecond early, so the rest is waited out yielding to the
+    loop (bounded: at most that millisecond)."""
+    delay = when - clock()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    while clock() < when:
+        await asyncio.sleep(0)
 
 
 @contextmanager

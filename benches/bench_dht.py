@@ -42,7 +42,8 @@ latency
     lookup i is started at t0 + i/1000, whatever the previous ones do, and
     its latency runs from that scheduled time to its answer, so queueing in
     the client shows. p50/p95/p99 come from an HDR histogram (``hdrh``;
-    sorted samples without it) of every finished lookup, failed ones too.
+    sorted samples without it) of every finished lookup, failed ones too;
+    ``cdf_ms`` is their empirical CDF (200 points), which the plot draws.
 success
     a lookup succeeds when it returns exactly the stored data (the one record
     or value, or the 5 records) and did not time out; anything else (timeout,
@@ -79,11 +80,13 @@ from typing import Any
 
 import _dht_network as net
 from _common import (
+    cdf_points,
     format_count,
     format_table,
     gc_quiet,
     loop_factory,
     machine_info,
+    sleep_until,
     write_json,
 )
 
@@ -160,6 +163,7 @@ class Phase:
             "elapsed_s": self.elapsed,
             "ok_per_s": self.ok / self.elapsed if self.elapsed else 0.0,
             "latency_ms": self.percentiles_ms(),
+            "cdf_ms": cdf_points([latency * 1e3 for latency in self.latencies]),
             **self.extra,
         }
 
@@ -249,9 +253,7 @@ async def open_loop(lookup: Lookup, keys: int, rate: float, duration: float) -> 
     t0 = clock() + 0.01
     for index in range(count):
         scheduled = t0 + index / rate
-        delay = scheduled - clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await sleep_until(scheduled, clock)
         max_lag = max(max_lag, clock() - scheduled)
         task = asyncio.ensure_future(one(index, scheduled))
         in_flight.add(task)

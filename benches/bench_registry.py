@@ -85,6 +85,7 @@ from _common import (
     gc_quiet,
     loop_factory,
     machine_info,
+    sleep_until,
     write_json,
 )
 from _registry_network import DEFAULT_SEED, HOST, generate_catalog
@@ -359,9 +360,7 @@ async def open_loop(
     t0 = clock() + 0.01
     for i in range(count):
         scheduled = t0 + i / rate
-        delay = scheduled - clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await sleep_until(scheduled, clock)
         task = asyncio.ensure_future(timed(start + i, scheduled))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
