@@ -4,15 +4,21 @@ reputation score."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 import time
 from typing import Any
 
 import pytest
 import umsgpack
+from kademlia.node import Node
 
+from dhtquery import _core_py
 from dhtquery.dht import PeerStats, Record, RecordError, Reputation, RttEstimator, StorageFull
 from dhtquery.dht.records import MAX_DATA, MAX_PUBLISHER
+from dhtquery.dht.requests import RequestTable
+from dhtquery.dht.routing import ContactTable
 from dhtquery.dht.storage import PlainStorage, RecordStore, StoreLimits
 from dhtquery.dht.wire import (
     MAX_DATAGRAM,
@@ -23,8 +29,11 @@ from dhtquery.dht.wire import (
     decode,
     encode_request,
     encode_response,
+    frame_request,
     new_message_id,
+    pack_request,
 )
+from dhtquery.timer import ExpiryTimer
 
 MSG_ID = bytes(range(20))
 KEY = hashlib.sha1(b"a key").digest()
@@ -434,3 +443,98 @@ def test_best_orders_by_score_and_keeps_order_on_ties() -> None:
     assert reputation.best(peers, 5, NOW) == ["fast", "unknown-a", "unknown-b", "slow", "flaky"]
     assert reputation.best(peers, 2, NOW) == ["fast", "unknown-a"]
     assert reputation.best([], 3, NOW) == []
+
+
+def test_scores_are_each_peers_score_in_order() -> None:
+    reputation = Reputation()
+    reputation.success("fast", 0.01, NOW)
+    reputation.provided("fast", 4)
+    reputation.success("slow", 3.0, NOW)
+    reputation.failure("slow")
+    peers = ["slow", "never-seen", "fast", "slow"]
+    assert reputation.scores(peers, NOW + 60) == [reputation.score(p, NOW + 60) for p in peers]
+    assert reputation.scores([], NOW) == []
+
+
+# ---------------------------------------------------------------- routing
+
+
+def test_contact_table_lists_every_contact_and_follows_changes() -> None:
+    own = Node(bytes(20))
+    table = ContactTable(None, 4, own)
+    nodes = [Node(bytes([i + 1]) * 20, "127.0.0.1", 4000 + i) for i in range(12)]
+    for node in nodes[:6]:
+        table.add_contact(node)
+    long_ids, contacts = table.contacts()
+    assert {node.id for node in contacts} == {node.id for node in nodes[:6]}
+    assert long_ids == [node.long_id for node in contacts]
+    assert table.contacts()[1] is contacts  # kept while nothing changes
+
+    # Adds (with bucket splits: k is 4), removals, and a known id at a new
+    # address each show in the next list.
+    for node in nodes[6:]:
+        table.add_contact(node)
+    table.remove_contact(nodes[0])
+    moved = Node(nodes[1].id, "127.0.0.2", 5000)
+    table.add_contact(moved)
+    expected = {(n.id, n.ip, n.port) for b in table.buckets for n in b.nodes.values()}
+    long_ids, contacts = table.contacts()
+    assert {(n.id, n.ip, n.port) for n in contacts} == expected
+    assert (moved.id, "127.0.0.2", 5000) in expected and len(table.buckets) > 1
+    assert long_ids == [node.long_id for node in contacts]
+    table.flush()
+    assert table.contacts() == ([], [])
+
+
+# ---------------------------------------------------------------- requests
+
+
+def test_a_request_body_packed_once_frames_as_encode_request_does() -> None:
+    for name, args in REQUESTS:
+        assert frame_request(MSG_ID, pack_request(name, args)) == encode_request(MSG_ID, name, args)
+    with pytest.raises(WireError, match="limit") as caught:
+        pack_request("ping", [b"x" * MAX_REQUEST_BODY])
+    assert caught.value.kind == "oversize_request"
+
+
+def test_expiry_timer_says_when_it_is_armed_until() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        fired: list[Any] = []
+        core = _core_py.QueryCore()
+        timer = ExpiryTimer(loop, core, fired.append)
+        assert timer.armed_until == math.inf
+        now = loop.time()
+        core.register(0.02, 1, 1, now)
+        timer.arm(now + 0.02)
+        assert timer.armed_until == now + 0.02
+        timer.arm(now + 5.0)  # later: unchanged
+        assert timer.armed_until == now + 0.02
+        timer.arm(now + 0.01)  # earlier: re-armed
+        assert timer.armed_until == now + 0.01
+        for _ in range(100):  # bounded: 1 s at most
+            if fired:
+                break
+            await asyncio.sleep(0.01)
+        assert len(fired) == 1 and fired[0][1] == "timeout"
+        # re-armed for what the core waits for next: the id's tombstone
+        assert timer.armed_until == core.next_deadline() > now + 4.0
+        timer.arm(loop.time() + 1.0)
+        timer.stop()
+        assert timer.armed_until == math.inf
+
+    asyncio.run(scenario())
+
+
+def test_a_response_id_with_the_wrong_padding_is_unknown_not_late() -> None:
+    async def scenario() -> None:
+        table = RequestTable(asyncio.get_running_loop(), "python", grace=5.0)
+        msg_id = table.open_with(("127.0.0.1", 1), "ping", 0.001, None, None, None)
+        await asyncio.sleep(0.05)  # the request gives up; its id is a tombstone
+        assert len(table) == 0
+        forged = msg_id[:16] + b"\x01\x02\x03\x04"
+        assert table.answer(forged, ("127.0.0.1", 1))[0] == "unknown_id"
+        assert table.answer(msg_id, ("127.0.0.1", 1))[0] == "late_response"
+        table.close()
+
+    asyncio.run(scenario())
