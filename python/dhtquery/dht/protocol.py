@@ -401,8 +401,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         to several peers."""
         self._request(self.requests, address, name, body, timeout, None, callback, context)
 
-    # _request and _send take the request's parts one by one, not as an
-    # _Outgoing: that is built only for a request that has to wait.
+    # _request takes the request's parts one by one, not as an _Outgoing:
+    # that is built only for a request that has to wait.
 
     def _request(
         self,
@@ -414,24 +414,16 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         future: asyncio.Future[Reply] | None,
         callback: Callback | None,
         context: Any,
+        dequeued: bool = False,
     ) -> None:
-        if not self._waiting and len(requests) < self.max_outstanding:
-            self._send(requests, address, name, body, timeout, future, callback, context)
+        """Send the request now if the window has room (or it comes out of
+        the queue: ``dequeued``), else queue it."""
+        if not dequeued and (self._waiting or len(requests) >= self.max_outstanding):
+            self._waiting.append(
+                _new_outgoing(_Outgoing, (address, name, body, timeout, future, callback, context))
+            )
+            self.stats["queued"] += 1
             return
-        self._waiting.append(_Outgoing(address, name, body, timeout, future, callback, context))
-        self.stats["queued"] += 1
-
-    def _send(
-        self,
-        requests: RequestTable,
-        address: Address,
-        name: str,
-        body: bytes,
-        timeout: float | None,
-        future: asyncio.Future[Reply] | None,
-        callback: Callback | None,
-        context: Any,
-    ) -> None:
         if timeout is None:
             estimator = self._rtt.get(address)
             timeout = (self.rtt(address) if estimator is None else estimator).rto
@@ -451,7 +443,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             out = waiting.popleft()
             if out.future is not None and out.future.done():
                 continue
-            self._send(requests, *out)
+            self._request(requests, *out, dequeued=True)
             room -= 1
 
     def _take_response(self, msg_id: bytes, value: Any, addr: Address) -> None:
