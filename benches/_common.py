@@ -33,6 +33,7 @@ __all__ = [
     "all_ok",
     "cdf_points",
     "check_equal",
+    "forget_strangers",
     "format_count",
     "format_table",
     "gc_quiet",
@@ -245,6 +246,22 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
         return uvloop.new_event_loop  # type: ignore[no-any-return]
     return asyncio.new_event_loop
+
+
+def forget_strangers(nodes: Sequence[Any]) -> int:
+    """Remove every contact that is not one of ``nodes`` (the clients of
+    earlier measurements) from their routing tables, so the next client
+    joins the same network and no request goes to a stopped one. Returns
+    how many contacts were removed."""
+    ids = {node.node.id for node in nodes}
+    removed = 0
+    for node in nodes:
+        for bucket in node.protocol.router.buckets:
+            for table in (bucket.replacement_nodes, bucket.nodes):
+                for node_id in [node_id for node_id in table if node_id not in ids]:
+                    del table[node_id]
+                    removed += 1
+    return removed
 
 
 async def bounded(jobs: list[Callable[[], Awaitable[Any]]], width: int) -> list[Any]:

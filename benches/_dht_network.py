@@ -33,7 +33,7 @@ import sys
 import time
 from typing import Any
 
-from _common import bounded, loop_factory, serve_stdin
+from _common import bounded, forget_strangers, loop_factory, serve_stdin
 
 HOST = "127.0.0.1"
 PUBLISHER = "pub-0"
@@ -57,21 +57,6 @@ def multi_publisher(publisher: int) -> str:
 
 def multi_value(index: int, publisher: int) -> bytes:
     return f"multi-{index:06d}-{publisher}-".encode().ljust(64, b"m")
-
-
-def _forget_strangers(nodes: list[Any]) -> str:
-    """Remove every contact that is not a node of this network (the clients
-    of earlier measurements) from the routing tables, so the next client
-    joins the same 20-node network and no lookup is sent to a stopped one."""
-    ids = {node.node.id for node in nodes}
-    removed = 0
-    for node in nodes:
-        for bucket in node.protocol.router.buckets:
-            for table in (bucket.replacement_nodes, bucket.nodes):
-                for node_id in [node_id for node_id in table if node_id not in ids]:
-                    del table[node_id]
-                    removed += 1
-    return f"ok {removed}"
 
 
 def _ready(addresses: list[tuple[str, int]], started: float, stored: dict[str, Any]) -> None:
@@ -151,7 +136,7 @@ async def run_dhtquery(args: argparse.Namespace) -> None:
         stored["multi_records"] = await _put_all(nodes, multi)
         _ready(addresses, started, stored)
         await serve_stdin(
-            "_dht_network", args.max_seconds, {"reset": lambda: _forget_strangers(nodes)}
+            "_dht_network", args.max_seconds, {"reset": lambda: f"ok {forget_strangers(nodes)}"}
         )
     finally:
         for node in nodes:

@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from _common import bounded, loop_factory, serve_stdin
+from _common import bounded, forget_strangers, loop_factory, serve_stdin
 
 HOST = "127.0.0.1"
 DEFAULT_SEED = 20_240_604
@@ -188,18 +188,6 @@ def publisher_of(index: int, nodes: int) -> int:
 # -- the network --------------------------------------------------------
 
 
-def _forget_strangers(nodes: list[Any]) -> dict[str, int]:
-    ids = {node.node.id for node in nodes}
-    removed = 0
-    for node in nodes:
-        for bucket in node.protocol.router.buckets:
-            for table in (bucket.replacement_nodes, bucket.nodes):
-                for node_id in [node_id for node_id in table if node_id not in ids]:
-                    del table[node_id]
-                    removed += 1
-    return {"removed": removed}
-
-
 def _stats(nodes: list[Any], registries: list[Any]) -> dict[str, Any]:
     total: Counter[str] = Counter()
     for node in nodes:
@@ -317,7 +305,7 @@ async def run(args: argparse.Namespace) -> None:
             "_registry_network",
             args.max_seconds,
             {
-                "reset": lambda: _forget_strangers(nodes),
+                "reset": lambda: {"removed": forget_strangers(nodes)},
                 "stats": lambda: _stats(nodes, registries),
             },
             render=json.dumps,
