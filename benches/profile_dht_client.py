@@ -15,8 +15,9 @@ uvloop with the Rust core when written); on the real network the client also
 spends ~15 us of system time per lookup (three ``sendto``, three receives)
 and a few us in the event loop's own code (``bench_dht`` measured 52 us).
 
-Figures vary by about +-1 us from run to run (``bench_dht`` varies by +-5 %):
-small enough to see what a change to the hot path is worth. ``--profile``
+Repetitions agree to about +-1 us (``bench_dht`` varies by +-5 %), but the
+machine's pace drifts by a few percent over minutes: compare a change with
+its base back to back (``git stash``), not with a figure from earlier. ``--profile``
 adds a cProfile listing, which slows every call down but ranks them.
 """
 

@@ -50,11 +50,7 @@ class RttEstimator:
             self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - sample)
             self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * sample
         self._backoff = 0
-        # _update() with no backoff, inline: this runs for every answer
-        rto = self.srtt + _K * self.rttvar
-        self._rto = (
-            self.min_rto if rto < self.min_rto else self.max_rto if rto > self.max_rto else rto
-        )
+        self._update()
 
     def timed_out(self, sent: float | None = None, now: float | None = None) -> None:
         """A request sent at ``sent`` went unanswered: back off (Karn's
