@@ -188,11 +188,11 @@ class StreamingLookup:
         self._asked.add(node.id)
         self._in_flight += 1
         name = "find_value" if protocol.extensions.get(address) is False else "find_values"
-        # (a bound method per request: kept on self it would make every
-        # lookup a reference cycle, freed only by the cyclic GC)
         body = self._bodies.get(name)
         if body is None:
             body = self._bodies[name] = pack_request(name, (protocol.source_node.id, self._key))
+        # (self._answered makes a bound method per request: kept on self, it
+        # would make every lookup a reference cycle, freed only by the GC)
         protocol.request_packed(address, name, body, self._rpc_timeout, self._answered, node)
 
     # -- answers ------------------------------------------------------
