@@ -54,7 +54,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def core_module(backend: str) -> ModuleType:
     if backend == "rust":
         return require_rust()
-    return importlib.import_module("dhtquery._core_py")
+    return importlib.import_module("dhtquery.query._core_py")
 
 
 @pytest.fixture(params=sorted(LOOP_FACTORIES))

@@ -14,6 +14,7 @@ from kademlia.network import Server
 from kademlia.storage import ForgetfulStorage
 
 from dhtquery.dht import DhtNode
+from dhtquery.query import QueryManager, new_core
 
 HOST = "127.0.0.1"
 Address = tuple[str, int]
@@ -92,7 +93,9 @@ class Nodes:
         self.loop_errors: list[dict[str, Any]] = []
 
     async def dht(self, *, bootstrap: list[Address] | None = None, **kwargs: Any) -> DhtNode:
-        kwargs.setdefault("backend", self.backend)
+        if "queries" not in kwargs:
+            config = kwargs.get("config")
+            kwargs["queries"] = QueryManager(config, core=new_core(self.backend))
         node = DhtNode(**kwargs)
         self.dht_nodes.append(node)
         await node.listen(0, HOST)

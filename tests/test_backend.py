@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from dhtquery import BackendUnavailableError, InvalidArgumentError, QueryManager
-from dhtquery._backend import ENV_VAR, load_core
+from dhtquery import BackendUnavailableError, InvalidArgumentError, QueryManager, new_core
+from dhtquery.query.backend import ENV_VAR, load_core
 from tests.conftest import require_rust
 
 
@@ -26,7 +26,7 @@ def test_rust_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_backend_values_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidArgumentError, match="backend"):
-        QueryManager(backend="java")
+        new_core("java")
     monkeypatch.setenv(ENV_VAR, "fortran")
     with pytest.raises(InvalidArgumentError, match=ENV_VAR):
         QueryManager()

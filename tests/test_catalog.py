@@ -6,8 +6,8 @@ from __future__ import annotations
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-from dhtquery.catalog import Catalog
-from dhtquery.model import Package, PackageId, Query, matches_query
+from dhtquery.registry.catalog import Catalog
+from dhtquery.registry.model import Package, PackageId, Query, matches_query
 
 WORDS = ["fast", "http", "client", "database", "driver", "async", "parser", "json", "tool"]
 TAGS = ["http", "sql", "async", "cli", "json"]

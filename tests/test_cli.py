@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from dhtquery import cli
-from dhtquery.model import Package, PackageId
+from dhtquery.registry.model import Package, PackageId
 
 SOURCE = Path(cli.__file__).resolve().parents[1]
 ENV = {
@@ -299,7 +299,7 @@ def test_parse_address_takes_host_port_and_ipv6() -> None:
 
 
 def test_demo_catalog_is_valid_deterministic_and_caps_tags() -> None:
-    from dhtquery.demo import MAX_PACKAGES_PER_TAG, generate_catalog
+    from dhtquery.cli.demo import MAX_PACKAGES_PER_TAG, generate_catalog
 
     catalog = generate_catalog(1000)
     assert len({p.id for p in catalog}) == 1000
@@ -329,7 +329,7 @@ def _dht_report() -> dict[str, Any]:
 
 def test_plots_read_bench_rows_and_write_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from dhtquery.plots import extract, plot_json
+    from dhtquery.cli.plots import extract, plot_json
 
     data = extract(_dht_report())
     assert data.throughput["single"] == [
@@ -345,7 +345,7 @@ def test_plots_read_bench_rows_and_write_a_png(tmp_path: Path) -> None:
 
 
 def test_plots_say_when_there_is_nothing_to_plot(tmp_path: Path) -> None:
-    from dhtquery.plots import PlotError, plot_json
+    from dhtquery.cli.plots import PlotError, plot_json
 
     source = tmp_path / "empty.json"
     source.write_text("{}", encoding="utf-8")
@@ -354,7 +354,7 @@ def test_plots_say_when_there_is_nothing_to_plot(tmp_path: Path) -> None:
 
 
 def test_plots_read_the_registry_bench_shape() -> None:
-    from dhtquery.plots import extract
+    from dhtquery.cli.plots import extract
 
     figures = {
         "throughput_per_s": 1400.0,

@@ -14,7 +14,7 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from dhtquery import _core_py
+from dhtquery.query import _core_py
 from tests.conftest import require_rust
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "e", b"a", b"b", "f", "g"])

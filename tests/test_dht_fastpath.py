@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 from dhtquery.dht.records import Record, RecordError, from_wire_cached
-from dhtquery.dht.requests import BAD_RESPONSE
+from dhtquery.dht.rpc_table import BAD_RESPONSE
 
 from .dht_helpers import eventually, open_nodes
 

@@ -14,10 +14,8 @@ import pytest
 import umsgpack
 from kademlia.node import Node
 
-from dhtquery import _core_py
 from dhtquery.dht import PeerStats, Record, RecordError, Reputation, RttEstimator, StorageFull
 from dhtquery.dht.records import MAX_DATA, MAX_PUBLISHER
-from dhtquery.dht.requests import RequestTable
 from dhtquery.dht.routing import ContactTable
 from dhtquery.dht.storage import PlainStorage, RecordStore, StoreLimits
 from dhtquery.dht.wire import (
@@ -33,7 +31,8 @@ from dhtquery.dht.wire import (
     new_message_id,
     pack_request,
 )
-from dhtquery.timer import ExpiryTimer
+from dhtquery.query import ExpiryTimer, _core_py, new_core
+from dhtquery.testing import FakeClock
 
 MSG_ID = bytes(range(20))
 KEY = hashlib.sha1(b"a key").digest()
@@ -498,41 +497,58 @@ def test_a_request_body_packed_once_frames_as_encode_request_does() -> None:
 
 
 def test_expiry_timer_says_when_it_is_armed_until() -> None:
+    clock = FakeClock()
+    fired: list[Any] = []
+    core = _core_py.QueryCore()
+    timer = ExpiryTimer(clock)
+    timer.watch(core, fired.append)
+    assert timer.armed_until == math.inf
+    now = clock.now()
+    core.register(0.02, 1, 1, now)
+    timer.arm(now + 0.02)
+    assert timer.armed_until == now + 0.02
+    timer.arm(now + 5.0)  # later: unchanged
+    assert timer.armed_until == now + 0.02
+    timer.arm(now + 0.01)  # earlier: re-armed
+    assert timer.armed_until == now + 0.01
+    clock.advance(0.015)
+    assert fired == []  # fired at +10 ms, found nothing due, re-armed
+    clock.advance(0.01)
+    assert len(fired) == 1 and fired[0].reason == "timeout"
+    # re-armed for what the core's wheel waits for next (the slot of the
+    # id's tombstone, which ends 5 s on)
+    upcoming = core.next_deadline()
+    assert upcoming is not None and timer.armed_until == upcoming
+    timer.arm(clock.now() + 1.0)
+    timer.stop()
+    assert timer.armed_until == math.inf
+    assert clock.pending == 0
+
+
+def test_one_expiry_timer_serves_several_cores() -> None:
+    clock = FakeClock()
+    fired: list[tuple[str, Any]] = []
+    first, second = _core_py.QueryCore(), _core_py.QueryCore()
+    timer = ExpiryTimer(clock)
+    timer.watch(first, lambda outcome: fired.append(("first", outcome.query_id)))
+    timer.watch(second, lambda outcome: fired.append(("second", outcome.query_id)))
+    early = second.register(0.01, 1, 1, clock.now())
+    late = first.register(0.03, 1, 1, clock.now())
+    timer.arm(clock.now() + 0.01)
+    clock.advance(0.02)
+    assert fired == [("second", early)]
+    clock.advance(0.02)
+    assert fired == [("second", early), ("first", late)]
+    assert clock.pending == 1  # one timer, armed for the tombstones' end
+
+
+def test_a_response_id_with_the_wrong_padding_is_unknown_not_late(backend: str) -> None:
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        fired: list[Any] = []
-        core = _core_py.QueryCore()
-        timer = ExpiryTimer(loop, core, fired.append)
-        assert timer.armed_until == math.inf
-        now = loop.time()
-        core.register(0.02, 1, 1, now)
-        timer.arm(now + 0.02)
-        assert timer.armed_until == now + 0.02
-        timer.arm(now + 5.0)  # later: unchanged
-        assert timer.armed_until == now + 0.02
-        timer.arm(now + 0.01)  # earlier: re-armed
-        assert timer.armed_until == now + 0.01
-        for _ in range(100):  # bounded: 1 s at most
-            if fired:
-                break
-            await asyncio.sleep(0.01)
-        assert len(fired) == 1 and fired[0][1] == "timeout"
-        # re-armed for what the core's wheel waits for next (the slot of the
-        # id's tombstone, which ends 5 s on)
-        upcoming = core.next_deadline()
-        assert upcoming is not None and timer.armed_until == upcoming
-        timer.arm(loop.time() + 1.0)
-        timer.stop()
-        assert timer.armed_until == math.inf
-
-    asyncio.run(scenario())
-
-
-def test_a_response_id_with_the_wrong_padding_is_unknown_not_late() -> None:
-    async def scenario() -> None:
-        table = RequestTable(asyncio.get_running_loop(), "python", grace=5.0)
+        clock = FakeClock()
+        timer = ExpiryTimer(clock)
+        table = RpcTable(asyncio.get_running_loop(), new_core(backend), timer, clock)
         msg_id = table.open_with(("127.0.0.1", 1), "ping", 0.001, None, None, None)
-        await asyncio.sleep(0.05)  # the request gives up; its id is a tombstone
+        clock.advance(0.01)  # the request gives up; its id is a tombstone
         assert len(table) == 0
         forged = msg_id[:16] + b"\x01\x02\x03\x04"
         assert table.answer(forged, ("127.0.0.1", 1))[0] == "unknown_id"

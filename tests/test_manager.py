@@ -17,6 +17,7 @@ from dhtquery import (
     QueryManager,
     QueryOutcome,
     SubmitStatus,
+    new_core,
 )
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -24,7 +25,7 @@ Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
 def test_query_handle_deduplication(backend: str, run: Run) -> None:
     async def scenario() -> QueryOutcome:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         handle = manager.start(expected_peers=3, timeout=5.0)
         for peer in ("p1", "p2", "p3"):
             for key in ("a", "b", "c"):
@@ -41,7 +42,7 @@ def test_query_handle_deduplication(backend: str, run: Run) -> None:
 
 def test_query_handle_early_exit(backend: str, run: Run) -> None:
     async def scenario() -> tuple[QueryOutcome, list[SubmitStatus], int]:
-        manager = QueryManager(QueryConfig(max_results=10), backend=backend)
+        manager = QueryManager(QueryConfig(max_results=10), core=new_core(backend))
         handle = manager.start(expected_peers=3)
         statuses = [manager.submit(handle.id, "p", f"k{i}", i) for i in range(100)]
         return await handle, statuses, manager.in_flight
@@ -57,7 +58,7 @@ def test_query_handle_early_exit(backend: str, run: Run) -> None:
 
 def test_query_handle_timeout(backend: str, run: Run) -> None:
     async def scenario() -> tuple[QueryOutcome, float]:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         handle = manager.start(timeout=0.1)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -73,7 +74,7 @@ def test_query_handle_timeout(backend: str, run: Run) -> None:
 
 def test_partial_results_on_timeout(backend: str, run: Run) -> None:
     async def scenario() -> QueryOutcome:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         handle = manager.start(expected_peers=3, timeout=0.15)
         manager.submit_many(handle.id, "p1", [("a", 1), ("b", 2)])
         manager.peer_finished(handle.id, "p1")
@@ -87,7 +88,7 @@ def test_partial_results_on_timeout(backend: str, run: Run) -> None:
 
 def test_completes_when_every_expected_peer_is_done(backend: str, run: Run) -> None:
     async def scenario() -> QueryOutcome:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         handle = manager.start(expected_peers=2, timeout=30.0)
 
         async def peer(name: str, delay: float, ok: bool) -> None:
@@ -113,7 +114,7 @@ def test_completes_when_every_expected_peer_is_done(backend: str, run: Run) -> N
 
 def test_cancel_frees_entry_and_wakes_awaiting_task(backend: str, run: Run) -> None:
     async def scenario() -> tuple[QueryOutcome, list[Any], int, int, bool]:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         handle = manager.start(timeout=30.0)
         manager.submit(handle.id, "p", "a", 1)
         waiter = asyncio.create_task(asyncio.wait_for(handle, 5.0))
@@ -141,7 +142,7 @@ def test_cancel_frees_entry_and_wakes_awaiting_task(backend: str, run: Run) -> N
 
 def test_late_results_within_grace_then_unknown(backend: str, run: Run) -> None:
     async def scenario() -> tuple[SubmitStatus, SubmitStatus, tuple[int, int]]:
-        manager = QueryManager(backend=backend, grace=0.2)
+        manager = QueryManager(core=new_core(backend, grace=0.2))
         handle = manager.start(expected_peers=1, timeout=5.0)
         manager.peer_finished(handle.id, "p")
         await handle
@@ -159,7 +160,7 @@ def test_late_results_within_grace_then_unknown(backend: str, run: Run) -> None:
 
 def test_streaming_yields_each_unique_result_once_in_arrival_order(backend: str, run: Run) -> None:
     async def scenario() -> tuple[list[Any], list[Any]]:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         handle = manager.start(expected_peers=2, timeout=10.0, max_results=50)
         received: list[Any] = []
 
@@ -189,7 +190,7 @@ def test_streaming_yields_each_unique_result_once_in_arrival_order(backend: str,
 
 def test_query_context_manager_cancels_on_exit(backend: str, run: Run) -> None:
     async def scenario() -> tuple[bool, int, str]:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         async with manager.query(timeout=30.0) as handle:
             manager.submit(handle.id, "p", "a", 1)
         outcome = await handle
@@ -201,7 +202,7 @@ def test_query_context_manager_cancels_on_exit(backend: str, run: Run) -> None:
 
 def test_finish_ends_early_with_named_reason(backend: str, run: Run) -> None:
     async def scenario() -> QueryOutcome:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         handle = manager.start(expected_peers=3, timeout=30.0)
         manager.submit(handle.id, "p1", "a", 1)
         assert manager.finish(handle.id, "adaptive") is True
@@ -214,7 +215,7 @@ def test_finish_ends_early_with_named_reason(backend: str, run: Run) -> None:
 
 def test_metrics_count_every_ending(backend: str, run: Run) -> None:
     async def scenario() -> Any:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         done = manager.start(expected_peers=1, timeout=5.0)
         manager.submit(done.id, "p", "a", 1)
         manager.submit(done.id, "p", "a", 1)
@@ -237,7 +238,7 @@ def test_metrics_count_every_ending(backend: str, run: Run) -> None:
 
 def test_many_queries_leave_nothing_behind(backend: str, run: Run) -> None:
     async def scenario() -> dict[str, int]:
-        manager = QueryManager(backend=backend, grace=0.05)
+        manager = QueryManager(core=new_core(backend, grace=0.05))
         handles = [manager.start(expected_peers=1, timeout=0.2) for _ in range(2_000)]
         for index, handle in enumerate(handles):
             if index % 4 == 0:
@@ -257,14 +258,14 @@ def test_many_queries_leave_nothing_behind(backend: str, run: Run) -> None:
 
 
 def test_manager_without_running_loop_raises_clear_error(backend: str) -> None:
-    manager = QueryManager(backend=backend)
+    manager = QueryManager(core=new_core(backend))
     with pytest.raises(NoRunningLoopError, match="running event loop"):
         manager.start()
 
 
 def test_closed_manager_refuses_new_queries(backend: str, run: Run) -> None:
     async def scenario() -> QueryOutcome:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         handle = manager.start(timeout=30.0)
         await manager.aclose()
         with pytest.raises(ManagerClosedError):
@@ -276,7 +277,7 @@ def test_closed_manager_refuses_new_queries(backend: str, run: Run) -> None:
 
 def test_bad_arguments_name_the_argument(backend: str, run: Run) -> None:
     async def scenario() -> None:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         with pytest.raises(InvalidArgumentError, match="timeout"):
             manager.start(timeout=0)
         with pytest.raises(InvalidArgumentError, match="max_results"):
@@ -289,12 +290,12 @@ def test_bad_arguments_name_the_argument(backend: str, run: Run) -> None:
 
 
 def test_manager_reports_backend(backend: str) -> None:
-    assert QueryManager(backend=backend).backend == backend
+    assert QueryManager(core=new_core(backend)).backend == backend
 
 
 def test_listeners_see_every_ending(backend: str, run: Run) -> None:
     async def scenario() -> list[str]:
-        manager = QueryManager(backend=backend)
+        manager = QueryManager(core=new_core(backend))
         seen: list[str] = []
         manager.add_listener(lambda outcome: seen.append(outcome.reason))
         done = manager.start(expected_peers=1)

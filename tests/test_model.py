@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dhtquery.model import Package, PackageId, Query, SchemaError, matches_query
+from dhtquery.registry.model import Package, PackageId, Query, SchemaError, matches_query
 
 
 def make(**overrides: Any) -> Package:

@@ -19,12 +19,12 @@ import msgpack
 import pytest
 from kademlia.utils import digest
 
-from dhtquery.config import QueryConfig
 from dhtquery.dht import DhtNode
 from dhtquery.dht.protocol import DhtProtocol, RpcSpec
 from dhtquery.errors import InvalidArgumentTypeError
-from dhtquery.model import Package, PackageId, Query, matches_query
+from dhtquery.query import QueryConfig, QueryManager, new_core
 from dhtquery.registry import P2PRegistry
+from dhtquery.registry.model import Package, PackageId, Query, matches_query
 
 from .dht_helpers import HOST, Nodes, eventually, open_nodes
 
@@ -63,7 +63,9 @@ class Net:
         config: QueryConfig = CONFIG,
         node_id: bytes | None = None,
     ) -> P2PRegistry:
-        node = node_class(backend=self.nodes.backend, config=config, node_id=node_id)
+        node = node_class(
+            queries=QueryManager(config, core=new_core(self.nodes.backend)), node_id=node_id
+        )
         self.nodes.dht_nodes.append(node)
         await node.listen(0, HOST)
         if bootstrap and self.registries:

@@ -5,14 +5,16 @@ duplicates are dropped, and the query ends at ``max_results``, when every
 peer has answered, or at its deadline with partial results. The bookkeeping
 runs in a Rust core (``dhtquery._core``) with a pure-Python twin as reference
 and fallback (``DHTQUERY_BACKEND=python``).
+
+The layers, each importing only those below it (``docs/architecture.md``):
+``cli`` | ``testing`` | ``bench`` > ``registry`` > ``dht`` > ``query`` > ``errors``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ._backend import load_core
-from .config import QueryConfig
+from .dht import DhtNode
 from .errors import (
     BackendUnavailableError,
     DhtQueryError,
@@ -20,36 +22,67 @@ from .errors import (
     InvalidArgumentTypeError,
     ManagerClosedError,
     NoRunningLoopError,
+    RecordError,
+    SchemaError,
+    StorageFull,
+    WireError,
 )
-from .handle import QueryHandle, QueryOutcome, QueryResult
-from .manager import QueryManager, SubmitStatus
-from .metrics import QueryMetrics
+from .query import (
+    QueryConfig,
+    QueryHandle,
+    QueryManager,
+    QueryMetrics,
+    QueryOutcome,
+    QueryResult,
+    Reason,
+    SubmitStatus,
+    new_core,
+)
+from .registry import P2PRegistry, Package, PackageId, Query
 
 if TYPE_CHECKING:
-    from ._core_py import QueryId
-else:
-    # The default backend's QueryId; a manager's ids are of its own backend.
-    QueryId = load_core()[1].QueryId
+    from .query._core_py import QueryId
 
 __version__ = "0.1.0"
 
 __all__ = [
     # errors
     "BackendUnavailableError",
+    # the DHT and the marketplace
+    "DhtNode",
     "DhtQueryError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
     "ManagerClosedError",
     "NoRunningLoopError",
-    # configuration and metrics
-    "QueryConfig",
+    "P2PRegistry",
+    "Package",
+    "PackageId",
+    "Query",
     # queries
+    "QueryConfig",
     "QueryHandle",
     "QueryId",
     "QueryManager",
     "QueryMetrics",
     "QueryOutcome",
     "QueryResult",
+    "Reason",
+    "RecordError",
+    "SchemaError",
+    "StorageFull",
     "SubmitStatus",
+    "WireError",
     "__version__",
+    "new_core",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The default backend's QueryId, chosen on first use rather than at
+    # import (a manager's ids are of its own core's backend).
+    if name == "QueryId":
+        from .query import load_core
+
+        return load_core()[1].QueryId
+    raise AttributeError(f"module 'dhtquery' has no attribute {name!r}")

@@ -15,6 +15,11 @@ __all__ = [
     "InvalidArgumentTypeError",
     "ManagerClosedError",
     "NoRunningLoopError",
+    "NotListeningError",
+    "RecordError",
+    "SchemaError",
+    "StorageFull",
+    "WireError",
 ]
 
 
@@ -41,3 +46,35 @@ class ManagerClosedError(DhtQueryError, RuntimeError):
 class BackendUnavailableError(DhtQueryError, ImportError):
     """``DHTQUERY_BACKEND=rust`` (or ``backend="rust"``) was asked for, but the
     compiled core cannot be imported."""
+
+
+class NotListeningError(DhtQueryError, RuntimeError):
+    """A DhtNode was asked to do what needs its socket before ``listen()``."""
+
+
+class WireError(DhtQueryError, ValueError):
+    """A datagram or message that cannot be read or written; ``kind`` names
+    what was wrong (a node's drop counters are keyed by it)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class RecordError(DhtQueryError, ValueError):
+    """A record that fails its schema or its hash; the message names the
+    field."""
+
+
+class StorageFull(DhtQueryError, RuntimeError):
+    """A store refused a record or value; ``str()`` says which cap. What it
+    already holds is kept."""
+
+
+class SchemaError(DhtQueryError, ValueError):
+    """A package, query or catalog entry that breaks the schema; ``field``
+    names the part (and the package, where there is one)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field

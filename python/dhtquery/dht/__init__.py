@@ -1,15 +1,22 @@
-"""The DHT transport: kademlia's network on a fast, hardened protocol, with
-multi-record keys and streaming lookups into the query manager."""
+"""The DHT layer: kademlia's network on a fast, hardened protocol, with
+multi-record keys, streaming lookups into the query layer, and a generic
+gossip overlay. It knows nothing of packages."""
 
+from ..errors import RecordError, StorageFull, WireError
+from .gossip import Gossip
 from .node import DhtNode
-from .protocol import RpcSpec
-from .records import Record, RecordError
+from .protocol import STOCK_RPCS, RpcSpec
+from .records import MAX_DATA, Record
 from .reputation import PeerStats, Reputation
 from .rtt import RttEstimator
-from .storage import StorageFull, StoreLimits
+from .storage import MAX_RECORDS_PER_KEY, StoreLimits
 
 __all__ = [
+    "MAX_DATA",
+    "MAX_RECORDS_PER_KEY",
+    "STOCK_RPCS",
     "DhtNode",
+    "Gossip",
     "PeerStats",
     "Record",
     "RecordError",
@@ -18,4 +25,5 @@ __all__ = [
     "RttEstimator",
     "StorageFull",
     "StoreLimits",
+    "WireError",
 ]

@@ -15,15 +15,14 @@ distance bucket) the best-scored first.
 from __future__ import annotations
 
 import bisect
-import time
 from typing import TYPE_CHECKING, Any
 
 from kademlia.node import Node
 
-from ..handle import QueryHandle
-from ..manager import QueryManager
-from .records import Record, RecordError, from_wire_cached
-from .requests import BAD_RESPONSE
+from ..errors import RecordError
+from ..query import QueryHandle, QueryManager, Reason
+from .records import Record, from_wire_cached
+from .rpc_table import BAD_RESPONSE
 from .wire import pack_request
 
 if TYPE_CHECKING:
@@ -37,7 +36,6 @@ class StreamingLookup:
         "_alpha",
         "_asked",
         "_bodies",
-        "_core",
         "_ended",
         "_failed_by_rto",
         "_handle",
@@ -46,6 +44,7 @@ class StreamingLookup:
         "_key",
         "_ksize",
         "_manager",
+        "_peer_finished",
         "_protocol",
         "_quorum",
         "_ranked",
@@ -67,12 +66,12 @@ class StreamingLookup:
     ) -> None:
         self._protocol = protocol
         self._manager = manager
-        # peer_done straight into the core: with expected_peers 0 it only
-        # counts the outcome's peers_ok / peers_failed, never completes.
-        self._core = manager._core
+        # With expected_peers 0, peer_finished only counts the outcome's
+        # peers_ok / peers_failed: it never completes the query.
+        self._peer_finished = manager.peer_finished
         self._handle = handle
-        # handle.done, without the method around it: asked after every answer
-        self._ended = handle._future.done
+        # (bound once: asked after every answer)
+        self._ended = handle.done
         self._key = key
         # the key as kademlia's Node.long_id would read it
         self._target = int.from_bytes(key, "big")
@@ -101,7 +100,7 @@ class StreamingLookup:
         if self._ended():
             return
         if self._holders >= self._quorum:
-            self._manager.finish(self._handle.id, "all_peers")
+            self._manager.finish(self._handle.id, Reason.ALL_PEERS)
             return
         target = self._target
         long_ids, nodes = self._protocol.router.contacts()
@@ -148,7 +147,7 @@ class StreamingLookup:
         fresh = [entry for entry in closest if entry[1].id not in asked] if asked else closest
         if not fresh:
             if self._in_flight == 0:
-                reason = "adaptive" if self._failed_by_rto else "all_peers"
+                reason = Reason.ADAPTIVE if self._failed_by_rto else Reason.ALL_PEERS
                 self._manager.finish(self._handle.id, reason)
             return
         for _, node in self._best_of(fresh, count):
@@ -175,7 +174,7 @@ class StreamingLookup:
             start -= 1
         run = fresh[start:end]
         scores = self._protocol.reputation.scores(
-            [(node.ip, node.port) for _, node in run], time.time()
+            [(node.ip, node.port) for _, node in run], self._protocol.clock.now()
         )
         tied = sorted(
             [(-score, distance, node) for score, (distance, node) in zip(scores, run, strict=True)]
@@ -204,14 +203,14 @@ class StreamingLookup:
                 # Malformed (the protocol counted it as bad_response): the
                 # peer failed, though not by its RTO.
                 self._drop(node)
-                self._core.peer_done(self._handle.id, address, False)
+                self._peer_finished(self._handle.id, address, False)
             elif name == "find_values" and self._protocol.extensions.get(address) is False:
                 # A stock peer: ask it again the way it understands.
                 self._asked.discard(node.id)
             else:
                 self._failed_by_rto = self._failed_by_rto or self._rpc_timeout is None
                 self._drop(node)
-                self._core.peer_done(self._handle.id, address, False)
+                self._peer_finished(self._handle.id, address, False)
             self._fill()
             return
         if self._ended():
@@ -229,9 +228,9 @@ class StreamingLookup:
             self._holders += 1
             self._protocol.reputation.provided(address, len(records))
             self._manager.submit_many(handle.id, address, records)
-        self._core.peer_done(handle.id, address, True)
+        self._peer_finished(handle.id, address, True)
         if self._holders >= self._quorum and not self._ended():
-            self._manager.finish(handle.id, "all_peers")
+            self._manager.finish(handle.id, Reason.ALL_PEERS)
             return
         self._fill()
 
@@ -262,7 +261,7 @@ class StreamingLookup:
                 records.append(from_wire_cached(raw))
             except RecordError:
                 protocol = self._protocol
-                protocol._drop("bad_record")
+                protocol.drop("bad_record")
                 protocol.reputation.failure(address)
         return records
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,21 +20,27 @@ from kademlia.network import Server
 from kademlia.node import Node
 from kademlia.utils import digest
 
-from ..config import QueryConfig
-from ..errors import InvalidArgumentError, InvalidArgumentTypeError
-from ..handle import QueryHandle
-from ..manager import QueryManager
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError, NotListeningError, StorageFull
+from ..query import Clock, QueryConfig, QueryHandle, QueryManager
 from .lookup import StreamingLookup
 from .protocol import DhtProtocol, RpcSpec
 from .records import Record
-from .storage import PlainStorage, RecordStore, StorageFull, StoreLimits
+from .reputation import Reputation
+from .rpc_table import Reply
+from .storage import PlainStorage, RecordStore, StoreLimits
 
 __all__ = ["DhtNode"]
 
 log = logging.getLogger("dhtquery.dht")
 
+Address = tuple[str, int]
+
 
 class DhtNode(Server):  # type: ignore[misc]
+    """``queries`` is the QueryManager lookups run in (its core, clock and
+    timer are the node's; default: a new manager on ``config``). ``config``
+    defaults to the manager's."""
+
     protocol_class = DhtProtocol
 
     def __init__(
@@ -45,20 +50,33 @@ class DhtNode(Server):  # type: ignore[misc]
         node_id: bytes | None = None,
         storage: Any = None,
         *,
+        queries: QueryManager | None = None,
         config: QueryConfig | None = None,
-        backend: str = "auto",
         limits: StoreLimits | None = None,
     ) -> None:
-        limits = limits or StoreLimits()
-        super().__init__(ksize, alpha, node_id, storage or PlainStorage(limits))
-        self.config = config or QueryConfig()
-        self.backend = backend
-        self.records = RecordStore(limits)
+        if queries is not None and not isinstance(queries, QueryManager):
+            raise InvalidArgumentTypeError(
+                f"queries must be a QueryManager, got {type(queries).__name__}"
+            )
+        if config is None:
+            config = queries.config if queries is not None else QueryConfig()
         #: lookups (get_all) run as queries of this manager: its metrics are
         #: the node's query metrics.
-        self.queries = QueryManager(self.config, backend=backend)
+        self.queries = QueryManager(config) if queries is None else queries
+        self.config = config
+        self.clock: Clock = self.queries.clock
+        limits = limits or StoreLimits()
+        if storage is None:
+            storage = PlainStorage(limits, self.clock)
+        super().__init__(ksize, alpha, node_id, storage)
+        # kademlia's Server does ``storage or ForgetfulStorage()``: an empty
+        # store (one that defines __len__) is falsy and would be replaced.
+        self.storage = storage
+        self.records = RecordStore(limits)
         self.protocol: DhtProtocol | None = None
         self._extra_rpcs: dict[str, RpcSpec] = {}
+        #: kept across listen()s, so a restarted socket keeps what it learnt
+        self.reputation = Reputation()
 
     def _create_protocol(self) -> DhtProtocol:
         return self.protocol_class(
@@ -66,8 +84,8 @@ class DhtNode(Server):  # type: ignore[misc]
             self.storage,
             self.ksize,
             records=self.records,
-            config=self.config,
-            backend=self.backend,
+            queries=self.queries,
+            reputation=self.reputation,
             extra_rpcs=self._extra_rpcs,
         )
 
@@ -79,10 +97,15 @@ class DhtNode(Server):  # type: ignore[misc]
         self._extra_rpcs[name] = spec
 
     @property
-    def address(self) -> tuple[str, int]:
+    def listening(self) -> bool:
+        """Whether the node has a socket (``listen()`` ran, ``stop()`` did not)."""
+        return self.protocol is not None and self.transport is not None
+
+    @property
+    def address(self) -> Address:
         """The (host, port) this node listens on."""
         if self.transport is None:
-            raise RuntimeError("the node is not listening: call listen() first")
+            raise NotListeningError("the node is not listening: call listen() first")
         host, port = self.transport.get_extra_info("sockname")[:2]
         return host, port
 
@@ -94,6 +117,8 @@ class DhtNode(Server):  # type: ignore[misc]
     def stop(self) -> None:
         self.queries.close()
         super().stop()
+
+    # -- what the layers above may know and do -----------------------
 
     @property
     def stats(self) -> Mapping[str, int]:
@@ -109,9 +134,62 @@ class DhtNode(Server):  # type: ignore[misc]
         other counters)."""
         return dict(self._protocol().drops)
 
+    def count(self, kind: str, dropped: bool = False) -> None:
+        """Count an event in ``stats`` (a layer above refusing what a peer
+        sent, say); ``dropped``: also as a dropped datagram of that kind."""
+        protocol = self._protocol()
+        if dropped:
+            protocol.drop(kind)
+        else:
+            protocol.stats[kind] += 1
+
+    @property
+    def peer_count(self) -> int:
+        """Contacts in the routing table."""
+        if self.protocol is None:
+            return 0
+        return sum(len(bucket) for bucket in self.protocol.router.buckets)
+
+    def peers(self) -> list[Node]:
+        """Every contact in the routing table."""
+        if self.protocol is None:
+            return []
+        return [node for bucket in self.protocol.router.buckets for node in bucket.get_nodes()]
+
+    def neighbors(self, target: bytes | None = None, k: int | None = None) -> list[Node]:
+        """The ``k`` (default ksize) contacts closest to ``target`` (default:
+        this node's id), closest first."""
+        if self.protocol is None:
+            return []
+        node = self.node if target is None else Node(target)
+        return list(self.protocol.router.find_neighbors(node, k=k or self.ksize))
+
+    def forget(self, address: Address) -> bool:
+        """Drop the contact at ``address`` from the routing table; False if
+        there was none."""
+        return self.protocol is not None and self.protocol.forget(address, keep_last=False)
+
+    @property
+    def pending_requests(self) -> int:
+        """RPCs on the wire or waiting in the window."""
+        return 0 if self.protocol is None else self.protocol.pending
+
+    def supports_extensions(self, address: Address) -> bool | None:
+        """Whether the peer answers our extension RPCs: True, False (a stock
+        kademlia peer), or None (not known yet)."""
+        return None if self.protocol is None else self.protocol.extensions.get(address)
+
+    def request(
+        self, address: Address, name: str, args: tuple[Any, ...], timeout: float | None = None
+    ) -> asyncio.Future[Reply]:
+        """Send RPC ``name``; the future gives (True, value), or (False, None)
+        once the peer's RTO (or ``timeout``) passes or if the answer has the
+        wrong shape."""
+        return self._protocol().request(address, name, args, timeout)
+
     def _protocol(self) -> DhtProtocol:
         if self.protocol is None:
-            raise RuntimeError("the node is not listening: call listen() first")
+            raise NotListeningError("the node is not listening: call listen() first")
         return self.protocol
 
     # -- records ------------------------------------------------------
@@ -141,10 +219,10 @@ class DhtNode(Server):  # type: ignore[misc]
             # Among the k closest (fewer than k nodes means all of them).
             # A full store here refuses as a full peer does: not stored.
             try:
-                self.records.put(dkey, record, time.monotonic())
+                self.records.put(dkey, record, self.clock.now())
                 stored += 1
             except StorageFull as exc:
-                protocol.stats["store_refused"] += 1
+                self.count("store_refused")
                 log.debug("kept no local copy of %s: %s", dkey.hex(), exc)
         replies = await asyncio.gather(
             *(protocol.call_store_record(node, dkey, record) for node in nodes)
@@ -183,7 +261,7 @@ class DhtNode(Server):  # type: ignore[misc]
             quorum=quorum,
             rpc_timeout=None if self.config.adaptive_timeout else timeout,
         )
-        local = self.records.get(dkey, time.monotonic())
+        local = self.records.get(dkey, self.clock.now())
         # (the address is read from the socket: only when it is needed)
         lookup.start(local, self.address if local else None)
         return handle

@@ -22,7 +22,6 @@ import contextlib
 import functools
 import logging
 import socket
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
@@ -30,14 +29,14 @@ from typing import Any, Final, NamedTuple
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 
-from ..config import QueryConfig
-from ..timer import now as clock
-from .records import Record, RecordError
+from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
+from ..query import QueryManager, backend_of, new_core
+from .records import Record
 from .reputation import Reputation
-from .requests import BAD_RESPONSE, LATE, Callback, Reply, RequestTable
 from .routing import ContactTable
+from .rpc_table import BAD_RESPONSE, Callback, Reply, RpcStatus, RpcTable
 from .rtt import RttEstimator
-from .storage import RecordStore, StorageFull
+from .storage import RecordStore
 from .wire import REQUEST, WireError, decode, encode_response, frame_request, pack_request
 
 __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec"]
@@ -182,23 +181,24 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         ksize: int,
         *,
         records: RecordStore,
-        config: QueryConfig,
-        backend: str = "auto",
+        queries: QueryManager,
+        reputation: Reputation | None = None,
         extra_rpcs: dict[str, RpcSpec] | None = None,
     ) -> None:
         super().__init__(source_node, storage, ksize)
         self.router = ContactTable(self, ksize, source_node)
         self.records = records
-        self.config = config
-        self.backend = backend
+        self.queries = queries
+        self.config = queries.config
+        self.clock = queries.clock
         self.stats: Counter[str] = Counter()
         #: datagrams dropped, by kind (also counted in ``stats``)
         self.drops: Counter[str] = Counter()
-        self.reputation = Reputation()
+        self.reputation = Reputation() if reputation is None else reputation
         self._rtt: dict[Address, RttEstimator] = {}
         #: address -> whether it answers the extension RPCs (absent: unknown)
         self.extensions: dict[Address, bool] = {}
-        self._requests: RequestTable | None = None
+        self._requests: RpcTable | None = None
         #: requests beyond the window, unsent
         self._waiting: deque[_Outgoing] = deque()
         self.max_outstanding = MAX_OUTSTANDING
@@ -211,7 +211,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def add_rpc(self, name: str, spec: RpcSpec) -> None:
         """Serve (and accept answers to) RPC ``name`` from now on."""
         if name in STOCK_RPCS:
-            raise ValueError(f"name must not be one of kademlia's RPCs, got {name!r}")
+            raise InvalidArgumentError(f"name must not be one of kademlia's RPCs, got {name!r}")
         self._rpcs[name] = spec
 
     # -- transport ----------------------------------------------------
@@ -225,9 +225,17 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # The kernel caps this at net.core.rmem_max.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
-        loop = asyncio.get_running_loop()
-        self._requests = RequestTable(loop, self.backend)
-        self._requests.on_timeout = self._request_timed_out
+        # Requests are one-result queries in a core of their own (of the
+        # same backend as the node's lookups), so the node's query metrics
+        # count lookups, not RPCs; both cores share the node's one timer.
+        queries = self.queries
+        self._requests = RpcTable(
+            asyncio.get_running_loop(),
+            new_core(backend_of(queries.core)),
+            queries.timer,
+            self.clock,
+            on_timeout=self._request_timed_out,
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._requests is not None:
@@ -240,15 +248,23 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 out.future.set_result((False, None))
 
     def error_received(self, exc: Exception) -> None:
-        self._drop("socket_error")
+        self.drop("socket_error")
 
     @property
-    def requests(self) -> RequestTable:
+    def requests(self) -> RpcTable:
         if self._requests is None:
-            raise RuntimeError("the protocol has no transport yet: call DhtNode.listen() first")
+            raise NotListeningError(
+                "the protocol has no transport yet: call DhtNode.listen() first"
+            )
         return self._requests
 
-    def _drop(self, kind: str) -> None:
+    @property
+    def pending(self) -> int:
+        """Requests on the wire or waiting for room in the window."""
+        return len(self._waiting) + (0 if self._requests is None else len(self._requests))
+
+    def drop(self, kind: str) -> None:
+        """Count a datagram dropped, by kind."""
         self.drops[kind] += 1
         self.stats[kind] += 1
         self.stats["dropped"] += 1
@@ -257,7 +273,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         try:
             kind, msg_id, body = decode(data)
         except WireError as exc:
-            self._drop(exc.kind)
+            self.drop(exc.kind)
             return
         try:
             if kind == REQUEST:
@@ -266,32 +282,32 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 self._take_response(msg_id, body, addr)
         except Exception:  # a bug must cost one datagram, never the node
             log.exception("dhtquery: error handling a datagram from %s", addr)
-            self._drop("handler_error")
+            self.drop("handler_error")
 
     # -- serving ------------------------------------------------------
 
     def _serve(self, msg_id: bytes, body: Any, addr: Address) -> None:
         if type(body) is not list or len(body) != 2 or type(body[0]) is not str:
-            self._drop("bad_request")
+            self.drop("bad_request")
             return
         name, args = body
         spec = self._rpcs.get(name)
         if spec is None:
-            self._drop("unknown_rpc")
+            self.drop("unknown_rpc")
             return
         checks = spec.args
         if type(args) is not list or len(args) != len(checks):
-            self._drop("bad_args")
+            self.drop("bad_args")
             return
         for check, arg in zip(checks, args, strict=True):
             if not check(arg):
-                self._drop("bad_args")
+                self.drop("bad_args")
                 return
         response = spec.handler(addr, *args)
         try:
             datagram = encode_response(msg_id, response)
         except WireError as exc:
-            self._drop(exc.kind)
+            self.drop(exc.kind)
             return
         self.stats["served"] += 1
         self.transport.sendto(datagram, addr)
@@ -314,7 +330,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         answer = []
         more = False
         # Checked when stored; the asker checks again on receipt.
-        for record in self.records.get(key, time.monotonic(), verify=False):
+        for record in self.records.get(key, self.clock.now(), verify=False):
             # UTF-8 names can outgrow the per-key cap's arithmetic: stop
             # before the datagram would, and say that more exist.
             budget -= (
@@ -336,9 +352,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         source = Node(nodeid, sender[0], sender[1])
         self.welcome_if_new(source)
         try:
-            self.records.put(key, Record.from_wire(value), time.monotonic())
+            self.records.put(key, Record.from_wire(value), self.clock.now())
         except RecordError:
-            self._drop("bad_record")
+            self.drop("bad_record")
             return False
         except StorageFull as exc:
             self.stats["store_refused"] += 1
@@ -406,7 +422,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def _request(
         self,
-        requests: RequestTable,
+        requests: RpcTable,
         address: Address,
         name: str,
         body: bytes,
@@ -433,9 +449,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         except ValueError:
             # uvloop: an address of another family than the socket's (asyncio
             # reports it to error_received); the request times out.
-            self._drop("socket_error")
+            self.drop("socket_error")
 
-    def _send_waiting(self, requests: RequestTable) -> None:
+    def _send_waiting(self, requests: RpcTable) -> None:
         """Send queued requests while the window has room."""
         waiting = self._waiting
         room = self.max_outstanding - len(requests)
@@ -450,8 +466,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         requests = self.requests
         status, name, rtt, pending = requests.answer(msg_id, addr)
         if pending is None:
-            self._drop(status)
-            if status == LATE and name:
+            self.drop(status.value)
+            if status is RpcStatus.LATE and name:
                 self._answered_late(addr, name, rtt)
             return
         if self._waiting:
@@ -464,7 +480,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         # answer for the caller (and a failure of the peer).
         spec = self._rpcs.get(name)
         if spec is not None and spec.response(value):
-            self.reputation.success(addr, rtt, time.time())
+            self.reputation.success(addr, rtt, self.clock.now())
             callback = pending.callback
             if callback is None:
                 pending.deliver(True, value)
@@ -474,7 +490,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             except Exception:  # a caller's bug must not cost other requests
                 log.exception("dhtquery: error in a request callback")
         else:
-            self._drop("bad_response")
+            self.drop("bad_response")
             self.reputation.failure(addr)
             pending.deliver(False, BAD_RESPONSE)
 
@@ -499,23 +515,25 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # (or one already known as such, asked before we knew).
             self.extensions[address] = False
             return
-        self.rtt(address).timed_out(sent, clock())
+        self.rtt(address).timed_out(sent, self.clock.now())
         if self.reputation.failure(address) >= FORGET_AFTER_FAILURES:
-            self._forget(address)
+            self.forget(address)
 
-    def _forget(self, address: Address) -> None:
-        """Drop a peer that keeps failing from the routing table (kademlia
-        promotes a replacement), so lookups stop waiting on it; but never the
-        last few contacts, which are this node's way back into the network
-        when it is the one that was cut off."""
-        if sum(len(bucket.nodes) for bucket in self.router.buckets) <= _MIN_CONTACTS:
-            return
+    def forget(self, address: Address, *, keep_last: bool = True) -> bool:
+        """Drop the contact at ``address`` from the routing table (kademlia
+        promotes a replacement); False if there was none. A peer that keeps
+        failing is dropped so lookups stop waiting on it, but with
+        ``keep_last`` never the last few contacts: they are this node's way
+        back into the network when it is the one that was cut off."""
+        if keep_last and sum(len(bucket.nodes) for bucket in self.router.buckets) <= _MIN_CONTACTS:
+            return False
         for bucket in self.router.buckets:
             for node in bucket.get_nodes():
                 if (node.ip, node.port) == address:
                     self.router.remove_contact(node)
                     self.stats["peers_forgotten"] += 1
-                    return
+                    return True
+        return False
 
     async def _call(self, address: Address, name: str, *args: Any) -> Reply:
         estimator = self.rtt(address)

@@ -14,6 +14,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..errors import RecordError
+
 __all__ = ["MAX_DATA", "MAX_NAME", "MAX_PUBLISHER", "Record", "RecordError", "from_wire_cached"]
 
 #: Bytes of data in one record: a holder returns every record of a key in
@@ -22,11 +24,6 @@ MAX_DATA: Final = 1800
 MAX_PUBLISHER: Final = 64
 MAX_NAME: Final = 160
 _HASH_SIZE: Final = 32
-
-
-class RecordError(ValueError):
-    """A record that fails its schema or its hash; the message names the
-    field."""
 
 
 @dataclass(frozen=True, slots=True)

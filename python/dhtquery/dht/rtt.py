@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["RttEstimator"]
 
 _ALPHA = 1 / 8  # gain of the smoothed RTT (RFC 6298, 2.3)
@@ -33,7 +35,7 @@ class RttEstimator:
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rto <= self.max_rto:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"min_rto and max_rto must satisfy 0 < min_rto <= max_rto, "
                 f"got {self.min_rto!r} and {self.max_rto!r}"
             )
@@ -42,7 +44,7 @@ class RttEstimator:
     def observe(self, sample: float) -> None:
         """Feed the round-trip time of a request that got its answer."""
         if sample < 0:
-            raise ValueError(f"sample must be >= 0 seconds, got {sample!r}")
+            raise InvalidArgumentError(f"sample must be >= 0 seconds, got {sample!r}")
         if self.srtt is None:
             self.srtt = sample
             self.rttvar = sample / 2

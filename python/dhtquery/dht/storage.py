@@ -8,7 +8,6 @@ good records.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from typing import Any, Final
 
 from kademlia.storage import IStorage
 
+from ..errors import InvalidArgumentError, StorageFull
+from ..query import Clock, SystemClock
 from .records import MAX_DATA, MAX_NAME, MAX_PUBLISHER, Record
 
 __all__ = ["MAX_RECORDS_PER_KEY", "PlainStorage", "RecordStore", "StorageFull", "StoreLimits"]
@@ -24,10 +25,6 @@ __all__ = ["MAX_RECORDS_PER_KEY", "PlainStorage", "RecordStore", "StorageFull", 
 #: of the largest (ASCII) size stay under 65,507 bytes with their framing.
 MAX_RECORDS_PER_KEY: Final = 30
 _RECORD_OVERHEAD: Final = 16  # msgpack map header and field names, rounded up
-
-
-class StorageFull(Exception):
-    """A store refused a record or value; ``str()`` says which cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +36,15 @@ class StoreLimits:
 
     def __post_init__(self) -> None:
         if not 1 <= self.records_per_key <= MAX_RECORDS_PER_KEY:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"records_per_key must be in [1, {MAX_RECORDS_PER_KEY}], "
                 f"got {self.records_per_key!r}"
             )
         for name in ("keys", "bytes"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+                raise InvalidArgumentError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.ttl > 0:
-            raise ValueError(f"ttl must be > 0 seconds, got {self.ttl!r}")
+            raise InvalidArgumentError(f"ttl must be > 0 seconds, got {self.ttl!r}")
 
 
 class RecordStore:
@@ -145,9 +142,10 @@ class PlainStorage(IStorage):  # type: ignore[misc]
     Same interface as ``kademlia.storage.ForgetfulStorage``; a store past a
     cap raises StorageFull (our ``rpc_store`` answers False then)."""
 
-    def __init__(self, limits: StoreLimits | None = None) -> None:
+    def __init__(self, limits: StoreLimits | None = None, clock: Clock | None = None) -> None:
         self.limits = limits or StoreLimits()
-        # key -> (monotonic time stored, value), oldest first
+        self._now = (SystemClock() if clock is None else clock).now
+        # key -> (time stored, value), oldest first
         self._data: OrderedDict[bytes, tuple[float, Any]] = OrderedDict()
         self._bytes = 0
 
@@ -166,11 +164,11 @@ class PlainStorage(IStorage):  # type: ignore[misc]
             raise StorageFull(f"the store holds its limit of {self.limits.bytes} bytes")
         if old is not None:
             del self._data[key]
-        self._data[key] = (time.monotonic(), value)
+        self._data[key] = (self._now(), value)
         self._bytes += growth
 
     def cull(self) -> None:
-        deadline = time.monotonic() - self.limits.ttl
+        deadline = self._now() - self.limits.ttl
         while self._data:
             key, (stored, value) = next(iter(self._data.items()))
             if stored > deadline:
@@ -194,7 +192,7 @@ class PlainStorage(IStorage):  # type: ignore[misc]
         return len(self._data)
 
     def iter_older_than(self, seconds_old: float) -> Iterator[tuple[bytes, Any]]:
-        cutoff = time.monotonic() - seconds_old
+        cutoff = self._now() - seconds_old
         return iter(
             [(key, value) for key, (stored, value) in self._data.items() if stored < cutoff]
         )

@@ -14,6 +14,8 @@ from typing import Any, Final, NamedTuple
 
 import msgpack
 
+from ..errors import WireError
+
 __all__ = [
     "MAX_DATAGRAM",
     "MAX_REQUEST_BODY",
@@ -41,15 +43,6 @@ MAX_DATAGRAM: Final = 65_507
 
 _packer = msgpack.Packer(use_bin_type=True)
 _pack = _packer.pack
-
-
-class WireError(ValueError):
-    """A datagram that cannot be read; ``kind`` names what was wrong (the
-    node's drop counters are keyed by it)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 class Frame(NamedTuple):

@@ -10,20 +10,19 @@ is told apart from one for an id never sent (late vs unknown).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from .._backend import load_core
-from ..timer import ExpiryTimer
-from ..timer import now as clock
+from ..query import Clock, CoreOutcome, ExpiryTimer, QueryState, Reason, backend_of, load_core
 from .wire import MSG_ID_SIZE
 
 if TYPE_CHECKING:
-    from .._core_py import QueryCore, QueryId
+    from ..query._core_py import QueryCore, QueryId
 
-__all__ = ["BAD_RESPONSE", "Callback", "Reply", "RequestTable"]
+__all__ = ["BAD_RESPONSE", "Callback", "Reply", "RpcStatus", "RpcTable"]
 
 log = logging.getLogger("dhtquery.dht")
 
@@ -33,12 +32,17 @@ _NO_REPLY: Final[Reply] = (False, None)
 _PAD: Final = bytes(MSG_ID_SIZE - 16)
 _GIVEN_UP_KEPT: Final = 4096
 _new_pending: Final = tuple.__new__
+#: A request ends as a one-result query "all of whose peers answered".
+_ANSWERED: Final = Reason.ALL_PEERS
 
-# Response statuses for the protocol's drop counters.
-ANSWERED: Final = "answered"
-WRONG_ADDRESS: Final = "wrong_address"
-LATE: Final = "late_response"
-UNKNOWN: Final = "unknown_id"
+
+class RpcStatus(enum.StrEnum):
+    """What an arriving response was, as the protocol's drop counters name it."""
+
+    ANSWERED = "answered"
+    WRONG_ADDRESS = "wrong_address"  # from another address than the one asked
+    LATE = "late_response"  # to a request given up less than the grace ago
+    UNKNOWN = "unknown_id"  # to no request this table made (or long forgotten)
 
 
 #: called as callback(context, address, name, ok, value) once a request
@@ -78,22 +82,35 @@ class _Pending(NamedTuple):
             future.set_result((True, value) if ok else _NO_REPLY)
 
 
-class RequestTable:
+class RpcTable:
     """msg id -> pending request; the message id is the query id's 16 UUID
     bytes and 4 zero bytes, so a late response can still be looked up in
-    the core's tombstones."""
+    the core's tombstones.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, backend: str = "auto", grace: float = 5.0):
-        self.backend, module = load_core(backend)
-        self._core: QueryCore = module.QueryCore(grace)
-        self._query_id = module.QueryId
+    ``core`` holds the requests (one one-result query each) and is expired
+    by ``timer`` (the node's, shared with its lookups); ``on_timeout(address,
+    name, sent)`` hears of each request given up."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        core: QueryCore,
+        timer: ExpiryTimer,
+        clock: Clock,
+        *,
+        on_timeout: Callable[[Hashable, str, float], object] | None = None,
+    ) -> None:
+        self._core = core
+        self._query_id: type[QueryId] = load_core(backend_of(core))[1].QueryId
         self._loop = loop
-        self._grace = grace
+        self._clock = clock
+        self._now = clock.now
+        self._grace = core.grace
         self._pending: dict[bytes, _Pending] = {}
         self._given_up: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
-        self._timer = ExpiryTimer(loop, self._core, self._expired)
-        #: called as on_timeout(address, name, sent) for each request given up
-        self.on_timeout: Any = None
+        self._timer = timer
+        timer.watch(core, self._expired)
+        self.on_timeout = on_timeout
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -118,7 +135,7 @@ class RequestTable:
         """Register a request that ends into ``future`` or ``callback``
         (called from the loop as the answer arrives or the request gives up,
         without a loop iteration in between); returns its message id."""
-        now = clock()
+        now = self._now()
         query_id = self._core.register(timeout, 1, 1, now)
         # The UUID's 122 random bits make the id unguessable; rpcudp's ids
         # are 20 bytes, so pad.
@@ -130,7 +147,9 @@ class RequestTable:
             self._timer.arm(now + timeout)
         return msg_id
 
-    def answer(self, msg_id: bytes, address: Hashable) -> tuple[str, str, float, _Pending | None]:
+    def answer(
+        self, msg_id: bytes, address: Hashable
+    ) -> tuple[RpcStatus, str, float, _Pending | None]:
         """A response arrived: (status, rpc name, rtt in seconds, the
         request if ANSWERED). The request has ended, but its caller is not
         told yet: the caller of this judges the answer and calls
@@ -139,33 +158,32 @@ class RequestTable:
         peer is slow, not gone."""
         pending = self._pending.get(msg_id)
         if pending is None:
-            status = self._late_or_unknown(msg_id, address)
-            given_up = self._given_up.pop(msg_id, None) if status == LATE else None
+            status = self._late_or_unknown(msg_id)
+            given_up = self._given_up.pop(msg_id, None) if status is RpcStatus.LATE else None
             if given_up is None:
                 return status, "", 0.0, None
             name, sent = given_up
-            return status, name, clock() - sent, None
+            return status, name, self._now() - sent, None
         if pending.address != address:
             # Keep waiting for the real peer: a forged answer must not end it.
-            return WRONG_ADDRESS, pending.name, 0.0, None
+            return RpcStatus.WRONG_ADDRESS, pending.name, 0.0, None
         del self._pending[msg_id]
-        now = clock()
-        self._core.finish(pending.query_id, now, "all_peers")
+        now = self._now()
+        self._core.finish(pending.query_id, now, _ANSWERED)
         timer = self._timer
         if timer.armed_until > now + self._grace:
             timer.arm(now + self._grace)
-        return ANSWERED, pending.name, now - pending.sent, pending
+        return RpcStatus.ANSWERED, pending.name, now - pending.sent, pending
 
-    def _late_or_unknown(self, msg_id: bytes, address: Hashable) -> str:
+    def _late_or_unknown(self, msg_id: bytes) -> RpcStatus:
         if msg_id[16:] != _PAD:  # not an id this table made
-            return UNKNOWN
-        query_id = self._query_id.from_bytes(msg_id[:16])
-        # The core counts it: LATE while the id's tombstone lasts.
-        status = self._core.offer(query_id, address, b"", None, clock())
-        return LATE if status == 4 else UNKNOWN
+            return RpcStatus.UNKNOWN
+        # LATE while the id's tombstone lasts
+        state = self._core.state(self._query_id.from_bytes(msg_id[:16]))
+        return RpcStatus.LATE if state == QueryState.TOMBSTONE else RpcStatus.UNKNOWN
 
-    def _expired(self, outcome: Any) -> None:
-        msg_id = outcome[0].bytes + _PAD
+    def _expired(self, outcome: CoreOutcome) -> None:
+        msg_id = outcome.query_id.bytes + _PAD
         pending = self._pending.pop(msg_id)
         # Remember what was asked, so a late answer still tells what the
         # peer speaks.
@@ -177,9 +195,10 @@ class RequestTable:
         pending.deliver(False, None)
 
     def close(self) -> None:
-        """Give up every request now (each caller gets (False, None))."""
-        self._timer.stop()
-        now = clock()
+        """Give up every request now (each caller gets (False, None)); the
+        timer stops watching this table's core."""
+        self._timer.unwatch(self._core)
+        now = self._now()
         given_up = list(self._pending.values())
         self._pending.clear()
         for pending in given_up:

@@ -21,37 +21,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
+from ..dht import DhtNode, Gossip, RecordError, RpcSpec
+from ..errors import InvalidArgumentTypeError, SchemaError
+from ..query import QueryConfig, QueryHandle, QueryMetrics, QueryOutcome, QueryResult, Reason
 from .catalog import Catalog
-from .config import QueryConfig
-from .dht.node import DhtNode
-from .dht.protocol import RpcSpec
-from .dht.records import RecordError
-from .errors import InvalidArgumentTypeError
-from .handle import QueryHandle, QueryOutcome, QueryResult
-from .metrics import QueryMetrics
-from .model import Package, PackageId, Query, SchemaError, matches_query
+from .model import Package, PackageId, Query, matches_query
 
-__all__ = ["P2PRegistry"]
+__all__ = ["P2PRegistry", "highest_versions", "package_key", "tag_key"]
 
 log = logging.getLogger("dhtquery.registry")
 
 Address = tuple[str, int]
 #: Packages one ``search`` answer carries at most (so it fits a datagram).
 MAX_SEARCH_ANSWER: Final = 30
-#: How many hops an announcement travels.
-ANNOUNCE_HOPS: Final = 6
 #: Decoded package records remembered by their bytes.
 DECODED_KEPT: Final = 4096
-#: Announcement ids remembered, to forward each one once.
-SEEN_ANNOUNCEMENTS: Final = 100_000
-_TOLD_LIMIT: Final = 64
-_ANNOUNCE_ID_SIZE: Final = 16
 
 
 def package_key(package_id: PackageId) -> str:
@@ -64,17 +52,6 @@ def tag_key(tag: str) -> str:
 
 def _is_query_map(value: Any) -> bool:
     return type(value) is dict
-
-
-def _is_announcement(value: Any) -> bool:
-    return (
-        type(value) is dict
-        and type(value.get("id")) is bytes
-        and len(value["id"]) == _ANNOUNCE_ID_SIZE
-        and type(value.get("hops")) is int
-        and type(value.get("told")) is list
-        and type(value.get("record")) is bytes
-    )
 
 
 def _is_search_answer(value: Any) -> bool:
@@ -93,17 +70,19 @@ class P2PRegistry:
         self.catalog = Catalog()
         #: PackageId -> addresses of the nodes that announced it
         self.discovered_packages: dict[PackageId, set[Address]] = {}
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._decoded: OrderedDict[bytes, Package] = OrderedDict()
-        self.stats: dict[str, int] = {"announced": 0, "forwarded": 0, "duplicate_announcements": 0}
+        #: package announcements travel by gossip
+        self.gossip = Gossip(node, self._announced, fan_out=self.config.fan_out)
         node.add_rpc("search", RpcSpec((_is_query_map,), self._rpc_search, _is_search_answer))
-        node.add_rpc(
-            "announce", RpcSpec((_is_announcement,), self._rpc_announce, lambda v: type(v) is bool)
-        )
 
     @property
     def metrics(self) -> QueryMetrics:
         return self.node.queries.metrics
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Announcements published, forwarded, and seen twice."""
+        return dict(self.gossip.stats)
 
     # -- publishing ---------------------------------------------------
 
@@ -119,83 +98,19 @@ class P2PRegistry:
         stores = [self.node.put(package_key(package.id), data)]
         stores += [self.node.put(tag_key(tag), data, name=str(package.id)) for tag in package.tags]
         held, *_ = await asyncio.gather(*stores)
-        self._remember(announcement_id := os.urandom(_ANNOUNCE_ID_SIZE))
-        self._forward(
-            {"id": announcement_id, "hops": ANNOUNCE_HOPS, "told": [], "record": data},
-            exclude=None,
-        )
-        self.stats["announced"] += 1
+        self.gossip.publish(data)
         return int(held)
 
-    def _remember(self, announcement_id: bytes) -> bool:
-        """False if the announcement was seen before."""
-        if announcement_id in self._seen:
-            return False
-        self._seen[announcement_id] = None
-        if len(self._seen) > SEEN_ANNOUNCEMENTS:
-            self._seen.popitem(last=False)
-        return True
-
-    def _forward(self, announcement: dict[str, Any], exclude: Address | None) -> None:
-        protocol = self.node.protocol
-        if protocol is None or announcement["hops"] <= 0:
-            return
-        own = self.node.node.id
-        told = {bytes(node_id) for node_id in announcement["told"] if type(node_id) is bytes}
-        told.add(own)
-        peers = [
-            node
-            for node in protocol.router.find_neighbors(self.node.node, k=self.node.ksize * 8)
-            if (node.ip, node.port) != exclude
-        ]
-        now = time.time()
-        reputation = protocol.reputation
-        # peers not yet told first, then the best-scored
-        peers.sort(key=lambda n: (n.id in told, -reputation.score((n.ip, n.port), now)))
-        fan_out = self.config.fan_out
-        targets = peers[:fan_out]
-        if not targets:
-            return
-        listed = list(told | {node.id for node in targets})[-_TOLD_LIMIT:]
-        message = {**announcement, "hops": announcement["hops"] - 1, "told": listed}
-        # A target that had already seen the announcement is replaced by the
-        # next peer, at most fan_out times: without this, the peers every
-        # node ranks first soak up the sends and some node is never told.
-        spares = iter(peers[fan_out : 2 * fan_out])
-        for node in targets:
-            self._announce_to(node, message, spares)
-
-    def _announce_to(self, node: Any, message: dict[str, Any], spares: Iterator[Any]) -> None:
-        protocol = self.node.protocol
-        if protocol is None:
-            return
-        future = protocol.request((node.ip, node.port), "announce", (message,))
-        self.stats["forwarded"] += 1
-        future.add_done_callback(functools.partial(self._announced, message, spares))
-
-    def _announced(
-        self, message: dict[str, Any], spares: Iterator[Any], done: asyncio.Future[Any]
-    ) -> None:
-        ok, new = done.result()
-        if ok and new is False:
-            spare = next(spares, None)
-            if spare is not None:
-                self._announce_to(spare, message, spares)
-
-    def _rpc_announce(self, sender: Address, announcement: dict[str, Any]) -> bool:
-        """True if the announcement was new to this node; False if it had
-        seen it (or refused its record)."""
-        if not self._remember(announcement["id"]):
-            self.stats["duplicate_announcements"] += 1
-            return False
+    def _announced(self, sender: Address, data: bytes) -> bool:
+        """A package announcement reached this node: catalog it (and let
+        the gossip forward it), or refuse a record that breaks the schema."""
         try:
-            package = self._decode(announcement["record"])
+            package = self._decode(data)
         except SchemaError:
             self._penalize(sender)
             return False
         self.catalog.add(package)
         self.discovered_packages.setdefault(package.id, set()).add(sender)
-        self._forward(announcement, exclude=sender)
         return True
 
     def _decode(self, data: bytes) -> Package:
@@ -211,10 +126,9 @@ class P2PRegistry:
         return package
 
     def _penalize(self, peer: Any) -> None:
-        protocol = self.node.protocol
-        if protocol is not None:
-            protocol.reputation.failure(peer)
-            protocol.stats["bad_package"] += 1
+        self.node.reputation.failure(peer)
+        if self.node.listening:
+            self.node.count("bad_package")
 
     # -- serving search -----------------------------------------------
 
@@ -236,15 +150,11 @@ class P2PRegistry:
         if not isinstance(query, Query):
             raise InvalidArgumentTypeError(f"query must be a Query, got {type(query).__name__}")
         node = self.node
-        protocol = node.protocol
-        peers: list[Address] = []
-        if protocol is not None:
-            now = time.time()
-            candidates = [
-                (n.ip, n.port) for n in protocol.router.find_neighbors(node.node, k=node.ksize)
-            ]
-            candidates = [a for a in candidates if protocol.extensions.get(a) is not False]
-            peers = protocol.reputation.best(candidates, self.config.fan_out, now)  # type: ignore[assignment]
+        candidates = [(n.ip, n.port) for n in node.neighbors()]
+        candidates = [a for a in candidates if node.supports_extensions(a) is not False]
+        peers: list[Address] = node.reputation.best(  # type: ignore[assignment]
+            candidates, self.config.fan_out, node.clock.now()
+        )
         sources = len(peers) + len(query.tags)
         wanted = query.offset + query.limit
         manager = node.queries
@@ -258,11 +168,11 @@ class P2PRegistry:
         if local:
             manager.submit_many(handle.id, node.address, _entries(local))
         if sources == 0:
-            manager.finish(handle.id, "all_peers")
+            manager.finish(handle.id, Reason.ALL_PEERS)
             return handle
         query_map = _query_to_wire(query)
         for peer in peers:
-            future = protocol.request(peer, "search", (query_map,))  # type: ignore[union-attr]
+            future = node.request(peer, "search", (query_map,))
             future.add_done_callback(functools.partial(self._searched, handle, peer))
         for tag in query.tags:
             lookup = node.get_all(tag_key(tag), timeout=timeout)
@@ -319,8 +229,8 @@ class P2PRegistry:
 
     @staticmethod
     def packages_of(query: Query, outcome: QueryOutcome) -> list[Package]:
-        best = _highest_versions(result.item for result in outcome.results)
-        return best[query.offset : query.offset + query.limit]
+        best = highest_versions(outcome.results)
+        return [result.item for result in best[query.offset : query.offset + query.limit]]
 
     async def search_stream(
         self, query: Query, *, timeout: float | None = None
@@ -349,13 +259,16 @@ class P2PRegistry:
                 f"package_id must be a PackageId, got {type(package_id).__name__}"
             )
         outcome = await self.node.get_all(package_key(package_id), timeout=timeout)
-        packages = []
+        best: Package | None = None
         for result in outcome.results:
             package = self._package_of(result)
-            if package is not None and package.id == package_id:
-                packages.append(package)
-        best = _highest_versions(packages)
-        return best[0] if best else None
+            if (
+                package is not None
+                and package.id == package_id
+                and (best is None or package.version > best.version)
+            ):
+                best = package
+        return best
 
 
 def _key(package: Package) -> str:
@@ -366,13 +279,16 @@ def _entries(packages: Iterable[Package]) -> list[tuple[str, Package]]:
     return [(_key(package), package) for package in packages]
 
 
-def _highest_versions(packages: Iterable[Package]) -> list[Package]:
-    """One package per id, the highest version, in first-arrival order."""
-    best: dict[PackageId, Package] = {}
-    for package in packages:
+def highest_versions(results: Iterable[QueryResult]) -> list[QueryResult]:
+    """One result per package id, the one with the highest version, in
+    order of first arrival: what a search or get_package shows of the
+    packages its peers sent (``result.item`` is a Package)."""
+    best: dict[PackageId, QueryResult] = {}
+    for result in results:
+        package: Package = result.item
         held = best.get(package.id)
-        if held is None or package.version > held.version:
-            best[package.id] = package
+        if held is None or package.version > held.item.version:
+            best[package.id] = result
     return list(best.values())
 
 

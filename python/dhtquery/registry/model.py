@@ -16,8 +16,8 @@ from typing import Any, Final
 import msgpack
 import semver
 
-from .dht.records import MAX_DATA as MAX_RECORD_BYTES
-from .errors import DhtQueryError
+from ..dht import MAX_DATA as MAX_RECORD_BYTES
+from ..errors import SchemaError
 
 __all__ = [
     "STANDARD_CATEGORIES",
@@ -63,14 +63,8 @@ _RECORD_FIELDS: Final = (
     "authors",
     "hash",
 )
-
-
-class SchemaError(DhtQueryError, ValueError):
-    """A package or record that breaks the schema; ``field`` names the part."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+_REQUIRED_FIELDS: Final = ("namespace", "name", "version", "title")
+_OPTIONAL_FIELDS: Final = ("description", "categories", "tags", "license", "authors")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -228,27 +222,28 @@ class Package:
         return cls.from_record(record)
 
     @classmethod
-    def from_record(cls, record: Any) -> Package:
-        """Read a record and check its schema and hash."""
+    def from_record(cls, record: Any, *, complete: bool = True) -> Package:
+        """Read a record and check its schema and hash. ``complete=False``
+        (a catalog file written by hand) requires only ``namespace``,
+        ``name``, ``version`` and ``title``: the other fields default as in
+        Package, and ``hash``, computed anyway, is checked only if given."""
         if not isinstance(record, Mapping):
             raise SchemaError("record", f"must be a map, got {type(record).__name__}")
-        missing = [name for name in _RECORD_FIELDS if name not in record]
+        required = _RECORD_FIELDS if complete else _REQUIRED_FIELDS
+        missing = [name for name in required if name not in record]
         if missing:
             raise SchemaError(missing[0], "is missing")
         extra = sorted(set(record) - set(_RECORD_FIELDS), key=str)
         if extra:
             raise SchemaError(str(extra[0]), "is not a field of a package record")
+        optional = {name: record[name] for name in _OPTIONAL_FIELDS if name in record}
         package = cls(
             PackageId(record["namespace"], record["name"]),
             record["version"],
             record["title"],
-            record["description"],
-            record["categories"],
-            record["tags"],
-            record["license"],
-            record["authors"],
+            **optional,
         )
-        if record["hash"] != package.content_hash:
+        if "hash" in record and record["hash"] != package.content_hash:
             raise SchemaError("hash", "does not match the record's content (sha256)")
         return package
 

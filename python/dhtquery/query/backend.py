@@ -12,11 +12,14 @@ import importlib
 import logging
 import os
 from types import ModuleType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from .errors import BackendUnavailableError, InvalidArgumentError
+from ..errors import BackendUnavailableError, InvalidArgumentError
 
-__all__ = ["BACKENDS", "ENV_VAR", "load_core"]
+if TYPE_CHECKING:
+    from ._core_py import QueryCore
+
+__all__ = ["BACKENDS", "ENV_VAR", "backend_of", "load_core", "new_core"]
 
 ENV_VAR: Final = "DHTQUERY_BACKEND"
 BACKENDS: Final = ("auto", "rust", "python")
@@ -31,7 +34,7 @@ def _import_rust() -> ModuleType:
 
 
 def _import_python() -> ModuleType:
-    return importlib.import_module("dhtquery._core_py")
+    return importlib.import_module("dhtquery.query._core_py")
 
 
 def load_core(backend: str = "auto") -> tuple[str, ModuleType]:
@@ -58,3 +61,16 @@ def load_core(backend: str = "auto") -> tuple[str, ModuleType]:
             ) from exc
         _log.warning("dhtquery: Rust core unavailable (%s); using the pure-Python core", exc)
         return "python", _import_python()
+
+
+def new_core(backend: str = "auto", grace: float = 5.0) -> QueryCore:
+    """A fresh ``QueryCore`` of the chosen backend (see :func:`load_core`);
+    ``grace``: seconds a finished id is remembered. This is what gets
+    injected: ``QueryManager(core=new_core("python"))``."""
+    core: QueryCore = load_core(backend)[1].QueryCore(grace)
+    return core
+
+
+def backend_of(core: object) -> str:
+    """``"rust"`` or ``"python"``: which implementation ``core`` is."""
+    return "rust" if type(core).__module__ == "dhtquery._core" else "python"

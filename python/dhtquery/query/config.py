@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ._core_py import MAX_RESULTS_LIMIT, MAX_TIMEOUT
-from .errors import InvalidArgumentError, InvalidArgumentTypeError
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError
+from .types import MAX_RESULTS_LIMIT, MAX_TIMEOUT
 
 __all__ = ["QueryConfig"]
 

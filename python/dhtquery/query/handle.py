@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Generator, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from ._core_py import QueryId
+from .types import CoreOutcome, Reason, ResultRecord
 
 if TYPE_CHECKING:
-    from .manager import QueryManager
+    from ._core_py import QueryId
 
 __all__ = ["QueryHandle", "QueryOutcome", "QueryResult"]
 
@@ -37,7 +37,7 @@ class QueryOutcome:
     result in arrival order (partial ones too, on timeout)."""
 
     query_id: QueryId
-    reason: str
+    reason: Reason
     results: tuple[QueryResult, ...]
     duration: float
     peers_ok: int
@@ -46,11 +46,11 @@ class QueryOutcome:
 
     @property
     def timed_out(self) -> bool:
-        return self.reason == "timeout"
+        return self.reason == Reason.TIMEOUT
 
     @property
     def cancelled(self) -> bool:
-        return self.reason == "cancelled"
+        return self.reason == Reason.CANCELLED
 
     @property
     def items(self) -> list[Any]:
@@ -58,18 +58,25 @@ class QueryOutcome:
         return [result.item for result in self.results]
 
 
-def _as_result(record: tuple[object, object, str | bytes, float]) -> QueryResult:
+def _as_result(record: ResultRecord) -> QueryResult:
     return tuple.__new__(QueryResult, record)
+
+
+class QueryOwner(Protocol):
+    """What a handle needs of the manager that made it."""
+
+    def drain(self, query_id: QueryId) -> list[ResultRecord]: ...
+    def cancel(self, query_id: QueryId) -> bool: ...
 
 
 class QueryHandle:
     """A running query. Made by :meth:`QueryManager.start`; see module doc."""
 
-    __slots__ = ("_future", "_manager", "_results", "_waiters", "id")
+    __slots__ = ("_future", "_owner", "_results", "_waiters", "id")
 
-    def __init__(self, manager: QueryManager, query_id: QueryId, loop: asyncio.AbstractEventLoop):
+    def __init__(self, owner: QueryOwner, query_id: QueryId, loop: asyncio.AbstractEventLoop):
         self.id = query_id
-        self._manager = manager
+        self._owner = owner
         self._future: asyncio.Future[QueryOutcome] = loop.create_future()
         # Results taken out of the core so far; iterators keep their own index.
         self._results: list[QueryResult] = []
@@ -94,7 +101,7 @@ class QueryHandle:
 
     def cancel(self) -> bool:
         """End the query now (reason ``cancelled``); False if it had ended."""
-        return self._manager.cancel(self.id)
+        return self._owner.cancel(self.id)
 
     def add_done_callback(self, callback: Callable[[QueryOutcome], object]) -> None:
         """Call ``callback(outcome)`` from the loop once the query has ended
@@ -129,14 +136,15 @@ class QueryHandle:
                 continue
             return
 
-    # -- called by the manager ----------------------------------------
-
     def _pull(self) -> None:
-        records = self._manager._drain(self.id)
+        records = self._owner.drain(self.id)
         if records:
             self._results.extend(map(_as_result, records))
 
-    def _wake(self) -> None:
+    # -- called by the manager that made it -----------------------------
+
+    def wake(self) -> None:
+        """New results wait in the core: wake the streams waiting for them."""
         waiters = self._waiters
         if waiters:
             self._waiters = []
@@ -144,25 +152,23 @@ class QueryHandle:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    def _resolve(
-        self,
-        outcome: tuple[
-            QueryId, str, list[tuple[object, object, str | bytes, float]], float, int, int, int
-        ],
-    ) -> None:
-        query_id, reason, remaining, duration, peers_ok, peers_failed, duplicates = outcome
-        if remaining:
-            self._results.extend(map(_as_result, remaining))
-        if not self._future.done():
-            self._future.set_result(
+    def resolve(self, outcome: CoreOutcome) -> QueryOutcome:
+        """The query has ended as ``outcome`` says: settle the awaitable and
+        wake the streams. Returns what awaiting the handle gives."""
+        if outcome.results:
+            self._results.extend(map(_as_result, outcome.results))
+        future = self._future
+        if not future.done():
+            future.set_result(
                 QueryOutcome(
-                    query_id=query_id,
-                    reason=reason,
+                    query_id=outcome.query_id,
+                    reason=outcome.reason,
                     results=tuple(self._results),
-                    duration=duration,
-                    peers_ok=peers_ok,
-                    peers_failed=peers_failed,
-                    duplicates=duplicates,
+                    duration=outcome.duration,
+                    peers_ok=outcome.peers_ok,
+                    peers_failed=outcome.peers_failed,
+                    duplicates=outcome.duplicates,
                 )
             )
-        self._wake()
+        self.wake()
+        return future.result()

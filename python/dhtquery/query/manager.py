@@ -9,52 +9,45 @@ and no Task per query.
 from __future__ import annotations
 
 import asyncio
-import enum
-import time
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from ._backend import load_core
+from ..errors import InvalidArgumentTypeError, ManagerClosedError, NoRunningLoopError
+from .backend import backend_of, new_core
+from .clock import Clock, SystemClock
 from .config import QueryConfig
-from .errors import InvalidArgumentTypeError, ManagerClosedError, NoRunningLoopError
 from .handle import QueryHandle, QueryOutcome
 from .metrics import QueryMetrics
 from .timer import ExpiryTimer
-from .timer import now as clock
+from .types import BatchStatus, CoreOutcome, Reason, ResultRecord, SubmitStatus
 
 if TYPE_CHECKING:
     # Type checkers see the Python twin; the Rust core has the same interface.
     from ._core_py import QueryCore, QueryId
 
-__all__ = ["QueryManager", "SubmitStatus"]
+__all__ = ["QueryManager"]
 
-
-class SubmitStatus(enum.IntEnum):
-    """What became of a submitted result (or of a peer_finished call)."""
-
-    NEW = 0  # accepted; the query goes on
-    COMPLETED = 1  # accepted, and it completed the query
-    DUPLICATE = 2  # already had this key (or this peer had finished)
-    FULL = 3  # the query was already complete
-    LATE = 4  # the query ended less than the grace period ago
-    UNKNOWN = 5  # no such query
-
-
-_STATUS = tuple(SubmitStatus)
 _NEW, _COMPLETED = SubmitStatus.NEW, SubmitStatus.COMPLETED
 
 
 class QueryManager:
     """Starts queries, routes results into them and ends them.
 
-    ``backend`` is ``"auto"`` (``DHTQUERY_BACKEND`` or Rust, else Python),
-    ``"rust"`` or ``"python"``. The manager binds to the event loop running
-    when it is first used, and must then be used from that loop's thread.
+    ``core`` is the query core to run on (``new_core("rust" | "python")``;
+    default: ``new_core()``, which reads ``DHTQUERY_BACKEND``). ``clock`` is
+    the time it runs on (default: the event loop's monotonic clock); its
+    ``timer`` may serve other cores of the same node. The manager binds to the
+    event loop running when it is first used, and must then be used from
+    that loop's thread.
     """
 
     def __init__(
-        self, config: QueryConfig | None = None, backend: str = "auto", *, grace: float = 5.0
+        self,
+        config: QueryConfig | None = None,
+        *,
+        core: QueryCore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if config is None:
             config = QueryConfig()
@@ -63,16 +56,17 @@ class QueryManager:
                 f"config must be a QueryConfig, got {type(config).__name__}"
             )
         self.config = config
-        self.backend, module = load_core(backend)
-        self._core: QueryCore = module.QueryCore(grace)
+        self._core: QueryCore = new_core() if core is None else core
         self._grace = self._core.grace
-        self._query_id_type: type[QueryId] = module.QueryId
+        self._clock: Clock = SystemClock() if clock is None else clock
+        self._now = self._clock.now
+        self._timer = ExpiryTimer(self._clock)
+        self._timer.watch(self._core, self._on_expired)
         self._handles: dict[QueryId, QueryHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: ExpiryTimer | None = None
         self._listeners: list[Callable[[QueryOutcome], object]] = []
         self._closed = False
-        self._born = time.monotonic()
+        self._born = self._now()
 
     def __repr__(self) -> str:
         return f"<QueryManager backend={self.backend} in_flight={self.in_flight}>"
@@ -91,7 +85,6 @@ class QueryManager:
             ) from None
         if self._loop is None:
             self._loop = loop
-            self._timer = ExpiryTimer(loop, self._core, self._on_expired)
         elif loop is not self._loop:
             raise NoRunningLoopError(
                 "this QueryManager belongs to another event loop; make one manager per loop"
@@ -113,7 +106,7 @@ class QueryManager:
         config = self.config
         if timeout is None:
             timeout = config.default_timeout
-        now = clock()
+        now = self._now()
         query_id = self._core.register(
             timeout,
             config.max_results if max_results is None else max_results,
@@ -122,7 +115,6 @@ class QueryManager:
         )
         handle = QueryHandle(self, query_id, loop)
         self._handles[query_id] = handle
-        assert self._timer is not None
         self._timer.arm(now + timeout)
         return handle
 
@@ -149,40 +141,37 @@ class QueryManager:
         self, query_id: QueryId, peer: Hashable, key: str | bytes, item: object
     ) -> SubmitStatus:
         """Offer one result from ``peer``, deduplicated by ``key``."""
-        code = self._core.offer(query_id, peer, key, item, clock())
+        code = self._core.offer(query_id, peer, key, item, self._now())
         if code == _NEW:
-            handle = self._handles[query_id]
-            if handle._waiters:
-                handle._wake()
+            self._handles[query_id].wake()
         elif code == _COMPLETED:
             self._end(query_id, None)
-        return _STATUS[code]
+        return code
 
     def submit_many(
         self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[str | bytes, object]]
-    ) -> tuple[SubmitStatus, int, int]:
+    ) -> BatchStatus:
         """Offer one peer response of ``(key, item)`` pairs; returns (status,
         accepted, duplicates)."""
-        code, accepted, duplicates = self._core.offer_many(query_id, peer, entries, clock())
+        batch = self._core.offer_many(query_id, peer, entries, self._now())
+        code = batch[0]
         if code == _NEW:
-            if accepted:
-                handle = self._handles[query_id]
-                if handle._waiters:
-                    handle._wake()
+            if batch[1]:
+                self._handles[query_id].wake()
         elif code == _COMPLETED:
             self._end(query_id, None)
-        return _STATUS[code], accepted, duplicates
+        return batch
 
     def peer_finished(self, query_id: QueryId, peer: Hashable, ok: bool = True) -> SubmitStatus:
         """Say that ``peer`` has sent all it will (``ok``) or failed."""
         code = self._core.peer_done(query_id, peer, ok)
         if code == _COMPLETED:
             self._end(query_id, None)
-        return _STATUS[code]
+        return code
 
     # -- ending -------------------------------------------------------
 
-    def finish(self, query_id: QueryId, reason: str | None = None) -> bool:
+    def finish(self, query_id: QueryId, reason: Reason | str | None = None) -> bool:
         """End a query now with what it has: ``reason`` ``all_peers`` or
         ``adaptive`` (None: the core's own, if the query is complete).
         False if it had already ended."""
@@ -191,15 +180,15 @@ class QueryManager:
     def cancel(self, query_id: QueryId) -> bool:
         """Cancel a query: its entry is freed at once and whoever awaits or
         iterates it wakes with reason ``cancelled``. False if it had ended."""
-        now = clock()
+        now = self._now()
         outcome = self._core.cancel(query_id, now)
         if outcome is None:
             return False
         self._ended(outcome, now)
         return True
 
-    def _end(self, query_id: QueryId, reason: str | None) -> bool:
-        now = clock()
+    def _end(self, query_id: QueryId, reason: Reason | str | None) -> bool:
+        now = self._now()
         outcome = self._core.finish(query_id, now, reason)
         if outcome is None:
             return False
@@ -211,29 +200,46 @@ class QueryManager:
         (for exporters and logs; it runs on the loop and must be quick)."""
         self._listeners.append(listener)
 
-    def _resolve(self, outcome: Any) -> None:
-        handle = self._handles.pop(outcome[0])
-        handle._resolve(outcome)
-        if self._listeners:
-            result = handle.outcome
-            assert result is not None
-            for listener in self._listeners:
-                listener(result)
+    def _resolve(self, outcome: CoreOutcome) -> None:
+        result = self._handles.pop(outcome.query_id).resolve(outcome)
+        for listener in self._listeners:
+            listener(result)
 
-    def _ended(self, outcome: Any, now: float) -> None:
+    def _ended(self, outcome: CoreOutcome, now: float) -> None:
         self._resolve(outcome)
         # The id's tombstone must be forgotten on time even when the timer
         # is armed for a later deadline.
-        assert self._timer is not None
         self._timer.arm(now + self._grace)
 
-    def _drain(self, query_id: QueryId) -> list[tuple[object, object, str | bytes, float]]:
+    def drain(self, query_id: QueryId) -> list[ResultRecord]:
+        """Take the results the core holds for a query and has not handed
+        out yet (a handle's stream does this); [] once it has ended."""
         return self._core.drain(query_id)
 
-    def _on_expired(self, outcome: Any) -> None:
+    def _on_expired(self, outcome: CoreOutcome) -> None:
         self._resolve(outcome)
 
     # -- state --------------------------------------------------------
+
+    @property
+    def core(self) -> QueryCore:
+        """The query core this manager runs on."""
+        return self._core
+
+    @property
+    def backend(self) -> str:
+        """Which core runs: ``"rust"`` or ``"python"``."""
+        return backend_of(self._core)
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def timer(self) -> ExpiryTimer:
+        """The manager's one loop timer; another core of the same node (an
+        RPC table, say) may ``watch`` it instead of arming its own."""
+        return self._timer
 
     @property
     def in_flight(self) -> int:
@@ -242,15 +248,15 @@ class QueryManager:
     @property
     def metrics(self) -> QueryMetrics:
         counters = self._core.counters()
-        count, p50, p95, p99, worst = self._core.latency()
+        latency = self._core.latency()
         return QueryMetrics(
             *counters,
-            latency_count=count,
-            latency_p50=p50,
-            latency_p95=p95,
-            latency_p99=p99,
-            latency_max=worst,
-            uptime=time.monotonic() - self._born,
+            latency_count=latency[0],
+            latency_p50=latency[1],
+            latency_p95=latency[2],
+            latency_p99=latency[3],
+            latency_max=latency[4],
+            uptime=self._now() - self._born,
         )
 
     def debug_state(self) -> dict[str, int]:
@@ -274,8 +280,7 @@ class QueryManager:
         for query_id in list(self._handles):
             self.cancel(query_id)
         self._closed = True
-        if self._timer is not None:
-            self._timer.stop()
+        self._timer.stop()
 
     async def aclose(self) -> None:
         self.close()

@@ -24,13 +24,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .config import QueryConfig
-from .dht.node import DhtNode
-from .dht.storage import MAX_RECORDS_PER_KEY
-from .handle import QueryOutcome
-from .metrics import QueryMetrics
-from .model import Package, PackageId, Query
-from .registry import P2PRegistry
+from ..dht import MAX_RECORDS_PER_KEY, DhtNode
+from ..errors import InvalidArgumentError
+from ..query import QueryConfig, QueryManager, QueryMetrics, QueryOutcome, new_core
+from ..registry import P2PRegistry, Package, PackageId, Query, highest_versions
 
 __all__ = [
     "DemoNetwork",
@@ -155,7 +152,7 @@ def generate_catalog(count: int, seed: int = 7) -> list[Package]:
     No tag is given to more than MAX_PACKAGES_PER_TAG packages (a node holds
     at most MAX_RECORDS_PER_KEY records under one tag key)."""
     if count < 0:
-        raise ValueError(f"count must be >= 0, got {count!r}")
+        raise InvalidArgumentError(f"count must be >= 0, got {count!r}")
     rng = random.Random(seed)
     categories = sorted(_CATEGORY_WORDS)
     tag_use: dict[str, int] = {}
@@ -244,7 +241,7 @@ class DemoNetwork:
 
     async def start(self, count: int, advance: Callable[[], None] = lambda: None) -> None:
         for index in range(count):
-            node = DhtNode(ksize=DEMO_KSIZE, config=self.config, backend=self.backend)
+            node = DhtNode(ksize=DEMO_KSIZE, queries=QueryManager(self.config, core=new_core(self.backend)))
             registry = P2PRegistry(node)
             self.nodes.append(node)
             self.registries.append(registry)
@@ -260,7 +257,7 @@ class DemoNetwork:
 
     async def join(self, label: str) -> tuple[DhtNode, P2PRegistry]:
         """A fresh node with an empty catalog, bootstrapped into the network."""
-        node = DhtNode(ksize=DEMO_KSIZE, config=self.config, backend=self.backend)
+        node = DhtNode(ksize=DEMO_KSIZE, queries=QueryManager(self.config, core=new_core(self.backend)))
         registry = P2PRegistry(node)
         self.nodes.append(node)
         self.registries.append(registry)
@@ -277,18 +274,6 @@ class DemoNetwork:
         if isinstance(peer, tuple) and len(peer) == 2 and peer[0] == "tag":
             return f"tag:{peer[1]}"
         return self.labels.get(peer, str(peer))
-
-
-def highest_versions(outcome: QueryOutcome) -> list[tuple[Package, Any, float]]:
-    """(package, peer that delivered it, seconds after the start), one per
-    package id, the highest version, in arrival order."""
-    best: dict[PackageId, tuple[Package, Any, float]] = {}
-    for result in outcome.results:
-        package: Package = result.item
-        held = best.get(package.id)
-        if held is None or package.version > held[0].version:
-            best[package.id] = (package, result.peer, result.response_time)
-    return list(best.values())
 
 
 def query_text(query: Query) -> str:
@@ -345,7 +330,7 @@ def _ms(seconds: float) -> str:
 def _results_table(
     network: DemoNetwork, query: Query, outcome: QueryOutcome, shown: int = 8
 ) -> Table:
-    rows = highest_versions(outcome)[query.offset : query.offset + query.limit]
+    rows = highest_versions(outcome.results)[query.offset : query.offset + query.limit]
     table = Table(
         title=f"search {query_text(query)}",
         title_justify="left",
@@ -362,7 +347,7 @@ def _results_table(
     table.add_column("tags", style="magenta", no_wrap=True, max_width=16)
     table.add_column("answered by", style="yellow", no_wrap=True)
     table.add_column("at", justify="right", no_wrap=True, min_width=7)
-    for package, peer, at in rows[:shown]:
+    for package, peer, _key, at in rows[:shown]:
         table.add_row(
             str(package.id),
             str(package.version),

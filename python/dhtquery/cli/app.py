@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn, TypeVar
@@ -31,12 +31,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .config import QueryConfig
-from .errors import DhtQueryError
-from .model import Package, PackageId, Query, SchemaError
+from .. import __version__
+from ..errors import DhtQueryError, InvalidArgumentError
+from ..query import QueryConfig, QueryResult
+from ..registry import Package, Query, SchemaError, highest_versions, load_catalog
 
-__all__ = ["CliError", "app", "load_catalog", "main", "package_from_json", "parse_address"]
+__all__ = ["CliError", "app", "main", "parse_address", "read_catalog"]
 
 log = logging.getLogger("dhtquery.cli")
 T = TypeVar("T")
@@ -47,13 +47,9 @@ Address = tuple[str, int]
 PUBLISH_LINGER: Final = 2.0
 #: Bench scripts, by the name ``dhtquery bench`` takes.
 BENCHES: Final = {"core": "bench_core.py", "dht": "bench_dht.py", "registry": "bench_registry.py"}
-_RECORD_FIELDS: Final = frozenset(
-    {"namespace", "name", "version", "title", "description", "categories", "tags",
-     "license", "authors", "hash"}
-)  # fmt: skip
 
 
-class CliError(Exception):
+class CliError(DhtQueryError):
     """A one-line error for the user, with the exit status to leave with."""
 
     def __init__(self, message: str, status: int = 1) -> None:
@@ -101,15 +97,15 @@ def parse_address(text: str) -> Address:
     resolved here (kademlia wants IP literals). Raises ValueError."""
     host, sep, port_text = text.rpartition(":")
     if not sep or not host or not port_text:
-        raise ValueError(f"{text!r} is not HOST:PORT")
+        raise InvalidArgumentError(f"{text!r} is not HOST:PORT")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     try:
         port = int(port_text)
     except ValueError:
-        raise ValueError(f"{text!r}: port {port_text!r} is not a number") from None
+        raise InvalidArgumentError(f"{text!r}: port {port_text!r} is not a number") from None
     if not 1 <= port <= 65535:
-        raise ValueError(f"{text!r}: port {port} is not in 1-65535")
+        raise InvalidArgumentError(f"{text!r}: port {port} is not in 1-65535")
     try:
         return str(ipaddress.ip_address(host)), port
     except ValueError:
@@ -117,7 +113,7 @@ def parse_address(text: str) -> Address:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except (OSError, UnicodeError) as exc:
-        raise ValueError(f"{text!r}: cannot resolve host {host!r} ({exc})") from None
+        raise InvalidArgumentError(f"{text!r}: cannot resolve host {host!r} ({exc})") from None
     infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first
     return str(infos[0][4][0]), port
 
@@ -129,65 +125,16 @@ def _addresses(values: Sequence[str] | None) -> list[Address]:
         raise typer.BadParameter(str(exc), param_hint="'--bootstrap'") from None
 
 
-def package_from_json(value: Any) -> Package:
-    """A package object of a catalog file: the fields of
-    ``Package.to_record()``; ``namespace``, ``name``, ``version`` and
-    ``title`` are required, the others default as in Package; ``hash`` may be
-    left out (it is computed) and, when given, must match."""
-    if not isinstance(value, Mapping):
-        raise SchemaError("package", f"must be a JSON object, got {type(value).__name__}")
-    unknown = sorted(set(value) - _RECORD_FIELDS, key=str)
-    if unknown:
-        raise SchemaError(str(unknown[0]), "is not a field of a package")
-    for required in ("namespace", "name", "version", "title"):
-        if required not in value:
-            raise SchemaError(required, "is missing")
-    optional = {
-        k: value[k]
-        for k in ("description", "categories", "tags", "license", "authors")
-        if k in value
-    }
-    package = Package(
-        PackageId(value["namespace"], value["name"]), value["version"], value["title"], **optional
-    )
-    if "hash" in value and value["hash"] != package.content_hash:
-        raise SchemaError("hash", "does not match the package's content (sha256); leave it out")
-    return package
-
-
-def load_catalog(path: Path) -> list[Package]:
-    """A JSON file holding a list of package objects (or one object, or
-    ``{"packages": [...]}``). Raises CliError(status 2) naming the problem."""
+def read_catalog(path: Path) -> list[Package]:
+    """``registry.load_catalog``, its errors as CliError(status 2)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return load_catalog(path)
     except OSError as exc:
         raise CliError(f"cannot read catalog {path}: {exc.strerror or exc}", 2) from None
     except UnicodeDecodeError as exc:
         raise CliError(f"catalog {path} is not UTF-8 text: {exc.reason}", 2) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CliError(
-            f"catalog {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            2,
-        ) from None
-    if isinstance(data, Mapping) and "packages" in data:
-        data = data["packages"]
-    items = [data] if isinstance(data, Mapping) else data
-    if not isinstance(items, list):
-        raise CliError(
-            f"catalog {path} must hold a list of package objects, got {type(data).__name__}", 2
-        )
-    packages = []
-    for index, item in enumerate(items):
-        try:
-            packages.append(package_from_json(item))
-        except (SchemaError, TypeError, ValueError) as exc:
-            where = f"package #{index + 1}"
-            if isinstance(item, Mapping) and "name" in item:
-                where += f" ({item.get('namespace', '?')}/{item.get('name')})"
-            raise CliError(f"catalog {path}: {where}: {exc}", 2) from None
-    return packages
+    except SchemaError as exc:
+        raise CliError(str(exc), 2) from None
 
 
 # -- plumbing -----------------------------------------------------------------
@@ -260,11 +207,10 @@ async def _listen(node: Any, host: str, port: int) -> None:
 
 async def _bootstrap(node: Any, peers: Sequence[Address]) -> int:
     """Join through ``peers``; CliError(2) if none of them answers."""
-    from .exporter import peer_count
 
     started = time.perf_counter()
     await node.bootstrap(list(peers))
-    known = peer_count(node)
+    known = node.peer_count
     shown = ", ".join(f"{h}:{p}" for h, p in peers)
     if not known:
         raise CliError(f"bootstrap peer {shown} did not answer (is a node running there?)", 2)
@@ -283,8 +229,8 @@ async def client_node(
 ) -> AsyncIterator[Any]:
     """A short-lived node with a registry, joined to the network; stopped on
     the way out."""
-    from .dht.node import DhtNode
-    from .registry import P2PRegistry
+    from ..dht import DhtNode
+    from ..registry import P2PRegistry
 
     node = DhtNode(config=config)
     registry = P2PRegistry(node)
@@ -301,9 +247,8 @@ async def client_node(
 async def _drain_requests(node: Any, linger: float) -> None:
     """Wait until the node has no request in flight, at most ``linger`` s."""
     deadline = time.monotonic() + linger
-    protocol = node.protocol
-    while protocol is not None and time.monotonic() < deadline:
-        if not len(protocol.requests):
+    while time.monotonic() < deadline:
+        if not node.pending_requests:
             return
         await asyncio.sleep(0.02)
 
@@ -408,7 +353,7 @@ def node(
     """Run a node until Ctrl-C or SIGTERM."""
     _level(ctx, log_level if log_level is not None else (ctx.obj or LogLevel.info))
     peers = _addresses(bootstrap)
-    packages = load_catalog(catalog) if catalog is not None else []
+    packages = read_catalog(catalog) if catalog is not None else []
     run_async(_run_node(host, port, peers, packages, metrics_port, stats_interval))
 
 
@@ -420,9 +365,9 @@ async def _run_node(
     metrics_port: int | None,
     stats_interval: float,
 ) -> None:
-    from .dht.node import DhtNode
-    from .exporter import MetricsExporter, peer_count
-    from .registry import P2PRegistry
+    from ..dht import DhtNode
+    from ..registry import P2PRegistry
+    from .exporter import MetricsExporter
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -474,7 +419,7 @@ async def _run_node(
             if delta.get("served") or delta.get("timeouts"):
                 log.info("served %d RPCs, %d requests timed out, %d peers known",
                          delta.get("served", 0), delta.get("timeouts", 0),
-                         peer_count(node))  # fmt: skip
+                         node.peer_count)  # fmt: skip
         log.info("stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -510,7 +455,7 @@ def publish(
     peers = _addresses(bootstrap)
     if not peers:
         raise typer.BadParameter("at least one is needed", param_hint="'--bootstrap'")
-    packages = load_catalog(file)
+    packages = read_catalog(file)
     results = run_async(_publish(peers, host, packages, linger))
     failed = 0
     for package, held in results:
@@ -573,7 +518,7 @@ def search(
     )
     for column in ("package", "version", "title", "categories", "tags", "answered by", "at"):
         table.add_column(column, justify="right" if column == "at" else "left")
-    for package, peer, at in rows:
+    for package, peer, _key, at in rows:
         table.add_row(str(package.id), str(package.version), package.title,
                       ",".join(package.categories), ",".join(package.tags),
                       _peer_text(peer), f"{at * 1e3:.1f} ms")  # fmt: skip
@@ -594,15 +539,14 @@ def _peer_text(peer: Any) -> str:
 async def _search(
     peers: Sequence[Address], host: str | None, config: QueryConfig, query: Query, timeout: float
 ) -> tuple[Any, list[tuple[Package, Any, float]]]:
-    from .demo import highest_versions
 
     async with client_node(peers, host, config) as registry:
         outcome = await registry.search_outcome(query, timeout=timeout)
-        rows = highest_versions(outcome)[query.offset : query.offset + query.limit]
+        rows = highest_versions(outcome.results)[query.offset : query.offset + query.limit]
         return outcome, rows
 
 
-def _search_json(query: Query, outcome: Any, rows: Sequence[tuple[Package, Any, float]]) -> Any:
+def _search_json(query: Query, outcome: Any, rows: Sequence[QueryResult]) -> Any:
     return {
         "query": {
             "text": query.text,
@@ -618,7 +562,7 @@ def _search_json(query: Query, outcome: Any, rows: Sequence[tuple[Package, Any, 
         "duplicates": outcome.duplicates,
         "results": [
             {**package.to_record(), "peer": _peer_text(peer), "at_ms": at * 1e3}
-            for package, peer, at in rows
+            for package, peer, _key, at in rows
         ],
     }
 

@@ -22,38 +22,39 @@ from hdrh.histogram import HdrHistogram
 
 # Absolute, so the bench can compile this file with Cython as a standalone module.
 from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
+from dhtquery.query.types import (
+    FINISH_REASONS,
+    MAX_EXPECTED_PEERS,
+    MAX_NOW,
+    MAX_RESULTS_LIMIT,
+    MAX_TIMEOUT,
+    BatchStatus,
+    CoreOutcome,
+    Counters,
+    Latency,
+    QueryState,
+    Reason,
+    ResultRecord,
+    SubmitStatus,
+)
 
 __all__ = [
-    "COMPLETED",
-    "DUPLICATE",
-    "FULL",
-    "LATE",
     "MAX_EXPECTED_PEERS",
     "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
-    "NEW",
-    "REASONS",
-    "UNKNOWN",
     "QueryCore",
     "QueryId",
 ]
 
-NEW = 0
-COMPLETED = 1
-DUPLICATE = 2
-FULL = 3
-LATE = 4
-UNKNOWN = 5
-
-REASONS = ("max_results", "all_peers", "adaptive", "timeout", "cancelled")
-_FINISH_REASONS = ("max_results", "all_peers", "adaptive")
-
-MAX_TIMEOUT = 365.0 * 86400.0
-MAX_RESULTS_LIMIT = 100_000
-MAX_EXPECTED_PEERS = 65_535
-# Ticks are u64 milliseconds in the Rust core; past this they would not fit.
-MAX_NOW = 1e15
+# Statuses and reasons are the shared enums' members: returned as they are.
+NEW = SubmitStatus.NEW
+COMPLETED = SubmitStatus.COMPLETED
+DUPLICATE = SubmitStatus.DUPLICATE
+FULL = SubmitStatus.FULL
+LATE = SubmitStatus.LATE
+UNKNOWN = SubmitStatus.UNKNOWN
+_new_outcome = tuple.__new__
 
 # Latency histogram: microseconds from 1 us to one hour, 3 significant figures.
 _HIST_LOWEST = 1
@@ -71,7 +72,6 @@ _UUID_VERSION_MASK = ~(0xF000 << 64) & ~(0xC000 << 48)
 _UUID_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 Key: TypeAlias = str | bytes
-ResultRecord: TypeAlias = tuple[object, object, Key, float]
 
 
 class QueryId:
@@ -403,14 +403,16 @@ class QueryCore:
         self._total += 1
         return qid
 
-    def _missing(self, query_id: QueryId, count: int) -> int:
+    def _missing(self, query_id: QueryId, count: int) -> SubmitStatus:
         if query_id in self._tombstones:
             self._late += count
             return LATE
         self._unknown += count
         return UNKNOWN
 
-    def offer(self, query_id: QueryId, peer: Hashable, key: Key, item: object, now: float) -> int:
+    def offer(
+        self, query_id: QueryId, peer: Hashable, key: Key, item: object, now: float
+    ) -> SubmitStatus:
         _check_qid(query_id)
         _check_peer(peer)
         _check_key("key", key)
@@ -420,7 +422,9 @@ class QueryCore:
             return self._missing(query_id, 1)
         return self._offer(query, peer, key, item, now)
 
-    def _offer(self, query: _Query, peer: Hashable, key: Key, item: object, now: float) -> int:
+    def _offer(
+        self, query: _Query, peer: Hashable, key: Key, item: object, now: float
+    ) -> SubmitStatus:
         if query.is_complete():
             self._overflow += 1
             return FULL
@@ -436,7 +440,7 @@ class QueryCore:
 
     def offer_many(
         self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[Key, object]], now: float
-    ) -> tuple[int, int, int]:
+    ) -> BatchStatus:
         _check_qid(query_id)
         _check_peer(peer)
         now = _check_now(now)
@@ -453,10 +457,10 @@ class QueryCore:
             _check_key(f"entries[{index}] key", entry[0])
         query = self._queries.get(query_id)
         if query is None:
-            return self._missing(query_id, len(entries)), 0, 0
+            return BatchStatus(self._missing(query_id, len(entries)), 0, 0)
         if query.is_complete():
             self._overflow += len(entries)
-            return FULL, 0, 0
+            return BatchStatus(FULL, 0, 0)
         accepted = duplicates = 0
         status = NEW
         for position, (key, item) in enumerate(entries):
@@ -469,9 +473,9 @@ class QueryCore:
                     status = COMPLETED
                     self._overflow += len(entries) - position - 1
                     break
-        return status, accepted, duplicates
+        return BatchStatus(status, accepted, duplicates)
 
-    def peer_done(self, query_id: QueryId, peer: Hashable, ok: bool) -> int:
+    def peer_done(self, query_id: QueryId, peer: Hashable, ok: bool) -> SubmitStatus:
         _check_qid(query_id)
         _check_peer(peer)
         if type(ok) is not bool:
@@ -491,6 +495,14 @@ class QueryCore:
             return FULL
         return COMPLETED if query.is_complete() else NEW
 
+    def state(self, query_id: QueryId) -> QueryState:
+        _check_qid(query_id)
+        if query_id in self._queries:
+            return QueryState.LIVE
+        if query_id in self._tombstones:
+            return QueryState.TOMBSTONE
+        return QueryState.UNKNOWN
+
     def drain(self, query_id: QueryId) -> list[ResultRecord]:
         _check_qid(query_id)
         query = self._queries.get(query_id)
@@ -504,21 +516,23 @@ class QueryCore:
 
     def finish(
         self, query_id: QueryId, now: float, reason: str | None = None
-    ) -> tuple[QueryId, str, list[ResultRecord], float, int, int, int] | None:
+    ) -> CoreOutcome | None:
         _check_qid(query_id)
         now = _check_now(now)
-        if reason is not None and reason not in _FINISH_REASONS:
-            raise InvalidArgumentError(
-                f"reason must be one of {', '.join(_FINISH_REASONS)} or None, got {reason!r}"
-            )
+        if reason is not None:
+            if reason not in FINISH_REASONS:
+                raise InvalidArgumentError(
+                    f"reason must be one of {', '.join(FINISH_REASONS)} or None, got {reason!r}"
+                )
+            reason = Reason(reason)
         query = self._queries.get(query_id)
         if query is None:
             return None
         if reason is None:
             if query.accepted >= query.max_results:
-                reason = "max_results"
+                reason = Reason.MAX_RESULTS
             elif query.expected_peers > 0 and len(query.done_peers) >= query.expected_peers:
-                reason = "all_peers"
+                reason = Reason.ALL_PEERS
             else:
                 raise InvalidArgumentError(
                     f"reason is required: query {query_id} is not complete "
@@ -528,20 +542,18 @@ class QueryCore:
         self._successful += 1
         return self._end(query, reason, now, record_latency=True)
 
-    def cancel(
-        self, query_id: QueryId, now: float
-    ) -> tuple[QueryId, str, list[ResultRecord], float, int, int, int] | None:
+    def cancel(self, query_id: QueryId, now: float) -> CoreOutcome | None:
         _check_qid(query_id)
         now = _check_now(now)
         query = self._queries.get(query_id)
         if query is None:
             return None
         self._cancelled += 1
-        return self._end(query, "cancelled", now, record_latency=False)
+        return self._end(query, Reason.CANCELLED, now, record_latency=False)
 
     def _end(
-        self, query: _Query, reason: str, now: float, *, record_latency: bool
-    ) -> tuple[QueryId, str, list[ResultRecord], float, int, int, int]:
+        self, query: _Query, reason: Reason, now: float, *, record_latency: bool
+    ) -> CoreOutcome:
         qid = query.qid
         del self._queries[qid]
         if query.timer is not None:
@@ -551,14 +563,17 @@ class QueryCore:
         duration = now - query.start
         if record_latency:
             self._record_latency(duration)
-        return (
-            qid,
-            reason,
-            query.buffer,
-            duration,
-            query.peers_ok,
-            query.peers_failed,
-            query.duplicates,
+        return _new_outcome(
+            CoreOutcome,
+            (
+                qid,
+                reason,
+                query.buffer,
+                duration,
+                query.peers_ok,
+                query.peers_failed,
+                query.duplicates,
+            ),
         )
 
     def _bury(self, qid: QueryId, now: float) -> None:
@@ -570,9 +585,7 @@ class QueryCore:
         micros = int(duration * 1e6)
         self._histogram.record_value(min(max(micros, _HIST_LOWEST), _HIST_HIGHEST))
 
-    def expire(
-        self, now: float
-    ) -> list[tuple[QueryId, str, list[ResultRecord], float, int, int, int]]:
+    def expire(self, now: float) -> list[CoreOutcome]:
         now = _check_now(now)
         due = self._wheel.poll(_tick_floor(now))
         expired: list[_Query] = []
@@ -587,7 +600,7 @@ class QueryCore:
         outcomes = []
         for query in expired:
             self._timed_out += 1
-            outcomes.append(self._end(query, "timeout", now, record_latency=True))
+            outcomes.append(self._end(query, Reason.TIMEOUT, now, record_latency=True))
         return outcomes
 
     def next_deadline(self) -> float | None:
@@ -596,8 +609,8 @@ class QueryCore:
 
     # -- inspection ----------------------------------------------------
 
-    def counters(self) -> tuple[int, int, int, int, int, int, int, int, int, int]:
-        return (
+    def counters(self) -> Counters:
+        return Counters(
             self._total,
             self._successful,
             self._timed_out,
@@ -610,12 +623,12 @@ class QueryCore:
             self._overflow,
         )
 
-    def latency(self) -> tuple[int, float, float, float, float]:
+    def latency(self) -> Latency:
         histogram = self._histogram
         count = histogram.get_total_count()
         if count == 0:
-            return (0, 0.0, 0.0, 0.0, 0.0)
-        return (
+            return Latency(0, 0.0, 0.0, 0.0, 0.0)
+        return Latency(
             count,
             self._quantile(0.50) / 1e6,
             self._quantile(0.95) / 1e6,

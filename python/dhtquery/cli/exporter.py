@@ -31,10 +31,9 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from . import __version__
-from .dht.node import DhtNode
-from .handle import QueryOutcome
-from .metrics import QueryMetrics
+from .. import __version__
+from ..dht import DhtNode
+from ..query import QueryMetrics, QueryOutcome
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -42,7 +41,6 @@ __all__ = [
     "NodeCollector",
     "NodeSnapshot",
     "observe_queries",
-    "peer_count",
 ]
 
 log = logging.getLogger("dhtquery.metrics")
@@ -52,14 +50,6 @@ DURATION_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 _SCRAPE_WAIT: Final = 2.0
-
-
-def peer_count(node: DhtNode) -> int:
-    """Contacts in the node's routing table."""
-    protocol = node.protocol
-    if protocol is None:
-        return 0
-    return sum(len(bucket.get_nodes()) for bucket in protocol.router.buckets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,9 +185,9 @@ class MetricsExporter:
         registry = self.registry
         return NodeSnapshot(
             metrics=node.queries.metrics,
-            stats=dict(node.stats) if node.protocol is not None else {},
-            drops=dict(node.drops) if node.protocol is not None else {},
-            peers=peer_count(node),
+            stats=dict(node.stats) if node.listening else {},
+            drops=dict(node.drops) if node.listening else {},
+            peers=node.peer_count,
             backend=node.queries.backend,
             catalog=len(registry.catalog) if registry is not None else None,
             registry_stats=dict(registry.stats) if registry is not None else {},

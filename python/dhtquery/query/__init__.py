@@ -1,0 +1,54 @@
+"""The query layer: asyncio glue around a query core (Rust, or its
+pure-Python twin), one loop timer, config, metrics, and the types both cores
+speak. It knows nothing of sockets, the DHT or packages."""
+
+from .backend import BACKENDS, ENV_VAR, backend_of, load_core, new_core
+from .clock import Clock, SystemClock
+from .config import QueryConfig
+from .handle import QueryHandle, QueryOutcome, QueryResult
+from .manager import QueryManager
+from .metrics import QueryMetrics
+from .timer import ExpiryTimer
+from .types import (
+    MAX_EXPECTED_PEERS,
+    MAX_NOW,
+    MAX_RESULTS_LIMIT,
+    MAX_TIMEOUT,
+    BatchStatus,
+    CoreOutcome,
+    Counters,
+    Latency,
+    QueryState,
+    Reason,
+    ResultRecord,
+    SubmitStatus,
+)
+
+__all__ = [
+    "BACKENDS",
+    "ENV_VAR",
+    "MAX_EXPECTED_PEERS",
+    "MAX_NOW",
+    "MAX_RESULTS_LIMIT",
+    "MAX_TIMEOUT",
+    "BatchStatus",
+    "Clock",
+    "CoreOutcome",
+    "Counters",
+    "ExpiryTimer",
+    "Latency",
+    "QueryConfig",
+    "QueryHandle",
+    "QueryManager",
+    "QueryMetrics",
+    "QueryOutcome",
+    "QueryResult",
+    "QueryState",
+    "Reason",
+    "ResultRecord",
+    "SubmitStatus",
+    "SystemClock",
+    "backend_of",
+    "load_core",
+    "new_core",
+]
