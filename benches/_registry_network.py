@@ -108,7 +108,7 @@ def generate_catalog(count: int, seed: int = DEFAULT_SEED) -> list[Any]:
     older version of about 5% of them: a list of ``Package``, newest versions
     first. Words, tags and categories are drawn with a skew (a few common,
     many rare), as in real registries."""
-    from dhtquery.model import STANDARD_CATEGORIES, Package, PackageId
+    from dhtquery.registry.model import STANDARD_CATEGORIES, Package, PackageId
 
     rng = random.Random(seed)
     namespaces = _namespaces(rng, max(20, count // 25))
@@ -211,7 +211,7 @@ def _node_class() -> type[Any]:
     holders (the remote holders of a full key refuse too), and is counted.
     """
     from dhtquery.dht import DhtNode
-    from dhtquery.dht.storage import StorageFull
+    from dhtquery.errors import StorageFull
 
     class BenchNode(DhtNode):  # type: ignore[misc]
         refused_local = 0

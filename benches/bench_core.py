@@ -191,7 +191,7 @@ def load_cython_backend(build_dir: Path) -> Backend:
 
 def load_backend(name: str, build_dir: Path) -> Backend:
     if name == "python":
-        return import_backend(name, "dhtquery._core_py")
+        return import_backend(name, "dhtquery.query._core_py")
     if name == "cython":
         return load_cython_backend(build_dir)
     return import_backend(name, "dhtquery._core")

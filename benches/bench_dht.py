@@ -432,7 +432,7 @@ async def measure_dhtquery_network(
 ) -> list[Row]:
     from kademlia.network import Server
 
-    from dhtquery.config import QueryConfig
+    from dhtquery.query import QueryConfig
     from dhtquery.dht import DhtNode
 
     addresses = network.addresses

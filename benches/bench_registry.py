@@ -123,7 +123,7 @@ class Expected:
 def build_queries(packages: Sequence[Any], count: int, seed: int) -> list[tuple[Any, Expected]]:
     """A deterministic mix of queries and, from the catalog itself (not from
     the library's index), what each must return."""
-    from dhtquery.model import Query, package_words
+    from dhtquery.registry.model import Query, package_words
 
     newest: dict[Any, Any] = {}
     for package in packages:
@@ -216,7 +216,7 @@ class NaiveClient(asyncio.DatagramProtocol):
                 future.set_result(data[21:])
 
     async def search(self, query: Any) -> list[Any]:
-        from dhtquery.model import Package, SchemaError
+        from dhtquery.registry.model import Package, SchemaError
 
         loop = asyncio.get_running_loop()
         wire = {

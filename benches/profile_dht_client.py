@@ -39,7 +39,7 @@ from _common import gc_quiet, loop_factory
 from kademlia.node import Node
 from kademlia.utils import digest
 
-from dhtquery.config import QueryConfig
+from dhtquery.query import QueryConfig
 from dhtquery.dht import DhtNode, Record
 from dhtquery.dht.wire import decode, encode_response
 
