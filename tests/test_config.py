@@ -21,8 +21,6 @@ def test_query_config_defaults() -> None:
     ("preset", "expected"),
     [
         (QueryConfig.development, (30.0, 10, False, 1)),
-        (QueryConfig.staging, (10.0, 20, True, 3)),
-        (QueryConfig.production, (10.0, 20, True, 3)),
         (QueryConfig.low_latency, (2.0, 10, False, 1)),
         (QueryConfig.high_throughput, (5.0, 50, True, 5)),
     ],
@@ -35,6 +33,14 @@ def test_presets(preset: object, expected: tuple[float, int, bool, int]) -> None
         config.adaptive_timeout,
         config.fan_out,
     ) == expected
+
+
+def test_each_preset_differs_from_the_defaults_and_the_others() -> None:
+    presets = [QueryConfig.development(), QueryConfig.low_latency(), QueryConfig.high_throughput()]
+    assert len({*presets, QueryConfig()}) == len(presets) + 1
+    assert QueryConfig.low_latency().default_timeout < QueryConfig().default_timeout
+    assert QueryConfig.high_throughput().max_results > QueryConfig().max_results
+    assert not hasattr(QueryConfig, "staging") and not hasattr(QueryConfig, "production")
 
 
 @pytest.mark.parametrize(

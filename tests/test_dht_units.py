@@ -14,9 +14,10 @@ import pytest
 import umsgpack
 from kademlia.node import Node
 
-from dhtquery.dht import PeerStats, Record, RecordError, Reputation, RttEstimator, StorageFull
+from dhtquery.dht import DhtNode, PeerStats, Record, RecordError, Reputation, RttEstimator, StorageFull
 from dhtquery.dht.records import MAX_DATA, MAX_PUBLISHER
 from dhtquery.dht.routing import ContactTable
+from dhtquery.dht.rpc_table import RpcTable
 from dhtquery.dht.storage import PlainStorage, RecordStore, StoreLimits
 from dhtquery.dht.wire import (
     MAX_DATAGRAM,
@@ -330,15 +331,39 @@ def test_plain_storage_caps_bytes_and_keeps_what_it_held() -> None:
 
 
 def test_plain_storage_ttl_culls_and_frees_room() -> None:
-    storage = PlainStorage(StoreLimits(keys=1, ttl=0.01))
+    clock = FakeClock()
+    storage = PlainStorage(StoreLimits(keys=1, ttl=10.0), clock)
     storage[b"a" * 20] = "old"
     assert list(storage.iter_older_than(3600)) == []
-    time.sleep(0.03)
-    assert [key for key, _ in storage.iter_older_than(0.01)] == [b"a" * 20]
+    clock.advance(9.0)
+    with pytest.raises(StorageFull):  # full, and what it holds is within its TTL
+        storage[b"c" * 20] = "refused"
+    clock.advance(2.0)
+    assert [key for key, _ in storage.iter_older_than(10.0)] == [b"a" * 20]
     # full, but what it holds is past its TTL: culled to make room
     storage[b"b" * 20] = "new"
     assert storage.get(b"a" * 20) is None
     assert storage[b"b" * 20] == "new" and len(storage) == 1
+
+
+def test_store_limits_apply_to_a_nodes_plain_kademlia_values() -> None:
+    # kademlia's Server does `storage or ForgetfulStorage()`: an empty
+    # PlainStorage is falsy, and used to be replaced by an uncapped store.
+    node = DhtNode(limits=StoreLimits(keys=2))
+    assert isinstance(node.storage, PlainStorage)
+    for index in range(2):
+        node.storage[bytes([index]) * 20] = f"value {index}"
+    for index in range(2, 5):
+        with pytest.raises(StorageFull, match="limit of 2"):
+            node.storage[bytes([index]) * 20] = f"value {index}"
+    assert len(node.storage) == 2
+    assert node.storage.get(b"\x00" * 20) == "value 0"
+
+
+def test_a_storage_given_to_a_node_is_the_one_it_uses_even_when_empty() -> None:
+    storage = PlainStorage(StoreLimits(keys=1))
+    assert not storage  # empty: falsy, which kademlia's Server mistook for "none given"
+    assert DhtNode(storage=storage).storage is storage
 
 
 # ---------------------------------------------------------------- RTT

@@ -19,6 +19,7 @@ from dhtquery import (
     SubmitStatus,
     new_core,
 )
+from dhtquery.testing import FakeClock
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -74,10 +75,15 @@ def test_query_handle_timeout(backend: str, run: Run) -> None:
 
 def test_partial_results_on_timeout(backend: str, run: Run) -> None:
     async def scenario() -> QueryOutcome:
-        manager = QueryManager(core=new_core(backend))
+        clock = FakeClock()
+        manager = QueryManager(core=new_core(backend), clock=clock)
         handle = manager.start(expected_peers=3, timeout=0.15)
         manager.submit_many(handle.id, "p1", [("a", 1), ("b", 2)])
         manager.peer_finished(handle.id, "p1")
+        clock.advance(0.149)
+        assert not handle.done()
+        clock.advance(0.002)
+        assert handle.done()
         return await handle
 
     outcome = run(scenario())
@@ -142,12 +148,16 @@ def test_cancel_frees_entry_and_wakes_awaiting_task(backend: str, run: Run) -> N
 
 def test_late_results_within_grace_then_unknown(backend: str, run: Run) -> None:
     async def scenario() -> tuple[SubmitStatus, SubmitStatus, tuple[int, int]]:
-        manager = QueryManager(core=new_core(backend, grace=0.2))
+        clock = FakeClock()
+        manager = QueryManager(core=new_core(backend, grace=0.2), clock=clock)
         handle = manager.start(expected_peers=1, timeout=5.0)
         manager.peer_finished(handle.id, "p")
         await handle
         late = manager.submit(handle.id, "p", "x", 1)
-        await asyncio.sleep(0.5)  # the grace period is over; the timer forgot the id
+        clock.advance(0.15)
+        assert manager.debug_state()["tombstones"] == 1
+        clock.advance(0.1)  # the grace period is over; the timer forgot the id
+        assert manager.debug_state()["tombstones"] == 0
         unknown = manager.submit(handle.id, "p", "y", 2)
         metrics = manager.metrics
         return late, unknown, (metrics.late, metrics.unknown)
@@ -215,15 +225,19 @@ def test_finish_ends_early_with_named_reason(backend: str, run: Run) -> None:
 
 def test_metrics_count_every_ending(backend: str, run: Run) -> None:
     async def scenario() -> Any:
-        manager = QueryManager(core=new_core(backend))
+        clock = FakeClock()
+        manager = QueryManager(core=new_core(backend), clock=clock)
         done = manager.start(expected_peers=1, timeout=5.0)
+        clock.advance(0.01)
         manager.submit(done.id, "p", "a", 1)
         manager.submit(done.id, "p", "a", 1)
         manager.peer_finished(done.id, "p")
         timed = manager.start(timeout=0.05)
         cancelled = manager.start(timeout=5.0)
         cancelled.cancel()
+        clock.advance(0.06)
         await asyncio.gather(done, timed, cancelled)
+        clock.advance(1.0)
         return manager.metrics
 
     metrics = run(scenario())
@@ -232,13 +246,17 @@ def test_metrics_count_every_ending(backend: str, run: Run) -> None:
     assert metrics.success_rate == pytest.approx(0.5)
     assert metrics.average_results == pytest.approx(1 / 3)
     assert metrics.latency_count == 2
-    assert 0.05 <= metrics.latency_max < 1.0
-    assert metrics.latency_p50 <= metrics.latency_p95 <= metrics.latency_p99 <= metrics.latency_max
+    # durations on the injected clock: 10 ms (done) and 50 ms (timed out)
+    assert metrics.latency_p50 == pytest.approx(0.01, rel=1e-3)
+    assert metrics.latency_max == pytest.approx(0.05, rel=1e-3)
+    assert metrics.uptime == pytest.approx(1.07)
+    assert metrics.throughput == pytest.approx(2 / 1.07)
 
 
 def test_many_queries_leave_nothing_behind(backend: str, run: Run) -> None:
     async def scenario() -> dict[str, int]:
-        manager = QueryManager(core=new_core(backend, grace=0.05))
+        clock = FakeClock()
+        manager = QueryManager(core=new_core(backend, grace=0.05), clock=clock)
         handles = [manager.start(expected_peers=1, timeout=0.2) for _ in range(2_000)]
         for index, handle in enumerate(handles):
             if index % 4 == 0:
@@ -247,11 +265,11 @@ def test_many_queries_leave_nothing_behind(backend: str, run: Run) -> None:
                 manager.submit(handle.id, "p", "a", index)
                 manager.peer_finished(handle.id, "p")
             # the rest time out
+        clock.advance(0.21)
         await asyncio.gather(*handles)
-        for _ in range(100):  # bounded: the timer forgets tombstones after grace
-            if manager.debug_state()["tombstones"] == 0:
-                break
-            await asyncio.sleep(0.02)
+        # the cancelled and finished ones ended at 0 s: their grace is over
+        assert manager.debug_state()["tombstones"] == 1_000
+        clock.advance(0.06)  # the timer forgets tombstones after grace
         return manager.debug_state()
 
     assert run(scenario()) == {"in_flight": 0, "tombstones": 0, "timers": 0, "handles": 0}

@@ -220,7 +220,7 @@ async def _bootstrap(node: Any, peers: Sequence[Address]) -> int:
         known,
         (time.perf_counter() - started) * 1e3,
     )
-    return known
+    return int(known)
 
 
 @asynccontextmanager
@@ -538,8 +538,7 @@ def _peer_text(peer: Any) -> str:
 
 async def _search(
     peers: Sequence[Address], host: str | None, config: QueryConfig, query: Query, timeout: float
-) -> tuple[Any, list[tuple[Package, Any, float]]]:
-
+) -> tuple[Any, list[QueryResult]]:
     async with client_node(peers, host, config) as registry:
         outcome = await registry.search_outcome(query, timeout=timeout)
         rows = highest_versions(outcome.results)[query.offset : query.offset + query.limit]

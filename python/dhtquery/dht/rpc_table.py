@@ -98,7 +98,7 @@ class RpcTable:
         timer: ExpiryTimer,
         clock: Clock,
         *,
-        on_timeout: Callable[[Hashable, str, float], object] | None = None,
+        on_timeout: Callable[[Any, str, float], object] | None = None,
     ) -> None:
         self._core = core
         self._query_id: type[QueryId] = load_core(backend_of(core))[1].QueryId

@@ -16,6 +16,10 @@ class QueryConfig:
     """How long a query may run, how many results end it early, whether
     per-peer RTO may end it before its deadline, and how many peers it asks.
 
+    The defaults are the settings for a real network (there are no
+    ``staging()``/``production()`` presets: they were the defaults under
+    other names). The presets below each change what their name says.
+
     >>> QueryConfig()
     QueryConfig(default_timeout=10.0, max_results=20, adaptive_timeout=True, fan_out=3)
     """
@@ -49,19 +53,13 @@ class QueryConfig:
         return cls(default_timeout=30.0, max_results=10, adaptive_timeout=False, fan_out=1)
 
     @classmethod
-    def staging(cls) -> QueryConfig:
-        return cls(default_timeout=10.0, max_results=20, adaptive_timeout=True, fan_out=3)
-
-    @classmethod
-    def production(cls) -> QueryConfig:
-        return cls(default_timeout=10.0, max_results=20, adaptive_timeout=True, fan_out=3)
-
-    @classmethod
     def low_latency(cls) -> QueryConfig:
+        """A short deadline, few results and one peer: an answer fast or none."""
         return cls(default_timeout=2.0, max_results=10, adaptive_timeout=False, fan_out=1)
 
     @classmethod
     def high_throughput(cls) -> QueryConfig:
+        """Many results from five peers, a deadline cut short by per-peer RTOs."""
         return cls(default_timeout=5.0, max_results=50, adaptive_timeout=True, fan_out=5)
 
 

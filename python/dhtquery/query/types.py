@@ -114,7 +114,7 @@ class Latency(NamedTuple):
     (1 us .. 1 h, 3 significant figures); quantiles are nearest-rank. All
     zero when nothing was recorded."""
 
-    count: int
+    samples: int
     p50: float
     p95: float
     p99: float
