@@ -30,6 +30,8 @@ cargo test --quiet
 step "ruff"
 "$PY" -m ruff check python tests benches
 "$PY" -m ruff format --check python tests benches
+step "import-linter (each layer imports only those below it)"
+"$VENV/bin/lint-imports"
 step "mypy python/dhtquery"
 "$PY" -m mypy
 step "stubtest dhtquery._core"

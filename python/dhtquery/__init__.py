@@ -41,7 +41,7 @@ from .query import (
 from .registry import P2PRegistry, Package, PackageId, Query
 
 if TYPE_CHECKING:
-    from .query._core_py import QueryId
+    from .query import QueryId
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,7 @@ from ..query import Clock, CoreOutcome, ExpiryTimer, QueryState, Reason, backend
 from .wire import MSG_ID_SIZE
 
 if TYPE_CHECKING:
-    from ..query._core_py import QueryCore, QueryId
+    from ..query import QueryCore, QueryId
 
 __all__ = ["BAD_RESPONSE", "Callback", "Reply", "RpcStatus", "RpcTable"]
 

@@ -2,6 +2,8 @@
 pure-Python twin), one loop timer, config, metrics, and the types both cores
 speak. It knows nothing of sockets, the DHT or packages."""
 
+from typing import TYPE_CHECKING
+
 from .backend import BACKENDS, ENV_VAR, backend_of, load_core, new_core
 from .clock import Clock, SystemClock
 from .config import QueryConfig
@@ -23,6 +25,10 @@ from .types import (
     ResultRecord,
     SubmitStatus,
 )
+
+if TYPE_CHECKING:
+    # For annotations: both cores have this interface (the Rust one too).
+    from ._core_py import QueryCore, QueryId
 
 __all__ = [
     "BACKENDS",

@@ -1,0 +1,1 @@
+"""The benchmarks, shipped in the package: ``dhtquery bench core|dht|registry``."""
