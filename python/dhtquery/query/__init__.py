@@ -28,7 +28,8 @@ from .types import (
 
 if TYPE_CHECKING:
     # For annotations: both cores have this interface (the Rust one too).
-    from ._core_py import QueryCore, QueryId
+    from ._core_py import QueryCore as QueryCore
+    from ._core_py import QueryId as QueryId
 
 __all__ = [
     "BACKENDS",
