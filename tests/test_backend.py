@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 
 import pytest
@@ -52,3 +54,15 @@ def test_explicit_rust_never_falls_back(monkeypatch: pytest.MonkeyPatch) -> None
     _hide_rust_core(monkeypatch)
     with pytest.raises(BackendUnavailableError, match="rust"):
         load_core("rust")
+
+
+def test_a_bad_backend_variable_does_not_break_importing_the_package() -> None:
+    # The backend is chosen on first use, not at import: importing the
+    # layers that never start a query must work whatever the variable says.
+    code = "import dhtquery, dhtquery.registry.model, dhtquery.cli; print('imported')"
+    env = {**os.environ, ENV_VAR: "bogus"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "imported"
