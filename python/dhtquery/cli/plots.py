@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import DhtQueryError
+
 __all__ = ["PlotData", "PlotError", "extract", "plot_file", "plot_json", "require_matplotlib"]
 
 _PERCENTILE = re.compile(r"p(\d+(?:\.\d+)?)$")
 
 
-class PlotError(Exception):
+class PlotError(DhtQueryError, RuntimeError):
     """Nothing to plot, or no matplotlib: the message says which."""
 
 

@@ -7,6 +7,8 @@ import heapq
 import itertools
 from collections.abc import Callable
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["FakeClock"]
 
 
@@ -50,7 +52,7 @@ class FakeClock:
         """Move time forward by ``seconds``, running what falls due on the way
         (callbacks they schedule within the step run too; bounded)."""
         if seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+            raise InvalidArgumentError(f"seconds must be >= 0, got {seconds!r}")
         target = self._now + seconds
         calls = self._calls
         for _ in range(1_000_000):
