@@ -18,13 +18,17 @@ impl<R> Clone for ResultBuffer<R> {
 }
 
 impl<R> ResultBuffer<R> {
+    #[must_use]
     pub fn new(capacity: usize) -> Self {
         ResultBuffer {
             queue: Arc::new(ArrayQueue::new(capacity.max(1))),
         }
     }
 
-    /// Hands the record back if the buffer is full.
+    /// Add a record at the back.
+    ///
+    /// # Errors
+    /// The record, handed back, if the buffer is full.
     pub fn push(&self, record: R) -> Result<(), R> {
         self.queue.push(record)
     }
@@ -37,19 +41,23 @@ impl<R> ResultBuffer<R> {
         }
     }
 
+    #[must_use]
     pub fn capacity(&self) -> usize {
         self.queue.capacity()
     }
 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.queue.len()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
     /// Everything in the buffer now, oldest first.
+    #[must_use]
     pub fn drain(&self) -> Vec<R> {
         let mut out = Vec::with_capacity(self.queue.len());
         while let Some(record) = self.queue.pop() {

@@ -29,6 +29,7 @@ pub struct KeyRef<'a> {
 
 impl<'a> KeyRef<'a> {
     /// The key of a `str` from its UTF-8 (surrogate-passing) encoding.
+    #[must_use]
     pub fn str(utf8: &'a [u8]) -> Self {
         KeyRef {
             tag: TAG_STR,
@@ -36,6 +37,7 @@ impl<'a> KeyRef<'a> {
         }
     }
 
+    #[must_use]
     pub fn bytes(bytes: &'a [u8]) -> Self {
         KeyRef {
             tag: TAG_BYTES,
@@ -65,12 +67,19 @@ impl<'a> KeyRef<'a> {
 pub struct KeyHasher(RandomState);
 
 impl KeyHasher {
+    #[must_use]
     pub fn hash(&self, key: KeyRef<'_>) -> u64 {
         let mut hasher = self.0.build_hasher();
         hasher.write_u8(key.tag);
         hasher.write(key.bytes);
         hasher.finish()
     }
+}
+
+/// A batch key: where it is in the batch's arena, and its hash.
+struct StoredKey {
+    span: Span,
+    hash: u64,
 }
 
 /// Where a key (tag first) is in an arena.
@@ -97,6 +106,7 @@ pub struct DedupSet {
 
 impl DedupSet {
     /// `hash` is `hasher.hash(key)` for the set's `hasher`.
+    #[must_use]
     pub fn contains(&self, key: KeyRef<'_>, hash: u64) -> bool {
         self.spans
             .find(hash, |span| span.key(&self.arena) == key)
@@ -141,13 +151,22 @@ impl DedupSet {
         }
     }
 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.spans.len()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
+}
+
+/// A key with its hash (by the core's `KeyHasher`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashedKey<'a> {
+    pub key: KeyRef<'a>,
+    pub hash: u64,
 }
 
 /// The keys of one `offer_many` batch with their hashes, copied into one
@@ -155,10 +174,11 @@ impl DedupSet {
 #[derive(Default)]
 pub struct KeyBatch {
     arena: Vec<u8>,
-    keys: Vec<(Span, u64)>,
+    keys: Vec<StoredKey>,
 }
 
 impl KeyBatch {
+    #[must_use]
     pub fn with_capacity(keys: usize) -> Self {
         KeyBatch {
             arena: Vec::new(),
@@ -174,22 +194,26 @@ impl KeyBatch {
         }
         let hash = hasher.hash(key);
         let span = key.store(&mut self.arena);
-        self.keys.push((span, hash));
+        self.keys.push(StoredKey { span, hash });
     }
 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
     /// Each key with its hash, in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (KeyRef<'_>, u64)> + '_ {
-        self.keys
-            .iter()
-            .map(|&(span, hash)| (span.key(&self.arena), hash))
+    #[must_use]
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = HashedKey<'_>> + '_ {
+        self.keys.iter().map(|stored| HashedKey {
+            key: stored.span.key(&self.arena),
+            hash: stored.hash,
+        })
     }
 }
 
@@ -257,14 +281,15 @@ mod tests {
         assert_eq!(batch.len(), 3);
         assert_eq!(
             keys,
-            vec![
-                (KeyRef::str(b"ab"), hasher.hash(KeyRef::str(b"ab"))),
-                (KeyRef::bytes(b""), hasher.hash(KeyRef::bytes(b""))),
-                (
-                    KeyRef::bytes(b"a longer key than the first"),
-                    hasher.hash(KeyRef::bytes(b"a longer key than the first"))
-                ),
+            [
+                KeyRef::str(b"ab"),
+                KeyRef::bytes(b""),
+                KeyRef::bytes(b"a longer key than the first"),
             ]
+            .map(|key| HashedKey {
+                key,
+                hash: hasher.hash(key),
+            })
         );
     }
 }

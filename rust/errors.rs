@@ -2,6 +2,7 @@
 //! the argument checks, with the Python twin's rules and messages.
 
 use crate::dedup::KeyRef;
+use crate::types::MAX_NOW;
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
@@ -10,41 +11,47 @@ use std::borrow::Cow;
 pyo3::import_exception!(dhtquery.errors, InvalidArgumentError);
 pyo3::import_exception!(dhtquery.errors, InvalidArgumentTypeError);
 
-pub const MAX_TIMEOUT: f64 = 365.0 * 86400.0;
-pub const MAX_RESULTS_LIMIT: u32 = 100_000;
-pub const MAX_EXPECTED_PEERS: u32 = 65_535;
-/// Past this `now` (seconds) ticks would not fit the wheel's u64 arithmetic;
-/// the Python twin has big ints and no such bound.
-pub const MAX_NOW: f64 = 1e15;
-
+#[must_use]
 pub fn value_error(message: String) -> PyErr {
     InvalidArgumentError::new_err(message)
 }
 
+#[must_use]
 pub fn type_error(message: String) -> PyErr {
     InvalidArgumentTypeError::new_err(message)
 }
 
 /// `type(value).__name__`
+#[must_use]
 pub fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
         .name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "?".to_owned())
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string_lossy().into_owned())
 }
 
 /// `repr(value)`
+///
+/// # Errors
+/// What `__repr__` raises.
 pub fn repr(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(value.repr()?.to_string_lossy().into_owned())
 }
 
+/// `repr(value)` of a float.
+///
+/// # Errors
+/// If the float cannot be made.
 pub fn float_repr(py: Python<'_>, value: f64) -> PyResult<String> {
     repr(PyFloat::new(py, value).as_any())
 }
 
 /// A finite number of seconds, >= 0 (> 0 unless `allow_zero`); bool is
 /// refused, int and float (and their subclasses) are taken.
+///
+/// # Errors
+/// `InvalidArgumentTypeError` for another type, `InvalidArgumentError` for
+/// a bad value, both naming `name`.
 pub fn check_float(name: &str, value: &Bound<'_, PyAny>, allow_zero: bool) -> PyResult<f64> {
     let number = if value.is_exact_instance_of::<PyFloat>() {
         value.cast_exact::<PyFloat>()?.value()
@@ -74,6 +81,10 @@ pub fn check_float(name: &str, value: &Bound<'_, PyAny>, allow_zero: bool) -> Py
     Ok(number)
 }
 
+/// A `now`: as `check_float`, and at most `MAX_NOW`.
+///
+/// # Errors
+/// As `check_float`, and `InvalidArgumentError` past `MAX_NOW`.
 pub fn check_now(value: &Bound<'_, PyAny>) -> PyResult<f64> {
     let now = check_float("now", value, true)?;
     if now > MAX_NOW {
@@ -87,6 +98,10 @@ pub fn check_now(value: &Bound<'_, PyAny>) -> PyResult<f64> {
 }
 
 /// An int in [low, high]; bool is refused.
+///
+/// # Errors
+/// `InvalidArgumentTypeError` for a non-int, `InvalidArgumentError` out of
+/// range, both naming `name`.
 pub fn check_int(name: &str, value: &Bound<'_, PyAny>, low: u32, high: u32) -> PyResult<u32> {
     if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
         return Err(type_error(format!(
@@ -94,8 +109,8 @@ pub fn check_int(name: &str, value: &Bound<'_, PyAny>, low: u32, high: u32) -> P
             type_name(value)
         )));
     }
-    match value.extract::<i64>() {
-        Ok(n) if (i64::from(low)..=i64::from(high)).contains(&n) => Ok(n as u32),
+    match value.extract::<i64>().map(u32::try_from) {
+        Ok(Ok(n)) if (low..=high).contains(&n) => Ok(n),
         _ => Err(value_error(format!(
             "{name} must be in [{low}, {high}], got {}",
             repr(value)?
@@ -111,6 +126,7 @@ pub enum KeyBytes<'a> {
 }
 
 impl KeyBytes<'_> {
+    #[must_use]
     pub fn key(&self) -> KeyRef<'_> {
         match self {
             KeyBytes::Str(utf8) => KeyRef::str(utf8),
@@ -121,18 +137,21 @@ impl KeyBytes<'_> {
 
 /// A key must be exactly str or bytes; returns its exact dedup bytes.
 /// `name` names it in the error (built only then: this is a hot path).
+///
+/// # Errors
+/// `InvalidArgumentTypeError` for another type; what encoding a str with
+/// lone surrogates raises.
 pub fn check_key<'a>(
     key: &'a Bound<'_, PyAny>,
     name: impl FnOnce() -> String,
 ) -> PyResult<KeyBytes<'a>> {
     if let Ok(s) = key.cast_exact::<PyString>() {
-        return Ok(KeyBytes::Str(match s.to_str() {
-            Ok(text) => Cow::Borrowed(text.as_bytes()),
+        return Ok(KeyBytes::Str(if let Ok(text) = s.to_str() {
+            Cow::Borrowed(text.as_bytes())
+        } else {
             // Lone surrogates: this encoding is still injective.
-            Err(_) => {
-                let encoded = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
-                Cow::Owned(encoded.cast_exact::<PyBytes>()?.as_bytes().to_vec())
-            }
+            let encoded = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
+            Cow::Owned(encoded.cast_exact::<PyBytes>()?.as_bytes().to_vec())
         }));
     }
     if let Ok(b) = key.cast_exact::<PyBytes>() {
@@ -145,7 +164,11 @@ pub fn check_key<'a>(
     )))
 }
 
-/// `hash(peer)`; a TypeError from it means the peer is unhashable.
+/// `hash(peer)`; a `TypeError` from it means the peer is unhashable.
+///
+/// # Errors
+/// `InvalidArgumentTypeError` for an unhashable peer; what `__hash__`
+/// raises otherwise.
 pub fn check_peer(peer: &Bound<'_, PyAny>) -> PyResult<isize> {
     peer.hash().map_err(|err| {
         if err.is_instance_of::<PyTypeError>(peer.py()) {
@@ -157,6 +180,9 @@ pub fn check_peer(peer: &Bound<'_, PyAny>) -> PyResult<isize> {
 }
 
 /// `{value!r:.80}`: a repr cut to 80 characters.
+///
+/// # Errors
+/// What `__repr__` raises.
 pub fn short_repr(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(repr(value)?.chars().take(80).collect())
 }

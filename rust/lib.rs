@@ -1,13 +1,29 @@
 //! `dhtquery._core`: the Rust query core. `_core.pyi` is the contract and
-//! `_core_py.py` the reference it must agree with.
+//! `_core_py.py` the reference it must agree with; both return the objects
+//! of `dhtquery.query.types`.
+//!
+//! Modules, one job each:
+//! - `types`: the vocabulary (statuses, reasons, states, named shapes,
+//!   limits) on the Rust side; `vocab`: the same as Python objects.
+//! - `slab`, `index`, `wheel`: where queries live, how an id finds one, when
+//!   one is due.
+//! - `query`: one query's own state; `table`: the state machine over all.
+//! - `dedup`, `buffer`, `latency`: a query's seen keys and results, the
+//!   duration histogram.
+//! - `errors`: the argument checks; `query_id`, `query_core`: the classes.
 
 pub mod buffer;
 pub mod dedup;
 pub mod errors;
+pub mod index;
 pub mod latency;
+pub mod query;
 pub mod query_core;
 pub mod query_id;
+pub mod slab;
 pub mod table;
+pub mod types;
+pub mod vocab;
 pub mod wheel;
 
 use pyo3::prelude::*;
@@ -15,7 +31,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 mod _core {
     use pyo3::prelude::*;
-    use pyo3::types::PyTuple;
+    use pyo3::types::PyList;
 
     #[pymodule_export]
     use crate::query_core::QueryCore;
@@ -23,47 +39,30 @@ mod _core {
     use crate::query_id::QueryId;
 
     #[pymodule_export]
-    const NEW: u8 = crate::table::NEW;
+    const MAX_TIMEOUT: f64 = crate::types::MAX_TIMEOUT;
     #[pymodule_export]
-    const COMPLETED: u8 = crate::table::COMPLETED;
+    const MAX_RESULTS_LIMIT: u32 = crate::types::MAX_RESULTS_LIMIT;
     #[pymodule_export]
-    const DUPLICATE: u8 = crate::table::DUPLICATE;
+    const MAX_EXPECTED_PEERS: u32 = crate::types::MAX_EXPECTED_PEERS;
     #[pymodule_export]
-    const FULL: u8 = crate::table::FULL;
-    #[pymodule_export]
-    const LATE: u8 = crate::table::LATE;
-    #[pymodule_export]
-    const UNKNOWN: u8 = crate::table::UNKNOWN;
-    #[pymodule_export]
-    const MAX_TIMEOUT: f64 = crate::errors::MAX_TIMEOUT;
-    #[pymodule_export]
-    const MAX_RESULTS_LIMIT: u32 = crate::errors::MAX_RESULTS_LIMIT;
-    #[pymodule_export]
-    const MAX_EXPECTED_PEERS: u32 = crate::errors::MAX_EXPECTED_PEERS;
-    #[pymodule_export]
-    const MAX_NOW: f64 = crate::errors::MAX_NOW;
+    const MAX_NOW: f64 = crate::types::MAX_NOW;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         let py = m.py();
-        m.add("REASONS", PyTuple::new(py, crate::table::REASON_NAMES)?)?;
+        // Import dhtquery.query.types now: a mismatch fails this import,
+        // not a later call.
+        crate::vocab::vocab(py)?;
         // The same public names as the Python twin (pyo3 lists every add).
         let public = [
-            "COMPLETED",
-            "DUPLICATE",
-            "FULL",
-            "LATE",
             "MAX_EXPECTED_PEERS",
             "MAX_NOW",
             "MAX_RESULTS_LIMIT",
             "MAX_TIMEOUT",
-            "NEW",
-            "REASONS",
-            "UNKNOWN",
             "QueryCore",
             "QueryId",
         ];
-        m.setattr("__all__", pyo3::types::PyList::new(py, public)?)?;
+        m.setattr("__all__", PyList::new(py, public)?)?;
         Ok(())
     }
 }

@@ -1,5 +1,7 @@
-//! QueryCore for Python: argument checks, the lock, and the Python objects
-//! (result tuples, outcomes). The state machine itself is `table::Table`.
+//! `QueryCore` for Python: argument checks, the lock, and the Python objects
+//! (result tuples; statuses, outcomes and the other shapes of
+//! `dhtquery.query.types`, through `vocab`). The state machine itself is
+//! `table::Table`.
 //!
 //! Locking rules, so that no thread can deadlock on the core:
 //! - `lock()` tries the mutex first and, only if it is contended, waits for
@@ -16,13 +18,15 @@
 use crate::dedup::{KeyBatch, KeyHasher};
 use crate::errors::{
     check_float, check_int, check_key, check_now, check_peer, float_repr, repr, short_repr,
-    type_error, type_name, value_error, MAX_EXPECTED_PEERS, MAX_RESULTS_LIMIT, MAX_TIMEOUT,
+    type_error, type_name, value_error,
 };
 use crate::query_id::QueryId;
-use crate::table::{Ended, PeerDone, PeerReport, Reason, Table, DUPLICATE};
+use crate::table::{Ended, PeerDone, PeerReport, Table};
+use crate::types::{Reason, Status, MAX_EXPECTED_PEERS, MAX_RESULTS_LIMIT, MAX_TIMEOUT};
+use crate::vocab::{vocab, Vocab};
 use parking_lot::{Mutex, MutexGuard};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyFloat, PyList, PyTuple};
 
 type CoreTable = Table<Py<PyTuple>, Py<PyAny>>;
 
@@ -41,17 +45,17 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Optional<'py> {
     }
 }
 
-const FINISH_REASONS: [Reason; 3] = [Reason::MaxResults, Reason::AllPeers, Reason::Adaptive];
-
 #[pyclass(frozen, module = "dhtquery._core", name = "QueryCore")]
 pub struct QueryCore {
     grace: f64,
+    /// The objects of `dhtquery.query.types` it returns.
+    vocab: &'static Vocab,
     /// The table's key hasher, to hash keys before locking.
     key_hasher: KeyHasher,
     inner: Mutex<CoreTable>,
 }
 
-fn check_qid<'a, 'py>(query_id: &'a Bound<'py, PyAny>) -> PyResult<u128> {
+fn check_qid(query_id: &Bound<'_, PyAny>) -> PyResult<u128> {
     match query_id.cast_exact::<QueryId>() {
         Ok(qid) => Ok(qid.get().value),
         Err(_) => Err(type_error(format!(
@@ -61,46 +65,45 @@ fn check_qid<'a, 'py>(query_id: &'a Bound<'py, PyAny>) -> PyResult<u128> {
     }
 }
 
-fn check_reason(reason: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Reason>> {
+/// A `Reason` member or the equal str, one of `FINISH_REASONS`; or None.
+fn check_reason(vocab: &Vocab, reason: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Reason>> {
     let Some(reason) = reason else {
         return Ok(None);
     };
-    if let Ok(text) = reason.cast_exact::<PyString>() {
-        let text = text.to_str().unwrap_or("");
-        if let Some(found) = FINISH_REASONS.iter().find(|r| r.name() == text) {
-            return Ok(Some(*found));
-        }
-    } else {
-        // `reason in _FINISH_REASONS` for other objects: element == reason.
-        let py = reason.py();
-        for found in FINISH_REASONS {
-            if PyString::new(py, found.name()).as_any().eq(reason)? {
-                return Ok(Some(found));
-            }
-        }
+    match vocab.finish_reason(reason)? {
+        Some(found) => Ok(Some(found)),
+        None => Err(value_error(format!(
+            "reason must be one of max_results, all_peers, adaptive or None, got {}",
+            repr(reason)?
+        ))),
     }
-    Err(value_error(format!(
-        "reason must be one of max_results, all_peers, adaptive or None, got {}",
-        repr(reason)?
-    )))
 }
 
+/// A `CoreOutcome` (built unlocked: it drops the ended query's objects).
+/// `query_id` is the caller's id object (a `QueryId`, equal to the ended
+/// one) for `finish` and `cancel`, reused rather than allocating another.
 fn outcome<'py>(
     py: Python<'py>,
+    vocab: &Vocab,
     mut ended: Ended<Py<PyTuple>, Py<PyAny>>,
+    query_id: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let results = PyList::new(py, ended.take_results())?;
-    let qid = Bound::new(py, QueryId { value: ended.id })?;
-    (
+    let qid = match query_id {
+        Some(query_id) => query_id.clone(),
+        None => Bound::new(py, QueryId { value: ended.id })?.into_any(),
+    };
+    let values = (
         qid,
-        PyString::intern(py, ended.reason.name()),
+        vocab.reason(py, ended.reason),
         results,
         ended.duration,
         ended.peers_ok,
         ended.peers_failed,
         ended.duplicates,
     )
-        .into_pyobject(py)
+        .into_pyobject(py)?;
+    vocab.core_outcome(values)
 }
 
 /// A checked `offer_many` batch: each entry's (key, item) pair, and the
@@ -198,7 +201,7 @@ impl QueryCore {
 impl QueryCore {
     #[new]
     #[pyo3(signature = (grace = Optional::Missing), text_signature = "(grace=5.0)")]
-    fn new(grace: Optional<'_>) -> PyResult<Self> {
+    fn new(py: Python<'_>, grace: Optional<'_>) -> PyResult<Self> {
         let grace = match grace {
             Optional::Missing => 5.0,
             Optional::Given(value) => {
@@ -216,6 +219,7 @@ impl QueryCore {
         let table = Table::new(grace);
         Ok(QueryCore {
             grace,
+            vocab: vocab(py)?,
             key_hasher: table.key_hasher(),
             inner: Mutex::new(table),
         })
@@ -260,7 +264,7 @@ impl QueryCore {
         key: &Bound<'_, PyAny>,
         item: &Bound<'_, PyAny>,
         now: &Bound<'_, PyAny>,
-    ) -> PyResult<u8> {
+    ) -> PyResult<Py<PyAny>> {
         let id = check_qid(query_id)?;
         check_peer(peer)?;
         let key_bytes = check_key(key, || "key".to_owned())?;
@@ -271,23 +275,23 @@ impl QueryCore {
         // otherwise the record is built unlocked, then offered.
         let start = match self.lock(py).offer_check(id, dedup_key, hash) {
             Ok(start) => start,
-            Err(code) => return Ok(code),
+            Err(status) => return Ok(self.vocab.status(py, status)),
         };
         let record = (item, peer, key, now - start).into_pyobject(py)?.unbind();
         let mut record = Some(record);
-        let code = self.lock(py).offer(id, dedup_key, hash, &mut record);
+        let status = self.lock(py).offer(id, dedup_key, hash, &mut record);
         drop(record);
-        Ok(code)
+        Ok(self.vocab.status(py, status))
     }
 
-    fn offer_many(
+    fn offer_many<'py>(
         &self,
-        py: Python<'_>,
-        query_id: &Bound<'_, PyAny>,
-        peer: &Bound<'_, PyAny>,
-        entries: &Bound<'_, PyAny>,
-        now: &Bound<'_, PyAny>,
-    ) -> PyResult<(u8, u64, u64)> {
+        py: Python<'py>,
+        query_id: &Bound<'py, PyAny>,
+        peer: &Bound<'py, PyAny>,
+        entries: &Bound<'py, PyAny>,
+        now: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let id = check_qid(query_id)?;
         check_peer(peer)?;
         let now = check_now(now)?;
@@ -297,12 +301,12 @@ impl QueryCore {
         let mut fresh = Vec::new();
         let start = match self.lock(py).offer_many_check(id, &batch.keys, &mut fresh) {
             Ok(start) => start,
-            Err(answer) => return Ok(answer),
+            Err(answer) => return self.vocab.batch_status(py, answer),
         };
         let mut records = batch.records(peer, now - start, &fresh)?;
         let answer = self.lock(py).offer_many(id, &batch.keys, &mut records);
         drop(records);
-        Ok(answer)
+        self.vocab.batch_status(py, answer)
     }
 
     fn peer_done(
@@ -311,7 +315,7 @@ impl QueryCore {
         query_id: &Bound<'_, PyAny>,
         peer: &Bound<'_, PyAny>,
         ok: &Bound<'_, PyAny>,
-    ) -> PyResult<u8> {
+    ) -> PyResult<Py<PyAny>> {
         let id = check_qid(query_id)?;
         let hash = check_peer(peer)?;
         let Ok(ok) = ok.cast_exact::<PyBool>() else {
@@ -336,18 +340,25 @@ impl QueryCore {
                 |a| a.clone_ref(py),
             );
             match answer {
-                PeerDone::Status(code) => return Ok(code),
+                PeerDone::Status(status) => return Ok(self.vocab.status(py, status)),
                 PeerDone::Compare { candidates, upto } => {
                     // As a set does: stored == new, with the lock released.
                     for candidate in &candidates {
                         if candidate.bind(py).eq(peer)? {
-                            return Ok(DUPLICATE);
+                            return Ok(self.vocab.status(py, Status::Duplicate));
                         }
                     }
                     from = upto;
                 }
             }
         }
+    }
+
+    /// What the core knows of `query_id` (a `QueryState`), counting nothing.
+    fn state(&self, py: Python<'_>, query_id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let id = check_qid(query_id)?;
+        let state = self.lock(py).state(id);
+        Ok(self.vocab.state(py, state))
     }
 
     fn drain<'py>(
@@ -373,11 +384,11 @@ impl QueryCore {
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let id = check_qid(query_id)?;
         let now = check_now(now)?;
-        let reason = check_reason(reason)?;
+        let reason = check_reason(self.vocab, reason)?;
         let answer = self.lock(py).finish(id, now, reason);
         match answer {
             Ok(None) => Ok(None),
-            Ok(Some(ended)) => outcome(py, ended).map(Some),
+            Ok(Some(ended)) => outcome(py, self.vocab, ended, Some(query_id)).map(Some),
             Err(state) => Err(value_error(format!(
                 "reason is required: query {} is not complete \
                  ({}/{} results, {}/{} peers done)",
@@ -399,7 +410,9 @@ impl QueryCore {
         let id = check_qid(query_id)?;
         let now = check_now(now)?;
         let ended = self.lock(py).cancel(id, now);
-        ended.map(|ended| outcome(py, ended)).transpose()
+        ended
+            .map(|ended| outcome(py, self.vocab, ended, Some(query_id)))
+            .transpose()
     }
 
     fn expire<'py>(
@@ -414,7 +427,7 @@ impl QueryCore {
         for one in ended {
             // Build every outcome even after an error, so nothing is lost
             // half-way; report the first error.
-            match outcome(py, one) {
+            match outcome(py, self.vocab, one, None) {
                 Ok(tuple) => outcomes.push(tuple),
                 Err(err) => {
                     error.get_or_insert(err);
@@ -431,25 +444,14 @@ impl QueryCore {
         self.lock(py).next_deadline()
     }
 
-    #[allow(clippy::type_complexity)]
-    fn counters(&self, py: Python<'_>) -> (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64) {
-        let c = self.lock(py).counters();
-        (
-            c.total,
-            c.successful,
-            c.timed_out,
-            c.cancelled,
-            c.in_flight,
-            c.results,
-            c.duplicates,
-            c.late,
-            c.unknown,
-            c.overflow,
-        )
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let counters = self.lock(py).counters();
+        self.vocab.counters(py, &counters)
     }
 
-    fn latency(&self, py: Python<'_>) -> (u64, f64, f64, f64, f64) {
-        self.lock(py).latency()
+    fn latency<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let summary = self.lock(py).latency();
+        self.vocab.latency(py, &summary)
     }
 
     #[getter]

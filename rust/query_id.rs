@@ -1,4 +1,4 @@
-//! QueryId: a query's identifier, a UUID v4 held as a u128.
+//! `QueryId`: a query's identifier, a UUID v4 held as a u128.
 
 use crate::errors::{repr, type_error, value_error};
 use pyo3::basic::CompareOp;
@@ -26,12 +26,14 @@ pub struct QueryId {
 }
 
 impl QueryId {
+    #[must_use]
     pub fn random() -> Self {
         QueryId {
             value: Uuid::new_v4().as_u128(),
         }
     }
 
+    #[must_use]
     pub fn hyphenated(&self) -> String {
         Uuid::from_u128(self.value).hyphenated().to_string()
     }

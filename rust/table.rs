@@ -1,116 +1,55 @@
-//! The query table as plain Rust: queries and tombstones in a slab indexed
-//! by id, the expiry wheel, counters and the latency histogram. It is
+//! The query state machine as plain Rust: queries and tombstones in a slab
+//! (`slab.rs`) indexed by id (`index.rs`), their deadlines and tombstone ends
+//! in the expiry wheel (`wheel/`), counters and the latency histogram. It is
 //! generic over the result record `R` and the peer handle `P` so it can be
-//! tested without Python; `core.rs` wraps it for Python (validation, the
-//! lock, building the Python objects). Every rule mirrors `_core_py.py`.
+//! tested without Python; `query_core.rs` wraps it for Python (validation,
+//! the lock, building the Python objects). Every rule mirrors `_core_py.py`.
 
 use crate::buffer::ResultBuffer;
-use crate::dedup::{DedupSet, KeyBatch, KeyHasher, KeyRef};
-use crate::latency::{Latency, Summary};
+use crate::dedup::{HashedKey, KeyBatch, KeyHasher, KeyRef};
+use crate::index::{IdIndex, PackedId};
+use crate::latency::Latency;
+use crate::query::{DonePeer, Extra, Progress, Query};
+use crate::slab::Slab;
+use crate::types::{BatchStatus, Counters, LatencySummary, QueryState, Reason, Status};
 use crate::wheel::{Due, Wheel, NIL};
-use foldhash::fast::RandomState;
-use hashbrown::HashTable;
-use std::hash::BuildHasher;
 
-pub const NEW: u8 = 0;
-pub const COMPLETED: u8 = 1;
-pub const DUPLICATE: u8 = 2;
-pub const FULL: u8 = 3;
-pub const LATE: u8 = 4;
-pub const UNKNOWN: u8 = 5;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    MaxResults = 0,
-    AllPeers = 1,
-    Adaptive = 2,
-    Timeout = 3,
-    Cancelled = 4,
-}
-
-pub const REASON_NAMES: [&str; 5] = [
-    "max_results",
-    "all_peers",
-    "adaptive",
-    "timeout",
-    "cancelled",
-];
-
-impl Reason {
-    pub fn name(self) -> &'static str {
-        REASON_NAMES[self as usize]
-    }
-}
-
+/// Ticks (ms) at or after `seconds`; `seconds` is a checked `now` plus at
+/// most `MAX_TIMEOUT`, so finite, >= 0 and well within u64 ticks.
+#[must_use]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "seconds is checked: finite, >= 0, <= MAX_NOW + MAX_TIMEOUT"
+)]
 pub fn tick_ceil(seconds: f64) -> u64 {
     (seconds * 1000.0).ceil() as u64
 }
 
+/// Ticks (ms) at or before `seconds` (a checked `now`).
+#[must_use]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "seconds is checked: finite, >= 0, <= MAX_NOW"
+)]
 pub fn tick_floor(seconds: f64) -> u64 {
     (seconds * 1000.0).floor() as u64
 }
 
-/// Parts of a query allocated only once it gets a result or a peer report.
-pub struct Extra<R, P> {
-    seen: DedupSet,
-    buffer: Option<ResultBuffer<R>>,
-    /// Peers done, with their Python hash; compared by hash, identity, then
-    /// equality (by the caller, outside the lock).
-    done: Vec<(isize, P)>,
-}
-
-impl<R, P> Default for Extra<R, P> {
-    fn default() -> Self {
-        Extra {
-            seen: DedupSet::default(),
-            buffer: None,
-            done: Vec::new(),
-        }
-    }
-}
-
-pub struct Query<R, P> {
-    start: f64,
-    seq: u64,
-    duplicates: u64,
-    max_results: u32,
-    accepted: u32,
-    expected_peers: u32,
-    peers_ok: u32,
-    peers_failed: u32,
-    extra: Option<Box<Extra<R, P>>>,
-}
-
-impl<R, P> Query<R, P> {
-    fn peers_done(&self) -> u64 {
-        u64::from(self.peers_ok) + u64::from(self.peers_failed)
-    }
-
-    fn is_complete(&self) -> bool {
-        self.accepted >= self.max_results
-            || (self.expected_peers > 0 && self.peers_done() >= u64::from(self.expected_peers))
-    }
-
-    fn extra(&mut self) -> &mut Extra<R, P> {
-        self.extra.get_or_insert_with(Default::default)
-    }
-}
-
 enum State<R, P> {
-    Free { next: u32 },
     Live(Query<R, P>),
+    /// An ended query's id, remembered until its grace is over.
     Tomb,
 }
 
+/// A slab entry: a query or a tombstone, with its id and its wheel entry.
 struct Slot<R, P> {
-    // Two halves keep the slot 8-byte aligned (u128 would pad it to 16).
-    id: [u64; 2],
+    id: PackedId,
+    /// Its deadline's (or its tombstone end's) key in the wheel; `NIL` only
+    /// while `expire` is between taking it from the wheel and ending it.
     timer: u32,
     state: State<R, P>,
-}
-
-fn split(id: u128) -> [u64; 2] {
-    [(id >> 64) as u64, id as u64]
 }
 
 /// A query that ended: what the outcome is built from (outside the lock, so
@@ -135,14 +74,6 @@ impl<R, P> Ended<R, P> {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct NotComplete {
-    pub accepted: u32,
-    pub max_results: u32,
-    pub peers_done: u64,
-    pub expected_peers: u32,
-}
-
 /// A `peer_done` call: the peer's hash, the handle (taken if stored) and
 /// whether it answered.
 pub struct PeerReport<P> {
@@ -152,7 +83,7 @@ pub struct PeerReport<P> {
 }
 
 pub enum PeerDone<P> {
-    Status(u8),
+    Status(Status),
     /// Peers already done with the same hash that are other objects: the
     /// caller compares them for equality outside the lock, then calls again
     /// with `from = upto` if none is equal.
@@ -162,31 +93,24 @@ pub enum PeerDone<P> {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Counters {
-    pub total: u64,
-    pub successful: u64,
-    pub timed_out: u64,
-    pub cancelled: u64,
-    pub in_flight: u64,
-    pub results: u64,
-    pub duplicates: u64,
-    pub late: u64,
-    pub unknown: u64,
-    pub overflow: u64,
-}
-
 enum Found {
     Live(u32),
     Tomb,
     Missing,
 }
 
+/// A query the wheel timed out; they end in this (derived) order: by
+/// deadline, then registration.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Expired {
+    deadline: u64,
+    seq: u64,
+    slot: u32,
+}
+
 pub struct Table<R, P> {
-    slots: Vec<Slot<R, P>>,
-    free: u32,
-    index: HashTable<u32>,
-    hasher: RandomState,
+    slots: Slab<Slot<R, P>>,
+    index: IdIndex,
     /// Hashes result keys; callers hash with a clone before locking.
     key_hasher: KeyHasher,
     wheel: Wheel,
@@ -199,12 +123,11 @@ pub struct Table<R, P> {
 }
 
 impl<R, P> Table<R, P> {
+    #[must_use]
     pub fn new(grace: f64) -> Self {
         Table {
-            slots: Vec::new(),
-            free: NIL,
-            index: HashTable::new(),
-            hasher: RandomState::default(),
+            slots: Slab::new(),
+            index: IdIndex::default(),
             key_hasher: KeyHasher::default(),
             wheel: Wheel::new(),
             grace_ticks: tick_ceil(grace),
@@ -217,47 +140,59 @@ impl<R, P> Table<R, P> {
     }
 
     fn find(&self, id: u128) -> Option<u32> {
-        let key = split(id);
-        let hash = self.hasher.hash_one(id);
-        self.index
-            .find(hash, |&i| self.slots[i as usize].id == key)
-            .copied()
+        let slots = &self.slots;
+        self.index.find(id, |key| slots.get(key).id.get())
     }
 
     fn lookup(&self, id: u128) -> Found {
         match self.find(id) {
             None => Found::Missing,
-            Some(i) => match self.slots[i as usize].state {
-                State::Live(_) => Found::Live(i),
-                _ => Found::Tomb,
+            Some(key) => match self.slots.get(key).state {
+                State::Live(_) => Found::Live(key),
+                State::Tomb => Found::Tomb,
             },
         }
     }
 
-    fn query(&mut self, slot: u32) -> &mut Query<R, P> {
-        Self::live(&mut self.slots, slot)
-    }
-
-    /// `query` borrowing only the slots, so other fields stay usable.
-    fn live(slots: &mut [Slot<R, P>], slot: u32) -> &mut Query<R, P> {
-        match &mut slots[slot as usize].state {
+    /// The live query at `key`, borrowing only the slab so the table's
+    /// other fields stay usable.
+    fn live(slots: &mut Slab<Slot<R, P>>, key: u32) -> &mut Query<R, P> {
+        match &mut slots.get_mut(key).state {
             State::Live(query) => query,
-            _ => unreachable!("slot {slot} is not a live query"),
+            State::Tomb => unreachable!("slot {key} is not a live query"),
         }
     }
 
+    fn query(&mut self, key: u32) -> &mut Query<R, P> {
+        Self::live(&mut self.slots, key)
+    }
+
+    /// The counts the code relies on: every slot is live or a tombstone,
+    /// indexed, and has exactly one wheel entry (between public calls: not
+    /// inside `expire`, which ends queries the wheel gave up).
+    fn debug_check_counts(&self) {
+        debug_assert_eq!(self.live + self.tombs, self.slots.len(), "live + tombs");
+        debug_assert_eq!(self.index.len(), self.slots.len(), "indexed ids");
+        debug_assert_eq!(
+            self.wheel.len(),
+            self.slots.len(),
+            "one wheel entry per slot"
+        );
+    }
+
     /// The hash function of result keys: `hash` arguments are its hashes.
+    #[must_use]
     pub fn key_hasher(&self) -> KeyHasher {
         self.key_hasher.clone()
     }
 
-    fn missing(&mut self, tomb: bool, count: u64) -> u8 {
+    fn missing(&mut self, tomb: bool, count: u64) -> Status {
         if tomb {
             self.counters.late += count;
-            LATE
+            Status::Late
         } else {
             self.counters.unknown += count;
-            UNKNOWN
+            Status::Unknown
         }
     }
 
@@ -275,52 +210,38 @@ impl<R, P> Table<R, P> {
         }
         self.wheel.advance_if_empty(tick_floor(now));
         self.seq += 1;
-        let query = Query {
-            start: now,
-            seq: self.seq,
-            duplicates: 0,
-            max_results,
-            accepted: 0,
-            expected_peers,
-            peers_ok: 0,
-            peers_failed: 0,
-            extra: None,
-        };
-        let slot = Slot {
-            id: split(id),
+        let query = Query::new(now, self.seq, max_results, expected_peers);
+        let key = self.slots.insert(Slot {
+            id: PackedId::new(id),
             timer: NIL,
             state: State::Live(query),
-        };
-        let index = if self.free != NIL {
-            let index = self.free;
-            let old = std::mem::replace(&mut self.slots[index as usize], slot);
-            self.free = match old.state {
-                State::Free { next } => next,
-                _ => unreachable!("free list holds a used slot"),
-            };
-            index
-        } else {
-            let index = u32::try_from(self.slots.len()).expect("query slab overflow");
-            assert!(index != NIL, "query slab overflow");
-            self.slots.push(slot);
-            index
-        };
-        let (timer, _) = self.wheel.insert(tick_ceil(now + timeout), index);
-        self.slots[index as usize].timer = timer;
-        let hash = self.hasher.hash_one(id);
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(hash, index, |&i| {
-            let [hi, lo] = slots[i as usize].id;
-            hasher.hash_one((u128::from(hi) << 64) | u128::from(lo))
         });
+        let timer = self.wheel.insert(tick_ceil(now + timeout), key);
+        self.slots.get_mut(key).timer = timer.key;
+        let slots = &self.slots;
+        self.index.insert(id, key, |k| slots.get(k).id.get());
         self.live += 1;
         self.counters.total += 1;
+        self.debug_check_counts();
         true
+    }
+
+    /// What the table knows of `id` (counting nothing).
+    #[must_use]
+    pub fn state(&self, id: u128) -> QueryState {
+        match self.lookup(id) {
+            Found::Live(_) => QueryState::Live,
+            Found::Tomb => QueryState::Tombstone,
+            Found::Missing => QueryState::Unknown,
+        }
     }
 
     /// First step of `offer`: the outcome if it is final (and counted), else
     /// the query's start, to build the record with before `offer`.
-    pub fn offer_check(&mut self, id: u128, key: KeyRef<'_>, hash: u64) -> Result<f64, u8> {
+    ///
+    /// # Errors
+    /// The final status when the offer will not be taken.
+    pub fn offer_check(&mut self, id: u128, key: KeyRef<'_>, hash: u64) -> Result<f64, Status> {
         let slot = match self.lookup(id) {
             Found::Live(slot) => slot,
             Found::Tomb => return Err(self.missing(true, 1)),
@@ -329,7 +250,7 @@ impl<R, P> Table<R, P> {
         let query = self.query(slot);
         if query.is_complete() {
             self.counters.overflow += 1;
-            return Err(FULL);
+            return Err(Status::Full);
         }
         if query
             .extra
@@ -337,7 +258,7 @@ impl<R, P> Table<R, P> {
             .is_some_and(|e| e.seen.contains(key, hash))
         {
             self.count_duplicate(slot);
-            return Err(DUPLICATE);
+            return Err(Status::Duplicate);
         }
         Ok(query.start)
     }
@@ -348,7 +269,13 @@ impl<R, P> Table<R, P> {
     }
 
     /// Offer one result; takes the record out of `record` if accepted.
-    pub fn offer(&mut self, id: u128, key: KeyRef<'_>, hash: u64, record: &mut Option<R>) -> u8 {
+    pub fn offer(
+        &mut self,
+        id: u128,
+        key: KeyRef<'_>,
+        hash: u64,
+        record: &mut Option<R>,
+    ) -> Status {
         match self.lookup(id) {
             Found::Live(slot) => self.offer_live(slot, key, hash, record),
             Found::Tomb => self.missing(true, 1),
@@ -356,74 +283,81 @@ impl<R, P> Table<R, P> {
         }
     }
 
-    fn offer_live(&mut self, slot: u32, key: KeyRef<'_>, hash: u64, record: &mut Option<R>) -> u8 {
-        let code = self.accept(slot, key, hash);
-        if matches!(code, NEW | COMPLETED) {
+    fn offer_live(
+        &mut self,
+        slot: u32,
+        key: KeyRef<'_>,
+        hash: u64,
+        record: &mut Option<R>,
+    ) -> Status {
+        let status = self.accept(slot, key, hash);
+        if matches!(status, Status::New | Status::Completed) {
             if let Some(record) = record.take() {
-                self.buffer_of(slot).push_accepted(record);
+                self.query(slot).buffer().push_accepted(record);
             }
         }
-        code
+        status
     }
 
     /// Decides (and counts) an offer to a live query, adding its key if
-    /// new; on NEW or COMPLETED the caller adds the record to the buffer.
-    fn accept(&mut self, slot: u32, key: KeyRef<'_>, hash: u64) -> u8 {
+    /// new; on `New` or `Completed` the caller adds the record to the buffer.
+    fn accept(&mut self, slot: u32, key: KeyRef<'_>, hash: u64) -> Status {
         let query = Self::live(&mut self.slots, slot);
         if query.is_complete() {
             self.counters.overflow += 1;
-            return FULL;
+            return Status::Full;
         }
         let max_results = query.max_results as usize;
         let hasher = &self.key_hasher;
         if !query.extra().seen.insert(key, hash, hasher, max_results) {
             self.count_duplicate(slot);
-            return DUPLICATE;
+            return Status::Duplicate;
         }
         query.accepted += 1;
+        debug_assert!(
+            query.accepted <= query.max_results,
+            "accepted past max_results"
+        );
         self.counters.results += 1;
         if query.is_complete() {
-            COMPLETED
+            Status::Completed
         } else {
-            NEW
+            Status::New
         }
-    }
-
-    fn buffer_of(&mut self, slot: u32) -> &ResultBuffer<R> {
-        let query = self.query(slot);
-        let max_results = query.max_results as usize;
-        query
-            .extra()
-            .buffer
-            .get_or_insert_with(|| ResultBuffer::new(max_results))
     }
 
     /// First step of `offer_many`: the final outcome if the query is
     /// missing or complete (counted), else its start, with `fresh[i]` set
     /// to whether key `i` is not in the query's set yet (nothing counted):
     /// only those need a record.
+    ///
+    /// # Errors
+    /// The final answer when nothing of the batch will be taken.
     pub fn offer_many_check(
         &mut self,
         id: u128,
         keys: &KeyBatch,
         fresh: &mut Vec<bool>,
-    ) -> Result<f64, (u8, u64, u64)> {
+    ) -> Result<f64, BatchStatus> {
         let count = keys.len() as u64;
         let slot = match self.lookup(id) {
             Found::Live(slot) => slot,
-            Found::Tomb => return Err((self.missing(true, count), 0, 0)),
-            Found::Missing => return Err((self.missing(false, count), 0, 0)),
+            Found::Tomb => return Err(BatchStatus::refused(self.missing(true, count))),
+            Found::Missing => return Err(BatchStatus::refused(self.missing(false, count))),
         };
         let query = self.query(slot);
         if query.is_complete() {
             self.counters.overflow += count;
-            return Err((FULL, 0, 0));
+            return Err(BatchStatus::refused(Status::Full));
         }
         fresh.clear();
         match &query.extra {
             Some(extra) => {
                 extra.seen.warm_up(keys.len());
-                fresh.extend(keys.iter().map(|(k, h)| !extra.seen.contains(k, h)));
+                fresh.extend(
+                    keys.iter()
+                        .map(|HashedKey { key, hash }| !extra.seen.contains(key, hash)),
+                );
             }
             None => fresh.resize(keys.len(), true),
         }
@@ -431,7 +365,7 @@ impl<R, P> Table<R, P> {
     }
 
     /// Offer a batch in order: key `i` with `records[i]`, which is taken
-    /// out if accepted. Returns (status, accepted, duplicates).
+    /// out if accepted.
     ///
     /// A key without a record was seen already at `offer_many_check`; a key
     /// stays seen while its query lives, so it is counted as a duplicate
@@ -441,40 +375,42 @@ impl<R, P> Table<R, P> {
         id: u128,
         keys: &KeyBatch,
         records: &mut [Option<R>],
-    ) -> (u8, u64, u64) {
+    ) -> BatchStatus {
+        debug_assert_eq!(keys.len(), records.len(), "a record slot per key");
         let count = keys.len() as u64;
         let slot = match self.lookup(id) {
             Found::Live(slot) => slot,
-            Found::Tomb => return (self.missing(true, count), 0, 0),
-            Found::Missing => return (self.missing(false, count), 0, 0),
+            Found::Tomb => return BatchStatus::refused(self.missing(true, count)),
+            Found::Missing => return BatchStatus::refused(self.missing(false, count)),
         };
         if self.query(slot).is_complete() {
             self.counters.overflow += count;
-            return (FULL, 0, 0);
+            return BatchStatus::refused(Status::Full);
         }
-        let buffer = self.buffer_of(slot).clone();
-        let (mut accepted, mut duplicates) = (0, 0);
-        for (position, ((key, hash), record)) in keys.iter().zip(records).enumerate() {
-            let code = if record.is_some() {
+        let buffer = self.query(slot).buffer().clone();
+        let mut answer = BatchStatus::refused(Status::New);
+        for (position, (HashedKey { key, hash }, record)) in keys.iter().zip(records).enumerate() {
+            let status = if record.is_some() {
                 self.accept(slot, key, hash)
             } else {
                 self.count_duplicate(slot);
-                DUPLICATE
+                Status::Duplicate
             };
-            if code == DUPLICATE {
-                duplicates += 1;
+            if status == Status::Duplicate {
+                answer.duplicates += 1;
                 continue;
             }
             if let Some(record) = record.take() {
                 buffer.push_accepted(record);
             }
-            accepted += 1;
-            if code == COMPLETED {
+            answer.accepted += 1;
+            if status == Status::Completed {
                 self.counters.overflow += count - position as u64 - 1;
-                return (COMPLETED, accepted, duplicates);
+                answer.status = Status::Completed;
+                return answer;
             }
         }
-        (NEW, accepted, duplicates)
+        answer
     }
 
     /// Record a peer as done. `same` says whether two handles are the same
@@ -489,24 +425,24 @@ impl<R, P> Table<R, P> {
     ) -> PeerDone<P> {
         let slot = match self.lookup(id) {
             Found::Live(slot) => slot,
-            Found::Tomb => return PeerDone::Status(LATE),
-            Found::Missing => return PeerDone::Status(UNKNOWN),
+            Found::Tomb => return PeerDone::Status(Status::Late),
+            Found::Missing => return PeerDone::Status(Status::Unknown),
         };
         let hash = report.hash;
         let Some(new) = report.peer.as_ref() else {
-            return PeerDone::Status(UNKNOWN);
+            return PeerDone::Status(Status::Unknown);
         };
         let query = self.query(slot);
         let was_complete = query.is_complete();
         let extra = query.extra();
         let from = from.min(extra.done.len());
         let mut candidates = Vec::new();
-        for (h, old) in &extra.done[from..] {
-            if *h == hash {
-                if same(old, new) {
-                    return PeerDone::Status(DUPLICATE);
+        for done in &extra.done[from..] {
+            if done.hash == hash {
+                if same(&done.peer, new) {
+                    return PeerDone::Status(Status::Duplicate);
                 }
-                candidates.push(clone(old));
+                candidates.push(clone(&done.peer));
             }
         }
         if !candidates.is_empty() {
@@ -515,63 +451,62 @@ impl<R, P> Table<R, P> {
                 upto: extra.done.len(),
             };
         }
-        if let Some(new) = report.peer.take() {
-            extra.done.push((hash, new));
+        if let Some(peer) = report.peer.take() {
+            extra.done.push(DonePeer { hash, peer });
         }
         if report.ok {
             query.peers_ok += 1;
         } else {
             query.peers_failed += 1;
         }
+        debug_assert_eq!(
+            query.extra.as_ref().map_or(0, |e| e.done.len() as u64),
+            query.peers_done(),
+            "a done peer stored per count"
+        );
         PeerDone::Status(if was_complete {
-            FULL
+            Status::Full
         } else if query.is_complete() {
-            COMPLETED
+            Status::Completed
         } else {
-            NEW
+            Status::New
         })
     }
 
     /// The buffer of a query in flight, to drain outside the lock.
+    #[must_use]
     pub fn buffer(&self, id: u128) -> Option<ResultBuffer<R>> {
-        match self.lookup(id) {
-            Found::Live(slot) => match &self.slots[slot as usize].state {
-                State::Live(q) => q.extra.as_ref().and_then(|e| e.buffer.clone()),
-                _ => None,
-            },
-            _ => None,
+        let Found::Live(key) = self.lookup(id) else {
+            return None;
+        };
+        match &self.slots.get(key).state {
+            State::Live(query) => query.buffer_if_any().cloned(),
+            State::Tomb => None,
         }
     }
 
+    /// End a query, with `reason` or else the one it is complete for.
+    ///
+    /// # Errors
+    /// `Progress` (and nothing changed) if no reason is given and the query
+    /// is not complete.
     pub fn finish(
         &mut self,
         id: u128,
         now: f64,
         reason: Option<Reason>,
-    ) -> Result<Option<Ended<R, P>>, NotComplete> {
+    ) -> Result<Option<Ended<R, P>>, Progress> {
         let Found::Live(slot) = self.lookup(id) else {
             return Ok(None);
         };
         let reason = match reason {
             Some(reason) => reason,
-            None => {
-                let q = self.query(slot);
-                if q.accepted >= q.max_results {
-                    Reason::MaxResults
-                } else if q.expected_peers > 0 && q.peers_done() >= u64::from(q.expected_peers) {
-                    Reason::AllPeers
-                } else {
-                    return Err(NotComplete {
-                        accepted: q.accepted,
-                        max_results: q.max_results,
-                        peers_done: q.peers_done(),
-                        expected_peers: q.expected_peers,
-                    });
-                }
-            }
+            None => self.query(slot).completion()?,
         };
         self.counters.successful += 1;
-        Ok(Some(self.end(slot, reason, now, true)))
+        let ended = self.end(slot, reason, now, true);
+        self.debug_check_counts();
+        Ok(Some(ended))
     }
 
     pub fn cancel(&mut self, id: u128, now: f64) -> Option<Ended<R, P>> {
@@ -579,22 +514,24 @@ impl<R, P> Table<R, P> {
             return None;
         };
         self.counters.cancelled += 1;
-        Some(self.end(slot, Reason::Cancelled, now, false))
+        let ended = self.end(slot, Reason::Cancelled, now, false);
+        self.debug_check_counts();
+        Some(ended)
     }
 
-    fn end(&mut self, slot: u32, reason: Reason, now: f64, record_latency: bool) -> Ended<R, P> {
-        let entry = &mut self.slots[slot as usize];
-        let State::Live(query) = std::mem::replace(&mut entry.state, State::Tomb) else {
+    fn end(&mut self, key: u32, reason: Reason, now: f64, record_latency: bool) -> Ended<R, P> {
+        let slot = self.slots.get_mut(key);
+        let State::Live(query) = std::mem::replace(&mut slot.state, State::Tomb) else {
             unreachable!("ending a slot that is not live");
         };
-        let [hi, lo] = entry.id;
-        let timer = std::mem::replace(&mut entry.timer, NIL);
+        let id = slot.id.get();
+        let timer = std::mem::replace(&mut slot.timer, NIL);
         if timer != NIL {
             self.wheel.remove(timer);
         }
         // Bury: the id is remembered until the tombstone's tick.
-        let (tomb_timer, _) = self.wheel.insert(tick_floor(now) + self.grace_ticks, slot);
-        self.slots[slot as usize].timer = tomb_timer;
+        let tomb_timer = self.wheel.insert(tick_floor(now) + self.grace_ticks, key);
+        self.slots.get_mut(key).timer = tomb_timer.key;
         self.live -= 1;
         self.tombs += 1;
         let duration = now - query.start;
@@ -602,7 +539,7 @@ impl<R, P> Table<R, P> {
             self.latency.record(duration);
         }
         Ended {
-            id: (u128::from(hi) << 64) | u128::from(lo),
+            id,
             reason,
             duration,
             peers_ok: query.peers_ok,
@@ -612,18 +549,13 @@ impl<R, P> Table<R, P> {
         }
     }
 
-    fn free_slot(&mut self, slot: u32) {
-        let [hi, lo] = self.slots[slot as usize].id;
-        let id = (u128::from(hi) << 64) | u128::from(lo);
-        let hash = self.hasher.hash_one(id);
-        if let Ok(entry) = self.index.find_entry(hash, |&i| i == slot) {
-            entry.remove();
-        }
-        let entry = &mut self.slots[slot as usize];
-        entry.state = State::Free { next: self.free };
-        entry.timer = NIL;
-        entry.id = [0, 0];
-        self.free = slot;
+    /// Forget a tombstone whose wheel entry is gone.
+    fn forget(&mut self, key: u32) {
+        let slot = self.slots.remove(key);
+        debug_assert!(matches!(slot.state, State::Tomb), "forgetting a live query");
+        debug_assert_eq!(slot.timer, NIL, "forgetting a slot still in the wheel");
+        self.index.remove(slot.id.get(), key);
+        self.tombs -= 1;
     }
 
     /// End with reason `timeout` every query due by `now`, by deadline then
@@ -631,38 +563,47 @@ impl<R, P> Table<R, P> {
     pub fn expire(&mut self, now: f64) -> Vec<Ended<R, P>> {
         let mut due: Vec<Due> = Vec::new();
         self.wheel.poll(tick_floor(now), &mut due);
-        let mut expired: Vec<(u64, u64, u32)> = Vec::new();
+        let mut expired: Vec<Expired> = Vec::new();
         for Due { payload, deadline } in due {
-            let slot = &mut self.slots[payload as usize];
+            let slot = self.slots.get_mut(payload);
             slot.timer = NIL;
             match &slot.state {
-                State::Live(query) => expired.push((deadline, query.seq, payload)),
-                State::Tomb => {
-                    self.tombs -= 1;
-                    self.free_slot(payload);
-                }
-                State::Free { .. } => unreachable!("a free slot had a timer"),
+                State::Live(query) => expired.push(Expired {
+                    deadline,
+                    seq: query.seq,
+                    slot: payload,
+                }),
+                State::Tomb => self.forget(payload),
             }
         }
         expired.sort_unstable();
-        expired
+        let ended = expired
             .into_iter()
-            .map(|(_, _, slot)| {
+            .map(|Expired { slot, .. }| {
                 self.counters.timed_out += 1;
                 self.end(slot, Reason::Timeout, now, true)
             })
-            .collect()
+            .collect();
+        self.debug_check_counts();
+        ended
     }
 
     /// Tick of the wheel's next occupied slot.
+    #[must_use]
     pub fn next_deadline_tick(&self) -> Option<u64> {
-        self.wheel.next_expiration().map(|(_, _, tick)| tick)
+        self.wheel.next_expiration().map(|next| next.deadline)
     }
 
+    #[must_use]
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "ticks are at most MAX_NOW * 1000 + a timeout, below 2**53"
+    )]
     pub fn next_deadline(&self) -> Option<f64> {
         self.next_deadline_tick().map(|tick| tick as f64 / 1000.0)
     }
 
+    #[must_use]
     pub fn counters(&self) -> Counters {
         Counters {
             in_flight: self.live as u64,
@@ -670,25 +611,42 @@ impl<R, P> Table<R, P> {
         }
     }
 
-    pub fn latency(&self) -> Summary {
+    #[must_use]
+    pub fn latency(&self) -> LatencySummary {
         self.latency.summary()
     }
 
+    #[must_use]
     pub fn in_flight(&self) -> usize {
         self.live
     }
 
+    #[must_use]
     pub fn tombstones(&self) -> usize {
         self.tombs
     }
 
+    #[must_use]
     pub fn timers(&self) -> usize {
         self.wheel.len()
     }
 
     /// Bytes of the slab entry for one query (for sizing).
+    #[must_use]
     pub fn slot_size() -> usize {
-        std::mem::size_of::<Slot<R, P>>()
+        Slab::<Slot<R, P>>::entry_size()
+    }
+
+    /// Every invariant, walked in full (O(n), for tests).
+    ///
+    /// # Panics
+    /// If one does not hold.
+    pub fn check_invariants(&self) {
+        self.slots.check_free_list();
+        self.wheel.check_invariants();
+        assert_eq!(self.live + self.tombs, self.slots.len());
+        assert_eq!(self.index.len(), self.slots.len());
+        assert_eq!(self.wheel.len(), self.slots.len());
     }
 }
 
@@ -698,16 +656,18 @@ mod tests {
 
     type T = Table<u32, u32>;
 
-    fn offer_key(t: &mut T, id: u128, key: KeyRef<'_>, record: &mut Option<u32>) -> u8 {
+    use Status::{Completed, Duplicate, Full, Late, New, Unknown};
+
+    fn offer_key(t: &mut T, id: u128, key: KeyRef<'_>, record: &mut Option<u32>) -> Status {
         let hash = t.key_hasher().hash(key);
         t.offer(id, key, hash, record)
     }
 
-    fn offer(t: &mut T, id: u128, key: &str, value: u32) -> u8 {
+    fn offer(t: &mut T, id: u128, key: &str, value: u32) -> Status {
         offer_key(t, id, KeyRef::str(key.as_bytes()), &mut Some(value))
     }
 
-    fn check(t: &mut T, id: u128, key: &str) -> Result<f64, u8> {
+    fn check(t: &mut T, id: u128, key: &str) -> Result<f64, Status> {
         let key = KeyRef::str(key.as_bytes());
         let hash = t.key_hasher().hash(key);
         t.offer_check(id, key, hash)
@@ -722,15 +682,23 @@ mod tests {
         batch
     }
 
-    fn done(t: &mut T, id: u128, peer: u32, ok: bool) -> u8 {
+    fn done(t: &mut T, id: u128, peer: u32, ok: bool) -> Status {
         let mut report = PeerReport {
-            hash: peer as isize,
+            hash: isize::try_from(peer).unwrap(),
             peer: Some(peer),
             ok,
         };
         match t.peer_done(id, &mut report, 0, |a, b| a == b, |a| *a) {
             PeerDone::Status(s) => s,
             PeerDone::Compare { .. } => panic!("no hash collisions here"),
+        }
+    }
+
+    fn batch_status(status: Status, accepted: u64, duplicates: u64) -> BatchStatus {
+        BatchStatus {
+            status,
+            accepted,
+            duplicates,
         }
     }
 
@@ -746,21 +714,21 @@ mod tests {
         assert!(t.register(1, 10.0, 2, 0, 0.0));
         assert!(!t.register(1, 10.0, 2, 0, 0.0));
         assert_eq!(check(&mut t, 1, "a"), Ok(0.0));
-        assert_eq!(offer(&mut t, 1, "a", 10), NEW);
-        assert_eq!(check(&mut t, 1, "a"), Err(DUPLICATE));
-        assert_eq!(offer(&mut t, 1, "a", 11), DUPLICATE);
+        assert_eq!(offer(&mut t, 1, "a", 10), New);
+        assert_eq!(check(&mut t, 1, "a"), Err(Duplicate));
+        assert_eq!(offer(&mut t, 1, "a", 11), Duplicate);
         let mut r = Some(12);
-        assert_eq!(offer_key(&mut t, 1, KeyRef::bytes(b"a"), &mut r), COMPLETED);
+        assert_eq!(offer_key(&mut t, 1, KeyRef::bytes(b"a"), &mut r), Completed);
         assert_eq!(r, None);
-        assert_eq!(offer(&mut t, 1, "b", 13), FULL);
+        assert_eq!(offer(&mut t, 1, "b", 13), Full);
         assert_eq!(t.buffer(1).unwrap().drain(), vec![10, 12]);
-        assert_eq!(offer(&mut t, 1, "b", 13), FULL);
+        assert_eq!(offer(&mut t, 1, "b", 13), Full);
         let mut ended = t.finish(1, 1.5, None).unwrap().unwrap();
         assert_eq!(ended.reason, Reason::MaxResults);
         assert_eq!(ended.duplicates, 2);
         assert!(ended.take_results().is_empty());
-        assert_eq!(offer(&mut t, 1, "c", 14), LATE);
-        assert_eq!(offer(&mut t, 2, "c", 14), UNKNOWN);
+        assert_eq!(offer(&mut t, 1, "c", 14), Late);
+        assert_eq!(offer(&mut t, 2, "c", 14), Unknown);
         let c = t.counters();
         assert_eq!(
             (
@@ -783,7 +751,7 @@ mod tests {
         assert!(t.expire(6.5).is_empty());
         assert_eq!(t.tombstones(), 0);
         assert_eq!(t.timers(), 0);
-        assert_eq!(offer(&mut t, 1, "c", 14), UNKNOWN);
+        assert_eq!(offer(&mut t, 1, "c", 14), Unknown);
     }
 
     #[test]
@@ -792,19 +760,28 @@ mod tests {
         t.register(7, 10.0, 3, 0, 0.0);
         let keys = batch(&t, &["a", "a", "b", "c", "d", "e"]);
         let mut records: Vec<Option<u32>> = (0..6).map(Some).collect();
-        assert_eq!(t.offer_many(7, &keys, &mut records), (COMPLETED, 3, 1));
+        assert_eq!(
+            t.offer_many(7, &keys, &mut records),
+            batch_status(Completed, 3, 1)
+        );
         assert_eq!(t.counters().overflow, 2);
         assert_eq!(records[1], Some(1));
         assert_eq!(records[4], Some(4));
         let four = batch(&t, &["f", "g", "h", "i"]);
         let mut fresh = Vec::new();
-        assert_eq!(t.offer_many_check(7, &four, &mut fresh), Err((FULL, 0, 0)));
+        assert_eq!(
+            t.offer_many_check(7, &four, &mut fresh),
+            Err(batch_status(Full, 0, 0))
+        );
         assert_eq!(t.counters().overflow, 6);
         t.cancel(7, 1.0).unwrap();
-        assert_eq!(t.offer_many_check(7, &four, &mut fresh), Err((LATE, 0, 0)));
+        assert_eq!(
+            t.offer_many_check(7, &four, &mut fresh),
+            Err(batch_status(Late, 0, 0))
+        );
         assert_eq!(t.counters().late, 4);
         assert_eq!(t.counters().cancelled, 1);
-        assert_eq!(t.latency().0, 0);
+        assert_eq!(t.latency().samples, 0);
     }
 
     #[test]
@@ -817,14 +794,20 @@ mod tests {
         assert_eq!(t.offer_many_check(8, &keys, &mut fresh), Ok(0.0));
         assert_eq!(fresh, vec![true, true, true]);
         let mut records = vec![Some(0), Some(1), Some(2)];
-        assert_eq!(t.offer_many(8, &keys, &mut records), (NEW, 2, 1));
+        assert_eq!(
+            t.offer_many(8, &keys, &mut records),
+            batch_status(New, 2, 1)
+        );
         assert_eq!(records, vec![None, None, Some(2)]);
         let keys = batch(&t, &["b", "c", "a"]);
         assert_eq!(t.offer_many_check(8, &keys, &mut fresh), Ok(0.0));
         assert_eq!(fresh, vec![false, true, false]);
         // Entries without a record count as duplicates.
         let mut records = vec![None, Some(3), None];
-        assert_eq!(t.offer_many(8, &keys, &mut records), (NEW, 1, 2));
+        assert_eq!(
+            t.offer_many(8, &keys, &mut records),
+            batch_status(New, 1, 2)
+        );
         assert_eq!(t.buffer(8).unwrap().drain(), vec![0, 1, 3]);
         let c = t.counters();
         assert_eq!((c.results, c.duplicates, c.overflow), (3, 3, 0));
@@ -836,16 +819,16 @@ mod tests {
     fn peers_complete_and_duplicates() {
         let mut t = T::new(5.0);
         t.register(3, 10.0, 5, 2, 0.0);
-        assert_eq!(done(&mut t, 3, 1, true), NEW);
-        assert_eq!(done(&mut t, 3, 1, false), DUPLICATE);
-        assert_eq!(done(&mut t, 3, 2, false), COMPLETED);
-        assert_eq!(done(&mut t, 3, 3, true), FULL);
-        assert_eq!(offer(&mut t, 3, "a", 1), FULL);
+        assert_eq!(done(&mut t, 3, 1, true), New);
+        assert_eq!(done(&mut t, 3, 1, false), Duplicate);
+        assert_eq!(done(&mut t, 3, 2, false), Completed);
+        assert_eq!(done(&mut t, 3, 3, true), Full);
+        assert_eq!(offer(&mut t, 3, "a", 1), Full);
         let ended = t.finish(3, 2.0, None).unwrap().unwrap();
         assert_eq!(ended.reason, Reason::AllPeers);
         assert_eq!((ended.peers_ok, ended.peers_failed), (2, 1));
-        assert_eq!(done(&mut t, 3, 4, true), LATE);
-        assert_eq!(done(&mut t, 4, 4, true), UNKNOWN);
+        assert_eq!(done(&mut t, 3, 4, true), Late);
+        assert_eq!(done(&mut t, 4, 4, true), Unknown);
     }
 
     #[test]
@@ -862,12 +845,12 @@ mod tests {
         };
         assert!(matches!(
             call(&mut t, &mut report(10), 0),
-            PeerDone::Status(NEW)
+            PeerDone::Status(New)
         ));
         // Same object: decided under the lock.
         assert!(matches!(
             call(&mut t, &mut report(10), 0),
-            PeerDone::Status(DUPLICATE)
+            PeerDone::Status(Duplicate)
         ));
         // Another object with the same hash: the caller must compare.
         let mut r = report(11);
@@ -877,7 +860,7 @@ mod tests {
         assert_eq!((candidates, upto), (vec![10], 1));
         assert!(r.peer.is_some());
         // Not equal: go on from `upto`, and the peer is stored.
-        assert!(matches!(call(&mut t, &mut r, upto), PeerDone::Status(NEW)));
+        assert!(matches!(call(&mut t, &mut r, upto), PeerDone::Status(New)));
         assert!(r.peer.is_none());
         assert_eq!(t.counters().in_flight, 1);
     }
@@ -889,7 +872,7 @@ mod tests {
         let err = t.finish(9, 1.0, None).err().unwrap();
         assert_eq!(
             err,
-            NotComplete {
+            Progress {
                 accepted: 0,
                 max_results: 5,
                 peers_done: 0,
@@ -919,9 +902,35 @@ mod tests {
         assert!(t.expire(3.001).is_empty());
         assert_eq!(t.tombstones(), 0);
         assert_eq!(t.counters().timed_out, 4);
-        assert_eq!(t.latency().0, 4);
+        assert_eq!(t.latency().samples, 4);
         // Slots are reused.
         t.register(6, 1.0, 1, 0, 4.0);
-        assert_eq!(t.slots.len(), 5);
+        assert_eq!(t.slots.capacity(), 5);
+        t.check_invariants();
+    }
+
+    #[test]
+    fn state_counts_nothing() {
+        let mut t = T::new(1.0);
+        assert_eq!(t.state(1), QueryState::Unknown);
+        t.register(1, 10.0, 1, 0, 0.0);
+        assert_eq!(t.state(1), QueryState::Live);
+        assert!(t.cancel(1, 0.5).is_some());
+        assert_eq!(t.state(1), QueryState::Tombstone);
+        t.check_invariants();
+        // The tombstone ends at floor(0.5 s) + 1 s of grace.
+        assert!(t.expire(1.499).is_empty());
+        assert_eq!(t.state(1), QueryState::Tombstone);
+        assert!(t.expire(1.5).is_empty());
+        assert_eq!(t.state(1), QueryState::Unknown);
+        assert_eq!(
+            t.counters(),
+            Counters {
+                total: 1,
+                cancelled: 1,
+                ..Counters::default()
+            }
+        );
+        t.check_invariants();
     }
 }

@@ -1,43 +1,27 @@
 //! Hierarchical timing wheel: an exact port of `_Wheel` in `_core_py.py`
-//! (itself a port of tokio's runtime/time/wheel). Level L has 64 slots of
+//! (itself a port of tokio's `runtime/time/wheel`). Level L has 64 slots of
 //! 64**L ticks; an entry sits at the level of the highest 6-bit group in which
-//! its deadline differs from `elapsed`. Entries live in a slab and each slot
-//! is an intrusive doubly-linked list of slab indices, so insert and remove
-//! are O(1) and a slot keeps insertion order (as the Python dict does).
+//! its deadline differs from `elapsed`, so every entry of a lower level is due
+//! before any of a higher one. Entries live in a slab (with its own free list,
+//! threaded through the entries' `next` links) and each slot is an intrusive
+//! doubly-linked list of slab indices, so insert and remove are O(1) and a
+//! slot keeps insertion order (as the Python dict does).
+
+mod level;
+
+use level::{Entry, Level, List, NOT_IN_WHEEL, SLOT_BITS, SLOT_MASK};
+pub use level::{Expiration, NIL};
 
 pub const LEVELS: usize = 6;
-const SLOT_BITS: u32 = 6;
-const SLOTS: u64 = 1 << SLOT_BITS;
-const SLOT_MASK: u64 = SLOTS - 1;
 const MAX_DURATION: u64 = (1 << (SLOT_BITS as u64 * LEVELS as u64)) - 1;
 
-pub const NIL: u32 = u32::MAX;
-const NOT_IN_WHEEL: u8 = u8::MAX;
-
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    deadline: u64,
-    prev: u32,
-    // Also the free-list link while the entry is free.
-    next: u32,
-    payload: u32,
-    level: u8,
-    index: u8,
+/// An entry `insert` placed: its key (for `remove`) and its deadline, moved
+/// to `elapsed + 1` if it was not after `elapsed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timer {
+    pub key: u32,
+    pub deadline: u64,
 }
-
-#[derive(Clone, Copy, Debug, Default)]
-struct List {
-    head: u32,
-    tail: u32,
-}
-
-const EMPTY_LIST: List = List {
-    head: NIL,
-    tail: NIL,
-};
-
-/// Where the next occupied slot is: `(level, slot, tick)`.
-pub type Expiration = (usize, u64, u64);
 
 /// An entry taken by `poll`: its payload and (clamped) deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,10 +32,11 @@ pub struct Due {
 
 pub struct Wheel {
     elapsed: u64,
+    /// Entries in the wheel (in some slot).
     count: usize,
-    occupied: [u64; LEVELS],
-    slots: Box<[[List; SLOTS as usize]; LEVELS]>,
+    levels: Box<[Level; LEVELS]>,
     entries: Vec<Entry>,
+    /// Head of the free list of entries, or `NIL`.
     free: u32,
 }
 
@@ -66,30 +51,33 @@ fn level_for(elapsed: u64, when: u64) -> usize {
     if masked >= MAX_DURATION {
         masked = MAX_DURATION - 1;
     }
-    ((63 - masked.leading_zeros()) / SLOT_BITS) as usize
+    (masked.ilog2() / SLOT_BITS) as usize
 }
 
 impl Wheel {
+    #[must_use]
     pub fn new() -> Self {
         Wheel {
             elapsed: 0,
             count: 0,
-            occupied: [0; LEVELS],
-            slots: Box::new([[EMPTY_LIST; SLOTS as usize]; LEVELS]),
+            levels: Box::new(std::array::from_fn(Level::new)),
             entries: Vec::new(),
             free: NIL,
         }
     }
 
+    #[must_use]
     pub fn elapsed(&self) -> u64 {
         self.elapsed
     }
 
     /// Entries in the wheel.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.count
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -97,65 +85,47 @@ impl Wheel {
     /// An empty wheel may jump to the present: nothing can be skipped.
     pub fn advance_if_empty(&mut self, now_tick: u64) {
         if self.count == 0 && now_tick > self.elapsed {
+            debug_assert!(self.levels.iter().all(|level| level.occupied() == 0));
             self.elapsed = now_tick;
         }
     }
 
-    /// The deadline an entry had when it was inserted (clamped to after
-    /// `elapsed`, as in the Python twin).
-    pub fn deadline(&self, key: u32) -> u64 {
-        self.entries[key as usize].deadline
-    }
-
-    /// Insert an entry; returns its key (for `remove`) and its deadline,
-    /// which is moved to `elapsed + 1` if it was not after `elapsed`.
-    pub fn insert(&mut self, deadline: u64, payload: u32) -> (u32, u64) {
-        let when = if deadline <= self.elapsed {
-            self.elapsed + 1
-        } else {
-            deadline
-        };
+    /// Insert an entry carrying `payload`, due at `deadline` (or at
+    /// `elapsed + 1` if that is later, as in the Python twin).
+    ///
+    /// # Panics
+    /// If the wheel would hold `u32::MAX` entries.
+    pub fn insert(&mut self, deadline: u64, payload: u32) -> Timer {
+        let when = deadline.max(self.elapsed + 1);
         let entry = Entry {
             deadline: when,
             prev: NIL,
             next: NIL,
             payload,
             level: NOT_IN_WHEEL,
-            index: 0,
+            slot: 0,
         };
-        let key = if self.free != NIL {
-            let key = self.free;
-            self.free = self.entries[key as usize].next;
-            self.entries[key as usize] = entry;
-            key
-        } else {
+        let key = if self.free == NIL {
             let key = u32::try_from(self.entries.len()).expect("wheel slab overflow");
             assert!(key != NIL, "wheel slab overflow");
             self.entries.push(entry);
             key
-        };
-        self.place(key, level_for(self.elapsed, when));
-        self.count += 1;
-        (key, when)
-    }
-
-    fn place(&mut self, key: u32, level: usize) {
-        let deadline = self.entries[key as usize].deadline;
-        let index = (deadline >> (level as u32 * SLOT_BITS)) & SLOT_MASK;
-        let list = &mut self.slots[level][index as usize];
-        let tail = list.tail;
-        if tail == NIL {
-            list.head = key;
         } else {
-            self.entries[tail as usize].next = key;
+            let key = self.free;
+            let old = std::mem::replace(&mut self.entries[key as usize], entry);
+            debug_assert_eq!(
+                old.level, NOT_IN_WHEEL,
+                "the free list holds a placed entry"
+            );
+            self.free = old.next;
+            key
+        };
+        self.levels[level_for(self.elapsed, when)].push(&mut self.entries, key);
+        self.count += 1;
+        Timer {
+            key,
+            deadline: when,
         }
-        list.tail = key;
-        let entry = &mut self.entries[key as usize];
-        entry.prev = tail;
-        entry.next = NIL;
-        entry.level = level as u8;
-        entry.index = index as u8;
-        self.occupied[level] |= 1 << index;
     }
 
     fn release(&mut self, key: u32) {
@@ -165,72 +135,58 @@ impl Wheel {
         self.free = key;
     }
 
-    /// Remove an entry that is in the wheel, in O(1).
+    /// Remove an entry that is in the wheel, in O(1); a key that is not
+    /// (any more) in the wheel is ignored.
     pub fn remove(&mut self, key: u32) {
-        let Entry {
-            prev,
-            next,
-            level,
-            index,
-            ..
-        } = self.entries[key as usize];
+        let level = self.entries[key as usize].level;
         if level == NOT_IN_WHEEL {
             return;
         }
-        let list = &mut self.slots[level as usize][index as usize];
-        if prev == NIL {
-            list.head = next;
-        } else {
-            self.entries[prev as usize].next = next;
-        }
-        if next == NIL {
-            list.tail = prev;
-        } else {
-            self.entries[next as usize].prev = prev;
-        }
-        if list.head == NIL {
-            self.occupied[level as usize] &= !(1 << index);
-        }
+        self.levels[usize::from(level)].unlink(&mut self.entries, key);
+        debug_assert!(self.count > 0, "wheel count underflow");
         self.count -= 1;
         self.release(key);
     }
 
     /// The next occupied slot, lowest level first.
+    #[must_use]
     pub fn next_expiration(&self) -> Option<Expiration> {
-        let elapsed = self.elapsed;
-        for (level, &occupied) in self.occupied.iter().enumerate() {
-            if occupied == 0 {
-                continue;
-            }
-            let shift = level as u32 * SLOT_BITS;
-            let slot_range = 1u64 << shift;
-            let level_range = slot_range << SLOT_BITS;
-            let now_slot = (elapsed >> shift) & SLOT_MASK;
-            let zeros = occupied.rotate_right(now_slot as u32).trailing_zeros() as u64;
-            let slot = (zeros + now_slot) & SLOT_MASK;
-            let level_start = elapsed & !(level_range - 1);
-            let mut deadline = level_start + slot * slot_range;
-            if deadline <= elapsed {
-                deadline += level_range;
-            }
-            return Some((level, slot, deadline));
-        }
-        None
+        let next = self
+            .levels
+            .iter()
+            .find_map(|level| level.next_expiration(self.elapsed));
+        debug_assert_eq!(
+            next.is_none(),
+            self.count == 0,
+            "count disagrees with bitmaps"
+        );
+        next
     }
 
     /// Take every entry whose deadline is <= `now_tick` into `due` (their
     /// keys are freed), cascading the others down.
     pub fn poll(&mut self, now_tick: u64, due: &mut Vec<Due>) {
-        while let Some((level, index, tick)) = self.next_expiration() {
+        while let Some(Expiration {
+            level,
+            slot,
+            deadline: tick,
+        }) = self.next_expiration()
+        {
             if tick > now_tick {
                 break;
             }
-            let list = std::mem::replace(&mut self.slots[level][index as usize], EMPTY_LIST);
-            self.occupied[level] &= !(1 << index);
+            let list: List = self.levels[level].take_slot(slot);
+            debug_assert!(!list.is_empty(), "an occupied slot was empty");
             self.elapsed = tick;
             let mut key = list.head;
             while key != NIL {
                 let entry = self.entries[key as usize];
+                debug_assert_eq!(
+                    (usize::from(entry.level), usize::from(entry.slot)),
+                    (level, slot),
+                    "entry {key} records another slot"
+                );
+                self.entries[key as usize].level = NOT_IN_WHEEL;
                 if entry.deadline <= tick {
                     self.count -= 1;
                     due.push(Due {
@@ -239,7 +195,9 @@ impl Wheel {
                     });
                     self.release(key);
                 } else {
-                    self.place(key, level_for(tick, entry.deadline));
+                    let lower = level_for(tick, entry.deadline);
+                    debug_assert!(lower < level, "an entry cascaded up");
+                    self.levels[lower].push(&mut self.entries, key);
                 }
                 key = entry.next;
             }
@@ -250,8 +208,38 @@ impl Wheel {
     }
 
     /// Bytes of one wheel entry (for sizing).
+    #[must_use]
     pub fn entry_size() -> usize {
         std::mem::size_of::<Entry>()
+    }
+
+    /// Walk every level and the free list (O(n), for tests): the bitmaps
+    /// agree with the slots, each entry records its level and slot, `count`
+    /// is the number of entries placed and every other entry is free.
+    ///
+    /// # Panics
+    /// If any of that does not hold.
+    pub fn check_invariants(&self) {
+        let placed: usize = self
+            .levels
+            .iter()
+            .map(|level| level.check(&self.entries))
+            .sum();
+        assert_eq!(placed, self.count, "count");
+        let mut free = 0;
+        let mut key = self.free;
+        while key != NIL {
+            let entry = self.entries[key as usize];
+            assert_eq!(entry.level, NOT_IN_WHEEL, "free entry {key} is placed");
+            free += 1;
+            assert!(free <= self.entries.len(), "free list loops");
+            key = entry.next;
+        }
+        assert_eq!(
+            placed + free,
+            self.entries.len(),
+            "entries neither placed nor free"
+        );
     }
 }
 
@@ -295,19 +283,19 @@ mod tests {
 
     #[test]
     fn deadlines_on_every_level_fire_exactly_on_time() {
-        for level in 0..LEVELS as u32 {
+        for level in 0..6u32 {
             for deadline in [
                 1u64 << (6 * level),
                 (1u64 << (6 * level)) + 1,
                 (1u64 << (6 * (level + 1))) - 1,
             ] {
                 let mut wheel = Wheel::new();
-                let (key, when) = wheel.insert(deadline, 7);
-                assert_eq!(when, deadline);
-                let _ = key;
+                let timer = wheel.insert(deadline, 7);
+                assert_eq!(timer.deadline, deadline);
                 let next = wheel.next_expiration().unwrap();
-                assert_eq!(next.0, level_for(0, deadline));
-                assert!(next.2 <= deadline);
+                assert_eq!(next.level, level_for(0, deadline));
+                assert!(next.deadline <= deadline);
+                wheel.check_invariants();
                 assert!(poll_all(&mut wheel, deadline - 1).is_empty());
                 assert_eq!(wheel.len(), 1);
                 assert_eq!(
@@ -329,15 +317,16 @@ mod tests {
         let mut wheel = Wheel::new();
         let deadline = (5u64 << 30) + (3 << 24) + (2 << 18) + (9 << 12) + (4 << 6) + 1;
         wheel.insert(deadline, 1);
-        assert_eq!(wheel.next_expiration().unwrap().0, 5);
+        assert_eq!(wheel.next_expiration().unwrap().level, 5);
         // Step through the levels: each poll moves the entry one level down.
         let mut levels = Vec::new();
-        while let Some((level, _, tick)) = wheel.next_expiration() {
-            levels.push(level);
-            if tick >= deadline {
+        while let Some(next) = wheel.next_expiration() {
+            levels.push(next.level);
+            if next.deadline >= deadline {
                 break;
             }
-            assert!(poll_all(&mut wheel, tick).is_empty());
+            assert!(poll_all(&mut wheel, next.deadline).is_empty());
+            wheel.check_invariants();
         }
         assert_eq!(levels, vec![5, 4, 3, 2, 1, 0]);
         assert_eq!(poll_all(&mut wheel, deadline).len(), 1);
@@ -347,11 +336,9 @@ mod tests {
     fn insert_at_or_before_elapsed_is_clamped() {
         let mut wheel = Wheel::new();
         wheel.advance_if_empty(1000);
-        let (_, when) = wheel.insert(10, 0);
-        assert_eq!(when, 1001);
-        let (_, when) = wheel.insert(1000, 1);
-        assert_eq!(when, 1001);
-        assert_eq!(wheel.next_expiration().unwrap().2, 1001);
+        assert_eq!(wheel.insert(10, 0).deadline, 1001);
+        assert_eq!(wheel.insert(1000, 1).deadline, 1001);
+        assert_eq!(wheel.next_expiration().unwrap().deadline, 1001);
         // Not empty any more: no jump.
         wheel.advance_if_empty(5000);
         assert_eq!(wheel.elapsed(), 1000);
@@ -360,22 +347,24 @@ mod tests {
     #[test]
     fn remove_is_o1_and_clears_the_slot_bit() {
         let mut wheel = Wheel::new();
-        let (a, _) = wheel.insert(5, 0);
-        let (b, _) = wheel.insert(5, 1);
-        let (c, _) = wheel.insert(5, 2);
-        assert_eq!(wheel.occupied[0], 1 << 5);
+        let a = wheel.insert(5, 0).key;
+        let b = wheel.insert(5, 1).key;
+        let c = wheel.insert(5, 2).key;
+        assert_eq!(wheel.levels[0].occupied(), 1 << 5);
         wheel.remove(b);
-        assert_eq!(wheel.occupied[0], 1 << 5);
+        assert_eq!(wheel.levels[0].occupied(), 1 << 5);
+        wheel.check_invariants();
         wheel.remove(a);
-        assert_eq!(wheel.occupied[0], 1 << 5);
+        assert_eq!(wheel.levels[0].occupied(), 1 << 5);
         wheel.remove(c);
-        assert_eq!(wheel.occupied[0], 0);
+        assert_eq!(wheel.levels[0].occupied(), 0);
+        wheel.check_invariants();
         assert!(wheel.is_empty());
         assert_eq!(wheel.next_expiration(), None);
         // Removing twice is harmless and the keys are reused.
         wheel.remove(c);
         assert!(wheel.is_empty());
-        let (d, _) = wheel.insert(9, 3);
+        let d = wheel.insert(9, 3).key;
         assert!([a, b, c].contains(&d));
         assert_eq!(wheel.entries.len(), 3);
     }
@@ -383,7 +372,7 @@ mod tests {
     #[test]
     fn slot_keeps_insertion_order() {
         let mut wheel = Wheel::new();
-        let keys: Vec<u32> = (0..5).map(|p| wheel.insert(40, p).0).collect();
+        let keys: Vec<u32> = (0..5).map(|p| wheel.insert(40, p).key).collect();
         wheel.remove(keys[2]);
         let due = poll_all(&mut wheel, 40);
         let payloads: Vec<u32> = due.iter().map(|d| d.payload).collect();
@@ -411,14 +400,14 @@ mod tests {
                             _ => 1 << 35,
                         };
                         let deadline = now + rng.below(span);
-                        let (key, when) = wheel.insert(deadline, payload);
-                        assert_eq!(when, deadline.max(wheel.elapsed() + 1));
-                        live.push((key, payload, when));
+                        let timer = wheel.insert(deadline, payload);
+                        assert_eq!(timer.deadline, deadline.max(wheel.elapsed() + 1));
+                        live.push((timer.key, payload, timer.deadline));
                         payload += 1;
                     }
                     5 => {
                         if !live.is_empty() {
-                            let i = rng.below(live.len() as u64) as usize;
+                            let i = usize::try_from(rng.below(live.len() as u64)).unwrap();
                             let (key, _, _) = live.swap_remove(i);
                             wheel.remove(key);
                         }
@@ -427,7 +416,7 @@ mod tests {
                         let earliest = live.iter().map(|e| e.2).min();
                         match (wheel.next_expiration(), earliest) {
                             (None, None) => {}
-                            (Some((_, _, tick)), Some(first)) => assert!(tick <= first),
+                            (Some(next), Some(first)) => assert!(next.deadline <= first),
                             other => panic!("round {round}: {other:?}"),
                         }
                         let step = if rng.below(3) == 0 {
@@ -450,6 +439,7 @@ mod tests {
                         want.sort_unstable();
                         assert_eq!(due, want, "round {round} now {now}");
                         assert_eq!(wheel.len(), live.len());
+                        wheel.check_invariants();
                     }
                 }
             }
