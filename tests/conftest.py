@@ -11,13 +11,13 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
-import uvloop
+
+from dhtquery.testing import LOOPS, loop_factory
 
 T = TypeVar("T")
 
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
+    name: loop_factory(name) for name in LOOPS
 }
 # No test may hang the suite: every coroutine a test runs is bounded.
 TEST_TIMEOUT = 60.0

@@ -1,6 +1,7 @@
-"""Building blocks of the DHT tests: real nodes (ours and stock kademlia) and
-raw UDP sockets, all on 127.0.0.1 port 0, every one closed on the way out;
-bounded waits; a recorder of the event loop's exception handler."""
+"""Building blocks of the DHT tests: real nodes (ours and stock kademlia, in
+a ``dhtquery.testing.LocalNetwork``) and raw UDP sockets, all on 127.0.0.1
+port 0, every one closed on the way out; bounded waits; a recorder of the
+event loop's exception handler."""
 
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-import uvloop
 from kademlia.network import Server
 from kademlia.storage import ForgetfulStorage
 
 from dhtquery.dht import DhtNode
-from dhtquery.query import QueryManager, new_core
+from dhtquery.testing import HOST, Address, LocalNetwork, loop_factory
 
-HOST = "127.0.0.1"
-Address = tuple[str, int]
 T = TypeVar("T")
 #: Bound on a test coroutine (as conftest's ``run``).
 TEST_TIMEOUT = 60.0
@@ -27,7 +25,7 @@ def run_paired(backend: str, coro: Coroutine[Any, Any, T]) -> T:
     """Run an expensive scenario once per core, pairing the Rust core with
     uvloop and the Python core with asyncio: both cores and both loops are
     covered in two runs instead of four."""
-    factory = uvloop.new_event_loop if backend == "rust" else asyncio.new_event_loop
+    factory = loop_factory("uvloop" if backend == "rust" else "asyncio")
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(asyncio.wait_for(coro, TEST_TIMEOUT))
 
@@ -81,35 +79,26 @@ class RawPeer(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-class Nodes:
-    """Every node and socket a test opens; ``close()`` stops them all."""
+class Nodes(LocalNetwork):
+    """Every node and socket a test opens (a :class:`LocalNetwork` of the
+    test's core, plus raw UDP peers); ``close()`` stops them all."""
 
     def __init__(self, backend: str) -> None:
+        super().__init__(core=backend)
         self.backend = backend
-        self.dht_nodes: list[DhtNode] = []
-        self.stock_nodes: list[Server] = []
         self.raw_peers: list[RawPeer] = []
         #: contexts the event loop's exception handler was called with
         self.loop_errors: list[dict[str, Any]] = []
 
+    @property
+    def dht_nodes(self) -> list[DhtNode]:
+        return self.nodes
+
     async def dht(self, *, bootstrap: list[Address] | None = None, **kwargs: Any) -> DhtNode:
-        if "queries" not in kwargs:
-            config = kwargs.get("config")
-            kwargs["queries"] = QueryManager(config, core=new_core(self.backend))
-        node = DhtNode(**kwargs)
-        self.dht_nodes.append(node)
-        await node.listen(0, HOST)
-        if bootstrap:
-            await node.bootstrap(bootstrap)
-        return node
+        return await self.add(bootstrap=bootstrap, join=bool(bootstrap), **kwargs)
 
     async def stock(self, *, bootstrap: list[Address] | None = None, **kwargs: Any) -> Server:
-        node = Server(**kwargs)
-        self.stock_nodes.append(node)
-        await node.listen(0, HOST)
-        if bootstrap:
-            await node.bootstrap(bootstrap)
-        return node
+        return await self.add_stock(bootstrap=bootstrap or (), **kwargs)
 
     async def raw(self) -> RawPeer:
         loop = asyncio.get_running_loop()
@@ -120,10 +109,7 @@ class Nodes:
     def close(self) -> None:
         for peer in self.raw_peers:
             peer.close()
-        for node in self.dht_nodes:
-            node.stop()
-        for node in self.stock_nodes:
-            node.stop()
+        self.stop()
 
 
 @asynccontextmanager
@@ -150,9 +136,8 @@ async def dht_network(backend: str, count: int, **kwargs: Any) -> AsyncIterator[
     """``count`` DhtNodes, each bootstrapped off the first; ``kwargs`` go to
     every DhtNode."""
     async with open_nodes(backend) as nodes:
-        first = await nodes.dht(**kwargs)
-        for _ in range(count - 1):
-            await nodes.dht(bootstrap=[first.address], **kwargs)
+        for _ in range(count):
+            await nodes.add(**kwargs)
         yield nodes
 
 

@@ -4,6 +4,7 @@ on the way out; plus the pure helpers (catalog files, plots) in process."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import queue
@@ -21,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from dhtquery import cli
-from dhtquery.registry.model import Package, PackageId
+from dhtquery.registry import Package, PackageId, package_from_json
 
-SOURCE = Path(cli.__file__).resolve().parents[1]
+# the module, not the Typer app the package exports under the same name
+cli = importlib.import_module("dhtquery.cli.app")
+SOURCE = Path(cli.__file__).resolve().parents[2]
 ENV = {
     **os.environ,
     "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE), os.environ.get("PYTHONPATH")])),
@@ -276,16 +278,14 @@ def test_bench_without_a_source_tree_says_so(
 
 
 def test_catalog_objects_may_leave_the_hash_out_but_not_give_a_wrong_one() -> None:
-    package = cli.package_from_json(WIDGET)
+    package = package_from_json(WIDGET)
     assert package.id == PackageId("acme", "widget")
-    assert cli.package_from_json(package.to_record()) == package
+    assert package_from_json(package.to_record()) == package
     with pytest.raises(ValueError, match="hash"):
-        cli.package_from_json({**WIDGET, "hash": "0" * 64})
+        package_from_json({**WIDGET, "hash": "0" * 64})
     with pytest.raises(ValueError, match="colour"):
-        cli.package_from_json({**WIDGET, "colour": "red"})
-    minimal = cli.package_from_json(
-        {"namespace": "a", "name": "b", "version": "0.1.0", "title": "T"}
-    )
+        package_from_json({**WIDGET, "colour": "red"})
+    minimal = package_from_json({"namespace": "a", "name": "b", "version": "0.1.0", "title": "T"})
     assert isinstance(minimal, Package) and minimal.tags == ()
 
 
@@ -299,7 +299,7 @@ def test_parse_address_takes_host_port_and_ipv6() -> None:
 
 
 def test_demo_catalog_is_valid_deterministic_and_caps_tags() -> None:
-    from dhtquery.cli.demo import MAX_PACKAGES_PER_TAG, generate_catalog
+    from dhtquery.testing import MAX_PACKAGES_PER_TAG, generate_catalog
 
     catalog = generate_catalog(1000)
     assert len({p.id for p in catalog}) == 1000

@@ -26,7 +26,7 @@ from dhtquery.query import QueryConfig, QueryManager, new_core
 from dhtquery.registry import P2PRegistry
 from dhtquery.registry.model import Package, PackageId, Query, matches_query
 
-from .dht_helpers import HOST, Nodes, eventually, open_nodes
+from .dht_helpers import Nodes, eventually, open_nodes
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -49,11 +49,11 @@ def ids_versions(packages: list[Package]) -> list[tuple[str, str]]:
 
 
 class Net:
-    """The nodes of one test and a registry on each."""
+    """The nodes of one test (a LocalNetwork) and a registry on each."""
 
     def __init__(self, nodes: Nodes) -> None:
         self.nodes = nodes
-        self.registries: list[P2PRegistry] = []
+        self.registries = nodes.registries
 
     async def add(
         self,
@@ -63,30 +63,22 @@ class Net:
         config: QueryConfig = CONFIG,
         node_id: bytes | None = None,
     ) -> P2PRegistry:
-        node = node_class(
-            queries=QueryManager(config, core=new_core(self.nodes.backend)), node_id=node_id
+        await self.nodes.add(
+            bootstrap=[self.registries[0].node.address] if self.registries else None,
+            join=bootstrap and bool(self.registries),
+            registry=True,
+            node_class=node_class,
+            queries=QueryManager(config, core=new_core(self.nodes.backend)),
+            node_id=node_id,
         )
-        self.nodes.dht_nodes.append(node)
-        await node.listen(0, HOST)
-        if bootstrap and self.registries:
-            await node.bootstrap([self.registries[0].node.address])
-        registry = P2PRegistry(node)
-        self.registries.append(registry)
-        return registry
+        return self.registries[-1]
 
     def __getitem__(self, index: int) -> P2PRegistry:
         return self.registries[index]
 
-    def idle(self) -> bool:
-        """No query and no request in flight on any node."""
-        return all(
-            r.node.queries.in_flight == 0 and len(r.node.protocol.requests) == 0  # type: ignore[union-attr]
-            for r in self.registries
-        )
-
     async def settle(self, timeout: float = 3.0) -> None:
         """Wait (bounded) until every request and query has ended."""
-        assert await eventually(self.idle, timeout=timeout), "requests still in flight"
+        assert await self.nodes.settle(timeout), "requests still in flight"
 
 
 @asynccontextmanager
@@ -624,7 +616,7 @@ def test_gossip_reaches_every_node_and_forwards_once(run: Run[None], backend: st
             hops_left: dict[tuple[int, bytes], int] = {}
             sends: list[tuple[int, Address, bytes]] = []  # (node, peer, announcement id)
             for index, registry in enumerate(net.registries):
-                original = registry._forward
+                original = registry.gossip._forward
 
                 def forward(
                     announcement: dict[str, Any],
@@ -636,7 +628,7 @@ def test_gossip_reaches_every_node_and_forwards_once(run: Run[None], backend: st
                     hops_left[_index, announcement["id"]] = announcement["hops"]
                     _original(announcement, exclude)
 
-                registry._forward = forward  # type: ignore[method-assign]
+                registry.gossip._forward = forward  # type: ignore[method-assign]
                 protocol = registry.node.protocol
                 assert protocol is not None
                 request = protocol.request

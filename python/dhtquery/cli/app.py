@@ -155,16 +155,12 @@ def setup_logging(level: LogLevel | None) -> None:
 
 
 def _loop_factory(name: LoopName) -> Callable[[], asyncio.AbstractEventLoop]:
-    if name is LoopName.uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            raise CliError(
-                "--loop uvloop: uvloop is not installed (pip install uvloop)", 2
-            ) from None
-        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-        return factory
-    return asyncio.new_event_loop
+    from ..testing import loop_factory
+
+    try:
+        return loop_factory(name.value)
+    except ImportError as exc:
+        raise CliError(f"--loop {name.value}: {exc}", 2) from None
 
 
 def _default_loop() -> LoopName:

@@ -16,183 +16,32 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
-import semver
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..dht import MAX_RECORDS_PER_KEY, DhtNode
-from ..errors import InvalidArgumentError
-from ..query import QueryConfig, QueryManager, QueryMetrics, QueryOutcome, new_core
-from ..registry import P2PRegistry, Package, PackageId, Query, highest_versions
+from ..dht import DhtNode
+from ..query import QueryConfig, QueryMetrics, QueryOutcome
+from ..registry import P2PRegistry, Package, Query, highest_versions
+from ..testing import HOST, LocalNetwork, generate_catalog
 
 __all__ = [
     "DemoNetwork",
     "DemoSettings",
-    "generate_catalog",
     "run_demo",
 ]
 
 log = logging.getLogger("dhtquery.demo")
 
-HOST: Final = "127.0.0.1"
 #: Replication (kademlia's k) in the demo network: each record lives on the
 #: 8 nodes closest to its key, not on all 20.
 DEMO_KSIZE: Final = 8
 #: Packages published at once while the catalog goes out.
 PUBLISH_CONCURRENCY: Final = 32
-#: A tag key holds at most MAX_RECORDS_PER_KEY records per node; the generator
-#: gives no tag to more packages than this, so every tag record is stored.
-MAX_PACKAGES_PER_TAG: Final = MAX_RECORDS_PER_KEY - 6
-
 # -- catalog ------------------------------------------------------------------
-
-_NAMESPACES: Final = (
-    "acme", "openlab", "pyfolk", "datalabs", "netcraft", "quantum", "pixelworks",
-    "toolsmith", "cloudnine", "ferrous", "northwind", "bluebird", "lattice", "orbital",
-)  # fmt: skip
-
-# category -> (name stems, nouns for titles, tags)
-_CATEGORY_WORDS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]] = {
-    "audio": (
-        ("wave", "synth", "opus", "mixer", "sample", "beat", "tone", "midi"),
-        ("audio decoder", "synthesizer", "sound mixer", "MIDI toolkit", "resampler"),
-        ("audio", "dsp", "midi", "codec", "synth", "streaming", "mp3", "flac", "realtime"),
-    ),
-    "cli": (
-        ("args", "prompt", "term", "shell", "flag", "clap", "color", "spinner"),
-        ("argument parser", "terminal toolkit", "progress bar", "shell completion"),
-        ("cli", "terminal", "ansi", "argparse", "tui", "completion", "color", "prompt"),
-    ),
-    "crypto": (
-        ("cipher", "hash", "sign", "vault", "seal", "keyring", "nonce", "argon"),
-        ("hash function", "signature library", "key store", "TLS helper", "cipher suite"),
-        ("crypto", "sha256", "ed25519", "aes", "tls", "hashing", "keys", "blake3", "argon2"),
-    ),
-    "data": (
-        ("frame", "csv", "parquet", "arrow", "json", "yaml", "schema", "table"),
-        ("dataframe library", "CSV parser", "JSON parser", "schema validator", "serializer"),
-        ("json", "csv", "parquet", "arrow", "serde", "yaml", "schema", "etl", "msgpack"),
-    ),
-    "database": (
-        ("sql", "pg", "redis", "kv", "orm", "query", "migrate", "pool"),
-        ("database client", "SQL builder", "ORM", "connection pool", "migration tool"),
-        ("sql", "postgres", "sqlite", "redis", "orm", "kv-store", "migrations", "pool"),
-    ),
-    "devtools": (
-        ("lint", "fmt", "build", "profile", "trace", "debug", "bench", "doc"),
-        ("linter", "code formatter", "build tool", "profiler", "tracing library"),
-        ("lint", "format", "build", "profiling", "tracing", "debugging", "docs", "ci"),
-    ),
-    "embedded": (
-        ("mcu", "gpio", "hal", "rtos", "spi", "uart", "flash", "boot"),
-        ("hardware abstraction layer", "GPIO driver", "RTOS kernel", "bootloader"),
-        ("embedded", "no-std", "arm", "risc-v", "gpio", "rtos", "firmware", "i2c"),
-    ),
-    "game": (
-        ("sprite", "ecs", "physics", "tile", "pathfind", "shader", "engine", "input"),
-        ("game engine", "entity component system", "physics engine", "tile map editor"),
-        ("gamedev", "ecs", "physics", "2d", "3d", "sprites", "pathfinding", "engine"),
-    ),
-    "graphics": (
-        ("render", "raster", "vector", "mesh", "pixel", "image", "svg", "font"),
-        ("image decoder", "vector renderer", "font rasterizer", "mesh toolkit"),
-        ("graphics", "image", "png", "svg", "opengl", "vulkan", "fonts", "gpu", "webgpu"),
-    ),
-    "ml": (
-        ("tensor", "neural", "grad", "infer", "embed", "token", "learn", "model"),
-        ("tensor library", "neural network toolkit", "tokenizer", "inference server"),
-        ("ml", "tensor", "neural-network", "nlp", "inference", "onnx", "autograd", "gpu"),
-    ),
-    "networking": (
-        ("http", "socket", "dns", "quic", "mesh", "proxy", "rpc", "packet"),
-        ("HTTP client", "DNS resolver", "QUIC transport", "RPC framework", "proxy server"),
-        ("http", "async", "dns", "quic", "tcp", "udp", "p2p", "rpc", "websocket", "dht"),
-    ),
-    "science": (
-        ("linalg", "stats", "ode", "fft", "sparse", "units", "geo", "bio"),
-        ("linear algebra library", "statistics toolkit", "FFT library", "ODE solver"),
-        ("math", "statistics", "linear-algebra", "fft", "simulation", "numerics", "geo"),
-    ),
-    "testing": (
-        ("mock", "fuzz", "snap", "prop", "assert", "fixture", "bench", "cover"),
-        ("mocking library", "fuzzer", "snapshot tester", "property tester"),
-        ("testing", "mocking", "fuzzing", "snapshot", "property-testing", "coverage"),
-    ),
-    "web": (
-        ("router", "template", "session", "cookie", "rest", "graphql", "static", "form"),
-        ("web framework", "HTTP router", "template engine", "GraphQL server", "REST toolkit"),
-        ("web", "http", "router", "templates", "graphql", "rest", "middleware", "wasm"),
-    ),
-}
-_SUFFIXES: Final = ("", "-rs", "-py", "-core", "-lite", "-kit", "-x", "-utils", "2", "-ng")
-_ADJECTIVES: Final = (
-    "Fast", "Tiny", "Safe", "Async", "Minimal", "Zero-copy", "Portable", "Simple",
-    "Robust", "Typed", "Lightweight", "Streaming",
-)  # fmt: skip
-_QUALITIES: Final = (
-    "with no unsafe code", "for async runtimes", "with a tiny footprint",
-    "that streams results", "with first-class types", "built for throughput",
-    "with zero dependencies", "for embedded and server use",
-)  # fmt: skip
-_LICENSES: Final = ("MIT", "Apache-2.0", "MIT OR Apache-2.0", "BSD-3-Clause", "MPL-2.0", "ISC")
-_AUTHORS: Final = (
-    "Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov",
-    "Donald Knuth", "Margaret Hamilton", "Ken Thompson", "Radia Perlman", "Leslie Lamport",
-    "Frances Allen", "John Backus", "Katherine Johnson", "Tony Hoare",
-)  # fmt: skip
-
-
-def generate_catalog(count: int, seed: int = 7) -> list[Package]:
-    """``count`` distinct, schema-valid packages with realistic names, titles,
-    descriptions, categories, tags and versions, the same for a given seed.
-    No tag is given to more than MAX_PACKAGES_PER_TAG packages (a node holds
-    at most MAX_RECORDS_PER_KEY records under one tag key)."""
-    if count < 0:
-        raise InvalidArgumentError(f"count must be >= 0, got {count!r}")
-    rng = random.Random(seed)
-    categories = sorted(_CATEGORY_WORDS)
-    tag_use: dict[str, int] = {}
-    seen: set[PackageId] = set()
-    packages: list[Package] = []
-    attempt = 0
-    while len(packages) < count:
-        attempt += 1
-        category = categories[len(packages) % len(categories)]
-        stems, nouns, tags = _CATEGORY_WORDS[category]
-        name = rng.choice(stems) + rng.choice(_SUFFIXES)
-        if attempt > count * 4:  # the small name space is used up: number them
-            name = f"{name}-{attempt}"
-        package_id = PackageId(rng.choice(_NAMESPACES), name)
-        if package_id in seen:
-            continue
-        seen.add(package_id)
-        extra = rng.choice([c for c in categories if c != category])
-        chosen_categories = [category, extra] if rng.random() < 0.3 else [category]
-        wanted = rng.sample(tags, k=min(len(tags), rng.randint(1, 3)))
-        chosen_tags = [t for t in wanted if tag_use.get(t, 0) < MAX_PACKAGES_PER_TAG]
-        for tag in chosen_tags:
-            tag_use[tag] = tag_use.get(tag, 0) + 1
-        noun = rng.choice(nouns)
-        major = rng.choice((0, 0, 1, 1, 2, 3))
-        version = semver.Version(major, rng.randint(0, 19), rng.randint(0, 30))
-        packages.append(
-            Package(
-                package_id,
-                version,
-                f"{rng.choice(_ADJECTIVES)} {noun}",
-                f"A {noun} {rng.choice(_QUALITIES)}; part of the {package_id.namespace} "
-                f"{category} collection.",
-                tuple(chosen_categories),
-                tuple(chosen_tags),
-                rng.choice(_LICENSES),
-                tuple(rng.sample(_AUTHORS, k=rng.randint(1, 2))),
-            )
-        )
-    return packages
 
 
 def demo_queries(catalog: Sequence[Package], seed: int = 11) -> list[Query]:
@@ -228,28 +77,31 @@ class DemoSettings:
     seed: int = 7
 
 
-@dataclass
 class DemoNetwork:
-    """The nodes (and their registries) of the embedded network, and the
-    client that searches it."""
+    """The embedded network (a LocalNetwork: nodes with a registry each) and
+    the labels its nodes are shown by."""
 
-    config: QueryConfig
-    backend: str
-    nodes: list[DhtNode] = field(default_factory=list)
-    registries: list[P2PRegistry] = field(default_factory=list)
-    labels: dict[tuple[str, int], str] = field(default_factory=dict)
+    def __init__(self, config: QueryConfig, backend: str) -> None:
+        self.net = LocalNetwork(
+            core=backend, config=config, registries=True, ksize=DEMO_KSIZE, join=None
+        )
+        self.labels: dict[tuple[str, int], str] = {}
+
+    @property
+    def nodes(self) -> list[DhtNode]:
+        return self.net.nodes
+
+    @property
+    def registries(self) -> list[P2PRegistry]:
+        return self.net.registries
 
     async def start(self, count: int, advance: Callable[[], None] = lambda: None) -> None:
         for index in range(count):
-            node = DhtNode(ksize=DEMO_KSIZE, queries=QueryManager(self.config, core=new_core(self.backend)))
-            registry = P2PRegistry(node)
-            self.nodes.append(node)
-            self.registries.append(registry)
-            await node.listen(0, interface=HOST)
+            # each node joins through an earlier one: a real bootstrap
+            node = await self.net.add(
+                bootstrap=[self.nodes[index // 2].address] if index else None, join=index > 0
+            )
             self.labels[node.address] = f"node-{index:02d}"
-            if index:
-                # each node joins through an earlier one: a real bootstrap
-                await node.bootstrap([self.nodes[index // 2].address])
             advance()
         # the first nodes met few others: let them look around once more
         for node in self.nodes[: max(1, count // 4)]:
@@ -257,18 +109,12 @@ class DemoNetwork:
 
     async def join(self, label: str) -> tuple[DhtNode, P2PRegistry]:
         """A fresh node with an empty catalog, bootstrapped into the network."""
-        node = DhtNode(ksize=DEMO_KSIZE, queries=QueryManager(self.config, core=new_core(self.backend)))
-        registry = P2PRegistry(node)
-        self.nodes.append(node)
-        self.registries.append(registry)
-        await node.listen(0, interface=HOST)
+        node = await self.net.add(bootstrap=[n.address for n in self.nodes[:3]])
         self.labels[node.address] = label
-        await node.bootstrap([n.address for n in self.nodes[:3] if n is not node])
-        return node, registry
+        return node, self.registries[-1]
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
+        self.net.stop()
 
     def label(self, peer: Any) -> str:
         if isinstance(peer, tuple) and len(peer) == 2 and peer[0] == "tag":

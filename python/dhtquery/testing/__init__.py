@@ -1,7 +1,42 @@
 """Tools for running dhtquery without a real network's setup: a clock moved
-by hand, a local network of nodes, a catalog generator and event-loop
-factories. The demo, the benchmarks and the tests all use these."""
+by hand, a local network of nodes (in this process or in worker processes),
+a catalog generator and the event-loop factory. The demo, the benchmarks and
+the tests all use these."""
 
+from .catalog import (
+    BENCH_SEED,
+    DEMO_SEED,
+    MAX_PACKAGES_PER_TAG,
+    CatalogStyle,
+    generate_catalog,
+)
 from .clock import FakeClock
+from .loops import LOOPS, LoopName, loop_factory
+from .network import (
+    HOST,
+    Address,
+    JoinStrategy,
+    LocalNetwork,
+    Worker,
+    WorkerError,
+    forget_all_but,
+)
 
-__all__ = ["FakeClock"]
+__all__ = [
+    "BENCH_SEED",
+    "DEMO_SEED",
+    "HOST",
+    "LOOPS",
+    "MAX_PACKAGES_PER_TAG",
+    "Address",
+    "CatalogStyle",
+    "FakeClock",
+    "JoinStrategy",
+    "LocalNetwork",
+    "LoopName",
+    "Worker",
+    "WorkerError",
+    "forget_all_but",
+    "generate_catalog",
+    "loop_factory",
+]

@@ -1,0 +1,447 @@
+"""One local network of dhtquery nodes on 127.0.0.1, for the demo, the
+benches and the tests.
+
+``LocalNetwork`` is an async context manager (a sync one too, when every
+node lives in worker processes): its nodes listen on port 0 of 127.0.0.1,
+each bootstrapped into the network, optionally with a ``P2PRegistry`` each
+and stock kademlia ``Server`` peers beside them; everything is stopped on the
+way out, errors included.
+
+Where the nodes run:
+
+in this process (``processes=0``)
+    ``net.nodes``, ``net.registries`` and ``net.stock_nodes`` are the objects
+    themselves, under the running loop.
+in worker processes (``processes=N``)
+    the nodes are spread over N children (``python -m
+    dhtquery.testing._worker``), each running them under its own loop
+    (``loop=``) and core (``core=``). A worker is only ever spoken to through
+    its line protocol (:class:`Worker`): JSON lines on its stdin and stdout,
+    nothing shared. A worker is killed in a ``finally`` if it does not exit
+    once its stdin closes. ``net.addresses`` holds every node's address;
+    :meth:`LocalNetwork.add` adds nodes in this process, bootstrapped into
+    the whole network.
+
+The split between *where a node runs* (:class:`Worker`, reached through
+``argv`` and pipes) and *what the network is* (:class:`LocalNetwork`) is the
+seam a later host kind (a network namespace) plugs into.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal
+
+from kademlia.network import Server
+
+from ..dht import DhtNode
+from ..query import QueryConfig, QueryManager, new_core
+from ..registry import P2PRegistry
+from .loops import LoopName
+
+__all__ = [
+    "HOST",
+    "Address",
+    "JoinStrategy",
+    "LocalNetwork",
+    "Worker",
+    "WorkerError",
+    "forget_all_but",
+]
+
+HOST: Final = "127.0.0.1"
+Address = tuple[str, int]
+#: ``"first"``: every node bootstraps off the network's first node, one
+#: after another. ``"full"``: that, all at once, then every node off every
+#: other (full routing tables, as the benches want).
+JoinStrategy = Literal["first", "full"]
+#: Seconds a closing worker gets to exit on its own before it is killed.
+WORKER_GRACE: Final = 10.0
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed, exited, or did not answer in time."""
+
+
+def class_path(cls: type[Any]) -> str:
+    """``module:QualName``, the form a worker imports a class or hook by."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+class Worker:
+    """One worker process and its line protocol (blocking calls; see
+    ``dhtquery.testing._worker`` for the commands)."""
+
+    def __init__(self, spec: Mapping[str, Any], *, ready_timeout: float = 120.0) -> None:
+        env = dict(os.environ)
+        # the worker imports this very dhtquery, installed or not
+        source = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+        self.argv = [sys.executable, "-m", "dhtquery.testing._worker", json.dumps(dict(spec))]
+        self.process = subprocess.Popen(
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._ids = iter(range(1, 1 << 62))
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+        try:
+            ready = self._reply(ready_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self.addresses: list[Address] = [(host, port) for host, port in ready["addresses"]]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _read(self) -> None:
+        stdout = self.process.stdout
+        assert stdout is not None
+        for line in stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _reply(self, timeout: float) -> dict[str, Any]:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise WorkerError(f"worker {self.pid} said nothing for {timeout:.0f} s") from None
+        if line is None:
+            raise WorkerError(f"worker {self.pid} exited (status {self.process.poll()})")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def request(self, command: str, timeout: float = 60.0, **args: Any) -> Any:
+        """Send ``command`` and return its result; WorkerError if it failed."""
+        with self._lock:
+            stdin = self.process.stdin
+            if stdin is None or stdin.closed:
+                raise WorkerError(f"worker {self.pid} is closed")
+            ident = next(self._ids)
+            stdin.write(json.dumps({"id": ident, "cmd": command, "args": args}) + "\n")
+            stdin.flush()
+            reply = self._reply(timeout)
+        if reply.get("id") != ident:
+            raise WorkerError(f"worker {self.pid}: answer {reply!r:.80} to request {ident}")
+        if not reply.get("ok"):
+            raise WorkerError(f"worker {self.pid}: {command}: {reply.get('error')}")
+        return reply.get("result")
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the worker so far (Linux), else None."""
+        try:
+            with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def close(self, grace: float = WORKER_GRACE) -> None:
+        """Close its stdin (it stops its nodes and exits), kill it if it has
+        not exited after ``grace`` seconds."""
+        try:
+            with contextlib.suppress(OSError):
+                if self.process.stdin is not None:
+                    self.process.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(grace)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(5.0)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+
+
+class LocalNetwork:
+    """``nodes`` DhtNodes on 127.0.0.1 (see the module's docstring)."""
+
+    def __init__(
+        self,
+        nodes: int = 0,
+        *,
+        core: str = "auto",
+        config: QueryConfig | None = None,
+        registries: bool = False,
+        stock: int = 0,
+        processes: int = 0,
+        loop: LoopName = "asyncio",
+        join: JoinStrategy | None = "first",
+        node_class: type[DhtNode] = DhtNode,
+        ksize: int = 20,
+        alpha: int = 3,
+        ready_timeout: float = 120.0,
+    ) -> None:
+        if nodes < 0 or stock < 0 or processes < 0:
+            raise ValueError("nodes, stock and processes must be >= 0")
+        if processes > max(nodes, 1):
+            raise ValueError(f"processes ({processes}) must not exceed nodes ({nodes})")
+        self.count = nodes
+        self.core = core
+        self.config = config
+        self.with_registries = registries
+        self.stock_count = stock
+        self.processes = processes
+        self.loop = loop
+        self.join = join
+        self.node_class = node_class
+        self.ksize = ksize
+        self.alpha = alpha
+        self.ready_timeout = ready_timeout
+        self.nodes: list[DhtNode] = []
+        self.registries: list[P2PRegistry] = []
+        self.stock_nodes: list[Server] = []
+        self.workers: list[Worker] = []
+
+    # -- the whole network -----------------------------------------------
+
+    @property
+    def addresses(self) -> list[Address]:
+        """Every node's address: the workers' nodes, then this process's
+        (DhtNodes, then stock peers)."""
+        return [
+            *(address for worker in self.workers for address in worker.addresses),
+            *(node.address for node in self.nodes if node.listening),
+            *(_address_of(node) for node in self.stock_nodes if node.transport is not None),
+        ]
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [worker.pid for worker in self.workers]
+
+    async def __aenter__(self) -> LocalNetwork:
+        try:
+            if self.processes:
+                await asyncio.to_thread(self._start_workers)
+            else:
+                for _ in range(self.count):
+                    await self.add(join=False)
+                if self.join is not None:
+                    await self.join_into(self.addresses, self.join)
+            first = self.addresses[:1]
+            for _ in range(self.stock_count):
+                await self.add_stock(bootstrap=first)
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> LocalNetwork:
+        """Workers only: a network that outlives any one event loop."""
+        if not self.processes or self.stock_count:
+            raise ValueError("a LocalNetwork used with 'with' runs every node in workers")
+        try:
+            self._start_workers()
+        except BaseException:
+            self.close_workers()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close_workers()
+
+    def stop(self) -> None:
+        """Stop this process's nodes (not the workers: :meth:`close_workers`)."""
+        for node in self.nodes:
+            node.stop()
+        for server in self.stock_nodes:
+            server.stop()
+
+    def close_workers(self) -> None:
+        workers, self.workers = self.workers, []
+        for worker in workers:
+            worker.close()
+
+    async def aclose(self) -> None:
+        try:
+            self.stop()
+        finally:
+            await asyncio.to_thread(self.close_workers)
+            # let the transports' connection_lost callbacks run
+            await asyncio.sleep(0)
+
+    # -- nodes in this process ---------------------------------------------
+
+    def new_node(self, node_class: type[DhtNode] | None = None, **kwargs: Any) -> DhtNode:
+        """A DhtNode of this network's kind (core, config, ksize, alpha),
+        not listening yet; ``kwargs`` go to the node."""
+        if "queries" not in kwargs:
+            config = kwargs.get("config", self.config)
+            kwargs["queries"] = QueryManager(config, core=new_core(self.core))
+        kwargs.setdefault("ksize", self.ksize)
+        kwargs.setdefault("alpha", self.alpha)
+        return (node_class or self.node_class)(**kwargs)
+
+    async def add(
+        self,
+        *,
+        bootstrap: Sequence[Address] | None = None,
+        join: bool = True,
+        registry: bool | None = None,
+        node_class: type[DhtNode] | None = None,
+        **kwargs: Any,
+    ) -> DhtNode:
+        """One more DhtNode in this process, listening, bootstrapped off
+        ``bootstrap`` (default: the network's first node; ``join=False``:
+        not at all), with a registry if ``registry`` (default: the
+        network's ``registries``)."""
+        node = self.new_node(node_class, **kwargs)
+        first = self.addresses[:1]
+        self.nodes.append(node)
+        await node.listen(0, HOST)
+        targets = list(bootstrap) if bootstrap is not None else first
+        if join and targets:
+            await node.bootstrap(targets)
+        if self.with_registries if registry is None else registry:
+            self.registries.append(P2PRegistry(node))
+        return node
+
+    async def add_stock(self, *, bootstrap: Sequence[Address] = (), **kwargs: Any) -> Server:
+        """A stock kademlia ``Server`` peer, listening on 127.0.0.1."""
+        server = Server(**kwargs)
+        self.stock_nodes.append(server)
+        await server.listen(0, HOST)
+        if bootstrap:
+            await server.bootstrap(list(bootstrap))
+        return server
+
+    async def join_into(self, addresses: Sequence[Address], strategy: JoinStrategy) -> None:
+        """Bootstrap this process's DhtNodes into ``addresses``."""
+        if not addresses:
+            return
+        first = list(addresses[:1])
+        others = [node for node in self.nodes if node.address != first[0]]
+        if strategy == "first":
+            for node in others:
+                await node.bootstrap(first)
+            return
+        await asyncio.gather(*(node.bootstrap(first) for node in others))
+        await asyncio.gather(
+            *(
+                node.bootstrap([a for a in addresses if a != node.address])
+                for node in self.nodes
+                if len(addresses) > 1
+            )
+        )
+
+    def idle(self) -> bool:
+        """No query and no request in flight on any node of this process."""
+        return all(
+            node.queries.in_flight == 0 and node.pending_requests == 0 for node in self.nodes
+        )
+
+    async def settle(self, timeout: float = 3.0) -> bool:
+        """Wait (bounded) until every node is idle, the workers' included;
+        False if ``timeout`` passed first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self.idle() and all(
+                [await self.command(w, "idle") for w in range(len(self.workers))]
+            ):
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+
+    def forget_strangers(self) -> int:
+        """Every node, here and in the workers, drops the contacts that are
+        not nodes of this network (clients that came and went); returns how
+        many were dropped."""
+        members = set(self.addresses)
+        removed = forget_all_but(self.nodes, members)
+        for worker in self.workers:
+            removed += int(worker.request("forget_strangers", members=sorted(members)))
+        return removed
+
+    # -- workers -------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        started = time.perf_counter()
+        base, extra = divmod(self.count, self.processes)
+        for index in range(self.processes):
+            spec = {
+                "nodes": base + (index < extra),
+                "core": self.core,
+                "loop": self.loop,
+                "registries": self.with_registries,
+                "node_class": class_path(self.node_class),
+                "ksize": self.ksize,
+                "alpha": self.alpha,
+                "timeout": self.config.default_timeout if self.config else None,
+            }
+            self.workers.append(Worker(spec, ready_timeout=self.ready_timeout))
+        if self.join is not None:
+            addresses = [list(a) for a in self.addresses]
+            # the first worker holds the first node: it joins before the rest
+            self.workers[0].request(
+                "join", self.ready_timeout, addresses=addresses, strategy=self.join
+            )
+            threads = [
+                threading.Thread(
+                    target=worker.request,
+                    args=("join", self.ready_timeout),
+                    kwargs={"addresses": addresses, "strategy": self.join},
+                )
+                for worker in self.workers[1:]
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        self.setup_seconds = time.perf_counter() - started
+
+    async def command(self, worker: int, command: str, **args: Any) -> Any:
+        """``command`` on worker ``worker`` without blocking this loop (this
+        process's nodes go on answering meanwhile)."""
+        return await asyncio.to_thread(self.workers[worker].request, command, **args)
+
+    def call(self, hook: str, timeout: float = 1800.0, **params: Any) -> list[Any]:
+        """Run ``await module.function(network, **params)`` (``hook`` is
+        ``"module:function"``) in every worker, on the worker's own
+        LocalNetwork; their results, in worker order. Blocking: for a caller
+        with no node of its own in this process."""
+        return [w.request("call", timeout, hook=hook, params=params) for w in self.workers]
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the workers used so far; None where /proc is not there."""
+        times = [worker.cpu_seconds() for worker in self.workers]
+        return None if any(t is None for t in times) else sum(t or 0.0 for t in times)
+
+
+def forget_all_but(nodes: Sequence[DhtNode], members: set[Address]) -> int:
+    """Drop from every node's routing table each contact not in
+    ``members``; kademlia promotes replacements, so repeat (bounded)."""
+    removed = 0
+    for node in nodes:
+        for _ in range(64):
+            strangers = [(p.ip, p.port) for p in node.peers() if (p.ip, p.port) not in members]
+            if not strangers:
+                break
+            removed += sum(node.forget(address) for address in strangers)
+    return removed
+
+
+def _address_of(server: Server) -> Address:
+    host, port = server.transport.get_extra_info("sockname")[:2]
+    return host, port
