@@ -9,6 +9,17 @@ from types import ModuleType
 import pytest
 
 from dhtquery.errors import DhtQueryError, InvalidArgumentError, InvalidArgumentTypeError
+from dhtquery.query import types
+from dhtquery.query.types import (
+    BatchStatus,
+    CoreOutcome,
+    Counters,
+    Latency,
+    QueryState,
+    Reason,
+    SubmitStatus,
+)
+from tests.conftest import require_rust
 
 T0 = 1000.0
 
@@ -16,6 +27,121 @@ T0 = 1000.0
 @pytest.fixture
 def core(core_module: ModuleType) -> object:
     return core_module.QueryCore()
+
+
+PUBLIC_NAMES = [
+    "MAX_EXPECTED_PEERS",
+    "MAX_NOW",
+    "MAX_RESULTS_LIMIT",
+    "MAX_TIMEOUT",
+    "QueryCore",
+    "QueryId",
+]
+LIMITS = ["MAX_EXPECTED_PEERS", "MAX_NOW", "MAX_RESULTS_LIMIT", "MAX_TIMEOUT"]
+
+
+def test_module_exports_the_same_names(core_module: ModuleType) -> None:
+    assert core_module.__all__ == PUBLIC_NAMES
+    for name in PUBLIC_NAMES:
+        assert hasattr(core_module, name), name
+    # Statuses and reasons are types.py's enums now, not module constants.
+    assert not {"NEW", "REASONS"} & set(core_module.__all__)
+
+
+def test_rust_limits_equal_the_types_limits() -> None:
+    rust = require_rust()
+    for name in LIMITS:
+        value = getattr(rust, name)
+        assert value == getattr(types, name), name
+        assert type(value) is type(getattr(types, name)), name
+    for removed in ["NEW", "COMPLETED", "DUPLICATE", "FULL", "LATE", "UNKNOWN", "REASONS"]:
+        assert not hasattr(rust, removed), removed
+
+
+def test_returns_the_shared_vocabulary(core_module: ModuleType) -> None:
+    core = core_module.QueryCore(grace=1.0)
+    query_id = core.register(10.0, 2, 1, T0)
+    status = core.offer(query_id, "p", "a", "x", T0)
+    assert type(status) is SubmitStatus and status is SubmitStatus.NEW
+    batch = core.offer_many(query_id, "p", [("a", "x"), ("b", "y")], T0)
+    assert type(batch) is BatchStatus
+    assert batch == BatchStatus(SubmitStatus.COMPLETED, 1, 1)
+    assert batch.status is SubmitStatus.COMPLETED
+    assert core.peer_done(query_id, "p", True) is SubmitStatus.FULL
+    outcome = core.finish(query_id, T0 + 0.5)
+    assert type(outcome) is CoreOutcome
+    assert outcome.query_id == query_id and outcome.reason is Reason.MAX_RESULTS
+    assert outcome.results == [("x", "p", "a", 0.0), ("y", "p", "b", 0.0)]
+    assert all(type(record) is tuple for record in outcome.results)
+    assert (outcome.duration, outcome.peers_ok, outcome.peers_failed) == (0.5, 1, 0)
+    assert outcome.duplicates == 1
+    cancelled = core.cancel(core.register(10.0, 2, 1, T0), T0 + 1)
+    assert type(cancelled) is CoreOutcome and cancelled.reason is Reason.CANCELLED
+    core.register(0.5, 2, 1, T0)
+    (expired,) = core.expire(T0 + 0.5)
+    assert type(expired) is CoreOutcome and expired.reason is Reason.TIMEOUT
+    assert expired.reason == "timeout"  # a StrEnum: equal to its str
+    counters = core.counters()
+    assert type(counters) is Counters
+    assert (counters.total, counters.successful, counters.cancelled) == (3, 1, 1)
+    assert (counters.timed_out, counters.results, counters.duplicates) == (1, 2, 1)
+    latency = core.latency()
+    assert type(latency) is Latency and latency.samples == 2
+    assert type(core.state(query_id)) is QueryState
+
+
+@pytest.mark.parametrize(
+    "reason", [Reason.ADAPTIVE, "adaptive", type("Text", (str,), {})("adaptive")]
+)
+def test_finish_takes_a_reason_member_or_the_equal_str(
+    core_module: ModuleType, reason: str
+) -> None:
+    core = core_module.QueryCore()
+    outcome = core.finish(core.register(10.0, 5, 0, T0), T0, reason)
+    assert outcome.reason is Reason.ADAPTIVE
+
+
+@pytest.mark.parametrize("reason", [Reason.TIMEOUT, Reason.CANCELLED, "MAX_RESULTS", 1])
+def test_finish_refuses_other_reasons(core_module: ModuleType, reason: object) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 5, 0, T0)
+    with pytest.raises(InvalidArgumentError, match="reason must be one of"):
+        core.finish(query_id, T0, reason)
+    assert core.state(query_id) is QueryState.LIVE
+
+
+def test_state_live(core_module: ModuleType) -> None:
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 2, 1, T0)
+    core.offer(query_id, "p", "a", 1, T0)
+    before = core.counters()
+    assert core.state(query_id) is QueryState.LIVE
+    assert core.state(core_module.QueryId(str(query_id))) is QueryState.LIVE
+    assert core.counters() == before
+
+
+def test_state_tombstone(core_module: ModuleType) -> None:
+    core = core_module.QueryCore(grace=5.0)
+    query_id = core.register(10.0, 2, 1, T0)
+    core.cancel(query_id, T0 + 1)
+    before = core.counters()
+    assert core.state(query_id) is QueryState.TOMBSTONE
+    assert core.counters() == before  # not counted as late, unlike an offer
+    core.expire(T0 + 5.999)
+    assert core.state(query_id) is QueryState.TOMBSTONE
+
+
+def test_state_unknown(core_module: ModuleType) -> None:
+    core = core_module.QueryCore(grace=5.0)
+    stranger = core_module.QueryId("00000000-0000-4000-8000-000000000000")
+    assert core.state(stranger) is QueryState.UNKNOWN
+    query_id = core.register(10.0, 2, 1, T0)
+    core.finish(query_id, T0 + 1, "adaptive")
+    core.expire(T0 + 6.0)  # the grace is over: forgotten
+    before = core.counters()
+    assert core.state(query_id) is QueryState.UNKNOWN
+    assert core.state(stranger) is QueryState.UNKNOWN
+    assert core.counters() == before  # not counted as unknown, unlike an offer
 
 
 def test_query_id_unique(core_module: ModuleType) -> None:
@@ -64,9 +190,9 @@ def test_query_id_rejects_bad_values(core_module: ModuleType) -> None:
 def test_offer_deduplicates_by_key(core_module: ModuleType) -> None:
     core = core_module.QueryCore()
     query_id = core.register(10.0, 20, 3, T0)
-    assert core.offer(query_id, "p1", "k", "first", T0 + 0.1) == core_module.NEW
-    assert core.offer(query_id, "p2", "k", "second", T0 + 0.2) == core_module.DUPLICATE
-    assert core.offer(query_id, "p2", b"k", "bytes key", T0 + 0.3) == core_module.NEW
+    assert core.offer(query_id, "p1", "k", "first", T0 + 0.1) is SubmitStatus.NEW
+    assert core.offer(query_id, "p2", "k", "second", T0 + 0.2) is SubmitStatus.DUPLICATE
+    assert core.offer(query_id, "p2", b"k", "bytes key", T0 + 0.3) is SubmitStatus.NEW
     records = core.drain(query_id)
     assert [record[0] for record in records] == ["first", "bytes key"]
     assert records[0][1] == "p1" and records[0][2] == "k"
@@ -77,9 +203,9 @@ def test_offer_deduplicates_by_key(core_module: ModuleType) -> None:
 def test_offer_completes_at_max_results_then_refuses(core_module: ModuleType) -> None:
     core = core_module.QueryCore()
     query_id = core.register(10.0, 2, 3, T0)
-    assert core.offer(query_id, "p", "a", 1, T0) == core_module.NEW
-    assert core.offer(query_id, "p", "b", 2, T0) == core_module.COMPLETED
-    assert core.offer(query_id, "p", "c", 3, T0) == core_module.FULL
+    assert core.offer(query_id, "p", "a", 1, T0) is SubmitStatus.NEW
+    assert core.offer(query_id, "p", "b", 2, T0) is SubmitStatus.COMPLETED
+    assert core.offer(query_id, "p", "c", 3, T0) is SubmitStatus.FULL
     outcome = core.finish(query_id, T0 + 1)
     assert outcome[1] == "max_results"
     assert [record[0] for record in outcome[2]] == [1, 2]
@@ -90,10 +216,10 @@ def test_offer_many_counts_accepted_and_duplicates(core_module: ModuleType) -> N
     core = core_module.QueryCore()
     query_id = core.register(10.0, 3, 2, T0)
     status = core.offer_many(query_id, "p1", [("a", 1), ("a", 1), ("b", 2)], T0)
-    assert status == (core_module.NEW, 2, 1)
+    assert status == (SubmitStatus.NEW, 2, 1)
     status = core.offer_many(query_id, "p2", [("b", 2), ("c", 3), ("d", 4)], T0)
-    assert status == (core_module.COMPLETED, 1, 1)
-    assert core.offer_many(query_id, "p3", [("e", 5)], T0) == (core_module.FULL, 0, 0)
+    assert status == (SubmitStatus.COMPLETED, 1, 1)
+    assert core.offer_many(query_id, "p3", [("e", 5)], T0) == (SubmitStatus.FULL, 0, 0)
     assert [record[0] for record in core.drain(query_id)] == [1, 2, 3]
 
 
@@ -105,17 +231,17 @@ def test_offer_many_checks_every_entry_before_offering(core_module: ModuleType) 
     with pytest.raises(InvalidArgumentTypeError, match=r"entries\[0\]"):
         core.offer_many(query_id, "p", ["not a pair"], T0)
     assert core.drain(query_id) == []
-    assert core.offer(query_id, "p", "a", 1, T0) == core_module.NEW
+    assert core.offer(query_id, "p", "a", 1, T0) is SubmitStatus.NEW
 
 
 def test_peer_done_completes_when_every_expected_peer_reported(core_module: ModuleType) -> None:
     core = core_module.QueryCore()
     query_id = core.register(10.0, 20, 2, T0)
     core.offer(query_id, "p1", "a", 1, T0)
-    assert core.peer_done(query_id, "p1", True) == core_module.NEW
-    assert core.peer_done(query_id, "p1", True) == core_module.DUPLICATE
-    assert core.peer_done(query_id, ("10.0.0.1", 4000), False) == core_module.COMPLETED
-    assert core.offer(query_id, "p3", "b", 2, T0) == core_module.FULL
+    assert core.peer_done(query_id, "p1", True) is SubmitStatus.NEW
+    assert core.peer_done(query_id, "p1", True) is SubmitStatus.DUPLICATE
+    assert core.peer_done(query_id, ("10.0.0.1", 4000), False) is SubmitStatus.COMPLETED
+    assert core.offer(query_id, "p3", "b", 2, T0) is SubmitStatus.FULL
     outcome = core.finish(query_id, T0 + 0.5)
     assert outcome[1] == "all_peers"
     assert (outcome[4], outcome[5]) == (1, 1)
@@ -193,14 +319,14 @@ def test_late_within_grace_unknown_after(core_module: ModuleType) -> None:
     query_id = core.register(10.0, 1, 1, T0)
     core.offer(query_id, "p", "a", 1, T0)
     core.finish(query_id, T0 + 1)
-    assert core.offer(query_id, "p", "b", 2, T0 + 2) == core_module.LATE
-    assert core.offer_many(query_id, "p", [("c", 3), ("d", 4)], T0 + 3)[0] == core_module.LATE
-    assert core.peer_done(query_id, "p", True) == core_module.LATE
+    assert core.offer(query_id, "p", "b", 2, T0 + 2) is SubmitStatus.LATE
+    assert core.offer_many(query_id, "p", [("c", 3), ("d", 4)], T0 + 3)[0] == SubmitStatus.LATE
+    assert core.peer_done(query_id, "p", True) is SubmitStatus.LATE
     core.expire(T0 + 5.999)
     assert core.tombstones == 1
     core.expire(T0 + 6.0)
     assert core.tombstones == 0
-    assert core.offer(query_id, "p", "e", 5, T0 + 7) == core_module.UNKNOWN
+    assert core.offer(query_id, "p", "e", 5, T0 + 7) is SubmitStatus.UNKNOWN
     counters = core.counters()
     assert counters[7] == 3  # late: one single offer and a batch of two
     assert counters[8] == 1  # unknown
@@ -285,6 +411,7 @@ def test_methods_reject_wrong_query_id_type(core_module: ModuleType) -> None:
         lambda: core.offer(bad, "p", "k", 1, T0),
         lambda: core.offer_many(bad, "p", [], T0),
         lambda: core.peer_done(bad, "p", True),
+        lambda: core.state(bad),
         lambda: core.drain(bad),
         lambda: core.finish(bad, T0),
         lambda: core.cancel(bad, T0),

@@ -7,6 +7,7 @@ the registration that made them.
 
 from __future__ import annotations
 
+import enum
 from types import ModuleType
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from dhtquery.query import _core_py
+from dhtquery.query.types import Reason
 from tests.conftest import require_rust
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "e", b"a", b"b", "f", "g"])
@@ -50,6 +52,13 @@ class CoresAgree(RuleBasedStateMachine):
                 if pair[which] == value:
                     return ("query", index)
             return ("foreign", str(value))
+        # Enum members and NamedTuples keep their class, so both cores must
+        # return the same types.py objects, not merely equal ints, strs or
+        # tuples.
+        if isinstance(value, enum.Enum):
+            return (type(value), value)
+        if isinstance(value, tuple) and hasattr(type(value), "_fields"):
+            return (type(value), tuple(self._normalize(item, which) for item in value))
         if isinstance(value, list | tuple):
             return type(value)(self._normalize(item, which) for item in value)
         return value
@@ -95,11 +104,18 @@ class CoresAgree(RuleBasedStateMachine):
         self._both(lambda core, w: core.peer_done(self._query(w, index), peer, ok))
 
     @rule(index=st.integers(0, 40))
+    def state(self, index: int) -> None:
+        self._both(lambda core, w: core.state(self._query(w, index)))
+
+    @rule(index=st.integers(0, 40))
     def drain(self, index: int) -> None:
         self._both(lambda core, w: core.drain(self._query(w, index)))
 
     @rule(
-        index=st.integers(0, 40), reason=st.sampled_from([None, "adaptive", "all_peers", "timeout"])
+        index=st.integers(0, 40),
+        reason=st.sampled_from(
+            [None, "adaptive", "all_peers", "timeout", Reason.MAX_RESULTS, Reason.CANCELLED]
+        ),
     )
     def finish(self, index: int, reason: str | None) -> None:
         self._both(lambda core, w: core.finish(self._query(w, index), self.now, reason))
@@ -137,6 +153,7 @@ class CoresAgree(RuleBasedStateMachine):
                 core.in_flight,
                 core.tombstones,
                 core.timers,
+                [core.state(self._query(w, index)) for index in range(len(self.ids) + 1)],
             )
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from dhtquery.query.types import BatchStatus, CoreOutcome, Reason, SubmitStatus
 from tests.conftest import require_rust
 
 THREADS = 4
@@ -28,12 +29,14 @@ def test_four_threads_offering_to_the_same_queries() -> None:
         for key_number in range(SHARED_KEYS):
             for query_id in ids:
                 code = core.offer(query_id, f"t{thread}", f"shared-{key_number}", key_number, 2.0)
-                accepted[thread] += code in (core_module.NEW, core_module.COMPLETED)
+                assert type(code) is SubmitStatus
+                accepted[thread] += code in (SubmitStatus.NEW, SubmitStatus.COMPLETED)
         own = [(f"own-{thread}-{n}", n) for n in range(OWN_KEYS)]
         for query_id in ids:
-            _status, count, duplicates = core.offer_many(query_id, f"t{thread}", own, 2.0)
-            accepted[thread] += count
-            assert duplicates == 0
+            batch = core.offer_many(query_id, f"t{thread}", own, 2.0)
+            assert type(batch) is BatchStatus
+            accepted[thread] += batch.accepted
+            assert batch.duplicates == 0
 
     def drain() -> None:
         start.wait()
@@ -54,8 +57,8 @@ def test_four_threads_offering_to_the_same_queries() -> None:
     for index, query_id in enumerate(ids):
         drained[index].extend(core.drain(query_id))
         outcome = core.finish(query_id, 3.0)
-        assert outcome is not None and outcome[1] == "max_results"
-        keys = [record[2] for record in drained[index] + outcome[2]]
+        assert type(outcome) is CoreOutcome and outcome.reason is Reason.MAX_RESULTS
+        keys = [record[2] for record in drained[index] + outcome.results]
         assert len(keys) == len(set(keys)) == capacity
 
     offers = THREADS * (SHARED_KEYS + OWN_KEYS) * QUERIES

@@ -1,9 +1,18 @@
 """Typed interface of the compiled query core, ``dhtquery._core``.
 
 This stub is the contract that both cores keep: the Rust extension
-(``rust/``) and the pure-Python twin (``dhtquery._core_py``) have the same
-names, arguments, return values and errors, and ``tests/test_core_equivalence.py``
-drives both with the same random operations to check it.
+(``rust/``) and the pure-Python twin (``dhtquery.query._core_py``) have the
+same names, arguments, return values and errors, and
+``tests/test_core_equivalence.py`` drives both with the same random operations
+to check it.
+
+Both return the very objects of :mod:`dhtquery.query.types`: statuses are
+``SubmitStatus`` members (an IntEnum), reasons ``Reason`` members (a StrEnum,
+so ``outcome.reason == "timeout"`` holds), and the named shapes
+(``BatchStatus``, ``CoreOutcome``, ``Counters``, ``Latency``) are NamedTuples,
+so they also compare equal to plain tuples. A result record stays a plain
+4-tuple ``(item, peer, key, response_time)``. The Rust core imports that
+module when it loads.
 
 Time never comes from a clock here: every call that needs the time takes
 ``now`` (seconds, as ``loop.time()`` gives it), so the core is deterministic.
@@ -17,56 +26,33 @@ import uuid
 from collections.abc import Hashable, Sequence
 from typing import Final, Self, TypeAlias, final
 
+from dhtquery.query.types import (
+    BatchStatus,
+    CoreOutcome,
+    Counters,
+    Latency,
+    QueryState,
+    ResultRecord,
+    SubmitStatus,
+)
+
 __all__ = [
-    "COMPLETED",
-    "DUPLICATE",
-    "FULL",
-    "LATE",
     "MAX_EXPECTED_PEERS",
     "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
-    "NEW",
-    "REASONS",
-    "UNKNOWN",
     "QueryCore",
     "QueryId",
 ]
 
-# Status codes returned by offer / offer_many / peer_done.
-NEW: Final[int]  # accepted; the query is still open
-COMPLETED: Final[int]  # accepted, and the query is complete now
-DUPLICATE: Final[int]  # key (or peer, for peer_done) already seen: dropped
-FULL: Final[int]  # the query was already complete: dropped
-LATE: Final[int]  # the query finished less than `grace` seconds ago
-UNKNOWN: Final[int]  # no such query, or finished longer ago than `grace`
-
-# Reasons a query ends with.
-REASONS: Final[tuple[str, ...]]  # ("max_results", "all_peers", "adaptive", "timeout", "cancelled")
-
-# Limits enforced on arguments (an argument past one raises InvalidArgumentError).
+# Limits enforced on arguments (an argument past one raises
+# InvalidArgumentError); equal to those of dhtquery.query.types.
 MAX_TIMEOUT: Final[float]  # seconds; the wheel spans 64**6 ms, about 2.2 years
 MAX_RESULTS_LIMIT: Final[int]  # the result buffer is allocated at capacity max_results
 MAX_EXPECTED_PEERS: Final[int]
 MAX_NOW: Final[float]  # seconds; `now` past this is refused (ticks are u64 ms)
 
 _Key: TypeAlias = str | bytes
-#: (item, peer, key, response_time): response_time is offer's now minus the
-#: query's start, in seconds.
-_ResultRecord: TypeAlias = tuple[object, object, _Key, float]
-#: (query_id, reason, results, duration, peers_ok, peers_failed, duplicates):
-#: results are those not yet drained, in arrival order; duration is the ending
-#: call's now minus the query's start, in seconds.
-_Outcome: TypeAlias = tuple[QueryId, str, list[_ResultRecord], float, int, int, int]
-#: (total, successful, timed_out, cancelled, in_flight, results, duplicates,
-#:  late, unknown, overflow)
-_Counters: TypeAlias = tuple[int, int, int, int, int, int, int, int, int, int]
-#: (count, p50, p95, p99, max): query durations in seconds, from an HDR
-#: histogram of microseconds (1 us .. 1 h, 3 significant figures); quantiles
-#: are nearest-rank: the smallest recorded value v with count(<= v) >=
-#: ceil(q * count), reported as the highest value equivalent to v. All zero
-#: when nothing was recorded.
-_Latency: TypeAlias = tuple[int, float, float, float, float]
 
 @final
 class QueryId:
@@ -106,8 +92,8 @@ class QueryCore:
     reported done (reason ``all_peers``; ``expected_peers=0`` disables this).
     A complete query refuses further results (``FULL``) and waits for
     ``finish``. A finished, cancelled or expired query leaves a tombstone for
-    ``grace`` seconds: offers to it are ``LATE`` and counted as late; after
-    that they are ``UNKNOWN``.
+    ``grace`` seconds (``state`` says ``TOMBSTONE``): offers to it are
+    ``LATE`` and counted as late; after that they are ``UNKNOWN``.
 
     Arguments are checked before anything changes: a call that raises leaves
     the core as it was.
@@ -127,40 +113,57 @@ class QueryCore:
         ``max_results``/``expected_peers`` (bool is refused) or a non-number
         ``timeout``/``now``.
         """
-    def offer(self, query_id: QueryId, peer: Hashable, key: _Key, item: object, now: float) -> int:
-        """Offer one result; returns NEW, COMPLETED, DUPLICATE, FULL, LATE or
-        UNKNOWN. Checked in this order: unknown/late id, complete query (FULL,
-        counted as overflow), duplicate key, then accepted. ``key`` must be str
-        or bytes (``"a"`` and ``b"a"`` are different keys)."""
+    def offer(
+        self, query_id: QueryId, peer: Hashable, key: _Key, item: object, now: float
+    ) -> SubmitStatus:
+        """Offer one result; returns a ``SubmitStatus``: NEW, COMPLETED,
+        DUPLICATE, FULL, LATE or UNKNOWN. Checked in this order: unknown/late
+        id, complete query (FULL, counted as overflow), duplicate key, then
+        accepted. ``key`` must be str or bytes (``"a"`` and ``b"a"`` are
+        different keys). The record kept is ``(item, peer, key,
+        response_time)``, response_time being now minus the query's start."""
     def offer_many(
         self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[_Key, object]], now: float
-    ) -> tuple[int, int, int]:
+    ) -> BatchStatus:
         """Offer one peer's batch of (key, item) pairs, in order, as if by
-        ``offer`` one at a time. Returns (status, accepted, duplicates) where
-        status is UNKNOWN or LATE (nothing accepted; LATE counts every entry as
-        late), FULL (complete before the batch), COMPLETED (complete during
-        it; the rest of the batch counts as overflow), or NEW (still open).
-        Every entry is checked before any is offered."""
-    def peer_done(self, query_id: QueryId, peer: Hashable, ok: bool) -> int:
+        ``offer`` one at a time. Returns a ``BatchStatus`` (status, accepted,
+        duplicates) where status is UNKNOWN or LATE (nothing accepted; LATE
+        counts every entry as late), FULL (complete before the batch),
+        COMPLETED (complete during it; the rest of the batch counts as
+        overflow), or NEW (still open). Every entry is checked before any is
+        offered."""
+    def peer_done(self, query_id: QueryId, peer: Hashable, ok: bool) -> SubmitStatus:
         """Record that ``peer`` has answered everything (``ok``) or failed.
-        Returns NEW (counted, still open), COMPLETED (counted, and now
-        complete), FULL (counted; was already complete), DUPLICATE (this
-        peer already reported: ignored), LATE or UNKNOWN."""
-    def drain(self, query_id: QueryId) -> list[_ResultRecord]:
+        Returns a ``SubmitStatus``: NEW (counted, still open), COMPLETED
+        (counted, and now complete), FULL (counted; was already complete),
+        DUPLICATE (this peer already reported: ignored), LATE or UNKNOWN
+        (neither counted)."""
+    def state(self, query_id: QueryId) -> QueryState:
+        """What the core knows of ``query_id``: LIVE (registered, not ended),
+        TOMBSTONE (ended less than ``grace`` ago: offers would be LATE) or
+        UNKNOWN (never registered here, or forgotten). Asking counts
+        nothing."""
+    def drain(self, query_id: QueryId) -> list[ResultRecord]:
         """Take the results not yet drained, in arrival order; [] for an id
         that is not in flight."""
-    def finish(self, query_id: QueryId, now: float, reason: str | None = None) -> _Outcome | None:
-        """End a query. ``reason`` None means: ``max_results`` if it holds
-        max_results results, else ``all_peers`` if every expected peer is
-        done, else InvalidArgumentError (the query is not complete: name a
-        reason). An explicit reason must be ``max_results``, ``all_peers`` or
-        ``adaptive``. Counts as successful; its duration goes to the latency
-        histogram. None if the id is not in flight."""
-    def cancel(self, query_id: QueryId, now: float) -> _Outcome | None:
-        """End a query with reason ``cancelled`` (counted as cancelled, not
+    def finish(
+        self, query_id: QueryId, now: float, reason: str | None = None
+    ) -> CoreOutcome | None:
+        """End a query and return its ``CoreOutcome`` (query_id, reason,
+        results not yet drained in arrival order, duration = now minus the
+        query's start, peers_ok, peers_failed, duplicates). ``reason`` None
+        means: ``Reason.MAX_RESULTS`` if it holds max_results results, else
+        ``Reason.ALL_PEERS`` if every expected peer is done, else
+        InvalidArgumentError (the query is not complete: name a reason). An
+        explicit reason must be one of ``FINISH_REASONS`` (max_results,
+        all_peers, adaptive): a ``Reason`` member or the equal str; the
+        outcome holds the member. Counts as successful; its duration goes to
+        the latency histogram. None if the id is not in flight."""
+    def cancel(self, query_id: QueryId, now: float) -> CoreOutcome | None:
+        """End a query with ``Reason.CANCELLED`` (counted as cancelled, not
         in the histogram). None if the id is not in flight."""
-    def expire(self, now: float) -> list[_Outcome]:
-        """End with reason ``timeout`` every query whose deadline tick is <=
+    def expire(self, now: float) -> list[CoreOutcome]:
+        """End with ``Reason.TIMEOUT`` every query whose deadline tick is <=
         floor(now * 1000), ordered by deadline then registration, and forget
         the tombstones whose grace is over. Timed-out durations go to the
         histogram."""
@@ -169,8 +172,16 @@ class QueryCore:
         1 ms): the start of the expiry wheel's next occupied slot, which is
         never later than the earliest deadline or tombstone end; None if the
         wheel is empty."""
-    def counters(self) -> _Counters: ...
-    def latency(self) -> _Latency: ...
+    def counters(self) -> Counters:
+        """Counts since the core was made: total, successful, timed_out,
+        cancelled, in_flight, results, duplicates, late, unknown, overflow."""
+    def latency(self) -> Latency:
+        """Durations of finished and timed-out queries, in seconds, from an
+        HDR histogram of microseconds (1 us .. 1 h, 3 significant figures):
+        samples, p50, p95, p99, max. Quantiles are nearest-rank: the smallest
+        recorded value v with count(<= v) >= ceil(q * samples), reported as
+        the highest value equivalent to v. All zero when nothing was
+        recorded."""
     @property
     def in_flight(self) -> int:
         """Queries registered and not yet ended."""
