@@ -1,1 +1,41 @@
-"""The benchmarks, shipped in the package: ``dhtquery bench core|dht|registry``."""
+"""The benchmarks, shipped in the package: ``dhtquery bench core|dht|registry``
+or ``python -m dhtquery.bench NAME [options]``.
+
+Modules: :mod:`.core` (the query core across backends), :mod:`.dht`
+(lookups on a loopback network, against stock kademlia and OpenDHT),
+:mod:`.registry` (``P2PRegistry.search`` against a naive search),
+:mod:`.profile_client` (a DHT client's CPU per lookup, a tool), and what
+they share: :mod:`.load` (the load loops and percentiles) and :mod:`.common`
+(timing, repetitions, tables, JSON). Each module's docstring documents its
+method."""
+
+from .load import Operation, Phase, closed_loop, open_loop, percentiles_ms, warm_up
+
+__all__ = [
+    "BENCHES",
+    "Operation",
+    "Phase",
+    "closed_loop",
+    "open_loop",
+    "percentiles_ms",
+    "run",
+    "warm_up",
+]
+
+#: ``dhtquery bench NAME`` -> the module whose ``main(argv)`` runs it.
+BENCHES = {
+    "core": "dhtquery.bench.core",
+    "dht": "dhtquery.bench.dht",
+    "registry": "dhtquery.bench.registry",
+    "profile": "dhtquery.bench.profile_client",
+}
+
+
+def run(name: str, argv: list[str] | None = None) -> int:
+    """Run bench ``name`` with command-line ``argv``; its exit status."""
+    import importlib
+
+    if name not in BENCHES:
+        raise ValueError(f"bench must be one of {', '.join(BENCHES)}, got {name!r}")
+    status: int = importlib.import_module(BENCHES[name]).main(argv)
+    return status

@@ -45,8 +45,12 @@ Address = tuple[str, int]
 #: Seconds a ``publish`` process stays up after its stores, for the gossip it
 #: started to be answered (it returns sooner once no request is pending).
 PUBLISH_LINGER: Final = 2.0
-#: Bench scripts, by the name ``dhtquery bench`` takes.
-BENCHES: Final = {"core": "bench_core.py", "dht": "bench_dht.py", "registry": "bench_registry.py"}
+#: Bench modules (``dhtquery.bench``), by the name ``dhtquery bench`` takes.
+BENCHES: Final = {
+    "core": "dhtquery.bench.core",
+    "dht": "dhtquery.bench.dht",
+    "registry": "dhtquery.bench.registry",
+}
 
 
 class CliError(DhtQueryError):
@@ -562,12 +566,6 @@ def _search_json(query: Query, outcome: Any, rows: Sequence[QueryResult]) -> Any
     }
 
 
-def _benches_dir() -> Path | None:
-    """``benches/`` of the source tree this package runs from, if any."""
-    candidate = Path(__file__).resolve().parents[2] / "benches"
-    return candidate if (candidate / "_common.py").is_file() else None
-
-
 @app.command()
 def bench(
     ctx: typer.Context,
@@ -577,16 +575,8 @@ def bench(
     json_file: Annotated[Path | None, typer.Option("--json", help="write the results here")] = None,
     log_level: LogLevelOption = None,
 ) -> None:
-    """Run a benchmark of benches/ (source checkout only) and optionally plot it."""
+    """Run a benchmark (``dhtquery.bench``) and optionally plot it."""
     _level(ctx, log_level)
-    benches = _benches_dir()
-    script = benches / BENCHES[which.value] if benches else None
-    if script is None or not script.is_file():
-        raise CliError(
-            f"bench {which.value}: {BENCHES[which.value]} not found; the benches run from a "
-            "source checkout (benches/ next to python/), not from an installed wheel",
-            2,
-        )
     if plot is not None:
         from .plots import PlotError, require_matplotlib
 
@@ -596,11 +586,13 @@ def bench(
             raise CliError(str(exc), 2) from None
     with tempfile.TemporaryDirectory(prefix="dhtquery-bench-") as scratch:
         output = json_file or Path(scratch) / f"{which.value}.json"
-        command = [sys.executable, str(script), "--json", str(output)]
+        # a process of its own: the benches start event loops and workers
+        command = [sys.executable, "-m", BENCHES[which.value], "--json", str(output)]
         if quick:
             command.append("--quick")
         env = dict(os.environ)
-        source = str(Path(__file__).resolve().parents[1])
+        # the child imports this very dhtquery, installed or a source tree
+        source = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
         log.info("running %s", " ".join(command))
         status = subprocess.call(command, env=env)

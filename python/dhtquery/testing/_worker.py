@@ -38,7 +38,6 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -56,16 +55,6 @@ def import_path(path: str) -> Any:
     return found
 
 
-def _stats(net: LocalNetwork) -> dict[str, Any]:
-    transport: Counter[str] = Counter()
-    for node in net.nodes:
-        transport.update(node.stats)
-    gossip: Counter[str] = Counter()
-    for registry in net.registries:
-        gossip.update(registry.stats)
-    return {"transport": dict(transport), "gossip": dict(gossip)}
-
-
 async def _handle(net: LocalNetwork, command: str, args: dict[str, Any]) -> Any:
     if command == "join":
         started = time.perf_counter()
@@ -78,7 +67,7 @@ async def _handle(net: LocalNetwork, command: str, args: dict[str, Any]) -> Any:
     if command == "forget_strangers":
         return forget_all_but(net.nodes, {(host, port) for host, port in args["members"]})
     if command == "stats":
-        return _stats(net)
+        return net.stats()
     if command == "idle":
         return net.idle()
     if command == "set":

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -48,7 +49,7 @@ from kademlia.network import Server
 from ..dht import DhtNode
 from ..query import QueryConfig, QueryManager, new_core
 from ..registry import P2PRegistry
-from .loops import LoopName
+from .loops import LOOPS
 
 __all__ = [
     "HOST",
@@ -178,7 +179,7 @@ class LocalNetwork:
         registries: bool = False,
         stock: int = 0,
         processes: int = 0,
-        loop: LoopName = "asyncio",
+        loop: str = "asyncio",
         join: JoinStrategy | None = "first",
         node_class: type[DhtNode] = DhtNode,
         ksize: int = 20,
@@ -187,6 +188,8 @@ class LocalNetwork:
     ) -> None:
         if nodes < 0 or stock < 0 or processes < 0:
             raise ValueError("nodes, stock and processes must be >= 0")
+        if loop not in LOOPS:
+            raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
         if processes > max(nodes, 1):
             raise ValueError(f"processes ({processes}) must not exceed nodes ({nodes})")
         self.count = nodes
@@ -363,6 +366,17 @@ class LocalNetwork:
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.005)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """This process's nodes' transport counters (``transport``) and
+        their registries' gossip counters (``gossip``), summed."""
+        transport: Counter[str] = Counter()
+        for node in self.nodes:
+            transport.update(node.stats)
+        gossip: Counter[str] = Counter()
+        for registry in self.registries:
+            gossip.update(registry.stats)
+        return {"transport": dict(transport), "gossip": dict(gossip)}
 
     def forget_strangers(self) -> int:
         """Every node, here and in the workers, drops the contacts that are

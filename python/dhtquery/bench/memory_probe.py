@@ -1,7 +1,7 @@
 """Child process of the memory benchmark: how much resident memory a query
 core takes per in-flight query.
 
-    python benches/_memory_probe.py MODULE COUNT MAX_RESULTS [EXTRA_SYS_PATH]
+    python -m dhtquery.bench.memory_probe MODULE COUNT MAX_RESULTS [EXTRA_SYS_PATH]
 
 imports ``MODULE`` (which has ``QueryCore``), makes a core, reads the RSS from
 ``/proc/self/statm``, registers COUNT queries with no results (dropping the

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks in ``benches/``: timing with the garbage
+"""Helpers shared by the benchmarks of ``dhtquery.bench``: timing with the garbage
 collector out of the way, the one repetition loop, medians, a plain-text
 table, machine information and JSON output.
 
@@ -10,14 +10,12 @@ fast but wrong number is never reported without saying so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import os
 import platform
 import statistics
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -31,9 +29,8 @@ __all__ = [
     "Recorder",
     "Repetition",
     "all_ok",
-    "cdf_points",
+    "bounded",
     "check_equal",
-    "forget_strangers",
     "format_count",
     "format_table",
     "gc_quiet",
@@ -41,41 +38,11 @@ __all__ = [
     "median_samples",
     "repeat",
     "run_once",
-    "sleep_until",
     "write_json",
 ]
 
 #: A correctness check: ``{"ok": bool, ...details}``.
 Check = dict[str, Any]
-
-
-def cdf_points(samples: Sequence[float], points: int = 200) -> list[list[float]]:
-    """The empirical CDF of ``samples`` as at most ``points`` sorted
-    ``[value, fraction <= value]`` pairs, evenly spaced in rank and always
-    including the smallest and the largest sample (for ``latency.cdf_ms``,
-    which ``dhtquery.plots`` draws as is)."""
-    ordered = sorted(samples)
-    count = len(ordered)
-    if count == 0:
-        return []
-    if count <= points:
-        ranks = range(count)
-    else:
-        ranks = sorted({round(i * (count - 1) / (points - 1)) for i in range(points)})
-    return [[ordered[rank], (rank + 1) / count] for rank in ranks]
-
-
-async def sleep_until(when: float, clock: Callable[[], float] = time.perf_counter) -> None:
-    """Return once ``clock() >= when``. An open loop must not start a request
-    before its scheduled time, or its latency (counted from that time) comes
-    out short, even negative: uvloop's timers have a 1 ms resolution and
-    fire up to a millisecond early, so the rest is waited out yielding to the
-    loop (bounded: at most that millisecond)."""
-    delay = when - clock()
-    if delay > 0:
-        await asyncio.sleep(delay)
-    while clock() < when:
-        await asyncio.sleep(0)
 
 
 @contextmanager
@@ -236,34 +203,6 @@ def _to_json(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-# -- child processes that host a network ------------------------------------
-
-
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The event loop a bench runs under: ``uvloop`` or ``asyncio``."""
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
-    return asyncio.new_event_loop
-
-
-def forget_strangers(nodes: Sequence[Any]) -> int:
-    """Remove every contact that is not one of ``nodes`` (the clients of
-    earlier measurements) from their routing tables, so the next client
-    joins the same network and no request goes to a stopped one. Returns
-    how many contacts were removed."""
-    ids = {node.node.id for node in nodes}
-    removed = 0
-    for node in nodes:
-        for bucket in node.protocol.router.buckets:
-            for table in (bucket.replacement_nodes, bucket.nodes):
-                for node_id in [node_id for node_id in table if node_id not in ids]:
-                    del table[node_id]
-                    removed += 1
-    return removed
-
-
 async def bounded(jobs: list[Callable[[], Awaitable[Any]]], width: int) -> list[Any]:
     """Run ``jobs`` with at most ``width`` at once, results in order."""
     results: list[Any] = [None] * len(jobs)
@@ -275,36 +214,3 @@ async def bounded(jobs: list[Callable[[], Awaitable[Any]]], width: int) -> list[
 
     await asyncio.gather(*(worker() for _ in range(width)))
     return results
-
-
-async def serve_stdin(
-    name: str,
-    max_seconds: float,
-    commands: dict[str, Callable[[], Any]],
-    render: Callable[[Any], str] = str,
-) -> None:
-    """Answer each command line on stdin with one line on stdout (``render``
-    of the command's result); return when stdin closes (the benchmark is
-    done) or after ``max_seconds``."""
-    loop = asyncio.get_running_loop()
-    eof = asyncio.Event()
-
-    def answer(line: str) -> None:
-        command = commands.get(line.strip())
-        reply = command() if command else {"error": f"unknown command {line.strip()!r}"}
-        sys.stdout.write(render(reply) + "\n")
-        sys.stdout.flush()
-
-    def read() -> None:
-        try:
-            for line in sys.stdin:
-                loop.call_soon_threadsafe(answer, line)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop is gone
-                loop.call_soon_threadsafe(eof.set)
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        await asyncio.wait_for(eof.wait(), max_seconds)
-    except TimeoutError:
-        print(f"{name}: no EOF on stdin after {max_seconds:.0f} s, exiting", file=sys.stderr)

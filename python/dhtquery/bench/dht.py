@@ -1,0 +1,873 @@
+"""Benchmark of DHT lookups on loopback: dhtquery's ``DhtNode.get_all``
+against stock ``kademlia`` ``Server.get`` on the same network, and against
+OpenDHT's ``getAll`` on its own network.
+
+    dhtquery bench dht [--quick] [--json FILE]
+    python -m dhtquery.bench dht [--quick] [--json FILE] [--loops asyncio,uvloop]
+                                 [--backends rust,python] [--no-opendht]
+
+Setup, for each event loop (asyncio, uvloop):
+
+network
+    20 ``DhtNode`` (k=20, alpha=3, Rust core) in ONE child process (a
+    ``dhtquery.testing.LocalNetwork`` worker, ``join="full"``) under that same
+    loop, on 127.0.0.1, knowing each other. Before the clients join, the
+    network itself stores 200 single keys (each holds ONE record, publisher
+    ``pub-0``, 64 bytes, and the same bytes as a plain kademlia value, as
+    ``Server.set`` stores it) and 200 multi keys (each holds 5 records, from
+    5 publishers). With 20 nodes and k=20 every
+    node holds every key.
+clients
+    in this process, one at a time, each joining the SAME network (between
+    two clients the network forgets the previous one, so no lookup goes to a
+    stopped client): a ``DhtNode`` client per core (``--backends``) doing
+    ``get_all(key, quorum=3, timeout=5)``: it reads the single keys' record
+    (run "single") and the multi keys' 5 records (run "multi"); and a stock
+    ``kademlia.network.Server`` (k=20, alpha=3: its first round asks 3 peers)
+    doing ``Server.get(key)``: it reads the single keys' plain value. Both
+    keep nothing for others (a storage that drops stores), so no lookup is
+    answered from the client's own storage.
+OpenDHT
+    20 ``opendht.DhtRunner`` in a child process (a LocalNetwork worker with no
+    DhtNode of its own, running :func:`start_opendht`; C++ threads), rate limit off
+    (``DhtConfig.setRateLimit(-1, -1)``), one value per single key, and an
+    ``opendht.aio.DhtRunner`` client in this process doing ``getAll(key)``;
+    a fresh network per loop.
+
+Measurements, for each client, loop and core:
+
+throughput
+    closed loop: 64 workers, each starting its next lookup when the last one
+    ends, for 3 s or 30,000 lookups (``--quick``: 1 s or 5,000); lookups/s
+    counts only successful ones.
+latency
+    open loop at an offered 1,000 lookups/s for 3 s (``--quick``: 1 s):
+    lookup i is started at t0 + i/1000, whatever the previous ones do, and
+    its latency runs from that scheduled time to its answer, so queueing in
+    the client shows. p50/p95/p99 come from an HDR histogram (``hdrh``;
+    sorted samples without it) of every finished lookup, failed ones too;
+    ``cdf_ms`` is their empirical CDF (200 points), which the plot draws.
+success
+    a lookup succeeds when it returns exactly the stored data (the one record
+    or value, or the 5 records) and did not time out; anything else (timeout,
+    missing, wrong data, exception, unfinished at the phase's time limit) is
+    a failure, counted by kind.
+
+Every phase has a count and a time limit; each client warms up with 200
+lookups first (not measured); the latency phase runs before the throughput
+phase, and each phase starts once the network process is idle again; the GC
+is collected, disabled and frozen while measuring (``common.gc_quiet``), for
+every client alike. Child processes are killed in a ``finally``. The load
+loops are ``dhtquery.bench.load``'s (latencies in seconds, reported in ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..dht import DhtNode
+from ..query import QueryConfig, QueryManager, new_core
+from ..testing import LocalNetwork, loop_factory
+from .common import bounded, format_count, format_table, gc_quiet, machine_info, write_json
+from .load import Phase, closed_loop, open_loop, warm_up
+
+#: This module by its name (a worker imports its hooks by it).
+MODULE = "dhtquery.bench.dht"
+DEFAULT_JSON = Path("bench-results") / "dht.json"
+HOST = "127.0.0.1"
+PUBLISHER = "pub-0"
+
+QUORUM = 3
+LOOKUP_TIMEOUT = 5.0  # get_all's timeout; stock rpcudp's own per-request wait
+CONCURRENCY = 64
+RATE = 1000.0
+WARMUP = 200
+TARGET_STOCK_RATIO = 2.0
+TARGET_OPENDHT_RATIO = 5.0
+TARGET_P99_MS = 10.0
+TARGET_SUCCESS = 0.999
+
+#: lookup(key index) -> None on success, else the kind of failure
+Lookup = Callable[[int], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    nodes: int = 20
+    single_keys: int = 200
+    multi_keys: int = 200
+    publishers: int = 5
+    duration: float = 3.0
+    max_lookups: int = 30_000
+    latency_duration: float = 3.0
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    single_keys=100, multi_keys=100, duration=1.0, max_lookups=5_000, latency_duration=1.0
+)
+
+
+# -- measurement ------------------------------------------------------
+
+
+def _key_order(count: int) -> list[int]:
+    order = list(range(count))
+    random.Random(1).shuffle(order)
+    return order
+
+
+def by_key(lookup: Lookup, keys: int) -> Lookup:
+    """The load loop's i-th operation: a lookup of key ``order[i % keys]``."""
+    order = _key_order(keys)
+
+    def op(index: int) -> Awaitable[str | None]:
+        return lookup(order[index % keys])
+
+    return op
+
+
+#: how long a phase waits for its last lookups after its time is up
+DRAIN_SECONDS = LOOKUP_TIMEOUT + 5.0
+
+
+@dataclass
+class Row:
+    client: str  # "dhtquery get_all", "kademlia get", "opendht getAll"
+    run: str  # "single" / "multi"
+    loop: str
+    core: str
+    throughput: Phase | None = None
+    latency: Phase | None = None
+    error: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok_per_s(self) -> float:
+        t = self.throughput
+        return t.ok / t.elapsed_s if t and t.elapsed_s else 0.0
+
+    @property
+    def success(self) -> float:
+        phases = [p for p in (self.throughput, self.latency) if p]
+        lookups = sum(p.count for p in phases)
+        return sum(p.ok for p in phases) / lookups if lookups else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "client": self.client,
+            "run": self.run,
+            "loop": self.loop,
+            "core": self.core,
+            "error": self.error,
+            "throughput": self.throughput.summary() if self.throughput else None,
+            "latency": self.latency.summary() if self.latency else None,
+            "success": self.success,
+            **self.notes,
+        }
+
+
+async def measure(
+    row: Row, lookup: Lookup, keys: int, sizes: Sizes, network: NetworkProcess | None = None
+) -> None:
+    """Warm up, then the closed-loop and the open-loop phase. Each phase also
+    records the CPU time this process and the network's process spent per
+    lookup (where the time goes)."""
+    op = by_key(lookup, keys)
+    warm = await warm_up(op, WARMUP, 30.0, DRAIN_SECONDS)
+    row.notes["warmup"] = {"lookups": warm.count, "ok": warm.ok, "failures": dict(warm.failures)}
+    network_cpu = network.cpu_seconds if network else None
+    # latency first: the closed loop overloads the network on purpose, and
+    # its backlog must not be measured as the open loop's latency
+    phases: list[tuple[str, Callable[[], Awaitable[Phase]]]] = [
+        (
+            "latency",
+            lambda: open_loop(
+                op,
+                rate=RATE,
+                seconds=sizes.latency_duration,
+                drain_seconds=DRAIN_SECONDS,
+                network_cpu=network_cpu,
+            ),
+        ),
+        (
+            "throughput",
+            lambda: closed_loop(
+                op,
+                concurrency=CONCURRENCY,
+                max_count=sizes.max_lookups,
+                max_seconds=sizes.duration,
+                drain_seconds=DRAIN_SECONDS,
+                network_cpu=network_cpu,
+            ),
+        ),
+    ]
+    for name, phase in phases:
+        await settle(network)
+        with gc_quiet():
+            result = await phase()
+        per_lookup = 1e6 / max(result.count, 1)
+        result.extra["client_cpu_us_per_lookup"] = result.client_cpu_s * per_lookup
+        if result.network_cpu_s is not None:
+            result.extra["network_cpu_us_per_lookup"] = result.network_cpu_s * per_lookup
+        setattr(row, name, result)
+    print(f"  {row_label(row):<44} {row_cells(row)}", flush=True)
+
+
+async def settle(network: NetworkProcess | None, limit: float = 5.0) -> None:
+    """Wait until the network process is idle (under 10% of a CPU over 0.2 s,
+    for at most ``limit`` seconds): whatever the previous phase or client
+    queued there is served before the next phase starts."""
+    await asyncio.sleep(0.2)
+    if network is None or network.cpu_seconds() is None:
+        return
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        before = network.cpu_seconds() or 0.0
+        await asyncio.sleep(0.2)
+        if (network.cpu_seconds() or 0.0) - before < 0.02:
+            return
+
+
+# -- clients ----------------------------------------------------------
+
+
+class NullStorage:
+    """A kademlia storage that keeps nothing: the clients store no values for
+    others, so every lookup goes to the network (kademlia's ``get`` answers
+    from local storage first, and nodes push values to newcomers)."""
+
+    def __bool__(self) -> bool:  # Server does ``storage or ForgetfulStorage()``
+        return True
+
+    def __setitem__(self, key: bytes, value: Any) -> None:
+        pass
+
+    def __getitem__(self, key: bytes) -> Any:
+        raise KeyError(key)
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        return default
+
+    def iter_older_than(self, seconds_old: float) -> Iterator[tuple[bytes, Any]]:
+        return iter(())
+
+    def __iter__(self) -> Iterator[tuple[bytes, Any]]:
+        return iter(())
+
+
+def get_all_lookup(node: Any, keys: list[str], expected: list[list[tuple[str, bytes]]]) -> Lookup:
+    async def lookup(index: int) -> str | None:
+        outcome = await node.get_all(keys[index], quorum=QUORUM, timeout=LOOKUP_TIMEOUT)
+        if outcome.timed_out:
+            return "timeout"
+        got = sorted((record.publisher, record.data) for record in outcome.items)
+        if got == expected[index]:
+            return None
+        return f"{'missing' if not got else 'wrong'} ({outcome.reason})"
+
+    return lookup
+
+
+def stock_get_lookup(server: Any, keys: list[str], expected: list[bytes]) -> Lookup:
+    async def lookup(index: int) -> str | None:
+        value = await server.get(keys[index])
+        if value == expected[index]:
+            return None
+        return "missing" if value is None else "wrong"
+
+    return lookup
+
+
+def opendht_lookup(runner: Any, keys: list[Any], expected: list[bytes]) -> Lookup:
+    async def lookup(index: int) -> str | None:
+        values = await runner.getAll(keys[index])
+        if len(values) == 1 and bytes(values[0].data) == expected[index]:
+            return None
+        return "missing" if not values else "wrong"
+
+    return lookup
+
+
+async def _joined(client: Any, addresses: list[tuple[str, int]]) -> None:
+    await client.listen(0, "127.0.0.1")
+    await asyncio.wait_for(client.bootstrap(addresses), 30.0)
+    await asyncio.sleep(0.3)  # the nodes' kademlia welcome stores settle
+
+
+async def measure_dhtquery_network(
+    loop_name: str, backends: Sequence[str], network: NetworkProcess, sizes: Sizes
+) -> list[Row]:
+    from kademlia.network import Server
+
+    addresses = network.addresses
+    single_keys = [single_key(i) for i in range(sizes.single_keys)]
+    single_records = [[(PUBLISHER, single_value(i))] for i in range(sizes.single_keys)]
+    multi_keys = [multi_key(i) for i in range(sizes.multi_keys)]
+    multi_records = [
+        sorted((multi_publisher(p), multi_value(i, p)) for p in range(sizes.publishers))
+        for i in range(sizes.multi_keys)
+    ]
+    rows = []
+
+    async def with_client(make: Callable[[], Any], run: Callable[[Any], Awaitable[None]]) -> None:
+        await settle(network)
+        network.reset()
+        client = make()
+        try:
+            await _joined(client, addresses)
+            await run(client)
+        finally:
+            client.stop()
+            await asyncio.sleep(0.05)  # let the transport close
+
+    for backend in backends:
+        for run_name, keys, expected in (
+            ("single", single_keys, single_records),
+            ("multi", multi_keys, multi_records),
+        ):
+            row = Row("dhtquery get_all", run_name, loop_name, backend)
+            rows.append(row)
+
+            async def run_get_all(
+                client: Any, row: Row = row, keys: Any = keys, expected: Any = expected
+            ) -> None:
+                await measure(
+                    row, get_all_lookup(client, keys, expected), len(keys), sizes, network
+                )
+                row.notes["client_stats"] = dict(client.stats)
+                row.notes["query_metrics"] = _metrics(client)
+
+            try:
+                await with_client(
+                    functools.partial(_client, backend),
+                    run_get_all,
+                )
+            except Exception as exc:
+                row.error = _error(exc)
+                print(f"  {row_label(row)}: FAILED {row.error}", flush=True)
+        if backend == backends[0]:
+            rows.append(
+                await _stock_row(loop_name, with_client, Server, single_keys, sizes, network)
+            )
+    return rows
+
+
+async def _stock_row(
+    loop_name: str,
+    with_client: Any,
+    server_class: Any,
+    keys: list[str],
+    sizes: Sizes,
+    network: NetworkProcess,
+) -> Row:
+    row = Row("kademlia get", "single", loop_name, "-")
+    values = [single_value(i) for i in range(len(keys))]
+
+    async def run(client: Any) -> None:
+        await measure(row, stock_get_lookup(client, keys, values), len(keys), sizes, network)
+
+    try:
+        await with_client(lambda: server_class(ksize=20, alpha=3, storage=NullStorage()), run)
+    except Exception as exc:
+        row.error = _error(exc)
+        print(f"  {row_label(row)}: FAILED {row.error}", flush=True)
+    return row
+
+
+def _metrics(client: Any) -> dict[str, Any]:
+    try:
+        metrics = client.queries.metrics
+        return {k: v for k, v in vars(metrics).items() if isinstance(v, int | float | str)}
+    except Exception:
+        return {}
+
+
+async def measure_opendht(loop_name: str, network: NetworkProcess, sizes: Sizes) -> Row:
+    import opendht  # type: ignore[import-untyped,unused-ignore]
+    from opendht import aio  # type: ignore[import-untyped,unused-ignore]
+
+    row = Row("opendht getAll", "single", loop_name, "c++")
+    keys = [opendht.InfoHash.get(single_key(i)) for i in range(sizes.single_keys)]
+    values = [single_value(i) for i in range(sizes.single_keys)]
+    config = opendht.DhtConfig()
+    config.setRateLimit(-1, -1)
+    runner = aio.DhtRunner(config=config)
+    runner.run(None, False, 0, "127.0.0.1", "", config)
+    try:
+        for host, port in network.addresses:
+            runner.bootstrap(host, str(port))
+        await asyncio.sleep(1.0)  # let its routing table fill
+        await measure(row, opendht_lookup(runner, keys, values), len(keys), sizes, network)
+    except Exception as exc:
+        row.error = _error(exc)
+        print(f"  {row_label(row)}: FAILED {row.error}", flush=True)
+    finally:
+        row.notes["shutdown"] = await _stop_opendht(runner)
+    return row
+
+
+async def _stop_opendht(runner: Any) -> str:
+    """Shut the OpenDHT client down, waiting at most 10 s in all. Its
+    ``join()`` runs in a daemon thread of our own, not in the loop's default
+    executor (``aio.DhtRunner.join`` uses ``asyncio.to_thread``): a join that
+    never returns must not hang the loop's shutdown."""
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(runner.shutdown(), 5.0)
+    except Exception as exc:
+        return f"shutdown: {_error(exc)}"
+    joiner = threading.Thread(target=runner._dht.join, daemon=True)
+    joiner.start()
+    while joiner.is_alive() and time.perf_counter() - started < 10.0:
+        await asyncio.sleep(0.05)
+    if joiner.is_alive():
+        return "join did not return within 10 s: left running"
+    return f"stopped in {time.perf_counter() - started:.2f} s"
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# -- the network (a LocalNetwork worker process) ---------------------
+
+
+def single_key(index: int) -> str:
+    return f"bench-single-{index}"
+
+
+def single_value(index: int) -> bytes:
+    return f"value-{index:06d}-".encode().ljust(64, b"s")
+
+
+def multi_key(index: int) -> str:
+    return f"bench-multi-{index}"
+
+
+def multi_publisher(publisher: int) -> str:
+    return f"pub-{publisher}"
+
+
+def multi_value(index: int, publisher: int) -> bytes:
+    return f"multi-{index:06d}-{publisher}-".encode().ljust(64, b"m")
+
+
+def _client(backend: str) -> DhtNode:
+    config = QueryConfig(default_timeout=LOOKUP_TIMEOUT)
+    return DhtNode(
+        config=config, queries=QueryManager(config, core=new_core(backend)), storage=NullStorage()
+    )
+
+
+async def _put_all(nodes: list[Any], puts: list[tuple[int, str, bytes, str]]) -> dict[str, Any]:
+    """``node.put`` each (node index, key, data, publisher), 8 at a time; a
+    put that reached fewer than all but one of the nodes (a store timed out
+    while the machine was busy) is tried again, up to 3 times."""
+    want = len(nodes) - 1
+    holders = [0] * len(puts)
+    tries = 0
+    todo = list(range(len(puts)))
+    while todo and tries < 4:
+        tries += 1
+
+        async def put(index: int) -> None:
+            node_index, key, data, publisher = puts[index]
+            count = await nodes[node_index % len(nodes)].put(key, data, publisher=publisher)
+            holders[index] = max(holders[index], count)
+
+        await bounded([functools.partial(put, i) for i in todo], 8)
+        todo = [index for index in todo if holders[index] < want]
+    if any(count < 3 for count in holders):
+        short = sum(1 for count in holders if count < 3)
+        raise RuntimeError(f"{short} of {len(puts)} record puts reached fewer than 3 nodes")
+    return {
+        "count": len(puts),
+        "tries": tries,
+        "holders": {str(n): holders.count(n) for n in sorted(set(holders))},
+    }
+
+
+async def store_keys(
+    network: LocalNetwork, single_keys: int, multi_keys: int, publishers: int
+) -> dict[str, Any]:
+    """Run in the network's worker: each single key gets one record
+    (publisher ``pub-0``) *and* the same bytes as a plain kademlia value
+    (``Server.set``), so a ``get_all`` client and a stock ``kademlia``
+    client read the same keys; each multi key one record from each of
+    ``publishers`` publishers, stored from as many different nodes."""
+    nodes = network.nodes
+    single = [
+        (node_index, single_key(i), single_value(i), PUBLISHER)
+        for node_index, i in enumerate(range(single_keys))
+    ]
+    stored = {"single_records": await _put_all(nodes, single)}
+
+    async def plain_set(i: int) -> bool:
+        return bool(await nodes[(i + 1) % len(nodes)].set(single_key(i), single_value(i)))
+
+    plain = await bounded([functools.partial(plain_set, i) for i in range(single_keys)], 8)
+    if not all(plain):
+        raise RuntimeError(f"{plain.count(False)} plain set() calls failed")
+    stored["single_plain"] = {"count": len(plain)}
+    multi = [
+        (i + p, multi_key(i), multi_value(i, p), multi_publisher(p))
+        for i in range(multi_keys)
+        for p in range(publishers)
+    ]
+    stored["multi_records"] = await _put_all(nodes, multi)
+    return stored
+
+
+#: The OpenDHT runners of this (worker) process: alive until it exits.
+_RUNNERS: list[Any] = []
+
+
+async def start_opendht(network: LocalNetwork, nodes: int, single_keys: int) -> dict[str, Any]:
+    """Run in a worker with no DhtNode: ``nodes`` ``opendht.DhtRunner`` on
+    127.0.0.1 (their C++ threads; the loop only drives the puts), rate limit
+    off, one value per single key. The worker leaves them running and exits
+    with ``os._exit`` (shutting 20 runners down can block for long)."""
+    import opendht  # type: ignore[import-untyped,unused-ignore]
+    from opendht import aio  # type: ignore[import-untyped,unused-ignore]
+
+    runners = _RUNNERS
+    for index in range(nodes):
+        config = opendht.DhtConfig()
+        config.setRateLimit(-1, -1)
+        runner = opendht.DhtRunner()
+        runner.run(None, False, 0, HOST, "", config)
+        if index:
+            runner.bootstrap(HOST, str(runners[0].getBound().getPort()))
+        runners.append(runner)
+    addresses = [(HOST, runner.getBound().getPort()) for runner in runners]
+    for runner in runners[1:]:
+        for host, port in addresses[1:]:
+            runner.bootstrap(host, str(port))
+    await asyncio.sleep(1.0)  # let the routing tables fill
+    putters = [aio.DhtRunner(core=runner) for runner in runners]
+
+    def put(i: int) -> Awaitable[bool]:
+        return putters[i % len(putters)].put(  # type: ignore[no-any-return]
+            opendht.InfoHash.get(single_key(i)), opendht.Value(single_value(i))
+        )
+
+    done = await bounded([functools.partial(put, i) for i in range(single_keys)], 64)
+    if not all(done):
+        raise RuntimeError(f"{done.count(False)} OpenDHT puts failed")
+    return {"addresses": addresses, "stored": {"single_values": {"count": len(done)}}}
+
+
+class NetworkProcess:
+    """The child process holding the network (a LocalNetwork worker);
+    ``close()`` ends it, killing it if it does not exit on its own."""
+
+    def __init__(self, kind: str, loop_name: str, sizes: Sizes) -> None:
+        started = time.perf_counter()
+        self.kind = kind
+        nodes = sizes.nodes if kind == "dhtquery" else 0
+        self.network = LocalNetwork(nodes, processes=1, loop=loop_name, core="rust", join="full")
+        self.network.__enter__()
+        try:
+            if kind == "dhtquery":
+                self.addresses = self.network.addresses
+                (stored,) = self.network.call(
+                    f"{MODULE}:store_keys",
+                    single_keys=sizes.single_keys,
+                    multi_keys=sizes.multi_keys,
+                    publishers=sizes.publishers,
+                )
+            else:
+                (ready,) = self.network.call(
+                    f"{MODULE}:start_opendht", nodes=sizes.nodes, single_keys=sizes.single_keys
+                )
+                self.addresses = [(host, port) for host, port in ready["addresses"]]
+                stored = ready["stored"]
+        except BaseException:
+            self.close()
+            raise
+        self.setup = {"setup_s": round(time.perf_counter() - started, 3), "stored": stored}
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the network process so far (Linux)."""
+        return self.network.cpu_seconds()
+
+    def reset(self) -> None:
+        """The network forgets every client that joined it so far."""
+        if self.kind == "dhtquery":
+            self.network.forget_strangers()
+
+    def close(self) -> None:
+        self.network.close_workers()
+
+
+@contextmanager
+def network_process(kind: str, loop_name: str, sizes: Sizes) -> Iterator[NetworkProcess]:
+    started = NetworkProcess(kind, loop_name, sizes)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+# -- running ----------------------------------------------------------
+
+
+def opendht_status() -> str | None:
+    """None if opendht can be used, else why not."""
+    try:
+        import opendht  # type: ignore[import-untyped,unused-ignore]
+        import opendht.aio  # type: ignore[import-untyped,unused-ignore]
+    except Exception as exc:
+        return f"cannot import opendht ({_error(exc)}); try: pip install opendht"
+    if not hasattr(opendht.DhtConfig, "setRateLimit"):
+        return "this opendht has no DhtConfig.setRateLimit"
+    return None
+
+
+def run_all(args: argparse.Namespace, sizes: Sizes) -> tuple[list[Row], dict[str, Any]]:
+    rows: list[Row] = []
+    info: dict[str, Any] = {"networks": {}}
+    skip_opendht = "skipped (--no-opendht)" if args.no_opendht else opendht_status()
+    if skip_opendht and not args.no_opendht:
+        print(f"OpenDHT: not measured: {skip_opendht}")
+    info["opendht"] = skip_opendht or "measured"
+    for loop_name in args.loops:
+        print(f"{loop_name}:", flush=True)
+        try:
+            with network_process("dhtquery", loop_name, sizes) as dht:
+                info["networks"][f"dhtquery/{loop_name}"] = dht.setup
+                with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+                    rows += runner.run(
+                        measure_dhtquery_network(loop_name, args.backends, dht, sizes)
+                    )
+        except Exception as exc:
+            print(f"  dhtquery network under {loop_name}: FAILED {_error(exc)}", flush=True)
+            rows.append(Row("dhtquery get_all", "single", loop_name, "-", error=_error(exc)))
+        if skip_opendht:
+            continue
+        try:
+            with network_process("opendht", loop_name, sizes) as odht:
+                info["networks"][f"opendht/{loop_name}"] = odht.setup
+                with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+                    rows.append(runner.run(measure_opendht(loop_name, odht, sizes)))
+        except Exception as exc:
+            print(f"OpenDHT under {loop_name}: not measured: {_error(exc)}", flush=True)
+            rows.append(Row("opendht getAll", "single", loop_name, "c++", error=_error(exc)))
+    return rows, info
+
+
+# -- reporting --------------------------------------------------------
+
+
+def row_label(row: Row) -> str:
+    return f"{row.client} [{row.run}] {row.loop}/{row.core}"
+
+
+def row_cells(row: Row) -> str:
+    p = row.latency.percentiles_ms() if row.latency else {}
+    return (
+        f"{row.ok_per_s:8.0f}/s  p50 {p.get('p50', 0):6.2f}  p95 {p.get('p95', 0):6.2f}  "
+        f"p99 {p.get('p99', 0):7.2f} ms  ok {row.success * 100:.2f}%"
+    )
+
+
+def results_table(rows: Sequence[Row]) -> str:
+    headers = [
+        "client",
+        "records/key",
+        "loop",
+        "core",
+        "lookups/s (c=64)",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "success %",
+        "CPU us/lookup client+network",
+    ]
+    body = []
+    for row in rows:
+        records = "5" if row.run == "multi" else "1"
+        if row.error and not row.throughput:
+            cells = ["failed", "", "", "", row.error[:60], ""]
+            body.append([row.client, records, row.loop, row.core, *cells])
+            continue
+        p = row.latency.percentiles_ms() if row.latency else {}
+        failures = sum((r.failures for r in (row.throughput, row.latency) if r), Counter())
+        mark = "" if row.success >= TARGET_SUCCESS else " !"
+        cpu = row.throughput.extra if row.throughput else {}
+        body.append(
+            [
+                row.client,
+                records,
+                row.loop,
+                row.core,
+                format_count(row.ok_per_s),
+                f"{p.get('p50', float('nan')):.2f}",
+                f"{p.get('p95', float('nan')):.2f}",
+                f"{p.get('p99', float('nan')):.2f}",
+                f"{row.success * 100:.2f}{mark}" + (f" {dict(failures)}" if failures else ""),
+                f"{cpu.get('client_cpu_us_per_lookup', 0):.0f}+"
+                f"{cpu.get('network_cpu_us_per_lookup', 0):.0f}",
+            ]
+        )
+    return format_table(headers, body, left_columns=4)
+
+
+def _find(rows: Sequence[Row], client: str, run: str, loop: str, core: str | None) -> Row | None:
+    for row in rows:
+        if (row.client, row.run, row.loop) == (client, run, loop) and (
+            core is None or row.core == core
+        ):
+            return row if row.throughput else None
+    return None
+
+
+def targets(rows: Sequence[Row], backends: Sequence[str]) -> list[dict[str, Any]]:
+    verdicts = []
+    loop = "uvloop"
+    stock = _find(rows, "kademlia get", "single", loop, None)
+    odht = _find(rows, "opendht getAll", "single", loop, None)
+    for core in backends:
+        ours = _find(rows, "dhtquery get_all", "single", loop, core)
+        for name, other, goal in (
+            ("stock kademlia get", stock, TARGET_STOCK_RATIO),
+            ("OpenDHT getAll", odht, TARGET_OPENDHT_RATIO),
+        ):
+            if ours is None or other is None or not other.ok_per_s:
+                verdicts.append(
+                    {
+                        "target": f"get_all ({core}) vs {name} under {loop}",
+                        "goal": goal,
+                        "value": None,
+                        "met": None,
+                    }
+                )
+                continue
+            verdicts.append(
+                {
+                    "target": f"get_all ({core}) vs {name} throughput under {loop}",
+                    "goal": goal,
+                    "value": ours.ok_per_s / other.ok_per_s,
+                    "met": ours.ok_per_s / other.ok_per_s >= goal,
+                    "detail": f"{ours.ok_per_s:.0f}/s vs {other.ok_per_s:.0f}/s",
+                }
+            )
+    for row in rows:
+        if row.client != "dhtquery get_all" or not row.latency:
+            continue
+        p99 = row.latency.percentiles_ms().get("p99", float("inf"))
+        verdicts.append(
+            {
+                "target": f"p99 <= {TARGET_P99_MS:g} ms at {RATE:,.0f}/s, "
+                f"{row.run} {row.loop}/{row.core}",
+                "goal": TARGET_P99_MS,
+                "value": p99,
+                "met": p99 <= TARGET_P99_MS,
+            }
+        )
+        verdicts.append(
+            {
+                "target": f"success >= {TARGET_SUCCESS:.1%}, {row.run} {row.loop}/{row.core}",
+                "goal": TARGET_SUCCESS,
+                "value": row.success,
+                "met": row.success >= TARGET_SUCCESS,
+            }
+        )
+    return verdicts
+
+
+def target_line(verdict: dict[str, Any]) -> str:
+    met = {True: "met", False: "NOT met", None: "not measured"}[verdict["met"]]
+    value = verdict["value"]
+    if value is None:
+        shown = "-"
+    elif "throughput" in verdict["target"]:
+        shown = f"{value:.2f}x (goal >= {verdict['goal']:g}x; {verdict['detail']})"
+    elif "success" in verdict["target"]:
+        shown = f"{value:.3%}"
+    else:
+        shown = f"{value:.2f} ms"
+    return f"  {verdict['target']}: {shown}: {met}"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 s phases, 100 keys per run")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument("--loops", default="asyncio,uvloop")
+    parser.add_argument("--backends", default="rust,python")
+    parser.add_argument("--no-opendht", action="store_true")
+    args = parser.parse_args(argv)
+    args.loops = [name for name in args.loops.split(",") if name]
+    args.backends = [name for name in args.backends.split(",") if name]
+    for name in args.loops:
+        if name not in ("asyncio", "uvloop"):
+            parser.error(f"unknown loop {name!r}")
+    for name in args.backends:
+        if name not in ("rust", "python"):
+            parser.error(f"unknown backend {name!r}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("kademlia").setLevel(logging.CRITICAL)
+    logging.getLogger("rpcudp").setLevel(logging.CRITICAL)
+    started = time.perf_counter()
+    rows, info = run_all(args, sizes)
+    verdicts = targets(rows, args.backends)
+    print()
+    print(results_table(rows))
+    print(
+        f"\nlookups/s: successful lookups per second, {CONCURRENCY} in flight (closed loop); "
+        f"p50/p95/p99: latency at an offered {RATE:,.0f} lookups/s (open loop, from the "
+        "scheduled send time); success: over both phases ('!' below "
+        f"{TARGET_SUCCESS:.1%}, failures by kind)."
+    )
+    print("\ntargets:")
+    print("\n".join(target_line(verdict) for verdict in verdicts))
+    report = {
+        "benchmark": "dht",
+        "machine": machine_info(),
+        "sizes": vars(sizes),
+        "settings": {
+            "quorum": QUORUM,
+            "lookup_timeout_s": LOOKUP_TIMEOUT,
+            "concurrency": CONCURRENCY,
+            "rate_per_s": RATE,
+            "warmup": WARMUP,
+            "loops": args.loops,
+            "backends": args.backends,
+        },
+        "setup": info,
+        "rows": [row.summary() for row in rows],
+        "targets": verdicts,
+        "wall_s": time.perf_counter() - started,
+    }
+    write_json(args.json, report)
+    print(f"\nJSON: {args.json}")
+    return 0 if all(row.error is None for row in rows) else 1
+
+
+if __name__ == "__main__":
+    # run as the module of its own name (``python -m`` makes this one
+    # ``__main__``): the network workers import hooks and classes by name
+    from dhtquery.bench import run
+
+    sys.exit(run("dht", sys.argv[1:]))
