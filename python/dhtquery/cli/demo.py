@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..bench import percentiles_ms
 from ..dht import DhtNode
 from ..query import QueryConfig, QueryMetrics, QueryOutcome
 from ..registry import P2PRegistry, Package, Query, highest_versions
@@ -236,11 +237,6 @@ def _sum_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return total
 
 
-def _quantile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
-
-
 def _summary_table(
     metrics: QueryMetrics,
     backend: str,
@@ -266,8 +262,8 @@ def _summary_table(
             "burst throughput",
             f"{len(latencies) / wall:,.0f} searches/s ({len(latencies)} in {wall:.2f} s)",
         )
-        table.add_row("burst p50 / p99", f"{_ms(_quantile(latencies, 0.5))} / "
-                      f"{_ms(_quantile(latencies, 0.99))}")  # fmt: skip
+        burst_ms = percentiles_ms(latencies)
+        table.add_row("burst p50 / p99", f"{burst_ms['p50']:.1f} ms / {burst_ms['p99']:.1f} ms")
         table.add_row("burst timed out", f"{timed_out}")
     total = sum(dropped.values())
     kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1])[:3])
