@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -140,6 +142,33 @@ def test_workers_outlive_event_loops_in_a_with_block_and_run_hooks() -> None:
             net.workers[0].request("no-such-command")
         assert net.cpu_seconds() is not None
     assert not alive(pid)
+
+
+async def sleep_long(network: LocalNetwork) -> None:
+    """A hook that keeps its worker busy past any EOF."""
+    await asyncio.sleep(60)
+
+
+def test_a_worker_that_does_not_exit_is_killed() -> None:
+    network = LocalNetwork(1, core="python", processes=1, join=None)
+    with network as net:
+        worker = net.workers[0]
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                worker.request("call", hook=f"{__name__}:sleep_long")
+            except WorkerError as exc:  # the worker was killed mid-call
+                errors.append(exc)
+
+        busy = threading.Thread(target=call, daemon=True)
+        busy.start()
+        started = time.monotonic()
+        worker.close(grace=0.5)
+        assert time.monotonic() - started < 10
+        assert worker.process.returncode is not None and not alive(worker.pid)
+        busy.join(10)
+        assert not busy.is_alive() and len(errors) == 1
 
 
 def test_bad_arguments_are_refused() -> None:

@@ -1,0 +1,68 @@
+"""dhtquery.bench.load: the closed and open loops both benches use count
+every operation once, by failure kind, in seconds, and never hang on an
+operation that does not end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from dhtquery.bench import closed_loop, open_loop, percentiles_ms, warm_up
+from dhtquery.bench.load import UNFINISHED, cdf_points
+
+T = TypeVar("T")
+Run = Callable[[Coroutine[Any, Any, T]], T]
+
+
+async def op(index: int) -> str | None:
+    """Succeeds, fails, raises or never ends, by index."""
+    if index % 4 == 1:
+        return "wrong"
+    if index % 4 == 2:
+        raise KeyError(index)
+    if index % 4 == 3 and index < 8:
+        await asyncio.sleep(3600)
+    await asyncio.sleep(0.001)
+    return None
+
+
+def test_closed_loop_counts_each_kind_and_cancels_the_unfinished(run: Run[None]) -> None:
+    async def main() -> None:
+        phase = await closed_loop(
+            op, concurrency=4, max_count=40, max_seconds=2.0, drain_seconds=0.2
+        )
+        assert phase.count == 40
+        assert phase.failures == {"wrong": 10, "error: KeyError": 10, UNFINISHED: 2}
+        assert phase.ok == 18 and len(phase.latencies_s) == 38
+        assert all(0 < latency < 1 for latency in phase.latencies_s)
+        assert 0 < phase.elapsed_s < 3 and phase.client_cpu_s >= 0
+
+    run(main())
+
+
+def test_open_loop_starts_on_schedule_and_counts_from_it(run: Run[None]) -> None:
+    async def main() -> None:
+        cpu = iter(range(100))
+        phase = await open_loop(
+            op, rate=200.0, seconds=0.1, drain_seconds=0.2, network_cpu=lambda: float(next(cpu))
+        )
+        assert phase.count == 20
+        assert phase.failures == {"wrong": 5, "error: KeyError": 5, UNFINISHED: 2}
+        assert phase.network_cpu_s == 1.0
+        assert phase.extra["offered_per_s"] == 200.0 and phase.extra["max_in_flight"] >= 2
+        summary = phase.summary()
+        assert summary["latency_ms"]["p50"] > 0 and summary["cdf_ms"][-1][1] == 1.0
+        warm = await warm_up(op, 12, 1.0, 0.1)
+        assert warm.count == 12
+
+    run(main())
+
+
+def test_percentiles_are_in_milliseconds() -> None:
+    latencies = [index / 1000 for index in range(1, 1001)]  # 1 ms .. 1 s
+    p = percentiles_ms(latencies)
+    assert abs(p["p50"] - 500) < 1 and abs(p["p99"] - 990) < 2 and abs(p["max"] - 1000) < 2
+    assert percentiles_ms([]) == {}
+    points = cdf_points(latencies, points=10)
+    assert len(points) == 10 and points[0] == [0.001, 0.001] and points[-1] == [1.0, 1.0]
