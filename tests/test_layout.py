@@ -3,6 +3,7 @@ exception tree, and the layers' own packages."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 
 import pytest
@@ -62,3 +63,14 @@ def test_a_node_not_listening_says_so() -> None:
         _ = node.address
     assert isinstance(errors.NotListeningError("x"), RuntimeError)
     assert node.peer_count == 0 and node.pending_requests == 0 and not node.listening
+
+
+def test_a_stopped_node_is_no_longer_listening() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        node = dhtquery.DhtNode()
+        await node.listen(0, "127.0.0.1")
+        before = node.listening
+        node.stop()
+        return before, node.listening
+
+    assert asyncio.run(scenario()) == (True, False)

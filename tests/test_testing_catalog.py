@@ -9,13 +9,11 @@ from collections import Counter
 import pytest
 
 from dhtquery.registry import Package
-from dhtquery.registry.model import STANDARD_CATEGORIES
 from dhtquery.testing import (
     BENCH_SEED,
     MAX_PACKAGES_PER_TAG,
     generate_catalog,
 )
-from dhtquery.testing.catalog import _STANDARD_CATEGORIES
 
 
 def tag_counts(catalog: list[Package]) -> Counter[str]:
@@ -58,10 +56,6 @@ def test_bad_arguments_name_the_argument() -> None:
     ):
         with pytest.raises(ValueError, match=name):
             generate_catalog(**kwargs)  # type: ignore[arg-type]
-
-
-def test_the_zipf_vocabulary_uses_the_registrys_standard_categories() -> None:
-    assert _STANDARD_CATEGORIES == STANDARD_CATEGORIES
 
 
 def fingerprint(catalog: list[Package]) -> str:

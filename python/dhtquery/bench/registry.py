@@ -70,7 +70,6 @@ import io
 import os
 import pstats
 import random
-import re
 import statistics
 import sys
 import time
@@ -83,7 +82,7 @@ import msgpack
 
 from ..dht import DhtNode, StorageFull
 from ..query import QueryManager, new_core
-from ..registry import P2PRegistry, Package, Query, SchemaError
+from ..registry import P2PRegistry, Package, Query, SchemaError, package_words
 from ..testing import BENCH_SEED, HOST, LocalNetwork, generate_catalog, loop_factory
 from .common import bounded, format_count, format_table, gc_quiet, machine_info, write_json
 from .load import Phase, closed_loop, open_loop, warm_up
@@ -119,15 +118,6 @@ class Expected:
         return min(self.limit, len(self.matches))
 
 
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def _package_words(package: Package) -> frozenset[str]:
-    """The words a text query can match (``dhtquery.registry.model.
-    package_words``, which the registry does not export)."""
-    return frozenset(_WORD.findall(f"{package.title} {package.description} {package.id}".lower()))
-
-
 def build_queries(packages: Sequence[Any], count: int, seed: int) -> list[tuple[Any, Expected]]:
     """A deterministic mix of queries and, from the catalog itself (not from
     the library's index), what each must return."""
@@ -137,7 +127,7 @@ def build_queries(packages: Sequence[Any], count: int, seed: int) -> list[tuple[
         if held is None or package.version > held.version:
             newest[package.id] = package
     table = [
-        (package, _package_words(package), set(package.tags), set(package.categories))
+        (package, package_words(package), set(package.tags), set(package.categories))
         for package in newest.values()
     ]
     versions = {package.id: package.version for package in newest.values()}

@@ -42,6 +42,8 @@ class DhtNode(Server):  # type: ignore[misc]
     defaults to the manager's."""
 
     protocol_class = DhtProtocol
+    #: the socket's transport while listening (kademlia's attribute)
+    transport: Any
 
     def __init__(
         self,
@@ -117,6 +119,9 @@ class DhtNode(Server):  # type: ignore[misc]
     def stop(self) -> None:
         self.queries.close()
         super().stop()
+        # (kademlia keeps the closed transport: forget it, so ``listening``
+        # and ``address`` tell the truth after a stop)
+        self.transport = None
 
     # -- what the layers above may know and do -----------------------
 

@@ -519,20 +519,23 @@ class QueryCore:
     ) -> CoreOutcome | None:
         _check_qid(query_id)
         now = _check_now(now)
+        # (`ending`, not `reason`: Cython types `reason` as an exact str
+        # from its annotation, and a Reason member is a subclass of str)
+        ending = None
         if reason is not None:
             if reason not in FINISH_REASONS:
                 raise InvalidArgumentError(
                     f"reason must be one of {', '.join(FINISH_REASONS)} or None, got {reason!r}"
                 )
-            reason = Reason(reason)
+            ending = Reason(reason)
         query = self._queries.get(query_id)
         if query is None:
             return None
-        if reason is None:
+        if ending is None:
             if query.accepted >= query.max_results:
-                reason = Reason.MAX_RESULTS
+                ending = Reason.MAX_RESULTS
             elif query.expected_peers > 0 and len(query.done_peers) >= query.expected_peers:
-                reason = Reason.ALL_PEERS
+                ending = Reason.ALL_PEERS
             else:
                 raise InvalidArgumentError(
                     f"reason is required: query {query_id} is not complete "
@@ -540,7 +543,7 @@ class QueryCore:
                     f"{len(query.done_peers)}/{query.expected_peers} peers done)"
                 )
         self._successful += 1
-        return self._end(query, reason, now, record_latency=True)
+        return self._end(query, ending, now, record_latency=True)
 
     def cancel(self, query_id: QueryId, now: float) -> CoreOutcome | None:
         _check_qid(query_id)

@@ -4,10 +4,11 @@ index, publish, search, get_package) and the catalog-file reader."""
 from ..errors import SchemaError
 from .catalog import Catalog
 from .catalog_file import load_catalog, package_from_json
-from .model import Package, PackageId, Query, matches_query
+from .model import STANDARD_CATEGORIES, Package, PackageId, Query, matches_query, package_words
 from .service import P2PRegistry, highest_versions
 
 __all__ = [
+    "STANDARD_CATEGORIES",
     "Catalog",
     "P2PRegistry",
     "Package",
@@ -18,4 +19,5 @@ __all__ = [
     "load_catalog",
     "matches_query",
     "package_from_json",
+    "package_words",
 ]

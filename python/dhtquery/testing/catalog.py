@@ -27,7 +27,7 @@ import semver
 
 from ..dht import MAX_RECORDS_PER_KEY
 from ..errors import InvalidArgumentError
-from ..registry import Package, PackageId
+from ..registry import STANDARD_CATEGORIES, Package, PackageId
 
 __all__ = [
     "BENCH_SEED",
@@ -298,12 +298,7 @@ _LAST: Final = _split(
     "Quinn Rossi Silva Tanaka Ueda Vogel Wong Xu Young Zhang"
 )
 _LICENSES: Final = ("MIT", "Apache-2.0", "BSD-3-Clause", "GPL-3.0", "MPL-2.0", "ISC", "UNLICENSED")
-# The registry's STANDARD_CATEGORIES (not exported by dhtquery.registry; a
-# test checks the copy), then a few custom ones.
-_STANDARD_CATEGORIES: Final = (
-    "audio", "cli", "crypto", "data", "database", "devtools", "embedded", "game",
-    "graphics", "ml", "networking", "science", "testing", "web",
-)  # fmt: skip
+# After the registry's STANDARD_CATEGORIES, a few custom ones.
 _CUSTOM_CATEGORIES: Final = ("blockchain", "robotics", "bioinfo", "iot", "finance")
 
 
@@ -331,8 +326,8 @@ def _zipf(rng: random.Random, count: int, cap: _TagCap) -> list[Package]:
     weights = [1.0 / (rank + 3) for rank in range(len(words))]
     tags = words[:160]
     tag_weights = weights[:160]
-    categories = list(_STANDARD_CATEGORIES) + list(_CUSTOM_CATEGORIES)
-    category_weights = [1.0] * len(_STANDARD_CATEGORIES) + [0.15] * len(_CUSTOM_CATEGORIES)
+    categories = list(STANDARD_CATEGORIES) + list(_CUSTOM_CATEGORIES)
+    category_weights = [1.0] * len(STANDARD_CATEGORIES) + [0.15] * len(_CUSTOM_CATEGORIES)
 
     packages: list[Package] = []
     ids: set[tuple[str, str]] = set()
