@@ -7,14 +7,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import time
 from typing import Any
 
 import pytest
 import umsgpack
 from kademlia.node import Node
 
-from dhtquery.dht import DhtNode, PeerStats, Record, RecordError, Reputation, RttEstimator, StorageFull
+from dhtquery.dht import (
+    DhtNode,
+    PeerStats,
+    Record,
+    RecordError,
+    Reputation,
+    RttEstimator,
+    StorageFull,
+)
 from dhtquery.dht.records import MAX_DATA, MAX_PUBLISHER
 from dhtquery.dht.routing import ContactTable
 from dhtquery.dht.rpc_table import RpcTable
