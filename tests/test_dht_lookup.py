@@ -122,8 +122,9 @@ def test_dead_peer_among_the_closest_ends_adaptive_and_loses_score(backend: str,
             ok, answer = await protocol.ping(dead.address, querier.node.id)
             assert ok and answer == dead.node.id
             assert protocol.rtt(dead.address).srtt is not None
-            before = protocol.reputation.score(dead.address, time.time())
-            failures_before = protocol.reputation.stats(dead.address).failures
+            dead_address = dead.address
+            before = protocol.reputation.score(dead_address, querier.clock.now())
+            failures_before = protocol.reputation.stats(dead_address).failures
 
             dead.stop()
             await asyncio.sleep(0)
@@ -141,8 +142,8 @@ def test_dead_peer_among_the_closest_ends_adaptive_and_loses_score(backend: str,
                 live_b.address,
             }
             assert outcome.peers_failed >= 1
-            assert protocol.reputation.stats(dead.address).failures > failures_before
-            assert protocol.reputation.score(dead.address, time.time()) < before
+            assert protocol.reputation.stats(dead_address).failures > failures_before
+            assert protocol.reputation.score(dead_address, querier.clock.now()) < before
             assert net.loop_errors == []
 
     run(scenario())

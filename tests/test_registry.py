@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -109,7 +108,7 @@ async def unslow(registry: P2PRegistry) -> None:
 
 
 def score(of: P2PRegistry, peer: P2PRegistry) -> float:
-    return of.node.protocol.reputation.score(address(peer), time.time())  # type: ignore[union-attr]
+    return of.node.reputation.score(address(peer), of.node.clock.now())
 
 
 def failures(of: P2PRegistry, peer: P2PRegistry) -> int:
@@ -434,8 +433,8 @@ def test_peer_reputation_update_slow_peer(run: Run[None], backend: str) -> None:
             assert after_slow < before_slow
             assert after_slow < after_fast
             # fan-out prefers the better-scored peer
-            ranked = caller.node.protocol.reputation.best(  # type: ignore[union-attr]
-                [address(slow), address(fast)], 1, time.time()
+            ranked = caller.node.reputation.best(
+                [address(slow), address(fast)], 1, caller.node.clock.now()
             )
             assert ranked == [address(fast)]
             await unslow(slow)
