@@ -15,19 +15,17 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..bench import percentiles_ms
 from ..dht import DhtNode
-from ..query import QueryConfig, QueryMetrics, QueryOutcome
-from ..registry import P2PRegistry, Package, Query, highest_versions
+from ..query import QueryConfig
+from ..registry import P2PRegistry, Package, Query
 from ..testing import HOST, LocalNetwork, generate_catalog
+from .report import progress, results_table, sum_counts, summary_table
 
 __all__ = [
     "DemoNetwork",
@@ -123,18 +121,6 @@ class DemoNetwork:
         return self.labels.get(peer, str(peer))
 
 
-def query_text(query: Query) -> str:
-    parts = [repr(query.text)] if query.text else []
-    if query.tags:
-        parts.append("tags=" + ",".join(query.tags))
-    if query.categories:
-        parts.append("categories=" + ",".join(query.categories))
-    if query.offset:
-        parts.append(f"offset={query.offset}")
-    parts.append(f"limit={query.limit}")
-    return " ".join(parts)
-
-
 # -- the show -----------------------------------------------------------------
 
 
@@ -159,55 +145,6 @@ async def _publish_all(
     return len(catalog) - failed, failed
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description:<22}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms"
-
-
-def _results_table(
-    network: DemoNetwork, query: Query, outcome: QueryOutcome, shown: int = 8
-) -> Table:
-    rows = highest_versions(outcome.results)[query.offset : query.offset + query.limit]
-    table = Table(
-        title=f"search {query_text(query)}",
-        title_justify="left",
-        caption=(
-            f"{len(rows)} result(s) in {_ms(outcome.duration)} · reason {outcome.reason} · "
-            f"peers ok {outcome.peers_ok}, failed {outcome.peers_failed} · "
-            f"duplicates dropped {outcome.duplicates}"
-        ),
-        caption_justify="left",
-    )
-    table.add_column("package", style="cyan", no_wrap=True)
-    table.add_column("version", style="green", no_wrap=True, min_width=7)
-    table.add_column("title", no_wrap=True, max_width=30)
-    table.add_column("tags", style="magenta", no_wrap=True, max_width=16)
-    table.add_column("answered by", style="yellow", no_wrap=True)
-    table.add_column("at", justify="right", no_wrap=True, min_width=7)
-    for package, peer, _key, at in rows[:shown]:
-        table.add_row(
-            str(package.id),
-            str(package.version),
-            package.title,
-            ",".join(package.tags),
-            network.label(peer),
-            _ms(at),
-        )
-    if len(rows) > shown:
-        table.add_row(f"... {len(rows) - shown} more", "", "", "", "", "")
-    return table
-
-
 async def _burst(
     registry: P2PRegistry, queries: Sequence[Query], concurrency: int, timeout: float
 ) -> tuple[float, list[float], int]:
@@ -229,51 +166,6 @@ async def _burst(
     return time.perf_counter() - started, latencies, timed_out
 
 
-def _sum_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for count in counts:
-        for kind, value in count.items():
-            total[kind] = total.get(kind, 0) + value
-    return total
-
-
-def _summary_table(
-    metrics: QueryMetrics,
-    backend: str,
-    loop_name: str,
-    burst: tuple[float, list[float], int],
-    dropped: dict[str, int],
-    served: int,
-) -> Table:
-    wall, latencies, timed_out = burst
-    table = Table(title="metrics (the client node's QueryManager)", title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row("queries", f"{metrics.total}")
-    table.add_row("success rate", f"{metrics.success_rate:.1%}")
-    table.add_row("timed out / cancelled", f"{metrics.timed_out} / {metrics.cancelled}")
-    table.add_row("latency p50", _ms(metrics.latency_p50))
-    table.add_row("latency p95", _ms(metrics.latency_p95))
-    table.add_row("latency p99", _ms(metrics.latency_p99))
-    table.add_row("latency max", _ms(metrics.latency_max))
-    table.add_row("unique results / duplicates", f"{metrics.results} / {metrics.duplicates}")
-    if latencies:
-        table.add_row(
-            "burst throughput",
-            f"{len(latencies) / wall:,.0f} searches/s ({len(latencies)} in {wall:.2f} s)",
-        )
-        burst_ms = percentiles_ms(latencies)
-        table.add_row("burst p50 / p99", f"{burst_ms['p50']:.1f} ms / {burst_ms['p99']:.1f} ms")
-        table.add_row("burst timed out", f"{timed_out}")
-    total = sum(dropped.values())
-    kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1])[:3])
-    table.add_row("RPCs served (network)", f"{served:,}")
-    table.add_row("datagrams dropped (network)", f"{total:,}" + (f" ({kinds})" if kinds else ""))
-    table.add_row("core backend", backend)
-    table.add_row("event loop", loop_name)
-    return table
-
-
 async def run_demo(settings: DemoSettings, console: Console) -> int:
     """The whole demo under the running loop; 0 if every search worked."""
     started = time.perf_counter()
@@ -283,12 +175,12 @@ async def run_demo(settings: DemoSettings, console: Console) -> int:
     network = DemoNetwork(config, settings.backend)
     catalog = generate_catalog(settings.packages, settings.seed)
     try:
-        with _progress(console) as progress:
-            task = progress.add_task("starting nodes", total=settings.nodes)
-            await network.start(settings.nodes, lambda: progress.advance(task))
-            task = progress.add_task("publishing catalog", total=len(catalog))
+        with progress(console) as bars:
+            task = bars.add_task("starting nodes", total=settings.nodes)
+            await network.start(settings.nodes, lambda: bars.advance(task))
+            task = bars.add_task("publishing catalog", total=len(catalog))
             published, failed = await _publish_all(
-                network.registries, catalog, lambda: progress.advance(task)
+                network.registries, catalog, lambda: bars.advance(task)
             )
         # announcements are forwarded without waiting: let the gossip settle
         await asyncio.sleep(0.3)
@@ -306,7 +198,7 @@ async def run_demo(settings: DemoSettings, console: Console) -> int:
         failures = 0
         for query in demo_queries(catalog):
             outcome = await registry.search_outcome(query, timeout=settings.timeout)
-            console.print(_results_table(network, query, outcome))
+            console.print(results_table(network.label, query, outcome))
             console.print()
             failures += not outcome.results
         burst_queries = [
@@ -315,12 +207,12 @@ async def run_demo(settings: DemoSettings, console: Console) -> int:
         burst = await _burst(registry, burst_queries, settings.burst_concurrency, settings.timeout)
         stats = [node.stats for node in network.nodes]
         console.print(
-            _summary_table(
+            summary_table(
                 registry.metrics,
                 client.queries.backend,
                 settings.loop,
                 burst,
-                dropped=_sum_counts(node.drops for node in network.nodes),
+                dropped=sum_counts(node.drops for node in network.nodes),
                 served=sum(s.get("served", 0) for s in stats),
             )
         )

@@ -47,6 +47,7 @@ from typing import Any, Final, Literal
 from kademlia.network import Server
 
 from ..dht import DhtNode
+from ..errors import DhtQueryError
 from ..query import QueryConfig, QueryManager, new_core
 from ..registry import P2PRegistry
 from .loops import LOOPS
@@ -71,7 +72,7 @@ JoinStrategy = Literal["first", "full"]
 WORKER_GRACE: Final = 10.0
 
 
-class WorkerError(RuntimeError):
+class WorkerError(DhtQueryError, RuntimeError):
     """A worker process failed, exited, or did not answer in time."""
 
 

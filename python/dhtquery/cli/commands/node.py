@@ -1,0 +1,132 @@
+"""``dhtquery node``: run a node until Ctrl-C or SIGTERM, with its catalog,
+metrics and traffic log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ...query import QueryConfig
+from ...registry import Package
+from ..common import (
+    Address,
+    BootstrapOption,
+    CliError,
+    LogLevel,
+    LogLevelOption,
+    addresses,
+    join,
+    listen,
+    publish_packages,
+    read_catalog,
+    run_async,
+    set_level,
+)
+
+__all__ = ["node"]
+
+log = logging.getLogger("dhtquery.cli")
+
+
+def node(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="UDP port (0: a free one)")] = 8468,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    bootstrap: BootstrapOption = [],  # noqa: B006 - typer reads the default
+    catalog: Annotated[
+        Path | None, typer.Option(help="JSON file of packages to publish once up")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="serve Prometheus /metrics on 127.0.0.1")
+    ] = None,
+    stats_interval: Annotated[
+        float, typer.Option(min=0.1, help="seconds between traffic/drop summaries in the log")
+    ] = 60.0,
+    log_level: LogLevelOption = None,
+) -> None:
+    """Run a node until Ctrl-C or SIGTERM."""
+    set_level(ctx, log_level if log_level is not None else (ctx.obj or LogLevel.info))
+    peers = addresses(bootstrap)
+    packages = read_catalog(catalog) if catalog is not None else []
+    run_async(_run_node(host, port, peers, packages, metrics_port, stats_interval))
+
+
+async def _run_node(
+    host: str,
+    port: int,
+    peers: Sequence[Address],
+    packages: Sequence[Package],
+    metrics_port: int | None,
+    stats_interval: float,
+) -> None:
+    from ...dht import DhtNode
+    from ...registry import P2PRegistry
+    from ..exporter import MetricsExporter
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    node = DhtNode(config=QueryConfig())
+    registry = P2PRegistry(node)
+    exporter: MetricsExporter | None = None
+    try:
+        await listen(node, host, port)
+        bound_host, bound_port = node.address
+        log.info("node up on %s:%d (id %s, core %s)", bound_host, bound_port,
+                 node.node.id.hex()[:16], node.queries.backend)  # fmt: skip
+        print(f"dhtquery node listening on {bound_host}:{bound_port}", flush=True)
+        if peers:
+            await join(node, peers)
+        if metrics_port is not None:
+            exporter = MetricsExporter(node, registry)
+            try:
+                bound = exporter.start(metrics_port)
+            except OSError as exc:
+                raise CliError(
+                    f"cannot serve metrics on 127.0.0.1:{metrics_port}: {exc.strerror or exc}", 1
+                ) from None
+            print(f"metrics on http://127.0.0.1:{bound}/metrics", flush=True)
+        if packages:
+            results = await publish_packages(registry, packages)
+            failed = sum(1 for _, held in results if isinstance(held, str))
+            log.info("catalog: %d packages published, %d failed", len(results) - failed, failed)
+        last: dict[str, int] = {}
+        last_drops: dict[str, int] = {}
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), stats_interval)
+            stats = dict(node.stats)
+            delta = {k: v - last.get(k, 0) for k, v in stats.items() if v != last.get(k, 0)}
+            last = stats
+            dropped_now = dict(node.drops)
+            drops = {
+                kind: count - last_drops.get(kind, 0)
+                for kind, count in dropped_now.items()
+                if count != last_drops.get(kind, 0)
+            }
+            last_drops = dropped_now
+            if drops:
+                kinds = ", ".join(f"{k} {v}" for k, v in sorted(drops.items()))
+                log.warning("dropped %d datagrams in the last %.0f s: %s",
+                            sum(drops.values()), stats_interval, kinds)  # fmt: skip
+            if delta.get("served") or delta.get("timeouts"):
+                log.info("served %d RPCs, %d requests timed out, %d peers known",
+                         delta.get("served", 0), delta.get("timeouts", 0),
+                         node.peer_count)  # fmt: skip
+        log.info("stopping")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if exporter is not None:
+            exporter.stop()
+        node.stop()
+        await asyncio.sleep(0)
+        log.info("node stopped")

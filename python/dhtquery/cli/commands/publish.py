@@ -1,0 +1,77 @@
+"""``dhtquery publish``: join, store and announce the packages of a catalog file, leave."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+
+from ...query import QueryConfig
+from ...registry import Package
+from ..common import (
+    Address,
+    BootstrapOption,
+    CliError,
+    LogLevelOption,
+    addresses,
+    client_node,
+    drain_requests,
+    publish_packages,
+    read_catalog,
+    run_async,
+    set_level,
+)
+
+__all__ = ["PUBLISH_LINGER", "publish"]
+
+
+#: Seconds a ``publish`` process stays up after its stores, for the gossip it
+#: started to be answered (it returns sooner once no request is pending).
+PUBLISH_LINGER: Final = 2.0
+
+
+def publish(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="JSON file: a list of package objects")],
+    bootstrap: BootstrapOption = [],  # noqa: B006
+    host: Annotated[str | None, typer.Option(help="interface for this client node")] = None,
+    linger: Annotated[
+        float, typer.Option(min=0.0, help="max seconds to stay up for gossip after storing")
+    ] = PUBLISH_LINGER,
+    log_level: LogLevelOption = None,
+) -> None:
+    """Publish the packages of FILE to the network.
+
+    FILE holds a JSON list of objects shaped like Package.to_record():
+    namespace, name, version, title (required), description, categories,
+    tags, license, authors; "hash" may be omitted (it is computed) and, if
+    given, must match. This process is a node that joins, stores, waits for
+    its announcements to go out, and stops: the packages then live on the
+    network's nodes.
+    """
+    set_level(ctx, log_level)
+    peers = addresses(bootstrap)
+    if not peers:
+        raise typer.BadParameter("at least one is needed", param_hint="'--bootstrap'")
+    packages = read_catalog(file)
+    results = run_async(_publish(peers, host, packages, linger))
+    failed = 0
+    for package, held in results:
+        if isinstance(held, str):
+            failed += 1
+            print(f"FAILED {package.id}@{package.version}: {held}")
+        else:
+            print(f"published {package.id}@{package.version} ({held} nodes hold it)")
+    if failed:
+        raise CliError(f"{failed} of {len(results)} packages were not published", 1)
+
+
+async def _publish(
+    peers: Sequence[Address], host: str | None, packages: Sequence[Package], linger: float
+) -> list[tuple[Package, int | str]]:
+    async with client_node(peers, host, QueryConfig()) as registry:
+        results = await publish_packages(registry, packages)
+        await drain_requests(registry.node, linger)
+        return results

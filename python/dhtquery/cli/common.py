@@ -1,0 +1,280 @@
+"""What the commands share: the one-line error, option types, address and
+catalog parsing, logging, the event loop, and a short-lived client node."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import logging
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import DhtQueryError, InvalidArgumentError
+from ..query import QueryConfig
+from ..registry import Package, SchemaError, load_catalog
+
+__all__ = [
+    "Address",
+    "BackendName",
+    "BootstrapOption",
+    "CliError",
+    "LogLevel",
+    "LogLevelOption",
+    "LoopName",
+    "addresses",
+    "client_host",
+    "client_node",
+    "config_of",
+    "console",
+    "default_loop",
+    "drain_requests",
+    "join",
+    "listen",
+    "loop_choice",
+    "parse_address",
+    "peer_text",
+    "publish_packages",
+    "read_catalog",
+    "run_async",
+    "set_level",
+    "setup_logging",
+]
+
+log = logging.getLogger("dhtquery.cli")
+T = TypeVar("T")
+Address = tuple[str, int]
+
+
+class CliError(DhtQueryError):
+    """A one-line error for the user, with the exit status to leave with."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LogLevel(enum.StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class LoopName(enum.StrEnum):
+    asyncio = "asyncio"
+    uvloop = "uvloop"
+
+
+class BackendName(enum.StrEnum):
+    auto = "auto"
+    rust = "rust"
+    python = "python"
+
+
+def parse_address(text: str) -> Address:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` -> (ip literal, port); the host is
+    resolved here (kademlia wants IP literals). Raises ValueError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text:
+        raise InvalidArgumentError(f"{text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise InvalidArgumentError(f"{text!r}: port {port_text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise InvalidArgumentError(f"{text!r}: port {port} is not in 1-65535")
+    try:
+        return str(ipaddress.ip_address(host)), port
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError) as exc:
+        raise InvalidArgumentError(f"{text!r}: cannot resolve host {host!r} ({exc})") from None
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first
+    return str(infos[0][4][0]), port
+
+
+def addresses(values: Sequence[str] | None) -> list[Address]:
+    try:
+        return [parse_address(value) for value in values or ()]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--bootstrap'") from None
+
+
+def read_catalog(path: Path) -> list[Package]:
+    """``registry.load_catalog``, its errors as CliError(status 2)."""
+    try:
+        return load_catalog(path)
+    except OSError as exc:
+        raise CliError(f"cannot read catalog {path}: {exc.strerror or exc}", 2) from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"catalog {path} is not UTF-8 text: {exc.reason}", 2) from None
+    except SchemaError as exc:
+        raise CliError(str(exc), 2) from None
+
+
+def setup_logging(level: LogLevel | None) -> None:
+    chosen = getattr(logging, (level or LogLevel.warning).value.upper())
+    logging.basicConfig(
+        level=chosen,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    # kademlia logs every unanswered ping as a warning: only under debug
+    quiet = logging.DEBUG if chosen <= logging.DEBUG else logging.ERROR
+    for name in ("kademlia", "rpcudp"):
+        logging.getLogger(name).setLevel(quiet)
+
+
+def loop_choice(name: LoopName) -> Callable[[], asyncio.AbstractEventLoop]:
+    from ..testing import loop_factory
+
+    try:
+        return loop_factory(name.value)
+    except ImportError as exc:
+        raise CliError(f"--loop {name.value}: {exc}", 2) from None
+
+
+def default_loop() -> LoopName:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return LoopName.asyncio
+    return LoopName.uvloop
+
+
+def run_async(coro: Coroutine[Any, Any, T], loop: LoopName | None = None) -> T:
+    with asyncio.Runner(loop_factory=loop_choice(loop or default_loop())) as runner:
+        return runner.run(coro)
+
+
+def config_of(timeout: float, fan_out: int, max_results: int = 100) -> QueryConfig:
+    try:
+        return QueryConfig(
+            default_timeout=timeout, max_results=max_results, adaptive_timeout=True, fan_out=fan_out
+        )
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc), 2) from None
+
+
+def client_host(bootstrap: Sequence[Address]) -> str:
+    loopback = all(ipaddress.ip_address(host).is_loopback for host, _ in bootstrap)
+    if loopback:
+        return "127.0.0.1"
+    return "::" if any(":" in host for host, _ in bootstrap) else "0.0.0.0"
+
+
+async def listen(node: Any, host: str, port: int) -> None:
+    try:
+        await node.listen(port, interface=host)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1) from None
+    except socket.gaierror as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc}", 2) from None
+
+
+async def join(node: Any, peers: Sequence[Address]) -> int:
+    """Join through ``peers``; CliError(2) if none of them answers."""
+
+    started = time.perf_counter()
+    await node.bootstrap(list(peers))
+    known = node.peer_count
+    shown = ", ".join(f"{h}:{p}" for h, p in peers)
+    if not known:
+        raise CliError(f"bootstrap peer {shown} did not answer (is a node running there?)", 2)
+    log.info(
+        "bootstrapped through %s: %d peers known (%.0f ms)",
+        shown,
+        known,
+        (time.perf_counter() - started) * 1e3,
+    )
+    return int(known)
+
+
+@asynccontextmanager
+async def client_node(
+    bootstrap: Sequence[Address], host: str | None, config: QueryConfig
+) -> AsyncIterator[Any]:
+    """A short-lived node with a registry, joined to the network; stopped on
+    the way out."""
+    from ..dht import DhtNode
+    from ..registry import P2PRegistry
+
+    node = DhtNode(config=config)
+    registry = P2PRegistry(node)
+    try:
+        await listen(node, host or client_host(bootstrap), 0)
+        log.info("client node up on %s:%d", *node.address)
+        await join(node, bootstrap)
+        yield registry
+    finally:
+        node.stop()
+        await asyncio.sleep(0)
+
+
+async def drain_requests(node: Any, linger: float) -> None:
+    """Wait until the node has no request in flight, at most ``linger`` s."""
+    deadline = time.monotonic() + linger
+    while time.monotonic() < deadline:
+        if not node.pending_requests:
+            return
+        await asyncio.sleep(0.02)
+
+
+async def publish_packages(
+    registry: Any, packages: Sequence[Package]
+) -> list[tuple[Package, int | str]]:
+    """Publish each package; [(package, nodes holding it | error text)]."""
+    results: list[tuple[Package, int | str]] = []
+    for package in packages:
+        try:
+            held = await registry.publish(package)
+        except Exception as exc:  # StorageFull and friends: report, go on
+            log.warning("publishing %s failed: %s", package.id, exc)
+            results.append((package, f"{type(exc).__name__}: {exc}"))
+        else:
+            log.info("published %s@%s: %d nodes hold it", package.id, package.version, held)
+            results.append((package, held))
+    return results
+
+
+LogLevelOption = Annotated[
+    LogLevel | None,
+    typer.Option("--log-level", case_sensitive=False, help="debug, info, warning or error"),
+]
+
+
+BootstrapOption = Annotated[
+    list[str],
+    typer.Option("--bootstrap", "-b", help="HOST:PORT of a running node (repeatable)"),
+]
+
+
+def set_level(ctx: typer.Context, level: LogLevel | None) -> None:
+    """A command's own --log-level wins over the global one."""
+    if level is not None:
+        setup_logging(level)
+
+
+def console() -> Console:
+    """rich output; 110 columns when stdout is not a terminal (80 is too narrow)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 110)
+
+
+def peer_text(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) == 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
