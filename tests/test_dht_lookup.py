@@ -210,7 +210,8 @@ def test_finished_lookups_are_freed_without_the_cyclic_gc(backend: str, run: Run
                 for _ in range(20):
                     outcome = await nodes[0].get_all("freed", quorum=2, timeout=5.0)
                     assert [r.item.data for r in outcome.results] == [b"record"]
-                await asyncio.sleep(0.05)  # answers still on the way arrive
+                # answers still on the way arrive
+                assert await eventually(lambda: nodes[0].pending_requests == 0)
                 assert lookups_alive() == before
             finally:
                 gc.enable()

@@ -7,8 +7,12 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
+
 from dhtquery.dht.rtt import RttEstimator
-from tests.dht_helpers import open_nodes
+from dhtquery.query import QueryManager, new_core
+from dhtquery.testing import FakeClock
+from tests.dht_helpers import eventually, open_nodes
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -78,7 +82,11 @@ def test_a_peer_that_keeps_failing_leaves_the_routing_table(backend: str, run: R
 def test_a_late_answer_teaches_the_rtt_and_keeps_the_peer(backend: str, run: Run) -> None:
     async def scenario() -> tuple[float, int, int]:
         async with open_nodes(backend) as nodes:
-            first = await nodes.dht()
+            # The asking node runs on a clock moved by hand: each request
+            # gives up at 50 ms, and its answer, held back by the peer, comes
+            # 200 ms after it was sent.
+            clock = FakeClock()
+            first = await nodes.dht(queries=QueryManager(core=new_core(backend), clock=clock))
             slow = await nodes.dht(bootstrap=[first.address])
             for _ in range(3):  # three more contacts, so forgetting is allowed
                 await nodes.dht(bootstrap=[first.address])
@@ -86,16 +94,24 @@ def test_a_late_answer_teaches_the_rtt_and_keeps_the_peer(backend: str, run: Run
             slow_protocol = slow.protocol
             assert protocol is not None and slow_protocol is not None
             serve = slow_protocol._serve
-            loop = asyncio.get_running_loop()
+            held: list[tuple[bytes, Any, Any]] = []
 
             def serve_late(msg_id: bytes, body: Any, addr: Any) -> None:
-                loop.call_later(0.2, serve, msg_id, body, addr)
+                held.append((msg_id, body, addr))
 
             slow_protocol._serve = serve_late  # type: ignore[method-assign]
-            for _ in range(5):  # each gives up at 50 ms; each answer comes at 200 ms
-                ok, _ = await protocol.request(slow.address, "ping", (first.node.id,), 0.05)
+            for round_number in range(5):
+                reply = protocol.request(slow.address, "ping", (first.node.id,), 0.05)
+                sent = round_number + 1
+                assert await eventually(lambda sent=sent: len(held) == sent)
+                clock.advance(0.2)  # the request gave up at 50 ms
+                ok, _ = await reply
                 assert not ok
-                await asyncio.sleep(0.25)
+                late_before = protocol.drops["late_response"]
+                serve(*held[-1])  # the answer, 200 ms after the request
+                assert await eventually(
+                    lambda before=late_before: protocol.drops["late_response"] > before
+                )
             stats = protocol.reputation.stats(slow.address)
             return (
                 protocol.rtt(slow.address).srtt or 0.0,
@@ -104,6 +120,6 @@ def test_a_late_answer_teaches_the_rtt_and_keeps_the_peer(backend: str, run: Run
             )
 
     srtt, in_a_row, forgotten = run(scenario())
-    assert srtt >= 0.15  # learnt from the late answers
+    assert srtt == pytest.approx(0.2)  # learnt from the late answers, 200 ms each
     assert in_a_row == 0
     assert forgotten == 0
