@@ -13,13 +13,13 @@ test:  ## The whole suite, from a clean checkout: build, lint, type check, cargo
 	bash ci/test.sh
 
 bench:  ## Core benchmark, three backends (python, cython, rust); JSON in bench-results/
-	.venv/bin/python benches/bench_core.py
+	.venv/bin/python -m dhtquery.bench.core
 
 bench-quick:  ## The same, scaled down to run in under a minute
-	.venv/bin/python benches/bench_core.py --quick
+	.venv/bin/python -m dhtquery.bench.core --quick
 
-lint:  ## ruff, mypy and the Rust linters without running tests
-	.venv/bin/ruff check python tests benches && .venv/bin/mypy
+lint:  ## ruff, mypy, the layer contract and the Rust linters without running tests
+	.venv/bin/ruff check python tests benches && .venv/bin/mypy && .venv/bin/lint-imports
 	cargo fmt --all -- --check && cargo clippy --all-targets -- -D warnings
 
 clean:  ## Remove build output and the venv
