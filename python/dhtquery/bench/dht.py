@@ -397,8 +397,8 @@ def _metrics(client: Any) -> dict[str, Any]:
 
 
 async def measure_opendht(loop_name: str, network: NetworkProcess, sizes: Sizes) -> Row:
-    import opendht  # type: ignore[import-untyped,unused-ignore]
-    from opendht import aio  # type: ignore[import-untyped,unused-ignore]
+    import opendht
+    from opendht import aio
 
     row = Row("opendht getAll", "single", loop_name, "c++")
     keys = [opendht.InfoHash.get(single_key(i)) for i in range(sizes.single_keys)]
@@ -541,8 +541,8 @@ async def start_opendht(network: LocalNetwork, nodes: int, single_keys: int) -> 
     127.0.0.1 (their C++ threads; the loop only drives the puts), rate limit
     off, one value per single key. The worker leaves them running and exits
     with ``os._exit`` (shutting 20 runners down can block for long)."""
-    import opendht  # type: ignore[import-untyped,unused-ignore]
-    from opendht import aio  # type: ignore[import-untyped,unused-ignore]
+    import opendht
+    from opendht import aio
 
     runners = _RUNNERS
     for index in range(nodes):
@@ -629,8 +629,8 @@ def network_process(kind: str, loop_name: str, sizes: Sizes) -> Iterator[Network
 def opendht_status() -> str | None:
     """None if opendht can be used, else why not."""
     try:
-        import opendht  # type: ignore[import-untyped,unused-ignore]
-        import opendht.aio  # type: ignore[import-untyped,unused-ignore]
+        import opendht
+        import opendht.aio
     except Exception as exc:
         return f"cannot import opendht ({_error(exc)}); try: pip install opendht"
     if not hasattr(opendht.DhtConfig, "setRateLimit"):
