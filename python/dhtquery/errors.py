@@ -8,6 +8,8 @@ Both query cores raise these classes: the Rust core imports them from here.
 
 from __future__ import annotations
 
+from rpcudp.exceptions import MalformedMessage
+
 __all__ = [
     "BackendUnavailableError",
     "DhtQueryError",
@@ -19,6 +21,7 @@ __all__ = [
     "RecordError",
     "SchemaError",
     "StorageFull",
+    "UnsupportedError",
     "WireError",
 ]
 
@@ -52,9 +55,16 @@ class NotListeningError(DhtQueryError, RuntimeError):
     """A DhtNode was asked to do what needs its socket before ``listen()``."""
 
 
-class WireError(DhtQueryError, ValueError):
+class UnsupportedError(DhtQueryError, RuntimeError):
+    """Asked of a node what its configuration cannot do (a DhtNode running a
+    stock kademlia protocol_class has no multi-record keys, say)."""
+
+
+class WireError(DhtQueryError, MalformedMessage, ValueError):  # type: ignore[misc]
     """A datagram or message that cannot be read or written; ``kind`` names
-    what was wrong (a node's drop counters are keyed by it)."""
+    what was wrong (a node's drop counters are keyed by it). It is also
+    rpcudp's ``MalformedMessage``, which stock kademlia raises for the same
+    misuse (a value too large for a datagram, say)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)

@@ -5,7 +5,7 @@ gossip overlay. It knows nothing of packages."""
 from ..errors import RecordError, StorageFull, WireError
 from .gossip import Gossip
 from .node import DhtNode
-from .protocol import STOCK_RPCS, RpcSpec
+from .protocol import STOCK_RPCS, DhtProtocol, RpcSpec
 from .records import MAX_DATA, Record
 from .reputation import PeerStats, Reputation
 from .rtt import RttEstimator
@@ -16,6 +16,7 @@ __all__ = [
     "MAX_RECORDS_PER_KEY",
     "STOCK_RPCS",
     "DhtNode",
+    "DhtProtocol",
     "Gossip",
     "PeerStats",
     "Record",

@@ -11,8 +11,10 @@ publisher's record as holders answer.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-from collections.abc import Mapping
+import socket
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kademlia.crawling import NodeSpiderCrawl
@@ -20,7 +22,13 @@ from kademlia.network import Server
 from kademlia.node import Node
 from kademlia.utils import digest
 
-from ..errors import InvalidArgumentError, InvalidArgumentTypeError, NotListeningError, StorageFull
+from ..errors import (
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    NotListeningError,
+    StorageFull,
+    UnsupportedError,
+)
 from ..query import Clock, QueryConfig, QueryHandle, QueryManager
 from .lookup import StreamingLookup
 from .protocol import DhtProtocol, RpcSpec
@@ -80,8 +88,14 @@ class DhtNode(Server):  # type: ignore[misc]
         #: kept across listen()s, so a restarted socket keeps what it learnt
         self.reputation = Reputation()
 
-    def _create_protocol(self) -> DhtProtocol:
-        return self.protocol_class(
+    def _create_protocol(self) -> Any:
+        protocol_class: Any = self.protocol_class
+        if not issubclass(protocol_class, DhtProtocol):
+            # A protocol derived from stock kademlia's, as Server allows: the
+            # node then runs stock's protocol, and what needs dhtquery's
+            # (put, get_all, stats, extension RPCs) says so when asked.
+            return protocol_class(self.node, self.storage, self.ksize)
+        return protocol_class(
             self.node,
             self.storage,
             self.ksize,
@@ -193,9 +207,42 @@ class DhtNode(Server):  # type: ignore[misc]
         return self._protocol().request(address, name, args, timeout)
 
     def _protocol(self) -> DhtProtocol:
-        if self.protocol is None:
+        protocol = self.protocol
+        if protocol is None:
             raise NotListeningError("the node is not listening: call listen() first")
-        return self.protocol
+        if not isinstance(protocol, DhtProtocol):
+            raise UnsupportedError(
+                f"this needs dhtquery's DhtProtocol; protocol_class is "
+                f"{type(protocol).__qualname__}, a stock kademlia protocol"
+            )
+        return protocol
+
+    async def bootstrap(self, addrs: Sequence[Address]) -> list[Node]:
+        """kademlia's bootstrap, with host names as well as IP literals (a
+        peer answers from its address, which must be the one asked)."""
+        return await super().bootstrap(await self._resolve(addrs))  # type: ignore[no-any-return]
+
+    async def _resolve(self, addrs: Sequence[Address]) -> list[Address]:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_UNSPEC
+        if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            family = sock.family if sock is not None else family
+        resolved = []
+        for host, port in addrs:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                try:
+                    infos = await loop.getaddrinfo(
+                        host, port, family=family, type=socket.SOCK_DGRAM
+                    )
+                except OSError as exc:
+                    log.warning("bootstrap peer %s:%s: cannot resolve (%s)", host, port, exc)
+                    continue
+                host = str(infos[0][4][0])
+            resolved.append((host, port))
+        return resolved
 
     # -- records ------------------------------------------------------
 

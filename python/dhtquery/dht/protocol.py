@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import socket
 from collections import Counter, deque
-from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
@@ -44,7 +45,9 @@ __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec"]
 log = logging.getLogger("dhtquery.dht")
 
 Address = tuple[str, int]
-NODE_ID_SIZE: Final = 20
+#: kademlia's node ids are SHA-1 digests (20 bytes), but stock accepts any
+#: bytes (a uuid4's 16, say): ids and keys of 1 to this many bytes are read.
+MAX_NODE_ID_SIZE: Final = 64
 #: What a stock kademlia node answers; any other RPC is an extension of ours.
 STOCK_RPCS: Final = frozenset({"stun", "ping", "store", "find_node", "find_value"})
 _PLAIN_VALUE = (int, float, bool, str, bytes)
@@ -69,7 +72,7 @@ _MAINTENANCE_TIMEOUT: Final = 0.5
 
 
 def _node_id(value: Any) -> bool:
-    return type(value) is bytes and len(value) == NODE_ID_SIZE
+    return type(value) is bytes and 0 < len(value) <= MAX_NODE_ID_SIZE
 
 
 def _plain(value: Any) -> bool:
@@ -164,6 +167,27 @@ class _Outgoing(NamedTuple):
 _new_outgoing: Final = tuple.__new__
 
 
+def _subclass_rpcs(protocol: Any, known: Mapping[str, Any]) -> dict[str, RpcSpec]:
+    """The ``rpc_<name>(self, sender, *args)`` methods a protocol subclass
+    defines, served as rpcudp serves them: any msgpack values as arguments
+    (their count checked against the signature), any answer."""
+    found: dict[str, RpcSpec] = {}
+    for attribute in dir(type(protocol)):
+        name = attribute[4:]
+        if not attribute.startswith("rpc_") or name in known:
+            continue
+        method = getattr(protocol, attribute)
+        if not callable(method):
+            continue
+        parameters = inspect.signature(method).parameters.values()
+        positional = [
+            p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        # (sender, *args): the bound method's first parameter is the sender
+        found[name] = RpcSpec((_any,) * max(0, len(positional) - 1), method, _any)
+    return found
+
+
 class RpcSpec(NamedTuple):
     """An RPC served by the protocol: checks of its arguments (after the
     sender's address), the handler, and the check of a response's shape."""
@@ -206,6 +230,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             name: RpcSpec(checks, getattr(self, f"rpc_{name}"), _RESPONSE_SHAPE[name])
             for name, checks in _REQUEST_ARGS.items()
         }
+        self._rpcs.update(_subclass_rpcs(self, self._rpcs))
         self._rpcs.update(extra_rpcs or {})
 
     def add_rpc(self, name: str, spec: RpcSpec) -> None:
@@ -270,6 +295,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.stats["dropped"] += 1
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if len(addr) != 2:
+            # IPv6: asyncio gives (host, port, flowinfo, scope_id); requests
+            # are made to, and contacts known by, (host, port).
+            addr = addr[:2]
         try:
             kind, msg_id, body = decode(data)
         except WireError as exc:
@@ -479,7 +508,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         # The shape is judged here, once: an answer of the wrong shape is no
         # answer for the caller (and a failure of the peer).
         spec = self._rpcs.get(name)
-        if spec is not None and spec.response(value):
+        # (no spec: an RPC this node calls but does not serve, rpcudp-style,
+        # whose answer may be anything)
+        if spec is None or spec.response(value):
             self.reputation.success(addr, rtt, self.clock.now())
             callback = pending.callback
             if callback is None:
@@ -542,6 +573,21 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         timeout = min(self.config.default_timeout, max(_MAINTENANCE_TIMEOUT, waited))
         # an answer of the wrong shape comes as (False, None)
         return await self.request(address, name, args, timeout)
+
+    if not TYPE_CHECKING:  # (type checkers would read every typo as an RPC)
+
+        def __getattr__(self, name: str) -> Callable[..., Awaitable[Reply]]:
+            """rpcudp's way to call any RPC: ``await protocol.echo(address,
+            *args)`` sends ``echo`` and gives (True, answer) or (False, None),
+            through this protocol's request table (rpcudp's own
+            ``__getattr__`` would send it with a table nobody reads here)."""
+            if name.startswith(("_", "rpc_")):
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+            def call(address: Address, *args: Any) -> Awaitable[Reply]:
+                return self._call(address, name, *args)
+
+            return call
 
     def response_ok(self, name: str, value: Any) -> bool:
         """Has an answer to ``name`` the shape that RPC answers with?"""
