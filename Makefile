@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help build-dev test bench bench-quick lint clean
+.PHONY: help build-dev test bench bench-quick lint wheel clean
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ bench-quick:  ## The same, scaled down to run in under a minute
 lint:  ## ruff, mypy, the layer contract and the Rust linters without running tests
 	.venv/bin/ruff check python tests benches && .venv/bin/mypy && .venv/bin/lint-imports
 	cargo fmt --all -- --check && cargo clippy --all-targets -- -D warnings
+
+wheel:  ## sdist and abi3 manylinux wheel (maturin --zig), checked and run from a clean venv; copied to dist/
+	bash ci/wheel.sh --out dist
 
 clean:  ## Remove build output and the venv
 	rm -rf target .venv dist build bench-results

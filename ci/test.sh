@@ -39,3 +39,6 @@ step "stubtest dhtquery._core"
 
 step "pytest"
 CI=${CI:-1} "$PY" -m pytest -q
+
+step "wheel and sdist: manylinux, installed and run without cargo (ci/wheel.sh)"
+bash ci/wheel.sh
