@@ -43,7 +43,25 @@ from .registry import P2PRegistry, Package, PackageId, Query
 if TYPE_CHECKING:
     from .query import QueryId
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (maturin takes it from Cargo.toml, the
+    one place it is written); in a source tree with no metadata, Cargo.toml's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dhtquery")
+    except PackageNotFoundError:
+        import re
+        from pathlib import Path
+
+        cargo = Path(__file__).resolve().parents[2] / "Cargo.toml"
+        text = cargo.read_text() if cargo.is_file() else ""
+        found = re.search(r'(?m)^version = "([^"]+)"', text)
+        return found.group(1) if found else "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     # errors
