@@ -136,9 +136,9 @@ def test_demo_runs_a_small_network_and_prints_results_and_latency() -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "5 nodes on 127.0.0.1, 100 packages published" in out
-    assert re.search(r"\d+ result\(s\) in [\d.]+ ms", out)
-    assert "answered by" in out
-    for figure in ("latency p50", "latency p95", "latency p99", "burst throughput"):
+    assert re.search(r"\d+ results? in [\d.]+ ms", out)
+    assert "from, at" in out and "every result below came over the network" in out
+    for figure in ("one at a time", "burst, 32 at a time", "searches/s", "RPCs served"):
         assert re.search(figure + r".*\d", out), figure
     assert "Traceback" not in result.stderr
 
@@ -189,6 +189,10 @@ def test_metrics_endpoint_serves_the_counters_after_a_search(
         "dhtquery_duplicates_total",
         "dhtquery_query_duration_seconds_count",
         'dhtquery_query_duration_quantile_seconds{quantile="0.99"}',
+        # every kind of drop from the start, at zero until one happens
+        'dhtquery_rpc_dropped_total{kind="late_response"}',
+        'dhtquery_rpc_dropped_total{kind="malformed"}',
+        'dhtquery_rpc_dropped_total{kind="unknown_rpc"}',
     ):
         assert name in samples, name
     assert "# TYPE dhtquery_query_duration_seconds histogram" in text
@@ -208,7 +212,7 @@ def test_node_stops_cleanly_on_sigterm() -> None:
     node = start_node("--log-level", "info")
     status, err = node.stop()
     assert status == 0, err
-    assert "node up on 127.0.0.1" in err
+    assert "listening on 127.0.0.1" not in err  # said once, on stdout
     assert "node stopped" in err
     assert "Traceback" not in err
 

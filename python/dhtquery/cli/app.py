@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from .. import __version__
 from ..errors import DhtQueryError
 from .commands import bench, demo, node, publish, search
-from .common import CliError, LogLevelOption, parse_address, setup_logging
+from .common import CliError, LogLevelOption, parse_address, setup_logging, usage_message
 
 __all__ = ["BENCHES", "CliError", "app", "main", "parse_address"]
 
@@ -49,7 +49,11 @@ def _root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            metavar="",
+            help="print the version and exit",
         ),
     ] = False,
 ) -> None:
@@ -63,9 +67,23 @@ def _fail(message: str, status: int) -> NoReturn:
     raise SystemExit(status)
 
 
+def _tidy_metavars(command: Any) -> None:
+    """Help that reads like a man page: no ``<bool>`` after a flag (``--help``
+    included), ``TAG`` rather than ``<list[str]>``; recursively."""
+    helper = command.get_help_option(typer.Context(command))
+    for param in [*getattr(command, "params", ()), *([helper] if helper else [])]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif param.metavar is None and getattr(param, "multiple", False):
+            param.metavar = param.name.upper()
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_metavars(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``dhtquery`` console script. Returns (or exits with) the status."""
     command = typer.main.get_command(app)
+    _tidy_metavars(command)
     try:
         result = command.main(
             args=list(sys.argv[1:] if argv is None else argv),
@@ -81,12 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(exc) or type(exc).__name__, 1)
     except Exception as exc:
         # click's errors (usage: exit 2) without importing click: typer may vendor it
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # bare ``dhtquery``: the help is the answer, already printed
+            text = exc.format_message() if hasattr(exc, "format_message") else ""
+            if text.strip():
+                print(text)
+            return 0
         if hasattr(exc, "exit_code") and hasattr(exc, "format_message"):
-            message = exc.format_message()
-            ctx = getattr(exc, "ctx", None)
-            if ctx is not None and getattr(exc, "exit_code", 1) == 2:
-                message += f" (see '{ctx.command_path} --help')"
-            _fail(message, int(exc.exit_code))
+            _fail(usage_message(exc), int(exc.exit_code))
         if type(exc).__name__ == "Abort":
             _fail("aborted", 1)
         log.debug("unexpected failure", exc_info=True)

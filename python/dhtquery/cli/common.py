@@ -7,13 +7,14 @@ import asyncio
 import enum
 import ipaddress
 import logging
+import re
 import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import typer
 from rich.console import Console
@@ -42,11 +43,13 @@ __all__ = [
     "loop_choice",
     "parse_address",
     "peer_text",
+    "plural",
     "publish_packages",
     "read_catalog",
     "run_async",
     "set_level",
     "setup_logging",
+    "usage_message",
 ]
 
 log = logging.getLogger("dhtquery.cli")
@@ -161,13 +164,84 @@ def run_async(coro: Coroutine[Any, Any, T], loop: LoopName | None = None) -> T:
         return runner.run(coro)
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 peer``, ``2 peers`` (``words`` for irregular plurals)."""
+    return f"{count:,} {word if count == 1 else (words or word + 's')}"
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+#: pydantic's error types (what typer 0.2x validates options with) in plain words.
+_PROBLEMS: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
+    "less_than_equal": lambda ctx: f"must be at most {_number(ctx['le'])}",
+    "less_than": lambda ctx: f"must be less than {_number(ctx['lt'])}",
+    "greater_than_equal": lambda ctx: f"must be at least {_number(ctx['ge'])}",
+    "greater_than": lambda ctx: f"must be more than {_number(ctx['gt'])}",
+    "int_parsing": lambda ctx: "is not a whole number",
+    "int_from_float": lambda ctx: "is not a whole number",
+    "float_parsing": lambda ctx: "is not a number",
+    "bool_parsing": lambda ctx: "is not yes or no",
+}
+
+
+def usage_message(exc: Any) -> str:
+    """One line for a usage error of click/typer, naming the option as typed
+    on the command line: ``--port 70000: must be at most 65535``."""
+    message = str(exc.format_message())
+    param = getattr(exc, "param", None)
+    cause = exc.__cause__ or exc.__context__
+    errors = getattr(cause, "errors", None)
+    if param is not None and callable(errors):
+        opts = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
+        name = opts[0] if opts else str(getattr(param, "metavar", None) or param.name).upper()
+        problems = []
+        given = None
+        for error in errors():
+            given = error.get("input", given)
+            describe = _PROBLEMS.get(error.get("type", ""))
+            if describe is not None:
+                problems.append(describe(error.get("ctx") or {}))
+                continue
+            text = str(error.get("msg", "")).removeprefix("Value error, ").rstrip(".")
+            choices = re.fullmatch(r"'.*' is not one of (.*)", text)
+            if choices:
+                text = "choose one of " + choices.group(1).replace("'", "")
+            problems.append(text)
+        if problems:
+            shown = f" {given}" if isinstance(given, str) and given else ""
+            message = f"{name}{shown}: {'; '.join(problems)}"
+    message = " ".join(message.split())  # click's choice lists come on several lines
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and getattr(exc, "exit_code", 1) == 2:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
+
+
+#: QueryConfig's field names, as the options that set them are typed.
+_CONFIG_OPTIONS: Final = {
+    "default_timeout": "--timeout",
+    "fan_out": "--fan-out",
+    "max_results": "--max-results",
+}
+
+
 def config_of(timeout: float, fan_out: int, max_results: int = 100) -> QueryConfig:
+    """The search's QueryConfig; a bad value names the option it came from."""
+    if not timeout > 0:
+        raise CliError(f"--timeout {_number(timeout)}: must be more than 0 seconds", 2)
+    if fan_out < 1:
+        raise CliError(f"--fan-out {fan_out}: must be at least 1 peer", 2)
     try:
         return QueryConfig(
             default_timeout=timeout, max_results=max_results, adaptive_timeout=True, fan_out=fan_out
         )
     except (ValueError, TypeError) as exc:
-        raise CliError(str(exc), 2) from None
+        text = str(exc)
+        for field, option in _CONFIG_OPTIONS.items():
+            text = text.replace(field, option)
+        raise CliError(text, 2) from None
 
 
 def client_host(bootstrap: Sequence[Address]) -> str:
@@ -196,9 +270,9 @@ async def join(node: Any, peers: Sequence[Address]) -> int:
     if not known:
         raise CliError(f"bootstrap peer {shown} did not answer (is a node running there?)", 2)
     log.info(
-        "bootstrapped through %s: %d peers known (%.0f ms)",
+        "bootstrapped through %s: %s known (%.0f ms)",
         shown,
-        known,
+        plural(int(known), "peer"),
         (time.perf_counter() - started) * 1e3,
     )
     return int(known)
@@ -259,7 +333,9 @@ LogLevelOption = Annotated[
 
 BootstrapOption = Annotated[
     list[str],
-    typer.Option("--bootstrap", "-b", help="HOST:PORT of a running node (repeatable)"),
+    typer.Option(
+        "--bootstrap", "-b", metavar="HOST:PORT", help="a running node to join through (repeatable)"
+    ),
 ]
 
 

@@ -25,7 +25,7 @@ from ..dht import DhtNode
 from ..query import QueryConfig
 from ..registry import P2PRegistry, Package, Query
 from ..testing import HOST, LocalNetwork, generate_catalog
-from .report import progress, results_table, sum_counts, summary_table
+from .report import DemoFigures, progress, results_table, sum_counts, summary_table
 
 __all__ = [
     "DemoNetwork",
@@ -166,6 +166,24 @@ async def _burst(
     return time.perf_counter() - started, latencies, timed_out
 
 
+def _catalog_line(nodes: int, published: int, failed: int, known: Sequence[int]) -> str:
+    """How many nodes learnt every package through gossip, and how many
+    packages the others miss (none should; a miss is an announcement lost)."""
+    complete = sum(1 for count in known if count >= published)
+    line = (
+        f"[bold]{nodes} nodes[/] on {HOST}, {published:,} packages published"
+        + (f" ({failed} failed)" if failed else "")
+        + f"; after gossip {complete} of {nodes} nodes know all {published:,}"
+    )
+    short = [published - count for count in known if count < published]
+    if short:
+        line += (
+            f", {len(short)} miss {sum(short)} in all (announcements lost; a search asks "
+            "several peers, so it still finds them)"
+        )
+    return line
+
+
 async def run_demo(settings: DemoSettings, console: Console) -> int:
     """The whole demo under the running loop; 0 if every search worked."""
     started = time.perf_counter()
@@ -174,6 +192,11 @@ async def run_demo(settings: DemoSettings, console: Console) -> int:
     )
     network = DemoNetwork(config, settings.backend)
     catalog = generate_catalog(settings.packages, settings.seed)
+
+    def network_counts() -> tuple[dict[str, int], int]:
+        drops = sum_counts(node.drops for node in network.nodes)
+        return drops, sum(node.stats.get("timeouts", 0) for node in network.nodes)
+
     try:
         with progress(console) as bars:
             task = bars.add_task("starting nodes", total=settings.nodes)
@@ -185,37 +208,63 @@ async def run_demo(settings: DemoSettings, console: Console) -> int:
         # announcements are forwarded without waiting: let the gossip settle
         await asyncio.sleep(0.3)
         known = [len(r.catalog) for r in network.registries]
-        console.print(
-            f"[bold]{settings.nodes} nodes[/] on {HOST}, {published} packages published"
-            + (f" ({failed} failed)" if failed else "")
-            + f"; catalogs after gossip: min {min(known)}, max {max(known)} packages per node"
-        )
+        console.print(_catalog_line(settings.nodes, published, failed, known))
+        drops_publishing, timeouts_publishing = network_counts()
         client, registry = await network.join("client")
         console.print(
-            f"client node {network.label(client.address)} at {HOST}:{client.address[1]} "
-            f"joined with an empty catalog: every result below came over the network\n"
+            f"A client node ({HOST}:{client.address[1]}) joined with an empty catalog: every "
+            f"result below came over the network. A search asks {config.fan_out} peers; each "
+            "answers with all its matches in one datagram, so a row names the first peer whose "
+            "answer held it and when it came (ms after the search began), and the other "
+            "peers' copies are dropped as duplicates.\n"
         )
         failures = 0
+        shown: list[float] = []
         for query in demo_queries(catalog):
             outcome = await registry.search_outcome(query, timeout=settings.timeout)
-            console.print(results_table(network.label, query, outcome))
+            shown.append(outcome.duration)
+            console.print(results_table(network.label, query, outcome, console.width))
             console.print()
             failures += not outcome.results
         burst_queries = [
             demo_queries(catalog, seed)[seed % 5] for seed in range(settings.searches_in_burst)
         ]
-        burst = await _burst(registry, burst_queries, settings.burst_concurrency, settings.timeout)
-        stats = [node.stats for node in network.nodes]
-        console.print(
-            summary_table(
-                registry.metrics,
-                client.queries.backend,
-                settings.loop,
-                burst,
-                dropped=sum_counts(node.drops for node in network.nodes),
-                served=sum(s.get("served", 0) for s in stats),
-            )
+        wall, burst, burst_timed_out = await _burst(
+            registry, burst_queries, settings.burst_concurrency, settings.timeout
         )
+        drops_total, timeouts_total = network_counts()
+        metrics = registry.metrics
+        all_queries = [*demo_queries(catalog), *burst_queries]
+        figures = DemoFigures(
+            nodes=settings.nodes,
+            shown=shown,
+            burst_wall=wall,
+            burst=burst,
+            burst_concurrency=settings.burst_concurrency,
+            burst_timed_out=burst_timed_out,
+            queries=metrics.total,
+            tag_lookups=sum(len(q.tags) for q in all_queries),
+            success_rate=metrics.success_rate,
+            timed_out=metrics.timed_out,
+            results=metrics.results,
+            duplicates=metrics.duplicates,
+            served=sum(node.stats.get("served", 0) for node in network.nodes),
+            timeouts={
+                "while publishing": timeouts_publishing,
+                "while searching": timeouts_total - timeouts_publishing,
+            },
+            dropped={
+                "while publishing": drops_publishing,
+                "while searching": {
+                    kind: count - drops_publishing.get(kind, 0)
+                    for kind, count in drops_total.items()
+                    if count - drops_publishing.get(kind, 0)
+                },
+            },
+            backend=client.queries.backend,
+            loop_name=settings.loop,
+        )
+        console.print(summary_table(figures, console.width))
         console.print(f"done in {time.perf_counter() - started:.1f} s")
         return 1 if failures else 0
     finally:

@@ -36,8 +36,8 @@ class BenchName(enum.StrEnum):
 
 def bench(
     ctx: typer.Context,
-    which: Annotated[BenchName, typer.Argument(help="core, dht or registry")],
-    quick: Annotated[bool, typer.Option(help="small sizes, a short run")] = False,
+    which: Annotated[BenchName, typer.Argument(metavar="BENCH", help="core, dht or registry")],
+    quick: Annotated[bool, typer.Option("--quick", help="small sizes, a short run")] = False,
     plot: Annotated[Path | None, typer.Option(help="write a PNG of the results")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="write the results here")] = None,
     log_level: LogLevelOption = None,

@@ -24,6 +24,7 @@ from ..common import (
     addresses,
     join,
     listen,
+    plural,
     publish_packages,
     read_catalog,
     run_async,
@@ -80,9 +81,10 @@ async def _run_node(
     try:
         await listen(node, host, port)
         bound_host, bound_port = node.address
-        log.info("node up on %s:%d (id %s, core %s)", bound_host, bound_port,
-                 node.node.id.hex()[:16], node.queries.backend)  # fmt: skip
-        print(f"dhtquery node listening on {bound_host}:{bound_port}", flush=True)
+        # stdout, once (scripts read the port here); the log does not repeat it
+        print(f"dhtquery node listening on {bound_host}:{bound_port} "
+              f"(id {node.node.id.hex()[:16]}, core {node.queries.backend})",
+              flush=True)  # fmt: skip
         if peers:
             await join(node, peers)
         if metrics_port is not None:
@@ -97,7 +99,8 @@ async def _run_node(
         if packages:
             results = await publish_packages(registry, packages)
             failed = sum(1 for _, held in results if isinstance(held, str))
-            log.info("catalog: %d packages published, %d failed", len(results) - failed, failed)
+            log.info("catalog: %s published, %d failed",
+                     plural(len(results) - failed, "package"), failed)  # fmt: skip
         last: dict[str, int] = {}
         last_drops: dict[str, int] = {}
         while not stop.is_set():
@@ -115,12 +118,14 @@ async def _run_node(
             last_drops = dropped_now
             if drops:
                 kinds = ", ".join(f"{k} {v}" for k, v in sorted(drops.items()))
-                log.warning("dropped %d datagrams in the last %.0f s: %s",
-                            sum(drops.values()), stats_interval, kinds)  # fmt: skip
+                log.warning("dropped %s in the last %g s: %s",
+                            plural(sum(drops.values()), "datagram"), stats_interval,
+                            kinds)  # fmt: skip
             if delta.get("served") or delta.get("timeouts"):
-                log.info("served %d RPCs, %d requests timed out, %d peers known",
-                         delta.get("served", 0), delta.get("timeouts", 0),
-                         node.peer_count)  # fmt: skip
+                log.info("served %s, %s timed out, %s known",
+                         plural(delta.get("served", 0), "RPC"),
+                         plural(delta.get("timeouts", 0), "request"),
+                         plural(node.peer_count, "peer"))  # fmt: skip
         log.info("stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -18,6 +18,7 @@ from ..common import (
     addresses,
     client_node,
     drain_requests,
+    plural,
     publish_packages,
     read_catalog,
     run_async,
@@ -56,6 +57,9 @@ def publish(
     if not peers:
         raise typer.BadParameter("at least one is needed", param_hint="'--bootstrap'")
     packages = read_catalog(file)
+    if not packages:
+        print(f"published nothing: {file} holds no packages")
+        return
     results = run_async(_publish(peers, host, packages, linger))
     failed = 0
     for package, held in results:
@@ -63,9 +67,11 @@ def publish(
             failed += 1
             print(f"FAILED {package.id}@{package.version}: {held}")
         else:
-            print(f"published {package.id}@{package.version} ({held} nodes hold it)")
+            verb = "holds" if held == 1 else "hold"
+            print(f"published {package.id}@{package.version} ({plural(held, 'node')} {verb} it)")
     if failed:
-        raise CliError(f"{failed} of {len(results)} packages were not published", 1)
+        raise CliError(f"{failed} of {plural(len(results), 'package')} were not published", 1)
+    print(f"published {plural(len(results), 'package')} from {file}")
 
 
 async def _publish(

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ...query import QueryConfig, QueryResult
 from ...registry import Query, SchemaError, highest_versions
@@ -25,6 +24,7 @@ from ..common import (
     run_async,
     set_level,
 )
+from ..report import Column, fitted_table, ms, outcome_text, query_text
 
 __all__ = ["search"]
 
@@ -38,7 +38,9 @@ def search(
     ] = [],  # noqa: B006
     limit: Annotated[int, typer.Option(help="results to return (1-1000)")] = 20,
     offset: Annotated[int, typer.Option(help="results to skip")] = 0,
-    timeout: Annotated[float, typer.Option(help="seconds before partial results")] = 5.0,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="seconds before partial results")
+    ] = 5.0,
     fan_out: Annotated[int, typer.Option(help="peers asked at once")] = 3,
     bootstrap: BootstrapOption = [],  # noqa: B006
     host: Annotated[str | None, typer.Option(help="interface for this client node")] = None,
@@ -61,19 +63,29 @@ def search(
     if as_json:
         print(json.dumps(_search_json(query, outcome, rows), indent=2))
         return
-    table = Table(
-        title=f"{len(rows)} result(s) in {outcome.duration * 1e3:.1f} ms "
-        f"({outcome.reason}; peers ok {outcome.peers_ok}, failed {outcome.peers_failed}; "
-        f"{elapsed:.2f} s with joining)",
-        title_justify="left",
+    out = console()
+    summary = (
+        f"{outcome_text(outcome, len(rows), lookups=len(query.tags))} "
+        f"({elapsed:.2f} s with joining the network)"
     )
-    for column in ("package", "version", "title", "categories", "tags", "answered by", "at"):
-        table.add_column(column, justify="right" if column == "at" else "left")
+    if not rows:
+        out.print(f"no package matched {query_text(query)}: {summary}")
+        return
+    columns = [
+        Column("package", style="cyan"),
+        Column("version", style="green"),
+        Column("title", wrap=True, min_width=24),
+        Column("from, at", priority=3, style="yellow"),
+        Column("tags", priority=2, style="magenta", wrap=True),
+        Column("categories", priority=1, wrap=True),
+    ]
     for package, peer, _key, at in rows:
-        table.add_row(str(package.id), str(package.version), package.title,
-                      ",".join(package.categories), ",".join(package.tags),
-                      peer_text(peer), f"{at * 1e3:.1f} ms")  # fmt: skip
-    console().print(table)
+        cells = (str(package.id), str(package.version), package.title,
+                 f"{peer_text(peer)}, {ms(at)}", ", ".join(package.tags),
+                 ", ".join(package.categories))  # fmt: skip
+        for column, cell in zip(columns, cells, strict=True):
+            column.cells.append(cell)
+    out.print(fitted_table(out.width, columns, caption=summary))
 
 
 async def _search(
@@ -95,12 +107,17 @@ def _search_json(query: Query, outcome: Any, rows: Sequence[QueryResult]) -> Any
             "offset": query.offset,
         },
         "reason": outcome.reason,
-        "duration_ms": outcome.duration * 1e3,
+        "duration_ms": _ms(outcome.duration),
         "peers_ok": outcome.peers_ok,
         "peers_failed": outcome.peers_failed,
         "duplicates": outcome.duplicates,
         "results": [
-            {**package.to_record(), "peer": peer_text(peer), "at_ms": at * 1e3}
+            {**package.to_record(), "peer": peer_text(peer), "at_ms": _ms(at)}
             for package, peer, _key, at in rows
         ],
     }
+
+
+def _ms(seconds: float) -> float:
+    """Milliseconds to the microsecond: finer is clock noise."""
+    return round(seconds * 1e3, 3)
