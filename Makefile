@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help build-dev test bench bench-quick lint wheel clean
+.PHONY: help build-dev test bench bench-quick lint wheel docs clean
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ lint:  ## ruff, mypy, the layer contract and the Rust linters without running te
 
 wheel:  ## sdist and abi3 manylinux wheel (maturin --zig), checked and run from a clean venv; copied to dist/
 	bash ci/wheel.sh --out dist
+
+docs:  ## The guide and API reference (mkdocs, strict) into build/docs; open build/docs/index.html
+	bash ci/docs.sh --out build/docs
 
 clean:  ## Remove build output and the venv
 	rm -rf target .venv dist build bench-results

@@ -40,5 +40,8 @@ step "stubtest dhtquery._core"
 step "pytest"
 CI=${CI:-1} "$PY" -m pytest -q
 
+step "docs: mkdocs build --strict, the guide and the API reference (ci/docs.sh)"
+bash ci/docs.sh
+
 step "wheel and sdist: manylinux, installed and run without cargo (ci/wheel.sh)"
 bash ci/wheel.sh
