@@ -86,7 +86,12 @@ def test_fitted_table_drops_by_priority_and_keeps_the_rest() -> None:
 
 def test_outcome_text_counts_tag_lookups_apart_from_peers() -> None:
     assert "all 3 peers and 1 tag lookup answered" in report.outcome_text(_outcome(peers=4), 4, 1)
-    assert "1 result in" in report.outcome_text(_outcome(count=1), 1)
+    one = report.outcome_text(_outcome(count=1, peers=2), 1)
+    assert "1 result in" in one and "both peers answered" in one
+    assert "2 duplicate copies dropped" in one
+    assert "1 duplicate copy dropped" in report.outcome_text(
+        QueryOutcome(QueryId.from_bytes(uuid.uuid4().bytes), Reason.TIMEOUT, (), 2.0, 1, 1, 1), 0
+    )
 
 
 def test_summary_figures_say_what_they_count() -> None:

@@ -60,8 +60,8 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms"
 
 
-def _count(count: int, word: str) -> str:
-    return f"{count:,} {word if count == 1 else word + 's'}"
+def _count(count: int, word: str, words: str | None = None) -> str:
+    return f"{count:,} {word if count == 1 else words or word + 's'}"
 
 
 # -- fitting a table to the terminal ---------------------------------------------
@@ -147,13 +147,16 @@ def outcome_text(outcome: QueryOutcome, shown: int, lookups: int = 0) -> str:
     peers = asked - lookups
     sources = _count(peers, "peer") + (f" and {_count(lookups, 'tag lookup')}" if lookups else "")
     if outcome.reason == "all_peers" and not outcome.peers_failed:
-        how = f"all {sources} answered" if asked > 1 else f"{sources} answered"
+        if asked == 2 and not lookups:
+            how = "both peers answered"
+        else:
+            how = f"all {sources} answered" if asked > 1 else f"{sources} answered"
     else:
         how = (f"{_REASONS.get(str(outcome.reason), str(outcome.reason))}: "
                f"{outcome.peers_ok} of {sources} answered")  # fmt: skip
     parts = [f"{_count(shown, 'result')} in {ms(outcome.duration)}", how]
     if outcome.duplicates:
-        parts.append(f"{outcome.duplicates:,} duplicate copies dropped")
+        parts.append(f"{_count(outcome.duplicates, 'duplicate copy', 'duplicate copies')} dropped")
     return " · ".join(parts)
 
 
