@@ -66,7 +66,8 @@ def _hostile(node_id: bytes) -> dict[str, list[bytes]]:
             for body in (
                 ["ping", []],  # too few
                 ["ping", [node_id, node_id]],  # too many
-                ["ping", [node_id[:19]]],  # a 19-byte node id
+                ["ping", [b""]],  # an empty node id (1 to 64 bytes are read, as stock does)
+                ["ping", [node_id * 4]],  # an 80-byte node id
                 ["ping", [node_id.hex()]],  # str where bytes are expected
                 ["ping", 5],  # arguments not an array
                 ["find_node", [node_id, "a key"]],
@@ -146,7 +147,7 @@ def test_hostile_datagrams_are_counted_dropped_and_harmless(backend: str, run: R
                 for _ in range(100)
             ]
             ids = [(await asked_peer.recv())[0][1:21] for _ in asked]
-            shapes = [[[b"short id", "127.0.0.1", 1]], [[attacker_id, "host.name", 1]], 5, None]
+            shapes = [[[b"", "127.0.0.1", 1]], [[attacker_id, "host.name", 1]], 5, None]
             for index, msg_id in enumerate(ids):
                 asked_peer.send(b"\x01" + msg_id + _pack(shapes[index % 4]), node.address)
             await asyncio.gather(*asked)
