@@ -47,4 +47,8 @@ def test_a_source_tree_without_metadata_reads_cargo_toml(monkeypatch: pytest.Mon
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    # as if imported from the checkout's python/ (CI installs it into site-packages)
+    monkeypatch.setattr(dhtquery, "__file__", str(ROOT / "python" / "dhtquery" / "__init__.py"))
     assert dhtquery._version() == cargo_version()
+    monkeypatch.setattr(dhtquery, "__file__", "/nowhere/dhtquery/__init__.py")
+    assert dhtquery._version() == "0+unknown"
