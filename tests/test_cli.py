@@ -394,3 +394,11 @@ def test_plots_read_the_registry_bench_shape() -> None:
         (4.9, 0.99),
         (7.7, 1.0),
     ]
+
+
+def test_search_with_no_match_says_so(network: tuple[NodeProcess, NodeProcess]) -> None:
+    first, _ = network
+    found = dhtquery("search", "zzznothingmatches", "-b", f"127.0.0.1:{first.port}")
+    assert found.returncode == 0, found.stderr
+    assert "no package matched 'zzznothingmatches'" in found.stdout
+    assert "0 results in" in found.stdout
