@@ -45,6 +45,9 @@ step "sdist"
 SDIST=$(ls "$TMP"/dist/dhtquery-*.tar.gz) || fail "no sdist built"
 tar -xzf "$SDIST" -C "$TMP/src"
 SRC=$(ls -d "$TMP"/src/dhtquery-*)
+# The sdist's files carry a fixed old mtime (reproducible builds): made new
+# here, so cargo's cache in target/wheel never takes them for built already.
+find "$SRC" -type f -exec touch {} +
 for f in Cargo.toml Cargo.lock pyproject.toml README.md rust/lib.rs \
     python/dhtquery/__init__.py python/dhtquery/_core.pyi python/dhtquery/py.typed; do
     [ -e "$SRC/$f" ] || fail "the sdist lacks $f"
