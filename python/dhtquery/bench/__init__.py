@@ -9,6 +9,7 @@ they share: :mod:`.load` (the load loops and percentiles) and :mod:`.common`
 (timing, repetitions, tables, JSON). Each module's docstring documents its
 method."""
 
+from ..errors import InvalidArgumentError
 from .load import Operation, Phase, closed_loop, open_loop, percentiles_ms, warm_up
 
 __all__ = [
@@ -36,6 +37,6 @@ def run(name: str, argv: list[str] | None = None) -> int:
     import importlib
 
     if name not in BENCHES:
-        raise ValueError(f"bench must be one of {', '.join(BENCHES)}, got {name!r}")
+        raise InvalidArgumentError(f"bench must be one of {', '.join(BENCHES)}, got {name!r}")
     status: int = importlib.import_module(BENCHES[name]).main(argv)
     return status

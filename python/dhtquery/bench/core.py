@@ -64,6 +64,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..query import Counters
 from .common import (
     Check,
     Recorder,
@@ -84,18 +85,7 @@ DEFAULT_JSON = Path("bench-results") / "core.json"
 
 BACKEND_NAMES = ("python", "cython", "rust")
 CYTHON_MODULE = "_core_cython"
-COUNTER_NAMES = (
-    "total",
-    "successful",
-    "timed_out",
-    "cancelled",
-    "in_flight",
-    "results",
-    "duplicates",
-    "late",
-    "unknown",
-    "overflow",
-)
+COUNTER_NAMES = Counters._fields
 
 SEED = 20_240_601
 START = 100.0  # seconds: the `now` every workload starts at

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from ..errors import InvalidArgumentError
 from ..query import QueryConfig
 from .loops import loop_factory
 from .network import Address, LocalNetwork, forget_all_but
@@ -74,7 +75,7 @@ async def _handle(net: LocalNetwork, command: str, args: dict[str, Any]) -> Any:
         return await net.nodes[args["node"]].set(args["key"], args["value"])
     if command == "get":
         return await net.nodes[args["node"]].get(args["key"])
-    raise ValueError(f"unknown command {command!r}")
+    raise InvalidArgumentError(f"unknown command {command!r}")
 
 
 async def serve(spec: dict[str, Any], out: TextIO) -> None:

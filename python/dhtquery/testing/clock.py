@@ -7,7 +7,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 
-from ..errors import InvalidArgumentError
+from ..errors import DhtQueryError, InvalidArgumentError
 
 __all__ = ["FakeClock"]
 
@@ -64,5 +64,5 @@ class FakeClock:
             self._now = max(self._now, when)
             call.callback()
         else:
-            raise RuntimeError("FakeClock.advance: more than a million callbacks in one step")
+            raise DhtQueryError("FakeClock.advance: more than a million callbacks in one step")
         self._now = target

@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Final, Literal
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["LOOPS", "LoopName", "loop_factory"]
 
 LoopName = Literal["asyncio", "uvloop"]
@@ -27,4 +29,4 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
             raise ImportError("uvloop is not installed (pip install uvloop)") from None
         factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
         return factory
-    raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {name!r}")
+    raise InvalidArgumentError(f"loop must be one of {', '.join(LOOPS)}, got {name!r}")

@@ -47,7 +47,7 @@ from typing import Any, Final, Literal
 from kademlia.network import Server
 
 from ..dht import DhtNode
-from ..errors import DhtQueryError
+from ..errors import DhtQueryError, InvalidArgumentError
 from ..query import QueryConfig, QueryManager, new_core
 from ..registry import P2PRegistry
 from .loops import LOOPS
@@ -188,11 +188,11 @@ class LocalNetwork:
         ready_timeout: float = 120.0,
     ) -> None:
         if nodes < 0 or stock < 0 or processes < 0:
-            raise ValueError("nodes, stock and processes must be >= 0")
+            raise InvalidArgumentError("nodes, stock and processes must be >= 0")
         if loop not in LOOPS:
-            raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
+            raise InvalidArgumentError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
         if processes > max(nodes, 1):
-            raise ValueError(f"processes ({processes}) must not exceed nodes ({nodes})")
+            raise InvalidArgumentError(f"processes ({processes}) must not exceed nodes ({nodes})")
         self.count = nodes
         self.core = core
         self.config = config
@@ -251,7 +251,7 @@ class LocalNetwork:
     def __enter__(self) -> LocalNetwork:
         """Workers only: a network that outlives any one event loop."""
         if not self.processes or self.stock_count:
-            raise ValueError("a LocalNetwork used with 'with' runs every node in workers")
+            raise InvalidArgumentError("a LocalNetwork used with 'with' runs every node in workers")
         try:
             self._start_workers()
         except BaseException:
