@@ -42,7 +42,7 @@ def bench(
     json_file: Annotated[Path | None, typer.Option("--json", help="write the results here")] = None,
     log_level: LogLevelOption = None,
 ) -> None:
-    """Run a benchmark (``dhtquery.bench``) and optionally plot it."""
+    """Run a benchmark shipped in the package and optionally plot it."""
     set_level(ctx, log_level)
     if plot is not None:
         from ..plots import PlotError, require_matplotlib
