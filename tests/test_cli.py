@@ -10,6 +10,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -242,7 +243,10 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["publish", "{dir}/schema.json", "-b", "127.0.0.1:9"], "version: is not a semantic"),
         (["publish", "{dir}/missing.json", "-b", "127.0.0.1:9"], "cannot read catalog"),
         (["search", "x", "--limit", "0", "-b", "127.0.0.1:9"], "limit: must be an int"),
-        (["publish", "{dir}/good.json", "-b", "127.0.0.1:9"], "127.0.0.1:9 did not answer"),
+        (
+            ["publish", "{dir}/good.json", "-b", "127.0.0.1:9", "--bootstrap-timeout", "0"],
+            "127.0.0.1:9 did not answer",
+        ),
     ],
     ids=[
         "unknown-option",
@@ -265,6 +269,50 @@ def test_bad_input_gives_one_line_and_status_2(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("dhtquery: error: ")
     assert message in lines[0]
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_bootstrap_peer_that_never_answers_is_waited_for_then_named() -> None:
+    port = _free_udp_port()
+    started = time.monotonic()
+    result = dhtquery("search", "x", "-b", f"127.0.0.1:{port}", "--bootstrap-timeout", "1.5")
+    waited = time.monotonic() - started
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"waiting for bootstrap peer 127.0.0.1:{port} to answer (up to 1.5 s)..."
+    assert lines[-1] == (
+        f"dhtquery: error: bootstrap peer 127.0.0.1:{port} did not answer in 1.5 s "
+        "(is a node running there?)"
+    )
+    assert waited >= 1.5
+
+
+def test_a_search_started_before_its_node_waits_and_finds_it() -> None:
+    port = _free_udp_port()
+    search = subprocess.Popen(
+        [sys.executable, "-m", "dhtquery", "search", "anything", "-b", f"127.0.0.1:{port}",
+         "--timeout", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # the node starts later: the search's first ping is lost
+        node = start_node("--port", str(port))
+        try:
+            out, err = search.communicate(timeout=WAIT)
+        finally:
+            node.stop()
+    finally:
+        if search.poll() is None:
+            search.kill()
+            search.wait()
+    assert search.returncode == 0, err
+    assert "waiting for bootstrap peer" in err
+    assert "no package matched" in out
 
 
 @pytest.mark.parametrize("module", ["core", "dht", "registry", "profile_client"])

@@ -5,6 +5,7 @@ for a value too large. Real UDP on loopback (127.0.0.1 and ::1)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -19,6 +20,7 @@ from rpcudp.exceptions import MalformedMessage
 from dhtquery import DhtNode, QueryManager, new_core
 from dhtquery.dht import DhtProtocol
 from dhtquery.errors import UnsupportedError, WireError
+from dhtquery.testing import FakeClock
 
 from .dht_helpers import address_of
 
@@ -169,3 +171,49 @@ def test_a_value_too_large_raises_what_stock_raises(backend: str, run: Run) -> N
             assert isinstance(caught.value, WireError)
 
     run(scenario())
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_bootstrap_asks_again_until_a_peer_started_later_answers(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[list[Any], bytes]:
+        port = _free_udp_port()
+        early, late = _node(DhtNode, backend), _node(DhtNode, backend)
+        async with started(early, late):
+            await early.listen(0, "127.0.0.1")
+            joining = asyncio.create_task(early.bootstrap([("127.0.0.1", port)], retry_for=10.0))
+            await asyncio.sleep(0.3)  # the first ping finds no one listening
+            await late.listen(port, "127.0.0.1")
+            found = await asyncio.wait_for(joining, 10.0)
+            return list(found), late.node.id
+
+    found, late_id = run(scenario())
+    assert [node.id for node in found] == [late_id]
+
+
+def test_bootstrap_gives_up_at_its_deadline_on_the_nodes_clock(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[list[Any], float]:
+        clock = FakeClock()
+        node = DhtNode(queries=QueryManager(core=new_core(backend), clock=clock))
+        async with started(node):
+            await node.listen(0, "127.0.0.1")
+            began = clock.now()
+            joining = asyncio.create_task(
+                node.bootstrap([("127.0.0.1", _free_udp_port())], retry_for=5.0)
+            )
+            for _ in range(2000):  # bounded: 100 s of the fake clock at most
+                if joining.done():
+                    break
+                clock.advance(0.05)
+                for _ in range(3):
+                    await asyncio.sleep(0)
+            return list(await joining), clock.now() - began
+
+    found, elapsed = run(scenario())
+    assert found == []
+    # the deadline, plus at most the ping in flight when it came (its RTO)
+    assert 5.0 <= elapsed <= 6.5

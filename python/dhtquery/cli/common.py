@@ -24,9 +24,11 @@ from ..query import QueryConfig
 from ..registry import Package, SchemaError, load_catalog
 
 __all__ = [
+    "BOOTSTRAP_TIMEOUT",
     "Address",
     "BackendName",
     "BootstrapOption",
+    "BootstrapTimeoutOption",
     "CliError",
     "LogLevel",
     "LogLevelOption",
@@ -53,6 +55,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("dhtquery.cli")
+#: Seconds a command waits for a bootstrap peer that does not answer yet.
+BOOTSTRAP_TIMEOUT: Final = 10.0
 T = TypeVar("T")
 Address = tuple[str, int]
 
@@ -260,15 +264,27 @@ async def listen(node: Any, host: str, port: int) -> None:
         raise CliError(f"cannot listen on {host}:{port}: {exc}", 2) from None
 
 
-async def join(node: Any, peers: Sequence[Address]) -> int:
-    """Join through ``peers``; CliError(2) if none of them answers."""
+async def join(node: Any, peers: Sequence[Address], wait: float = BOOTSTRAP_TIMEOUT) -> int:
+    """Join through ``peers``, asking again for up to ``wait`` seconds while
+    none answers (it may be starting too); CliError(2) if none did."""
 
     started = time.perf_counter()
-    await node.bootstrap(list(peers))
-    known = node.peer_count
     shown = ", ".join(f"{h}:{p}" for h, p in peers)
+    await node.bootstrap(list(peers))
+    if not node.peer_count and wait > 0:
+        print(
+            f"waiting for bootstrap peer {shown} to answer (up to {wait:g} s)...",
+            file=sys.stderr,
+            flush=True,
+        )
+        await node.bootstrap(
+            list(peers), retry_for=max(0.0, wait - (time.perf_counter() - started))
+        )
+    known = node.peer_count
     if not known:
-        raise CliError(f"bootstrap peer {shown} did not answer (is a node running there?)", 2)
+        raise CliError(
+            f"bootstrap peer {shown} did not answer in {wait:g} s (is a node running there?)", 2
+        )
     log.info(
         "bootstrapped through %s: %s known (%.0f ms)",
         shown,
@@ -280,7 +296,10 @@ async def join(node: Any, peers: Sequence[Address]) -> int:
 
 @asynccontextmanager
 async def client_node(
-    bootstrap: Sequence[Address], host: str | None, config: QueryConfig
+    bootstrap: Sequence[Address],
+    host: str | None,
+    config: QueryConfig,
+    wait: float = BOOTSTRAP_TIMEOUT,
 ) -> AsyncIterator[Any]:
     """A short-lived node with a registry, joined to the network; stopped on
     the way out."""
@@ -292,7 +311,7 @@ async def client_node(
     try:
         await listen(node, host or client_host(bootstrap), 0)
         log.info("client node up on %s:%d", *node.address)
-        await join(node, bootstrap)
+        await join(node, bootstrap, wait)
         yield registry
     finally:
         node.stop()
@@ -330,6 +349,16 @@ LogLevelOption = Annotated[
     typer.Option("--log-level", case_sensitive=False, help="debug, info, warning or error"),
 ]
 
+
+BootstrapTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--bootstrap-timeout",
+        min=0.0,
+        metavar="SECONDS",
+        help="how long to keep asking a bootstrap peer that does not answer yet",
+    ),
+]
 
 BootstrapOption = Annotated[
     list[str],

@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from kademlia.crawling import NodeSpiderCrawl
 from kademlia.network import Server
@@ -42,6 +42,15 @@ __all__ = ["DhtNode"]
 log = logging.getLogger("dhtquery.dht")
 
 Address = tuple[str, int]
+#: Bootstrap retries: the first pause, its cap as it doubles, and a bound on
+#: the rounds whatever the clock does.
+_BOOTSTRAP_FIRST_PAUSE: Final = 0.25
+_BOOTSTRAP_MAX_PAUSE: Final = 2.0
+_BOOTSTRAP_MAX_ATTEMPTS: Final = 1000
+#: A retried bootstrap ping waits the peer's RTO, at least this long (as
+#: kademlia's own RPCs do), and near the deadline at least the second.
+_BOOTSTRAP_MIN_RTO: Final = 0.5
+_BOOTSTRAP_MIN_PING: Final = 0.05
 
 
 class DhtNode(Server):  # type: ignore[misc]
@@ -87,6 +96,8 @@ class DhtNode(Server):  # type: ignore[misc]
         self._extra_rpcs: dict[str, RpcSpec] = {}
         #: kept across listen()s, so a restarted socket keeps what it learnt
         self.reputation = Reputation()
+        #: while bootstrap() retries: when it gives up
+        self._bootstrap_deadline: float | None = None
 
     def _create_protocol(self) -> Any:
         protocol_class: Any = self.protocol_class
@@ -217,10 +228,58 @@ class DhtNode(Server):  # type: ignore[misc]
             )
         return protocol
 
-    async def bootstrap(self, addrs: Sequence[Address]) -> list[Node]:
+    async def bootstrap(self, addrs: Sequence[Address], *, retry_for: float = 0.0) -> list[Node]:
         """kademlia's bootstrap, with host names as well as IP literals (a
-        peer answers from its address, which must be the one asked)."""
-        return await super().bootstrap(await self._resolve(addrs))  # type: ignore[no-any-return]
+        peer answers from its address, which must be the one asked).
+
+        ``retry_for`` > 0: until then (seconds on the node's clock), ask
+        again with back-off while no peer has answered, so nodes started in
+        either order find each other. Returns the nodes found ([] if none
+        answered in time)."""
+        if retry_for < 0 or retry_for != retry_for:
+            raise InvalidArgumentError(f"retry_for must be >= 0 seconds, got {retry_for!r}")
+        if retry_for == 0:
+            return await super().bootstrap(await self._resolve(addrs))  # type: ignore[no-any-return]
+        deadline = self._bootstrap_deadline = self.clock.now() + retry_for
+        pause = _BOOTSTRAP_FIRST_PAUSE
+        try:
+            for attempt in range(_BOOTSTRAP_MAX_ATTEMPTS):
+                found: list[Node] = await super().bootstrap(await self._resolve(addrs))
+                left = deadline - self.clock.now()
+                if found or self.peer_count or left <= 0:
+                    return found
+                log.info("bootstrap: no answer (try %d), again in %.1f s", attempt + 1, pause)
+                await self._sleep(min(pause, left))
+                pause = min(pause * 2, _BOOTSTRAP_MAX_PAUSE)
+            return []
+        finally:
+            self._bootstrap_deadline = None
+
+    async def bootstrap_node(self, addr: Address) -> Node | None:
+        """kademlia's first ping of a bootstrap peer; while ``bootstrap``
+        retries, each ping waits the peer's RTO but never past the deadline."""
+        protocol = self.protocol
+        deadline = self._bootstrap_deadline
+        if deadline is None or not isinstance(protocol, DhtProtocol):
+            return await super().bootstrap_node(addr)
+        left = deadline - self.clock.now()
+        wait = max(_BOOTSTRAP_MIN_PING, min(left, max(_BOOTSTRAP_MIN_RTO, protocol.rtt(addr).rto)))
+        ok, node_id = await protocol.request(addr, "ping", (self.node.id,), wait)
+        return Node(node_id, addr[0], addr[1]) if ok else None
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on the node's clock (a test's FakeClock too)."""
+        woken = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        timer = self.clock.call_at(self.clock.now() + seconds, wake)
+        try:
+            await woken
+        finally:
+            timer.cancel()
 
     async def _resolve(self, addrs: Sequence[Address]) -> list[Address]:
         loop = asyncio.get_running_loop()

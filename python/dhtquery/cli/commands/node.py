@@ -16,8 +16,10 @@ import typer
 from ...query import QueryConfig
 from ...registry import Package
 from ..common import (
+    BOOTSTRAP_TIMEOUT,
     Address,
     BootstrapOption,
+    BootstrapTimeoutOption,
     CliError,
     LogLevel,
     LogLevelOption,
@@ -41,6 +43,7 @@ def node(
     port: Annotated[int, typer.Option(min=0, max=65535, help="UDP port (0: a free one)")] = 8468,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     bootstrap: BootstrapOption = [],  # noqa: B006 - typer reads the default
+    bootstrap_timeout: BootstrapTimeoutOption = BOOTSTRAP_TIMEOUT,
     catalog: Annotated[
         Path | None, typer.Option(help="JSON file of packages to publish once up")
     ] = None,
@@ -56,7 +59,9 @@ def node(
     set_level(ctx, log_level if log_level is not None else (ctx.obj or LogLevel.info))
     peers = addresses(bootstrap)
     packages = read_catalog(catalog) if catalog is not None else []
-    run_async(_run_node(host, port, peers, packages, metrics_port, stats_interval))
+    run_async(
+        _run_node(host, port, peers, packages, metrics_port, stats_interval, bootstrap_timeout)
+    )
 
 
 async def _run_node(
@@ -66,6 +71,7 @@ async def _run_node(
     packages: Sequence[Package],
     metrics_port: int | None,
     stats_interval: float,
+    wait: float,
 ) -> None:
     from ...dht import DhtNode
     from ...registry import P2PRegistry
@@ -86,7 +92,7 @@ async def _run_node(
               f"(id {node.node.id.hex()[:16]}, core {node.queries.backend})",
               flush=True)  # fmt: skip
         if peers:
-            await join(node, peers)
+            await join(node, peers, wait)
         if metrics_port is not None:
             exporter = MetricsExporter(node, registry)
             try:

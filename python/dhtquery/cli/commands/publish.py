@@ -11,8 +11,10 @@ import typer
 from ...query import QueryConfig
 from ...registry import Package
 from ..common import (
+    BOOTSTRAP_TIMEOUT,
     Address,
     BootstrapOption,
+    BootstrapTimeoutOption,
     CliError,
     LogLevelOption,
     addresses,
@@ -37,6 +39,7 @@ def publish(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="JSON file: a list of package objects")],
     bootstrap: BootstrapOption = [],  # noqa: B006
+    bootstrap_timeout: BootstrapTimeoutOption = BOOTSTRAP_TIMEOUT,
     host: Annotated[str | None, typer.Option(help="interface for this client node")] = None,
     linger: Annotated[
         float, typer.Option(min=0.0, help="max seconds to stay up for gossip after storing")
@@ -60,7 +63,7 @@ def publish(
     if not packages:
         print(f"published nothing: {file} holds no packages")
         return
-    results = run_async(_publish(peers, host, packages, linger))
+    results = run_async(_publish(peers, host, packages, linger, bootstrap_timeout))
     failed = 0
     for package, held in results:
         if isinstance(held, str):
@@ -75,9 +78,13 @@ def publish(
 
 
 async def _publish(
-    peers: Sequence[Address], host: str | None, packages: Sequence[Package], linger: float
+    peers: Sequence[Address],
+    host: str | None,
+    packages: Sequence[Package],
+    linger: float,
+    wait: float,
 ) -> list[tuple[Package, int | str]]:
-    async with client_node(peers, host, QueryConfig()) as registry:
+    async with client_node(peers, host, QueryConfig(), wait) as registry:
         results = await publish_packages(registry, packages)
         await drain_requests(registry.node, linger)
         return results

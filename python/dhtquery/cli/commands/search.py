@@ -12,8 +12,10 @@ import typer
 from ...query import QueryConfig, QueryResult
 from ...registry import Query, SchemaError, highest_versions
 from ..common import (
+    BOOTSTRAP_TIMEOUT,
     Address,
     BootstrapOption,
+    BootstrapTimeoutOption,
     CliError,
     LogLevelOption,
     addresses,
@@ -43,6 +45,7 @@ def search(
     ] = 5.0,
     fan_out: Annotated[int, typer.Option(help="peers asked at once")] = 3,
     bootstrap: BootstrapOption = [],  # noqa: B006
+    bootstrap_timeout: BootstrapTimeoutOption = BOOTSTRAP_TIMEOUT,
     host: Annotated[str | None, typer.Option(help="interface for this client node")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     log_level: LogLevelOption = None,
@@ -58,7 +61,7 @@ def search(
         raise CliError(f"bad query: {exc}", 2) from None
     config = config_of(timeout, fan_out)
     started = time.perf_counter()
-    outcome, rows = run_async(_search(peers, host, config, query, timeout))
+    outcome, rows = run_async(_search(peers, host, config, query, timeout, bootstrap_timeout))
     elapsed = time.perf_counter() - started
     if as_json:
         print(json.dumps(_search_json(query, outcome, rows), indent=2))
@@ -89,9 +92,14 @@ def search(
 
 
 async def _search(
-    peers: Sequence[Address], host: str | None, config: QueryConfig, query: Query, timeout: float
+    peers: Sequence[Address],
+    host: str | None,
+    config: QueryConfig,
+    query: Query,
+    timeout: float,
+    wait: float,
 ) -> tuple[Any, list[QueryResult]]:
-    async with client_node(peers, host, config) as registry:
+    async with client_node(peers, host, config, wait) as registry:
         outcome = await registry.search_outcome(query, timeout=timeout)
         rows = highest_versions(outcome.results)[query.offset : query.offset + query.limit]
         return outcome, rows
