@@ -14,6 +14,12 @@
   ``search_stream`` yields packages as they arrive.
 - ``get_package(id)`` streams the package key's records from its holders and
   returns the highest valid version.
+- Anti-entropy (:mod:`.antientropy`) runs under the gossip: every
+  ``anti_entropy_period`` seconds a node pulls what its catalog lacks from a
+  random peer, so catalogs converge even when announcements are lost. It
+  starts with the registry and stops with the node (or ``close()``).
+- The catalog holds at most ``max_packages`` (see :mod:`.catalog` for the
+  eviction rule); this node's own publications are never evicted.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ import asyncio
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final
 
 from ..dht import DhtNode, Gossip, RecordError, RpcSpec
 from ..errors import InvalidArgumentTypeError, SchemaError
 from ..query import QueryConfig, QueryHandle, QueryMetrics, QueryOutcome, QueryResult, Reason
-from .catalog import Catalog
+from .antientropy import DEFAULT_PERIOD, AntiEntropy
+from .catalog import DEFAULT_MAX_PACKAGES, Catalog, entry_hash
 from .model import Package, PackageId, Query, matches_query
 
 __all__ = ["P2PRegistry", "highest_versions", "package_key", "tag_key"]
@@ -40,6 +47,8 @@ Address = tuple[str, int]
 MAX_SEARCH_ANSWER: Final = 30
 #: Decoded package records remembered by their bytes.
 DECODED_KEPT: Final = 4096
+#: Addresses remembered per discovered package.
+PROVIDERS_KEPT: Final = 16
 
 
 def package_key(package_id: PackageId) -> str:
@@ -60,20 +69,46 @@ def _is_search_answer(value: Any) -> bool:
 
 class P2PRegistry:
     """The marketplace on one DhtNode. Metrics of every search and
-    get_package are the node's query metrics (``registry.metrics``)."""
+    get_package are the node's query metrics (``registry.metrics``).
 
-    def __init__(self, node: DhtNode, config: QueryConfig | None = None) -> None:
+    ``anti_entropy_period``: seconds between reconciliation rounds (None:
+    serve the peers' rounds, run none); ``max_packages``: the catalog's
+    cap."""
+
+    def __init__(
+        self,
+        node: DhtNode,
+        config: QueryConfig | None = None,
+        *,
+        anti_entropy_period: float | None = DEFAULT_PERIOD,
+        max_packages: int = DEFAULT_MAX_PACKAGES,
+    ) -> None:
         if not isinstance(node, DhtNode):
             raise InvalidArgumentTypeError(f"node must be a DhtNode, got {type(node).__name__}")
         self.node = node
         self.config = config or node.config
-        self.catalog = Catalog()
-        #: PackageId -> addresses of the nodes that announced it
+        self.catalog = Catalog(max_packages, on_evict=self._evicted)
+        #: PackageId -> addresses of the nodes that announced it (or served
+        #: it to anti-entropy), at most PROVIDERS_KEPT each
         self.discovered_packages: dict[PackageId, set[Address]] = {}
         self._decoded: OrderedDict[bytes, Package] = OrderedDict()
         #: package announcements travel by gossip
         self.gossip = Gossip(node, self._announced, fan_out=self.config.fan_out)
         node.add_rpc("search", RpcSpec((_is_query_map,), self._rpc_search, _is_search_answer))
+        #: what the gossip lost, catalogs pull from each other
+        self.anti_entropy = AntiEntropy(
+            node, self.catalog, self._reconciled, period=anti_entropy_period
+        )
+        _stop_with(node, self.anti_entropy.stop)
+        self.anti_entropy.start()
+
+    def close(self) -> None:
+        """Stop anti-entropy (the node's ``stop()`` does it too)."""
+        self.anti_entropy.stop()
+
+    async def aclose(self) -> None:
+        """``close()``, and wait for a round in progress to end."""
+        await self.anti_entropy.aclose()
 
     @property
     def metrics(self) -> QueryMetrics:
@@ -93,7 +128,7 @@ class P2PRegistry:
             raise InvalidArgumentTypeError(
                 f"package must be a Package, got {type(package).__name__}"
             )
-        self.catalog.add(package)
+        self.catalog.add(package, pin=True)
         data = package.encode()
         stores = [self.node.put(package_key(package.id), data)]
         stores += [self.node.put(tag_key(tag), data, name=str(package.id)) for tag in package.tags]
@@ -109,9 +144,32 @@ class P2PRegistry:
         except SchemaError:
             self._penalize(sender)
             return False
-        self.catalog.add(package)
-        self.discovered_packages.setdefault(package.id, set()).add(sender)
+        self._catalogued(sender, package)
         return True
+
+    def _reconciled(self, sender: Address, data: bytes, asked: frozenset[bytes]) -> bool:
+        """A record anti-entropy fetched from ``sender``: catalog it, or
+        refuse (and penalise) a bad one or one that was not asked for."""
+        try:
+            package = self._decode(data)
+        except SchemaError:
+            self._penalize(sender)
+            return False
+        if entry_hash(package) not in asked:
+            self._penalize(sender)
+            return False
+        self._catalogued(sender, package)
+        return True
+
+    def _catalogued(self, sender: Address, package: Package) -> None:
+        self.catalog.add(package)
+        if package.id in self.catalog:
+            providers = self.discovered_packages.setdefault(package.id, set())
+            if len(providers) < PROVIDERS_KEPT:
+                providers.add(sender)
+
+    def _evicted(self, package: Package) -> None:
+        self.discovered_packages.pop(package.id, None)
 
     def _decode(self, data: bytes) -> Package:
         """Package.decode, remembered by the record's bytes: the same record
@@ -269,6 +327,18 @@ class P2PRegistry:
             ):
                 best = package
         return best
+
+
+def _stop_with(node: DhtNode, callback: Callable[[], object]) -> None:
+    """Call ``callback`` when ``node`` stops. (DhtNode has no stop hook: its
+    ``stop`` is wrapped on this instance.)"""
+    stop = node.stop
+
+    def stop_then() -> None:
+        callback()
+        stop()
+
+    node.stop = stop_then  # type: ignore[method-assign]
 
 
 def _key(package: Package) -> str:
