@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Coroutine
 from types import ModuleType
 from typing import Any, TypeVar
@@ -15,6 +18,13 @@ import pytest
 from dhtquery.testing import LOOPS, loop_factory
 
 T = TypeVar("T")
+
+# A node given a real port keeps its data in the user data directory
+# (platformdirs): in tests, and in every process they start, that is a
+# temporary directory, removed when the session ends.
+_DATA_HOME = tempfile.mkdtemp(prefix="dhtquery-tests-data-")
+os.environ["XDG_DATA_HOME"] = _DATA_HOME
+atexit.register(shutil.rmtree, _DATA_HOME, ignore_errors=True)
 
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     name: loop_factory(name) for name in LOOPS

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from kademlia.crawling import NodeSpiderCrawl
@@ -31,6 +32,7 @@ from ..errors import (
 )
 from ..query import Clock, QueryConfig, QueryHandle, QueryManager
 from .lookup import StreamingLookup
+from .persist import DATABASE_NAME, NodeDatabase
 from .protocol import DhtProtocol, RpcSpec
 from .records import Record
 from .reputation import Reputation
@@ -72,6 +74,7 @@ class DhtNode(Server):  # type: ignore[misc]
         queries: QueryManager | None = None,
         config: QueryConfig | None = None,
         limits: StoreLimits | None = None,
+        data_dir: Path | str | None = None,
     ) -> None:
         if queries is not None and not isinstance(queries, QueryManager):
             raise InvalidArgumentTypeError(
@@ -84,14 +87,22 @@ class DhtNode(Server):  # type: ignore[misc]
         self.queries = QueryManager(config) if queries is None else queries
         self.config = config
         self.clock: Clock = self.queries.clock
+        #: the node's file when it has a ``data_dir`` (None: memory only):
+        #: its id, records, plain values and contacts survive a restart
+        self.database = None if data_dir is None else NodeDatabase(Path(data_dir) / DATABASE_NAME)
+        if self.database is not None:
+            kept_id = self.database.node_id()
+            node_id = node_id if node_id is not None else kept_id
         limits = limits or StoreLimits()
         if storage is None:
-            storage = PlainStorage(limits, self.clock)
+            storage = PlainStorage(limits, self.clock, self.database)
         super().__init__(ksize, alpha, node_id, storage)
+        if self.database is not None:
+            self.database.set_node_id(self.node.id)
         # kademlia's Server does ``storage or ForgetfulStorage()``: an empty
         # store (one that defines __len__) is falsy and would be replaced.
         self.storage = storage
-        self.records = RecordStore(limits)
+        self.records = RecordStore(limits, clock=self.clock, database=self.database)
         self.protocol: DhtProtocol | None = None
         self._extra_rpcs: dict[str, RpcSpec] = {}
         #: kept across listen()s, so a restarted socket keeps what it learnt
@@ -141,7 +152,18 @@ class DhtNode(Server):  # type: ignore[misc]
         """The default publisher name of this node's records."""
         return str(self.node.id.hex())
 
+    def known_peers(self) -> list[Address]:
+        """The contacts this node had when it last stopped (from its data
+        directory; [] without one): a restarted node rejoins through them."""
+        if self.database is None:
+            return []
+        return [(host, port) for _, host, port in self.database.contacts()]
+
     def stop(self) -> None:
+        if self.database is not None:
+            contacts = [(node.id, node.ip, node.port) for node in self.peers()]
+            if contacts:
+                self.database.save_contacts(contacts)
         self.queries.close()
         super().stop()
         # (kademlia keeps the closed transport: forget it, so ``listening``

@@ -15,8 +15,9 @@ from typing import Any, Final
 
 from kademlia.storage import IStorage
 
-from ..errors import InvalidArgumentError, StorageFull
+from ..errors import InvalidArgumentError, RecordError, StorageFull
 from ..query import Clock, SystemClock
+from .persist import NodeDatabase
 from .records import MAX_DATA, MAX_NAME, MAX_PUBLISHER, Record
 
 __all__ = ["MAX_RECORDS_PER_KEY", "PlainStorage", "RecordStore", "StorageFull", "StoreLimits"]
@@ -48,12 +49,36 @@ class StoreLimits:
 
 
 class RecordStore:
-    """key (20-byte digest) -> (publisher, name) -> (record, expiry)."""
+    """key (20-byte digest) -> (publisher, name) -> (record, expiry).
 
-    def __init__(self, limits: StoreLimits | None = None) -> None:
+    With a ``database`` it writes through to it and starts with what it
+    holds (records past their TTL, or failing their hash, are dropped)."""
+
+    def __init__(
+        self,
+        limits: StoreLimits | None = None,
+        *,
+        clock: Clock | None = None,
+        database: NodeDatabase | None = None,
+    ) -> None:
         self.limits = limits or StoreLimits()
+        self._clock = SystemClock() if clock is None else clock
         self._keys: dict[bytes, dict[tuple[str, str], tuple[Record, float]]] = {}
         self._bytes = 0
+        self._database: NodeDatabase | None = None
+        if database is not None:
+            self._load(database)
+            self._database = database
+
+    def _load(self, database: NodeDatabase) -> None:
+        now, wall = self._clock.now(), self._clock.wall()
+        for key, record, expires in list(database.records()):
+            try:
+                if expires <= wall:
+                    raise RecordError("past its TTL")
+                self.put(key, record, now, expires=now + (expires - wall))
+            except (RecordError, StorageFull):
+                database.delete_record(key, record.publisher, record.name)
 
     def __len__(self) -> int:
         """Number of records held."""
@@ -66,9 +91,10 @@ class RecordStore:
     def key_count(self) -> int:
         return len(self._keys)
 
-    def put(self, key: bytes, record: Record, now: float) -> None:
-        """Store or replace ``record`` (one per publisher and name) under ``key``.
-        Raises RecordError for a bad record, StorageFull past a cap."""
+    def put(self, key: bytes, record: Record, now: float, *, expires: float | None = None) -> None:
+        """Store or replace ``record`` (one per publisher and name) under ``key``,
+        until ``expires`` (default: ``now`` plus the TTL). Raises RecordError
+        for a bad record, StorageFull past a cap."""
         record.check()
         limits = self.limits
         records = self._keys.get(key)
@@ -84,8 +110,12 @@ class RecordStore:
             raise StorageFull(f"the store holds its limit of {limits.bytes} bytes")
         if records is None:
             records = self._keys[key] = {}
-        records[record.slot] = (record, now + limits.ttl)
+        expiry = now + limits.ttl if expires is None else expires
+        records[record.slot] = (record, expiry)
         self._bytes += growth
+        if self._database is not None:
+            wall = self._clock.wall() + (expiry - self._clock.now())
+            self._database.save_record(key, record, wall)
 
     def get(self, key: bytes, now: float, *, verify: bool = True) -> list[Record]:
         """The live records of ``key``, each checked against its hash (a
@@ -114,6 +144,8 @@ class RecordStore:
         self._bytes -= record.size + _RECORD_OVERHEAD
         if not records:
             del self._keys[key]
+        if self._database is not None:
+            self._database.delete_record(key, *slot)
 
     def expire(self, now: float) -> int:
         """Drop every record past its TTL; returns how many."""
@@ -142,18 +174,37 @@ class PlainStorage(IStorage):  # type: ignore[misc]
     Same interface as ``kademlia.storage.ForgetfulStorage``; a store past a
     cap raises StorageFull (our ``rpc_store`` answers False then)."""
 
-    def __init__(self, limits: StoreLimits | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        limits: StoreLimits | None = None,
+        clock: Clock | None = None,
+        database: NodeDatabase | None = None,
+    ) -> None:
         self.limits = limits or StoreLimits()
-        self._now = (SystemClock() if clock is None else clock).now
+        self._clock = SystemClock() if clock is None else clock
+        self._now = self._clock.now
         # key -> (time stored, value), oldest first
         self._data: OrderedDict[bytes, tuple[float, Any]] = OrderedDict()
         self._bytes = 0
+        self._database: NodeDatabase | None = None
+        if database is not None:
+            now, wall = self._now(), self._clock.wall()
+            for key, value, stored in list(database.values()):
+                try:
+                    self._put(key, value, now - (wall - stored))
+                except StorageFull:
+                    database.delete_value(key)
+            self._database = database
+            self.cull()  # (what is past its TTL leaves the file too)
 
     @staticmethod
     def _size(value: Any) -> int:
         return len(value) if isinstance(value, str | bytes) else 8
 
     def __setitem__(self, key: bytes, value: Any) -> None:
+        self._put(key, value, self._now())
+
+    def _put(self, key: bytes, value: Any, stored: float) -> None:
         old = self._data.get(key)
         growth = self._size(value) - (self._size(old[1]) if old else 0)
         if old is None and len(self._data) >= self.limits.keys:
@@ -164,8 +215,10 @@ class PlainStorage(IStorage):  # type: ignore[misc]
             raise StorageFull(f"the store holds its limit of {self.limits.bytes} bytes")
         if old is not None:
             del self._data[key]
-        self._data[key] = (self._now(), value)
+        self._data[key] = (stored, value)
         self._bytes += growth
+        if self._database is not None:
+            self._database.save_value(key, value, self._clock.wall() + (stored - self._now()))
 
     def cull(self) -> None:
         deadline = self._now() - self.limits.ttl
@@ -175,6 +228,8 @@ class PlainStorage(IStorage):  # type: ignore[misc]
                 break
             del self._data[key]
             self._bytes -= self._size(value)
+            if self._database is not None:
+                self._database.delete_value(key)
 
     def get(self, key: bytes, default: Any = None) -> Any:
         self.cull()

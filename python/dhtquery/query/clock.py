@@ -28,6 +28,11 @@ class Clock(Protocol):
         """Seconds on a monotonic clock (never goes back)."""
         ...
 
+    def wall(self) -> float:
+        """Seconds since the epoch: only for what outlives the process (a
+        record's expiry on disk); everything in memory is timed by ``now``."""
+        ...
+
     def call_at(self, when: float, callback: Callable[[], object]) -> Cancellable:
         """Call ``callback()`` from the running event loop once ``now() >=
         when``; the result's ``cancel()`` calls it off."""
@@ -44,12 +49,13 @@ class SystemClock:
     every sub-millisecond query last 0 ms and every RTT sample 0.
     """
 
-    __slots__ = ("now",)
+    __slots__ = ("now", "wall")
 
     def __init__(self) -> None:
         # An instance attribute: ``clock.now()`` is then a direct call of
         # the C function, read on every offer and every RPC.
         self.now: Callable[[], float] = time.monotonic
+        self.wall: Callable[[], float] = time.time
 
     def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
         return asyncio.get_running_loop().call_at(when, callback)

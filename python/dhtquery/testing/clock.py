@@ -30,13 +30,18 @@ class FakeClock:
     in order of their time (then of scheduling), each seeing ``now()`` at
     its own time."""
 
-    def __init__(self, start: float = 1000.0) -> None:
+    def __init__(self, start: float = 1000.0, wall_start: float = 1_800_000_000.0) -> None:
         self._now = start
+        self._wall_offset = wall_start - start
         self._calls: list[tuple[float, int, _Call]] = []
         self._order = itertools.count()
 
     def now(self) -> float:
         return self._now
+
+    def wall(self) -> float:
+        """The epoch time, moving with ``now`` (from ``wall_start``)."""
+        return self._now + self._wall_offset
 
     def call_at(self, when: float, callback: Callable[[], object]) -> _Call:
         call = _Call(when, callback)

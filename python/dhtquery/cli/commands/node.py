@@ -11,6 +11,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Annotated
 
+import platformdirs
 import typer
 
 from ...query import QueryConfig
@@ -53,15 +54,43 @@ def node(
     stats_interval: Annotated[
         float, typer.Option(min=0.1, help="seconds between traffic/drop summaries in the log")
     ] = 60.0,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="where the node keeps its id, records and contacts across restarts "
+            "(default: the user data directory, per port; --port 0 is ephemeral)",
+        ),
+    ] = None,
+    ephemeral: Annotated[
+        bool, typer.Option("--ephemeral", help="keep everything in memory only")
+    ] = False,
     log_level: LogLevelOption = None,
 ) -> None:
     """Run a node until Ctrl-C or SIGTERM."""
     set_level(ctx, log_level if log_level is not None else (ctx.obj or LogLevel.info))
     peers = addresses(bootstrap)
     packages = read_catalog(catalog) if catalog is not None else []
+    where = _data_dir(data_dir, ephemeral, port)
     run_async(
-        _run_node(host, port, peers, packages, metrics_port, stats_interval, bootstrap_timeout)
+        _run_node(
+            host, port, peers, packages, metrics_port, stats_interval, bootstrap_timeout, where
+        )
     )
+
+
+def _data_dir(given: Path | None, ephemeral: bool, port: int) -> Path | None:
+    """The node's data directory, or None to keep everything in memory: a
+    node on a free port (0) has no stable identity to keep."""
+    if ephemeral:
+        if given is not None:
+            raise CliError("--ephemeral and --data-dir: choose one", 2)
+        return None
+    if given is not None:
+        return given
+    if port == 0:
+        return None
+    return Path(platformdirs.user_data_dir("dhtquery")) / f"node-{port}"
 
 
 async def _run_node(
@@ -72,6 +101,7 @@ async def _run_node(
     metrics_port: int | None,
     stats_interval: float,
     wait: float,
+    data_dir: Path | None,
 ) -> None:
     from ...dht import DhtNode
     from ...registry import P2PRegistry
@@ -81,18 +111,25 @@ async def _run_node(
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    node = DhtNode(config=QueryConfig())
+    node = DhtNode(config=QueryConfig(), data_dir=data_dir)
     registry = P2PRegistry(node)
+    # a restarted node rejoins through the contacts it had (best effort)
+    known = [] if peers else node.known_peers()
     exporter: MetricsExporter | None = None
     try:
         await listen(node, host, port)
         bound_host, bound_port = node.address
         # stdout, once (scripts read the port here); the log does not repeat it
         print(f"dhtquery node listening on {bound_host}:{bound_port} "
-              f"(id {node.node.id.hex()[:16]}, core {node.queries.backend})",
+              f"(id {node.node.id.hex()[:16]}, core {node.queries.backend}, "
+              f"{'data in ' + str(data_dir) if data_dir else 'ephemeral'})",
               flush=True)  # fmt: skip
         if peers:
             await join(node, peers, wait)
+        elif known:
+            found = await node.bootstrap(known)
+            log.info("rejoined through %s of %s it knew",
+                     plural(len(found), "peer"), plural(len(known), "contact"))  # fmt: skip
         if metrics_port is not None:
             exporter = MetricsExporter(node, registry)
             try:
