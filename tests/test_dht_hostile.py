@@ -182,7 +182,9 @@ def test_hostile_datagrams_are_counted_dropped_and_harmless(backend: str, run: R
             assert stats.get("handler_error", 0) == 0
             assert {kind: stats.get(kind, 0) for kind in sent} == dict(sent)
             assert stats["dropped"] == total
-            assert len(protocol.requests) == 0
+            # nothing on the wire but the liveness ping of the silent peer
+            # (the late answers came after its requests had given up)
+            assert len(protocol.requests) == protocol.stats["liveness_probes"] <= 1
 
     run(scenario())
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dhtquery.dht.protocol import LIVENESS_TIMEOUT
 from dhtquery.dht.rtt import RttEstimator
 from dhtquery.query import QueryManager, new_core
 from dhtquery.testing import FakeClock
@@ -53,29 +54,49 @@ def test_a_burst_of_timeouts_backs_off_once() -> None:
 
 
 def test_a_peer_that_keeps_failing_leaves_the_routing_table(backend: str, run: Run) -> None:
-    async def scenario() -> tuple[bool, bool, int]:
+    """Three failures in a row only start a liveness probe (a ping,
+    retransmitted); the peer leaves the routing table when that goes
+    unanswered too."""
+
+    async def scenario() -> tuple[bool, bool, bool, int, int]:
         async with open_nodes(backend) as nodes:
-            first = await nodes.dht()
+            clock = FakeClock()
+            first = await nodes.dht(queries=QueryManager(core=new_core(backend), clock=clock))
             gone = await nodes.dht(bootstrap=[first.address])
             for _ in range(3):  # the last few contacts are never forgotten
                 await nodes.dht(bootstrap=[first.address])
             protocol = first.protocol
             assert protocol is not None
             address = gone.address
-            known_before = any(
-                (n.ip, n.port) == address for n in protocol.router.find_neighbors(first.node)
-            )
+
+            def known() -> bool:
+                return any(
+                    (n.ip, n.port) == address for n in protocol.router.find_neighbors(first.node)
+                )
+
+            known_before = known()
             gone.stop()
             for _ in range(3):
-                ok, _ = await protocol.request(address, "ping", (first.node.id,), 0.05)
+                reply = protocol.request(address, "ping", (first.node.id,), 0.05)
+                clock.advance(0.1)
+                ok, _ = await reply
                 assert not ok
-            known_after = any(
-                (n.ip, n.port) == address for n in protocol.router.find_neighbors(first.node)
+            known_while_probed = known()
+            for _ in range(int(LIVENESS_TIMEOUT * 10) + 1):
+                clock.advance(0.1)
+                await asyncio.sleep(0)
+            assert await eventually(lambda: not known())
+            return (
+                known_before,
+                known_while_probed,
+                known(),
+                protocol.stats["liveness_probes"],
+                protocol.stats["peers_forgotten"],
             )
-            return known_before, known_after, protocol.stats["peers_forgotten"]
 
-    known_before, known_after, forgotten = run(scenario())
-    assert known_before and not known_after
+    known_before, known_while_probed, known_after, probes, forgotten = run(scenario())
+    assert known_before and known_while_probed and not known_after
+    assert probes == 1
     assert forgotten == 1
 
 

@@ -119,9 +119,15 @@ class StreamingLookup:
         known.add(self._protocol.source_node.id)
         ranked = self._ranked
         target = self._target
+        protocol = self._protocol
+        # (empty unless some request failed lately: one test per answer)
+        failed = protocol.recently_failed
         for contact_id, host, port in contacts:
             if contact_id not in known and contact_id not in asked:
                 known.add(contact_id)
+                if failed and protocol.failed_recently((host, port)):
+                    # failed lately: others' stale answers do not bring it back
+                    continue
                 node = Node(contact_id, host, port)
                 bisect.insort(ranked, (node.long_id ^ target, node))
 

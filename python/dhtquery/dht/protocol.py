@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
+from kademlia.utils import digest
 
 from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
 from ..query import QueryManager, backend_of, new_core
@@ -62,13 +63,36 @@ _RECEIVE_BUFFER: Final = 4 * 1024 * 1024
 #: 64 lookups in flight, 3 requests each, never wait: a queued request costs
 #: an extra ~1 us to keep and send later.
 MAX_OUTSTANDING: Final = 256
-#: Timeouts in a row after which a peer leaves the routing table.
+#: Slots of the window that background requests (kademlia's own RPCs:
+#: bootstrap, crawls, pings, stores, the hand-over of values to new nodes,
+#: liveness probes) can never take: the node's own requests always have them.
+RESERVED_FOR_OWN: Final = 64
+#: Bounds of the queues of requests waiting for the window; a request beyond
+#: them fails at once ((False, None)), counted as ``queue_full`` /
+#: ``queue_full_background`` in ``drops``.
+MAX_WAITING: Final = 16_384
+MAX_WAITING_BACKGROUND: Final = 1024
+#: Stores of values handed over to new nodes (kademlia's welcome_if_new):
+#: queued at most this many, sent at most HANDOVER_IN_FLIGHT at once.
+HANDOVER_QUEUE: Final = 1024
+HANDOVER_IN_FLIGHT: Final = 8
+#: New node ids one address may introduce: a burst of this many, then one
+#: per INTRODUCE_INTERVAL seconds (one address is one node; a restarted node
+#: comes back with a new id).
+INTRODUCE_BURST: Final = 3
+INTRODUCE_INTERVAL: Final = 2.0
+_INTRODUCERS_KEPT: Final = 4096
+#: Failures in a row after which a peer is probed for liveness: a ping
+#: retransmitted within LIVENESS_TIMEOUT. Only a probe that goes unanswered
+#: takes the peer out of the routing table, so loss alone (10 % of datagrams
+#: makes 3 lost requests in a row likely over a day) does not.
 FORGET_AFTER_FAILURES: Final = 3
+LIVENESS_TIMEOUT: Final = 4.0
+#: A peer whose request failed is not taken as a candidate from others'
+#: answers for this long (unless it answers meanwhile).
+RECENT_FAILURE: Final = 30.0
+_RECENT_FAILURES_KEPT: Final = 4096
 _MIN_CONTACTS: Final = 3
-#: kademlia's own RPCs (bootstrap, crawls, stores) drop a silent peer from
-#: the routing table, so a false timeout there costs more than in a lookup:
-#: they wait several RTOs, at least this long.
-_MAINTENANCE_TIMEOUT: Final = 0.5
 
 
 def _node_id(value: Any) -> bool:
@@ -161,6 +185,7 @@ class _Outgoing(NamedTuple):
     future: asyncio.Future[Reply] | None
     callback: Callback | None
     context: Any
+    background: bool
 
 
 # (NamedTuple's own __new__ is a Python function)
@@ -223,9 +248,22 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         #: address -> whether it answers the extension RPCs (absent: unknown)
         self.extensions: dict[Address, bool] = {}
         self._requests: RpcTable | None = None
-        #: requests beyond the window, unsent
+        #: requests beyond the window, unsent: the node's own, background
         self._waiting: deque[_Outgoing] = deque()
+        self._waiting_background: deque[_Outgoing] = deque()
+        self._background_in_flight = 0
         self.max_outstanding = MAX_OUTSTANDING
+        self.reserved_for_own = RESERVED_FOR_OWN
+        self.max_waiting = MAX_WAITING
+        self.max_waiting_background = MAX_WAITING_BACKGROUND
+        #: (node, key, value) to hand over to new nodes, and stores in flight
+        self._handover: deque[tuple[Node, bytes, Any]] = deque()
+        self._handover_in_flight = 0
+        #: address -> (tokens, when counted) of new ids it may introduce
+        self._introducers: dict[Address, tuple[float, float]] = {}
+        #: address -> when a request to it last failed (cleared by an answer)
+        self.recently_failed: dict[Address, float] = {}
+        self._probing: set[Address] = set()
         self._rpcs: dict[str, RpcSpec] = {
             name: RpcSpec(checks, getattr(self, f"rpc_{name}"), _RESPONSE_SHAPE[name])
             for name, checks in _REQUEST_ARGS.items()
@@ -260,17 +298,21 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             queries.timer,
             self.clock,
             on_timeout=self._request_timed_out,
+            send=self._send,
+            on_retransmit=self._retransmitted,
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._requests is not None:
             self._requests.close()
-        while self._waiting:
-            out = self._waiting.popleft()
-            if out.callback is not None:
-                out.callback(out.context, out.address, out.name, False, None)
-            elif out.future is not None and not out.future.done():
-                out.future.set_result((False, None))
+        self._handover.clear()
+        for waiting in (self._waiting, self._waiting_background):
+            while waiting:
+                out = waiting.popleft()
+                if out.callback is not None:
+                    out.callback(out.context, out.address, out.name, False, None)
+                elif out.future is not None and not out.future.done():
+                    out.future.set_result((False, None))
 
     def error_received(self, exc: Exception) -> None:
         self.drop("socket_error")
@@ -286,13 +328,29 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     @property
     def pending(self) -> int:
         """Requests on the wire or waiting for room in the window."""
-        return len(self._waiting) + (0 if self._requests is None else len(self._requests))
+        return (
+            len(self._waiting)
+            + len(self._waiting_background)
+            + (0 if self._requests is None else len(self._requests))
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for room in the window (both queues)."""
+        return len(self._waiting) + len(self._waiting_background)
 
     def drop(self, kind: str) -> None:
         """Count a datagram dropped, by kind."""
         self.drops[kind] += 1
         self.stats[kind] += 1
         self.stats["dropped"] += 1
+
+    def shed(self, kind: str) -> None:
+        """Count work refused to keep queues bounded (a request or a
+        hand-over not made), by kind."""
+        self.drops[kind] += 1
+        self.stats[kind] += 1
+        self.stats["shed"] += 1
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         if len(addr) != 2:
@@ -416,6 +474,18 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         )
         return future
 
+    def _request_background(
+        self, address: Address, name: str, args: tuple[Any, ...], timeout: float
+    ) -> asyncio.Future[Reply]:
+        """``request`` for kademlia's own RPCs: they wait within the
+        window's background share, behind the node's own requests."""
+        requests = self.requests
+        future: asyncio.Future[Reply] = requests.loop.create_future()
+        self._request(
+            requests, address, name, pack_request(name, args), timeout, future, None, None, True
+        )
+        return future
+
     def request_callback(
         self,
         address: Address,
@@ -459,32 +529,99 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         future: asyncio.Future[Reply] | None,
         callback: Callback | None,
         context: Any,
+        background: bool = False,
         dequeued: bool = False,
     ) -> None:
         """Send the request now if the window has room (or it comes out of
-        the queue: ``dequeued``), else queue it."""
-        if not dequeued and (self._waiting or len(requests) >= self.max_outstanding):
-            self._waiting.append(
-                _new_outgoing(_Outgoing, (address, name, body, timeout, future, callback, context))
-            )
-            self.stats["queued"] += 1
-            return
+        the queue: ``dequeued``), else queue it (or refuse it, the queue
+        being full).
+
+        ``timeout`` None: one try, given up after the peer's RTO (a lookup
+        asks another peer instead). Else the caller's budget: the first try
+        waits the peer's RTO and the request is retransmitted with the RTO
+        doubled within the budget (``RpcTable``)."""
+        if not dequeued:
+            if background:
+                if (
+                    self._waiting_background
+                    or len(requests) >= self.max_outstanding
+                    or self._background_in_flight >= self.max_outstanding - self.reserved_for_own
+                ):
+                    self._enqueue(
+                        self._waiting_background,
+                        self.max_waiting_background,
+                        "queue_full_background",
+                        (address, name, body, timeout, future, callback, context, background),
+                    )
+                    return
+            elif self._waiting or len(requests) >= self.max_outstanding:
+                self._enqueue(
+                    self._waiting,
+                    self.max_waiting,
+                    "queue_full",
+                    (address, name, body, timeout, future, callback, context, background),
+                )
+                return
+        estimator = self._rtt.get(address)
+        rto = (self.rtt(address) if estimator is None else estimator).rto
         if timeout is None:
-            estimator = self._rtt.get(address)
-            timeout = (self.rtt(address) if estimator is None else estimator).rto
-        msg_id = requests.open_with(address, name, timeout, future, callback, context)
+            msg_id = requests.open_with(address, name, rto, future, callback, context)
+            datagram = frame_request(msg_id, body)
+        else:
+            first = rto if rto < timeout else timeout
+            retry = requests.new_retry(first, self.clock.now() + timeout)
+            msg_id = requests.open_with(address, name, first, future, callback, context, retry)
+            datagram = retry.datagram = frame_request(msg_id, body)
+        if background:
+            self._background_in_flight += 1
+            assert future is not None
+            future.add_done_callback(self._background_done)
+        self._send(datagram, address)
+
+    def _send(self, datagram: bytes, address: Any) -> None:
         try:
-            self.transport.sendto(frame_request(msg_id, body), address)
+            self.transport.sendto(datagram, address)
         except ValueError:
             # uvloop: an address of another family than the socket's (asyncio
             # reports it to error_received); the request times out.
             self.drop("socket_error")
 
+    def _enqueue(
+        self, waiting: deque[_Outgoing], bound: int, kind: str, parts: tuple[Any, ...]
+    ) -> None:
+        out: _Outgoing = _new_outgoing(_Outgoing, parts)
+        if len(waiting) >= bound:
+            # Refused: the caller hears no answer, one loop iteration later.
+            self.shed(kind)
+            if out.callback is not None:
+                self.requests.loop.call_soon(
+                    out.callback, out.context, out.address, out.name, False, None
+                )
+            elif out.future is not None and not out.future.done():
+                out.future.set_result((False, None))
+            return
+        waiting.append(out)
+        self.stats["queued"] += 1
+
+    def _background_done(self, future: asyncio.Future[Reply]) -> None:
+        self._background_in_flight -= 1
+        if self._waiting_background and self._requests is not None:
+            self._send_waiting(self._requests)
+
     def _send_waiting(self, requests: RpcTable) -> None:
-        """Send queued requests while the window has room."""
+        """Send queued requests while the window has room: the node's own
+        first, then background ones within their share."""
         waiting = self._waiting
         room = self.max_outstanding - len(requests)
         while waiting and room > 0:
+            out = waiting.popleft()
+            if out.future is not None and out.future.done():
+                continue
+            self._request(requests, *out, dequeued=True)
+            room -= 1
+        waiting = self._waiting_background
+        share = self.max_outstanding - self.reserved_for_own
+        while waiting and room > 0 and self._background_in_flight < share:
             out = waiting.popleft()
             if out.future is not None and out.future.done():
                 continue
@@ -499,10 +636,13 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             if status is RpcStatus.LATE and name:
                 self._answered_late(addr, name, rtt)
             return
-        if self._waiting:
+        if self._waiting or self._waiting_background:
             self._send_waiting(requests)
-        estimator = self._rtt.get(addr)
-        (self.rtt(addr) if estimator is None else estimator).observe(rtt)
+        if rtt >= 0:  # (-1: answer to a retransmitted request, Karn's rule)
+            estimator = self._rtt.get(addr)
+            (self.rtt(addr) if estimator is None else estimator).observe(rtt)
+        if self.recently_failed:
+            self.recently_failed.pop(addr, None)
         if name not in STOCK_RPCS and self.extensions.get(addr) is not True:
             self.extensions[addr] = True
         # The shape is judged here, once: an answer of the wrong shape is no
@@ -527,17 +667,26 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def _answered_late(self, address: Address, name: str, rtt: float) -> None:
         """The answer to a request we gave up on: the peer is alive, only
-        slower than its RTO. Learn its real RTT (nothing was resent, so the
-        sample is unambiguous) and stop counting it towards being forgotten;
-        and an extension RPC answered late shows the peer is slow, not stock."""
-        self.rtt(address).observe(rtt)
+        slower than its RTO. Learn its real RTT (if nothing was resent, so
+        the sample is unambiguous: Karn's rule) and stop counting it towards
+        being forgotten; and an extension RPC answered late shows the peer
+        is slow, not stock."""
+        if rtt >= 0:
+            self.rtt(address).observe(rtt)
         self.reputation.stats(address).consecutive_failures = 0
+        self.recently_failed.pop(address, None)
         if name not in STOCK_RPCS:
             self.extensions[address] = True
 
+    def _retransmitted(self, address: Address, name: str, sent: float) -> None:
+        """A request went unanswered within its RTO and is sent again: back
+        off (RFC 6298, 5.5)."""
+        self.stats["retransmitted"] += 1
+        self.rtt(address).timed_out(sent, self.clock.now())
+
     def _request_timed_out(self, address: Address, name: str, sent: float) -> None:
         self.stats["timeouts"] += 1
-        if self._waiting:
+        if self._waiting or self._waiting_background:
             self._send_waiting(self.requests)
         stats = self.reputation.stats(address)
         known = self.extensions.get(address)
@@ -546,9 +695,38 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # (or one already known as such, asked before we knew).
             self.extensions[address] = False
             return
-        self.rtt(address).timed_out(sent, self.clock.now())
+        now = self.clock.now()
+        self.rtt(address).timed_out(sent if sent >= 0 else None, now)
+        failed = self.recently_failed
+        failed.pop(address, None)
+        failed[address] = now
+        if len(failed) > _RECENT_FAILURES_KEPT:
+            del failed[next(iter(failed))]
         if self.reputation.failure(address) >= FORGET_AFTER_FAILURES:
-            self.forget(address)
+            self._probe(address)
+
+    def failed_recently(self, address: Address) -> bool:
+        """Did a request to ``address`` fail within RECENT_FAILURE seconds
+        (with no answer since)?"""
+        when = self.recently_failed.get(address)
+        return when is not None and self.clock.now() - when < RECENT_FAILURE
+
+    def _probe(self, address: Address) -> None:
+        """Ping a peer that keeps failing, retransmitting within
+        LIVENESS_TIMEOUT; only if that goes unanswered does it leave the
+        routing table."""
+        if address in self._probing or self.transport is None:
+            return
+        self._probing.add(address)
+        self.stats["liveness_probes"] += 1
+        probe = self._request_background(address, "ping", (self.source_node.id,), LIVENESS_TIMEOUT)
+
+        def probed(future: asyncio.Future[Reply]) -> None:
+            self._probing.discard(address)
+            if not future.cancelled() and not future.result()[0]:
+                self.forget(address)
+
+        probe.add_done_callback(probed)
 
     def forget(self, address: Address, *, keep_last: bool = True) -> bool:
         """Drop the contact at ``address`` from the routing table (kademlia
@@ -567,12 +745,75 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         return False
 
     async def _call(self, address: Address, name: str, *args: Any) -> Reply:
-        estimator = self.rtt(address)
-        # a peer never measured gets the initial RTO (1 s), not four of them
-        waited = estimator.rto if estimator.srtt is None else 4 * estimator.rto
-        timeout = min(self.config.default_timeout, max(_MAINTENANCE_TIMEOUT, waited))
-        # an answer of the wrong shape comes as (False, None)
-        return await self.request(address, name, args, timeout)
+        # kademlia's RPCs (bootstrap, crawls, stores, pings) drop a silent
+        # peer from the routing table: each is retransmitted within the
+        # query's default timeout (the first try waits the peer's RTO, 1 s
+        # for a peer never measured). An answer of the wrong shape comes as
+        # (False, None).
+        return await self._request_background(address, name, args, self.config.default_timeout)
+
+    # -- new nodes ----------------------------------------------------
+
+    def welcome_if_new(self, node: Node) -> None:
+        """kademlia's welcome_if_new (add a new node to the routing table and
+        hand it the values it should hold), bounded: an address introduces
+        at most INTRODUCE_BURST new ids, then one per INTRODUCE_INTERVAL
+        (others are not welcomed: ``welcome_rate_limited``); the values are
+        queued (at most HANDOVER_QUEUE, beyond: ``handover_dropped``) and
+        stored HANDOVER_IN_FLIGHT at a time."""
+        router = self.router
+        if not router.is_new_node(node):
+            return
+        address = (node.ip, node.port)
+        now = self.clock.now()
+        introducers = self._introducers
+        tokens, since = introducers.pop(address, (float(INTRODUCE_BURST), now))
+        tokens = min(float(INTRODUCE_BURST), tokens + (now - since) / INTRODUCE_INTERVAL)
+        if tokens < 1.0:
+            introducers[address] = (tokens, now)
+            self.shed("welcome_rate_limited")
+            return
+        introducers[address] = (tokens - 1.0, now)
+        if len(introducers) > _INTRODUCERS_KEPT:
+            del introducers[next(iter(introducers))]
+        self._hand_over(node)
+        router.add_contact(node)
+
+    def _hand_over(self, node: Node) -> None:
+        handover = self._handover
+        if len(handover) >= HANDOVER_QUEUE:
+            self.shed("handover_dropped")
+            return
+        for key, value in self.storage:
+            keynode = Node(digest(key))
+            neighbors = self.router.find_neighbors(keynode)
+            if neighbors:
+                last = neighbors[-1].distance_to(keynode)
+                new_node_close = node.distance_to(keynode) < last
+                first = neighbors[0].distance_to(keynode)
+                this_closest = self.source_node.distance_to(keynode) < first
+            if not neighbors or (new_node_close and this_closest):
+                if len(handover) >= HANDOVER_QUEUE:
+                    self.shed("handover_dropped")
+                    break
+                handover.append((node, key, value))
+        self._pump_handover()
+
+    def _pump_handover(self) -> None:
+        handover = self._handover
+        while handover and self._handover_in_flight < HANDOVER_IN_FLIGHT:
+            node, key, value = handover.popleft()
+            self._handover_in_flight += 1
+            self.stats["handed_over"] += 1
+            task = asyncio.ensure_future(self.call_store(node, key, value))
+            task.add_done_callback(self._handed_over)
+
+    def _handed_over(self, task: asyncio.Future[Any]) -> None:
+        self._handover_in_flight -= 1
+        if not task.cancelled():
+            task.exception()  # (retrieved: a failed store is not an error)
+        if self.transport is not None:
+            self._pump_handover()
 
     if not TYPE_CHECKING:  # (type checkers would read every typo as an RPC)
 

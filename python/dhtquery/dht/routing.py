@@ -9,6 +9,7 @@ is read, so the list is rebuilt only after a change.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from kademlia.node import Node
@@ -20,6 +21,8 @@ __all__ = ["ContactTable"]
 class ContactTable(RoutingTable):  # type: ignore[misc]
     def __init__(self, protocol: Any, ksize: int, node: Node) -> None:
         self._contacts: tuple[list[int], list[Node]] | None = None
+        #: ids of bucket heads being pinged because their bucket is full
+        self._pinging: set[bytes] = set()
         super().__init__(protocol, ksize, node)
 
     def contacts(self) -> tuple[list[int], list[Node]]:
@@ -43,8 +46,24 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
         super().split_bucket(index)
 
     def add_contact(self, node: Node) -> None:
+        """kademlia's add_contact, but a full bucket pings its head once at
+        a time: stock makes a ping Task per newcomer to a full bucket, so a
+        flood of new ids made a flood of Tasks."""
         self._contacts = None
-        super().add_contact(node)
+        index = self.get_bucket_for(node)
+        bucket = self.buckets[index]
+        if bucket.add_node(node):
+            return
+        if bucket.has_in_range(self.node) or bucket.depth() % 5 != 0:
+            self.split_bucket(index)
+            self.add_contact(node)
+            return
+        head = bucket.head()
+        if head.id in self._pinging:
+            return
+        self._pinging.add(head.id)
+        task = asyncio.ensure_future(self.protocol.call_ping(head))
+        task.add_done_callback(lambda _: self._pinging.discard(head.id))
 
     def remove_contact(self, node: Node) -> None:
         self._contacts = None

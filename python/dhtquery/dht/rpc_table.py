@@ -66,6 +66,9 @@ class _Pending(NamedTuple):
     callback: Callback | None
     context: Any
     sent: float
+    #: None: one try (a lookup's request); else a _Retry, the state of a
+    #: request retransmitted until its caller's deadline
+    retry: _Retry | None
 
     def deliver(self, ok: bool, value: Any) -> None:
         """Hand the request's end to whoever waits: its callback (now) or
@@ -82,6 +85,30 @@ class _Pending(NamedTuple):
             future.set_result((True, value) if ok else _NO_REPLY)
 
 
+class _Retry:
+    """What a retransmitted request needs: its datagram (same message id
+    every time), the caller's deadline, the tries made, the current RTO and
+    when the last copy went out."""
+
+    __slots__ = ("datagram", "deadline", "last_sent", "rto", "tries")
+
+    def __init__(self, deadline: float, rto: float) -> None:
+        self.datagram = b""
+        self.deadline = deadline
+        self.tries = 1
+        self.rto = rto
+        self.last_sent = 0.0
+
+
+#: Sends of one request at most (the first and its retransmissions).
+MAX_TRIES: Final = 4
+# A retransmission with less time than this before the deadline is not worth it.
+_MIN_RETRY: Final = 0.005
+# The sent time kept for a given-up request that was retransmitted: its
+# late answer gives no RTT sample (Karn's rule).
+_AMBIGUOUS: Final = -1.0
+
+
 class RpcTable:
     """msg id -> pending request; the message id is the query id's 16 UUID
     bytes and 4 zero bytes, so a late response can still be looked up in
@@ -89,7 +116,15 @@ class RpcTable:
 
     ``core`` holds the requests (one one-result query each) and is expired
     by ``timer`` (the node's, shared with its lookups); ``on_timeout(address,
-    name, sent)`` hears of each request given up."""
+    name, sent)`` hears of each request given up.
+
+    A request opened with a ``retry`` (see ``open_with``) that is not
+    answered within its RTO is sent again (``send(datagram, address)``) with
+    the RTO doubled, under the same message id, so an answer to any copy
+    ends it (RFC 6298, 5.4-5.6), at most ``MAX_TRIES`` sends and never past
+    the caller's deadline; ``on_retransmit(address, name, sent)`` hears of
+    each. Its answer carries no RTT sample (Karn's rule): ``answer`` gives
+    it as -1."""
 
     def __init__(
         self,
@@ -99,6 +134,8 @@ class RpcTable:
         clock: Clock,
         *,
         on_timeout: Callable[[Any, str, float], object] | None = None,
+        send: Callable[[bytes, Any], object] | None = None,
+        on_retransmit: Callable[[Any, str, float], object] | None = None,
     ) -> None:
         self._core = core
         self._query_id: type[QueryId] = load_core(backend_of(core))[1].QueryId
@@ -108,6 +145,10 @@ class RpcTable:
         self._grace = core.grace
         self._pending: dict[bytes, _Pending] = {}
         self._given_up: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        #: core query id (bytes) of a retransmission -> its request's msg id
+        self._resent: dict[bytes, bytes] = {}
+        self.send = send
+        self.on_retransmit = on_retransmit
         self._timer = timer
         timer.watch(core, self._expired)
         self.on_timeout = on_timeout
@@ -131,21 +172,31 @@ class RpcTable:
         future: asyncio.Future[Reply] | None,
         callback: Callback | None,
         context: Any,
+        retry: _Retry | None = None,
     ) -> bytes:
         """Register a request that ends into ``future`` or ``callback``
         (called from the loop as the answer arrives or the request gives up,
-        without a loop iteration in between); returns its message id."""
+        without a loop iteration in between); returns its message id. With
+        ``retry`` (``new_retry``), set its ``datagram`` before the loop runs:
+        the request is retransmitted."""
         now = self._now()
         query_id = self._core.register(timeout, 1, 1, now)
         # The UUID's 122 random bits make the id unguessable; rpcudp's ids
         # are 20 bytes, so pad.
         msg_id = query_id.bytes + _PAD
         self._pending[msg_id] = _new_pending(
-            _Pending, (query_id, address, name, future, callback, context, now)
+            _Pending, (query_id, address, name, future, callback, context, now, retry)
         )
         if self._timer.armed_until > now + timeout:
             self._timer.arm(now + timeout)
         return msg_id
+
+    def new_retry(self, timeout: float, deadline: float) -> _Retry:
+        """The retransmission state of a request whose first try waits
+        ``timeout`` and whose caller waits until ``deadline``."""
+        retry = _Retry(deadline, timeout)
+        retry.last_sent = self._now()
+        return retry
 
     def answer(
         self, msg_id: bytes, address: Hashable
@@ -163,7 +214,7 @@ class RpcTable:
             if given_up is None:
                 return status, "", 0.0, None
             name, sent = given_up
-            return status, name, self._now() - sent, None
+            return status, name, _AMBIGUOUS if sent < 0 else self._now() - sent, None
         if pending.address != address:
             # Keep waiting for the real peer: a forged answer must not end it.
             return RpcStatus.WRONG_ADDRESS, pending.name, 0.0, None
@@ -173,6 +224,11 @@ class RpcTable:
         timer = self._timer
         if timer.armed_until > now + self._grace:
             timer.arm(now + self._grace)
+        retry = pending.retry
+        if retry is not None and retry.tries > 1:
+            self._resent.pop(pending.query_id.bytes, None)
+            # Karn: which copy was answered is unknown, so no RTT sample
+            return RpcStatus.ANSWERED, pending.name, _AMBIGUOUS, pending
         return RpcStatus.ANSWERED, pending.name, now - pending.sent, pending
 
     def _late_or_unknown(self, msg_id: bytes) -> RpcStatus:
@@ -180,19 +236,50 @@ class RpcTable:
             return RpcStatus.UNKNOWN
         # LATE while the id's tombstone lasts
         state = self._core.state(self._query_id.from_bytes(msg_id[:16]))
-        return RpcStatus.LATE if state == QueryState.TOMBSTONE else RpcStatus.UNKNOWN
+        if state == QueryState.TOMBSTONE:
+            return RpcStatus.LATE
+        # a retransmitted request outlives its first try's tombstone
+        given_up = self._given_up.get(msg_id)
+        return RpcStatus.LATE if given_up is not None and given_up[1] < 0 else RpcStatus.UNKNOWN
 
     def _expired(self, outcome: CoreOutcome) -> None:
-        msg_id = outcome.query_id.bytes + _PAD
+        query_bytes = outcome.query_id.bytes
+        msg_id = self._resent.pop(query_bytes, None) if self._resent else None
+        if msg_id is None:
+            msg_id = query_bytes + _PAD
         pending = self._pending.pop(msg_id)
+        retry = pending.retry
+        if retry is not None and self._retransmit(msg_id, pending, retry):
+            return
         # Remember what was asked, so a late answer still tells what the
         # peer speaks.
-        self._given_up[msg_id] = (pending.name, pending.sent)
+        sent = pending.sent if retry is None or retry.tries == 1 else _AMBIGUOUS
+        self._given_up[msg_id] = (pending.name, sent)
         if len(self._given_up) > _GIVEN_UP_KEPT:
             self._given_up.popitem(last=False)
         if self.on_timeout is not None:
             self.on_timeout(pending.address, pending.name, pending.sent)
         pending.deliver(False, None)
+
+    def _retransmit(self, msg_id: bytes, pending: _Pending, retry: _Retry) -> bool:
+        """Send the request again with the RTO doubled (False: no try or no
+        time left, the request gives up)."""
+        now = self._now()
+        timeout = min(2 * retry.rto, retry.deadline - now)
+        if retry.tries >= MAX_TRIES or timeout < _MIN_RETRY or self.send is None:
+            return False
+        if self.on_retransmit is not None:
+            self.on_retransmit(pending.address, pending.name, retry.last_sent)
+        query_id = self._core.register(timeout, 1, 1, now)
+        self._resent[query_id.bytes] = msg_id
+        self._pending[msg_id] = pending._replace(query_id=query_id)
+        retry.tries += 1
+        retry.rto = timeout
+        retry.last_sent = now
+        if self._timer.armed_until > now + timeout:
+            self._timer.arm(now + timeout)
+        self.send(retry.datagram, pending.address)
+        return True
 
     def close(self) -> None:
         """Give up every request now (each caller gets (False, None)); the
@@ -201,6 +288,7 @@ class RpcTable:
         now = self._now()
         given_up = list(self._pending.values())
         self._pending.clear()
+        self._resent.clear()
         for pending in given_up:
             self._core.cancel(pending.query_id, now)
         # Told last: a caller may open another request as it learns.
