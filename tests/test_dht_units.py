@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import sys
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -325,12 +327,13 @@ def test_plain_storage_caps_keys_and_keeps_what_it_held() -> None:
 
 
 def test_plain_storage_caps_bytes_and_keeps_what_it_held() -> None:
-    storage = PlainStorage(StoreLimits(bytes=10))
+    memory = PlainStorage._size(b"")  # what a value costs beyond its length
+    storage = PlainStorage(StoreLimits(bytes=2 * memory + 10))
     storage[b"a" * 20] = b"12345678"
-    with pytest.raises(StorageFull, match="10 bytes"):
+    with pytest.raises(StorageFull, match=f"{2 * memory + 10} bytes"):
         storage[b"b" * 20] = b"123"
-    with pytest.raises(StorageFull, match="10 bytes"):
-        storage[b"a" * 20] = b"12345678901"  # growing the held value too
+    with pytest.raises(StorageFull, match=f"{2 * memory + 10} bytes"):
+        storage[b"a" * 20] = b"x" * (memory + 11)  # growing the held value too
     assert storage.get(b"a" * 20) == b"12345678"
     assert storage.get(b"b" * 20) is None
     storage[b"b" * 20] = b"12"
@@ -371,6 +374,31 @@ def test_a_storage_given_to_a_node_is_the_one_it_uses_even_when_empty() -> None:
     storage = PlainStorage(StoreLimits(keys=1))
     assert not storage  # empty: falsy, which kademlia's Server mistook for "none given"
     assert DhtNode(storage=storage).storage is storage
+
+
+def test_record_store_counts_the_memory_records_take() -> None:
+    # The cap bounds real memory: what the store counts is within 25 % of
+    # what tracemalloc sees its records, keys and their objects take.
+    store = RecordStore(StoreLimits(keys=10**6, bytes=10**9))
+    items = [
+        (hashlib.sha1(str(index // per_key).encode()).digest(), Record.create(f"p{index}", data))
+        for per_key, data in ((1, b"x" * 8), (10, b"y" * 300))
+        for index in range(5_000)
+    ]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for key, record in items:
+            store.put(key, record, 0.0)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    own = sum(
+        sum(map(sys.getsizeof, (record, record.data, record.hash, record.publisher, record.name)))
+        for _, record in items
+    ) + sum(sys.getsizeof(key) for key in {key for key, _ in items})
+    real = grown + own
+    assert 0.8 <= store.bytes_used / real <= 1.25, (store.bytes_used, real)
 
 
 # ---------------------------------------------------------------- RTT
