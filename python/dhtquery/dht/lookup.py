@@ -151,6 +151,12 @@ class StreamingLookup:
         asked = self._asked
         closest = self._ranked[: self._ksize]
         fresh = [entry for entry in closest if entry[1].id not in asked] if asked else closest
+        protocol = self._protocol
+        if protocol.recently_failed:
+            # An address that failed lately (another id of it, say) is not
+            # asked again at once: it would cost this lookup another RTO.
+            failed_recently = protocol.failed_recently
+            fresh = [entry for entry in fresh if not failed_recently((entry[1].ip, entry[1].port))]
         if not fresh:
             if self._in_flight == 0:
                 reason = Reason.ADAPTIVE if self._failed_by_rto else Reason.ALL_PEERS
