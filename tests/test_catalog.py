@@ -151,3 +151,35 @@ def test_the_cap_is_checked() -> None:
     for bad in (0, -1, 1.5, True, "10"):
         with pytest.raises(InvalidArgumentError, match="max_packages"):
             Catalog(bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([f"r{i}" for i in range(15)]),
+            st.sampled_from(["1.0.0", "1.1.0", "2.0.0", "1.0.0+b"]),
+            st.booleans(),
+        ),
+        max_size=60,
+    )
+)
+def test_the_digest_follows_every_change(steps: list[tuple[str, str, bool]]) -> None:
+    """After any adds, replacements and evictions, the digest is the one a
+    catalog built afresh from the same entries has, and every entry is found
+    by its hash."""
+    catalog = Catalog(8)
+    pinned: set[str] = set()
+    for name, version, pin in steps:
+        pin = pin and len(pinned) < 4
+        if pin:
+            pinned.add(name)
+        catalog.add(package(name, version), pin=pin)
+    assert len(catalog) <= 8
+    assert pinned <= {p.id.name for p in catalog}
+    fresh = Catalog()
+    for item in catalog:
+        fresh.add(item)
+        assert catalog.by_hash(entry_hash(item)) is item
+    assert fresh.root == catalog.root
+    assert fresh.bucket_digests() == catalog.bucket_digests()
