@@ -74,3 +74,17 @@ def test_a_stopped_node_is_no_longer_listening() -> None:
         return before, node.listening
 
     assert asyncio.run(scenario()) == (True, False)
+
+
+def test_a_node_calls_its_stop_callbacks_once_each_even_if_one_fails() -> None:
+    node = dhtquery.DhtNode()
+    called: list[str] = []
+
+    def broken() -> None:
+        called.append("broken")
+        raise RuntimeError("a layer's bug")
+
+    node.on_stop(broken)
+    node.on_stop(lambda: called.append("second"))
+    node.stop()
+    assert called == ["broken", "second"]

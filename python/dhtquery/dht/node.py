@@ -14,7 +14,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -109,6 +109,7 @@ class DhtNode(Server):  # type: ignore[misc]
         self.reputation = Reputation()
         #: while bootstrap() retries: when it gives up
         self._bootstrap_deadline: float | None = None
+        self._on_stop: list[Callable[[], object]] = []
 
     def _create_protocol(self) -> Any:
         protocol_class: Any = self.protocol_class
@@ -159,7 +160,17 @@ class DhtNode(Server):  # type: ignore[misc]
             return []
         return [(host, port) for _, host, port in self.database.contacts()]
 
+    def on_stop(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` when the node stops, before its socket closes
+        (a layer above ends its timers and tasks there)."""
+        self._on_stop.append(callback)
+
     def stop(self) -> None:
+        for callback in self._on_stop:
+            try:
+                callback()
+            except Exception:  # one layer's bug must not keep the node up
+                log.exception("dhtquery: error in a stop callback")
         if self.database is not None:
             contacts = [(node.id, node.ip, node.port) for node in self.peers()]
             if contacts:

@@ -28,7 +28,7 @@ import asyncio
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
 from ..dht import DhtNode, Gossip, RecordError, RpcSpec
@@ -99,7 +99,7 @@ class P2PRegistry:
         self.anti_entropy = AntiEntropy(
             node, self.catalog, self._reconciled, period=anti_entropy_period
         )
-        _stop_with(node, self.anti_entropy.stop)
+        node.on_stop(self.anti_entropy.stop)
         self.anti_entropy.start()
 
     def close(self) -> None:
@@ -327,18 +327,6 @@ class P2PRegistry:
             ):
                 best = package
         return best
-
-
-def _stop_with(node: DhtNode, callback: Callable[[], object]) -> None:
-    """Call ``callback`` when ``node`` stops. (DhtNode has no stop hook: its
-    ``stop`` is wrapped on this instance.)"""
-    stop = node.stop
-
-    def stop_then() -> None:
-        callback()
-        stop()
-
-    node.stop = stop_then  # type: ignore[method-assign]
 
 
 def _key(package: Package) -> str:
