@@ -9,6 +9,9 @@ PYTHON=${PYTHON:-python3}
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# simulated hosts drop datagrams with nftables (tests/test_testing_hosts.py)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then command -v nft >/dev/null || apt-get install -y -q nftables || echo "nftables not installed: the loss tests will skip"; fi
+
 step "virtualenv $VENV"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"

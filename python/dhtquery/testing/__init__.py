@@ -1,6 +1,7 @@
 """Tools for running dhtquery without a real network's setup: a clock moved
-by hand, a local network of nodes (in this process or in worker processes),
-a catalog generator and the event-loop factory. The demo, the benchmarks and
+by hand, a local network of nodes (in this process or in worker processes,
+optionally on simulated hosts: network namespaces with delay and loss), a
+catalog generator and the event-loop factory. The demo, the benchmarks and
 the tests all use these."""
 
 from .catalog import (
@@ -11,6 +12,7 @@ from .catalog import (
     generate_catalog,
 )
 from .clock import FakeClock
+from .hosts import HostNetwork, HostNetworkError, Link, LinkTransport, namespaces_permitted
 from .loops import LOOPS, LoopName, loop_factory
 from .network import (
     HOST,
@@ -31,7 +33,11 @@ __all__ = [
     "Address",
     "CatalogStyle",
     "FakeClock",
+    "HostNetwork",
+    "HostNetworkError",
     "JoinStrategy",
+    "Link",
+    "LinkTransport",
     "LocalNetwork",
     "LoopName",
     "Worker",
@@ -39,4 +45,5 @@ __all__ = [
     "forget_all_but",
     "generate_catalog",
     "loop_factory",
+    "namespaces_permitted",
 ]

@@ -1,16 +1,22 @@
 """A worker process of a LocalNetwork: ``python -m dhtquery.testing._worker
-SPEC`` runs ``SPEC["nodes"]`` DhtNodes on 127.0.0.1 under the loop and core
-it names, and is driven by JSON lines.
+SPEC`` runs ``SPEC["nodes"]`` DhtNodes (and ``SPEC["stock"]`` stock kademlia
+peers) on ``SPEC["bind"]`` (default 127.0.0.1) under the loop and core it
+names, each sending through ``SPEC["link"]`` (a :class:`~.hosts.Link`: delay,
+jitter, injected loss) when given, and is driven by JSON lines.
 
 Its first line on stdout: ``{"event": "ready", "pid": ..., "addresses":
-[[host, port], ...]}`` (the nodes listen, and have not joined anything).
+[[host, port], ...], "stock": [[host, port], ...]}`` (the nodes listen, and
+have not joined anything).
 Then one request a line on stdin, ``{"id": n, "cmd": name, "args": {...}}``,
 answered in order by one line, ``{"id": n, "ok": true, "result": ...}`` or
 ``{"id": n, "ok": false, "error": "..."}``. Commands:
 
 ``join`` {addresses, strategy}
-    bootstrap the nodes into the whole network (``LocalNetwork.join_into``);
-    result: the seconds it took.
+    bootstrap the nodes (stock peers too) into the whole network
+    (``LocalNetwork.join_into``); result: the seconds it took.
+``link`` {addresses: [[ip, port, host], ...]}: which address is on which host.
+``loss`` {fraction}: the link's injected loss from now on.
+``counters``: the link's datagrams sent (requests, responses, dropped).
 ``call`` {hook, params}
     ``await module.function(network, **params)`` for ``hook`` =
     ``"module:function"``, ``network`` this worker's LocalNetwork; result:
@@ -43,8 +49,9 @@ from typing import Any, TextIO
 
 from ..errors import InvalidArgumentError
 from ..query import QueryConfig
+from .hosts import Link
 from .loops import loop_factory
-from .network import Address, LocalNetwork, forget_all_but
+from .network import HOST, Address, LocalNetwork, forget_all_but
 
 
 def import_path(path: str) -> Any:
@@ -67,6 +74,17 @@ async def _handle(net: LocalNetwork, command: str, args: dict[str, Any]) -> Any:
         return await result if inspect.isawaitable(result) else result
     if command == "forget_strangers":
         return forget_all_but(net.nodes, {(host, port) for host, port in args["members"]})
+    if command in ("link", "loss", "counters"):
+        link = net.link
+        if link is None:
+            raise InvalidArgumentError(f"{command}: this worker has no link")
+        if command == "link":
+            link.host_by_address = {(ip, port): host for ip, port, host in args["addresses"]}
+            return len(link.host_by_address)
+        if command == "loss":
+            link.loss = float(args["fraction"])
+            return link.loss
+        return link.counters()
     if command == "stats":
         return net.stats()
     if command == "idle":
@@ -104,9 +122,14 @@ async def serve(spec: dict[str, Any], out: TextIO) -> None:
         node_class=import_path(spec["node_class"]),
         ksize=spec["ksize"],
         alpha=spec["alpha"],
+        stock=spec.get("stock", 0),
+        host=spec.get("bind", HOST),
+        link=Link.from_spec(spec["link"]) if spec.get("link") else None,
     )
     async with network as net:
-        write({"event": "ready", "pid": os.getpid(), "addresses": net.addresses})
+        nodes = [node.address for node in net.nodes]
+        stock = [address for address in net.addresses if address not in nodes]
+        write({"event": "ready", "pid": os.getpid(), "addresses": nodes, "stock": stock})
         threading.Thread(target=read, daemon=True).start()
         deadline = loop.time() + float(spec.get("max_seconds", 3600.0))
         while True:

@@ -22,9 +22,17 @@ in worker processes (``processes=N``)
     :meth:`LocalNetwork.add` adds nodes in this process, bootstrapped into
     the whole network.
 
+on simulated hosts (``processes=N, hosts=H``)
+    the workers are spread over H hosts (:mod:`dhtquery.testing.hosts`): a
+    network namespace each where permitted (``ip netns exec``), with their
+    own addresses, delay, jitter and loss; stock peers (``stock=``) are then
+    spread over the workers too, and everything that talks to the nodes runs
+    in the workers (:meth:`LocalNetwork.call`), as this process cannot reach
+    them. :meth:`LocalNetwork.kill_worker` kills a worker abruptly (churn).
+
 The split between *where a node runs* (:class:`Worker`, reached through
 ``argv`` and pipes) and *what the network is* (:class:`LocalNetwork`) is the
-seam a later host kind (a network namespace) plugs into.
+seam the hosts plug into.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -50,6 +59,7 @@ from ..dht import DhtNode
 from ..errors import DhtQueryError, InvalidArgumentError
 from ..query import QueryConfig, QueryManager, new_core
 from ..registry import P2PRegistry
+from .hosts import HostNetwork, Link
 from .loops import LOOPS
 
 __all__ = [
@@ -85,12 +95,27 @@ class Worker:
     """One worker process and its line protocol (blocking calls; see
     ``dhtquery.testing._worker`` for the commands)."""
 
-    def __init__(self, spec: Mapping[str, Any], *, ready_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        spec: Mapping[str, Any],
+        *,
+        ready_timeout: float = 120.0,
+        argv_prefix: Sequence[str] = (),
+    ) -> None:
         env = dict(os.environ)
         # the worker imports this very dhtquery, installed or not
         source = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
-        self.argv = [sys.executable, "-m", "dhtquery.testing._worker", json.dumps(dict(spec))]
+        #: set by :meth:`kill`: the worker is gone, its nodes with it
+        self.killed = False
+        # ``ip netns exec`` execs the command: the pid stays the worker's
+        self.argv = [
+            *argv_prefix,
+            sys.executable,
+            "-m",
+            "dhtquery.testing._worker",
+            json.dumps(dict(spec)),
+        ]
         self.process = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
@@ -104,10 +129,21 @@ class Worker:
             self.close()
             raise
         self.addresses: list[Address] = [(host, port) for host, port in ready["addresses"]]
+        self.stock_addresses: list[Address] = [
+            (host, port) for host, port in ready.get("stock", [])
+        ]
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: its nodes vanish without a word, as a crashed host's do."""
+        self.killed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10.0)
 
     def _read(self) -> None:
         stdout = self.process.stdout
@@ -186,9 +222,14 @@ class LocalNetwork:
         ksize: int = 20,
         alpha: int = 3,
         ready_timeout: float = 120.0,
+        hosts: HostNetwork | int | None = None,
+        host: str = HOST,
+        link: Link | None = None,
     ) -> None:
         if nodes < 0 or stock < 0 or processes < 0:
             raise InvalidArgumentError("nodes, stock and processes must be >= 0")
+        if hosts is not None and not processes:
+            raise InvalidArgumentError("hosts need worker processes (processes >= 1)")
         if loop not in LOOPS:
             raise InvalidArgumentError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
         if processes > max(nodes, 1):
@@ -209,6 +250,13 @@ class LocalNetwork:
         self.registries: list[P2PRegistry] = []
         self.stock_nodes: list[Server] = []
         self.workers: list[Worker] = []
+        #: the simulated hosts the workers run on (None: all on loopback)
+        self.hosts = HostNetwork(hosts) if isinstance(hosts, int) else hosts
+        self._owns_hosts = isinstance(hosts, int)
+        #: the address this process's nodes bind to (a worker's: its host's)
+        self.host = host
+        #: the userspace link this process's nodes send through (in a worker)
+        self.link = link
 
     # -- the whole network -----------------------------------------------
 
@@ -217,14 +265,37 @@ class LocalNetwork:
         """Every node's address: the workers' nodes, then this process's
         (DhtNodes, then stock peers)."""
         return [
-            *(address for worker in self.workers for address in worker.addresses),
+            *(address for w in self.workers if not w.killed for address in w.addresses),
             *(node.address for node in self.nodes if node.listening),
             *(_address_of(node) for node in self.stock_nodes if node.transport is not None),
         ]
 
     @property
+    def stock_addresses(self) -> list[Address]:
+        """The workers' stock kademlia peers (when they hold some)."""
+        return [a for w in self.workers if not w.killed for a in w.stock_addresses]
+
+    @property
     def worker_pids(self) -> list[int]:
         return [worker.pid for worker in self.workers]
+
+    def worker_host(self, index: int) -> int:
+        """The host worker ``index`` runs on (0 without hosts)."""
+        return index % self.hosts.count if self.hosts is not None else 0
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL worker ``index``: its nodes disappear without a goodbye.
+        It is left out of ``addresses`` and ``call`` from then on."""
+        self.workers[index].kill()
+
+    def live_workers(self) -> list[int]:
+        return [i for i, worker in enumerate(self.workers) if not worker.killed]
+
+    def set_link_loss(self, fraction: float) -> None:
+        """Loss injected in every live worker's link (see
+        :meth:`HostNetwork.set_loss`, which calls this when it must)."""
+        for index in self.live_workers():
+            self.workers[index].request("loss", fraction=fraction)
 
     async def __aenter__(self) -> LocalNetwork:
         try:
@@ -236,7 +307,8 @@ class LocalNetwork:
                 if self.join is not None:
                     await self.join_into(self.addresses, self.join)
             first = self.addresses[:1]
-            for _ in range(self.stock_count):
+            # (with hosts the stock peers live in the workers)
+            for _ in range(self.stock_count if self.hosts is None else 0):
                 await self.add_stock(bootstrap=first)
         except BaseException:
             await self.aclose()
@@ -250,7 +322,7 @@ class LocalNetwork:
 
     def __enter__(self) -> LocalNetwork:
         """Workers only: a network that outlives any one event loop."""
-        if not self.processes or self.stock_count:
+        if not self.processes or (self.stock_count and self.hosts is None):
             raise InvalidArgumentError("a LocalNetwork used with 'with' runs every node in workers")
         try:
             self._start_workers()
@@ -273,8 +345,12 @@ class LocalNetwork:
 
     def close_workers(self) -> None:
         workers, self.workers = self.workers, []
-        for worker in workers:
-            worker.close()
+        try:
+            for worker in workers:
+                worker.close()
+        finally:
+            if self.hosts is not None and self._owns_hosts:
+                self.hosts.close()
 
     async def aclose(self) -> None:
         try:
@@ -312,7 +388,9 @@ class LocalNetwork:
         node = self.new_node(node_class, **kwargs)
         first = self.addresses[:1]
         self.nodes.append(node)
-        await node.listen(0, HOST)
+        await node.listen(0, self.host)
+        if self.link is not None:
+            self.link.attach(node)
         targets = list(bootstrap) if bootstrap is not None else first
         if join and targets:
             await node.bootstrap(targets)
@@ -324,15 +402,25 @@ class LocalNetwork:
         """A stock kademlia ``Server`` peer, listening on 127.0.0.1."""
         server = Server(**kwargs)
         self.stock_nodes.append(server)
-        await server.listen(0, HOST)
+        await server.listen(0, self.host)
+        if self.link is not None:
+            self.link.attach(server)
         if bootstrap:
             await server.bootstrap(list(bootstrap))
         return server
 
     async def join_into(self, addresses: Sequence[Address], strategy: JoinStrategy) -> None:
-        """Bootstrap this process's DhtNodes into ``addresses``."""
+        """Bootstrap this process's DhtNodes (and stock peers) into
+        ``addresses``."""
         if not addresses:
             return
+        if self.stock_nodes:
+            await asyncio.gather(
+                *(
+                    server.bootstrap([a for a in addresses if a != _address_of(server)])
+                    for server in self.stock_nodes
+                )
+            )
         first = list(addresses[:1])
         others = [node for node in self.nodes if node.address != first[0]]
         if strategy == "first":
@@ -393,10 +481,15 @@ class LocalNetwork:
 
     def _start_workers(self) -> None:
         started = time.perf_counter()
+        if self.hosts is not None:
+            self.hosts.start()
         base, extra = divmod(self.count, self.processes)
+        stock_base, stock_extra = divmod(self.stock_count if self.hosts else 0, self.processes)
+        specs = []
         for index in range(self.processes):
-            spec = {
+            spec: dict[str, Any] = {
                 "nodes": base + (index < extra),
+                "stock": stock_base + (index < stock_extra),
                 "core": self.core,
                 "loop": self.loop,
                 "registries": self.with_registries,
@@ -405,9 +498,24 @@ class LocalNetwork:
                 "alpha": self.alpha,
                 "timeout": self.config.default_timeout if self.config else None,
             }
-            self.workers.append(Worker(spec, ready_timeout=self.ready_timeout))
+            if self.hosts is not None:
+                host = self.worker_host(index)
+                spec["bind"] = self.hosts.address(host)
+                spec["link"] = self.hosts.link_spec(host)
+            specs.append(spec)
+        self._spawn(specs)
+        if self.hosts is not None:
+            # hosts sharing 127.0.0.1 are told apart by port: every link
+            # learns which address lives on which host
+            table = [
+                [ip, port, self.worker_host(index)]
+                for index, worker in enumerate(self.workers)
+                for ip, port in [*worker.addresses, *worker.stock_addresses]
+            ]
+            for worker in self.workers:
+                worker.request("link", addresses=table)
         if self.join is not None:
-            addresses = [list(a) for a in self.addresses]
+            addresses = [list(a) for a in [*self.addresses, *self.stock_addresses]]
             # the first worker holds the first node: it joins before the rest
             self.workers[0].request(
                 "join", self.ready_timeout, addresses=addresses, strategy=self.join
@@ -426,17 +534,70 @@ class LocalNetwork:
                 thread.join()
         self.setup_seconds = time.perf_counter() - started
 
+    def _spawn(self, specs: Sequence[dict[str, Any]]) -> None:
+        """Start one worker per spec, side by side (each takes a second or
+        so to import); all or none: a failure closes those that started."""
+        started: list[Worker | None] = [None] * len(specs)
+        errors: list[BaseException] = []
+
+        def start(index: int) -> None:
+            prefix = self.hosts.exec_prefix(self.worker_host(index)) if self.hosts else []
+            try:
+                started[index] = Worker(
+                    specs[index], ready_timeout=self.ready_timeout, argv_prefix=prefix
+                )
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(i,)) for i in range(len(specs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.workers.extend(worker for worker in started if worker is not None)
+        if errors:
+            raise errors[0]
+
     async def command(self, worker: int, command: str, **args: Any) -> Any:
         """``command`` on worker ``worker`` without blocking this loop (this
         process's nodes go on answering meanwhile)."""
         return await asyncio.to_thread(self.workers[worker].request, command, **args)
 
-    def call(self, hook: str, timeout: float = 1800.0, **params: Any) -> list[Any]:
+    def call(
+        self,
+        hook: str,
+        timeout: float = 1800.0,
+        *,
+        workers: Sequence[int] | None = None,
+        **params: Any,
+    ) -> list[Any]:
         """Run ``await module.function(network, **params)`` (``hook`` is
-        ``"module:function"``) in every worker, on the worker's own
-        LocalNetwork; their results, in worker order. Blocking: for a caller
-        with no node of its own in this process."""
-        return [w.request("call", timeout, hook=hook, params=params) for w in self.workers]
+        ``"module:function"``) in every live worker (or those of index in
+        ``workers``), on the worker's own LocalNetwork, all at once; their
+        results, in worker order. Blocking: for a caller with no node of its
+        own in this process."""
+        chosen = self.live_workers() if workers is None else list(workers)
+        results: list[Any] = [None] * len(chosen)
+        errors: list[BaseException] = []
+
+        def one(slot: int, index: int) -> None:
+            try:
+                results[slot] = self.workers[index].request(
+                    "call", timeout, hook=hook, params=params
+                )
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=one, args=(slot, index)) for slot, index in enumerate(chosen)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return results
 
     def cpu_seconds(self) -> float | None:
         """CPU time the workers used so far; None where /proc is not there."""
