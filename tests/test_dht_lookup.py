@@ -15,9 +15,9 @@ from kademlia.node import Node
 from kademlia.utils import digest
 
 from dhtquery import QueryConfig, QueryOutcome, QueryResult
-from dhtquery.dht import DhtNode, Record
+from dhtquery.dht import DhtNode, LookupStats, Record
 
-from .dht_helpers import dht_network, eventually, run_paired
+from .dht_helpers import Nodes, dht_network, eventually, open_nodes, run_paired
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -217,3 +217,68 @@ def test_finished_lookups_are_freed_without_the_cyclic_gc(backend: str, run: Run
                 gc.enable()
 
     run(scenario())
+
+
+def _contact(node: DhtNode) -> Node:
+    host, port = node.address
+    return Node(node.node.id, host, port)
+
+
+def test_lookup_stats_count_requests_and_hops_along_a_chain(backend: str, run: Run) -> None:
+    """The querier knows only A, A knows only B, B holds the record: the
+    lookup asks A (depth 1), learns B from A's answer (depth 2), and B's
+    answer completes it: 2 requests, 2 hops. A key nobody holds ends with
+    the deepest answer's depth. ``lookup_stats`` is None until the end."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            querier, a, b = await nodes.dht(), await nodes.dht(), await nodes.dht()
+            querier.protocol.router.add_contact(_contact(a))  # type: ignore[union-attr]
+            a.protocol.router.add_contact(_contact(b))  # type: ignore[union-attr]
+            record = Record.create("publisher", b"held by b alone")
+            b.records.put(digest("chain"), record, b.clock.now())
+
+            handle = querier.get_all("chain", quorum=1, timeout=5.0)
+            assert handle.lookup_stats is None
+            outcome = await handle
+            stats = handle.lookup_stats
+            assert outcome.items == [record]
+            assert stats == LookupStats(
+                requests=2, retransmissions=0, hops=2, peers_answered=2, peers_failed=0
+            )
+
+            # (the querier may know B by now: another one that knows only A)
+            other = await nodes.dht()
+            other.protocol.router.add_contact(_contact(a))  # type: ignore[union-attr]
+            missing = other.get_all("nobody holds this", quorum=1, timeout=5.0)
+            assert (await missing).items == []
+            stats = missing.lookup_stats
+            assert stats is not None
+            # A, then B and the first querier (which A knows by now), learned
+            # from A's answer: all three answered with contacts only
+            assert (stats.requests, stats.hops, stats.peers_answered) == (3, 2, 3)
+            assert net_errors(nodes) == []
+
+    run(scenario())
+
+
+def test_lookup_stats_of_a_lookup_the_local_records_complete(backend: str, run: Run) -> None:
+    """Records held here meet the quorum: nobody is asked, 0 hops."""
+
+    async def scenario() -> None:
+        async with dht_network(backend, 3) as net:
+            node = net.dht_nodes[1]
+            record = Record.create("publisher", b"held here")
+            node.records.put(digest("local"), record, node.clock.now())
+            handle = node.get_all("local", quorum=1)
+            outcome = await handle
+            assert outcome.items == [record]
+            assert handle.lookup_stats == LookupStats(
+                requests=0, retransmissions=0, hops=0, peers_answered=0, peers_failed=0
+            )
+
+    run(scenario())
+
+
+def net_errors(nodes: Nodes) -> list[dict[str, Any]]:
+    return nodes.loop_errors

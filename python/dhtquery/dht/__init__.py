@@ -4,6 +4,7 @@ gossip overlay. It knows nothing of packages."""
 
 from ..errors import RecordError, StorageFull, WireError
 from .gossip import Gossip
+from .lookup import LookupHandle, LookupStats
 from .node import DhtNode
 from .protocol import STOCK_RPCS, DhtProtocol, RpcSpec
 from .records import MAX_DATA, Record
@@ -18,6 +19,8 @@ __all__ = [
     "DhtNode",
     "DhtProtocol",
     "Gossip",
+    "LookupHandle",
+    "LookupStats",
     "PeerStats",
     "Record",
     "RecordError",

@@ -10,11 +10,17 @@ after their RTO), or at the deadline (``timeout``).
 
 Peers are asked closest first; among peers equally close (the same XOR
 distance bucket) the best-scored first.
+
+Each lookup counts what it cost (``LookupHandle.lookup_stats``, a
+:class:`LookupStats`): requests sent, retransmissions, hops, peers that
+answered and peers that failed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kademlia.node import Node
@@ -26,9 +32,76 @@ from .rpc_table import BAD_RESPONSE
 from .wire import pack_request
 
 if TYPE_CHECKING:
+    from ..query import QueryId
     from .protocol import DhtProtocol
 
-__all__ = ["StreamingLookup"]
+__all__ = ["LookupHandle", "LookupStats", "StreamingLookup"]
+
+
+@dataclass(frozen=True, slots=True)
+class LookupStats:
+    """What one ``get_all`` lookup cost, counted until it ended.
+
+    - ``requests``: requests sent (first sends; a peer asked again in the
+      form a stock peer understands counts twice);
+    - ``retransmissions``: copies of those requests sent again because one
+      went unanswered within its RTO (RFC 6298), counted apart;
+    - ``hops``: request rounds on the critical path. A contact from this
+      node's routing table is at depth 1, one learned from an answer at
+      depth d is at depth d + 1; ``hops`` is the depth of the answer that
+      completed the lookup (quorum or ``max_results`` reached), else the
+      deepest answer it had (0: no peer answered; records held here alone
+      completed it, or nobody could be asked);
+    - ``peers_answered``: peers whose answer was read (of the right shape);
+    - ``peers_failed``: peers that did not answer (after the request's
+      retransmissions) or answered garbage, and those still silent past
+      their RTO when the lookup ended without them.
+    """
+
+    requests: int
+    retransmissions: int
+    hops: int
+    peers_answered: int
+    peers_failed: int
+
+
+class LookupHandle(QueryHandle):
+    """The :class:`~dhtquery.query.QueryHandle` of a ``DhtNode.get_all``
+    lookup: awaitable and iterable as any handle, and ``lookup_stats`` once
+    the lookup has ended."""
+
+    # The counts live on the handle itself (the lookup writes them): a
+    # lookup referencing its handle and the handle its lookup would make
+    # every lookup a reference cycle, freed only by the cyclic GC.
+    __slots__ = ("_answered", "_failed", "_final_depth", "_max_depth", "_requests", "_resent")
+
+    def __init__(
+        self, owner: QueryManager, query_id: QueryId, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(owner, query_id, loop)
+        self._requests = 0
+        self._resent = 0
+        self._answered = 0
+        self._failed = 0
+        self._max_depth = 0
+        #: depth of the answer that completed the lookup (-1: none did)
+        self._final_depth = -1
+
+    @property
+    def lookup_stats(self) -> LookupStats | None:
+        """The lookup's :class:`LookupStats` once it has ended (None while
+        it runs). Nothing that happens after the end (a late answer, a
+        retransmission of a request still out) is counted."""
+        if not self.done():
+            return None
+        final = self._final_depth
+        return LookupStats(
+            requests=self._requests,
+            retransmissions=self._resent,
+            hops=final if final >= 0 else self._max_depth,
+            peers_answered=self._answered,
+            peers_failed=self._failed,
+        )
 
 
 class StreamingLookup:
@@ -36,6 +109,7 @@ class StreamingLookup:
         "_alpha",
         "_asked",
         "_bodies",
+        "_depth",
         "_ended",
         "_failed_by_rto",
         "_handle",
@@ -56,7 +130,7 @@ class StreamingLookup:
         self,
         protocol: DhtProtocol,
         manager: QueryManager,
-        handle: QueryHandle,
+        handle: LookupHandle,
         key: bytes,
         *,
         alpha: int,
@@ -87,6 +161,9 @@ class StreamingLookup:
         #: first ksize of them are "the k closest"
         self._ranked: list[tuple[int, Node]] = []
         self._asked: set[bytes] = set()
+        #: node id -> depth of a contact learned from an answer (absent:
+        #: from the routing table, depth 1)
+        self._depth: dict[bytes, int] = {}
         self._in_flight = 0
         self._holders = 0
         self._failed_by_rto = False
@@ -100,6 +177,7 @@ class StreamingLookup:
         if self._ended():
             return
         if self._holders >= self._quorum:
+            self._handle._final_depth = 0
             self._manager.finish(self._handle.id, Reason.ALL_PEERS)
             return
         target = self._target
@@ -112,9 +190,11 @@ class StreamingLookup:
 
     # -- choosing whom to ask -----------------------------------------
 
-    def _learn(self, contacts: list[Any]) -> None:
-        """Add the contacts of an answer not yet known as candidates."""
+    def _learn(self, contacts: list[Any], depth: int) -> None:
+        """Add the contacts of an answer not yet known as candidates, at
+        ``depth``."""
         asked = self._asked
+        depths = self._depth
         known = {node.id for _, node in self._ranked}
         known.add(self._protocol.source_node.id)
         ranked = self._ranked
@@ -129,6 +209,7 @@ class StreamingLookup:
                     # failed lately: others' stale answers do not bring it back
                     continue
                 node = Node(contact_id, host, port)
+                depths[contact_id] = depth
                 bisect.insort(ranked, (node.long_id ^ target, node))
 
     def _drop(self, node: Node) -> None:
@@ -198,6 +279,7 @@ class StreamingLookup:
         address = (node.ip, node.port)
         self._asked.add(node.id)
         self._in_flight += 1
+        self._handle._requests += 1
         name = "find_value" if protocol.extensions.get(address) is False else "find_values"
         body = self._bodies.get(name)
         if body is None:
@@ -215,19 +297,23 @@ class StreamingLookup:
                 # Malformed (the protocol counted it as bad_response): the
                 # peer failed, though not by its RTO.
                 self._drop(node)
-                self._peer_finished(self._handle.id, address, False)
+                self._failed(address)
             elif name == "find_values" and self._protocol.extensions.get(address) is False:
                 # A stock peer: ask it again the way it understands.
                 self._asked.discard(node.id)
             else:
                 self._failed_by_rto = self._failed_by_rto or self._rpc_timeout is None
                 self._drop(node)
-                self._peer_finished(self._handle.id, address, False)
+                self._failed(address)
             self._fill()
             return
         if self._ended():
             return
         handle = self._handle
+        depth = self._depth.get(node.id, 1) if self._depth else 1
+        if depth > handle._max_depth:
+            handle._max_depth = depth
+        handle._answered += 1
         if type(value) is dict and name == "find_values":
             # the common answer, read inline
             records = self._records(value, address)
@@ -235,16 +321,27 @@ class StreamingLookup:
         else:
             records, contacts = self._read(name, value, address)
         if contacts:
-            self._learn(contacts)
+            self._learn(contacts, depth + 1)
         if records:
             self._holders += 1
             self._protocol.reputation.provided(address, len(records))
             self._manager.submit_many(handle.id, address, records)
         self._peer_finished(handle.id, address, True)
-        if self._holders >= self._quorum and not self._ended():
+        if self._ended():  # max_results reached by this answer's records
+            handle._final_depth = depth
+            return
+        if self._holders >= self._quorum:
+            handle._final_depth = depth
             self._manager.finish(handle.id, Reason.ALL_PEERS)
             return
         self._fill()
+
+    def _failed(self, address: Any) -> None:
+        """A peer failed this lookup (told to the query as peers_failed)."""
+        if self._ended():
+            return
+        self._handle._failed += 1
+        self._peer_finished(self._handle.id, address, False)
 
     def _read(
         self, name: str, value: Any, address: Any

@@ -30,8 +30,8 @@ from ..errors import (
     StorageFull,
     UnsupportedError,
 )
-from ..query import Clock, QueryConfig, QueryHandle, QueryManager
-from .lookup import StreamingLookup
+from ..query import Clock, QueryConfig, QueryManager
+from .lookup import LookupHandle, StreamingLookup
 from .persist import DATABASE_NAME, NodeDatabase
 from .protocol import DhtProtocol, RpcSpec
 from .records import Record
@@ -381,11 +381,13 @@ class DhtNode(Server):  # type: ignore[misc]
         max_results: int | None = None,
         timeout: float | None = None,
         quorum: int | None = None,
-    ) -> QueryHandle:
+    ) -> LookupHandle:
         """Look up every record stored under ``key``. Await the handle for the
         QueryOutcome (items are :class:`Record`), or ``async for`` the
         records as they arrive. ``quorum`` (default: the config's
-        ``fan_out``) holders answering with their records end the lookup."""
+        ``fan_out``) holders answering with their records end the lookup.
+        Once it has ended, ``handle.lookup_stats`` tells what it cost
+        (:class:`LookupStats`: requests, retransmissions, hops)."""
         protocol = self._protocol()
         quorum = self.config.fan_out if quorum is None else quorum
         if isinstance(quorum, bool) or not isinstance(quorum, int):
@@ -394,7 +396,9 @@ class DhtNode(Server):  # type: ignore[misc]
             raise InvalidArgumentError(f"quorum must be >= 1, got {quorum!r}")
         dkey = digest(_check_key(key))
         timeout = self.config.default_timeout if timeout is None else timeout
-        handle = self.queries.start(expected_peers=0, timeout=timeout, max_results=max_results)
+        handle = self.queries.start_as(
+            LookupHandle, expected_peers=0, timeout=timeout, max_results=max_results
+        )
         lookup = StreamingLookup(
             protocol,
             self.queries,

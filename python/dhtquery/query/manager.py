@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidArgumentTypeError, ManagerClosedError, NoRunningLoopError
 from .backend import backend_of, new_core
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["QueryManager"]
 
 _NEW, _COMPLETED = SubmitStatus.NEW, SubmitStatus.COMPLETED
+HandleT = TypeVar("HandleT", bound=QueryHandle)
 
 
 class QueryManager:
@@ -102,6 +103,22 @@ class QueryManager:
         config: ``timeout=default_timeout``, ``max_results``, and
         ``expected_peers=fan_out`` (0 means: the caller ends it, or the
         deadline does)."""
+        return self.start_as(
+            QueryHandle, expected_peers=expected_peers, timeout=timeout, max_results=max_results
+        )
+
+    def start_as(
+        self,
+        handle_type: type[HandleT],
+        *,
+        expected_peers: int | None = None,
+        timeout: float | None = None,
+        max_results: int | None = None,
+    ) -> HandleT:
+        """``start``, with a handle of ``handle_type`` (a subclass of
+        :class:`QueryHandle` made as ``handle_type(manager, query_id,
+        loop)``), for a layer above that tells more about its queries (the
+        DHT's lookups their request counts)."""
         loop = self._bind_loop()
         config = self.config
         if timeout is None:
@@ -113,7 +130,7 @@ class QueryManager:
             config.fan_out if expected_peers is None else expected_peers,
             now,
         )
-        handle = QueryHandle(self, query_id, loop)
+        handle = handle_type(self, query_id, loop)
         self._handles[query_id] = handle
         self._timer.arm(now + timeout)
         return handle
