@@ -165,8 +165,9 @@ def test_thousand_concurrent_lookups(backend: str, adaptive: bool) -> None:
                 key = f"key {index}"
                 assert await node.put(key, f"value {index}".encode()) >= 1
                 expected[key] = Record.create(node.publisher, f"value {index}".encode())
-            # a client that joins after the puts holds none of them
-            client = await net.dht(bootstrap=[net.dht_nodes[0].address], config=config)
+            # a client that joins after the puts holds none of them (in
+            # client mode: a node that joins closer to a key is handed it)
+            client = await net.dht(bootstrap=[net.dht_nodes[0].address], config=config, client=True)
             assert len(client.records) == 0
 
             keys = [f"key {index % 50}" for index in range(1000)]

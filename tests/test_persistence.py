@@ -1,7 +1,8 @@
 """A node with a data directory keeps its id, the records and plain values
-it holds and its contacts in SQLite, and has them again after a restart
-(TTLs honoured); a process killed with SIGKILL mid-burst leaves a file that
-opens and holds every record whose put had returned."""
+it holds, what it published, its contacts and its registry's catalog in
+SQLite, and has them again after a restart (TTLs and caps honoured); a
+process killed with SIGKILL mid-burst leaves a file that opens and holds
+every record (and catalog entry) whose put (publish) had returned."""
 
 from __future__ import annotations
 
@@ -14,12 +15,17 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kademlia.utils import digest
 
 from dhtquery import DhtNode, QueryManager, new_core
 from dhtquery.dht import Record, StoreLimits
 from dhtquery.dht.persist import DATABASE_NAME, NodeDatabase
-from dhtquery.testing import FakeClock
+from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
+from dhtquery.registry import P2PRegistry, Package, PackageId, Query
+from dhtquery.registry.service import CATALOG_TABLE
+from dhtquery.testing import HOST, FakeClock
+from tests.dht_helpers import eventually, open_nodes, run_paired
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,3 +183,165 @@ def test_ephemeral_and_a_data_directory_exclude_each_other(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "--ephemeral and --data-dir: choose one" in result.stderr
     assert not (tmp_path / DATABASE_NAME).exists()
+
+
+def _package(name: str, version: str = "1.0.0", tags: tuple[str, ...] = ("kept",)) -> Package:
+    return Package(PackageId("acme", name), version, f"Package {name}", tags=tags)
+
+
+def test_a_restart_keeps_records_and_catalog(backend: str, tmp_path: Path) -> None:
+    async def before() -> tuple[int, bytes]:
+        async with open_nodes(backend) as nodes:
+            await nodes.add(registry=True)
+            node = await nodes.add(data_dir=tmp_path / "node")
+            registry = P2PRegistry(node, anti_entropy_period=None)
+            for name in ("alpha", "beta"):
+                await registry.publish(_package(name))
+            await registry.publish(_package("alpha", "1.1.0"))  # replaces 1.0.0
+            # one the node only heard of, by gossip
+            await nodes.registries[0].publish(_package("gamma"))
+            assert await eventually(lambda: PackageId("acme", "gamma") in registry.catalog)
+            return len(node.records), node.node.id
+
+    async def after() -> tuple[list[str], list[bool], int, list[str], bytes]:
+        node = DhtNode(queries=QueryManager(core=new_core(backend)), data_dir=tmp_path / "node")
+        registry = P2PRegistry(node, anti_entropy_period=None)
+        await node.listen(0, HOST)
+        try:
+            found = await registry.search(Query("package", limit=10))
+            return (
+                [f"{p.id}@{p.version}" for p in registry.catalog],
+                [registry.catalog.pinned(p.id) for p in registry.catalog],
+                len(node.records),
+                [f"{p.id}@{p.version}" for p in found],
+                node.node.id,
+            )
+        finally:
+            node.stop()
+
+    held, node_id = run_paired(backend, before())
+    catalog, pinned, held_again, found, node_id_again = run_paired(backend, after())
+    # arrival order: beta, then alpha's new version, then gamma
+    assert catalog == ["acme/beta@1.0.0", "acme/alpha@1.1.0", "acme/gamma@1.0.0"]
+    assert pinned == [True, True, False]  # its own publications stay pinned
+    assert held_again == held > 0
+    assert found == ["acme/alpha@1.1.0", "acme/beta@1.0.0", "acme/gamma@1.0.0"]
+    assert node_id_again == node_id
+
+
+def test_a_restored_catalog_honours_the_cap_and_drops_bad_rows(
+    backend: str, tmp_path: Path
+) -> None:
+    async def scenario() -> tuple[list[str], list[str]]:
+        node = DhtNode(queries=QueryManager(core=new_core(backend)), data_dir=tmp_path)
+        registry = P2PRegistry(node, anti_entropy_period=None)
+        await node.listen(0, HOST)
+        try:
+            await registry.publish(_package("mine"))
+            for name in ("old", "middle", "new"):  # heard of (as gossip would), in order
+                registry._catalogued(("127.0.0.1", 9), _package(name))
+        finally:
+            node.stop()
+        table = DhtNode(data_dir=tmp_path).table(CATALOG_TABLE)
+        assert table is not None
+        table.put(b"acme/broken", b"-not a record")
+        node = DhtNode(queries=QueryManager(core=new_core(backend)), data_dir=tmp_path)
+        registry = P2PRegistry(node, anti_entropy_period=None, max_packages=3)
+        node.stop()
+        return [str(p.id) for p in registry.catalog], [key.decode() for key, _ in table.items()]
+
+    catalog, rows = run_paired(backend, scenario())
+    # the cap of 3 evicts the oldest entry not pinned, on file too
+    assert catalog == ["acme/mine", "acme/middle", "acme/new"]
+    assert rows == catalog
+
+
+def test_a_key_value_table_keeps_bytes_in_write_order_and_refuses_bad_input(
+    tmp_path: Path,
+) -> None:
+    assert DhtNode().table("anything") is None  # memory only: no table
+    node = DhtNode(data_dir=tmp_path)
+    table = node.table("things")
+    assert table is not None
+    table.put(b"b", b"2")
+    table.put(b"a", b"1")
+    table.put(b"b", b"3")  # a rewrite moves to the end
+    with pytest.raises(InvalidArgumentTypeError, match="value must be bytes, got str"):
+        table.put(b"c", "text")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentTypeError, match="key must be bytes, got int"):
+        table.put(1, b"x")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="name must be 1 to 64 characters"):
+        node.table("")
+    assert table.items() == [(b"a", b"1"), (b"b", b"3")]  # nothing lost to bad input
+    node.stop()
+    again = DhtNode(data_dir=tmp_path).table("things")
+    assert again is not None and again.items() == [(b"a", b"1"), (b"b", b"3")]
+    assert again.get(b"a") == b"1" and len(again) == 2
+    again.delete(b"a")
+    assert again.get(b"a") is None and len(again) == 1
+
+
+PUBLISHER = """
+import asyncio, sys
+from dhtquery import DhtNode
+from dhtquery.registry import P2PRegistry, Package, PackageId
+
+async def main():
+    node = DhtNode(data_dir=sys.argv[1])
+    registry = P2PRegistry(node, anti_entropy_period=None)
+    await node.listen(0, "127.0.0.1")
+    for index in range(100_000):
+        await registry.publish(
+            Package(PackageId("burst", f"p{index}"), "1.0.0", "Burst", tags=("burst",))
+        )
+        print(index, flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_sigkill_mid_publish_burst_leaves_every_returned_publish_on_disk(tmp_path: Path) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", PUBLISHER, str(tmp_path)],
+        stdout=subprocess.PIPE, text=True, env=_env(),
+    )  # fmt: skip
+    assert writer.stdout is not None
+    last = -1
+    try:
+        for line in writer.stdout:  # bounded: the publisher stops at 100,000
+            last = int(line)
+            if last >= 100:
+                break
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    assert last >= 100
+    node = DhtNode(data_dir=tmp_path)
+    registry = P2PRegistry(node, anti_entropy_period=None)
+    names = {f"p{index}" for index in range(last + 1)}
+    # the record, the catalog entry and the publication of each returned publish
+    held = {
+        index
+        for index in range(last + 1)
+        if node.records.get(digest(f"pkg:burst/p{index}"), node.clock.now())
+    }
+    assert held == set(range(last + 1))
+    assert names <= {p.id.name for p in registry.catalog}
+    assert all(registry.catalog.pinned(p.id) for p in registry.catalog)
+    published = {record.data for _, record in node.republisher.items()}
+    assert {
+        registry.catalog.get(PackageId("burst", name)).encode()  # type: ignore[union-attr]
+        for name in names
+    } <= published
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")])
+        ),
+    }

@@ -61,6 +61,7 @@ class Net:
         bootstrap: bool = True,
         config: QueryConfig = CONFIG,
         node_id: bytes | None = None,
+        client: bool = False,
     ) -> P2PRegistry:
         await self.nodes.add(
             bootstrap=[self.registries[0].node.address] if self.registries else None,
@@ -69,6 +70,7 @@ class Net:
             node_class=node_class,
             queries=QueryManager(config, core=new_core(self.nodes.backend)),
             node_id=node_id,
+            client=client,
         )
         return self.registries[-1]
 
@@ -487,8 +489,9 @@ def test_peer_reputation_update_tampered_record(
             # test_publish_stores_on_every_node_of_a_small_network)
             assert await publisher.publish(genuine) >= 2
             await net.settle()
-            # joins after the publish: it holds no copy and knows nothing
-            caller = await net.add()
+            # joins after the publish, as a client: it is handed no copy
+            # (a node that joins closer to a key is) and knows nothing
+            caller = await net.add(client=True)
             assert len(caller.catalog) == 0
             for registry in net.registries:  # searches are answered with nothing
                 registry.catalog = type(registry.catalog)()

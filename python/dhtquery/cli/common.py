@@ -302,12 +302,15 @@ async def client_node(
     wait: float = BOOTSTRAP_TIMEOUT,
 ) -> AsyncIterator[Any]:
     """A short-lived node with a registry, joined to the network; stopped on
-    the way out."""
+    the way out. It runs in client mode: the network's nodes answer it but
+    do not add it to their routing tables, so once it has left it costs
+    later commands nothing; it keeps no copy of what it publishes, runs no
+    anti-entropy and does not republish (it leaves in seconds)."""
     from ..dht import DhtNode
     from ..registry import P2PRegistry
 
-    node = DhtNode(config=config)
-    registry = P2PRegistry(node)
+    node = DhtNode(config=config, client=True, republish_interval=None)
+    registry = P2PRegistry(node, anti_entropy_period=None)
     try:
         await listen(node, host or client_host(bootstrap), 0)
         log.info("client node up on %s:%d", *node.address)

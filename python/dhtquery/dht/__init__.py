@@ -6,6 +6,7 @@ from ..errors import RecordError, StorageFull, WireError
 from .gossip import Gossip
 from .lookup import LookupHandle, LookupStats
 from .node import DhtNode
+from .persist import KeyValueTable
 from .protocol import STOCK_RPCS, DhtProtocol, RpcSpec
 from .records import MAX_DATA, Record
 from .reputation import PeerStats, Reputation
@@ -19,6 +20,7 @@ __all__ = [
     "DhtNode",
     "DhtProtocol",
     "Gossip",
+    "KeyValueTable",
     "LookupHandle",
     "LookupStats",
     "PeerStats",

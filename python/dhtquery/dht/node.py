@@ -6,6 +6,18 @@ meaning (and interoperate with stock kademlia 2.2.3 nodes). New:
 ``await node.put(key, data)`` stores one record per publisher under a key,
 and ``node.get_all(key)`` returns a QueryHandle that streams every
 publisher's record as holders answer.
+
+A node that only asks (``DhtNode(client=True)``: every CLI search and
+publish) runs in client mode, as libp2p's kad-dht has it: its requests say
+so (a marker in the message id, see ``rpc_table.CLIENT_PAD``), our nodes
+answer them but never add it to their routing tables nor hand it records,
+and it keeps no copy of what it publishes (it leaves soon).
+
+What a node publishes with ``put`` it republishes every
+``republish_interval`` seconds (stock kademlia: 3600) and after a restart
+(see :mod:`.republish`); with a ``data_dir`` it keeps that list, what it
+holds and its contacts in SQLite (:mod:`.persist`), and ``table(name)``
+gives the layers above a key-value table of their own in the same file.
 """
 
 from __future__ import annotations
@@ -32,9 +44,10 @@ from ..errors import (
 )
 from ..query import Clock, QueryConfig, QueryManager
 from .lookup import LookupHandle, StreamingLookup
-from .persist import DATABASE_NAME, NodeDatabase
+from .persist import DATABASE_NAME, KeyValueTable, NodeDatabase
 from .protocol import DhtProtocol, RpcSpec
 from .records import Record
+from .republish import DEFAULT_INTERVAL, Republisher
 from .reputation import Reputation
 from .rpc_table import Reply
 from .storage import PlainStorage, RecordStore, StoreLimits
@@ -58,7 +71,9 @@ _BOOTSTRAP_MIN_PING: Final = 0.05
 class DhtNode(Server):  # type: ignore[misc]
     """``queries`` is the QueryManager lookups run in (its core, clock and
     timer are the node's; default: a new manager on ``config``). ``config``
-    defaults to the manager's."""
+    defaults to the manager's. ``client``: client mode (see the module's
+    docstring). ``republish_interval``: seconds between republishing rounds
+    of what this node published (None: only after a restart)."""
 
     protocol_class = DhtProtocol
     #: the socket's transport while listening (kademlia's attribute)
@@ -75,6 +90,8 @@ class DhtNode(Server):  # type: ignore[misc]
         config: QueryConfig | None = None,
         limits: StoreLimits | None = None,
         data_dir: Path | str | None = None,
+        client: bool = False,
+        republish_interval: float | None = DEFAULT_INTERVAL,
     ) -> None:
         if queries is not None and not isinstance(queries, QueryManager):
             raise InvalidArgumentTypeError(
@@ -103,6 +120,16 @@ class DhtNode(Server):  # type: ignore[misc]
         # store (one that defines __len__) is falsy and would be replaced.
         self.storage = storage
         self.records = RecordStore(limits, clock=self.clock, database=self.database)
+        #: client mode: never in our peers' routing tables, holds nothing
+        self.client = bool(client)
+        #: what this node published, stored again periodically
+        self.republisher = Republisher(
+            self._store_record,
+            self.clock,
+            self.database,
+            interval=republish_interval,
+            listening=lambda: self.listening,
+        )
         self.protocol: DhtProtocol | None = None
         self._extra_rpcs: dict[str, RpcSpec] = {}
         #: kept across listen()s, so a restarted socket keeps what it learnt
@@ -118,7 +145,7 @@ class DhtNode(Server):  # type: ignore[misc]
             # node then runs stock's protocol, and what needs dhtquery's
             # (put, get_all, stats, extension RPCs) says so when asked.
             return protocol_class(self.node, self.storage, self.ksize)
-        return protocol_class(
+        protocol = protocol_class(
             self.node,
             self.storage,
             self.ksize,
@@ -127,6 +154,13 @@ class DhtNode(Server):  # type: ignore[misc]
             reputation=self.reputation,
             extra_rpcs=self._extra_rpcs,
         )
+        protocol.client = self.client
+        return protocol
+
+    async def listen(self, port: int, interface: str = "0.0.0.0") -> None:
+        """kademlia's listen; the republishing rounds start with it."""
+        await super().listen(port, interface)
+        self.republisher.start()
 
     def add_rpc(self, name: str, spec: RpcSpec) -> None:
         """Serve an extension RPC (see :class:`RpcSpec`), now and after any
@@ -160,6 +194,12 @@ class DhtNode(Server):  # type: ignore[misc]
             return []
         return [(host, port) for _, host, port in self.database.contacts()]
 
+    def table(self, name: str) -> KeyValueTable | None:
+        """The key-value table ``name`` (bytes -> bytes) in this node's
+        database, for a layer above that keeps state across restarts (the
+        registry's catalog); None for a node without a data directory."""
+        return None if self.database is None else self.database.table(name)
+
     def on_stop(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` when the node stops, before its socket closes
         (a layer above ends its timers and tasks there)."""
@@ -171,6 +211,7 @@ class DhtNode(Server):  # type: ignore[misc]
                 callback()
             except Exception:  # one layer's bug must not keep the node up
                 log.exception("dhtquery: error in a stop callback")
+        self.republisher.stop()
         if self.database is not None:
             contacts = [(node.id, node.ip, node.port) for node in self.peers()]
             if contacts:
@@ -272,7 +313,7 @@ class DhtNode(Server):  # type: ignore[misc]
         if retry_for < 0 or retry_for != retry_for:
             raise InvalidArgumentError(f"retry_for must be >= 0 seconds, got {retry_for!r}")
         if retry_for == 0:
-            return await super().bootstrap(await self._resolve(addrs))  # type: ignore[no-any-return]
+            return self._joined(await super().bootstrap(await self._resolve(addrs)))
         deadline = self._bootstrap_deadline = self.clock.now() + retry_for
         pause = _BOOTSTRAP_FIRST_PAUSE
         try:
@@ -280,13 +321,20 @@ class DhtNode(Server):  # type: ignore[misc]
                 found: list[Node] = await super().bootstrap(await self._resolve(addrs))
                 left = deadline - self.clock.now()
                 if found or self.peer_count or left <= 0:
-                    return found
+                    return self._joined(found)
                 log.info("bootstrap: no answer (try %d), again in %.1f s", attempt + 1, pause)
                 await self._sleep(min(pause, left))
                 pause = min(pause * 2, _BOOTSTRAP_MAX_PAUSE)
             return []
         finally:
             self._bootstrap_deadline = None
+
+    def _joined(self, found: list[Node]) -> list[Node]:
+        """After a bootstrap: a node restarted with publications on file
+        republishes them now that it has peers again."""
+        if self.republisher.restored and (found or self.peer_count):
+            self.republisher.soon()
+        return found
 
     async def bootstrap_node(self, addr: Address) -> Node | None:
         """kademlia's first ping of a bootstrap peer; while ``bootstrap``
@@ -343,12 +391,27 @@ class DhtNode(Server):  # type: ignore[misc]
     ) -> int:
         """Store ``data`` as ``publisher``'s record (default: this node's id)
         under ``key`` on the k closest nodes, this one included if it is
-        among them; a key holds one record per publisher and ``name``.
+        among them (a client never is); a key holds one record per
+        publisher and ``name``. The record is republished every
+        ``republish_interval`` and after a restart (``unpublish`` stops it).
         Returns how many nodes hold it (a node whose store is full, this one
         included, refuses and is not counted)."""
-        protocol = self._protocol()
+        self._protocol()
         record = Record.create(publisher or self.publisher, _check_bytes("data", data), name)
         dkey = digest(_check_key(key))
+        self.republisher.remember(dkey, record)
+        return await self._store_record(dkey, record)
+
+    def unpublish(self, key: str | bytes, *, publisher: str | None = None, name: str = "") -> bool:
+        """Stop republishing the record ``put`` stored under ``key`` for
+        ``publisher`` (default: this node) and ``name`` (holders keep it
+        until its TTL); False if this node did not publish it."""
+        return self.republisher.forget(digest(_check_key(key)), publisher or self.publisher, name)
+
+    async def _store_record(self, dkey: bytes, record: Record) -> int:
+        """Store ``record`` on the k closest nodes to ``dkey`` (and here if
+        this node is among them); how many hold it."""
+        protocol = self._protocol()
         target = Node(dkey)
         nearest = protocol.router.find_neighbors(target)
         stored = 0
@@ -357,8 +420,9 @@ class DhtNode(Server):  # type: ignore[misc]
             nodes = await spider.find()
         else:
             nodes = []
-        if len(nodes) < self.ksize or self.node.distance_to(target) < max(
-            n.distance_to(target) for n in nodes
+        if not self.client and (
+            len(nodes) < self.ksize
+            or self.node.distance_to(target) < max(n.distance_to(target) for n in nodes)
         ):
             # Among the k closest (fewer than k nodes means all of them).
             # A full store here refuses as a full peer does: not stored.

@@ -1,6 +1,8 @@
 """What a node keeps across restarts, in one SQLite file (the standard
 library's ``sqlite3``): its node id, the records and plain values it holds
-for others, and the contacts of its routing table.
+for others, the records it published itself (it republishes them), the
+contacts of its routing table, and named key-value tables for the layers
+above (the registry keeps its catalog in one).
 
 Stores stay in memory and write through to the file, so serving never reads
 the disk. The file runs in WAL mode with ``synchronous=NORMAL``: every write
@@ -20,10 +22,10 @@ from typing import Any, Final
 
 import msgpack
 
-from ..errors import DhtQueryError
+from ..errors import DhtQueryError, InvalidArgumentError, InvalidArgumentTypeError
 from .records import Record
 
-__all__ = ["DATABASE_NAME", "NodeDatabase"]
+__all__ = ["DATABASE_NAME", "KeyValueTable", "NodeDatabase"]
 
 #: The file a node keeps in its data directory.
 DATABASE_NAME: Final = "node.sqlite3"
@@ -41,7 +43,18 @@ CREATE TABLE IF NOT EXISTS plain (
 CREATE TABLE IF NOT EXISTS contacts (
     id BLOB PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS published (
+    key BLOB NOT NULL, publisher TEXT NOT NULL, name TEXT NOT NULL,
+    data BLOB NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (key, publisher, name)
+);
+CREATE TABLE IF NOT EXISTS kv (
+    space TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (space, key)
+);
 """
+#: Longest name of a key-value table.
+MAX_TABLE_NAME: Final = 64
 
 
 class NodeDatabase:
@@ -131,3 +144,106 @@ class NodeDatabase:
             (bytes(node_id), host, int(port))
             for node_id, host, port in self._db.execute("SELECT id, host, port FROM contacts")
         ]
+
+    # -- records this node published (it republishes them) -----------------
+
+    def save_published(self, key: bytes, record: Record) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO published (key, publisher, name, data, hash) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (key, record.publisher, record.name, record.data, record.hash),
+        )
+
+    def delete_published(self, key: bytes, publisher: str, name: str) -> None:
+        self._db.execute(
+            "DELETE FROM published WHERE key = ? AND publisher = ? AND name = ?",
+            (key, publisher, name),
+        )
+
+    def published(self) -> Iterator[tuple[bytes, Record]]:
+        """(key, record) of every record this node published, oldest first."""
+        for key, publisher, name, data, digest in self._db.execute(
+            "SELECT key, publisher, name, data, hash FROM published ORDER BY rowid"
+        ):
+            yield bytes(key), Record(publisher, bytes(data), bytes(digest), name)
+
+    # -- key-value tables of the layers above -------------------------------
+
+    def table(self, name: str) -> KeyValueTable:
+        """The key-value table ``name`` (made on first write)."""
+        return KeyValueTable(self, name)
+
+    def _kv_put(self, space: str, key: bytes, value: bytes) -> None:
+        # (REPLACE deletes the old row and inserts a new one: a new rowid,
+        # so rowid order is the order of last writes)
+        self._db.execute(
+            "INSERT OR REPLACE INTO kv (space, key, value) VALUES (?, ?, ?)", (space, key, value)
+        )
+
+    def _kv_delete(self, space: str, key: bytes) -> None:
+        self._db.execute("DELETE FROM kv WHERE space = ? AND key = ?", (space, key))
+
+    def _kv_get(self, space: str, key: bytes) -> bytes | None:
+        row = self._db.execute(
+            "SELECT value FROM kv WHERE space = ? AND key = ?", (space, key)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _kv_items(self, space: str) -> list[tuple[bytes, bytes]]:
+        return [
+            (bytes(key), bytes(value))
+            for key, value in self._db.execute(
+                "SELECT key, value FROM kv WHERE space = ? ORDER BY rowid", (space,)
+            )
+        ]
+
+    def _kv_count(self, space: str) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM kv WHERE space = ?", (space,)).fetchone()
+        return int(row[0])
+
+    def _kv_clear(self, space: str) -> None:
+        self._db.execute("DELETE FROM kv WHERE space = ?", (space,))
+
+
+def _check_bytes(what: str, value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise InvalidArgumentTypeError(f"{what} must be bytes, got {type(value).__name__}")
+    return value
+
+
+class KeyValueTable:
+    """A named table of bytes -> bytes in a node's database, for a layer
+    above the DHT (``DhtNode.table(name)``). Each write is committed when the
+    call returns, as the node's own writes are. ``items()`` come in the
+    order of their last write, oldest first."""
+
+    def __init__(self, database: NodeDatabase, name: str) -> None:
+        if not isinstance(name, str):
+            raise InvalidArgumentTypeError(f"name must be a str, got {type(name).__name__}")
+        if not 0 < len(name) <= MAX_TABLE_NAME:
+            raise InvalidArgumentError(
+                f"name must be 1 to {MAX_TABLE_NAME} characters, got {name!r:.80}"
+            )
+        self._database = database
+        self.name = name
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Keep ``value`` under ``key`` (replacing what was there)."""
+        self._database._kv_put(self.name, _check_bytes("key", key), _check_bytes("value", value))
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._database._kv_get(self.name, _check_bytes("key", key))
+
+    def delete(self, key: bytes) -> None:
+        """Forget ``key`` (nothing happens if it is not there)."""
+        self._database._kv_delete(self.name, _check_bytes("key", key))
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        """Every (key, value), oldest write first."""
+        return self._database._kv_items(self.name)
+
+    def clear(self) -> None:
+        self._database._kv_clear(self.name)
+
+    def __len__(self) -> int:
+        return self._database._kv_count(self.name)

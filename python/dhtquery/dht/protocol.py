@@ -29,14 +29,13 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
-from kademlia.utils import digest
 
 from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
 from ..query import QueryManager, backend_of, new_core
 from .records import Record
 from .reputation import Reputation
 from .routing import ContactTable
-from .rpc_table import BAD_RESPONSE, Callback, Reply, RpcStatus, RpcTable
+from .rpc_table import BAD_RESPONSE, CLIENT_PAD, Callback, Reply, RpcStatus, RpcTable
 from .rtt import RttEstimator
 from .storage import RecordStore
 from .wire import REQUEST, WireError, decode, encode_response, frame_request, pack_request
@@ -223,6 +222,13 @@ class RpcSpec(NamedTuple):
 
 
 class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
+    #: client mode (set before listening): our requests carry the client
+    #: marker (rpc_table.CLIENT_PAD), so our peers never add this node to
+    #: their routing tables nor hand it values; nor does it hand any over.
+    client: bool = False
+    #: while a client's request is being served (its id carries the marker)
+    _serving_client: bool = False
+
     def __init__(
         self,
         source_node: Node,
@@ -300,6 +306,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             on_timeout=self._request_timed_out,
             send=self._send,
             on_retransmit=self._retransmitted,
+            client=self.client,
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -390,7 +397,16 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             if not check(arg):
                 self.drop("bad_args")
                 return
-        response = spec.handler(addr, *args)
+        if msg_id[16:] == CLIENT_PAD:
+            # A client's request: answered, but welcome_if_new leaves it out
+            # of the routing table (and hands it nothing).
+            self._serving_client = True
+            try:
+                response = spec.handler(addr, *args)
+            finally:
+                self._serving_client = False
+        else:
+            response = spec.handler(addr, *args)
         try:
             datagram = encode_response(msg_id, response)
         except WireError as exc:
@@ -756,11 +772,19 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def welcome_if_new(self, node: Node) -> None:
         """kademlia's welcome_if_new (add a new node to the routing table and
-        hand it the values it should hold), bounded: an address introduces
-        at most INTRODUCE_BURST new ids, then one per INTRODUCE_INTERVAL
-        (others are not welcomed: ``welcome_rate_limited``); the values are
-        queued (at most HANDOVER_QUEUE, beyond: ``handover_dropped``) and
-        stored HANDOVER_IN_FLIGHT at a time."""
+        hand it the values and records it should hold), bounded: an address
+        introduces at most INTRODUCE_BURST new ids, then one per
+        INTRODUCE_INTERVAL (others are not welcomed: ``welcome_rate_limited``);
+        what it should hold is queued (at most HANDOVER_QUEUE, beyond:
+        ``handover_dropped``) and stored HANDOVER_IN_FLIGHT at a time.
+
+        A client (a request whose message id carries the client marker) is
+        served but never welcomed: it leaves soon, and a departed contact
+        would cost later lookups a request each (``client_requests``). A
+        client node hands nothing over: it holds nothing for others."""
+        if self._serving_client:
+            self.stats["client_requests"] += 1
+            return
         router = self.router
         if not router.is_new_node(node):
             return
@@ -776,36 +800,65 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         introducers[address] = (tokens - 1.0, now)
         if len(introducers) > _INTRODUCERS_KEPT:
             del introducers[next(iter(introducers))]
-        self._hand_over(node)
+        if not self.client:
+            self._hand_over(node)
         router.add_contact(node)
 
+    def _should_hold(self, node: Node, key: bytes) -> bool:
+        """kademlia's rule (paper, 2.5): hand ``key`` to ``node`` if it is
+        closer to the key than the farthest of our k closest contacts and
+        this node is closer than the nearest of them (so that one holder,
+        not k, hands it over). ``key`` is the stored digest itself (stock
+        digests it again, and so measures closeness to an unrelated point)."""
+        keynode = Node(key)
+        neighbors = self.router.find_neighbors(keynode)
+        if not neighbors:
+            return True
+        if node.distance_to(keynode) >= neighbors[-1].distance_to(keynode):
+            return False
+        return bool(self.source_node.distance_to(keynode) < neighbors[0].distance_to(keynode))
+
     def _hand_over(self, node: Node) -> None:
+        """Queue the plain values, then the records (not to a peer known to
+        be stock: it does not take them), that ``node`` should hold."""
         handover = self._handover
         if len(handover) >= HANDOVER_QUEUE:
             self.shed("handover_dropped")
             return
         for key, value in self.storage:
-            keynode = Node(digest(key))
-            neighbors = self.router.find_neighbors(keynode)
-            if neighbors:
-                last = neighbors[-1].distance_to(keynode)
-                new_node_close = node.distance_to(keynode) < last
-                first = neighbors[0].distance_to(keynode)
-                this_closest = self.source_node.distance_to(keynode) < first
-            if not neighbors or (new_node_close and this_closest):
+            if self._should_hold(node, key):
                 if len(handover) >= HANDOVER_QUEUE:
                     self.shed("handover_dropped")
-                    break
+                    self._pump_handover()
+                    return
                 handover.append((node, key, value))
+        if self.extensions.get((node.ip, node.port)) is not False:
+            last_key: bytes | None = None
+            wanted = False
+            for key, record in self.records.items():  # (grouped by key)
+                if key != last_key:
+                    last_key, wanted = key, self._should_hold(node, key)
+                if wanted:
+                    if len(handover) >= HANDOVER_QUEUE:
+                        self.shed("handover_dropped")
+                        break
+                    handover.append((node, key, record))
         self._pump_handover()
 
     def _pump_handover(self) -> None:
         handover = self._handover
         while handover and self._handover_in_flight < HANDOVER_IN_FLIGHT:
             node, key, value = handover.popleft()
+            if isinstance(value, Record):
+                if self.extensions.get((node.ip, node.port)) is False:
+                    continue  # learnt meanwhile that it is a stock peer
+                store: Awaitable[Any] = self.call_store_record(node, key, value)
+                self.stats["records_handed_over"] += 1
+            else:
+                store = self.call_store(node, key, value)
             self._handover_in_flight += 1
             self.stats["handed_over"] += 1
-            task = asyncio.ensure_future(self.call_store(node, key, value))
+            task = asyncio.ensure_future(store)
             task.add_done_callback(self._handed_over)
 
     def _handed_over(self, task: asyncio.Future[Any]) -> None:

@@ -22,7 +22,7 @@ from .wire import MSG_ID_SIZE
 if TYPE_CHECKING:
     from ..query import QueryCore, QueryId
 
-__all__ = ["BAD_RESPONSE", "Callback", "Reply", "RpcStatus", "RpcTable"]
+__all__ = ["BAD_RESPONSE", "CLIENT_PAD", "Callback", "Reply", "RpcStatus", "RpcTable"]
 
 log = logging.getLogger("dhtquery.dht")
 
@@ -30,6 +30,12 @@ log = logging.getLogger("dhtquery.dht")
 Reply = tuple[bool, Any]
 _NO_REPLY: Final[Reply] = (False, None)
 _PAD: Final = bytes(MSG_ID_SIZE - 16)
+#: The pad of a client's requests (``RpcTable(client=True)``): a node that
+#: only asks says so, and our nodes serve it without adding it to their
+#: routing tables (libp2p kad-dht's client mode). Stock kademlia echoes
+#: message ids unchanged, so it costs nothing and stock peers still serve
+#: it. A forged marker only keeps the forger out of routing tables: harmless.
+CLIENT_PAD: Final = b"dqC1"
 _GIVEN_UP_KEPT: Final = 4096
 _new_pending: Final = tuple.__new__
 #: A request ends as a one-result query "all of whose peers answered".
@@ -111,8 +117,8 @@ _AMBIGUOUS: Final = -1.0
 
 class RpcTable:
     """msg id -> pending request; the message id is the query id's 16 UUID
-    bytes and 4 zero bytes, so a late response can still be looked up in
-    the core's tombstones.
+    bytes and 4 zero bytes (``CLIENT_PAD`` with ``client``), so a late
+    response can still be looked up in the core's tombstones.
 
     ``core`` holds the requests (one one-result query each) and is expired
     by ``timer`` (the node's, shared with its lookups); ``on_timeout(address,
@@ -136,8 +142,11 @@ class RpcTable:
         on_timeout: Callable[[Any, str, float], object] | None = None,
         send: Callable[[bytes, Any], object] | None = None,
         on_retransmit: Callable[[Any, str, float], object] | None = None,
+        client: bool = False,
     ) -> None:
         self._core = core
+        #: the last 4 bytes of every message id this table makes
+        self._pad = CLIENT_PAD if client else _PAD
         self._query_id: type[QueryId] = load_core(backend_of(core))[1].QueryId
         self._loop = loop
         self._clock = clock
@@ -183,7 +192,7 @@ class RpcTable:
         query_id = self._core.register(timeout, 1, 1, now)
         # The UUID's 122 random bits make the id unguessable; rpcudp's ids
         # are 20 bytes, so pad.
-        msg_id = query_id.bytes + _PAD
+        msg_id = query_id.bytes + self._pad
         self._pending[msg_id] = _new_pending(
             _Pending, (query_id, address, name, future, callback, context, now, retry)
         )
@@ -232,7 +241,7 @@ class RpcTable:
         return RpcStatus.ANSWERED, pending.name, now - pending.sent, pending
 
     def _late_or_unknown(self, msg_id: bytes) -> RpcStatus:
-        if msg_id[16:] != _PAD:  # not an id this table made
+        if msg_id[16:] != self._pad:  # not an id this table made
             return RpcStatus.UNKNOWN
         # LATE while the id's tombstone lasts
         state = self._core.state(self._query_id.from_bytes(msg_id[:16]))
@@ -246,7 +255,7 @@ class RpcTable:
         query_bytes = outcome.query_id.bytes
         msg_id = self._resent.pop(query_bytes, None) if self._resent else None
         if msg_id is None:
-            msg_id = query_bytes + _PAD
+            msg_id = query_bytes + self._pad
         pending = self._pending.pop(msg_id)
         retry = pending.retry
         if retry is not None and self._retransmit(msg_id, pending, retry):

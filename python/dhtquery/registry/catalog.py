@@ -106,6 +106,10 @@ class Catalog:
     def get(self, package_id: PackageId) -> Package | None:
         return self._packages.get(package_id)
 
+    def pinned(self, package_id: PackageId) -> bool:
+        """Whether ``package_id`` is never evicted (this node published it)."""
+        return package_id in self._pinned
+
     def add(self, package: Package, *, pin: bool = False) -> bool:
         """Keep ``package`` unless a version as high is already held; True
         if the catalog changed. ``pin``: never evict this id (what the

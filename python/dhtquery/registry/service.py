@@ -20,6 +20,10 @@
   starts with the registry and stops with the node (or ``close()``).
 - The catalog holds at most ``max_packages`` (see :mod:`.catalog` for the
   eviction rule); this node's own publications are never evicted.
+- A node with a data directory keeps its catalog in its database (the
+  ``catalog`` table of ``DhtNode.table``): one row per package id, written
+  as the catalog changes, restored (oldest arrival first, each record
+  checked again, the cap applied) when a registry starts on the node.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
-from ..dht import DhtNode, Gossip, RecordError, RpcSpec
+from ..dht import DhtNode, Gossip, KeyValueTable, RecordError, RpcSpec
 from ..errors import InvalidArgumentTypeError, SchemaError
 from ..query import QueryConfig, QueryHandle, QueryMetrics, QueryOutcome, QueryResult, Reason
 from .antientropy import DEFAULT_PERIOD, AntiEntropy
@@ -49,6 +53,10 @@ MAX_SEARCH_ANSWER: Final = 30
 DECODED_KEPT: Final = 4096
 #: Addresses remembered per discovered package.
 PROVIDERS_KEPT: Final = 16
+#: The node's table the catalog is kept in, and a row's first byte.
+CATALOG_TABLE: Final = "catalog"
+_PINNED: Final = b"P"
+_HEARD: Final = b"-"
 
 
 def package_key(package_id: PackageId) -> str:
@@ -92,6 +100,10 @@ class P2PRegistry:
         #: it to anti-entropy), at most PROVIDERS_KEPT each
         self.discovered_packages: dict[PackageId, set[Address]] = {}
         self._decoded: OrderedDict[bytes, Package] = OrderedDict()
+        #: where the catalog is kept across restarts (None: memory only)
+        self._kept: KeyValueTable | None = node.table(CATALOG_TABLE)
+        if self._kept is not None:
+            self._restore(self._kept)
         #: package announcements travel by gossip
         self.gossip = Gossip(node, self._announced, fan_out=self.config.fan_out)
         node.add_rpc("search", RpcSpec((_is_query_map,), self._rpc_search, _is_search_answer))
@@ -128,7 +140,7 @@ class P2PRegistry:
             raise InvalidArgumentTypeError(
                 f"package must be a Package, got {type(package).__name__}"
             )
-        self.catalog.add(package, pin=True)
+        self._keep(package, self.catalog.add(package, pin=True), pin=True)
         data = package.encode()
         stores = [self.node.put(package_key(package.id), data)]
         stores += [self.node.put(tag_key(tag), data, name=str(package.id)) for tag in package.tags]
@@ -162,7 +174,7 @@ class P2PRegistry:
         return True
 
     def _catalogued(self, sender: Address, package: Package) -> None:
-        self.catalog.add(package)
+        self._keep(package, self.catalog.add(package))
         if package.id in self.catalog:
             providers = self.discovered_packages.setdefault(package.id, set())
             if len(providers) < PROVIDERS_KEPT:
@@ -170,6 +182,40 @@ class P2PRegistry:
 
     def _evicted(self, package: Package) -> None:
         self.discovered_packages.pop(package.id, None)
+        if self._kept is not None:
+            self._kept.delete(str(package.id).encode())
+
+    # -- the catalog across restarts ----------------------------------
+
+    def _keep(self, package: Package, changed: bool, *, pin: bool = False) -> None:
+        """Write the catalog's entry for ``package``'s id to the node's
+        database if it changed (or was just pinned)."""
+        kept = self._kept
+        if kept is None or not (changed or pin):
+            return
+        held = self.catalog.get(package.id)
+        if held is not None:
+            flag = _PINNED if pin or self.catalog.pinned(package.id) else _HEARD
+            kept.put(str(held.id).encode(), flag + held.encode())
+
+    def _restore(self, kept: KeyValueTable) -> None:
+        """The catalog as it was kept, oldest arrival first, so the cap
+        evicts what it would have evicted; a row that no longer passes the
+        schema is dropped from the file."""
+        for key, value in kept.items():
+            try:
+                package = Package.decode(value[1:])
+                if str(package.id).encode() != key:
+                    raise SchemaError("catalog row", f"holds {package.id}, not {key!r:.80}")
+            except SchemaError as exc:
+                log.warning("dropped a bad catalog row: %s", exc)
+                kept.delete(key)
+                continue
+            # (no write back: the row is there, and rewriting it would move
+            # it to the end of the arrival order)
+            self.catalog.add(package, pin=value[:1] == _PINNED)
+        if len(self.catalog):
+            log.info("catalog restored: %d packages", len(self.catalog))
 
     def _decode(self, data: bytes) -> Package:
         """Package.decode, remembered by the record's bytes: the same record
