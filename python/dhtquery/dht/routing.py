@@ -10,6 +10,7 @@ is read, so the list is rebuilt only after a change.
 from __future__ import annotations
 
 import asyncio
+import heapq
 from typing import Any
 
 from kademlia.node import Node
@@ -33,6 +34,37 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
             nodes = [node for bucket in self.buckets for node in bucket.nodes.values()]
             contacts = self._contacts = ([node.long_id for node in nodes], nodes)
         return contacts
+
+    def find_neighbors(
+        self, node: Node, k: int | None = None, exclude: Node | None = None
+    ) -> list[Node]:
+        """The ``k`` (default ksize) contacts closest to ``node`` by XOR
+        distance, closest first; ``node`` itself and any contact at
+        ``exclude``'s address left out.
+
+        kademlia's walks the buckets outwards from ``node``'s and its walk
+        ends as soon as no bucket is left on the right, though some are left
+        on the left (``TableTraverser``): measured in ``dhtquery bench
+        scale`` (1,000 nodes, tables of 23 to 80 contacts), 30 of 80 random
+        keys got fewer than k contacts, often 1 to 3 and twice none, so
+        ``put`` stored on the publisher alone and find_node answers were
+        short. This one ranks every contact."""
+        k = k or self.ksize
+        # a lookup in a bucket's range counts for kademlia's refresh of
+        # idle buckets, as the traversal's first bucket did
+        self.buckets[self.get_bucket_for(node)].touch_last_updated()
+        target = node.long_id
+        long_ids, nodes = self.contacts()
+        ranked = heapq.nsmallest(
+            k,
+            (
+                (long_id ^ target, contact)
+                for long_id, contact in zip(long_ids, nodes, strict=True)
+                if long_id != target and (exclude is None or not contact.same_home_as(exclude))
+            ),
+            key=_distance,
+        )
+        return [contact for _, contact in ranked]
 
     # Every change of the buckets' contents goes through one of these. An
     # add of a known contact can carry a new address: it invalidates too.
@@ -68,3 +100,7 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
     def remove_contact(self, node: Node) -> None:
         self._contacts = None
         super().remove_contact(node)
+
+
+def _distance(entry: tuple[int, Node]) -> int:
+    return entry[0]
