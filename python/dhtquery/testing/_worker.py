@@ -123,6 +123,7 @@ async def serve(spec: dict[str, Any], out: TextIO) -> None:
         ksize=spec["ksize"],
         alpha=spec["alpha"],
         stock=spec.get("stock", 0),
+        registry_options=spec.get("registry_options"),
         host=spec.get("bind", HOST),
         link=Link.from_spec(spec["link"]) if spec.get("link") else None,
     )

@@ -225,6 +225,7 @@ class LocalNetwork:
         hosts: HostNetwork | int | None = None,
         host: str = HOST,
         link: Link | None = None,
+        registry_options: Mapping[str, Any] | None = None,
     ) -> None:
         if nodes < 0 or stock < 0 or processes < 0:
             raise InvalidArgumentError("nodes, stock and processes must be >= 0")
@@ -257,6 +258,8 @@ class LocalNetwork:
         self.host = host
         #: the userspace link this process's nodes send through (in a worker)
         self.link = link
+        #: keyword arguments of every P2PRegistry (JSON, passed to workers)
+        self.registry_options = dict(registry_options or {})
 
     # -- the whole network -----------------------------------------------
 
@@ -395,7 +398,7 @@ class LocalNetwork:
         if join and targets:
             await node.bootstrap(targets)
         if self.with_registries if registry is None else registry:
-            self.registries.append(P2PRegistry(node))
+            self.registries.append(P2PRegistry(node, **self.registry_options))
         return node
 
     async def add_stock(self, *, bootstrap: Sequence[Address] = (), **kwargs: Any) -> Server:
@@ -493,6 +496,7 @@ class LocalNetwork:
                 "core": self.core,
                 "loop": self.loop,
                 "registries": self.with_registries,
+                "registry_options": self.registry_options,
                 "node_class": class_path(self.node_class),
                 "ksize": self.ksize,
                 "alpha": self.alpha,
