@@ -6,6 +6,7 @@ every record (and catalog entry) whose put (publish) had returned."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -345,3 +346,32 @@ def _env() -> dict[str, str]:
             filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")])
         ),
     }
+
+
+def test_the_node_command_serves_its_catalog_again_after_a_restart(tmp_path: Path) -> None:
+    from tests.test_cli import WIDGET, dhtquery, start_node
+
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps([WIDGET]), encoding="utf-8")
+    data = tmp_path / "data"
+    node = start_node("--data-dir", str(data), "--catalog", str(catalog))
+    try:
+        # the catalog is published once the node listens: ask until it is
+        for _ in range(50):  # bounded; each search waits at most --timeout
+            first = dhtquery("search", "widgets", "-b", f"127.0.0.1:{node.port}", "--json")
+            if json.loads(first.stdout or "{}").get("results"):
+                break
+        else:
+            raise AssertionError("the node never served its catalog")
+    finally:
+        node.stop()
+    again = start_node("--data-dir", str(data))  # no --catalog this time
+    try:
+        found = dhtquery("search", "widgets", "-b", f"127.0.0.1:{again.port}", "--json")
+        package = dhtquery("search", "--tag", "tui", "-b", f"127.0.0.1:{again.port}", "--json")
+    finally:
+        again.stop()
+    assert found.returncode == 0, found.stderr
+    assert [r["name"] for r in json.loads(found.stdout)["results"]] == ["widget"]
+    # a tag search too (its catalog, and the tag record it held)
+    assert [r["name"] for r in json.loads(package.stdout)["results"]] == ["widget"]
