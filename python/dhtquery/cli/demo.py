@@ -197,6 +197,9 @@ async def run_demo(settings: DemoSettings, console: Console) -> int:
         drops = sum_counts(node.drops for node in network.nodes)
         return drops, sum(node.stats.get("timeouts", 0) for node in network.nodes)
 
+    def sent() -> int:
+        return sum(node.stats.get("requests", 0) for node in network.nodes)
+
     try:
         with progress(console) as bars:
             task = bars.add_task("starting nodes", total=settings.nodes)
@@ -210,6 +213,7 @@ async def run_demo(settings: DemoSettings, console: Console) -> int:
         known = [len(r.catalog) for r in network.registries]
         console.print(_catalog_line(settings.nodes, published, failed, known))
         drops_publishing, timeouts_publishing = network_counts()
+        sent_publishing = sent()
         client, registry = await network.join("client")
         console.print(
             f"A client node ({HOST}:{client.address[1]}) joined with an empty catalog: every "
@@ -263,6 +267,10 @@ async def run_demo(settings: DemoSettings, console: Console) -> int:
             },
             backend=client.queries.backend,
             loop_name=settings.loop,
+            sent={
+                "while publishing": sent_publishing,
+                "while searching": sent() - sent_publishing,
+            },
         )
         console.print(summary_table(figures, console.width))
         console.print(f"done in {time.perf_counter() - started:.1f} s")

@@ -221,6 +221,17 @@ class DemoFigures:
     dropped: dict[str, dict[str, int]]  # the network's dropped datagrams, by phase and kind
     backend: str
     loop_name: str
+    #: RPCs the network's nodes sent (first copies), by phase; {}: not counted
+    sent: dict[str, int] = field(default_factory=dict)
+
+
+def _late_text(f: DemoFigures) -> str:
+    """RPCs sent by phase, with the share whose answer came late."""
+    parts = []
+    for phase, count in f.sent.items():
+        late = f.dropped.get(phase, {}).get("late_response", 0)
+        parts.append(f"{count:,} {phase} ({late / count if count else 0:.2%} answered late)")
+    return "; ".join(parts)
 
 
 def _drops_text(dropped: Mapping[str, Mapping[str, int]]) -> str:
@@ -258,6 +269,7 @@ def summary_table(figures: DemoFigures, width: int) -> Table:
         ("results", f"{f.results:,} unique, {f.duplicates:,} duplicate copies dropped "
                     "(peers asked hold the same packages)"),
         ("RPCs served", f"{f.served:,} by the network's nodes"),
+        *([("RPCs sent", _late_text(f))] if f.sent else []),
         ("RPC timeouts", ", ".join(f"{v:,} {k}" for k, v in f.timeouts.items())),
         ("datagrams dropped", _drops_text(f.dropped)),
         ("", "(late response: the answer came after its request had been given up)"),

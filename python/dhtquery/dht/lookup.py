@@ -8,6 +8,16 @@ answered with their records (``all_peers``), when the k closest peers have
 all answered or failed (``all_peers``, or ``adaptive`` if some were given up
 after their RTO), or at the deadline (``timeout``).
 
+It never waits on a silent peer: a request that passes its RTO is sent again
+(RFC 6298: same message id, RTO doubled, within OVERDUE_SPAN of the peer's
+RTOs, or the query's timeout when ``adaptive_timeout`` is off) and the
+lookup asks the next candidate at once. The overdue request still counts:
+its answer, if it comes, is read like any other (and the peer is not
+charged for being slow); only a request that goes unanswered through its
+retransmissions fails the peer. With nobody left to ask, an adaptive lookup
+that has heard from a holder ends (``adaptive``) without waiting for peers
+past their RTO; one that has heard from no holder yet waits for them.
+
 Peers are asked closest first; among peers equally close (the same XOR
 distance bucket) the best-scored first.
 
@@ -117,6 +127,7 @@ class StreamingLookup:
         "_in_flight",
         "_key",
         "_ksize",
+        "_late",
         "_manager",
         "_peer_finished",
         "_protocol",
@@ -164,6 +175,9 @@ class StreamingLookup:
         #: node id -> depth of a contact learned from an answer (absent:
         #: from the routing table, depth 1)
         self._depth: dict[bytes, int] = {}
+        #: requests past their RTO and still out (not in _in_flight): node
+        #: id -> node
+        self._late: dict[bytes, Node] = {}
         self._in_flight = 0
         self._holders = 0
         self._failed_by_rto = False
@@ -239,9 +253,20 @@ class StreamingLookup:
             failed_recently = protocol.failed_recently
             fresh = [entry for entry in fresh if not failed_recently((entry[1].ip, entry[1].port))]
         if not fresh:
-            if self._in_flight == 0:
+            if self._in_flight:
+                return
+            late = self._late
+            if not late:
                 reason = Reason.ADAPTIVE if self._failed_by_rto else Reason.ALL_PEERS
                 self._manager.finish(self._handle.id, reason)
+            elif self._holders and self._rpc_timeout is None:
+                # Every peer still out is past its RTO and a holder has
+                # answered: end with what the lookup has (adaptive), the
+                # silent ones counted as failed.
+                for node in late.values():
+                    self._failed((node.ip, node.port))
+                self._manager.finish(self._handle.id, Reason.ADAPTIVE)
+            # else: wait for the overdue requests (their answer or failure)
             return
         for _, node in self._best_of(fresh, count):
             self._ask(node)
@@ -286,12 +311,29 @@ class StreamingLookup:
             body = self._bodies[name] = pack_request(name, (protocol.source_node.id, self._key))
         # (self._answered makes a bound method per request: kept on self, it
         # would make every lookup a reference cycle, freed only by the GC)
-        protocol.request_packed(address, name, body, self._rpc_timeout, self._answered, node)
+        protocol.request_packed(
+            address, name, body, self._rpc_timeout, self._answered, node, self._overdue
+        )
+
+    def _overdue(self, node: Node) -> None:
+        """A request to ``node`` passed its RTO and was sent again: ask the
+        next candidate now. The request stays out (its answer still counts)."""
+        if self._ended():
+            return
+        self._handle._resent += 1
+        late = self._late
+        if node.id in late:  # (a later retransmission)
+            return
+        late[node.id] = node
+        self._in_flight -= 1
+        self._fill()
 
     # -- answers ------------------------------------------------------
 
     def _answered(self, node: Node, address: Any, name: str, ok: bool, value: Any) -> None:
-        self._in_flight -= 1
+        late = self._late
+        if not late or late.pop(node.id, None) is None:
+            self._in_flight -= 1
         if not ok:
             if value is BAD_RESPONSE:
                 # Malformed (the protocol counted it as bad_response): the

@@ -72,9 +72,13 @@ class _Pending(NamedTuple):
     callback: Callback | None
     context: Any
     sent: float
-    #: None: one try (a lookup's request); else a _Retry, the state of a
-    #: request retransmitted until its caller's deadline
+    #: None: one try; else a _Retry, the state of a request retransmitted
+    #: until its caller's deadline
     retry: _Retry | None
+    #: the timer's ``lag`` when this was sent (or last granted lag), and the
+    #: lag granted to it so far (see RpcTable._expired)
+    lag: float
+    granted: float
 
     def deliver(self, ok: bool, value: Any) -> None:
         """Hand the request's end to whoever waits: its callback (now) or
@@ -93,17 +97,20 @@ class _Pending(NamedTuple):
 
 class _Retry:
     """What a retransmitted request needs: its datagram (same message id
-    every time), the caller's deadline, the tries made, the current RTO and
-    when the last copy went out."""
+    every time), the caller's deadline, the tries made, the current RTO,
+    when the last copy went out, and whom to tell that it is overdue."""
 
-    __slots__ = ("datagram", "deadline", "last_sent", "rto", "tries")
+    __slots__ = ("datagram", "deadline", "last_sent", "overdue", "rto", "tries")
 
-    def __init__(self, deadline: float, rto: float) -> None:
+    def __init__(
+        self, deadline: float, rto: float, overdue: Callable[[Any], object] | None
+    ) -> None:
         self.datagram = b""
         self.deadline = deadline
         self.tries = 1
         self.rto = rto
         self.last_sent = 0.0
+        self.overdue = overdue
 
 
 #: Sends of one request at most (the first and its retransmissions).
@@ -113,6 +120,9 @@ _MIN_RETRY: Final = 0.005
 # The sent time kept for a given-up request that was retransmitted: its
 # late answer gives no RTT sample (Karn's rule).
 _AMBIGUOUS: Final = -1.0
+#: Local lag granted to one request at most (seconds): beyond it, a loop that
+#: never catches up still judges its requests (a dead peer is still found).
+MAX_LAG_GRANT: Final = 1.0
 
 
 class RpcTable:
@@ -129,8 +139,20 @@ class RpcTable:
     the RTO doubled, under the same message id, so an answer to any copy
     ends it (RFC 6298, 5.4-5.6), at most ``MAX_TRIES`` sends and never past
     the caller's deadline; ``on_retransmit(address, name, sent)`` hears of
-    each. Its answer carries no RTT sample (Karn's rule): ``answer`` gives
-    it as -1."""
+    each, and so does the retry's ``overdue(context)`` (a lookup asks
+    another peer meanwhile). Its answer carries no RTT sample (Karn's rule):
+    ``answer`` gives it as -1.
+
+    The local loop's lag is not the peer's fault: a request is judged (given
+    up or sent again) only once it has waited its timeout with this node's
+    lag since it was sent (``timer.lag``, how late the node's one timer
+    fired, see ExpiryTimer) added, up to MAX_LAG_GRANT. Why this measure
+    and not a look at the socket's buffer before each verdict: in one
+    process the peers share the loop (``dhtquery demo``, the tests), so
+    during a stall the request waits unread in the peer's buffer, not the
+    answer in ours; and a node alone in its process, stalled, has both its
+    unread answers and the timer's lateness to show for it. The RTT sample
+    of an answer leaves that lag out too."""
 
     def __init__(
         self,
@@ -156,6 +178,8 @@ class RpcTable:
         self._given_up: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
         #: core query id (bytes) of a retransmission -> its request's msg id
         self._resent: dict[bytes, bytes] = {}
+        #: times a request's verdict waited for this node's own lag
+        self._lag_granted = 0
         self.send = send
         self.on_retransmit = on_retransmit
         self._timer = timer
@@ -164,6 +188,11 @@ class RpcTable:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    @property
+    def lag_granted(self) -> int:
+        """Times a request's verdict waited for this node's loop lag."""
+        return self._lag_granted
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -194,16 +223,20 @@ class RpcTable:
         # are 20 bytes, so pad.
         msg_id = query_id.bytes + self._pad
         self._pending[msg_id] = _new_pending(
-            _Pending, (query_id, address, name, future, callback, context, now, retry)
+            _Pending,
+            (query_id, address, name, future, callback, context, now, retry, self._timer.lag, 0.0),
         )
         if self._timer.armed_until > now + timeout:
             self._timer.arm(now + timeout)
         return msg_id
 
-    def new_retry(self, timeout: float, deadline: float) -> _Retry:
+    def new_retry(
+        self, timeout: float, deadline: float, overdue: Callable[[Any], object] | None = None
+    ) -> _Retry:
         """The retransmission state of a request whose first try waits
-        ``timeout`` and whose caller waits until ``deadline``."""
-        retry = _Retry(deadline, timeout)
+        ``timeout`` and whose caller waits until ``deadline``; ``overdue``
+        (called with the request's context) hears of each retransmission."""
+        retry = _Retry(deadline, timeout, overdue)
         retry.last_sent = self._now()
         return retry
 
@@ -233,12 +266,18 @@ class RpcTable:
         timer = self._timer
         if timer.armed_until > now + self._grace:
             timer.arm(now + self._grace)
+        if self._resent:  # (an entry: it was sent again or granted lag)
+            self._resent.pop(pending.query_id.bytes, None)
         retry = pending.retry
         if retry is not None and retry.tries > 1:
-            self._resent.pop(pending.query_id.bytes, None)
             # Karn: which copy was answered is unknown, so no RTT sample
             return RpcStatus.ANSWERED, pending.name, _AMBIGUOUS, pending
-        return RpcStatus.ANSWERED, pending.name, now - pending.sent, pending
+        rtt = now - pending.sent
+        lag = self._timer.lag - pending.lag + pending.granted
+        if lag:
+            # the time this node's loop was late is not the peer's round trip
+            rtt = rtt - lag if rtt > lag else 0.0
+        return RpcStatus.ANSWERED, pending.name, rtt, pending
 
     def _late_or_unknown(self, msg_id: bytes) -> RpcStatus:
         if msg_id[16:] != self._pad:  # not an id this table made
@@ -257,6 +296,10 @@ class RpcTable:
         if msg_id is None:
             msg_id = query_bytes + self._pad
         pending = self._pending.pop(msg_id)
+        lag = self._timer.lag - pending.lag
+        if lag > 0 and pending.granted < MAX_LAG_GRANT:
+            self._grant(msg_id, pending, min(lag, MAX_LAG_GRANT - pending.granted))
+            return
         retry = pending.retry
         if retry is not None and self._retransmit(msg_id, pending, retry):
             return
@@ -270,6 +313,22 @@ class RpcTable:
             self.on_timeout(pending.address, pending.name, pending.sent)
         pending.deliver(False, None)
 
+    def _grant(self, msg_id: bytes, pending: _Pending, lag: float) -> None:
+        """The loop was late by ``lag`` while ``pending`` waited: it waits
+        that much longer before it is judged (nothing is sent again)."""
+        now = self._now()
+        query_id = self._core.register(lag, 1, 1, now)
+        self._resent[query_id.bytes] = msg_id
+        self._pending[msg_id] = pending._replace(
+            query_id=query_id, lag=self._timer.lag, granted=pending.granted + lag
+        )
+        retry = pending.retry
+        if retry is not None:
+            retry.deadline += lag
+        if self._timer.armed_until > now + lag:
+            self._timer.arm(now + lag)
+        self._lag_granted += 1
+
     def _retransmit(self, msg_id: bytes, pending: _Pending, retry: _Retry) -> bool:
         """Send the request again with the RTO doubled (False: no try or no
         time left, the request gives up)."""
@@ -281,13 +340,19 @@ class RpcTable:
             self.on_retransmit(pending.address, pending.name, retry.last_sent)
         query_id = self._core.register(timeout, 1, 1, now)
         self._resent[query_id.bytes] = msg_id
-        self._pending[msg_id] = pending._replace(query_id=query_id)
+        self._pending[msg_id] = pending._replace(query_id=query_id, lag=self._timer.lag)
         retry.tries += 1
         retry.rto = timeout
         retry.last_sent = now
         if self._timer.armed_until > now + timeout:
             self._timer.arm(now + timeout)
         self.send(retry.datagram, pending.address)
+        overdue = retry.overdue
+        if overdue is not None:
+            try:
+                overdue(pending.context)
+            except Exception:  # a caller's bug must not cost other requests
+                log.exception("dhtquery: error in a request's overdue callback")
         return True
 
     def close(self) -> None:

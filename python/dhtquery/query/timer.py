@@ -4,6 +4,12 @@ Each core's expiry wheel knows its deadlines; this arms a single
 ``clock.call_at`` for the earliest of them and, when it fires, hands what
 expired in each core to that core's callback and re-arms for the next. No
 timer per query, and one per node however many cores it watches.
+
+It is also the node's measure of its own loop's lag: it fires about once
+per millisecond tick while requests are out (their deadlines and their
+tombstones' ends keep it armed), so how late it fires is how long the loop
+was busy elsewhere. ``lag`` sums that lateness; a request table grants it to
+requests before judging them (the local loop's delay is not the peer's).
 """
 
 from __future__ import annotations
@@ -14,11 +20,15 @@ from typing import Any
 
 from .clock import Cancellable, Clock
 
-__all__ = ["ExpiryTimer"]
+__all__ = ["LAG_TOLERANCE", "ExpiryTimer"]
+
+#: Lateness of a firing up to this is the loop's ordinary jitter (uvloop's
+#: timers have a 1 ms resolution), not lag: not counted in ``lag``.
+LAG_TOLERANCE = 0.002
 
 
 class ExpiryTimer:
-    __slots__ = ("_clock", "_handle", "_stopped", "_watched", "armed_until")
+    __slots__ = ("_clock", "_handle", "_stopped", "_watched", "armed_until", "lag")
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -28,6 +38,10 @@ class ExpiryTimer:
         #: when the timer fires (inf while it is not armed): a caller on a
         #: hot path arming for a later time may skip calling ``arm``
         self.armed_until = math.inf
+        #: seconds this timer fired late beyond LAG_TOLERANCE, summed over
+        #: its firings: the time the loop spent unable to run it (a
+        #: synchronous stall, or a backlog of callbacks). Only grows.
+        self.lag = 0.0
 
     def watch(self, core: Any, on_expired: Callable[[Any], None]) -> None:
         """Expire ``core``'s queries when their time comes, handing each
@@ -52,8 +66,11 @@ class ExpiryTimer:
 
     def _fire(self) -> None:
         self._handle = None
-        self.armed_until = math.inf
         now = self._clock.now()
+        late = now - self.armed_until
+        if late > LAG_TOLERANCE:
+            self.lag += late - LAG_TOLERANCE
+        self.armed_until = math.inf
         upcoming = math.inf
         for core, on_expired in self._watched:
             for outcome in core.expire(now):

@@ -1,0 +1,363 @@
+"""A lookup never waits on a silent peer (issue 10, point 2): a request past
+its RTO is sent again (same message id, RTO doubled) and the lookup asks the
+next candidate at once, while a late answer still counts. And the local
+loop's lag is not the peer's fault (point 3): a stall of this node's loop
+does not make requests time out, peers fail or be forgotten."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import msgpack
+from kademlia.node import Node
+from kademlia.utils import digest
+
+from dhtquery.dht import DhtNode, LookupStats, Record
+from dhtquery.dht.rpc_table import MAX_LAG_GRANT, RpcTable
+from dhtquery.query import ExpiryTimer, QueryManager, new_core
+from dhtquery.query.timer import LAG_TOLERANCE
+from dhtquery.testing import FakeClock
+from tests.dht_helpers import Nodes, RawPeer, eventually, open_nodes, run_paired
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+T = TypeVar("T")
+
+
+def _contact(node: DhtNode) -> Node:
+    host, port = node.address
+    return Node(node.node.id, host, port)
+
+
+def _near(key: bytes) -> bytes:
+    """A node id closer to ``key`` than any random id (the last bit flipped)."""
+    return key[:-1] + bytes([key[-1] ^ 1])
+
+
+async def _fake_clocked(nodes: Nodes, backend: str) -> tuple[DhtNode, FakeClock]:
+    clock = FakeClock()
+    node = await nodes.dht(queries=QueryManager(core=new_core(backend), clock=clock))
+    return node, clock
+
+
+def _silent_contact(peer: RawPeer, node_id: bytes) -> Node:
+    host, port = peer.address
+    return Node(node_id, host, port)
+
+
+def test_a_lookup_asks_the_next_candidate_as_soon_as_a_request_is_overdue(
+    backend: str, run: Run
+) -> None:
+    """alpha 1, the closest candidate silent: at its RTO (1 s, first
+    contact) the request is sent again with the same message id and the
+    next candidate, a holder, is asked at once: the lookup ends 1 s in, not
+    at the silent peer's last retransmission nor at the 10 s deadline."""
+
+    async def scenario() -> tuple[float, bytes, bytes, LookupStats | None, list[Any]]:
+        async with open_nodes(backend) as nodes:
+            querier, clock = await _fake_clocked(nodes, backend)
+            querier.alpha = 1
+            holder = await nodes.dht()
+            silent = await nodes.raw()
+            dkey = digest("overdue")
+            record = Record.create("publisher", b"held by the second closest")
+            holder.records.put(dkey, record, holder.clock.now())
+            router = querier.protocol.router  # type: ignore[union-attr]
+            router.add_contact(_silent_contact(silent, _near(dkey)))
+            router.add_contact(_contact(holder))
+
+            handle = querier.get_all("overdue", quorum=1, timeout=10.0)
+            first, _ = await silent.recv()
+            clock.advance(1.001)  # the silent peer's RTO
+            again, _ = await silent.recv()
+            outcome = await handle
+            return outcome.duration, first, again, handle.lookup_stats, outcome.items
+
+    duration, first, again, stats, items = run(scenario())
+    assert again == first  # retransmitted: same message id and body
+    assert items[0].data == b"held by the second closest"
+    assert 1.0 <= duration < 1.01  # asked the holder at the RTO, not later
+    assert stats == LookupStats(
+        requests=2, retransmissions=1, hops=1, peers_answered=1, peers_failed=0
+    )
+
+
+def test_a_late_answer_to_an_overdue_request_still_counts_and_is_not_charged(
+    backend: str, run: Run
+) -> None:
+    """The only holder answers the first copy of its request 1.5 s late,
+    after the lookup asked the other candidate: its records are the
+    lookup's result, and the peer is neither failed nor counted as
+    recently failed (nor is an RTT sample taken: Karn)."""
+
+    async def scenario() -> tuple[Any, ...]:
+        async with open_nodes(backend) as nodes:
+            querier, clock = await _fake_clocked(nodes, backend)
+            querier.alpha = 1
+            bystander = await nodes.dht()
+            slow = await nodes.raw()
+            dkey = digest("late holder")
+            record = Record.create("publisher", b"from the slow holder")
+            router = querier.protocol.router  # type: ignore[union-attr]
+            router.add_contact(_silent_contact(slow, _near(dkey)))
+            router.add_contact(_contact(bystander))
+
+            handle = querier.get_all("late holder", quorum=1, timeout=10.0)
+            request, _ = await slow.recv()
+            clock.advance(1.001)
+            await slow.recv()  # the retransmission
+            # the bystander (no records, no contacts) answers meanwhile
+            protocol = querier.protocol
+            assert protocol is not None
+            assert await eventually(lambda: protocol.reputation.stats(bystander.address).successes)
+            assert not handle.done()  # no holder yet: it waits for the slow one
+            clock.advance(0.5)
+            answer = {"records": [record.to_wire()], "nodes": []}
+            slow.send(b"\x01" + request[1:21] + msgpack.packb(answer), querier.address)
+            outcome = await handle
+            address = slow.address
+            return (
+                outcome.items,
+                outcome.duration,
+                handle.lookup_stats,
+                protocol.reputation.stats(address).failures,
+                protocol.failed_recently(address),
+                protocol.rtt(address).srtt,
+            )
+
+    items, duration, stats, failures, failed_recently, srtt = run(scenario())
+    assert [r.data for r in items] == [b"from the slow holder"]
+    assert abs(duration - 1.501) < 0.005
+    assert stats == LookupStats(
+        requests=2, retransmissions=1, hops=1, peers_answered=2, peers_failed=0
+    )
+    assert failures == 0
+    assert not failed_recently
+    assert srtt is None
+
+
+def test_a_peer_answering_after_one_and_a_half_seconds_is_found_by_get_all(
+    backend: str, run: Run
+) -> None:
+    """First contact (RTO 1 s): a real node that answers every request
+    1.5 s late is the lookup's only candidate and holder; the request is
+    retransmitted at 1 s and the answer to the first copy, at 1.5 s, is
+    the result."""
+
+    async def scenario() -> tuple[list[Any], float, LookupStats | None]:
+        async with open_nodes(backend) as nodes:
+            querier, clock = await _fake_clocked(nodes, backend)
+            slow = await nodes.dht()
+            slow_protocol = slow.protocol
+            assert slow_protocol is not None
+            record = Record.create("publisher", b"slow value")
+            slow.records.put(digest("slow key"), record, slow.clock.now())
+            querier.protocol.router.add_contact(_contact(slow))  # type: ignore[union-attr]
+            serve = slow_protocol._serve
+            held: list[tuple[float, tuple[bytes, Any, Any]]] = []
+
+            def serve_late(msg_id: bytes, body: Any, addr: Any) -> None:
+                held.append((clock.now(), (msg_id, body, addr)))
+
+            slow_protocol._serve = serve_late  # type: ignore[method-assign]
+
+            async def drive(operation: Awaitable[T]) -> T:
+                task = asyncio.ensure_future(operation)
+                for _ in range(2000):
+                    if task.done():
+                        break
+                    await asyncio.sleep(0.001)
+                    clock.advance(0.05)
+                    while held and held[0][0] + 1.5 <= clock.now() + 1e-9:
+                        serve(*held.pop(0)[1])
+                return await task
+
+            handle = querier.get_all("slow key", quorum=1, timeout=10.0)
+
+            async def whole() -> Any:
+                return await handle
+
+            outcome = await drive(whole())
+            return outcome.items, outcome.duration, handle.lookup_stats
+
+    items, duration, stats = run(scenario())
+    assert [r.data for r in items] == [b"slow value"]
+    assert abs(duration - 1.5) < 0.06  # its answer, not a timeout
+    assert stats is not None and stats.retransmissions == 1 and stats.peers_failed == 0
+
+
+def test_killed_peers_do_not_cost_lookups_their_timeout(backend: str) -> None:
+    """12 nodes (ksize 4, so a key has few holders), 3 killed abruptly
+    after the client has met them all: every lookup still finds its record
+    in well under a second (the timeout is 10 s); once their requests have
+    failed, later lookups do not ask the killed peers again."""
+
+    async def scenario() -> tuple[list[float], list[LookupStats], list[bool]]:
+        async with open_nodes(backend) as nodes:
+            first = await nodes.dht(ksize=4)
+            for _ in range(11):
+                await nodes.dht(ksize=4, bootstrap=[first.address])
+            client = await nodes.dht(ksize=4, bootstrap=[first.address])
+            keys = [f"key {index}" for index in range(30)]
+            for index, key in enumerate(keys):
+                assert await nodes.dht_nodes[index % 12].put(key, key.encode()) >= 1
+            # the client meets everyone (RTT measured, our RPCs known)
+            for key in keys:
+                await client.get_all(key)
+            for peer in nodes.dht_nodes[1:12]:
+                await client.protocol.find_values(  # type: ignore[union-attr]
+                    peer.address, client.node.id, digest("warm")
+                )
+            for victim in nodes.dht_nodes[3:6]:
+                victim.stop()
+            await asyncio.sleep(0)
+
+            durations: list[float] = []
+            found: list[bool] = []
+            stats: list[LookupStats] = []
+            for _ in range(2):  # two rounds: the second after the verdicts
+                handles = [client.get_all(key, timeout=10.0) for key in keys]
+                outcomes = await asyncio.gather(*handles)
+                for key, handle, outcome in zip(keys, handles, outcomes, strict=True):
+                    durations.append(outcome.duration)
+                    found.append(bool(outcome.items) and outcome.items[0].data == key.encode())
+                    assert handle.lookup_stats is not None
+                    stats.append(handle.lookup_stats)
+                assert await eventually(lambda: client.pending_requests == 0, timeout=5.0)
+            return durations, stats, found
+
+    durations, stats, found = run_paired(backend, scenario())
+    assert all(found)
+    assert max(durations) < 1.0
+    second_round = stats[len(stats) // 2 :]
+    assert sum(s.retransmissions for s in second_round) == 0
+    assert sum(s.peers_failed for s in second_round) == 0
+
+
+# -- the local loop's lag ---------------------------------------------
+
+
+class _LateClock(FakeClock):
+    """A FakeClock whose timers fire when the test says, however late."""
+
+    def fire_late(self, seconds: float) -> None:
+        """Move time on by ``seconds`` and only then run what fell due."""
+        calls, self._calls = self._calls, []
+        target = self.now() + seconds
+        self._now = target
+        for when, order, call in sorted(calls):
+            if when <= target and not call.cancelled:
+                call.callback()
+            else:
+                self._calls.append((when, order, call))
+
+
+def test_the_timer_counts_how_late_it_fires_beyond_the_tolerance() -> None:
+    clock = _LateClock()
+    timer = ExpiryTimer(clock)
+    core = new_core("python")
+    expired: list[Any] = []
+    timer.watch(core, expired.append)
+    core.register(0.1, 1, 1, clock.now())
+    timer.arm(clock.now() + 0.1)
+    clock.fire_late(0.1 + 0.25)  # due at 0.1, fired 0.25 s late
+    assert len(expired) == 1
+    assert abs(timer.lag - (0.25 - LAG_TOLERANCE)) < 1e-9
+    core.register(0.1, 1, 1, clock.now())
+    timer.arm(clock.now() + 0.1)
+    clock.fire_late(0.1 + LAG_TOLERANCE / 2)  # jitter: not lag
+    assert abs(timer.lag - (0.25 - LAG_TOLERANCE)) < 1e-9
+
+
+def test_a_request_is_not_judged_for_the_loops_own_lag(backend: str, run: Run) -> None:
+    """A request with a 50 ms timeout whose timer fires 300 ms late is not
+    given up: it gets the lag (the answer read then is an answer, with an
+    RTT sample that leaves the lag out). With no answer it is given up once
+    the granted time has passed, the grant bounded by MAX_LAG_GRANT."""
+
+    async def scenario() -> tuple[Any, ...]:
+        clock = _LateClock()
+        timer = ExpiryTimer(clock)
+        given_up: list[Any] = []
+        table = RpcTable(
+            asyncio.get_running_loop(),
+            new_core(backend),
+            timer,
+            clock,
+            on_timeout=lambda address, name, sent: given_up.append(address),
+        )
+        answered = table.loop.create_future()
+        msg_id = table.open_with("peer", "ping", 0.05, answered, None, None)
+        clock.fire_late(0.35)  # the loop stalled 300 ms past the deadline
+        still_out = len(table) == 1 and not given_up
+        clock.advance(0.01)
+        status, _, rtt, pending = table.answer(msg_id, "peer")
+        assert pending is not None
+        pending.deliver(True, "pong")
+        reply = await answered
+
+        # no answer: judged once the grant has run out
+        silent = table.loop.create_future()
+        table.open_with("dead", "ping", 0.05, silent, None, None)
+        clock.fire_late(0.35)
+        kept = not given_up
+        clock.advance(0.35)
+        dead_reply = await silent
+        # a loop that never catches up: the grant is bounded
+        never = table.loop.create_future()
+        table.open_with("dead", "ping", 0.05, never, None, None)
+        for _ in range(100):
+            if never.done():
+                break
+            clock.fire_late(0.5)
+        return still_out, status, rtt, reply, kept, dead_reply, given_up, never.done(), table
+
+    still_out, status, rtt, reply, kept, dead_reply, given_up, ended, table = run(scenario())
+    assert still_out
+    assert status == "answered" and reply == (True, "pong")
+    # 360 ms after the send, 298 ms of it the loop's lag
+    assert abs(rtt - (0.36 - (0.3 - LAG_TOLERANCE))) < 1e-6
+    assert kept
+    assert dead_reply == (False, None) and given_up == ["dead", "dead"]
+    assert ended  # within MAX_LAG_GRANT of lag, however late the loop
+    assert table.lag_granted >= 3
+    assert MAX_LAG_GRANT <= 1.0
+
+
+def test_a_stalled_loop_does_not_make_peers_fail(backend: str) -> None:
+    """300 requests in flight to 4 measured peers (RTO at its 50 ms floor)
+    in this process, then this loop stalls 300 ms in a synchronous call:
+    every request is answered, none times out or comes late, no peer is
+    failed or forgotten (before, every one timed out)."""
+
+    async def scenario() -> tuple[list[Any], Any, dict[str, int], int, int]:
+        async with open_nodes(backend) as nodes:
+            first = await nodes.dht()
+            peers = [first] + [await nodes.dht(bootstrap=[first.address]) for _ in range(3)]
+            node = await nodes.dht(bootstrap=[first.address])
+            protocol = node.protocol
+            assert protocol is not None
+            for peer in peers:
+                for _ in range(5):
+                    assert (await protocol.ping(peer.address, node.node.id))[0]
+            assert all(protocol.rtt(peer.address).rto == 0.05 for peer in peers)
+            before = node.peer_count
+            replies = [
+                protocol.request(peer.address, "find_node", (node.node.id, os.urandom(20)))
+                for peer in peers
+                for _ in range(75)
+            ]
+            time.sleep(0.3)  # the loop is stalled: a synchronous call
+            answers = await asyncio.gather(*replies)
+            failures = sum(protocol.reputation.stats(p.address).failures for p in peers)
+            return answers, protocol.stats, dict(protocol.drops), failures, before - node.peer_count
+
+    answers, stats, drops, failures, forgotten = run_paired(backend, scenario())
+    assert all(ok for ok, _ in answers)
+    assert stats["timeouts"] == 0
+    assert drops.get("late_response", 0) == 0
+    assert failures == 0
+    assert forgotten == 0
