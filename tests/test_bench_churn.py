@@ -25,12 +25,6 @@ TINY = churn.Sizes(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue 10, point 2 (not fixed yet): right after a kill under 10 % loss some "
-    "get_all lookups end at once with no record (reason all_peers or adaptive, ~0 requests "
-    "sent): the client's candidates are all filtered out as recently failed",
-    strict=False,
-)
 def test_a_small_churn_and_loss_run_keeps_every_lookup_successful() -> None:
     result = churn.run_dht(TINY, namespaces=None, seed=3)
     phases = result["phases"]
