@@ -12,7 +12,7 @@ import pytest
 from kademlia.utils import digest
 
 from dhtquery import DhtNode, QueryManager, new_core
-from dhtquery.dht import StoreLimits
+from dhtquery.dht import Record, StoreLimits
 from dhtquery.dht.republish import MAX_PUBLISHED, Republisher
 from dhtquery.errors import InvalidArgumentError, StorageFull
 from dhtquery.testing import HOST, FakeClock
@@ -153,7 +153,6 @@ def test_the_republisher_refuses_a_bad_interval_and_past_its_cap() -> None:
     with pytest.raises(InvalidArgumentError, match="interval must be > 0 seconds or None"):
         Republisher(store, FakeClock(), interval=0)
     republisher = Republisher(store, FakeClock(), interval=None)
-    from dhtquery.dht import Record
 
     record = Record.create("p", b"x")
     for index in range(MAX_PUBLISHED):
@@ -223,3 +222,36 @@ def test_a_client_receives_no_hand_over(backend: str) -> None:
     handed, held = run_paired(backend, scenario())
     assert handed == 0
     assert held == 0
+
+
+def test_a_stock_joiner_is_handed_one_record_not_all_and_stays_known(backend: str) -> None:
+    async def scenario() -> tuple[dict[str, int], bool, int]:
+        clock = FakeClock()
+        async with open_nodes(backend) as nodes:
+            node = await nodes.add(queries=QueryManager(core=new_core(backend), clock=clock))
+            for index in range(20):
+                record = Record.create("p", f"record {index}".encode())
+                node.records.put(digest(f"key {index}"), record, clock.now())
+            # a stock peer joins: the node welcomes it and, alone until
+            # then, would hand it every record
+            stock = await nodes.stock(bootstrap=[node.address])
+            stock_id = stock.node.id
+            # stock ignores store_record: let its request run out of tries
+            for _ in range(60):  # bounded: 30 s of the node's clock
+                clock.advance(0.5)
+                await asyncio.sleep(0)
+                if node.stats.get("handover_skipped", 0) >= 19:
+                    break
+            protocol = node.protocol
+            assert protocol is not None
+            return (
+                dict(node.stats),
+                stock_id in {p.id for p in node.peers()},
+                len(protocol._handover),
+            )
+
+    stats, still_known, queued = run_paired(backend, scenario())
+    assert stats["records_handed_over"] == 1  # the probe; stock: 20 requests
+    assert stats["handover_skipped"] == 19
+    assert still_known  # an unanswered hand-over does not cost it its place
+    assert queued == 0

@@ -236,6 +236,14 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     client: bool = False
     #: while a client's request is being served (its id carries the marker)
     _serving_client: bool = False
+    #: Records are handed to a peer not known to speak our RPCs one at a
+    #: time until it answers one (a stock peer would leave each to wait out
+    #: its retransmissions): the others wait here, counted in the hand-over
+    #: bound. A peer that did not answer is skipped from then on. (Both made
+    #: on first use; the second bounded like recently_failed.)
+    _parked: dict[Address, list[tuple[Node, bytes, Record]]] | None = None
+    _parked_count: int = 0
+    _records_refused: dict[Address, None] | None = None
 
     def __init__(
         self,
@@ -844,12 +852,13 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         """Queue the plain values, then the records (not to a peer known to
         be stock: it does not take them), that ``node`` should hold."""
         handover = self._handover
-        if len(handover) >= HANDOVER_QUEUE:
+        bound = HANDOVER_QUEUE - self._parked_count
+        if len(handover) >= bound:
             self.shed("handover_dropped")
             return
         for key, value in self.storage:
             if self._should_hold(node, key):
-                if len(handover) >= HANDOVER_QUEUE:
+                if len(handover) >= bound:
                     self.shed("handover_dropped")
                     self._pump_handover()
                     return
@@ -861,7 +870,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 if key != last_key:
                     last_key, wanted = key, self._should_hold(node, key)
                 if wanted:
-                    if len(handover) >= HANDOVER_QUEUE:
+                    if len(handover) >= bound:
                         self.shed("handover_dropped")
                         break
                     handover.append((node, key, record))
@@ -871,22 +880,54 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         handover = self._handover
         while handover and self._handover_in_flight < HANDOVER_IN_FLIGHT:
             node, key, value = handover.popleft()
+            address: Address | None = None
             if isinstance(value, Record):
-                if self.extensions.get((node.ip, node.port)) is False:
-                    continue  # learnt meanwhile that it is a stock peer
-                store: Awaitable[Any] = self.call_store_record(node, key, value)
+                address = (node.ip, node.port)
+                known = self.extensions.get(address)
+                refused = self._records_refused
+                if known is False or (refused and address in refused):
+                    # a stock peer (or silent): it would not take records
+                    self.stats["handover_skipped"] += 1
+                    continue
+                if known is None:
+                    parked = self._parked
+                    if parked is None:
+                        parked = self._parked = {}
+                    waiting = parked.get(address)
+                    if waiting is not None:  # its first record is on the way
+                        waiting.append((node, key, value))
+                        self._parked_count += 1
+                        continue
+                    parked[address] = []
+                # (not call_store_record: a peer that does not answer a
+                # hand-over, a stock one say, stays in the routing table)
+                store: Awaitable[Any] = self.store_record(address, self.source_node.id, key, value)
                 self.stats["records_handed_over"] += 1
             else:
                 store = self.call_store(node, key, value)
             self._handover_in_flight += 1
             self.stats["handed_over"] += 1
             task = asyncio.ensure_future(store)
-            task.add_done_callback(self._handed_over)
+            task.add_done_callback(functools.partial(self._handed_over, address))
 
-    def _handed_over(self, task: asyncio.Future[Any]) -> None:
+    def _handed_over(self, record_to: Address | None, task: asyncio.Future[Any]) -> None:
         self._handover_in_flight -= 1
-        if not task.cancelled():
-            task.exception()  # (retrieved: a failed store is not an error)
+        # (the exception retrieved: a failed store is not an error)
+        failed = not task.cancelled() and (task.exception() is not None or not task.result()[0])
+        waiting = self._parked.pop(record_to, None) if record_to and self._parked else None
+        if waiting:
+            self._parked_count -= len(waiting)
+            if failed:
+                self.stats["handover_skipped"] += len(waiting)
+            else:  # it takes records: the rest go next
+                self._handover.extendleft(reversed(waiting))
+        if record_to is not None and failed:
+            refused = self._records_refused
+            if refused is None:
+                refused = self._records_refused = {}
+            refused[record_to] = None
+            if len(refused) > _RECENT_FAILURES_KEPT:
+                del refused[next(iter(refused))]
         if self.transport is not None:
             self._pump_handover()
 
