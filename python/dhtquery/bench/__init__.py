@@ -1,4 +1,4 @@
-"""The benchmarks, shipped in the package: ``dhtquery bench core|dht|registry``
+"""The benchmarks, shipped in the package: ``dhtquery bench core|dht|registry|churn``
 or ``python -m dhtquery.bench NAME [options]``.
 
 Modules: :mod:`.core` (the query core across backends), :mod:`.dht`
@@ -28,6 +28,7 @@ BENCHES = {
     "core": "dhtquery.bench.core",
     "dht": "dhtquery.bench.dht",
     "registry": "dhtquery.bench.registry",
+    "churn": "dhtquery.bench.churn",
     "profile": "dhtquery.bench.profile_client",
 }
 

@@ -25,6 +25,7 @@ BENCHES: Final = {
     "core": "dhtquery.bench.core",
     "dht": "dhtquery.bench.dht",
     "registry": "dhtquery.bench.registry",
+    "churn": "dhtquery.bench.churn",
 }
 
 
@@ -32,11 +33,14 @@ class BenchName(enum.StrEnum):
     core = "core"
     dht = "dht"
     registry = "registry"
+    churn = "churn"
 
 
 def bench(
     ctx: typer.Context,
-    which: Annotated[BenchName, typer.Argument(metavar="BENCH", help="core, dht or registry")],
+    which: Annotated[
+        BenchName, typer.Argument(metavar="BENCH", help="core, dht, registry or churn")
+    ],
     quick: Annotated[bool, typer.Option("--quick", help="small sizes, a short run")] = False,
     plot: Annotated[Path | None, typer.Option(help="write a PNG of the results")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="write the results here")] = None,
@@ -44,6 +48,8 @@ def bench(
 ) -> None:
     """Run a benchmark shipped in the package and optionally plot it."""
     set_level(ctx, log_level)
+    if plot is not None and which is BenchName.churn:
+        raise CliError("bench churn has no plot: its figures are a table and --json", 2)
     if plot is not None:
         from ..plots import PlotError, require_matplotlib
 
