@@ -375,3 +375,12 @@ def test_the_node_command_serves_its_catalog_again_after_a_restart(tmp_path: Pat
     assert [r["name"] for r in json.loads(found.stdout)["results"]] == ["widget"]
     # a tag search too (its catalog, and the tag record it held)
     assert [r["name"] for r in json.loads(package.stdout)["results"]] == ["widget"]
+
+
+def test_the_node_command_refuses_a_republish_interval_under_a_second(tmp_path: Path) -> None:
+    from tests.test_cli import dhtquery
+
+    result = dhtquery("node", "--republish-interval", "0", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "--republish-interval 0: must be at least 1" in result.stderr
+    assert not (tmp_path / DATABASE_NAME).exists()

@@ -9,6 +9,7 @@ from .node import DhtNode
 from .persist import KeyValueTable
 from .protocol import STOCK_RPCS, DhtProtocol, RpcSpec
 from .records import MAX_DATA, Record
+from .republish import DEFAULT_INTERVAL as REPUBLISH_INTERVAL
 from .reputation import PeerStats, Reputation
 from .rtt import RttEstimator
 from .storage import MAX_RECORDS_PER_KEY, StoreLimits
@@ -16,6 +17,7 @@ from .storage import MAX_RECORDS_PER_KEY, StoreLimits
 __all__ = [
     "MAX_DATA",
     "MAX_RECORDS_PER_KEY",
+    "REPUBLISH_INTERVAL",
     "STOCK_RPCS",
     "DhtNode",
     "DhtProtocol",

@@ -14,6 +14,7 @@ from typing import Annotated
 import platformdirs
 import typer
 
+from ...dht import REPUBLISH_INTERVAL
 from ...query import QueryConfig
 from ...registry import Package
 from ..common import (
@@ -65,6 +66,14 @@ def node(
     ephemeral: Annotated[
         bool, typer.Option("--ephemeral", help="keep everything in memory only")
     ] = False,
+    republish_interval: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            metavar="SECONDS",
+            help="how often the node stores again the records it published (and after a restart)",
+        ),
+    ] = REPUBLISH_INTERVAL,
     log_level: LogLevelOption = None,
 ) -> None:
     """Run a node until Ctrl-C or SIGTERM."""
@@ -74,7 +83,15 @@ def node(
     where = _data_dir(data_dir, ephemeral, port)
     run_async(
         _run_node(
-            host, port, peers, packages, metrics_port, stats_interval, bootstrap_timeout, where
+            host,
+            port,
+            peers,
+            packages,
+            metrics_port,
+            stats_interval,
+            bootstrap_timeout,
+            where,
+            republish_interval,
         )
     )
 
@@ -102,6 +119,7 @@ async def _run_node(
     stats_interval: float,
     wait: float,
     data_dir: Path | None,
+    republish_interval: float = REPUBLISH_INTERVAL,
 ) -> None:
     from ...dht import DhtNode
     from ...registry import P2PRegistry
@@ -111,7 +129,7 @@ async def _run_node(
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    node = DhtNode(config=QueryConfig(), data_dir=data_dir)
+    node = DhtNode(config=QueryConfig(), data_dir=data_dir, republish_interval=republish_interval)
     registry = P2PRegistry(node)
     # a restarted node rejoins through the contacts it had (best effort)
     known = [] if peers else node.known_peers()
