@@ -361,3 +361,54 @@ def test_a_stalled_loop_does_not_make_peers_fail(backend: str) -> None:
     assert drops.get("late_response", 0) == 0
     assert failures == 0
     assert forgotten == 0
+
+
+def test_candidates_that_failed_lately_give_their_place_to_the_next_closest(
+    backend: str, run: Run
+) -> None:
+    """ksize 2: the two closest contacts failed lately, a third one holds
+    the record. They leave the k closest, so the holder is asked (the
+    lookup used to end at once with nothing: its k closest were all
+    filtered out). A lookup whose only candidate failed lately asks it
+    anyway rather than end with nothing."""
+
+    async def scenario() -> tuple[list[Any], LookupStats | None, list[Any], LookupStats | None]:
+        async with open_nodes(backend) as nodes:
+            querier = await nodes.dht()
+            querier.ksize = 2  # the lookup's k (the routing table keeps 20 a bucket)
+            holder = await nodes.dht()
+            lately = [await nodes.dht(), await nodes.dht()]
+            dkey = digest("place")
+            record = Record.create("publisher", b"held by the third")
+            holder.records.put(dkey, record, holder.clock.now())
+            protocol = querier.protocol
+            assert protocol is not None
+            for peer in lately:
+                # closer to the key than the holder
+                peer.node = Node(_near(dkey)[:-2] + os.urandom(2))
+                protocol.router.add_contact(_contact(peer))
+                protocol.recently_failed[peer.address] = querier.clock.now()
+            protocol.router.add_contact(_contact(holder))
+            handle = querier.get_all("place", quorum=1, timeout=5.0)
+            outcome = await handle
+
+            alone = await nodes.dht()
+            only = lately[0]
+            only.records.put(digest("alone"), record, only.clock.now())
+            alone_protocol = alone.protocol
+            assert alone_protocol is not None
+            alone_protocol.router.add_contact(_contact(only))
+            alone_protocol.recently_failed[only.address] = alone.clock.now()
+            last_resort = alone.get_all("alone", quorum=1, timeout=5.0)
+            return (
+                outcome.items,
+                handle.lookup_stats,
+                (await last_resort).items,
+                last_resort.lookup_stats,
+            )
+
+    items, stats, alone_items, alone_stats = run(scenario())
+    assert [r.data for r in items] == [b"held by the third"]
+    assert stats is not None and stats.requests == 1  # the holder alone
+    assert [r.data for r in alone_items] == [b"held by the third"]
+    assert alone_stats is not None and alone_stats.requests == 1

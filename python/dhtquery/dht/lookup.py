@@ -134,6 +134,7 @@ class StreamingLookup:
         "_quorum",
         "_ranked",
         "_rpc_timeout",
+        "_skipped",
         "_target",
     )
 
@@ -178,6 +179,9 @@ class StreamingLookup:
         #: requests past their RTO and still out (not in _in_flight): node
         #: id -> node
         self._late: dict[bytes, Node] = {}
+        #: candidates left out as failed lately (node id -> (distance,
+        #: node)): asked only if nobody else is left and no holder answered
+        self._skipped: dict[bytes, tuple[int, Node]] = {}
         self._in_flight = 0
         self._holders = 0
         self._failed_by_rto = False
@@ -198,6 +202,22 @@ class StreamingLookup:
         long_ids, nodes = self._protocol.router.contacts()
         # Distances are distinct (so are ids): nodes are never compared.
         ranked = sorted(zip([long_id ^ target for long_id in long_ids], nodes, strict=True))
+        protocol = self._protocol
+        if protocol.recently_failed:
+            # Contacts that failed lately do not take places in the k
+            # closest (kept aside, as a last resort: see _fill).
+            failed_recently = protocol.failed_recently
+            skipped = self._skipped
+            kept = []
+            for entry in ranked:
+                if failed_recently((entry[1].ip, entry[1].port)):
+                    if len(skipped) < self._ksize:
+                        skipped[entry[1].id] = entry
+                else:
+                    kept.append(entry)
+                    if len(kept) == self._ksize:
+                        break
+            ranked = kept
         del ranked[self._ksize :]
         self._ranked = ranked
         self._fill()
@@ -216,14 +236,17 @@ class StreamingLookup:
         protocol = self._protocol
         # (empty unless some request failed lately: one test per answer)
         failed = protocol.recently_failed
+        skipped = self._skipped
         for contact_id, host, port in contacts:
-            if contact_id not in known and contact_id not in asked:
+            if contact_id not in known and contact_id not in asked and contact_id not in skipped:
                 known.add(contact_id)
-                if failed and protocol.failed_recently((host, port)):
-                    # failed lately: others' stale answers do not bring it back
-                    continue
                 node = Node(contact_id, host, port)
                 depths[contact_id] = depth
+                if failed and protocol.failed_recently((host, port)):
+                    # failed lately: others' stale answers do not bring it
+                    # back, unless nobody else is left
+                    skipped[contact_id] = (node.long_id ^ target, node)
+                    continue
                 bisect.insort(ranked, (node.long_id ^ target, node))
 
     def _drop(self, node: Node) -> None:
@@ -244,18 +267,35 @@ class StreamingLookup:
         if count <= 0 or self._ended():  # (count <= 0: some are in flight)
             return
         asked = self._asked
-        closest = self._ranked[: self._ksize]
-        fresh = [entry for entry in closest if entry[1].id not in asked] if asked else closest
+        ranked = self._ranked
         protocol = self._protocol
-        if protocol.recently_failed:
+        # (bounded: each pass that goes on takes one candidate out of ranked)
+        for _ in range(len(ranked) + 1):
+            closest = ranked[: self._ksize]
+            fresh = [entry for entry in closest if entry[1].id not in asked] if asked else closest
+            if not protocol.recently_failed:
+                break
             # An address that failed lately (another id of it, say) is not
-            # asked again at once: it would cost this lookup another RTO.
+            # asked again at once: it would cost this lookup another RTO. It
+            # leaves the k closest, so that the next closest take its place.
             failed_recently = protocol.failed_recently
-            fresh = [entry for entry in fresh if not failed_recently((entry[1].ip, entry[1].port))]
+            stale = [entry for entry in fresh if failed_recently((entry[1].ip, entry[1].port))]
+            if not stale:
+                break
+            for entry in stale:
+                ranked.remove(entry)
+                self._skipped[entry[1].id] = entry
         if not fresh:
             if self._in_flight:
                 return
             late = self._late
+            if not late and not self._holders and self._skipped:
+                # Nobody else is left and no holder has answered: rather
+                # than end with nothing, ask those that failed lately.
+                for entry in sorted(self._skipped.values())[:count]:
+                    del self._skipped[entry[1].id]
+                    self._ask(entry[1])
+                return
             if not late:
                 reason = Reason.ADAPTIVE if self._failed_by_rto else Reason.ALL_PEERS
                 self._manager.finish(self._handle.id, reason)
