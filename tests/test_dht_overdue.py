@@ -412,3 +412,55 @@ def test_candidates_that_failed_lately_give_their_place_to_the_next_closest(
     assert stats is not None and stats.requests == 1  # the holder alone
     assert [r.data for r in alone_items] == [b"held by the third"]
     assert alone_stats is not None and alone_stats.requests == 1
+
+
+def test_a_lookup_moves_on_at_the_measured_rto_not_the_backed_off_one(
+    backend: str, run: Run
+) -> None:
+    """A peer measured at 20 ms (RTO 60 ms) whose RTO was then backed off
+    twice (240 ms: it went silent) is overdue for a lookup at 60 ms: the
+    lookup does not wait a dead peer's back-off (up to 10 s) before asking
+    the next candidate; the request is still retransmitted."""
+
+    async def scenario() -> tuple[float, float, float, bytes, bytes, list[Any]]:
+        async with open_nodes(backend) as nodes:
+            querier, clock = await _fake_clocked(nodes, backend)
+            querier.alpha = 1
+            holder = await nodes.dht()
+            silent = await nodes.raw()
+            protocol = querier.protocol
+            assert protocol is not None
+            address = silent.address
+            reply = protocol.request(address, "ping", (querier.node.id,), 5.0)
+            ping, _ = await silent.recv()
+            clock.advance(0.02)
+            silent.send(b"\x01" + ping[1:21] + msgpack.packb(os.urandom(20)), querier.address)
+            assert (await reply)[0]
+            estimator = protocol.rtt(address)
+            for _ in range(2):
+                estimator.timed_out()
+            dkey = digest("backed off")
+            record = Record.create("publisher", b"from the holder")
+            holder.records.put(dkey, record, holder.clock.now())
+            protocol.router.add_contact(_silent_contact(silent, _near(dkey)))
+            protocol.router.add_contact(_contact(holder))
+
+            handle = querier.get_all("backed off", quorum=1, timeout=10.0)
+            first, _ = await silent.recv()
+            clock.advance(estimator.base_rto + 0.001)
+            again, _ = await silent.recv()
+            outcome = await handle
+            return (
+                estimator.base_rto,
+                estimator.rto,
+                outcome.duration,
+                first,
+                again,
+                outcome.items,
+            )
+
+    base, backed_off, duration, first, again, items = run(scenario())
+    assert abs(base - 0.06) < 1e-9 and backed_off >= 4 * base
+    assert again == first
+    assert [r.data for r in items] == [b"from the holder"]
+    assert duration < base + 0.01

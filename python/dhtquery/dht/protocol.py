@@ -623,12 +623,23 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 )
                 return
         estimator = self._rtt.get(address)
-        rto = (self.rtt(address) if estimator is None else estimator).rto
+        if estimator is None:
+            estimator = self.rtt(address)
+        rto = estimator.rto
         self.stats["requests"] += 1
         if timeout is None and overdue is None:
             msg_id = requests.open_with(address, name, rto, future, callback, context)
             datagram = frame_request(msg_id, body)
         else:
+            if overdue is not None:
+                # A lookup's request is due when the peer's last measure says
+                # (its RTO without back-off: RFC 6298's back-off would make it
+                # wait up to max_rto on a peer that died, while it has other
+                # peers to ask); it is still retransmitted with the RTO
+                # doubled. Measured on 30 nodes, 9 killed, 10 % loss: p99 of
+                # get_all 4.0 s with the backed-off RTO (lookups waiting on a
+                # dead peer's 4 s), see the commit.
+                rto = estimator.base_rto
             if timeout is None:
                 timeout = OVERDUE_SPAN * rto
             first = rto if rto < timeout else timeout

@@ -32,6 +32,7 @@ class RttEstimator:
     # rto, worked out when a sample or a timeout changes it: it is read for
     # every request sent, far more often than it changes
     _rto: float = field(default=_INITIAL_RTO, repr=False)
+    _base_rto: float = field(default=_INITIAL_RTO, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rto <= self.max_rto:
@@ -70,7 +71,15 @@ class RttEstimator:
     def rto(self) -> float:
         return self._rto
 
+    @property
+    def base_rto(self) -> float:
+        """The RTO without the back-off of timeouts since the last sample:
+        when an answer is due if the peer is as it was when last measured
+        (a lookup asks someone else past it, see DhtProtocol.request_packed)."""
+        return self._base_rto
+
     def _update(self) -> None:
         base = _INITIAL_RTO if self.srtt is None else self.srtt + _K * self.rttvar
+        self._base_rto = min(max(base, self.min_rto), self.max_rto)
         base *= 1 << self._backoff
         self._rto = min(max(base, self.min_rto), self.max_rto)
