@@ -46,7 +46,8 @@ killed+loss
 
 Per phase and client: success, p50/p99 (ms), requests sent per lookup (the
 datagrams of kind "request" the client's transport sent during the phase,
-retransmissions and its routing upkeep included, divided by its lookups).
+retransmissions and its routing upkeep included, divided by its lookups;
+for get_all also requests and hops as its ``lookup_stats`` count them).
 
 The registry: 20 ``DhtNode`` + ``P2PRegistry`` (quick: 10) in 4 workers on
 4 hosts, fresh for each loss level (0 % and 5 %). A generated catalog of
@@ -221,17 +222,25 @@ async def measure_phase(
     order = list(range(keys))
     random.Random(seed).shuffle(order)
     examples: list[str] = []
+    own = {"lookups": 0, "requests": 0, "hops": 0}
 
     async def get_all(index: int) -> str | None:
         key = order[index % keys]
-        outcome = await node.get_all(record_key(key), quorum=QUORUM, timeout=LOOKUP_TIMEOUT)
-        if outcome.timed_out:
-            return "timeout"
+        handle = node.get_all(record_key(key), quorum=QUORUM, timeout=LOOKUP_TIMEOUT)
+        outcome = await handle
+        # the lookup's own count (LookupHandle.lookup_stats), where there is one
+        stats = getattr(handle, "lookup_stats", None)
+        if stats is not None:
+            own["lookups"] += 1
+            own["requests"] += stats.requests + stats.retransmissions
+            own["hops"] += stats.hops
         got = [(record.publisher, record.data) for record in outcome.items]
-        if got == [(PUBLISHER, record_value(key))]:
+        if not outcome.timed_out and got == [(PUBLISHER, record_value(key))]:
             return None
         if len(examples) < 3:
-            examples.append(f"{record_key(key)}: {outcome.reason} {got!r:.200}")
+            examples.append(f"{record_key(key)}: {outcome.reason} {got!r:.200} {stats}")
+        if outcome.timed_out:
+            return "timeout"
         return "missing" if not got else "wrong"
 
     async def stock_get(index: int) -> str | None:
@@ -262,6 +271,7 @@ async def measure_phase(
             "peers": node.peer_count if name == "dhtquery" else None,
         }
     result["dhtquery"]["examples"] = examples
+    result["dhtquery"]["lookup_stats"] = own
     return result
 
 
@@ -354,6 +364,18 @@ def _each(
         return [future.result()[0] for future in futures]
 
 
+def _own_counts(parts: Sequence[dict[str, int]]) -> dict[str, float]:
+    """Requests (retransmissions included) and hops per lookup as the
+    lookups count them themselves; {} where get_all has no lookup_stats."""
+    lookups = sum(p["lookups"] for p in parts)
+    if not lookups:
+        return {}
+    return {
+        "lookup_requests_per_lookup": sum(p["requests"] for p in parts) / lookups,
+        "hops_per_lookup": sum(p["hops"] for p in parts) / lookups,
+    }
+
+
 def _merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     count = sum(p["count"] for p in parts)
     ok = sum(p["ok"] for p in parts)
@@ -371,6 +393,7 @@ def _merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "requests_per_lookup": requests / count if count else 0.0,
         "client_peers": [p["peers"] for p in parts if p.get("peers") is not None],
         "examples": [e for p in parts for e in p.get("examples", [])][:4],
+        **_own_counts([p["lookup_stats"] for p in parts if "lookup_stats" in p]),
     }
 
 
@@ -555,6 +578,7 @@ def dht_table(phases: dict[str, Any]) -> str:
         "p50 ms",
         "p99 ms",
         "req/lookup",
+        "own req, hops",
         "failures",
     ]
     rows = []
@@ -574,6 +598,9 @@ def dht_table(phases: dict[str, Any]) -> str:
                     f"{lat.get('p50', float('nan')):.1f}",
                     f"{lat.get('p99', float('nan')):.1f}",
                     f"{p['requests_per_lookup']:.1f}",
+                    f"{p['lookup_requests_per_lookup']:.1f}, {p['hops_per_lookup']:.1f}"
+                    if "hops_per_lookup" in p
+                    else "-",
                     ", ".join(f"{k} {v}" for k, v in sorted(p["failures"].items())) or "-",
                 ]
             )
@@ -717,7 +744,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"for {sizes.seconds:g} s, latency from the scheduled start"
         )
         print(f"\n{dht['setup']['hosts']}.\n{what}; {how}.")
-        print("req/lookup: requests the client sent (retransmissions, upkeep included) per lookup.")
+        print(
+            "req/lookup: requests the client's transport sent per lookup (retransmissions and "
+            "routing upkeep included); own req, hops: as get_all's lookups count them."
+        )
     if registry:
         print()
         print(registry_table(registry))
