@@ -117,9 +117,10 @@ def test_lookups_succeed_across_three_hosts_with_20_ms_links_and_nothing_is_left
     for result in results:
         assert result["found"] == 3 * KEYS_PER_HOST, results
         assert result["remote_hosts"] >= 1
-        # a round trip between two hosts takes the link's RTT, within one host not
-        assert RTT_MS <= result["remote_ms"] < RTT_MS + 30, results
-        assert result["local_ms"] < RTT_MS / 2, results
+        # a round trip between two hosts takes the link's RTT, within one host
+        # not (bounds loose above: two shared cores add their own lag to both)
+        assert RTT_MS <= result["remote_ms"] < RTT_MS + 100, results
+        assert result["remote_ms"] - result["local_ms"] >= RTT_MS / 2, results
     assert _ours(hosts) == []
     assert _links() == links_before
     for pid in pids:
