@@ -1,9 +1,11 @@
-"""The benchmarks, shipped in the package: ``dhtquery bench core|dht|registry|churn``
+"""The benchmarks, shipped in the package: ``dhtquery bench core|dht|registry|churn|scale``
 or ``python -m dhtquery.bench NAME [options]``.
 
 Modules: :mod:`.core` (the query core across backends), :mod:`.dht`
 (lookups on a loopback network, against stock kademlia and OpenDHT),
 :mod:`.registry` (``P2PRegistry.search`` against a naive search),
+:mod:`.scale` (lookups on 10 to 1,000 nodes over simulated hosts, against
+stock kademlia),
 :mod:`.profile_client` (a DHT client's CPU per lookup, a tool), and what
 they share: :mod:`.load` (the load loops and percentiles) and :mod:`.common`
 (timing, repetitions, tables, JSON). Each module's docstring documents its
@@ -30,6 +32,7 @@ BENCHES = {
     "registry": "dhtquery.bench.registry",
     "churn": "dhtquery.bench.churn",
     "profile": "dhtquery.bench.profile_client",
+    "scale": "dhtquery.bench.scale",
 }
 
 

@@ -8,6 +8,9 @@ Shapes read (what ``benches/*.py`` write):
   ``<things>/s`` rate: one group of bars per phase, one bar per backend.
 - registry (``bench_registry.py``): ``results[loop/core][contender]`` with
   ``throughput_per_s`` and ``p50_ms``, ``p95_ms``, ``p99_ms``, ``max_ms``.
+- scale (``dhtquery bench scale``): ``results[]`` per network size with
+  ``runs[label].hops`` and ``latency_ms``, and ``fits[label]`` (hops = a +
+  b log2 n): hops and latency against network size (:func:`plot_scale`).
 - rows (``bench_dht.py``): ``rows[]`` with
   ``client``, ``run``, ``loop``, ``core``, ``throughput.ok_per_s`` and
   ``latency.latency_ms`` (``p50``, ``p90``, ... ``max``); a row may carry
@@ -19,6 +22,7 @@ Shapes read (what ``benches/*.py`` write):
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +31,15 @@ from typing import Any
 
 from ..errors import DhtQueryError
 
-__all__ = ["PlotData", "PlotError", "extract", "plot_file", "plot_json", "require_matplotlib"]
+__all__ = [
+    "PlotData",
+    "PlotError",
+    "extract",
+    "plot_file",
+    "plot_json",
+    "plot_scale",
+    "require_matplotlib",
+]
 
 _PERCENTILE = re.compile(r"p(\d+(?:\.\d+)?)$")
 
@@ -147,6 +159,8 @@ def plot_json(paths: Sequence[Path], output: Path, title: str | None = None) -> 
             raise PlotError(f"cannot read bench results {path}: {exc}") from None
         if not isinstance(report, Mapping):
             raise PlotError(f"{path} is not a bench report (a JSON object)")
+        if report.get("benchmark") == "scale" and len(paths) == 1:
+            return plot_scale(report, output, title)
         data = extract(report)
         merged.throughput.update(data.throughput)
         merged.throughput_unit.update(data.throughput_unit)
@@ -213,6 +227,55 @@ def plot_file(data: PlotData, output: Path, title: str | None = None) -> Path:
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=7, loc="lower right")
         axes.set_title("latency CDF", fontsize=9)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=120)
+    plt.close(figure)
+    return output
+
+
+def plot_scale(report: Mapping[str, Any], output: Path, title: str | None = None) -> Path:
+    """bench scale's report: mean hops (with the log2 fit) and latency
+    p50/p99 against the network size, one line per client and key kind."""
+    results = sorted(
+        (r for r in report.get("results") or () if isinstance(r, Mapping) and r.get("runs")),
+        key=lambda r: r["nodes"],
+    )
+    if not results:
+        raise PlotError("no network sizes in the scale report")
+    plt = require_matplotlib()
+    figure, (hops_axes, latency_axes) = plt.subplots(1, 2, figsize=(12, 4.6))
+    labels = list(dict.fromkeys(label for r in results for label in r["runs"]))
+    fits = report.get("fits") or {}
+    for index, label in enumerate(labels):
+        color = f"C{index % 10}"
+        rows = [(r["nodes"], r["runs"][label]) for r in results if label in r["runs"]]
+        sizes = [n for n, _ in rows]
+        hops = [run["hops"].get("mean", 0.0) for _, run in rows]
+        hops_axes.plot(sizes, hops, "o-", color=color, label=label)
+        fit = fits.get(label)
+        if isinstance(fit, Mapping) and len(sizes) > 1:
+            span = [min(sizes), max(sizes)]
+            line = [fit["a"] + fit["b"] * math.log2(n) for n in span]
+            hops_axes.plot(span, line, "--", color=color, alpha=0.6,
+                           label=f"fit {fit['a']:.2f} + {fit['b']:.2f} log2 n")  # fmt: skip
+        for quantile, style in (("p50", "o-"), ("p99", "s--")):
+            values = [run["latency_ms"].get(quantile, float("nan")) for _, run in rows]
+            latency_axes.plot(sizes, values, style, color=color, label=f"{label} {quantile}")
+    for axes in (hops_axes, latency_axes):
+        axes.set_xscale("log", base=10)
+        axes.set_xlabel("nodes in the network (log scale)")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=7)
+    hops_axes.set_ylabel("hops per lookup (mean)")
+    hops_axes.set_title("hops against network size", fontsize=9)
+    hops_axes.set_ylim(bottom=0)
+    latency_axes.set_ylabel("latency (ms)")
+    latency_axes.set_title("lookup latency p50 / p99", fontsize=9)
+    latency_axes.set_ylim(bottom=0)
     if title:
         figure.suptitle(title)
     figure.tight_layout()

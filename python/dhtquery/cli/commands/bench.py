@@ -26,6 +26,7 @@ BENCHES: Final = {
     "dht": "dhtquery.bench.dht",
     "registry": "dhtquery.bench.registry",
     "churn": "dhtquery.bench.churn",
+    "scale": "dhtquery.bench.scale",
 }
 
 
@@ -34,12 +35,13 @@ class BenchName(enum.StrEnum):
     dht = "dht"
     registry = "registry"
     churn = "churn"
+    scale = "scale"
 
 
 def bench(
     ctx: typer.Context,
     which: Annotated[
-        BenchName, typer.Argument(metavar="BENCH", help="core, dht, registry or churn")
+        BenchName, typer.Argument(metavar="BENCH", help="core, dht, registry, churn or scale")
     ],
     quick: Annotated[bool, typer.Option("--quick", help="small sizes, a short run")] = False,
     plot: Annotated[Path | None, typer.Option(help="write a PNG of the results")] = None,
