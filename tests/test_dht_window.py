@@ -22,7 +22,10 @@ def test_requests_beyond_the_window_wait_unsent_then_all_complete(backend: str, 
     async def scenario() -> tuple[int, int, list[bool]]:
         async with open_nodes(backend) as nodes:
             server = await nodes.dht()
-            client = await nodes.dht()
+            # (joined, so the server's ping that verifies the client asks
+            # nothing back: the client's window holds the 7 pings alone)
+            client = await nodes.dht(bootstrap=[server.address])
+            assert await nodes.settle()
             protocol = client.protocol
             assert protocol is not None
             protocol.max_outstanding = 2
@@ -120,6 +123,10 @@ def test_a_late_answer_teaches_the_rtt_and_keeps_the_peer(backend: str, run: Run
             def serve_late(msg_id: bytes, body: Any, addr: Any) -> None:
                 held.append((msg_id, body, addr))
 
+            # The pings that verified the joiners were answered on the frozen
+            # clock (0 s): the RTT is to be learnt from the late answers alone.
+            assert await nodes.settle()
+            protocol._rtt.pop(slow.address, None)
             slow_protocol._serve = serve_late  # type: ignore[method-assign]
             for round_number in range(5):
                 reply = protocol.request(slow.address, "ping", (first.node.id,), 0.05)

@@ -88,6 +88,9 @@ async def network(backend: str, count: int, **kwargs: Any) -> AsyncIterator[Net]
         net = Net(nodes)
         for _ in range(count):
             await net.add(**kwargs)
+        # (each node enters the others' tables once it has answered their
+        # verification ping: let those finish before the test counts sends)
+        await nodes.settle()
         yield net
         assert nodes.loop_errors == []
 

@@ -84,6 +84,15 @@ HANDOVER_IN_FLIGHT: Final = 8
 INTRODUCE_BURST: Final = 3
 INTRODUCE_INTERVAL: Final = 2.0
 _INTRODUCERS_KEPT: Final = 4096
+#: A node id learned from a request (not from an answer to one of ours) is
+#: added to the routing table only once a ping to that address is answered
+#: by that id: a sender that never answers (a flood from silent sockets,
+#: measured: 96 such ids filled a target's table and made its own lookups
+#: fail, ``dhtquery bench barrage``) never becomes a contact. At most
+#: VERIFY_IN_FLIGHT pings at once (beyond: ``verify_dropped``), each
+#: retransmitted within VERIFY_TIMEOUT.
+VERIFY_IN_FLIGHT: Final = 256
+VERIFY_TIMEOUT: Final = 4.0
 #: Failures in a row after which a peer is probed for liveness: a ping
 #: retransmitted within LIVENESS_TIMEOUT. Only a probe that goes unanswered
 #: takes the peer out of the routing table, so loss alone (10 % of datagrams
@@ -239,6 +248,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     client: bool = False
     #: while a client's request is being served (its id carries the marker)
     _serving_client: bool = False
+    #: while any request is being served: its sender is not yet verified
+    _serving: bool = False
     #: Records are handed to a peer not known to speak our RPCs one at a
     #: time until it answers one (a stock peer would leave each to wait out
     #: its retransmissions): the others wait here, counted in the hand-over
@@ -289,6 +300,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         #: address -> when a request to it last failed (cleared by an answer)
         self.recently_failed: dict[Address, float] = {}
         self._probing: set[Address] = set()
+        #: address -> the node id a verification ping to it is to confirm
+        self._verifying: dict[Address, bytes] = {}
         self._fileno = -1
         self._fionread = array.array("i", [0])
         self._rpcs: dict[str, RpcSpec] = {
@@ -430,16 +443,15 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             if not check(arg):
                 self.drop("bad_args")
                 return
-        if msg_id[16:] == CLIENT_PAD:
-            # A client's request: answered, but welcome_if_new leaves it out
-            # of the routing table (and hands it nothing).
-            self._serving_client = True
-            try:
-                response = spec.handler(addr, *args)
-            finally:
-                self._serving_client = False
-        else:
+        # A client's request (its id carries the marker) is answered, but
+        # welcome_if_new leaves it out of the routing table (and hands it
+        # nothing); any other sender is welcomed once it answers a ping.
+        self._serving_client = msg_id[16:] == CLIENT_PAD
+        self._serving = True
+        try:
             response = spec.handler(addr, *args)
+        finally:
+            self._serving = self._serving_client = False
         try:
             datagram = encode_response(msg_id, response)
         except WireError as exc:
@@ -839,13 +851,17 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         A client (a request whose message id carries the client marker) is
         served but never welcomed: it leaves soon, and a departed contact
         would cost later lookups a request each (``client_requests``). A
-        client node hands nothing over: it holds nothing for others."""
+        client node hands nothing over: it holds nothing for others.
+
+        The sender of a request is welcomed only once it answers a ping
+        (VERIFY_IN_FLIGHT); a node that answered one of our requests, at
+        once."""
         if self._serving_client:
             self.stats["client_requests"] += 1
             return
         router = self.router
-        if not router.is_new_node(node):
-            return
+        if node.id == self.source_node.id or not router.is_new_node(node):
+            return  # (a sender with this node's own id is an impostor)
         address = (node.ip, node.port)
         now = self.clock.now()
         introducers = self._introducers
@@ -858,9 +874,42 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         introducers[address] = (tokens - 1.0, now)
         if len(introducers) > _INTRODUCERS_KEPT:
             del introducers[next(iter(introducers))]
+        if self._serving:
+            self._verify(node)
+            return
+        self._welcome(node)
+
+    def _welcome(self, node: Node) -> None:
         if not self.client:
             self._hand_over(node)
-        router.add_contact(node)
+        self.router.add_contact(node)
+
+    def _verify(self, node: Node) -> None:
+        """Welcome ``node``, the sender of a request, once a ping to its
+        address is answered with its id (see VERIFY_IN_FLIGHT)."""
+        address = (node.ip, node.port)
+        verifying = self._verifying
+        if address in verifying or self.transport is None:
+            return  # (one ping per address: the first id it gave is checked)
+        if len(verifying) >= VERIFY_IN_FLIGHT:
+            self.shed("verify_dropped")
+            return
+        verifying[address] = node.id
+        self.stats["verify_pings"] += 1
+        ping = self._request_background(address, "ping", (self.source_node.id,), VERIFY_TIMEOUT)
+
+        def answered(future: asyncio.Future[Reply]) -> None:
+            del verifying[address]
+            if future.cancelled():
+                return
+            ok, value = future.result()
+            if not ok or value != node.id:
+                self.stats["verify_failed"] += 1
+                return
+            if self.router.is_new_node(node) and self.transport is not None:
+                self._welcome(node)
+
+        ping.add_done_callback(answered)
 
     def _should_hold(self, node: Node, key: bytes) -> bool:
         """kademlia's rule (paper, 2.5): hand ``key`` to ``node`` if it is
