@@ -464,3 +464,37 @@ def test_a_lookup_moves_on_at_the_measured_rto_not_the_backed_off_one(
     assert again == first
     assert [r.data for r in items] == [b"from the holder"]
     assert duration < base + 0.01
+
+
+def test_a_second_answer_to_a_retransmitted_request_is_a_duplicate_not_late(
+    backend: str, run: Run
+) -> None:
+    """A request sent twice may be answered twice: the first answer ends
+    it, the second is counted as a duplicate, not as a late answer (the
+    request was not given up)."""
+
+    async def scenario() -> tuple[int, str, str, Any]:
+        clock = FakeClock()
+        sent: list[bytes] = []
+        table = RpcTable(
+            asyncio.get_running_loop(),
+            new_core(backend),
+            ExpiryTimer(clock),
+            clock,
+            send=lambda datagram, address: sent.append(datagram),
+        )
+        answered = table.loop.create_future()
+        retry = table.new_retry(0.05, clock.now() + 1.0)
+        msg_id = table.open_with("peer", "ping", 0.05, answered, None, None, retry)
+        retry.datagram = b"the request"
+        clock.advance(0.051)  # past its RTO: sent again
+        first = table.answer(msg_id, "peer")
+        assert first[3] is not None
+        first[3].deliver(True, "pong")
+        second = table.answer(msg_id, "peer")
+        return len(sent), first[0], second[0], await answered
+
+    resent, first, second, reply = run(scenario())
+    assert resent == 1
+    assert first == "answered" and second == "duplicate_response"
+    assert reply == (True, "pong")

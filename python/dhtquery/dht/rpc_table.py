@@ -48,6 +48,9 @@ class RpcStatus(enum.StrEnum):
     ANSWERED = "answered"
     WRONG_ADDRESS = "wrong_address"  # from another address than the one asked
     LATE = "late_response"  # to a request given up less than the grace ago
+    #: another answer to a request sent more than once, answered already
+    #: (one per copy: not late, nor the peer's fault)
+    DUPLICATE = "duplicate_response"
     UNKNOWN = "unknown_id"  # to no request this table made (or long forgotten)
 
 
@@ -186,6 +189,9 @@ class RpcTable:
         self._grace = core.grace
         self._pending: dict[bytes, _Pending] = {}
         self._given_up: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        #: msg ids of requests sent more than once and answered (the last
+        #: _GIVEN_UP_KEPT): a second answer is a duplicate, not late
+        self._answered_resent: OrderedDict[bytes, None] = OrderedDict()
         #: core query id (bytes) of a retransmission -> its request's msg id
         self._resent: dict[bytes, bytes] = {}
         #: times a request's verdict waited for this node's own lag
@@ -264,6 +270,8 @@ class RpcTable:
         peer is slow, not gone."""
         pending = self._pending.get(msg_id)
         if pending is None:
+            if msg_id in self._answered_resent:
+                return RpcStatus.DUPLICATE, "", 0.0, None
             status = self._late_or_unknown(msg_id)
             given_up = self._given_up.pop(msg_id, None) if status is RpcStatus.LATE else None
             if given_up is None:
@@ -283,6 +291,10 @@ class RpcTable:
             self._resent.pop(pending.query_id.bytes, None)
         retry = pending.retry
         if retry is not None and retry.tries > 1:
+            answered_resent = self._answered_resent
+            answered_resent[msg_id] = None
+            if len(answered_resent) > _GIVEN_UP_KEPT:
+                answered_resent.popitem(last=False)
             # Karn: which copy was answered is unknown, so no RTT sample
             return RpcStatus.ANSWERED, pending.name, _AMBIGUOUS, pending
         rtt = now - pending.sent
