@@ -1,11 +1,13 @@
-"""The benchmarks, shipped in the package: ``dhtquery bench core|dht|registry|churn|scale``
+"""The benchmarks, shipped in the package: ``dhtquery bench
+core|dht|registry|churn|scale|barrage``
 or ``python -m dhtquery.bench NAME [options]``.
 
 Modules: :mod:`.core` (the query core across backends), :mod:`.dht`
 (lookups on a loopback network, against stock kademlia and OpenDHT),
 :mod:`.registry` (``P2PRegistry.search`` against a naive search),
 :mod:`.scale` (lookups on 10 to 1,000 nodes over simulated hosts, against
-stock kademlia),
+stock kademlia), :mod:`.barrage` (a hostile barrage against one node, and
+stock kademlia's),
 :mod:`.profile_client` (a DHT client's CPU per lookup, a tool), and what
 they share: :mod:`.load` (the load loops and percentiles) and :mod:`.common`
 (timing, repetitions, tables, JSON). Each module's docstring documents its
@@ -33,6 +35,7 @@ BENCHES = {
     "churn": "dhtquery.bench.churn",
     "profile": "dhtquery.bench.profile_client",
     "scale": "dhtquery.bench.scale",
+    "barrage": "dhtquery.bench.barrage",
 }
 
 

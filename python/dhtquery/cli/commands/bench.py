@@ -27,6 +27,7 @@ BENCHES: Final = {
     "registry": "dhtquery.bench.registry",
     "churn": "dhtquery.bench.churn",
     "scale": "dhtquery.bench.scale",
+    "barrage": "dhtquery.bench.barrage",
 }
 
 
@@ -36,12 +37,14 @@ class BenchName(enum.StrEnum):
     registry = "registry"
     churn = "churn"
     scale = "scale"
+    barrage = "barrage"
 
 
 def bench(
     ctx: typer.Context,
     which: Annotated[
-        BenchName, typer.Argument(metavar="BENCH", help="core, dht, registry, churn or scale")
+        BenchName,
+        typer.Argument(metavar="BENCH", help="core, dht, registry, churn, scale or barrage"),
     ],
     quick: Annotated[bool, typer.Option("--quick", help="small sizes, a short run")] = False,
     plot: Annotated[Path | None, typer.Option(help="write a PNG of the results")] = None,
@@ -50,8 +53,8 @@ def bench(
 ) -> None:
     """Run a benchmark shipped in the package and optionally plot it."""
     set_level(ctx, log_level)
-    if plot is not None and which is BenchName.churn:
-        raise CliError("bench churn has no plot: its figures are a table and --json", 2)
+    if plot is not None and which in (BenchName.churn, BenchName.barrage):
+        raise CliError(f"bench {which.value} has no plot: its figures are a table and --json", 2)
     if plot is not None:
         from ..plots import PlotError, require_matplotlib
 
