@@ -313,9 +313,14 @@ async def search_all(
     node = await network.add(bootstrap=targets, registry=False)
     client = P2PRegistry(node, anti_entropy_period=None)
 
+    examples: list[str] = []
+
     async def op(index: int) -> str | None:
         query, expected = queries[index % len(queries)]
-        return check(await client.search(query, timeout=SEARCH_TIMEOUT), expected)
+        failure = check(await client.search(query, timeout=SEARCH_TIMEOUT), expected)
+        if failure is not None and len(examples) < 3:
+            examples.append(f"query {index % len(queries)} ({expected.kind}): {failure}")
+        return failure
 
     phase = await closed_loop(
         op,
@@ -329,6 +334,7 @@ async def search_all(
         "ok": phase.ok,
         "failures": dict(phase.failures),
         "latency_ms": phase.percentiles_ms(),
+        "examples": examples,
     }
 
 
@@ -753,7 +759,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(registry_table(registry))
         period = sizes.anti_entropy_period
         print(
-            f"\nconvergence: from the end of publishing until every catalog holds every id; "
+            "\nconvergence: from the end of publishing (which took "
+            + ", ".join(f"{run['publish_s']:.0f} s" for run in registry)
+            + ") until every catalog holds every id, 0.0: complete when it ended; "
             f"anti-entropy period {'the default' if period is None else f'{period:g} s'}; "
             f"search: {sizes.searches} searches from a fresh client, timeout {SEARCH_TIMEOUT:g} s."
         )
