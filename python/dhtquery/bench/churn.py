@@ -52,7 +52,8 @@ for get_all also requests and hops as its ``lookup_stats`` count them).
 The registry: 20 ``DhtNode`` + ``P2PRegistry`` (quick: 10) in 4 workers on
 4 hosts, fresh for each loss level (0 % and 5 %). A generated catalog of
 1,000 packages (quick: 200; style "zipf", 5 % with an older version too) is
-published, node i publishing every Nth; convergence time runs from the end
+published, node i publishing every Nth, the newest versions first and the
+older ones after (as ``bench registry`` does); convergence time runs from the end
 of publishing until every catalog holds every package id (polled every
 0.25 s, bounded by 120 s; quick 60 s); anti-entropy runs with its default
 period (quick: 5 s, said in the output). Then a fresh client registry
@@ -276,13 +277,22 @@ async def measure_phase(
 
 
 async def publish_share(
-    network: LocalNetwork, packages: int, seed: int, part: int, parts: int
+    network: LocalNetwork, packages: int, seed: int, part: int, parts: int, newest: bool
 ) -> dict[str, Any]:
     """Run in a registry worker: its registries publish their share of the
-    catalog (package i goes to registry i // parts of worker i % parts)."""
+    catalog (package i goes to registry i // parts of worker i % parts),
+    the highest version of each id (``newest``) or the older ones."""
     catalog = _catalog(packages, seed)
+    highest: dict[Any, Any] = {}
+    for package in catalog:
+        if package.id not in highest or package.version > highest[package.id].version:
+            highest[package.id] = package
     registries = network.registries
-    mine = [(i, p) for i, p in enumerate(catalog) if i % parts == part]
+    mine = [
+        (i, p)
+        for i, p in enumerate(catalog)
+        if i % parts == part and (highest[p.id] is p) == newest
+    ]
 
     async def publish(slot: int, package: Any) -> int:
         return int(await registries[slot % len(registries)].publish(package))
@@ -505,17 +515,22 @@ def run_registry(
     ):
         hosts.set_loss(loss_percent, network=net)
         began = time.perf_counter()
-        published = _each(
-            net,
-            range(sizes.registry_workers),
-            lambda w: {
-                "packages": sizes.packages,
-                "seed": seed,
-                "part": w,
-                "parts": sizes.registry_workers,
-            },
-            "publish_share",
-        )
+        # newest versions first, the older after them (as bench registry
+        # does): a full tag key refuses what comes last, so an older version
+        # published first could keep the newer one out of it
+        published = []
+        for newest in (True, False):
+
+            def share(worker: int, newest: bool = newest) -> dict[str, Any]:
+                return {
+                    "packages": sizes.packages,
+                    "seed": seed,
+                    "part": worker,
+                    "parts": sizes.registry_workers,
+                    "newest": newest,
+                }
+
+            published.append(_each(net, range(sizes.registry_workers), share, "publish_share"))
         publish_s = time.perf_counter() - began
         converged_at: float | None = None
         deadline = time.perf_counter() + sizes.converge_seconds
