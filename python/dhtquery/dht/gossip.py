@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
@@ -128,9 +129,15 @@ class Gossip:
             if (peer.ip, peer.port) != exclude
         ]
         scores = node.reputation.scores([(peer.ip, peer.port) for peer in peers], node.clock.now())
-        # peers not yet told first, then the best-scored
+        # Peers not yet told first, then the better-scored (to a tenth), then
+        # at random: ranked by exact score or by distance alone, the same few
+        # peers are picked by everyone and a node none ranks high is never
+        # told (seen: 1 of 20 nodes missed both announcements, about 1 run
+        # in 3, once verified contacts made the scores alike).
+        rank = random.random
         order = sorted(
-            range(len(peers)), key=lambda index: (peers[index].id in told, -scores[index])
+            range(len(peers)),
+            key=lambda index: (peers[index].id in told, -round(scores[index], 1), rank()),
         )
         peers = [peers[index] for index in order]
         fan_out = self.fan_out
