@@ -164,7 +164,7 @@ class Sizes:
 
 FULL: Final = Sizes()
 QUICK: Final = Sizes(
-    networks=(10, 100, 300), single_keys=60, multi_keys=30, lookups=160, multi_lookups=80
+    networks=(10, 100, 200), single_keys=60, multi_keys=30, lookups=160, multi_lookups=80
 )
 
 
@@ -493,6 +493,8 @@ async def run_lookups(
         "seconds": time.perf_counter() - started,
         "lag_ms": {k: lag[k] for k in ("p50", "p99", "max") if k in lag},
         "client_table": {"ours": ours.peer_count, "stock": _table_size(stock)},
+        # distinct peers the get_all client asked (each with its own RTO)
+        "client_peers": len(ours.reputation),
     }
 
 
@@ -832,6 +834,7 @@ def summarize(
             name: sum(w["counters"].get(name, 0) for w in after) for name in COUNTERS
         },
         "client_table": [r["client_table"] for r in ran],
+        "client_peers": [r["client_peers"] for r in ran],
         "loop_lag_ms": [r["lag_ms"] for r in ran],
         "memory": {"rss_bytes": rss, "per_node_bytes": rss / n},
         "join": joined,
