@@ -436,6 +436,9 @@ def test_a_lookup_moves_on_at_the_measured_rto_not_the_backed_off_one(
             clock.advance(0.02)
             silent.send(b"\x01" + ping[1:21] + msgpack.packb(os.urandom(20)), querier.address)
             assert (await reply)[0]
+            # known to speak our RPCs (else its silence would be taken for
+            # a stock peer's: one try, see DhtProtocol._request)
+            protocol.extensions[address] = True
             estimator = protocol.rtt(address)
             for _ in range(2):
                 estimator.timed_out()
@@ -498,3 +501,55 @@ def test_a_second_answer_to_a_retransmitted_request_is_a_duplicate_not_late(
     assert resent == 1
     assert first == "answered" and second == "duplicate_response"
     assert reply == (True, "pong")
+
+
+def test_a_request_is_not_judged_while_datagrams_wait_unread(backend: str, run: Run) -> None:
+    """Past its timeout, a request whose node has unread datagrams in its
+    socket waits (its answer may be among them); its RTT sample keeps that
+    wait (the answer may have come at any time). Judged once the socket is
+    read, and within MAX_LAG_GRANT if it never is."""
+
+    async def scenario() -> tuple[Any, ...]:
+        clock = FakeClock()
+        unread = [True]
+        given_up: list[float] = []
+        table = RpcTable(
+            asyncio.get_running_loop(),
+            new_core(backend),
+            ExpiryTimer(clock),
+            clock,
+            on_timeout=lambda address, name, sent: given_up.append(clock.now()),
+            backlog=lambda: unread[0],
+        )
+        answered = table.loop.create_future()
+        msg_id = table.open_with("peer", "ping", 0.05, answered, None, None)
+        clock.advance(0.06)
+        waited = len(table) == 1 and not given_up
+        status, _, rtt, pending = table.answer(msg_id, "peer")
+        assert pending is not None
+        pending.deliver(True, "pong")
+
+        silent = table.loop.create_future()
+        started = clock.now()
+        table.open_with("peer", "ping", 0.05, silent, None, None)
+        clock.advance(0.1)
+        unread[0] = False  # the socket is read
+        clock.advance(0.05)
+        read_then_judged = given_up[-1] - started if given_up else None
+
+        never = table.loop.create_future()
+        unread[0] = True
+        started = clock.now()
+        table.open_with("peer", "ping", 0.05, never, None, None)
+        for _ in range(100):
+            if never.done():
+                break
+            clock.advance(0.05)
+        return waited, status, rtt, read_then_judged, clock.now() - started, await never
+
+    waited, status, rtt, read_then_judged, bounded, reply = run(scenario())
+    assert waited
+    assert status == "answered" and abs(rtt - 0.06) < 1e-9
+    assert read_then_judged is not None and 0.1 <= read_then_judged < 0.15
+    assert reply == (False, None)
+    assert bounded <= 0.05 + MAX_LAG_GRANT + 0.05

@@ -652,6 +652,16 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 # get_all 4.0 s with the backed-off RTO (lookups waiting on a
                 # dead peer's 4 s), see the commit.
                 rto = estimator.base_rto
+                if (
+                    name not in STOCK_RPCS
+                    and self.extensions.get(address) is None
+                    and self.reputation.stats(address).successes
+                ):
+                    # An extension RPC to a peer that answered before but not
+                    # one of ours yet: silence most likely means a stock peer
+                    # (see _request_timed_out), so one try, given up at its
+                    # RTO, and the lookup asks it again the stock way.
+                    timeout = rto
             if timeout is None:
                 timeout = OVERDUE_SPAN * rto
             first = rto if rto < timeout else timeout

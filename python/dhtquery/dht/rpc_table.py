@@ -78,10 +78,12 @@ class _Pending(NamedTuple):
     #: None: one try; else a _Retry, the state of a request retransmitted
     #: until its caller's deadline
     retry: _Retry | None
-    #: the timer's ``lag`` when this was sent (or last granted lag), and the
-    #: lag granted to it so far (see RpcTable._expired)
+    #: the timer's ``lag`` when this was sent (or last granted lag), the
+    #: time granted to it so far (see RpcTable._expired), and the part of
+    #: that which was the loop's lag (the rest: waits for unread datagrams)
     lag: float
     granted: float
+    lagged: float
 
     def deliver(self, ok: bool, value: Any) -> None:
         """Hand the request's end to whoever waits: its callback (now) or
@@ -164,7 +166,7 @@ class RpcTable:
     socket is empty (waits of 2 ms, doubling, within MAX_LAG_GRANT): in
     the measured burst of 300 requests after a 300 ms stall under asyncio,
     0 to 4 of them timed out with the lag alone, 0 with both. The RTT
-    sample of an answer leaves the time granted out too."""
+    sample of an answer leaves the loop's lag out too."""
 
     def __init__(
         self,
@@ -243,7 +245,19 @@ class RpcTable:
         msg_id = query_id.bytes + self._pad
         self._pending[msg_id] = _new_pending(
             _Pending,
-            (query_id, address, name, future, callback, context, now, retry, self._timer.lag, 0.0),
+            (
+                query_id,
+                address,
+                name,
+                future,
+                callback,
+                context,
+                now,
+                retry,
+                self._timer.lag,
+                0.0,
+                0.0,
+            ),
         )
         if self._timer.armed_until > now + timeout:
             self._timer.arm(now + timeout)
@@ -298,7 +312,7 @@ class RpcTable:
             # Karn: which copy was answered is unknown, so no RTT sample
             return RpcStatus.ANSWERED, pending.name, _AMBIGUOUS, pending
         rtt = now - pending.sent
-        lag = self._timer.lag - pending.lag + pending.granted
+        lag = self._timer.lag - pending.lag + pending.lagged
         if lag:
             # the time this node's loop was late is not the peer's round trip
             rtt = rtt - lag if rtt > lag else 0.0
@@ -324,12 +338,12 @@ class RpcTable:
         lag = self._timer.lag - pending.lag
         if pending.granted < MAX_LAG_GRANT:
             if lag > 0:
-                self._grant(msg_id, pending, min(lag, MAX_LAG_GRANT - pending.granted))
+                self._grant(msg_id, pending, min(lag, MAX_LAG_GRANT - pending.granted), True)
                 return
             if self._backlog is not None and self._unread():
                 # Its answer may be among them: judge it once they are read.
                 wait = max(_BACKLOG_WAIT, pending.granted)
-                self._grant(msg_id, pending, min(wait, MAX_LAG_GRANT - pending.granted))
+                self._grant(msg_id, pending, min(wait, MAX_LAG_GRANT - pending.granted), False)
                 return
         retry = pending.retry
         if retry is not None and self._retransmit(msg_id, pending, retry):
@@ -355,14 +369,19 @@ class RpcTable:
             self._backlog_seen = (now, unread)
         return unread
 
-    def _grant(self, msg_id: bytes, pending: _Pending, lag: float) -> None:
-        """The loop was late by ``lag`` while ``pending`` waited: it waits
-        that much longer before it is judged (nothing is sent again)."""
+    def _grant(self, msg_id: bytes, pending: _Pending, lag: float, is_lag: bool) -> None:
+        """``pending`` waits ``lag`` longer before it is judged (nothing is
+        sent again): the loop was that late (``is_lag``: its RTT sample
+        leaves it out), or datagrams wait unread (the answer may have come
+        at any time: the sample keeps it)."""
         now = self._now()
         query_id = self._core.register(lag, 1, 1, now)
         self._resent[query_id.bytes] = msg_id
         self._pending[msg_id] = pending._replace(
-            query_id=query_id, lag=self._timer.lag, granted=pending.granted + lag
+            query_id=query_id,
+            lag=self._timer.lag,
+            granted=pending.granted + lag,
+            lagged=pending.lagged + lag if is_lag else pending.lagged,
         )
         retry = pending.retry
         if retry is not None:
