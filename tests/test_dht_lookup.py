@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -266,6 +267,33 @@ def test_lookup_stats_count_requests_and_hops_along_a_chain(backend: str, run: R
             # from A's answer: all three answered with contacts only
             assert (stats.requests, stats.hops, stats.peers_answered) == (3, 2, 3)
             assert net_errors(nodes) == []
+
+    run(scenario())
+
+
+def test_peers_learnt_from_answers_that_answer_enter_the_routing_table(
+    backend: str, run: Run
+) -> None:
+    """The querier knows only A; B, learnt from A's answer, answers: B is in
+    the querier's routing table afterwards (stock's crawl adds every peer
+    that answers). A peer learnt but never answering is not."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            # (a client: B does not ping it back, which would bring B in
+            # through the querier's verification of B instead)
+            querier = await nodes.dht(client=True)
+            a, b = await nodes.dht(), await nodes.dht()
+            silent = await nodes.raw()
+            querier.protocol.router.add_contact(_contact(a))  # type: ignore[union-attr]
+            a.protocol.router.add_contact(_contact(b))  # type: ignore[union-attr]
+            a.protocol.router.add_contact(  # type: ignore[union-attr]
+                Node(os.urandom(20), *silent.address)
+            )
+            assert [peer.id for peer in querier.peers()] == [a.node.id]
+            await querier.get_all("nobody holds this", quorum=1, timeout=5.0)
+            known = {peer.id for peer in querier.peers()}
+            assert known == {a.node.id, b.node.id}
 
     run(scenario())
 

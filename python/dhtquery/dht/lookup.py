@@ -389,10 +389,18 @@ class StreamingLookup:
                 self._failed(address)
             self._fill()
             return
+        depth = self._depth.get(node.id, 1) if self._depth else 1
+        if depth > 1:
+            # Learnt from an answer, and it answered us: a live contact the
+            # routing table takes in, as stock's crawl does with every peer
+            # that answers (without it a client's table stayed at 22 contacts
+            # against stock's ~130 at 1,000 nodes, and its lookups took 2.15
+            # hops against 1.29: bench scale). Table contacts (depth 1) are
+            # known already: no cost on the common path.
+            self._protocol.welcome_if_new(node)
         if self._ended():
             return
         handle = self._handle
-        depth = self._depth.get(node.id, 1) if self._depth else 1
         if depth > handle._max_depth:
             handle._max_depth = depth
         handle._answered += 1
