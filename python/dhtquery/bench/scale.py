@@ -5,7 +5,7 @@ of milliseconds, dhtquery's ``DhtNode.get_all`` against stock kademlia's
 
     dhtquery bench scale [--quick] [--json FILE] [--plot PNG]
     python -m dhtquery.bench scale [--quick] [--sizes 10,100,1000,5000] [--hosts 8]
-                                   [--lookups N] [--no-refresh] [--learn] [--json FILE]
+                                   [--lookups N] [--refresh] [--json FILE]
 
 Setup, for each network size n:
 
@@ -156,10 +156,10 @@ class Sizes:
     multi_lookups: int = 500
     #: lookups in flight per client per host
     concurrency: int = 2
-    #: refresh every bucket after the join (see refresh_buckets)
-    refresh: bool = True
-    #: the get_all client learns from answers (an experiment: LearningProtocol)
-    learn: bool = False
+    #: also refresh every bucket of every node after the join (see
+    #: refresh_buckets): before DhtNode's join refreshed its far buckets
+    #: itself (DhtNode.refresh_buckets), the bench had to
+    refresh: bool = False
 
 
 FULL: Final = Sizes()
@@ -354,31 +354,10 @@ class NullStorage:
 # -- clients (hooks) ----------------------------------------------------
 
 
-class LearningProtocol(DhtProtocol):
-    """An experiment (``--learn``), not dhtquery's behaviour: the client's
-    routing table takes in every peer that answers one of its lookup's
-    requests, as stock kademlia's ``handle_call_response`` does for its
-    crawls (get_all's answers reach no routing table)."""
-
-    def request_packed(
-        self, address: Any, name: str, body: bytes, timeout: Any, callback: Any, *more: Any
-    ) -> None:
-        def learned(context: Any, addr: Any, rpc: str, ok: bool, value: Any) -> None:
-            if ok and isinstance(context, Node):
-                self.welcome_if_new(context)
-            callback(context, addr, rpc, ok, value)
-
-        super().request_packed(address, name, body, timeout, learned, *more)
-
-
-class LearningClient(DhtNode):
-    protocol_class = LearningProtocol
-
-
-async def start_clients(network: LocalNetwork, learn: bool = False) -> list[list[Any]]:
+async def start_clients(network: LocalNetwork) -> list[list[Any]]:
     """Hook: a get_all client and a stock client on this host, listening
     through the host's link (not joined yet); their addresses."""
-    ours = (LearningClient if learn else DhtNode)(
+    ours = DhtNode(
         ksize=KSIZE,
         alpha=ALPHA,
         queries=QueryManager(QueryConfig(default_timeout=LOOKUP_TIMEOUT), core=new_core("rust")),
@@ -714,7 +693,7 @@ def run_size(n: int, sizes: Sizes, progress: Callable[[str], None] = print) -> d
         published = _each(workers, "publish", [{"jobs": j} for j in jobs], 900.0)
         stages["publish_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        started = _each(workers, "start_clients", [{"learn": sizes.learn}] * hosts, 60.0)
+        started = _each(workers, "start_clients", [{}] * hosts, 60.0)
         clients = [[ip, port, h] for h, pair in enumerate(started) for ip, port in pair]
         _each(workers, "learn_clients", [{"clients": clients}] * hosts, 60.0)
         all_nodes = [list(a) for w in workers for a in w.addresses]
@@ -1023,14 +1002,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--hosts", type=int, default=None, help="simulated hosts (default 8)")
     parser.add_argument("--lookups", type=int, default=None, help="lookups per client and size")
     parser.add_argument(
-        "--no-refresh",
+        "--refresh",
         action="store_true",
-        help="skip the bucket refresh after the join (kademlia 2.2.3's join alone)",
-    )
-    parser.add_argument(
-        "--learn",
-        action="store_true",
-        help="experiment: the get_all client's table takes in the peers that answer it",
+        help="after the join (which refreshes each node's far buckets), refresh every bucket"
+        " of every node once more",
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
@@ -1051,10 +1026,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.lookups < 1:
             parser.error("--lookups must be >= 1")
         sizes = replace(sizes, lookups=args.lookups, multi_lookups=max(1, args.lookups // 2))
-    if args.no_refresh:
-        sizes = replace(sizes, refresh=False)
-    if args.learn:
-        sizes = replace(sizes, learn=True)
+    if args.refresh:
+        sizes = replace(sizes, refresh=True)
     args.sizes = sizes
     return args
 
