@@ -315,7 +315,9 @@ def test_a_search_started_before_its_node_waits_and_finds_it() -> None:
     assert "no package matched" in out
 
 
-@pytest.mark.parametrize("module", ["core", "dht", "registry", "profile_client"])
+@pytest.mark.parametrize(
+    "module", ["core", "dht", "registry", "churn", "scale", "barrage", "profile_client"]
+)
 def test_bench_modules_run_from_outside_the_source_tree(module: str, tmp_path: Path) -> None:
     # a full ``bench core --quick`` takes ~40 s: its module and argument
     # parser are what is checked here, run as an installed wheel runs them
