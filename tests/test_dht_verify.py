@@ -103,3 +103,26 @@ def test_verification_pings_in_flight_are_bounded(
             assert node.peer_count == 0
 
     run(scenario())
+
+
+def test_a_verified_sender_is_not_pinged_again_when_it_comes_back(backend: str, run: Run) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht()
+            peer = await nodes.raw()
+            peer_id = os.urandom(20)
+            peer.send(_ping_from(peer_id), node.address)
+            peer.send(_answer(await _verify_ping(peer), peer_id), node.address)
+            assert await eventually(lambda: node.peer_count == 1)
+            # out of the table (a full bucket would keep it out the same
+            # way), then a request from the same id and address: welcomed
+            # at once, no second ping
+            assert node.forget(peer.address)
+            peer.send(_ping_from(peer_id), node.address)
+            assert await eventually(lambda: node.peer_count == 1)
+            assert node.stats.get("verify_pings", 0) == 1
+            # the same address with another id is verified anew
+            peer.send(_ping_from(os.urandom(20)), node.address)
+            assert await eventually(lambda: node.stats.get("verify_pings", 0) == 2)
+
+    run(scenario())

@@ -93,6 +93,10 @@ _INTRODUCERS_KEPT: Final = 4096
 #: retransmitted within VERIFY_TIMEOUT.
 VERIFY_IN_FLIGHT: Final = 256
 VERIFY_TIMEOUT: Final = 4.0
+#: (address, id) pairs verified, remembered (the oldest forgotten first) so
+#: a peer the table cannot take (its bucket full) is not pinged again for
+#: every request it makes
+_VERIFIED_KEPT: Final = 4096
 #: Failures in a row after which a peer is probed for liveness: a ping
 #: retransmitted within LIVENESS_TIMEOUT. Only a probe that goes unanswered
 #: takes the peer out of the routing table, so loss alone (10 % of datagrams
@@ -302,6 +306,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self._probing: set[Address] = set()
         #: address -> the node id a verification ping to it is to confirm
         self._verifying: dict[Address, bytes] = {}
+        #: address -> the node id it answered a verification ping with
+        self._verified: dict[Address, bytes] = {}
         self._fileno = -1
         self._fionread = array.array("i", [0])
         self._rpcs: dict[str, RpcSpec] = {
@@ -898,6 +904,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         """Welcome ``node``, the sender of a request, once a ping to its
         address is answered with its id (see VERIFY_IN_FLIGHT)."""
         address = (node.ip, node.port)
+        if self._verified.get(address) == node.id:
+            self._welcome(node)
+            return
         verifying = self._verifying
         if address in verifying or self.transport is None:
             return  # (one ping per address: the first id it gave is checked)
@@ -916,6 +925,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             if not ok or value != node.id:
                 self.stats["verify_failed"] += 1
                 return
+            verified = self._verified
+            verified.pop(address, None)
+            verified[address] = node.id
+            if len(verified) > _VERIFIED_KEPT:
+                del verified[next(iter(verified))]
             if self.router.is_new_node(node) and self.transport is not None:
                 self._welcome(node)
 
