@@ -6,14 +6,16 @@ event loop's exception handler."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from kademlia.network import Server
 from kademlia.storage import ForgetfulStorage
+from kademlia.utils import digest
 
-from dhtquery.dht import DhtNode
+from dhtquery.dht import DhtNode, Publisher, Record
 from dhtquery.testing import HOST, Address, LocalNetwork, loop_factory
 
 T = TypeVar("T")
@@ -153,3 +155,17 @@ async def eventually(predicate: Callable[[], bool], *, timeout: float = 2.0) -> 
             return False
         await asyncio.sleep(0.001)
     return predicate()
+
+
+def publisher_named(name: str) -> Publisher:
+    """A publisher key of its own for each ``name``, the same every run."""
+    return Publisher(hashlib.sha256(f"test publisher {name}".encode()).digest())
+
+
+def signed(
+    publisher: str, data: bytes, key: str | bytes, *, name: str = "", seq: int = 1
+) -> Record:
+    """A record of ``data`` signed by ``publisher_named(publisher)`` for DHT
+    key ``key`` (a str is digested, as DhtNode.put does)."""
+    target = digest(key) if isinstance(key, str) else key
+    return Record.create(publisher_named(publisher), target, data, name=name, seq=seq)

@@ -12,9 +12,8 @@ from kademlia.node import Node
 from kademlia.utils import digest
 
 from dhtquery.dht.protocol import HANDOVER_IN_FLIGHT, HANDOVER_QUEUE
-from dhtquery.dht.records import Record
 from dhtquery.dht.wire import frame_request, pack_request
-from tests.dht_helpers import open_nodes, run_paired
+from tests.dht_helpers import open_nodes, run_paired, signed
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -32,7 +31,7 @@ def test_a_ping_flood_from_fresh_ids_leaves_queues_and_tasks_bounded(backend: st
                 node.storage[digest(f"key {index}")] = b"value"
             # a record only the holder has: the node's lookup must go out
             holder.records.put(
-                digest("wanted"), Record.create("publisher", b"found"), holder.clock.now()
+                digest("wanted"), signed("publisher", b"found", "wanted"), holder.clock.now()
             )
             attacker = await nodes.raw()
             most_tasks = most_waiting = most_handover = 0

@@ -81,8 +81,8 @@ def _hostile(node_id: bytes) -> dict[str, list[bytes]]:
         "bad_record": [
             _request(_pack(["store_record", [node_id, key, record]]))
             for record in (
-                {"p": "forger", "n": "", "d": b"data", "h": b"\x00" * 32},
-                {"p": "forger", "d": b"data"},
+                {"p": "forger", "n": "", "d": b"data", "h": b"\x00" * 32},  # unsigned
+                {"k": b"\x01" * 32, "t": key, "n": "", "s": 1, "x": 0, "d": b"d"},
                 ["not", "a", "map"],
             )
         ]

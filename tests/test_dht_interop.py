@@ -122,8 +122,11 @@ def test_get_all_with_stock_peers_marks_them_without_extensions_not_dead(
             assert legacy_outcome.reason == "all_peers"
             assert records_outcome.reason == "all_peers"
             # asked again with find_value, the stock holders gave the value
-            assert legacy_outcome.items == [Record.create("kademlia", b"a plain kademlia value")]
-            assert records_outcome.items == [Record.create(d0.publisher, b"a record")]
+            assert legacy_outcome.items == [Record.plain(b"a plain kademlia value")]
+            assert not legacy_outcome.items[0].signed
+            assert [(r.publisher, r.data, r.signed) for r in records_outcome.items] == [
+                (d0.publisher, b"a record", True)
+            ]
             assert nodes.loop_errors == []
 
     run(scenario())

@@ -16,9 +16,17 @@ from kademlia.node import Node
 from kademlia.utils import digest
 
 from dhtquery import QueryConfig, QueryOutcome, QueryResult
-from dhtquery.dht import DhtNode, LookupStats, Record
+from dhtquery.dht import DhtNode, LookupStats
 
-from .dht_helpers import Nodes, dht_network, eventually, open_nodes, run_paired
+from .dht_helpers import (
+    Nodes,
+    dht_network,
+    eventually,
+    open_nodes,
+    publisher_named,
+    run_paired,
+    signed,
+)
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -36,7 +44,7 @@ def test_async_query_multiple_peers(backend: str, run: Run) -> None:
             dkey = digest("multi")
             # A second record that only node 0 holds: it can only come from
             # node 0's answer.
-            only_on_0 = Record.create("node-0-only", b"held by node 0 alone")
+            only_on_0 = signed("node-0-only", b"held by node 0 alone", dkey)
             nodes[0].records.put(dkey, only_on_0, time.monotonic())
             holders = {
                 node.address: set(node.records.get(dkey, time.monotonic())) for node in nodes
@@ -55,9 +63,10 @@ def test_async_query_multiple_peers(backend: str, run: Run) -> None:
             assert outcome.reason == "all_peers"
             assert outcome.results == tuple(streamed)
             by_publisher = {result.item.publisher: result for result in streamed}
-            assert set(by_publisher) == {nodes[1].publisher, "node-0-only"}
+            other = publisher_named("node-0-only").key_id
+            assert set(by_publisher) == {nodes[1].publisher, other}
             assert by_publisher[nodes[1].publisher].item.data == b"put on node 1"
-            assert by_publisher["node-0-only"].peer == nodes[0].address
+            assert by_publisher[other].peer == nodes[0].address
             for result in streamed:
                 # every result came from a holder of exactly that record
                 assert result.item in holders[result.peer]
@@ -114,7 +123,7 @@ def test_dead_peer_among_the_closest_ends_adaptive_and_loses_score(backend: str,
             querier, live_a, live_b, dead, bystander = net.dht_nodes
             key = _closest_key(dead, [live_a, live_b, bystander])
             dkey = digest(key)
-            record = Record.create("publisher", b"held by three, one of them dead")
+            record = signed("publisher", b"held by three, one of them dead", dkey)
             for holder in (live_a, live_b, dead):
                 holder.records.put(dkey, record, time.monotonic())
 
@@ -167,12 +176,12 @@ def test_thousand_concurrent_lookups(backend: str, adaptive: bool) -> None:
 
     async def scenario() -> None:
         async with dht_network(backend, 10) as net:
-            expected: dict[str, Record] = {}
+            expected: dict[str, tuple[str, bytes]] = {}
             for index in range(50):
                 node = net.dht_nodes[index % 10]
                 key = f"key {index}"
                 assert await node.put(key, f"value {index}".encode()) >= 1
-                expected[key] = Record.create(node.publisher, f"value {index}".encode())
+                expected[key] = (node.publisher, f"value {index}".encode())
             # a client that joins after the puts holds none of them (in
             # client mode: a node that joins closer to a key is handed it)
             client = await net.dht(bootstrap=[net.dht_nodes[0].address], config=config, client=True)
@@ -185,7 +194,7 @@ def test_thousand_concurrent_lookups(backend: str, adaptive: bool) -> None:
             wrong = [
                 (key, outcome.reason, outcome.items)
                 for key, outcome in zip(keys, outcomes, strict=True)
-                if outcome.items != [expected[key]]
+                if [(record.publisher, record.data) for record in outcome.items] != [expected[key]]
             ]
             assert wrong == []
             assert client.queries.in_flight == 0
@@ -244,7 +253,7 @@ def test_lookup_stats_count_requests_and_hops_along_a_chain(backend: str, run: R
             querier, a, b = await nodes.dht(), await nodes.dht(), await nodes.dht()
             querier.protocol.router.add_contact(_contact(a))  # type: ignore[union-attr]
             a.protocol.router.add_contact(_contact(b))  # type: ignore[union-attr]
-            record = Record.create("publisher", b"held by b alone")
+            record = signed("publisher", b"held by b alone", "chain")
             b.records.put(digest("chain"), record, b.clock.now())
 
             handle = querier.get_all("chain", quorum=1, timeout=5.0)
@@ -304,7 +313,7 @@ def test_lookup_stats_of_a_lookup_the_local_records_complete(backend: str, run: 
     async def scenario() -> None:
         async with dht_network(backend, 3) as net:
             node = net.dht_nodes[1]
-            record = Record.create("publisher", b"held here")
+            record = signed("publisher", b"held here", "local")
             node.records.put(digest("local"), record, node.clock.now())
             handle = node.get_all("local", quorum=1)
             outcome = await handle

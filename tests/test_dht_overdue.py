@@ -16,12 +16,12 @@ import msgpack
 from kademlia.node import Node
 from kademlia.utils import digest
 
-from dhtquery.dht import DhtNode, LookupStats, Record
+from dhtquery.dht import DhtNode, LookupStats
 from dhtquery.dht.rpc_table import MAX_LAG_GRANT, RpcTable
 from dhtquery.query import ExpiryTimer, QueryManager, new_core
 from dhtquery.query.timer import LAG_TOLERANCE
 from dhtquery.testing import FakeClock
-from tests.dht_helpers import Nodes, RawPeer, eventually, open_nodes, run_paired
+from tests.dht_helpers import Nodes, RawPeer, eventually, open_nodes, run_paired, signed
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 T = TypeVar("T")
@@ -63,7 +63,7 @@ def test_a_lookup_asks_the_next_candidate_as_soon_as_a_request_is_overdue(
             holder = await nodes.dht()
             silent = await nodes.raw()
             dkey = digest("overdue")
-            record = Record.create("publisher", b"held by the second closest")
+            record = signed("publisher", b"held by the second closest", dkey)
             holder.records.put(dkey, record, holder.clock.now())
             router = querier.protocol.router  # type: ignore[union-attr]
             router.add_contact(_silent_contact(silent, _near(dkey)))
@@ -100,7 +100,7 @@ def test_a_late_answer_to_an_overdue_request_still_counts_and_is_not_charged(
             bystander = await nodes.dht()
             slow = await nodes.raw()
             dkey = digest("late holder")
-            record = Record.create("publisher", b"from the slow holder")
+            record = signed("publisher", b"from the slow holder", dkey)
             router = querier.protocol.router  # type: ignore[union-attr]
             router.add_contact(_silent_contact(slow, _near(dkey)))
             router.add_contact(_contact(bystander))
@@ -153,7 +153,7 @@ def test_a_peer_answering_after_one_and_a_half_seconds_is_found_by_get_all(
             slow = await nodes.dht()
             slow_protocol = slow.protocol
             assert slow_protocol is not None
-            record = Record.create("publisher", b"slow value")
+            record = signed("publisher", b"slow value", "slow key")
             slow.records.put(digest("slow key"), record, slow.clock.now())
             querier.protocol.router.add_contact(_contact(slow))  # type: ignore[union-attr]
             serve = slow_protocol._serve
@@ -379,7 +379,7 @@ def test_candidates_that_failed_lately_give_their_place_to_the_next_closest(
             holder = await nodes.dht()
             lately = [await nodes.dht(), await nodes.dht()]
             dkey = digest("place")
-            record = Record.create("publisher", b"held by the third")
+            record = signed("publisher", b"held by the third", dkey)
             holder.records.put(dkey, record, holder.clock.now())
             protocol = querier.protocol
             assert protocol is not None
@@ -443,7 +443,7 @@ def test_a_lookup_moves_on_at_the_measured_rto_not_the_backed_off_one(
             for _ in range(2):
                 estimator.timed_out()
             dkey = digest("backed off")
-            record = Record.create("publisher", b"from the holder")
+            record = signed("publisher", b"from the holder", dkey)
             holder.records.put(dkey, record, holder.clock.now())
             protocol.router.add_contact(_silent_contact(silent, _near(dkey)))
             protocol.router.add_contact(_contact(holder))

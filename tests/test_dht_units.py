@@ -5,6 +5,7 @@ reputation score."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import math
 import sys
@@ -24,7 +25,7 @@ from dhtquery.dht import (
     RttEstimator,
     StorageFull,
 )
-from dhtquery.dht.records import MAX_DATA, MAX_PUBLISHER
+from dhtquery.dht.records import MAX_DATA
 from dhtquery.dht.routing import ContactTable
 from dhtquery.dht.rpc_table import RpcTable
 from dhtquery.dht.storage import PlainStorage, RecordStore, StoreLimits
@@ -44,6 +45,8 @@ from dhtquery.dht.wire import (
 from dhtquery.query import ExpiryTimer, _core_py, new_core
 from dhtquery.testing import FakeClock
 
+from .dht_helpers import publisher_named, signed
+
 MSG_ID = bytes(range(20))
 KEY = hashlib.sha1(b"a key").digest()
 
@@ -58,7 +61,7 @@ REQUESTS: list[tuple[str, tuple[Any, ...]]] = [
     ("store", (b"\x02" * 20, KEY, 1.25)),
     ("store", (b"\x02" * 20, KEY, True)),
     ("find_node", (b"\x03" * 20, KEY)),
-    ("store_record", (b"\x04" * 20, KEY, {"p": "pub", "n": "", "d": b"d" * 300, "h": KEY})),
+    ("store_record", (b"\x04" * 20, KEY, {"k": KEY, "n": "", "d": b"d" * 300, "g": KEY})),
     ("stun", ()),
 ]
 RESPONSES: list[Any] = [
@@ -68,7 +71,7 @@ RESPONSES: list[Any] = [
     ["127.0.0.1", 4000],
     [[b"\x05" * 20, "127.0.0.1", 4000], [b"\x06" * 20, "10.0.0.1", 65535]],
     {"value": "found"},
-    {"records": [{"p": "x", "d": b"y", "h": KEY}], "nodes": []},
+    {"records": [{"k": b"x", "d": b"y", "g": KEY}], "nodes": []},
     "x" * 60_000,
 ]
 
@@ -169,60 +172,54 @@ def test_encode_response_refuses_more_than_one_datagram() -> None:
 # ---------------------------------------------------------------- records
 
 
-def test_record_create_hashes_and_round_trips_the_wire() -> None:
-    record = Record.create("alice", b"payload")
-    assert record.hash == hashlib.sha256(b"payload").digest()
+def test_record_create_signs_and_round_trips_the_wire() -> None:
+    record = signed("alice", b"payload", KEY)
+    assert record.signed and record.publisher == publisher_named("alice").key_id
+    assert record.signature_valid()
     assert Record.from_wire(record.to_wire()) == record
     # through msgpack as rpcudp would carry it
     assert Record.from_wire(umsgpack.unpackb(umsgpack.packb(record.to_wire()))) == record
-    assert record.dedup_key == Record.create("alice", b"payload").dedup_key
-    assert record.dedup_key != Record.create("bob", b"payload").dedup_key
+    assert record.dedup_key == signed("alice", b"payload", KEY).dedup_key
+    assert record.dedup_key != signed("bob", b"payload", KEY).dedup_key
 
 
 @pytest.mark.parametrize(
-    ("publisher", "data", "field"),
+    ("target", "data", "name", "field"),
     [
-        ("", b"x", "publisher"),
-        ("p" * (MAX_PUBLISHER + 1), b"x", "publisher"),
-        (7, b"x", "publisher"),
-        ("alice", "not bytes", "data"),
-        ("alice", b"x" * (MAX_DATA + 1), "data"),
+        (b"", b"x", "", "target"),
+        (b"t" * 65, b"x", "", "target"),
+        (KEY, "not bytes", "", "data"),
+        (KEY, b"x" * (MAX_DATA + 1), "", "data"),
+        (KEY, b"x", "n" * 161, "name"),
     ],
 )
-def test_record_create_errors_name_the_field(publisher: Any, data: Any, field: str) -> None:
+def test_record_create_errors_name_the_field(target: Any, data: Any, name: str, field: str) -> None:
     with pytest.raises(RecordError, match=field):
-        Record.create(publisher, data)
-
-
-def test_record_check_refuses_a_wrong_hash() -> None:
-    good = Record.create("alice", b"payload")
-    with pytest.raises(RecordError, match="hash"):
-        Record("alice", b"payload", b"\x00" * 32).check()
-    with pytest.raises(RecordError, match="hash"):
-        Record("alice", b"payload", good.hash[:31]).check()
-    with pytest.raises(RecordError, match="hash"):
-        Record("alice", b"forged", good.hash).check()
+        Record.create(publisher_named("alice"), target, data, name=name)
 
 
 def test_record_from_wire_errors_name_the_field() -> None:
-    wire = Record.create("alice", b"payload").to_wire()
+    wire = signed("alice", b"payload", KEY).to_wire()
     with pytest.raises(RecordError, match="map"):
-        Record.from_wire([wire["p"], wire["d"], wire["h"]])
-    with pytest.raises(RecordError, match="d, h"):
-        Record.from_wire({key: value for key, value in wire.items() if key not in "dh"})
-    with pytest.raises(RecordError, match="publisher"):
-        Record.from_wire({**wire, "p": b"bytes, not str"})
+        Record.from_wire([wire["k"], wire["d"], wire["g"]])
+    with pytest.raises(RecordError, match="d, g"):
+        Record.from_wire({key: value for key, value in wire.items() if key not in "dg"})
+    with pytest.raises(RecordError, match="public key"):
+        Record.from_wire({**wire, "k": b"short"})
     with pytest.raises(RecordError, match="data"):
         Record.from_wire({**wire, "d": "str, not bytes"})
-    with pytest.raises(RecordError, match="hash"):
-        Record.from_wire({**wire, "d": b"altered"})
+    with pytest.raises(RecordError, match="seq"):
+        Record.from_wire({**wire, "s": -1})
+    with pytest.raises(RecordError, match="unsigned") as unsigned:
+        Record.from_wire({**wire, "g": b""})
+    assert unsigned.value.kind == "bad_signature"
 
 
 # ---------------------------------------------------------------- RecordStore
 
 
-def _records(count: int, size: int = 10) -> list[Record]:
-    return [Record.create(f"pub{i}", bytes([i % 256]) * size) for i in range(count)]
+def _records(count: int, size: int = 10, key: bytes = KEY) -> list[Record]:
+    return [signed(f"pub{i}", bytes([i % 256]) * size, key) for i in range(count)]
 
 
 def test_record_store_caps_records_per_key_and_keeps_what_it_held() -> None:
@@ -236,14 +233,15 @@ def test_record_store_caps_records_per_key_and_keeps_what_it_held() -> None:
     assert store.get(KEY, 1.0) == [first, second]
     assert store.bytes_used == used
     # replacing a publisher's own record is no growth in count: accepted
-    newer = Record.create("pub0", b"newer data")
+    newer = signed("pub0", b"newer data", KEY, seq=2)
     store.put(KEY, newer, 0.0)
     assert store.get(KEY, 1.0) == [newer, second]
 
 
 def test_record_store_caps_keys_and_keeps_what_it_held() -> None:
     store = RecordStore(StoreLimits(keys=1))
-    first, second = _records(2)
+    (first,) = _records(1)
+    (second,) = _records(1, key=b"\x01" * 20)
     store.put(KEY, first, 0.0)
     with pytest.raises(StorageFull, match="1 keys"):
         store.put(b"\x01" * 20, second, 0.0)
@@ -268,7 +266,7 @@ def test_record_store_caps_bytes_and_keeps_what_it_held() -> None:
 def test_record_store_refuses_a_bad_record() -> None:
     store = RecordStore()
     with pytest.raises(RecordError):
-        store.put(KEY, Record("alice", b"forged", b"\x00" * 32), 0.0)
+        store.put(KEY, dataclasses.replace(signed("alice", b"data", KEY), data=b"forged"), 0.0)
     assert len(store) == 0 and store.bytes_used == 0
 
 
@@ -380,10 +378,12 @@ def test_record_store_counts_the_memory_records_take() -> None:
     # The cap bounds real memory: what the store counts is within 25 % of
     # what tracemalloc sees its records, keys and their objects take.
     store = RecordStore(StoreLimits(keys=10**6, bytes=10**9))
+    publisher = publisher_named("memory")
     items = [
-        (hashlib.sha1(str(index // per_key).encode()).digest(), Record.create(f"p{index}", data))
+        (key, Record.create(publisher, key, data, name=f"{per_key}-{index}"))
         for per_key, data in ((1, b"x" * 8), (10, b"y" * 300))
         for index in range(5_000)
+        for key in [hashlib.sha1(str(index // per_key).encode()).digest()]
     ]
     tracemalloc.start()
     try:
@@ -394,7 +394,7 @@ def test_record_store_counts_the_memory_records_take() -> None:
     finally:
         tracemalloc.stop()
     own = sum(
-        sum(map(sys.getsizeof, (record, record.data, record.hash, record.publisher, record.name)))
+        sum(map(sys.getsizeof, (record, record.data, record.signature, record.name, record.target)))
         for _, record in items
     ) + sum(sys.getsizeof(key) for key in {key for key, _ in items})
     real = grown + own

@@ -14,10 +14,9 @@ import pytest
 from kademlia.utils import digest
 
 from dhtquery.dht import protocol as protocol_module
-from dhtquery.dht.records import Record
 from dhtquery.dht.wire import frame_request, pack_request
 
-from .dht_helpers import RawPeer, eventually, open_nodes
+from .dht_helpers import RawPeer, eventually, open_nodes, signed
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -47,7 +46,7 @@ def test_request_senders_that_never_answer_stay_out_of_the_routing_table(
             node = await nodes.dht()
             holder = await nodes.dht(bootstrap=[node.address])
             holder.records.put(
-                digest("wanted"), Record.create("publisher", b"wanted"), holder.clock.now()
+                digest("wanted"), signed("publisher", b"wanted", "wanted"), holder.clock.now()
             )
             assert await eventually(lambda: node.peer_count == 1)
             silent = [await nodes.raw() for _ in range(16)]

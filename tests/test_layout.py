@@ -47,7 +47,7 @@ def test_errors_raised_by_each_layer_are_in_the_tree() -> None:
     with pytest.raises(errors.WireError) as wire:
         decode(b"")
     with pytest.raises(errors.RecordError) as record:
-        Record.create("", b"data")
+        Record.create("not a key pair", b"target", b"data")  # type: ignore[arg-type]
     with pytest.raises(errors.InvalidArgumentError) as limits:
         StoreLimits(keys=0)
     with pytest.raises(errors.SchemaError) as schema:

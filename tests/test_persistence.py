@@ -20,13 +20,15 @@ import pytest
 from kademlia.utils import digest
 
 from dhtquery import DhtNode, QueryManager, new_core
-from dhtquery.dht import Record, StoreLimits
+from dhtquery.dht import StoreLimits
 from dhtquery.dht.persist import DATABASE_NAME, NodeDatabase
 from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
 from dhtquery.registry import P2PRegistry, Package, PackageId, Query
 from dhtquery.registry.service import CATALOG_TABLE
 from dhtquery.testing import HOST, FakeClock
 from tests.dht_helpers import eventually, open_nodes, run_paired
+
+from .dht_helpers import signed
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +44,7 @@ def test_records_values_and_id_survive_a_restart(backend: str, tmp_path: Path) -
     clock = FakeClock()
     first = _node(backend, tmp_path, clock)
     key = digest("key")
-    records = [Record.create(f"publisher-{i}", f"data {i}".encode()) for i in range(3)]
+    records = [signed(f"publisher-{i}", f"data {i}".encode(), key) for i in range(3)]
     for record in records:
         first.records.put(key, record, clock.now())
     first.storage[digest("plain")] = "a plain value"
@@ -53,7 +55,8 @@ def test_records_values_and_id_survive_a_restart(backend: str, tmp_path: Path) -
     clock.advance(60.0)
     again = _node(backend, tmp_path, clock)
     assert again.node.id == node_id
-    assert sorted(again.records.get(key, clock.now()), key=lambda r: r.publisher) == records
+    by_key = sorted(records, key=lambda r: r.publisher)
+    assert sorted(again.records.get(key, clock.now()), key=lambda r: r.publisher) == by_key
     assert again.storage.get(digest("plain")) == "a plain value"
     assert again.storage.get(digest("number")) == 42
     assert (tmp_path / DATABASE_NAME).is_file()
@@ -63,10 +66,10 @@ def test_what_outlived_its_ttl_is_gone_after_a_restart(backend: str, tmp_path: P
     clock = FakeClock()
     limits = StoreLimits(ttl=100.0)
     first = _node(backend, tmp_path, clock, limits=limits)
-    first.records.put(digest("old"), Record.create("p", b"old"), clock.now())
+    first.records.put(digest("old"), signed("p", b"old", "old"), clock.now())
     first.storage[digest("old")] = "old"
     clock.advance(60.0)
-    first.records.put(digest("young"), Record.create("p", b"young"), clock.now())
+    first.records.put(digest("young"), signed("p", b"young", "young"), clock.now())
     first.storage[digest("young")] = "young"
     first.stop()
 
@@ -110,11 +113,13 @@ WRITER = """
 import sys
 from kademlia.utils import digest
 from dhtquery import DhtNode
-from dhtquery.dht import Record
+from dhtquery.dht import Publisher, Record
 
 node = DhtNode(data_dir=sys.argv[1])
+publisher = Publisher.generate()
 for index in range(100_000):
-    node.records.put(digest(f"key-{index}"), Record.create("p", b"x" * 200), node.clock.now())
+    key = digest(f"key-{index}")
+    node.records.put(key, Record.create(publisher, key, b"x" * 200), node.clock.now())
     print(index, flush=True)
 """
 

@@ -12,11 +12,11 @@ import pytest
 from kademlia.utils import digest
 
 from dhtquery import DhtNode, QueryManager, new_core
-from dhtquery.dht import Record, StoreLimits
+from dhtquery.dht import Publisher, Record, StoreLimits
 from dhtquery.dht.republish import MAX_PUBLISHED, Republisher
 from dhtquery.errors import InvalidArgumentError, StorageFull
 from dhtquery.testing import HOST, FakeClock
-from tests.dht_helpers import Nodes, eventually, open_nodes, run_paired
+from tests.dht_helpers import Nodes, eventually, open_nodes, publisher_named, run_paired
 
 TTL = 100.0
 INTERVAL = 150.0
@@ -154,9 +154,9 @@ def test_the_republisher_refuses_a_bad_interval_and_past_its_cap() -> None:
         Republisher(store, FakeClock(), interval=0)
     republisher = Republisher(store, FakeClock(), interval=None)
 
-    record = Record.create("p", b"x")
+    record = Record.create(Publisher.generate(), b"k" * 20, b"x")
     for index in range(MAX_PUBLISHED):
-        republisher._published[(index.to_bytes(20, "big"), "p", "")] = record
+        republisher._published[(index.to_bytes(20, "big"), record.publisher, "")] = record
     with pytest.raises(StorageFull, match="limit of 100000 publications"):
         republisher.remember(b"k" * 20, record)
     republisher.remember((0).to_bytes(20, "big"), record)  # a replacement still fits
@@ -182,8 +182,9 @@ def test_a_closer_joiner_receives_the_records_it_should_hold(backend: str) -> No
             # an id next to the key: closer to it than any node of the network
             joiner_id = (int.from_bytes(near, "big") ^ 1).to_bytes(20, "big")
             far = _far_key(joiner_id, [node.node.id for node in network])
-            for publisher in ("alice", "bob"):
-                await network[2].put("near key", f"by {publisher}".encode(), publisher=publisher)
+            for name in ("alice", "bob"):
+                publisher = publisher_named(name)
+                await network[2].put("near key", f"by {name}".encode(), publisher=publisher)
             await network[3].put(far, b"far record")
             held_before = sum(1 for node in network if near in node.records._keys)
             joiner = await nodes.add(ksize=3, node_id=joiner_id)
@@ -201,7 +202,7 @@ def test_a_closer_joiner_receives_the_records_it_should_hold(backend: str) -> No
     # ksize 3: the three closest found, and the publisher if it is closer
     assert 3 <= seen["holders"] <= 4
     assert seen["got"], "the joiner never received the records of the key it is closest to"
-    assert seen["records"] == ["alice", "bob"]
+    assert seen["records"] == sorted(publisher_named(n).key_id for n in ("alice", "bob"))
     assert seen["far"] == []  # a key others are closer to is not handed over
     assert seen["handed"] >= 2
     assert seen["bounded"]
@@ -229,9 +230,11 @@ def test_a_stock_joiner_is_handed_one_record_not_all_and_stays_known(backend: st
         clock = FakeClock()
         async with open_nodes(backend) as nodes:
             node = await nodes.add(queries=QueryManager(core=new_core(backend), clock=clock))
+            publisher = Publisher.generate()
             for index in range(20):
-                record = Record.create("p", f"record {index}".encode())
-                node.records.put(digest(f"key {index}"), record, clock.now())
+                key = digest(f"key {index}")
+                record = Record.create(publisher, key, f"record {index}".encode())
+                node.records.put(key, record, clock.now())
             # a stock peer joins: the node welcomes it and, alone until
             # then, would hand it every record
             stock = await nodes.stock(bootstrap=[node.address])

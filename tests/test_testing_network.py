@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from dhtquery.dht import Publisher
 from dhtquery.testing import LOOPS, LocalNetwork, WorkerError, loop_factory
 
 T = TypeVar("T")
@@ -48,9 +49,10 @@ def test_in_process_nodes_join_and_find_each_others_records(run: Run[None], back
             assert len(net.nodes) == 4 and len(set(net.addresses)) == 4
             assert all(host == "127.0.0.1" for host, _ in net.addresses)
             assert all(node.peer_count > 0 for node in net.nodes)
-            assert await net.nodes[0].put("key", b"value", publisher="p") >= 3
+            publisher = Publisher.generate()
+            assert await net.nodes[0].put("key", b"value", publisher=publisher) >= 3
             outcome = await net.nodes[3].get_all("key")
-            assert [(r.publisher, r.data) for r in outcome.items] == [("p", b"value")]
+            assert [(r.publisher, r.data) for r in outcome.items] == [(publisher.key_id, b"value")]
             assert await net.settle()
             nodes = list(net.nodes)
         assert all(stopped(node) for node in nodes)

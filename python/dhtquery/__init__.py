@@ -14,17 +14,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .dht import DhtNode
+from .dht import DhtNode, Publisher
 from .errors import (
     BackendUnavailableError,
     DhtQueryError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
+    KeyFileError,
     ManagerClosedError,
     NoRunningLoopError,
     RecordError,
     SchemaError,
     StorageFull,
+    TrustError,
     WireError,
 )
 from .query import (
@@ -71,11 +73,13 @@ __all__ = [
     "DhtQueryError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
+    "KeyFileError",
     "ManagerClosedError",
     "NoRunningLoopError",
     "P2PRegistry",
     "Package",
     "PackageId",
+    "Publisher",
     "Query",
     # queries
     "QueryConfig",
@@ -90,6 +94,7 @@ __all__ = [
     "SchemaError",
     "StorageFull",
     "SubmitStatus",
+    "TrustError",
     "WireError",
     "__version__",
     "new_core",

@@ -15,12 +15,14 @@ __all__ = [
     "DhtQueryError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
+    "KeyFileError",
     "ManagerClosedError",
     "NoRunningLoopError",
     "NotListeningError",
     "RecordError",
     "SchemaError",
     "StorageFull",
+    "TrustError",
     "UnsupportedError",
     "WireError",
 ]
@@ -72,8 +74,26 @@ class WireError(DhtQueryError, MalformedMessage, ValueError):  # type: ignore[mi
 
 
 class RecordError(DhtQueryError, ValueError):
-    """A record that fails its schema or its hash; the message names the
-    field."""
+    """A record that fails its schema, its signature, its slot or its
+    sequence number; the message names the field, ``kind`` what was wrong
+    (``bad_record``, ``bad_signature``, ``wrong_slot``, ``stale_sequence``,
+    ``expired``: a node's drop counters are keyed by it)."""
+
+    def __init__(self, message: str, kind: str = "bad_record") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class KeyFileError(DhtQueryError, ValueError):
+    """A publisher key file that cannot be used: missing, malformed, readable
+    by others (mode wider than 0600), or in the way of a new key; the
+    message names the file and what is wrong with it."""
+
+
+class TrustError(DhtQueryError, ValueError):
+    """A namespace refused by the trust store: claimed by a key other than
+    the one pinned, or (strict mode) not pinned at all; the message names
+    the namespace and both keys."""
 
 
 class StorageFull(DhtQueryError, RuntimeError):

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -56,11 +57,14 @@ from typing import Any, Final
 from kademlia.network import Server
 from kademlia.utils import digest
 
-from ..dht import DhtNode
+from ..dht import DhtNode, Publisher
 from ..dht.records import Record
 from ..dht.wire import HEADER_SIZE, frame_request, pack_request
 from ..testing import WorkerError, loop_factory
 from .common import format_table, machine_info, write_json
+
+#: The key the records of the barrage bench are signed with.
+BARRAGE_PUBLISHER: Final = Publisher(hashlib.sha256(b"dhtquery-bench-barrage").digest())
 
 __all__ = ["IMPLEMENTATIONS", "main", "make_pool"]
 
@@ -121,9 +125,8 @@ async def _start(impl: str) -> tuple[Any, list[Any], Callable[[str], Any]]:
         key = f"barrage key {index}"
         for peer in peers:
             if impl == "dhtquery":
-                peer.records.put(
-                    digest(key), Record.create("bench", key.encode()), peer.clock.now()
-                )
+                record = Record.create(BARRAGE_PUBLISHER, digest(key), key.encode())
+                peer.records.put(digest(key), record, peer.clock.now())
             else:
                 peer.storage[digest(key)] = key
     if impl == "dhtquery":

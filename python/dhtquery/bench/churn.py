@@ -85,16 +85,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..dht import latest
 from ..testing import HostNetwork, LocalNetwork, generate_catalog, namespaces_permitted
 from .common import bounded, format_table, machine_info, write_json
-from .dht import NullStorage
+from .dht import NullStorage, bench_publisher
 from .load import closed_loop, open_loop, percentiles_ms
 from .registry import build_queries, check
 
 #: This module by its name (the workers import its hooks by it).
 MODULE = "dhtquery.bench.churn"
 DEFAULT_JSON = Path("bench-results") / "churn.json"
-PUBLISHER = "pub-0"
+PUBLISHER = bench_publisher(0)
 QUORUM = 3
 LOOKUP_TIMEOUT = 10.0
 DRAIN_SECONDS = 15.0
@@ -235,8 +236,8 @@ async def measure_phase(
             own["lookups"] += 1
             own["requests"] += stats.requests + stats.retransmissions
             own["hops"] += stats.hops
-        got = [(record.publisher, record.data) for record in outcome.items]
-        if not outcome.timed_out and got == [(PUBLISHER, record_value(key))]:
+        got = [(record.publisher, record.data) for record in latest(outcome.items)]
+        if not outcome.timed_out and got == [(PUBLISHER.key_id, record_value(key))]:
             return None
         if len(examples) < 3:
             examples.append(f"{record_key(key)}: {outcome.reason} {got!r:.200} {stats}")

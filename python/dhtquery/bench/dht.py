@@ -66,6 +66,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import hashlib
 import logging
 import random
 import sys
@@ -78,7 +79,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..dht import DhtNode
+from ..dht import DhtNode, Publisher
 from ..query import QueryConfig, QueryManager, new_core
 from ..testing import LocalNetwork, loop_factory
 from .common import bounded, format_count, format_table, gc_quiet, machine_info, write_json
@@ -88,7 +89,14 @@ from .load import Phase, closed_loop, open_loop, warm_up
 MODULE = "dhtquery.bench.dht"
 DEFAULT_JSON = Path("bench-results") / "dht.json"
 HOST = "127.0.0.1"
-PUBLISHER = "pub-0"
+
+
+def bench_publisher(index: int) -> Publisher:
+    """Publisher ``index`` of the bench: the same key in every process."""
+    return Publisher(hashlib.sha256(f"dhtquery-bench-publisher-{index}".encode()).digest())
+
+
+PUBLISHER = bench_publisher(0)
 
 QUORUM = 3
 LOOKUP_TIMEOUT = 5.0  # get_all's timeout; stock rpcudp's own per-request wait
@@ -315,10 +323,10 @@ async def measure_dhtquery_network(
 
     addresses = network.addresses
     single_keys = [single_key(i) for i in range(sizes.single_keys)]
-    single_records = [[(PUBLISHER, single_value(i))] for i in range(sizes.single_keys)]
+    single_records = [[(PUBLISHER.key_id, single_value(i))] for i in range(sizes.single_keys)]
     multi_keys = [multi_key(i) for i in range(sizes.multi_keys)]
     multi_records = [
-        sorted((multi_publisher(p), multi_value(i, p)) for p in range(sizes.publishers))
+        sorted((multi_publisher(p).key_id, multi_value(i, p)) for p in range(sizes.publishers))
         for i in range(sizes.multi_keys)
     ]
     rows = []
@@ -458,8 +466,8 @@ def multi_key(index: int) -> str:
     return f"bench-multi-{index}"
 
 
-def multi_publisher(publisher: int) -> str:
-    return f"pub-{publisher}"
+def multi_publisher(publisher: int) -> Publisher:
+    return bench_publisher(publisher)
 
 
 def multi_value(index: int, publisher: int) -> bytes:
@@ -473,7 +481,9 @@ def _client(backend: str) -> DhtNode:
     )
 
 
-async def _put_all(nodes: list[Any], puts: list[tuple[int, str, bytes, str]]) -> dict[str, Any]:
+async def _put_all(
+    nodes: list[Any], puts: list[tuple[int, str, bytes, Publisher]]
+) -> dict[str, Any]:
     """``node.put`` each (node index, key, data, publisher), 8 at a time; a
     put that reached fewer than all but one of the nodes (a store timed out
     while the machine was busy) is tried again, up to 3 times."""

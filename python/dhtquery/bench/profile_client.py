@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import hashlib
 import os
 import pstats
 import statistics
@@ -40,7 +41,7 @@ from typing import Any
 from kademlia.node import Node
 from kademlia.utils import digest
 
-from ..dht import DhtNode, Record
+from ..dht import DhtNode, Publisher, Record
 from ..dht.wire import decode, encode_response
 from ..query import QueryConfig, QueryManager, new_core
 from ..testing import loop_factory
@@ -50,7 +51,7 @@ from .load import closed_loop
 
 PEERS = 20
 KEYS = 200
-PUBLISHER = "pub-0"
+PUBLISHER = Publisher(hashlib.sha256(b"dhtquery-profile-publisher").digest())
 
 
 class AnsweringTransport:
@@ -91,7 +92,10 @@ class AnsweringTransport:
 
 async def measure(backend: str, lookups: int, repeat: int, profile: bool) -> list[float]:
     keys = [f"profile-{index}" for index in range(KEYS)]
-    records = [Record.create(PUBLISHER, f"value-{index}".encode()) for index in range(KEYS)]
+    records = [
+        Record.create(PUBLISHER, digest(key), f"value-{index}".encode())
+        for index, key in enumerate(keys)
+    ]
     config = QueryConfig(default_timeout=5.0)
     node = DhtNode(
         config=config,
@@ -109,7 +113,7 @@ async def measure(backend: str, lookups: int, repeat: int, profile: bool) -> lis
     node.transport = transport
     for index in range(PEERS):
         protocol.router.add_contact(Node(os.urandom(20), "127.0.0.1", 5000 + index))
-    expected = [[(PUBLISHER, record.data)] for record in records]
+    expected = [[(PUBLISHER.key_id, record.data)] for record in records]
     op = bench.by_key(bench.get_all_lookup(node, keys, expected), KEYS)
     drain = bench.DRAIN_SECONDS
     await closed_loop(  # warm-up

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import math
 import os
@@ -81,7 +82,7 @@ from kademlia.network import Server
 from kademlia.node import Node
 from kademlia.utils import digest
 
-from ..dht import DhtNode, DhtProtocol
+from ..dht import DhtNode, DhtProtocol, Publisher, latest
 from ..query import QueryConfig, QueryManager, new_core
 from ..testing import HostNetwork, LocalNetwork, Worker
 from .common import bounded, format_table, machine_info, write_json
@@ -260,7 +261,7 @@ async def publish(network: LocalNetwork, jobs: list[list[Any]]) -> dict[str, int
     def job(index: int, kind: str, key: str, publisher: str, data: str) -> Callable[[], Any]:
         node = network.nodes[index]
         if kind == "record":
-            return lambda: node.put(key, bytes.fromhex(data), publisher=publisher)
+            return lambda: node.put(key, bytes.fromhex(data), publisher=_publisher(publisher))
         return lambda: node.set(key, bytes.fromhex(data))
 
     results = await bounded([job(*spec) for spec in jobs], PUBLISH_CONCURRENCY)
@@ -412,7 +413,7 @@ async def run_lookups(
         outcome = await handle
         latency = loop.time() - started
         stats = handle.lookup_stats
-        got = sorted([record.publisher, record.data.hex()] for record in outcome.items)
+        got = sorted([record.publisher, record.data.hex()] for record in latest(outcome.items))
         if outcome.timed_out:
             verdict = "timeout"
         elif got == expected:
@@ -604,6 +605,11 @@ def build_network(nodes: int, sizes: Sizes) -> tuple[HostNetwork, LocalNetwork]:
     return hosts, network
 
 
+def _publisher(name: str) -> Publisher:
+    """The key of the bench's publisher ``name``: the same in every process."""
+    return Publisher(hashlib.sha256(f"dhtquery-bench-scale-{name}".encode()).digest())
+
+
 def _value(kind: str, index: int, publisher: int = 0) -> bytes:
     return f"{kind}-{index}-{publisher}".encode().ljust(64, b".")
 
@@ -621,7 +627,10 @@ def _publish_plan(
         publisher = f"pub-s{i}"
         jobs[worker].append([index, "record", key, publisher, data.hex()])
         jobs[worker].append([index, "value", key, publisher, data.hex()])
-        expected[key] = {"records": [[publisher, data.hex()]], "value": data.hex()}
+        expected[key] = {
+            "records": [[_publisher(publisher).key_id, data.hex()]],
+            "value": data.hex(),
+        }
     for i in range(sizes.multi_keys):
         key = f"scale-multi-{i}"
         records = []
@@ -629,7 +638,7 @@ def _publish_plan(
             data = _value("multi", i, p)
             publisher = f"pub-m{i}-{p}"
             jobs[worker].append([index, "record", key, publisher, data.hex()])
-            records.append([publisher, data.hex()])
+            records.append([_publisher(publisher).key_id, data.hex()])
         expected[key] = {"records": sorted(records)}
     return jobs, expected
 

@@ -37,7 +37,7 @@ from kademlia.node import Node
 
 from ..errors import RecordError
 from ..query import QueryHandle, QueryManager, Reason
-from .records import Record, from_wire_cached
+from .records import MAX_DATA, Record
 from .rpc_table import BAD_RESPONSE
 from .wire import pack_request
 
@@ -128,6 +128,7 @@ class StreamingLookup:
         "_key",
         "_ksize",
         "_late",
+        "_latest",
         "_manager",
         "_peer_finished",
         "_protocol",
@@ -185,11 +186,16 @@ class StreamingLookup:
         self._in_flight = 0
         self._holders = 0
         self._failed_by_rto = False
+        #: slot -> (highest sequence seen, the peer that served it first)
+        self._latest: dict[tuple[bytes, str], tuple[int, Any]] = {}
 
     def start(self, local: list[Record], own_address: Any) -> None:
         if local:
             # This node holds the key too: it counts towards the quorum.
             self._holders += 1
+            latest = self._latest
+            for record in local:
+                latest[record.slot] = (record.seq, None)
             entries = [(record.dedup_key, record) for record in local]
             self._manager.submit_many(self._handle.id, own_address, entries)
         if self._ended():
@@ -452,20 +458,40 @@ class StreamingLookup:
         return self._records(value, address), value.get("nodes", [])
 
     def _records(self, value: dict[str, Any], address: Any) -> list[tuple[bytes, Record]]:
-        """The records of a find_values answer, each checked, with their
-        dedup keys."""
+        """The records of a find_values answer, each checked (signature,
+        slot, expiry, and sequence against what this lookup has seen), with
+        their dedup keys. A record refused is counted by kind and lowers
+        the serving peer's reputation; so does an older record of a slot a
+        peer served before a newer one arrived from another."""
         records = []
+        protocol = self._protocol
+        verifier = protocol.records.verifier
+        latest = self._latest
+        key = self._key
         for raw in value.get("records", ()):
             try:
-                records.append(from_wire_cached(raw))
-            except RecordError:
-                protocol = self._protocol
-                protocol.drop("bad_record")
-                protocol.reputation.failure(address)
+                record = verifier.from_wire(raw, key)
+            except RecordError as exc:
+                protocol.drop(exc.kind)
+                protocol.reputation.invalid(address)
+                continue
+            slot = record.slot
+            seen = latest.get(slot)
+            if seen is not None:
+                seq, first = seen
+                if record.seq < seq:
+                    protocol.drop("stale_sequence")
+                    protocol.reputation.invalid(address)
+                    continue
+                if record.seq > seq and first is not None and first != address:
+                    # (already offered: latest() picks the newer one)
+                    protocol.drop("stale_sequence")
+                    protocol.reputation.invalid(first)
+            if seen is None or record.seq > seen[0]:
+                latest[slot] = (record.seq, address)
+            records.append((record.dedup_key, record))
         return records
 
     def _legacy_record(self, data: bytes, address: Any) -> Record | None:
-        try:
-            return Record.create("kademlia", data)
-        except RecordError:
-            return None
+        """A stock peer's plain value, surfaced unsigned."""
+        return Record.plain(data) if len(data) <= MAX_DATA else None

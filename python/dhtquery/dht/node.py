@@ -2,10 +2,12 @@
 keys and streaming lookups into a QueryManager.
 
 ``listen``, ``bootstrap``, ``stop``, ``get`` and ``set`` keep kademlia's
-meaning (and interoperate with stock kademlia 2.2.3 nodes). New:
-``await node.put(key, data)`` stores one record per publisher under a key,
-and ``node.get_all(key)`` returns a QueryHandle that streams every
-publisher's record as holders answer.
+meaning (and interoperate with stock kademlia 2.2.3 nodes: plain values stay
+unsigned). New: ``await node.put(key, data, publisher=...)`` stores a record
+signed by a :class:`Publisher` (default: the node's own key), one per
+public key and name under a key, and ``node.get_all(key)`` returns a
+QueryHandle that streams every publisher's record, verified, as holders
+answer.
 
 A node that only asks (``DhtNode(client=True)``: every CLI search and
 publish) runs in client mode, as libp2p's kad-dht has it: its requests say
@@ -47,10 +49,11 @@ from ..query import Clock, QueryConfig, QueryManager
 from .lookup import LookupHandle, StreamingLookup
 from .persist import DATABASE_NAME, KeyValueTable, NodeDatabase
 from .protocol import DhtProtocol, RpcSpec
-from .records import Record
+from .records import Record, RecordError, RecordVerifier
 from .republish import DEFAULT_INTERVAL, Republisher
 from .reputation import Reputation
 from .rpc_table import Reply
+from .signing import Publisher
 from .storage import PlainStorage, RecordStore, StoreLimits
 
 __all__ = ["DhtNode"]
@@ -127,7 +130,15 @@ class DhtNode(Server):  # type: ignore[misc]
         # kademlia's Server does ``storage or ForgetfulStorage()``: an empty
         # store (one that defines __len__) is falsy and would be replaced.
         self.storage = storage
-        self.records = RecordStore(limits, clock=self.clock, database=self.database)
+        #: checks every record this node stores or hands to a caller, and
+        #: remembers the ones it verified
+        self.verifier = RecordVerifier(self.clock.wall)
+        self.records = RecordStore(
+            limits, clock=self.clock, database=self.database, verifier=self.verifier
+        )
+        #: the key the node signs its records with when ``put`` is given no
+        #: publisher (kept in its database, if it has one)
+        self.identity = self._identity()
         #: client mode: never in our peers' routing tables, holds nothing
         self.client = bool(client)
         #: what this node published, stored again periodically
@@ -145,6 +156,16 @@ class DhtNode(Server):  # type: ignore[misc]
         #: while bootstrap() retries: when it gives up
         self._bootstrap_deadline: float | None = None
         self._on_stop: list[Callable[[], object]] = []
+
+    def _identity(self) -> Publisher:
+        database = self.database
+        seed = None if database is None else database.publisher_seed()
+        if seed is not None:
+            return Publisher(seed)
+        identity = Publisher.generate()
+        if database is not None:
+            database.set_publisher_seed(identity.seed)
+        return identity
 
     def _create_protocol(self) -> Any:
         protocol_class: Any = self.protocol_class
@@ -192,8 +213,9 @@ class DhtNode(Server):  # type: ignore[misc]
 
     @property
     def publisher(self) -> str:
-        """The default publisher name of this node's records."""
-        return str(self.node.id.hex())
+        """Who this node's own records are by: its identity's public key, in
+        hex (``record.publisher`` of what it puts without a publisher)."""
+        return self.identity.key_id
 
     def known_peers(self) -> list[Address]:
         """The contacts this node had when it last stopped (from its data
@@ -448,26 +470,57 @@ class DhtNode(Server):  # type: ignore[misc]
     # -- records ------------------------------------------------------
 
     async def put(
-        self, key: str | bytes, data: bytes, *, publisher: str | None = None, name: str = ""
+        self,
+        key: str | bytes,
+        data: bytes,
+        *,
+        publisher: Publisher | None = None,
+        name: str = "",
+        seq: int | None = None,
+        expires: int = 0,
     ) -> int:
-        """Store ``data`` as ``publisher``'s record (default: this node's id)
-        under ``key`` on the k closest nodes, this one included if it is
-        among them (a client never is); a key holds one record per
-        publisher and ``name``. The record is republished every
+        """Store ``data`` as a record signed by ``publisher`` (default: this
+        node's identity) under ``key`` on the k closest nodes, this one
+        included if it is among them; a key holds one record per public key
+        and ``name``, replaced only by a record of a higher ``seq`` (default:
+        the wall clock in microseconds, above any this publisher signed for
+        the slot). ``expires``: unix time after which holders drop it (0:
+        their TTL only). The record is republished every
         ``republish_interval`` and after a restart (``unpublish`` stops it).
-        Returns how many nodes hold it (a node whose store is full, this one
-        included, refuses and is not counted)."""
+        Returns how many nodes hold it (a node whose store is full or holds
+        a higher sequence, this one included, refuses and is not counted; a
+        client never keeps a copy)."""
         self._protocol()
-        record = Record.create(publisher or self.publisher, _check_bytes("data", data), name)
+        if publisher is None:
+            publisher = self.identity
+        elif not isinstance(publisher, Publisher):
+            raise InvalidArgumentTypeError(
+                f"publisher must be a Publisher (a key pair; Publisher.load(path) or "
+                f"Publisher.generate()), got {type(publisher).__name__}"
+            )
+        if not isinstance(name, str):
+            raise InvalidArgumentTypeError(f"name must be a str, got {type(name).__name__}")
         dkey = digest(_check_key(key))
+        if seq is None:
+            seq = publisher.next_seq(dkey, name, int(self.clock.wall() * 1_000_000))
+        try:
+            record = Record.create(
+                publisher, dkey, _check_bytes("data", data), name=name, seq=seq, expires=expires
+            )
+        except RecordError as exc:
+            raise InvalidArgumentError(str(exc)) from None
         self.republisher.remember(dkey, record)
         return await self._store_record(dkey, record)
 
-    def unpublish(self, key: str | bytes, *, publisher: str | None = None, name: str = "") -> bool:
+    def unpublish(
+        self, key: str | bytes, *, publisher: Publisher | str | None = None, name: str = ""
+    ) -> bool:
         """Stop republishing the record ``put`` stored under ``key`` for
-        ``publisher`` (default: this node) and ``name`` (holders keep it
-        until its TTL); False if this node did not publish it."""
-        return self.republisher.forget(digest(_check_key(key)), publisher or self.publisher, name)
+        ``publisher`` (a Publisher or its key in hex; default: this node's
+        identity) and ``name`` (holders keep it until its TTL); False if
+        this node did not publish it."""
+        key_id = publisher.key_id if isinstance(publisher, Publisher) else publisher
+        return self.republisher.forget(digest(_check_key(key)), key_id or self.publisher, name)
 
     async def _store_record(self, dkey: bytes, record: Record) -> int:
         """Store ``record`` on the k closest nodes to ``dkey`` (and here if
@@ -490,7 +543,7 @@ class DhtNode(Server):  # type: ignore[misc]
             try:
                 self.records.put(dkey, record, self.clock.now())
                 stored += 1
-            except StorageFull as exc:
+            except (StorageFull, RecordError) as exc:
                 self.count("store_refused")
                 log.debug("kept no local copy of %s: %s", dkey.hex(), exc)
         replies = await asyncio.gather(

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import msgpack
 
-from ..errors import DhtQueryError, InvalidArgumentError, InvalidArgumentTypeError
+from ..errors import DhtQueryError, InvalidArgumentError, InvalidArgumentTypeError, RecordError
 from .records import Record
 
 __all__ = ["DATABASE_NAME", "KeyValueTable", "NodeDatabase"]
@@ -88,27 +88,59 @@ class NodeDatabase:
             "INSERT OR REPLACE INTO meta (name, value) VALUES ('node_id', ?)", (node_id,)
         )
 
+    def publisher_seed(self) -> bytes | None:
+        """The seed of the node's own publisher key (its default signer)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'publisher_seed'").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_publisher_seed(self, seed: bytes) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('publisher_seed', ?)", (seed,)
+        )
+
     # -- records ----------------------------------------------------------
+
+    # A record is kept as its wire map (msgpack) in ``data``, its public key
+    # (hex) in ``publisher`` and its signature in ``hash``: the table of the
+    # unsigned records before it. Rows that do not read as a signed record
+    # (an older file's) are dropped by the store when it loads them.
 
     def save_record(self, key: bytes, record: Record, expires: float) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO records (key, publisher, name, data, hash, expires) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (key, record.publisher, record.name, record.data, record.hash, expires),
+            (
+                key,
+                record.public_key.hex(),
+                record.name,
+                msgpack.packb(record.to_wire(), use_bin_type=True),
+                record.signature,
+                expires,
+            ),
         )
 
-    def delete_record(self, key: bytes, publisher: str, name: str) -> None:
+    def delete_record(self, key: bytes, public_key: bytes, name: str) -> None:
         self._db.execute(
             "DELETE FROM records WHERE key = ? AND publisher = ? AND name = ?",
-            (key, publisher, name),
+            (key, public_key.hex(), name),
         )
 
     def records(self) -> Iterator[tuple[bytes, Record, float]]:
-        """(key, record, wall-clock expiry) of every record on file."""
-        for key, publisher, name, data, digest, expires in self._db.execute(
+        """(key, record, wall-clock expiry) of every record on file (read,
+        not verified: the store verifies what it loads)."""
+        rows = self._db.execute(
             "SELECT key, publisher, name, data, hash, expires FROM records"
-        ):
-            yield bytes(key), Record(publisher, bytes(data), bytes(digest), name), expires
+        ).fetchall()
+        for key, publisher, name, data, _, expires in rows:
+            try:
+                record = Record.from_wire(msgpack.unpackb(bytes(data), raw=False))
+            except (RecordError, ValueError, TypeError, msgpack.ExtraData):
+                self._db.execute(
+                    "DELETE FROM records WHERE key = ? AND publisher = ? AND name = ?",
+                    (key, publisher, name),
+                )
+                continue
+            yield bytes(key), record, expires
 
     # -- plain values ------------------------------------------------------
 
@@ -147,11 +179,19 @@ class NodeDatabase:
 
     # -- records this node published (it republishes them) -----------------
 
+    # (as in ``records``: the wire map in ``data``, the signature in ``hash``)
+
     def save_published(self, key: bytes, record: Record) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO published (key, publisher, name, data, hash) "
             "VALUES (?, ?, ?, ?, ?)",
-            (key, record.publisher, record.name, record.data, record.hash),
+            (
+                key,
+                record.publisher,
+                record.name,
+                msgpack.packb(record.to_wire(), use_bin_type=True),
+                record.signature,
+            ),
         )
 
     def delete_published(self, key: bytes, publisher: str, name: str) -> None:
@@ -161,11 +201,18 @@ class NodeDatabase:
         )
 
     def published(self) -> Iterator[tuple[bytes, Record]]:
-        """(key, record) of every record this node published, oldest first."""
-        for key, publisher, name, data, digest in self._db.execute(
+        """(key, record) of every record this node published, oldest first
+        (read, not verified; a row that is no signed record is dropped)."""
+        rows = self._db.execute(
             "SELECT key, publisher, name, data, hash FROM published ORDER BY rowid"
-        ):
-            yield bytes(key), Record(publisher, bytes(data), bytes(digest), name)
+        ).fetchall()
+        for key, publisher, name, data, _ in rows:
+            try:
+                record = Record.from_wire(msgpack.unpackb(bytes(data), raw=False))
+            except (RecordError, ValueError, TypeError, msgpack.ExtraData):
+                self.delete_published(bytes(key), publisher, name)
+                continue
+            yield bytes(key), record
 
     # -- key-value tables of the layers above -------------------------------
 

@@ -57,7 +57,9 @@ _PLAIN_VALUE = (int, float, bool, str, bytes)
 # Bytes of records one find_values answer may carry, leaving room for its
 # contacts (k of them, ~45 bytes each) within one datagram.
 _RECORDS_BUDGET: Final = 62_000
-_RECORD_FRAMING: Final = 48  # field names, hash, msgpack headers
+# field names, msgpack headers, public key (32), target (20), seq and
+# expiry (9 each at most), signature (64)
+_RECORD_FRAMING: Final = 160
 _RECEIVE_BUFFER: Final = 4 * 1024 * 1024
 #: Requests on the wire at once (see DhtProtocol.request). Small enough that
 #: a window's answers are read well within the 50 ms RTO floor (256 at up to
@@ -487,12 +489,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         for record in self.records.get(key, self.clock.now(), verify=False):
             # UTF-8 names can outgrow the per-key cap's arithmetic: stop
             # before the datagram would, and say that more exist.
-            budget -= (
-                len(record.data)
-                + len(record.publisher.encode())
-                + len(record.name.encode())
-                + _RECORD_FRAMING
-            )
+            budget -= len(record.data) + len(record.name.encode()) + _RECORD_FRAMING
             if budget < 0:
                 more = True
                 break
@@ -505,10 +502,13 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def rpc_store_record(self, sender: Address, nodeid: bytes, key: bytes, value: Any) -> bool:
         source = Node(nodeid, sender[0], sender[1])
         self.welcome_if_new(source)
+        # (a refused record is counted, never held against the sender's
+        # address: an unsolicited datagram's source proves nothing)
+        records = self.records
         try:
-            self.records.put(key, Record.from_wire(value), self.clock.now())
-        except RecordError:
-            self.drop("bad_record")
+            records.put(key, records.verifier.from_wire(value, key), self.clock.now())
+        except RecordError as exc:
+            self.drop(exc.kind)
             return False
         except StorageFull as exc:
             self.stats["store_refused"] += 1

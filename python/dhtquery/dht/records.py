@@ -1,115 +1,335 @@
-"""Records: what ``DhtNode.put`` stores, several per key: one per publisher
-and name (the name is empty for most keys; a key that indexes many things,
-such as a registry tag, holds one record per publisher and thing).
+"""Records: what ``DhtNode.put`` stores, several per key: one per slot, a
+slot being (publisher's public key, name). The name is empty for most keys;
+a key that indexes many things, such as a registry tag, holds one record
+per publisher and thing.
 
-On the wire a record is a msgpack map ``{"p": publisher, "n": name, "d":
-data, "h": sha256(data)}``. The hash is checked whenever a record is stored or handed to
-a caller, so a peer cannot serve altered data under a publisher's name
-without the record being refused and the peer losing reputation.
+A record is signed by its publisher (Ed25519, see :mod:`.signing`) over
+the domain-separation prefix ``dhtquery-record-v1\\0``, its public key, the
+DHT key it is stored under (``target``), its name, sequence number, expiry
+and data. Only the key's holder can fill or replace its slot; a record
+replaces the one in its slot only with a higher sequence number. The wire
+format is in ``docs/signed-records.md``::
+
+    {"k": public key (32), "t": target (1-64), "n": name, "s": seq (u64),
+     "x": expires (u64 unix seconds, 0: never), "d": data, "g": signature (64)}
+
+Plain kademlia values a stock peer serves (``find_value``) are surfaced as
+unsigned records (``signed`` False, publisher ``"kademlia"``); a store
+never holds one.
+
+A :class:`RecordVerifier` (one per node) checks records and remembers the
+ones whose signature it verified, so a hot record is verified once per
+node, not once per lookup.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from ..errors import RecordError
+from .signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Publisher, verify_signature
 
-__all__ = ["MAX_DATA", "MAX_NAME", "MAX_PUBLISHER", "Record", "RecordError", "from_wire_cached"]
+__all__ = [
+    "CONTEXT",
+    "MAX_DATA",
+    "MAX_NAME",
+    "MAX_TARGET",
+    "PLAIN_PUBLISHER",
+    "Record",
+    "RecordError",
+    "RecordVerifier",
+    "latest",
+    "signed_message",
+]
 
 #: Bytes of data in one record: a holder returns every record of a key in
 #: one datagram, so records are small (see storage.MAX_RECORDS_PER_KEY).
 MAX_DATA: Final = 1800
-MAX_PUBLISHER: Final = 64
 MAX_NAME: Final = 160
-_HASH_SIZE: Final = 32
+#: DHT keys are 20-byte digests; stock kademlia reads ids of up to 64.
+MAX_TARGET: Final = 64
+MAX_SEQ: Final = 2**64 - 1
+#: Domain separation: a signature over a record can never be taken for a
+#: signature of anything else (a future record version, a claim, ...).
+CONTEXT: Final = b"dhtquery-record-v1\x00"
+#: The publisher shown for a plain (unsigned) kademlia value.
+PLAIN_PUBLISHER: Final = "kademlia"
+_WIRE_FIELDS: Final = frozenset("ktnsxdg")
+_HEAD = struct.Struct(">QQ")
+
+
+def signed_message(
+    public_key: bytes, target: bytes, name: str, seq: int, expires: int, data: bytes
+) -> bytes:
+    """What a record's signature covers: every field but the signature,
+    each of fixed size or length-prefixed (data, last, runs to the end)."""
+    name_bytes = name.encode()
+    return b"".join(
+        (
+            CONTEXT,
+            public_key,
+            bytes((len(target),)),
+            target,
+            len(name_bytes).to_bytes(2, "big"),
+            name_bytes,
+            _HEAD.pack(seq, expires),
+            data,
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    publisher: str
+    public_key: bytes
+    target: bytes
+    name: str
+    seq: int
     data: bytes
-    hash: bytes
-    name: str = ""
+    signature: bytes
+    expires: int = 0
 
     @classmethod
-    def create(cls, publisher: str, data: bytes, name: str = "") -> Record:
-        """A record of ``data`` by ``publisher``, with its hash computed."""
+    def create(
+        cls,
+        publisher: Publisher,
+        target: bytes,
+        data: bytes,
+        *,
+        name: str = "",
+        seq: int = 0,
+        expires: int = 0,
+    ) -> Record:
+        """``data`` signed by ``publisher`` for the slot (its key, ``name``)
+        under DHT key ``target``."""
+        if not isinstance(publisher, Publisher):
+            raise RecordError(
+                f"publisher must be a Publisher (a key pair), got {type(publisher).__name__}"
+            )
         if not isinstance(data, bytes):
             raise RecordError(f"data must be bytes, got {type(data).__name__}")
-        record = cls(publisher, data, hashlib.sha256(data).digest(), name)
-        record.check()
-        return record
+        unsigned = cls(publisher.public_key, target, name, seq, data, b"", expires)
+        unsigned.check_schema()
+        signature = publisher.sign(
+            signed_message(publisher.public_key, target, name, seq, expires, data)
+        )
+        return cls(publisher.public_key, target, name, seq, data, signature, expires)
+
+    @classmethod
+    def plain(cls, data: bytes) -> Record:
+        """A stock kademlia value, as a lookup surfaces it: unsigned."""
+        return cls(b"", b"", "", 0, data, b"")
 
     @property
-    def slot(self) -> tuple[str, str]:
-        """What a key holds one record of: (publisher, name)."""
-        return self.publisher, self.name
+    def signed(self) -> bool:
+        return bool(self.signature)
+
+    @property
+    def publisher(self) -> str:
+        """Who published it: the public key in hex (``"kademlia"`` for a
+        plain value)."""
+        return self.public_key.hex() if self.signature else PLAIN_PUBLISHER
+
+    @property
+    def slot(self) -> tuple[bytes, str]:
+        """What a key holds one record of: (public key, name)."""
+        return self.public_key, self.name
 
     @property
     def dedup_key(self) -> bytes:
-        """Two holders serving this record give the same key."""
-        return b"\x00".join((self.publisher.encode(), self.name.encode(), self.hash))
+        """Two holders serving this record give the same key (Ed25519
+        signatures are deterministic)."""
+        return self.signature or b"plain\x00" + hashlib.sha256(self.data).digest()
 
     @property
     def size(self) -> int:
-        return len(self.publisher) + len(self.name) + len(self.data) + _HASH_SIZE
+        return (
+            len(self.public_key)
+            + len(self.target)
+            + len(self.name)
+            + len(self.data)
+            + len(self.signature)
+            + 16
+        )
 
-    def check(self) -> None:
-        """Raise RecordError unless the schema holds and the hash matches."""
-        if not isinstance(self.publisher, str) or not 0 < len(self.publisher) <= MAX_PUBLISHER:
+    def check_schema(self) -> None:
+        """Raise RecordError (kind ``bad_record``) unless every field has its
+        type and size."""
+        if not isinstance(self.public_key, bytes) or len(self.public_key) != PUBLIC_KEY_SIZE:
             raise RecordError(
-                f"publisher must be a str of 1 to {MAX_PUBLISHER} characters, "
-                f"got {self.publisher!r:.80}"
+                f"public key must be {PUBLIC_KEY_SIZE} bytes, got {self.public_key!r:.80}"
             )
+        if not isinstance(self.target, bytes) or not 0 < len(self.target) <= MAX_TARGET:
+            raise RecordError(f"target must be 1 to {MAX_TARGET} bytes, got {self.target!r:.80}")
         if not isinstance(self.name, str) or len(self.name) > MAX_NAME:
             raise RecordError(
                 f"name must be a str of at most {MAX_NAME} characters, got {self.name!r:.80}"
             )
+        for field, value in (("seq", self.seq), ("expires", self.expires)):
+            if type(value) is not int or not 0 <= value <= MAX_SEQ:
+                raise RecordError(f"{field} must be an int in [0, 2**64), got {value!r:.80}")
         if not isinstance(self.data, bytes) or len(self.data) > MAX_DATA:
             size = len(self.data) if isinstance(self.data, bytes) else type(self.data).__name__
             raise RecordError(f"data must be bytes of at most {MAX_DATA}, got {size}")
-        if not isinstance(self.hash, bytes) or len(self.hash) != _HASH_SIZE:
-            raise RecordError(f"hash must be {_HASH_SIZE} bytes, got {self.hash!r:.80}")
-        if hashlib.sha256(self.data).digest() != self.hash:
-            raise RecordError("hash does not match the data (sha256)")
+        if not isinstance(self.signature, bytes) or len(self.signature) not in (
+            0,
+            SIGNATURE_SIZE,
+        ):
+            raise RecordError(f"signature must be {SIGNATURE_SIZE} bytes")
+
+    def signature_valid(self) -> bool:
+        """Whether the signature is the public key's over the record (an
+        Ed25519 verification: ~60 us; a RecordVerifier remembers it)."""
+        return len(self.signature) == SIGNATURE_SIZE and verify_signature(
+            self.public_key,
+            signed_message(
+                self.public_key, self.target, self.name, self.seq, self.expires, self.data
+            ),
+            self.signature,
+        )
 
     def to_wire(self) -> dict[str, Any]:
-        return {"p": self.publisher, "n": self.name, "d": self.data, "h": self.hash}
+        return {
+            "k": self.public_key,
+            "t": self.target,
+            "n": self.name,
+            "s": self.seq,
+            "x": self.expires,
+            "d": self.data,
+            "g": self.signature,
+        }
 
     @classmethod
     def from_wire(cls, value: Any) -> Record:
-        """Read and check a record from its msgpack map."""
+        """Read a record from its msgpack map (schema only: a
+        RecordVerifier checks the signature)."""
         if not isinstance(value, dict):
             raise RecordError(f"record must be a map, got {type(value).__name__}")
-        missing = {"p", "n", "d", "h"} - value.keys()
+        missing = _WIRE_FIELDS - value.keys()
         if missing:
             raise RecordError(f"record lacks field(s) {', '.join(sorted(missing))}")
-        record = cls(value["p"], value["d"], value["h"], value["n"])
-        record.check()
+        record = cls(
+            value["k"], value["t"], value["n"], value["s"], value["d"], value["g"], value["x"]
+        )
+        record.check_schema()
+        if not record.signature:
+            raise RecordError("record is unsigned", "bad_signature")
         return record
 
 
-#: (publisher, name, data, hash) -> (dedup key, record), for records already
-#: checked: every holder of a key serves the same record.
-_checked: dict[tuple[Any, Any, Any, Any], tuple[bytes, Record]] = {}
-_CHECKED_KEPT: Final = 4096
+#: Records whose signature a verifier remembers by default.
+VERIFIED_KEPT: Final = 8192
 
 
-def from_wire_cached(value: Any) -> tuple[bytes, Record]:
-    """``(record.dedup_key, Record.from_wire(value))``; a record seen (and
-    checked) recently, field for field the same, is not checked again."""
-    try:
-        key = (value["p"], value["n"], value["d"], value["h"])
-        return _checked[key]
-    except (KeyError, TypeError, IndexError):
-        pass
-    record = Record.from_wire(value)
-    if len(_checked) >= _CHECKED_KEPT:
-        _checked.clear()
-    entry = _checked[(record.publisher, record.name, record.data, record.hash)] = (
-        record.dedup_key,
-        record,
+class RecordVerifier:
+    """Checks records for a node: schema, signature, slot (the DHT key it
+    came under) and expiry, each failure a RecordError whose ``kind`` says
+    which. Records whose signature verified are remembered (at most
+    ``kept``, least recently used leave first), field for field, so every
+    later copy of one costs a dict lookup. ``wall()`` is the node's wall
+    clock (for expiry).
+
+    ``check_signatures=False`` skips the signature check: only for a
+    benchmark measuring what verification costs."""
+
+    __slots__ = ("_check_signatures", "_kept", "_verified", "_wall", "verified")
+
+    def __init__(
+        self,
+        wall: Callable[[], float],
+        *,
+        kept: int = VERIFIED_KEPT,
+        check_signatures: bool = True,
+    ) -> None:
+        self._wall = wall
+        self._kept = kept
+        self._check_signatures = check_signatures
+        self._verified: OrderedDict[tuple[Any, ...], Record] = OrderedDict()
+        #: signatures verified (cache misses that passed)
+        self.verified = 0
+
+    def __len__(self) -> int:
+        return len(self._verified)
+
+    def clear(self) -> None:
+        self._verified.clear()
+
+    def from_wire(self, value: Any, target: bytes) -> Record:
+        """The record of msgpack map ``value``, served or stored under DHT key
+        ``target``, fully checked."""
+        try:
+            fields = (value["k"], value["t"], value["n"], value["s"], value["x"], value["d"])
+            cache_key = (*fields, value["g"])
+            record = self._verified.get(cache_key)
+        except (KeyError, TypeError, IndexError):
+            record = None
+        if record is None:
+            record = self._verify_new(Record.from_wire(value))
+        self._check_place(record, target)
+        return record
+
+    def check(self, record: Record, target: bytes) -> Record:
+        """Check a Record object the same way (a record read from a file, or
+        handed to a store)."""
+        if not isinstance(record, Record):
+            raise RecordError(f"record must be a Record, got {type(record).__name__}")
+        if not record.signature:
+            raise RecordError("record is unsigned", "bad_signature")
+        cached = self._verified.get(_cache_key(record))
+        if cached is None:
+            record.check_schema()
+            cached = self._verify_new(record)
+        self._check_place(cached, target)
+        return cached
+
+    def _verify_new(self, record: Record) -> Record:
+        if self._check_signatures and not record.signature_valid():
+            raise RecordError(
+                f"signature does not verify for key {record.public_key.hex()[:16]}..., "
+                f"name {record.name!r:.40}, seq {record.seq}",
+                "bad_signature",
+            )
+        self.verified += 1
+        verified = self._verified
+        verified[_cache_key(record)] = record
+        if len(verified) > self._kept:
+            verified.popitem(last=False)
+        return record
+
+    def _check_place(self, record: Record, target: bytes) -> None:
+        if record.target != target:
+            raise RecordError(
+                f"record signed for key {record.target.hex()}, served under {target.hex()}",
+                "wrong_slot",
+            )
+        if record.expires and record.expires <= self._wall():
+            raise RecordError(f"record expired at {record.expires} (unix time)", "expired")
+
+
+def _cache_key(record: Record) -> tuple[Any, ...]:
+    return (
+        record.public_key,
+        record.target,
+        record.name,
+        record.seq,
+        record.expires,
+        record.data,
+        record.signature,
     )
-    return entry
+
+
+def latest(records: Iterable[Record]) -> list[Record]:
+    """The record of highest sequence number in each slot, in order of
+    first arrival (a lookup may stream an older record of a slot before
+    the newer one arrives); plain values are kept as they are."""
+    best: dict[tuple[bytes, str] | bytes, Record] = {}
+    for record in records:
+        slot: tuple[bytes, str] | bytes = record.slot if record.signed else record.dedup_key
+        held = best.get(slot)
+        if held is None or record.seq > held.seq:
+            best[slot] = record
+    return list(best.values())

@@ -9,7 +9,14 @@ The score is ggen's (p2p.rs)::
   + 0.10 * min(1, 1 / (hours_since_seen + 1))
 
 with success_rate 1.0 for a peer never tried and the RTT an EWMA
-(0.7 * old + 0.3 * new).
+(0.7 * old + 0.3 * new), multiplied by ``INVALID_PENALTY ** invalid`` for a
+peer that served ``invalid`` records failing their signature, slot or
+sequence: one invalid record takes a perfect peer (1.0) to 0.25, below any
+peer that never served one and answers half its requests, so it drops in
+the order of whom we ask instead of by a rounding error (a plain failure
+moved 0.85 to 0.80). Only answers to our own requests count: a blind
+spoofer cannot forge those (their message ids are random), while an
+unsolicited datagram's source address proves nothing.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["PeerStats", "Reputation"]
+__all__ = ["INVALID_PENALTY", "PeerStats", "Reputation"]
 
 _RTT_KEEP = 0.7  # weight of the old RTT in the EWMA
+#: Factor of the score per invalid record a peer served.
+INVALID_PENALTY: Final = 0.25
+_INVALID_COUNTED: Final = 16  # beyond, the factor is ~0 anyway
 
 
 @dataclass(slots=True)
@@ -32,6 +42,8 @@ class PeerStats:
     last_seen: float | None = None
     #: failures since the last success: what decides that a peer is gone
     consecutive_failures: int = 0
+    #: records it served that failed their signature, slot or sequence
+    invalid: int = 0
 
     @property
     def success_rate(self) -> float:
@@ -52,7 +64,10 @@ class PeerStats:
             seen_part = 1.0
         else:
             seen_part = 1.0 / ((now - last_seen) / 3600.0 + 1.0)
-        return 0.5 * success_rate + 0.25 * rtt_part + 0.15 * provided_part + 0.10 * seen_part
+        score = 0.5 * success_rate + 0.25 * rtt_part + 0.15 * provided_part + 0.10 * seen_part
+        if self.invalid:
+            score *= INVALID_PENALTY ** min(self.invalid, _INVALID_COUNTED)
+        return score
 
 
 #: The score of a peer with no record yet (it does not depend on the time).
@@ -101,6 +116,14 @@ class Reputation:
         stats.failures += 1
         stats.consecutive_failures += 1
         return stats.consecutive_failures
+
+    def invalid(self, peer: Hashable) -> None:
+        """The peer answered our request with a record that failed its
+        signature, slot or sequence: a failure, and the score's penalty
+        factor (call it only for answers to our own requests)."""
+        stats = self.stats(peer)
+        stats.failures += 1
+        stats.invalid += 1
 
     def provided(self, peer: Hashable, count: int = 1) -> None:
         """The peer gave us ``count`` valid records."""

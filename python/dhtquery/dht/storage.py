@@ -18,7 +18,8 @@ from kademlia.storage import IStorage
 from ..errors import InvalidArgumentError, RecordError, StorageFull
 from ..query import Clock, SystemClock
 from .persist import NodeDatabase
-from .records import MAX_DATA, MAX_NAME, MAX_PUBLISHER, Record
+from .records import MAX_DATA, MAX_NAME, MAX_TARGET, Record, RecordVerifier
+from .signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE
 
 __all__ = ["MAX_RECORDS_PER_KEY", "PlainStorage", "RecordStore", "StorageFull", "StoreLimits"]
 
@@ -59,10 +60,14 @@ class StoreLimits:
 
 
 class RecordStore:
-    """key (20-byte digest) -> (publisher, name) -> (record, expiry).
+    """key (20-byte digest) -> (public key, name) -> (record, expiry).
 
-    With a ``database`` it writes through to it and starts with what it
-    holds (records past their TTL, or failing their hash, are dropped)."""
+    Only signed records are held, each checked by ``verifier`` (signature,
+    the key it is stored under, expiry) before it is stored; a record
+    replaces the one in its slot only with a higher sequence number (the
+    same record again only refreshes its TTL). With a ``database`` it
+    writes through to it and starts with what it holds (records past their
+    TTL, or failing their checks, are dropped)."""
 
     def __init__(
         self,
@@ -70,10 +75,12 @@ class RecordStore:
         *,
         clock: Clock | None = None,
         database: NodeDatabase | None = None,
+        verifier: RecordVerifier | None = None,
     ) -> None:
         self.limits = limits or StoreLimits()
         self._clock = SystemClock() if clock is None else clock
-        self._keys: dict[bytes, dict[tuple[str, str], tuple[Record, float]]] = {}
+        self.verifier = RecordVerifier(self._clock.wall) if verifier is None else verifier
+        self._keys: dict[bytes, dict[tuple[bytes, str], tuple[Record, float]]] = {}
         self._bytes = 0
         self._database: NodeDatabase | None = None
         if database is not None:
@@ -88,7 +95,7 @@ class RecordStore:
                     raise RecordError("past its TTL")
                 self.put(key, record, now, expires=now + (expires - wall))
             except (RecordError, StorageFull):
-                database.delete_record(key, record.publisher, record.name)
+                database.delete_record(key, record.public_key, record.name)
 
     def __len__(self) -> int:
         """Number of records held."""
@@ -102,13 +109,21 @@ class RecordStore:
         return len(self._keys)
 
     def put(self, key: bytes, record: Record, now: float, *, expires: float | None = None) -> None:
-        """Store or replace ``record`` (one per publisher and name) under ``key``,
-        until ``expires`` (default: ``now`` plus the TTL). Raises RecordError
-        for a bad record, StorageFull past a cap."""
-        record.check()
+        """Store or replace ``record`` (one per public key and name) under
+        ``key``, until ``expires`` (default: ``now`` plus the TTL, never past
+        the record's own expiry). Raises RecordError (its ``kind`` says
+        why: bad_record, bad_signature, wrong_slot, expired, stale_sequence)
+        for a record refused, StorageFull past a cap."""
+        record = self.verifier.check(record, key)
         limits = self.limits
         records = self._keys.get(key)
         old = records.get(record.slot) if records else None
+        if old is not None and old[0].signature != record.signature and old[0].seq >= record.seq:
+            raise RecordError(
+                f"sequence {record.seq} is not above the {old[0].seq} held for "
+                f"{record.publisher[:16]}.../{record.name!r:.40}",
+                "stale_sequence",
+            )
         growth = record.size - old[0].size if old else record.size + _RECORD_MEMORY
         if records is None:
             growth += _KEY_MEMORY
@@ -123,6 +138,8 @@ class RecordStore:
         if records is None:
             records = self._keys[key] = {}
         expiry = now + limits.ttl if expires is None else expires
+        if record.expires:
+            expiry = min(expiry, now + (record.expires - self._clock.wall()))
         records[record.slot] = (record, expiry)
         self._bytes += growth
         if self._database is not None:
@@ -130,9 +147,10 @@ class RecordStore:
             self._database.save_record(key, record, wall)
 
     def get(self, key: bytes, now: float, *, verify: bool = True) -> list[Record]:
-        """The live records of ``key``, each checked against its hash (a
-        record that no longer matches is dropped, never handed out) unless
-        ``verify`` is False, for a caller that checks them itself."""
+        """The live records of ``key``, each checked again (a record that no
+        longer passes is dropped, never handed out; the verifier remembers
+        what it verified, so this is a lookup) unless ``verify`` is False,
+        for a caller that checks them itself."""
         records = self._keys.get(key)
         if not records:
             return []
@@ -143,14 +161,14 @@ class RecordStore:
                 continue
             if verify:
                 try:
-                    record.check()
-                except ValueError:
+                    self.verifier.check(record, key)
+                except RecordError:
                     self._remove(key, slot)
                     continue
             live.append(record)
         return live
 
-    def _remove(self, key: bytes, slot: tuple[str, str]) -> None:
+    def _remove(self, key: bytes, slot: tuple[bytes, str]) -> None:
         records = self._keys[key]
         record, _ = records.pop(slot)
         self._bytes -= record.size + _RECORD_MEMORY
@@ -177,7 +195,9 @@ class RecordStore:
 
 
 #: Largest record a store accepts, for callers that size datagrams.
-MAX_RECORD_SIZE: Final = MAX_PUBLISHER + MAX_NAME + MAX_DATA + 32 + _WIRE_OVERHEAD
+MAX_RECORD_SIZE: Final = (
+    PUBLIC_KEY_SIZE + MAX_TARGET + MAX_NAME + 16 + MAX_DATA + SIGNATURE_SIZE + _WIRE_OVERHEAD
+)
 
 
 class PlainStorage(IStorage):  # type: ignore[misc]
