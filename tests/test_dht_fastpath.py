@@ -5,17 +5,16 @@ sight when any field differs."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgpack
 import pytest
 
-from dhtquery.dht.records import Record, RecordError, from_wire_cached
+from dhtquery.dht.records import RecordError, RecordVerifier
 from dhtquery.dht.rpc_table import BAD_RESPONSE
 
-from .dht_helpers import eventually, open_nodes
+from .dht_helpers import eventually, open_nodes, signed
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -52,17 +51,23 @@ def test_wrong_shape_is_no_answer_for_futures_and_callbacks(backend: str, run: R
     run(scenario())
 
 
-def test_record_cache_checks_each_distinct_record() -> None:
-    record = Record.create("pub-cache", b"data")
-    key, first = from_wire_cached(record.to_wire())
-    assert first == record and key == record.dedup_key
-    again_key, again = from_wire_cached(record.to_wire())
-    assert again is first and again_key == key
+def test_record_cache_verifies_each_distinct_record_once() -> None:
+    verifier = RecordVerifier(lambda: 1_800_000_000.0)
+    key = b"\x07" * 20
+    record = signed("pub-cache", b"data", key)
+    first = verifier.from_wire(record.to_wire(), key)
+    assert first == record and verifier.verified == 1
+    again = verifier.from_wire(record.to_wire(), key)
+    assert again is first and verifier.verified == 1  # a hit: not verified again
     tampered = dict(record.to_wire(), d=b"other")
-    with pytest.raises(RecordError):
-        from_wire_cached(tampered)
-    forged = dict(record.to_wire(), d=b"other", h=hashlib.sha256(b"other").digest())
-    assert from_wire_cached(forged)[1].data == b"other"
-    for bad in (None, [1, 2], "p", {"p": ["unhashable"], "n": "", "d": b"", "h": b""}):
+    with pytest.raises(RecordError) as caught:
+        verifier.from_wire(tampered, key)
+    assert caught.value.kind == "bad_signature"
+    # a field-for-field copy under another key is refused, even from the cache
+    with pytest.raises(RecordError) as moved:
+        verifier.from_wire(record.to_wire(), b"\x08" * 20)
+    assert moved.value.kind == "wrong_slot"
+    for bad in (None, [1, 2], "p", {"k": ["unhashable"], "n": "", "d": b"", "g": b""}):
         with pytest.raises(RecordError):
-            from_wire_cached(bad)
+            verifier.from_wire(bad, key)
+    assert verifier.verified == 1
