@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import msgpack
 from kademlia.network import Server
 from kademlia.storage import ForgetfulStorage
 from kademlia.utils import digest
@@ -169,3 +170,12 @@ def signed(
     key ``key`` (a str is digested, as DhtNode.put does)."""
     target = digest(key) if isinstance(key, str) else key
     return Record.create(publisher_named(publisher), target, data, name=name, seq=seq)
+
+
+def signed_package(package: Any, publisher: Publisher, *, seq: int = 1) -> bytes:
+    """``package``'s record under its package key, signed by ``publisher``
+    and packed: what an announcement, a search answer or an anti-entropy
+    fetch carries."""
+    key = digest(f"pkg:{package.id}")
+    record = Record.create(publisher, key, package.encode(), seq=seq)
+    return bytes(msgpack.packb(record.to_wire(), use_bin_type=True))

@@ -28,7 +28,10 @@ from dhtquery.registry.service import CATALOG_TABLE
 from dhtquery.testing import HOST, FakeClock
 from tests.dht_helpers import eventually, open_nodes, run_paired
 
-from .dht_helpers import signed
+from .dht_helpers import publisher_named, signed, signed_package
+
+#: the key the test packages (namespace "acme") are signed with
+ACME = publisher_named("acme")
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,10 +205,10 @@ def test_a_restart_keeps_records_and_catalog(backend: str, tmp_path: Path) -> No
             node = await nodes.add(data_dir=tmp_path / "node")
             registry = P2PRegistry(node, anti_entropy_period=None)
             for name in ("alpha", "beta"):
-                await registry.publish(_package(name))
-            await registry.publish(_package("alpha", "1.1.0"))  # replaces 1.0.0
+                await registry.publish(_package(name), publisher=ACME)
+            await registry.publish(_package("alpha", "1.1.0"), publisher=ACME)  # replaces 1.0.0
             # one the node only heard of, by gossip
-            await nodes.registries[0].publish(_package("gamma"))
+            await nodes.registries[0].publish(_package("gamma"), publisher=ACME)
             assert await eventually(lambda: PackageId("acme", "gamma") in registry.catalog)
             return len(node.records), node.node.id
 
@@ -243,9 +246,10 @@ def test_a_restored_catalog_honours_the_cap_and_drops_bad_rows(
         registry = P2PRegistry(node, anti_entropy_period=None)
         await node.listen(0, HOST)
         try:
-            await registry.publish(_package("mine"))
+            await registry.publish(_package("mine"), publisher=ACME)
             for name in ("old", "middle", "new"):  # heard of (as gossip would), in order
-                registry._catalogued(("127.0.0.1", 9), _package(name))
+                heard = registry._receive(signed_package(_package(name), ACME))
+                registry._catalogued(("127.0.0.1", 9), heard)
         finally:
             node.stop()
         table = DhtNode(data_dir=tmp_path).table(CATALOG_TABLE)

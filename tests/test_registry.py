@@ -8,7 +8,6 @@ test_catalog.py; this file tests the registry on a network.)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -18,14 +17,19 @@ import msgpack
 import pytest
 from kademlia.utils import digest
 
-from dhtquery.dht import DhtNode
+from dhtquery.dht import DhtNode, Record
 from dhtquery.dht.protocol import DhtProtocol, RpcSpec
 from dhtquery.errors import InvalidArgumentTypeError
 from dhtquery.query import QueryConfig, QueryManager, new_core
 from dhtquery.registry import P2PRegistry
 from dhtquery.registry.model import Package, PackageId, Query, matches_query
 
-from .dht_helpers import Nodes, eventually, open_nodes
+from .dht_helpers import Nodes, eventually, open_nodes, publisher_named, signed_package
+
+#: the key every test package (namespace "acme") is signed with
+ACME = publisher_named("acme")
+#: a key of an attacker
+MALLORY = publisher_named("mallory")
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -129,7 +133,7 @@ def test_publish_on_one_node_is_found_from_another(run: Run[None], backend: str)
             published = package("httpkit", tags=("http",), categories=("web",))
             # 3, or 2 when the publisher is the farthest from the key: see
             # test_publish_stores_on_every_node_of_a_small_network
-            assert await net[0].publish(published) >= 2
+            assert await net[0].publish(published, publisher=ACME) >= 2
             found = await net[2].search(Query("httpkit"))
             assert ids_versions(found) == [("acme/httpkit", "1.0.0")]
             assert found[0] == published
@@ -153,7 +157,7 @@ def test_publish_stores_on_every_node_of_a_small_network(run: Run[None], backend
             await net.add()
             publisher = await net.add(node_id=farthest)
             # ksize 20: each of the 3 nodes is among the key's 20 closest
-            assert await publisher.publish(published) == 3
+            assert await publisher.publish(published, publisher=ACME) == 3
 
     run(main())
 
@@ -165,7 +169,7 @@ def test_late_joiner_finds_package_through_the_network(run: Run[None], backend: 
     async def main() -> None:
         async with network(backend, 2) as net:
             published = package("dbdriver", tags=("sql",), categories=("database",))
-            await net[0].publish(published)
+            await net[0].publish(published, publisher=ACME)
             late = await net.add()
             assert len(late.catalog) == 0
             assert await late.search(Query("dbdriver")) == [published]
@@ -184,7 +188,7 @@ def test_search_by_tag_and_by_category(run: Run[None], backend: str) -> None:
             sql = package("sqlish", tags=("sql",), categories=("database",))
             both = package("orm", tags=("sql", "async"), categories=("database", "web"))
             for registry, pkg in zip(net.registries, (web, sql, both), strict=True):
-                await registry.publish(pkg)
+                await registry.publish(pkg, publisher=ACME)
             searcher = net[2]
 
             async def names(query: Query) -> set[str]:
@@ -211,7 +215,7 @@ def test_search_by_tag_uses_the_tag_keys(run: Run[None], backend: str) -> None:
     async def main() -> None:
         async with network(backend, 3) as net:
             published = package("tagged", tags=("rare",), categories=("cli",))
-            await net[0].publish(published)
+            await net[0].publish(published, publisher=ACME)
             await net.settle()
             for registry in net.registries:
                 registry.catalog = type(registry.catalog)()
@@ -234,9 +238,9 @@ def test_offset_and_limit_across_local_and_remote(run: Run[None], backend: str) 
             local = [package(f"l{i}") for i in range(3)]
             distant = [package(f"r{i}") for i in range(10)]
             for pkg in local:
-                searcher.catalog.add(pkg)
+                searcher.add_local(pkg, publisher=ACME)
             for pkg in distant:
-                remote.catalog.add(pkg)
+                remote.add_local(pkg, publisher=ACME)
             everything = local + distant
 
             for offset, limit in [(0, 20), (0, 2), (1, 4), (3, 4), (2, 1), (8, 5), (13, 5)]:
@@ -254,8 +258,8 @@ def test_highest_version_wins(run: Run[None], backend: str, order: str) -> None:
             low = package("versioned", "1.9.0", description="old")
             high = package("versioned", "1.10.0", description="new")
             first, second = (low, high) if order == "low_first" else (high, low)
-            await net[0].publish(first)
-            await net[1].publish(second)
+            await net[0].publish(first, publisher=ACME)
+            await net[1].publish(second, publisher=ACME)
             await net.settle()
             found = await net[2].search(Query("versioned"))
             assert ids_versions(found) == [("acme/versioned", "1.10.0")]
@@ -278,10 +282,10 @@ def test_highest_version_wins_over_remote_results(run: Run[None], backend: str) 
     async def main() -> None:
         async with network(backend, 2) as net:
             searcher, remote = net.registries
-            searcher.catalog.add(package("a", "1.0.0"))
-            searcher.catalog.add(package("b", "2.0.0"))
-            remote.catalog.add(package("a", "1.1.0"))
-            remote.catalog.add(package("b", "1.0.0"))
+            searcher.add_local(package("a", "1.0.0"), publisher=ACME)
+            searcher.add_local(package("b", "2.0.0"), publisher=ACME)
+            remote.add_local(package("a", "1.1.0"), publisher=ACME)
+            remote.add_local(package("b", "1.0.0"), publisher=ACME)
             found = await searcher.search(Query("widget"))
             assert ids_versions(found) == [("acme/a", "1.1.0"), ("acme/b", "2.0.0")]
             await net.settle()
@@ -298,13 +302,13 @@ def test_search_stream_yields_each_package_once_or_for_a_higher_version(
     async def main() -> None:
         async with network(backend, 3) as net:
             searcher, one, two = net.registries
-            searcher.catalog.add(package("x", "2.0.0"))
-            searcher.catalog.add(package("y", "1.0.0"))
-            one.catalog.add(package("x", "1.0.0"))  # lower: never shown
-            one.catalog.add(package("y", "1.5.0"))  # higher: shown again
-            two.catalog.add(package("x", "2.0.0"))  # the same: once
-            two.catalog.add(package("y", "1.0.0"))
-            two.catalog.add(package("z", "1.0.0"))
+            searcher.add_local(package("x", "2.0.0"), publisher=ACME)
+            searcher.add_local(package("y", "1.0.0"), publisher=ACME)
+            one.add_local(package("x", "1.0.0"), publisher=ACME)  # lower: never shown
+            one.add_local(package("y", "1.5.0"), publisher=ACME)  # higher: shown again
+            two.add_local(package("x", "2.0.0"), publisher=ACME)  # the same: once
+            two.add_local(package("y", "1.0.0"), publisher=ACME)
+            two.add_local(package("z", "1.0.0"), publisher=ACME)
 
             shown: list[tuple[str, str]] = []
             async for pkg in searcher.search_stream(Query("widget")):
@@ -330,9 +334,9 @@ def test_search_stream_stopped_early_leaves_nothing_in_flight(run: Run[None], ba
     async def main() -> None:
         async with network(backend, 3) as net:
             # a local match: the first package comes before any answer
-            net[0].catalog.add(package("mine"))
+            net[0].add_local(package("mine"), publisher=ACME)
             for i in range(5):
-                net[1].catalog.add(package(f"p{i}"))
+                net[1].add_local(package(f"p{i}"), publisher=ACME)
             stream = net[0].search_stream(Query("widget"))
             async for first in stream:
                 assert first.id.name == "mine"
@@ -377,7 +381,7 @@ def forged(data: bytes) -> bytes:
 
 
 class RecordTamperer(DhtProtocol):
-    """Serves records whose data was altered after they were hashed."""
+    """Serves records whose data was altered after they were signed."""
 
     def rpc_find_values(self, sender: Address, nodeid: bytes, key: bytes) -> dict[str, Any]:
         answer = super().rpc_find_values(sender, nodeid, key)
@@ -386,16 +390,15 @@ class RecordTamperer(DhtProtocol):
 
 
 class PackageTamperer(DhtProtocol):
-    """Serves well-formed records (their sha256 matches) of packages whose
-    content does not match the package's 'hash' field."""
+    """Serves validly signed records (signed again, by its own key) of
+    packages whose content does not match the package's 'hash' field."""
 
     def rpc_find_values(self, sender: Address, nodeid: bytes, key: bytes) -> dict[str, Any]:
         answer = super().rpc_find_values(sender, nodeid, key)
-        records = []
-        for r in answer["records"]:
-            data = forged(r["d"])
-            records.append({**r, "d": data, "h": hashlib.sha256(data).digest()})
-        answer["records"] = records
+        answer["records"] = [
+            Record.create(MALLORY, r["t"], forged(r["d"]), name=r["n"], seq=r["s"]).to_wire()
+            for r in answer["records"]
+        ]
         return answer
 
 
@@ -418,8 +421,8 @@ def test_peer_reputation_update_slow_peer(run: Run[None], backend: str) -> None:
             fast = await net.add()
             slow = await net.add(node_class=SlowNode)
             for i in range(3):
-                fast.catalog.add(package(f"f{i}"))
-                slow.catalog.add(package(f"s{i}"))
+                fast.add_local(package(f"f{i}"), publisher=ACME)
+                slow.add_local(package(f"s{i}"), publisher=ACME)
             # while every peer is fast: each answers the search RPC
             for _ in range(3):
                 found = await caller.search(Query("widget"))
@@ -455,7 +458,7 @@ def test_peer_slow_on_its_first_search_is_asked_again(run: Run[None], backend: s
             net = Net(nodes)
             caller = await net.add()
             slow = await net.add(node_class=SlowNode)
-            slow.catalog.add(package("only-there"))
+            slow.add_local(package("only-there"), publisher=ACME)
             protocol = caller.node.protocol
             assert protocol is not None
             for _ in range(3):  # RTT samples: its RTO drops to 50 ms
@@ -490,7 +493,7 @@ def test_peer_reputation_update_tampered_record(
             genuine = package("target", tags=("prize",))
             # both peers of the publisher hold both keys (it may not: see
             # test_publish_stores_on_every_node_of_a_small_network)
-            assert await publisher.publish(genuine) >= 2
+            assert await publisher.publish(genuine, publisher=ACME) >= 2
             await net.settle()
             # joins after the publish, as a client: it is handed no copy
             # (a node that joins closer to a key is) and knows nothing
@@ -515,7 +518,7 @@ def test_peer_reputation_update_tampered_record(
             if tamperer is PackageTampererNode:
                 assert caller.node.stats["bad_package"] >= bad_packages_before + 2
             else:
-                assert caller.node.stats["bad_record"] >= 2
+                assert caller.node.stats["bad_signature"] >= 2
             await net.settle()
             assert nodes.loop_errors == []
 
@@ -523,30 +526,43 @@ def test_peer_reputation_update_tampered_record(
 
 
 def test_peer_reputation_update_forged_search_answer(run: Run[None], backend: str) -> None:
-    """A peer answering the search RPC with a package whose hash does not
-    match loses score, and the forged package is not returned."""
+    """A peer answering the search RPC with forged packages (altered after
+    signing, unsigned, or signed by a key that does not own the namespace)
+    loses score, and no forged package is returned."""
 
     async def main() -> None:
         async with network(backend, 3) as net:
             caller, honest, bad = net.registries
+            caller.trust.pin("acme", ACME.public_key)
             genuine = package("target")
-            honest.catalog.add(genuine)
+            honest.add_local(genuine, publisher=ACME)
+            tampered = msgpack.unpackb(signed_package(genuine, ACME))
+            tampered["d"] = forged(tampered["d"])
+            answers = [
+                msgpack.packb(tampered, use_bin_type=True),
+                forged(genuine.encode()),  # unsigned
+                signed_package(package("target", "9.9.9"), MALLORY),
+            ]
 
             def forged_search(sender: Address, query_map: dict[str, Any]) -> dict[str, Any]:
-                return {"results": [forged(genuine.encode())], "more": False}
+                return {"results": answers, "more": False}
 
             spec = bad.node.protocol._rpcs["search"]  # type: ignore[union-attr]
             bad.node.add_rpc("search", RpcSpec(spec.args, forged_search, spec.response))
             found = await caller.search(Query("target"))
             assert found == [genuine]
-            assert failures(caller, bad) >= 1
+            assert found[0].publisher == ACME.key_id and found[0].pinned
+            assert caller.node.reputation.stats(address(bad)).invalid == 2
             assert failures(caller, honest) <= caller.node.stats.get("timeouts", 0)
-            assert caller.node.stats["bad_package"] == 1
-            assert score(caller, bad) < score(caller, honest)
+            drops = caller.node.drops
+            assert (drops["bad_signature"], drops["bad_record"]) == (1, 1)
+            assert drops["namespace_conflict"] == 1
+            assert [c.claimant for c in caller.conflicts] == [MALLORY.key_id]
+            assert score(caller, bad) < 0.5 * score(caller, honest)
             # a search only the forger answers returns nothing
             honest.catalog = type(honest.catalog)()
             assert await caller.search(Query("target")) == []
-            assert caller.node.stats["bad_package"] == 2
+            assert drops["bad_signature"] + 1 == caller.node.drops["bad_signature"]
             await net.settle()
 
     run(main())
@@ -570,7 +586,7 @@ def test_concurrent_queries(run: Run[None], backend: str) -> None:
                 package("epsilon", title="epsilon gadget", categories=("cli",)),
             ]
             for index, pkg in enumerate(catalog):
-                await net[index % 10].publish(pkg)
+                await net[index % 10].publish(pkg, publisher=ACME)
             want = len(catalog) - 1
             assert await eventually(
                 lambda: all(len(r.catalog) == want for r in net.registries), timeout=5.0
@@ -655,7 +671,7 @@ def test_gossip_reaches_every_node_and_forwards_once(run: Run[None], backend: st
             publisher = net[7]
             pkgs = [package("gossiped"), package("second", tags=("x",))]
             for pkg in pkgs:
-                await publisher.publish(pkg)
+                await publisher.publish(pkg, publisher=ACME)
 
             def everyone_knows() -> bool:
                 return all(
@@ -711,7 +727,7 @@ def test_metrics_count_every_search(run: Run[None], backend: str) -> None:
 
     async def main() -> None:
         async with network(backend, 3) as net:
-            await net[0].publish(package("counted", tags=("one", "two")))
+            await net[0].publish(package("counted", tags=("one", "two")), publisher=ACME)
             await net.settle()
             registry = net[2]
             start = registry.metrics
@@ -745,7 +761,7 @@ def test_metrics_count_a_timed_out_search(run: Run[None], backend: str) -> None:
             net = Net(nodes)
             caller = await net.add()
             slow = await net.add(node_class=SlowNode)
-            caller.catalog.add(package("mine"))
+            caller.add_local(package("mine"), publisher=ACME)
             await caller.search(Query("x"))  # the peer answers the search RPC
             slow_protocol(slow).delay = 0.3
             start = caller.metrics
@@ -798,7 +814,7 @@ def test_lone_node_searches_its_own_catalog(run: Run[None], backend: str) -> Non
         async with network(backend, 1) as net:
             registry = net[0]
             published = package("alone", tags=("solo",))
-            assert await registry.publish(published) == 1
+            assert await registry.publish(published, publisher=ACME) == 1
             assert await registry.search(Query("alone")) == [published]
             assert await registry.search(Query(tags=("solo",))) == [published]
             assert await registry.get_package(published.id) == published

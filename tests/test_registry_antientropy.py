@@ -29,7 +29,10 @@ from dhtquery.registry.antientropy import (
 from dhtquery.registry.model import Package, PackageId
 from dhtquery.testing import FakeClock
 
-from .dht_helpers import Nodes, eventually, open_nodes, run_paired
+from .dht_helpers import Nodes, eventually, open_nodes, publisher_named, run_paired, signed_package
+
+#: the key every test package (namespace "acme") is signed with
+ACME = publisher_named("acme")
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -132,7 +135,7 @@ def test_catalogs_converge_after_gossip_datagrams_are_dropped(backend: str) -> N
             counters = [drop_announcements(r, 0.3, rng) for r in registries]
             published = [package(f"p{index}") for index in range(200)]
             for index, pkg in enumerate(published):
-                await registries[index % 10].publish(pkg)
+                await registries[index % 10].publish(pkg, publisher=ACME)
             assert await nodes.settle(10.0)
             short = missing(registries, published)
             periods = 0
@@ -172,7 +175,7 @@ def test_catalogs_converge_on_the_system_clock(run: Run[None], backend: str) -> 
             drop_announcements(registries[0], 1.0, random.Random(1))
             published = [package(f"s{index}") for index in range(40)]
             for pkg in published:
-                deaf.catalog.add(pkg)  # the others hear of it only by reconciliation
+                deaf.add_local(pkg, publisher=ACME)  # the others hear of it only by reconciliation
             assert await eventually(
                 lambda: not any(missing(registries, published)), timeout=10.0
             ), missing(registries, published)
@@ -187,7 +190,7 @@ def test_equal_catalogs_exchange_only_the_digest(run: Run[None], backend: str) -
             asker, peer = await fake_clock_registries(nodes, backend, 2, FakeClock(), period=None)
             for index in range(50):
                 for registry in (asker, peer):
-                    registry.catalog.add(package(f"e{index}"))
+                    registry.add_local(package(f"e{index}"), publisher=ACME)
             sent = record_requests(asker)
             assert await asker.anti_entropy.round(peer.node.address) is False
             assert sent == ["ae_digest"]
@@ -202,13 +205,13 @@ def test_a_round_fetches_only_what_differs_within_its_bounds(run: Run[None], bac
             asker, peer = await fake_clock_registries(nodes, backend, 2, FakeClock(), period=None)
             common = [package(f"c{index}") for index in range(100)]
             for pkg in common:
-                asker.catalog.add(pkg)
-                peer.catalog.add(pkg)
+                asker.add_local(pkg, publisher=ACME)
+                peer.add_local(pkg, publisher=ACME)
             # a newer version the asker holds is not fetched back in its older one
-            asker.catalog.add(package("c0", "2.0.0"))
+            asker.add_local(package("c0", "2.0.0"), publisher=ACME)
             lacking = [package(f"n{index}") for index in range(70)]
             for pkg in lacking:
-                peer.catalog.add(pkg)
+                peer.add_local(pkg, publisher=ACME)
             sent = record_requests(asker)
             assert await asker.anti_entropy.round(peer.node.address) is False
             fetches = -(-len(lacking) // MAX_FETCH_ANSWER)
@@ -219,7 +222,7 @@ def test_a_round_fetches_only_what_differs_within_its_bounds(run: Run[None], bac
             # a round fetches at most MAX_FETCH_PER_ROUND; the next ones the rest
             many = [package(f"m{index}") for index in range(300)]
             for pkg in many:
-                peer.catalog.add(pkg)
+                peer.add_local(pkg, publisher=ACME)
             rounds = 0
             while any(pkg.id not in asker.catalog for pkg in many):
                 before = asker.anti_entropy.stats["fetched"]
@@ -246,12 +249,26 @@ def test_a_bad_record_is_refused_and_its_sender_penalised(run: Run[None], backen
         async with open_nodes(backend) as nodes:
             asker, liar = await fake_clock_registries(nodes, backend, 2, FakeClock(), period=None)
             wanted = package("wanted")
-            liar.catalog.add(wanted)
+            liar.add_local(wanted, publisher=ACME)
             record = wanted.to_record()
             record["title"] = "something else"  # the hash no longer matches
-            forged = msgpack.packb(record, use_bin_type=True)
-            unasked = package("unasked").encode()
-            answers = [[forged], [unasked], [b"\xc1 not msgpack"]]
+            # validly signed (by the liar's own key), but the package breaks
+            # its schema
+            broken = liar.node.sign(
+                f"pkg:{wanted.id}", msgpack.packb(record, use_bin_type=True)
+            ).to_wire()
+            broken_bytes = msgpack.packb(broken, use_bin_type=True)
+            tampered = msgpack.unpackb(signed_package(wanted, ACME))
+            tampered["d"] = tampered["d"].replace(b"wanted widget", b"wanted gadget")
+            unasked = signed_package(package("unasked"), ACME)
+            answers = [
+                [broken_bytes],
+                [msgpack.packb(tampered, use_bin_type=True)],
+                [unasked],
+                [b"\xc1 not msgpack"],
+                [package("unsigned").encode()],
+            ]
+            kinds = ["bad_package", "bad_signature", "bad_record", "bad_record", "bad_record"]
 
             def hostile_fetch(sender: Address, hashes: bytes) -> dict[str, Any]:
                 return {"records": answers.pop(0)}
@@ -259,14 +276,15 @@ def test_a_bad_record_is_refused_and_its_sender_penalised(run: Run[None], backen
             liar.node.add_rpc("ae_fetch", RpcSpec((lambda _: True,), hostile_fetch, lambda _: True))
             reputation = asker.node.reputation
             address = liar.node.address
-            for round_ in range(3):
-                failures = reputation.stats(address).failures
+            for round_, kind in enumerate(kinds):
+                invalid = reputation.stats(address).invalid
+                drops = asker.node.drops.get(kind, 0)
                 assert await asker.anti_entropy.round(address) is False
                 assert asker.anti_entropy.stats["refused"] == round_ + 1
-                assert reputation.stats(address).failures == failures + 1
+                assert reputation.stats(address).invalid == invalid + 1
+                assert asker.node.drops.get(kind, 0) == drops + 1, kind
             assert len(asker.catalog) == 0
             assert asker.discovered_packages == {}
-            assert asker.node.stats["bad_package"] == 3
 
     run(main())
 
@@ -278,9 +296,11 @@ def test_the_cap_holds_under_a_flood_and_evicts_the_oldest(run: Run[None], backe
                 nodes, backend, 2, FakeClock(), period=None, max_packages=50
             )
             own = package("mine")
-            await victim.publish(own)
+            await victim.publish(own, publisher=ACME)
+            flood_key = publisher_named("flood")
             for index in range(300):
-                flooder.gossip.publish(package(f"forged{index}").encode())
+                forged = Package(PackageId("flood", f"forged{index}"), "1.0.0", "flood")
+                flooder.gossip.publish(signed_package(forged, flood_key))
                 if index % 50 == 49:
                     assert await nodes.settle(5.0)
             assert await nodes.settle(5.0)
@@ -289,9 +309,66 @@ def test_the_cap_holds_under_a_flood_and_evicts_the_oldest(run: Run[None], backe
             # the node's own publication is never evicted
             assert victim.catalog.get(own.id) == own
             # what is left is the latest arrivals; what left, left everywhere
-            assert PackageId("acme", "forged299") in victim.catalog
-            assert PackageId("acme", "forged0") not in victim.catalog
+            assert PackageId("flood", "forged299") in victim.catalog
+            assert PackageId("flood", "forged0") not in victim.catalog
             assert set(victim.discovered_packages) <= {p.id for p in victim.catalog}
+            assert victim.per_publisher[flood_key.key_id] == 49
+
+    run(main())
+
+
+def test_one_publisher_cannot_fill_a_catalog_past_its_cap(run: Run[None], backend: str) -> None:
+    async def main() -> None:
+        async with open_nodes(backend) as nodes:
+            flooder, victim = await fake_clock_registries(
+                nodes, backend, 2, FakeClock(), period=None, max_per_publisher=20
+            )
+            own = package("mine")
+            await victim.publish(own, publisher=ACME)
+            flood_key = publisher_named("flood")
+            for index in range(100):
+                forged = Package(PackageId("flood", f"forged{index}"), "1.0.0", "flood")
+                flooder.gossip.publish(signed_package(forged, flood_key))
+                if index % 50 == 49:
+                    assert await nodes.settle(5.0)
+            assert await nodes.settle(5.0)
+            assert victim.per_publisher[flood_key.key_id] == 20
+            assert len(victim.catalog) == 21
+            assert victim.node.drops["publisher_cap"] == 80
+            assert victim.catalog.get(own.id) == own
+
+    run(main())
+
+
+def test_forged_announcements_never_enter_a_catalog(run: Run[None], backend: str) -> None:
+    async def main() -> None:
+        async with open_nodes(backend) as nodes:
+            flooder, victim = await fake_clock_registries(
+                nodes, backend, 2, FakeClock(), period=None
+            )
+            own = package("mine")
+            await victim.publish(own, publisher=ACME)
+            assert await nodes.settle(5.0)
+            genuine = signed_package(package("other"), ACME)
+            tampered = msgpack.unpackb(genuine)
+            tampered["d"] = tampered["d"].replace(b"other widget", b"evil! widget")
+            mallory = publisher_named("mallory")
+            forged = [
+                package("unsigned").encode(),  # the old, unsigned announcement
+                msgpack.packb(tampered, use_bin_type=True),  # a byte changed
+                signed_package(package("hijack", "9.9.9"), mallory),  # acme by another key
+            ]
+            for payload in forged:
+                flooder.gossip.publish(payload)
+            assert await nodes.settle(5.0)
+            assert [p.id for p in victim.catalog] == [own.id]
+            drops = victim.node.drops
+            assert drops["bad_record"] == 1
+            assert drops["bad_signature"] == 1
+            assert drops["namespace_conflict"] == 1
+            assert [c.claimant for c in victim.conflicts] == [mallory.key_id]
+            # unsolicited: the flooder's address is not held against it
+            assert victim.node.reputation.stats(flooder.node.address).invalid == 0
 
     run(main())
 

@@ -490,7 +490,21 @@ class DhtNode(Server):  # type: ignore[misc]
         Returns how many nodes hold it (a node whose store is full or holds
         a higher sequence, this one included, refuses and is not counted; a
         client never keeps a copy)."""
-        self._protocol()
+        return await self.put_record(
+            self.sign(key, data, publisher=publisher, name=name, seq=seq, expires=expires)
+        )
+
+    def sign(
+        self,
+        key: str | bytes,
+        data: bytes,
+        *,
+        publisher: Publisher | None = None,
+        name: str = "",
+        seq: int | None = None,
+        expires: int = 0,
+    ) -> Record:
+        """The record ``put`` would store (same arguments), signed, not sent."""
         if publisher is None:
             publisher = self.identity
         elif not isinstance(publisher, Publisher):
@@ -504,13 +518,23 @@ class DhtNode(Server):  # type: ignore[misc]
         if seq is None:
             seq = publisher.next_seq(dkey, name, int(self.clock.wall() * 1_000_000))
         try:
-            record = Record.create(
+            return Record.create(
                 publisher, dkey, _check_bytes("data", data), name=name, seq=seq, expires=expires
             )
         except RecordError as exc:
             raise InvalidArgumentError(str(exc)) from None
-        self.republisher.remember(dkey, record)
-        return await self._store_record(dkey, record)
+
+    async def put_record(self, record: Record) -> int:
+        """Store a signed record (``sign``'s) under its key on the k closest
+        nodes and republish it, as ``put`` does; returns how many nodes
+        hold it."""
+        if not isinstance(record, Record) or not record.signed:
+            raise InvalidArgumentTypeError(
+                f"record must be a signed Record, got {type(record).__name__}"
+            )
+        self._protocol()
+        self.republisher.remember(record.target, record)
+        return await self._store_record(record.target, record)
 
     def unpublish(
         self, key: str | bytes, *, publisher: Publisher | str | None = None, name: str = ""

@@ -2,25 +2,33 @@
 index, publish, search, get_package), anti-entropy under the gossip, and the
 catalog-file reader."""
 
-from ..errors import SchemaError
+from ..errors import SchemaError, TrustError
 from .antientropy import AntiEntropy
 from .catalog import Catalog
 from .catalog_file import load_catalog, package_from_json
 from .model import STANDARD_CATEGORIES, Package, PackageId, Query, matches_query, package_words
-from .service import P2PRegistry, highest_versions
+from .service import P2PRegistry, claim_key, highest_versions
+from .trust import NamespaceConflict, Pin, TrustStore, Verdict, parse_key
 
 __all__ = [
     "STANDARD_CATEGORIES",
     "AntiEntropy",
     "Catalog",
+    "NamespaceConflict",
     "P2PRegistry",
     "Package",
     "PackageId",
+    "Pin",
     "Query",
     "SchemaError",
+    "TrustError",
+    "TrustStore",
+    "Verdict",
+    "claim_key",
     "highest_versions",
     "load_catalog",
     "matches_query",
     "package_from_json",
     "package_words",
+    "parse_key",
 ]

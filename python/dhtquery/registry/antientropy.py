@@ -25,9 +25,12 @@ within ``CATCH_UP`` seconds): each round then reconciles both ways, and a
 package held by one node spreads to the others twice as fast as by pulls
 alone.
 
-Every record fetched is checked as gossip checks it (``Package.decode``); a
-peer that sends a bad record, or one it was not asked for, is penalised and
-the rest of its answer is dropped. A round that stopped at one of its bounds
+Records travel signed (the package key's record, as announcements do), and
+every record fetched is checked as gossip checks it (signature, slot,
+namespace owner, ``Package.decode``); a peer that sends a bad record, or
+one it was not asked for, is penalised and the rest of its answer is
+dropped (a package whose namespace another key owns here is skipped and
+not fetched again). A round that stopped at one of its bounds
 is followed by another after ``CATCH_UP`` seconds instead of a period, so a
 node that joins late catches up in a few seconds.
 
@@ -374,6 +377,7 @@ class AntiEntropy:
         records = []
         for digest in _split(hashes)[:MAX_FETCH_ANSWER]:
             package = self._catalog.by_hash(digest)
-            if package is not None:
-                records.append(package.encode())
+            # (the signed record: an entry without one is this node's alone)
+            if package is not None and package.record:
+                records.append(package.record)
         return {"records": records}

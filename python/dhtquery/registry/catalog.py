@@ -189,6 +189,11 @@ class Catalog:
         package_id = self._by_hash.get(digest)
         return None if package_id is None else self._packages.get(package_id)
 
+    def refuse(self, digest: bytes) -> None:
+        """Remember the record with hash ``digest`` as one not to fetch (its
+        namespace belongs to another key here, say)."""
+        self._supersede(digest)
+
     def knows(self, digest: bytes) -> bool:
         """Whether the record with hash ``digest`` is held, or known to be
         older than (or to lose to) what is held."""

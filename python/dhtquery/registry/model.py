@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 import msgpack
@@ -155,6 +155,25 @@ class Package:
     license: str = "UNLICENSED"
     authors: tuple[str, ...] = ()
     content_hash: str = field(init=False, compare=False)
+    #: Provenance, set by the registry from the signed record the package
+    #: came in (none of it is encoded, hashed or compared): the publisher's
+    #: public key in hex ("" for a package not from a signed record),
+    #: whether its namespace is pinned to that key in the trust store, and
+    #: the signed record itself (msgpack), which is what peers are served.
+    publisher: str = field(init=False, compare=False, default="")
+    pinned: bool = field(init=False, compare=False, default=False)
+    record: bytes = field(init=False, compare=False, default=b"", repr=False)
+
+    def attested(self, publisher: str, record: bytes, pinned: bool) -> Package:
+        """A copy of this package with its provenance set."""
+        copy = object.__new__(Package)
+        set_field = object.__setattr__
+        for name in _SLOTS:
+            set_field(copy, name, getattr(self, name))
+        set_field(copy, "publisher", publisher)
+        set_field(copy, "pinned", pinned)
+        set_field(copy, "record", record)
+        return copy
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, PackageId):
@@ -246,6 +265,10 @@ class Package:
         if "hash" in record and record["hash"] != package.content_hash:
             raise SchemaError("hash", "does not match the record's content (sha256)")
         return package
+
+
+#: Every field of a Package (what ``attested`` copies).
+_SLOTS: Final = tuple(f.name for f in fields(Package))
 
 
 @dataclass(frozen=True, slots=True)

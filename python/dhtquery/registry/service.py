@@ -19,11 +19,30 @@
   random peer, so catalogs converge even when announcements are lost. It
   starts with the registry and stops with the node (or ``close()``).
 - The catalog holds at most ``max_packages`` (see :mod:`.catalog` for the
-  eviction rule); this node's own publications are never evicted.
+  eviction rule), and at most ``max_per_publisher`` from any one key; this
+  node's own publications are never evicted.
+
+**Signed packages.** Every package travels as a record signed by its
+publisher's key (see :mod:`dhtquery.dht.records`): the package key's
+record (slot: key, name ""), the tag keys' records (name: the package id),
+the announcement (the package key's record itself) and the answers to
+``search`` and ``ae_fetch``. Before anything enters a catalog or reaches a
+caller, its signature, its slot (the key it was signed for) and its
+namespace's owner in the :class:`~.trust.TrustStore` are checked. What
+fails is counted by kind in the node's ``drops`` (``bad_signature``,
+``wrong_slot``, ``stale_sequence``, ``expired``, ``bad_record``,
+``bad_package``, ``namespace_conflict``, ``namespace_unpinned``) and
+dropped; a peer that served it in answer to our own request loses
+reputation, a sender of an unsolicited announcement does not (its source
+address proves nothing). Publishing also stores a signed claim record of
+the namespace (``ns:<namespace>``, name ``claim``), which ``claims()``
+lists. Results carry ``package.publisher`` (the key, hex) and
+``package.pinned``.
 - A node with a data directory keeps its catalog in its database (the
-  ``catalog`` table of ``DhtNode.table``): one row per package id, written
-  as the catalog changes, restored (oldest arrival first, each record
-  checked again, the cap applied) when a registry starts on the node.
+  ``catalog`` table of ``DhtNode.table``): one row per package id, its
+  signed record, written as the catalog changes, restored (oldest arrival
+  first, each record checked again, signature and owner included, the
+  caps applied) when a registry starts on the node.
 """
 
 from __future__ import annotations
@@ -31,18 +50,39 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from typing import Any, Final
 
-from ..dht import DhtNode, Gossip, KeyValueTable, RecordError, RpcSpec
-from ..errors import InvalidArgumentTypeError, SchemaError
+import msgpack
+from kademlia.utils import digest
+
+from ..dht import (
+    DhtNode,
+    Gossip,
+    KeyValueTable,
+    Publisher,
+    Record,
+    RecordError,
+    RpcSpec,
+    latest,
+)
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError, SchemaError, TrustError
 from ..query import QueryConfig, QueryHandle, QueryMetrics, QueryOutcome, QueryResult, Reason
 from .antientropy import DEFAULT_PERIOD, AntiEntropy
 from .catalog import DEFAULT_MAX_PACKAGES, Catalog, entry_hash
 from .model import Package, PackageId, Query, matches_query
+from .trust import NamespaceConflict, TrustStore, Verdict
 
-__all__ = ["P2PRegistry", "highest_versions", "package_key", "tag_key"]
+__all__ = [
+    "CLAIM_NAME",
+    "DEFAULT_MAX_PER_PUBLISHER",
+    "P2PRegistry",
+    "claim_key",
+    "highest_versions",
+    "package_key",
+    "tag_key",
+]
 
 log = logging.getLogger("dhtquery.registry")
 
@@ -57,6 +97,12 @@ PROVIDERS_KEPT: Final = 16
 CATALOG_TABLE: Final = "catalog"
 _PINNED: Final = b"P"
 _HEARD: Final = b"-"
+#: Catalog entries one publisher key may hold in a catalog by default.
+DEFAULT_MAX_PER_PUBLISHER: Final = 1000
+#: Namespace conflicts remembered (``P2PRegistry.conflicts``).
+CONFLICTS_KEPT: Final = 256
+#: The name of a namespace claim record, under ``claim_key(namespace)``.
+CLAIM_NAME: Final = "claim"
 
 
 def package_key(package_id: PackageId) -> str:
@@ -65,6 +111,26 @@ def package_key(package_id: PackageId) -> str:
 
 def tag_key(tag: str) -> str:
     return f"tag:{tag}"
+
+
+def claim_key(namespace: str) -> str:
+    return f"ns:{namespace}"
+
+
+def _pack(record: Record) -> bytes:
+    return bytes(msgpack.packb(record.to_wire(), use_bin_type=True))
+
+
+_PACKAGE_KEYS: dict[PackageId, bytes] = {}
+
+
+def _package_digest(package_id: PackageId) -> bytes:
+    found = _PACKAGE_KEYS.get(package_id)
+    if found is None:
+        if len(_PACKAGE_KEYS) > 65_536:
+            _PACKAGE_KEYS.clear()
+        found = _PACKAGE_KEYS[package_id] = digest(package_key(package_id))
+    return found
 
 
 def _is_query_map(value: Any) -> bool:
@@ -81,7 +147,9 @@ class P2PRegistry:
 
     ``anti_entropy_period``: seconds between reconciliation rounds (None:
     serve the peers' rounds, run none); ``max_packages``: the catalog's
-    cap."""
+    cap; ``max_per_publisher``: the cap of entries from one key; ``trust``:
+    whom each namespace belongs to (default: a store in memory, trust on
+    first use)."""
 
     def __init__(
         self,
@@ -90,16 +158,41 @@ class P2PRegistry:
         *,
         anti_entropy_period: float | None = DEFAULT_PERIOD,
         max_packages: int = DEFAULT_MAX_PACKAGES,
+        max_per_publisher: int = DEFAULT_MAX_PER_PUBLISHER,
+        trust: TrustStore | None = None,
     ) -> None:
         if not isinstance(node, DhtNode):
             raise InvalidArgumentTypeError(f"node must be a DhtNode, got {type(node).__name__}")
+        if (
+            isinstance(max_per_publisher, bool)
+            or not isinstance(max_per_publisher, int)
+            or max_per_publisher < 1
+        ):
+            raise InvalidArgumentError(
+                f"max_per_publisher must be an int >= 1, got {max_per_publisher!r}"
+            )
+        if trust is not None and not isinstance(trust, TrustStore):
+            raise InvalidArgumentTypeError(
+                f"trust must be a TrustStore, got {type(trust).__name__}"
+            )
         self.node = node
         self.config = config or node.config
+        self.trust = TrustStore() if trust is None else trust
+        self.trust.on_conflict(self._conflict)
+        self.max_per_publisher = max_per_publisher
+        #: catalog entries per publisher key (hex)
+        self.per_publisher: Counter[str] = Counter()
+        #: the latest namespace conflicts (a second key publishing into a
+        #: namespace another key owns), oldest first
+        self.conflicts: deque[NamespaceConflict] = deque(maxlen=CONFLICTS_KEPT)
+        self._conflict_listeners: list[Callable[[NamespaceConflict], object]] = []
+        self._claimed: set[tuple[str, bytes]] = set()
         self.catalog = Catalog(max_packages, on_evict=self._evicted)
         #: PackageId -> addresses of the nodes that announced it (or served
         #: it to anti-entropy), at most PROVIDERS_KEPT each
         self.discovered_packages: dict[PackageId, set[Address]] = {}
-        self._decoded: OrderedDict[bytes, Package] = OrderedDict()
+        #: signed record (msgpack) -> (record, package), checked but for trust
+        self._decoded: OrderedDict[bytes, tuple[Record, Package]] = OrderedDict()
         #: where the catalog is kept across restarts (None: memory only)
         self._kept: KeyValueTable | None = node.table(CATALOG_TABLE)
         if self._kept is not None:
@@ -131,108 +224,309 @@ class P2PRegistry:
         """Announcements published, forwarded, and seen twice."""
         return dict(self.gossip.stats)
 
+    # -- trust ---------------------------------------------------------
+
+    def on_conflict(self, listener: Callable[[NamespaceConflict], object]) -> None:
+        """Call ``listener(conflict)`` whenever a key other than a
+        namespace's owner is seen publishing into it (the package is
+        refused either way)."""
+        self._conflict_listeners.append(listener)
+
+    def _conflict(self, conflict: NamespaceConflict) -> None:
+        self.conflicts.append(conflict)
+        log.warning("dhtquery: %s", conflict)
+        if self.node.listening:
+            self.node.count("namespace_conflict", dropped=True)
+        for listener in self._conflict_listeners:
+            try:
+                listener(conflict)
+            except Exception:  # a listener's bug must not stop the registry
+                log.exception("dhtquery: error in a namespace conflict listener")
+
     # -- publishing ---------------------------------------------------
 
-    async def publish(self, package: Package) -> int:
-        """Store and announce ``package``; returns how many nodes hold its
-        package record."""
+    async def publish(self, package: Package, *, publisher: Publisher | None = None) -> int:
+        """Sign ``package`` with ``publisher`` (default: the node's identity),
+        store it and announce it; returns how many nodes hold its package
+        record. TrustError if its namespace belongs to another key in this
+        registry's trust store."""
         if not isinstance(package, Package):
             raise InvalidArgumentTypeError(
                 f"package must be a Package, got {type(package).__name__}"
             )
-        self._keep(package, self.catalog.add(package, pin=True), pin=True)
+        node = self.node
+        signer = node.identity if publisher is None else publisher
+        if not isinstance(signer, Publisher):
+            raise InvalidArgumentTypeError(
+                f"publisher must be a Publisher, got {type(signer).__name__}"
+            )
+        namespace = package.id.namespace
+        verdict = self.trust.claim_own(namespace, signer.public_key)
         data = package.encode()
-        stores = [self.node.put(package_key(package.id), data)]
-        stores += [self.node.put(tag_key(tag), data, name=str(package.id)) for tag in package.tags]
+        record = node.sign(package_key(package.id), data, publisher=signer)
+        packed = _pack(record)
+        self._add(package.attested(signer.key_id, packed, verdict is Verdict.PINNED), pin=True)
+        stores = [node.put_record(record)]
+        stores += [
+            node.put(tag_key(tag), data, publisher=signer, name=str(package.id))
+            for tag in package.tags
+        ]
+        if (namespace, signer.public_key) not in self._claimed:
+            stores.append(self.claim(namespace, signer))
         held, *_ = await asyncio.gather(*stores)
-        self.gossip.publish(data)
+        self.gossip.publish(packed)
         return int(held)
+
+    def add_local(self, package: Package, *, publisher: Publisher | None = None) -> Package:
+        """Sign ``package`` with ``publisher`` (default: the node's identity)
+        and keep it in this node's catalog only: no store, no announcement
+        (searches and anti-entropy serve it). Returns the package as
+        catalogued; TrustError as ``publish``."""
+        node = self.node
+        signer = node.identity if publisher is None else publisher
+        if not isinstance(signer, Publisher):
+            raise InvalidArgumentTypeError(
+                f"publisher must be a Publisher, got {type(signer).__name__}"
+            )
+        verdict = self.trust.claim_own(package.id.namespace, signer.public_key)
+        record = node.sign(package_key(package.id), package.encode(), publisher=signer)
+        attested = package.attested(signer.key_id, _pack(record), verdict is Verdict.PINNED)
+        self._add(attested, pin=True)
+        return attested
+
+    async def claim(self, namespace: str, publisher: Publisher) -> int:
+        """Store ``publisher``'s signed claim of ``namespace`` (``publish``
+        does it with a namespace's first package); returns how many nodes
+        hold it."""
+        data = msgpack.packb({"namespace": namespace}, use_bin_type=True)
+        held = await self.node.put(claim_key(namespace), data, publisher=publisher, name=CLAIM_NAME)
+        self._claimed.add((namespace, publisher.public_key))
+        return held
+
+    async def claims(self, namespace: str, *, timeout: float | None = None) -> list[str]:
+        """The keys (hex) whose signed claim of ``namespace`` the DHT holds."""
+        outcome = await self.node.get_all(claim_key(namespace), timeout=timeout)
+        keys = []
+        for record in latest(outcome.items):
+            try:
+                claimed = msgpack.unpackb(record.data, raw=False)
+            except (ValueError, TypeError, msgpack.ExtraData):
+                continue
+            if (
+                record.signed
+                and record.name == CLAIM_NAME
+                and isinstance(claimed, dict)
+                and claimed.get("namespace") == namespace
+            ):
+                keys.append(record.publisher)
+        return keys
+
+    # -- receiving signed packages --------------------------------------
+
+    def _read(self, data: Any) -> tuple[Record, Package]:
+        """The record and package of a signed package record (msgpack
+        bytes): signature checked, package decoded; RecordError or
+        SchemaError if not. Remembered by its bytes (every peer serves the
+        same record)."""
+        if type(data) is not bytes:
+            raise RecordError(f"a signed record must be bytes, got {type(data).__name__}")
+        hit = self._decoded.get(data)
+        if hit is not None:
+            return hit
+        try:
+            raw = msgpack.unpackb(data, raw=False)
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as exc:
+            raise RecordError(f"record is not msgpack: {exc}") from None
+        if type(raw) is not dict:
+            raise RecordError(f"record must be a map, got {type(raw).__name__}")
+        record = self.node.verifier.from_wire(raw, raw.get("t", b""))
+        entry = self._decoded[data] = (record, Package.decode(record.data))
+        if len(self._decoded) > DECODED_KEPT:
+            self._decoded.popitem(last=False)
+        return entry
+
+    def _vet(self, record: Record, package: Package, *, tag: str | None = None) -> Package:
+        """``package`` (from ``record``, whose signature was checked) with
+        its provenance, if ``record`` sits in the package's slot (its
+        package key with name "", or tag ``tag``'s key with the package id
+        as name) and its key owns the package's namespace; RecordError
+        (wrong_slot) or TrustError if not."""
+        if tag is None:
+            slot_ok = record.target == _package_digest(package.id) and record.name == ""
+        else:
+            slot_ok = record.target == digest(tag_key(tag)) and record.name == str(package.id)
+        if not slot_ok:
+            raise RecordError(
+                f"record of {package.id} signed for another key or name ({record.name!r:.40})",
+                "wrong_slot",
+            )
+        namespace = package.id.namespace
+        verdict = self.trust.check(namespace, record.public_key)
+        if not verdict.accepted:
+            if verdict is Verdict.UNPINNED and self.node.listening:
+                self.node.count("namespace_unpinned", dropped=True)
+            raise TrustError(
+                f"namespace {namespace!r}: key {record.publisher[:16]}... is "
+                f"{verdict.value} (strict={self.trust.strict})"
+            )
+        if package.publisher == record.publisher and package.pinned == (verdict is Verdict.PINNED):
+            return package
+        packed = _pack(record) if tag is None else b""
+        return package.attested(record.publisher, packed, verdict is Verdict.PINNED)
+
+    def _receive(self, data: Any) -> Package:
+        """A signed package record as msgpack bytes (an announcement, a
+        search answer, an anti-entropy fetch), checked in full."""
+        record, package = self._read(data)
+        return self._vet(record, package)
+
+    def _refused(self, exc: Exception, peer: Hashable | None) -> None:
+        """Count what was refused by kind; ``peer``: it answered our own
+        request with it, and loses reputation (a trust refusal is no fault
+        of the peer's: it was counted already)."""
+        if isinstance(exc, TrustError):
+            return
+        kind = exc.kind if isinstance(exc, RecordError) else "bad_package"
+        node = self.node
+        if node.listening:
+            node.count(kind, dropped=True)
+        if peer is not None:
+            node.reputation.invalid(peer)
 
     def _announced(self, sender: Address, data: bytes) -> bool:
         """A package announcement reached this node: catalog it (and let
-        the gossip forward it), or refuse a record that breaks the schema."""
+        the gossip forward it), or refuse one that fails its checks (the
+        sender's address is not penalised: it proves nothing)."""
         try:
-            package = self._decode(data)
-        except SchemaError:
-            self._penalize(sender)
+            package = self._receive(data)
+        except (RecordError, SchemaError, TrustError) as exc:
+            self._refused(exc, None)
             return False
-        self._catalogued(sender, package)
-        return True
+        return self._catalogued(sender, package)
 
     def _reconciled(self, sender: Address, data: bytes, asked: frozenset[bytes]) -> bool:
         """A record anti-entropy fetched from ``sender``: catalog it, or
-        refuse (and penalise) a bad one or one that was not asked for."""
+        refuse (and penalise) a bad one or one that was not asked for. One
+        whose namespace belongs to another key here is skipped, not held
+        against the peer."""
         try:
-            package = self._decode(data)
-        except SchemaError:
-            self._penalize(sender)
+            record, package = self._read(data)
+        except (RecordError, SchemaError) as exc:
+            self._refused(exc, sender)
             return False
         if entry_hash(package) not in asked:
-            self._penalize(sender)
+            self._refused(RecordError("a record not asked for"), sender)
+            return False
+        try:
+            package = self._vet(record, package)
+        except TrustError:
+            self.catalog.refuse(entry_hash(package))
+            return True
+        except RecordError as exc:
+            self._refused(exc, sender)
             return False
         self._catalogued(sender, package)
         return True
 
-    def _catalogued(self, sender: Address, package: Package) -> None:
-        self._keep(package, self.catalog.add(package))
+    def _add(self, package: Package, *, pin: bool = False) -> bool:
+        """Catalog ``package`` within the per-publisher cap."""
+        held = self.catalog.get(package.id)
+        counts = self.per_publisher
+        if not pin and held is None and counts[package.publisher] >= self.max_per_publisher:
+            if self.node.listening:
+                self.node.count("publisher_cap", dropped=True)
+            return False
+        changed = self.catalog.add(package, pin=pin)
+        self._keep(package, changed, pin=pin)
+        if not changed:
+            return False
+        if held is not None:
+            self._uncount(held)
+        counts[package.publisher] += 1
+        return True
+
+    def _uncount(self, package: Package) -> None:
+        counts = self.per_publisher
+        left = counts[package.publisher] - 1
+        if left > 0:
+            counts[package.publisher] = left
+        else:
+            del counts[package.publisher]
+
+    def _catalogued(self, sender: Address, package: Package) -> bool:
+        if not self._add(package) and self.catalog.get(package.id) is None:
+            return False
         if package.id in self.catalog:
             providers = self.discovered_packages.setdefault(package.id, set())
             if len(providers) < PROVIDERS_KEPT:
                 providers.add(sender)
+        return True
 
     def _evicted(self, package: Package) -> None:
         self.discovered_packages.pop(package.id, None)
+        if package.publisher in self.per_publisher:
+            self._uncount(package)
         if self._kept is not None:
             self._kept.delete(str(package.id).encode())
 
     # -- the catalog across restarts ----------------------------------
 
     def _keep(self, package: Package, changed: bool, *, pin: bool = False) -> None:
-        """Write the catalog's entry for ``package``'s id to the node's
-        database if it changed (or was just pinned)."""
+        """Write the catalog's entry for ``package``'s id (its signed record)
+        to the node's database if it changed (or was just pinned)."""
         kept = self._kept
         if kept is None or not (changed or pin):
             return
         held = self.catalog.get(package.id)
-        if held is not None:
+        if held is not None and held.record:
             flag = _PINNED if pin or self.catalog.pinned(package.id) else _HEARD
-            kept.put(str(held.id).encode(), flag + held.encode())
+            kept.put(str(held.id).encode(), flag + held.record)
 
     def _restore(self, kept: KeyValueTable) -> None:
         """The catalog as it was kept, oldest arrival first, so the cap
-        evicts what it would have evicted; a row that no longer passes the
-        schema is dropped from the file."""
+        evicts what it would have evicted; a row that no longer passes its
+        checks (signature, slot, namespace owner, schema) is dropped from
+        the file."""
         for key, value in kept.items():
             try:
-                package = Package.decode(value[1:])
+                package = self._receive(value[1:])
                 if str(package.id).encode() != key:
                     raise SchemaError("catalog row", f"holds {package.id}, not {key!r:.80}")
-            except SchemaError as exc:
+            except (RecordError, SchemaError, TrustError) as exc:
                 log.warning("dropped a bad catalog row: %s", exc)
                 kept.delete(key)
                 continue
             # (no write back: the row is there, and rewriting it would move
             # it to the end of the arrival order)
-            self.catalog.add(package, pin=value[:1] == _PINNED)
+            pin = value[:1] == _PINNED
+            held = self.catalog.get(package.id)
+            if self.catalog.add(package, pin=pin):
+                if held is not None:
+                    self._uncount(held)
+                self.per_publisher[package.publisher] += 1
         if len(self.catalog):
             log.info("catalog restored: %d packages", len(self.catalog))
 
-    def _decode(self, data: bytes) -> Package:
-        """Package.decode, remembered by the record's bytes: the same record
-        comes from every peer that holds it, and checking it (schema, sha256,
-        semver) costs more than looking it up."""
-        package = self._decoded.get(data)
-        if package is None:
-            package = Package.decode(data)
-            self._decoded[data] = package
-            if len(self._decoded) > DECODED_KEPT:
-                self._decoded.popitem(last=False)
-        return package
+    def _local_entry(self, package_id: PackageId) -> Package | None:
+        """The catalog's entry for ``package_id``, unless its namespace
+        belongs to another key now."""
+        held = self.catalog.get(package_id)
+        if held is None or not held.publisher:
+            return held
+        owner = self.trust.owner(package_id.namespace)
+        if owner is not None and owner.key.hex() != held.publisher:
+            return None
+        return held
 
-    def _penalize(self, peer: Any) -> None:
-        self.node.reputation.failure(peer)
-        if self.node.listening:
-            self.node.count("bad_package")
+    def _shown(self, package: Package) -> Package:
+        """``package`` as results show it: ``pinned`` as the trust store
+        says now."""
+        pinned = bool(package.publisher) and self.trust.is_pinned(
+            package.id.namespace, bytes.fromhex(package.publisher)
+        )
+        if pinned == package.pinned:
+            return package
+        return package.attested(package.publisher, package.record, pinned)
 
     # -- serving search -----------------------------------------------
 
@@ -242,9 +536,11 @@ class P2PRegistry:
         except SchemaError as exc:
             return {"results": [], "more": False, "error": str(exc)}
         wanted = min(query.offset + query.limit, MAX_SEARCH_ANSWER)
-        found = self.catalog.search(query, limit=wanted + 1)
+        # (entries with no signed record, put into the catalog by hand, are
+        # this node's alone: never served)
+        found = [p for p in self.catalog.search(query, limit=wanted + 1) if p.record]
         return {
-            "results": [package.encode() for package in found[:wanted]],
+            "results": [package.record for package in found[:wanted]],
             "more": len(found) > wanted,
         }
 
@@ -268,7 +564,7 @@ class P2PRegistry:
             # versions of one package count once each: leave room for them
             max_results=min(wanted * 2, 100_000),
         )
-        local = self.catalog.search(query, limit=wanted)
+        local = [self._shown(p) for p in self.catalog.search(query, limit=wanted)]
         if local:
             manager.submit_many(handle.id, node.address, _entries(local))
         if sources == 0:
@@ -292,9 +588,9 @@ class P2PRegistry:
         packages = []
         for data in answer["results"]:
             try:
-                packages.append(self._decode(data))
-            except (SchemaError, TypeError):
-                self._penalize(peer)
+                packages.append(self._receive(data))
+            except (RecordError, SchemaError, TrustError) as exc:
+                self._refused(exc, peer)
         if packages:
             manager.submit_many(handle.id, peer, _entries(packages))
         manager.peer_finished(handle.id, peer, ok=True)
@@ -306,18 +602,24 @@ class P2PRegistry:
         if handle.done():
             return
         for result in outcome.results:
-            package = self._package_of(result)
+            package = self._package_of(result, tag)
             if package is not None and matches_query(package, query):
                 manager.submit(handle.id, result.peer, _key(package), package)
                 if handle.done():
                     return
         manager.peer_finished(handle.id, ("tag", tag), ok=not outcome.timed_out)
 
-    def _package_of(self, result: QueryResult) -> Package | None:
+    def _package_of(self, result: QueryResult, tag: str | None = None) -> Package | None:
+        """The package of a record a lookup returned (its signature and key
+        already checked by the node), vetted: slot and namespace owner."""
+        record: Record = result.item
+        if not record.signed:  # a stock peer's plain value
+            return None
         try:
-            return self._decode(result.item.data)
-        except (SchemaError, RecordError):
-            self._penalize(result.peer)
+            package = Package.decode(record.data)
+            return self._vet(record, package, tag=tag)
+        except (SchemaError, RecordError, TrustError) as exc:
+            self._refused(exc, result.peer)
             return None
 
     async def search(self, query: Query, *, timeout: float | None = None) -> list[Package]:
@@ -357,14 +659,21 @@ class P2PRegistry:
     async def get_package(
         self, package_id: PackageId, *, timeout: float | None = None
     ) -> Package | None:
-        """The highest valid version of ``package_id`` its holders serve."""
+        """The highest valid version of ``package_id`` among the signed
+        records its holders serve and this node's catalog entry (which came
+        in a signed record too, checked the same way)."""
         if not isinstance(package_id, PackageId):
             raise InvalidArgumentTypeError(
                 f"package_id must be a PackageId, got {type(package_id).__name__}"
             )
         outcome = await self.node.get_all(package_key(package_id), timeout=timeout)
-        best: Package | None = None
+        best = self._local_entry(package_id)
+        # (a holder serving an older record of a slot was counted and
+        # penalised by the lookup; only each slot's latest counts here)
+        current = {id(record) for record in latest(outcome.items)}
         for result in outcome.results:
+            if id(result.item) not in current:
+                continue
             package = self._package_of(result)
             if (
                 package is not None
@@ -372,7 +681,7 @@ class P2PRegistry:
                 and (best is None or package.version > best.version)
             ):
                 best = package
-        return best
+        return None if best is None else self._shown(best)
 
 
 def _key(package: Package) -> str:
