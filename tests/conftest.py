@@ -24,6 +24,9 @@ T = TypeVar("T")
 # temporary directory, removed when the session ends.
 _DATA_HOME = tempfile.mkdtemp(prefix="dhtquery-tests-data-")
 os.environ["XDG_DATA_HOME"] = _DATA_HOME
+# Publisher keys and the trust store live in the user config directory: a
+# temporary one too.
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_DATA_HOME, "config")
 atexit.register(shutil.rmtree, _DATA_HOME, ignore_errors=True)
 
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {

@@ -11,6 +11,7 @@ import queue
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from dhtquery.dht import Publisher
 from dhtquery.registry import Package, PackageId, package_from_json
 
 # the module, not the Typer app the package exports under the same name
@@ -153,9 +155,16 @@ def test_search_finds_a_package_published_through_the_cli(
     first, second = network
     catalog = tmp_path / "catalog.json"
     catalog.write_text(json.dumps([WIDGET]), encoding="utf-8")
-    published = dhtquery("publish", str(catalog), "--bootstrap", f"127.0.0.1:{first.port}")
+    key = tmp_path / "publisher.key"
+    made = dhtquery("keygen", str(key))
+    assert made.returncode == 0, made.stderr
+    public_key = made.stdout.split("public key ")[1].strip()
+    published = dhtquery(
+        "publish", str(catalog), "--bootstrap", f"127.0.0.1:{first.port}", "--key", str(key)
+    )
     assert published.returncode == 0, published.stderr
     assert "published acme/widget@1.2.3" in published.stdout
+    assert f"signing with key {public_key}" in published.stdout
 
     found = dhtquery("search", "widgets", "--bootstrap", f"127.0.0.1:{second.port}", "--json")
     assert found.returncode == 0, found.stderr
@@ -164,6 +173,14 @@ def test_search_finds_a_package_published_through_the_cli(
         ("acme", "widget", "1.2.3")
     ]
     assert answer["results"][0]["peer"].startswith("127.0.0.1:")
+    assert answer["results"][0]["publisher"] == public_key
+    assert answer["results"][0]["pinned"] is False  # trusted on first use
+
+    pinned = dhtquery("trust", "acme", public_key)
+    assert pinned.returncode == 0, pinned.stderr
+    strict = dhtquery("search", "widgets", "--strict", "-b", f"127.0.0.1:{second.port}", "--json")
+    assert strict.returncode == 0, strict.stderr
+    assert json.loads(strict.stdout)["results"][0]["pinned"] is True
 
     by_tag = dhtquery("search", "--tag", "tui", "-b", f"127.0.0.1:{first.port}")
     assert by_tag.returncode == 0, by_tag.stderr
@@ -229,6 +246,8 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         json.dumps([{**WIDGET, "version": "one"}]), encoding="utf-8"
     )
     (folder / "good.json").write_text(json.dumps([WIDGET]), encoding="utf-8")
+    Publisher.generate().save(folder / "key")
+    Publisher.generate().save(folder / "loose.key").chmod(0o644)
     return folder
 
 
@@ -244,9 +263,28 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["publish", "{dir}/missing.json", "-b", "127.0.0.1:9"], "cannot read catalog"),
         (["search", "x", "--limit", "0", "-b", "127.0.0.1:9"], "limit: must be an int"),
         (
-            ["publish", "{dir}/good.json", "-b", "127.0.0.1:9", "--bootstrap-timeout", "0"],
+            [
+                "publish",
+                "{dir}/good.json",
+                "-b",
+                "127.0.0.1:9",
+                "--bootstrap-timeout",
+                "0",
+                "--key",
+                "{dir}/key",
+            ],
             "127.0.0.1:9 did not answer",
         ),
+        (
+            ["publish", "{dir}/good.json", "-b", "127.0.0.1:9", "--key", "{dir}/loose.key"],
+            "permissions 0644 are too open",
+        ),
+        (
+            ["publish", "{dir}/good.json", "-b", "127.0.0.1:9", "--key", "{dir}/none.key"],
+            "cannot open the key file",
+        ),
+        (["publish", "{dir}/good.json", "-b", "127.0.0.1:9"], "publish needs a publisher key"),
+        (["trust", "acme", "not-hex"], "key must be 64 hex digits"),
     ],
     ids=[
         "unknown-option",
@@ -258,6 +296,10 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "catalog-missing",
         "bad-limit",
         "bootstrap-unreachable",
+        "key-loose-permissions",
+        "key-missing",
+        "key-none",
+        "trust-bad-key",
     ],
 )
 def test_bad_input_gives_one_line_and_status_2(
@@ -269,6 +311,35 @@ def test_bad_input_gives_one_line_and_status_2(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("dhtquery: error: ")
     assert message in lines[0]
+
+
+def test_keygen_writes_a_0600_key_and_never_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    made = dhtquery("keygen", str(path))
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Publisher.load(path).key_id in made.stdout
+    before = path.read_bytes()
+    again = dhtquery("keygen", str(path))
+    assert again.returncode == 1
+    assert "exists; a key file is never overwritten" in again.stderr
+    assert path.read_bytes() == before
+
+
+def test_trust_pins_and_lists_namespaces(tmp_path: Path) -> None:
+    env_file = tmp_path / "trust.json"
+    key = Publisher.generate().key_id
+    env = {**ENV, "DHTQUERY_TRUST_FILE": str(env_file)}
+    pinned = subprocess.run(
+        [sys.executable, "-m", "dhtquery", "trust", "acme", key],
+        capture_output=True, text=True, timeout=WAIT, env=env, check=False,
+    )  # fmt: skip
+    assert pinned.returncode == 0, pinned.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "dhtquery", "trust"],
+        capture_output=True, text=True, timeout=WAIT, env=env, check=False,
+    )  # fmt: skip
+    assert listed.stdout.split() == ["acme", key, "pinned"]
 
 
 def _free_udp_port() -> int:

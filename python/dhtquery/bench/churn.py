@@ -86,7 +86,13 @@ from pathlib import Path
 from typing import Any
 
 from ..dht import latest
-from ..testing import HostNetwork, LocalNetwork, generate_catalog, namespaces_permitted
+from ..testing import (
+    HostNetwork,
+    LocalNetwork,
+    generate_catalog,
+    namespace_publisher,
+    namespaces_permitted,
+)
 from .common import bounded, format_table, machine_info, write_json
 from .dht import NullStorage, bench_publisher
 from .load import closed_loop, open_loop, percentiles_ms
@@ -296,7 +302,11 @@ async def publish_share(
     ]
 
     async def publish(slot: int, package: Any) -> int:
-        return int(await registries[slot % len(registries)].publish(package))
+        return int(
+            await registries[slot % len(registries)].publish(
+                package, publisher=namespace_publisher(package.id.namespace)
+            )
+        )
 
     held = await bounded([functools.partial(publish, i // parts, p) for i, p in mine], 8)
     return {"published": len(held), "under_3_holders": sum(1 for n in held if n < 3)}

@@ -83,7 +83,14 @@ import msgpack
 from ..dht import DhtNode, StorageFull
 from ..query import QueryManager, new_core
 from ..registry import P2PRegistry, Package, Query, SchemaError, package_words
-from ..testing import BENCH_SEED, HOST, LocalNetwork, generate_catalog, loop_factory
+from ..testing import (
+    BENCH_SEED,
+    HOST,
+    LocalNetwork,
+    generate_catalog,
+    loop_factory,
+    namespace_publisher,
+)
 from .common import bounded, format_count, format_table, gc_quiet, machine_info, write_json
 from .load import Phase, closed_loop, open_loop, warm_up
 
@@ -510,7 +517,9 @@ async def publish_catalog(
     async def publish(index: int, package: Package) -> int:
         if time.monotonic() >= deadline:
             return -1
-        return await registries[publisher_of(index, len(registries))].publish(package)
+        return await registries[publisher_of(index, len(registries))].publish(
+            package, publisher=namespace_publisher(package.id.namespace)
+        )
 
     held = await bounded(
         [functools.partial(publish, i, package) for i, package in enumerate(catalog)], width

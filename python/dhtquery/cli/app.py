@@ -1,5 +1,5 @@
 """The ``dhtquery`` command line: ``demo``, ``node``, ``publish``, ``search``,
-``bench`` (one module each, in ``commands/``).
+``bench``, ``keygen``, ``trust`` (in ``commands/``).
 
 Every command that talks to a network is itself a DhtNode: ``publish`` and
 ``search`` listen on a free port, bootstrap, work, and stop. Bad input gives
@@ -19,7 +19,7 @@ import typer
 
 from .. import __version__
 from ..errors import DhtQueryError
-from .commands import bench, demo, node, publish, search
+from .commands import bench, demo, keys, node, publish, search
 from .common import CliError, LogLevelOption, parse_address, setup_logging, usage_message
 
 __all__ = ["BENCHES", "CliError", "app", "main", "parse_address"]
@@ -114,7 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-for _command in (demo.demo, node.node, publish.publish, search.search, bench.bench):
+for _command in (
+    demo.demo,
+    node.node,
+    publish.publish,
+    search.search,
+    bench.bench,
+    keys.keygen,
+    keys.trust,
+):
     app.command()(_command)
 
 #: Bench modules, by the name ``dhtquery bench`` takes.

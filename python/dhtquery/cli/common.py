@@ -7,6 +7,7 @@ import asyncio
 import enum
 import ipaddress
 import logging
+import os
 import re
 import socket
 import sys
@@ -16,32 +17,40 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 
+import platformdirs
 import typer
 from rich.console import Console
 
-from ..errors import DhtQueryError, InvalidArgumentError
+from ..dht import Publisher
+from ..errors import DhtQueryError, InvalidArgumentError, KeyFileError
 from ..query import QueryConfig
-from ..registry import Package, SchemaError, load_catalog
+from ..registry import NamespaceConflict, Package, SchemaError, TrustStore, load_catalog
 
 __all__ = [
     "BOOTSTRAP_TIMEOUT",
+    "KEY_ENV",
+    "TRUST_ENV",
     "Address",
     "BackendName",
     "BootstrapOption",
     "BootstrapTimeoutOption",
     "CliError",
+    "KeyOption",
     "LogLevel",
     "LogLevelOption",
     "LoopName",
+    "StrictOption",
     "addresses",
     "client_host",
     "client_node",
     "config_of",
     "console",
+    "default_key_path",
     "default_loop",
     "drain_requests",
     "join",
     "listen",
+    "load_publisher",
     "loop_choice",
     "parse_address",
     "peer_text",
@@ -51,12 +60,79 @@ __all__ = [
     "run_async",
     "set_level",
     "setup_logging",
+    "trust_path",
+    "trust_store",
     "usage_message",
+    "warn_conflict",
 ]
 
 log = logging.getLogger("dhtquery.cli")
 #: Seconds a command waits for a bootstrap peer that does not answer yet.
 BOOTSTRAP_TIMEOUT: Final = 10.0
+#: The publisher key file ``publish`` signs with, if ``--key`` is not given.
+KEY_ENV: Final = "DHTQUERY_KEY"
+#: The trust store file (default: trust.json in the user config directory).
+TRUST_ENV: Final = "DHTQUERY_TRUST_FILE"
+
+
+def default_key_path() -> Path:
+    """Where ``dhtquery keygen`` writes and ``publish`` looks by default."""
+    return Path(platformdirs.user_config_dir("dhtquery")) / "publisher.key"
+
+
+def trust_path() -> Path:
+    """The trust store file: DHTQUERY_TRUST_FILE, else the user config
+    directory's trust.json."""
+    configured = os.environ.get(TRUST_ENV)
+    if configured:
+        return Path(configured)
+    return Path(platformdirs.user_config_dir("dhtquery")) / "trust.json"
+
+
+def trust_store(strict: bool = False) -> TrustStore:
+    """The user's trust store (its file is created on the first change)."""
+    return TrustStore(trust_path(), strict=strict)
+
+
+def load_publisher(path: Path | None) -> Publisher:
+    """The key ``publish`` signs with: ``path`` (``--key`` or DHTQUERY_KEY),
+    else the default key file; a CliError naming the problem if none."""
+    chosen = path if path is not None else default_key_path()
+    if path is None and not chosen.exists():
+        raise CliError(
+            f"publish needs a publisher key: --key FILE or {KEY_ENV}=FILE "
+            f"(make one with: dhtquery keygen {chosen})",
+            2,
+        )
+    try:
+        return Publisher.load(chosen)
+    except KeyFileError as exc:
+        raise CliError(str(exc), 2) from None
+
+
+def warn_conflict(conflict: NamespaceConflict) -> None:
+    """A second key publishing into an owned namespace: one line on stderr."""
+    sys.stderr.write(f"dhtquery: warning: {conflict}\n")
+    sys.stderr.flush()
+
+
+KeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        "-k",
+        envvar=KEY_ENV,
+        metavar="FILE",
+        help="publisher key file (dhtquery keygen); default: the keygen default",
+    ),
+]
+
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="accept packages only from namespaces pinned with dhtquery trust"
+    ),
+]
 T = TypeVar("T")
 Address = tuple[str, int]
 
@@ -300,17 +376,24 @@ async def client_node(
     host: str | None,
     config: QueryConfig,
     wait: float = BOOTSTRAP_TIMEOUT,
+    *,
+    trust: TrustStore | None = None,
 ) -> AsyncIterator[Any]:
-    """A short-lived node with a registry, joined to the network; stopped on
-    the way out. It runs in client mode: the network's nodes answer it but
-    do not add it to their routing tables, so once it has left it costs
-    later commands nothing; it keeps no copy of what it publishes, runs no
-    anti-entropy and does not republish (it leaves in seconds)."""
+    """A short-lived node with a registry (on ``trust``, default: the user's
+    trust store), joined to the network; stopped on the way out. It runs in
+    client mode: the network's nodes answer it but do not add it to their
+    routing tables, so once it has left it costs later commands nothing; it
+    keeps no copy of what it publishes, runs no anti-entropy and does not
+    republish (it leaves in seconds). A namespace conflict is a warning on
+    stderr."""
     from ..dht import DhtNode
     from ..registry import P2PRegistry
 
     node = DhtNode(config=config, client=True, republish_interval=None)
-    registry = P2PRegistry(node, anti_entropy_period=None)
+    registry = P2PRegistry(
+        node, anti_entropy_period=None, trust=trust_store() if trust is None else trust
+    )
+    registry.on_conflict(warn_conflict)
     try:
         await listen(node, host or client_host(bootstrap), 0)
         log.info("client node up on %s:%d", *node.address)
@@ -331,13 +414,14 @@ async def drain_requests(node: Any, linger: float) -> None:
 
 
 async def publish_packages(
-    registry: Any, packages: Sequence[Package]
+    registry: Any, packages: Sequence[Package], publisher: Publisher | None = None
 ) -> list[tuple[Package, int | str]]:
-    """Publish each package; [(package, nodes holding it | error text)]."""
+    """Publish each package, signed by ``publisher`` (default: the node's
+    key); [(package, nodes holding it | error text)]."""
     results: list[tuple[Package, int | str]] = []
     for package in packages:
         try:
-            held = await registry.publish(package)
+            held = await registry.publish(package, publisher=publisher)
         except Exception as exc:  # StorageFull and friends: report, go on
             log.warning("publishing %s failed: %s", package.id, exc)
             results.append((package, f"{type(exc).__name__}: {exc}"))

@@ -24,7 +24,7 @@ from rich.console import Console
 from ..dht import DhtNode
 from ..query import QueryConfig
 from ..registry import P2PRegistry, Package, Query
-from ..testing import HOST, LocalNetwork, generate_catalog
+from ..testing import HOST, LocalNetwork, generate_catalog, namespace_publisher
 from .report import DemoFigures, progress, results_table, sum_counts, summary_table
 
 __all__ = [
@@ -135,7 +135,9 @@ async def _publish_all(
         nonlocal failed
         async with semaphore:
             try:
-                await registries[index % len(registries)].publish(package)
+                await registries[index % len(registries)].publish(
+                    package, publisher=namespace_publisher(package.id.namespace)
+                )
             except Exception as exc:  # one refused store must not stop the demo
                 failed += 1
                 log.warning("publishing %s failed: %s", package.id, exc)

@@ -10,6 +10,7 @@ from .catalog import (
     MAX_PACKAGES_PER_TAG,
     CatalogStyle,
     generate_catalog,
+    namespace_publisher,
 )
 from .clock import FakeClock
 from .hosts import HostNetwork, HostNetworkError, Link, LinkTransport, namespaces_permitted
@@ -45,5 +46,6 @@ __all__ = [
     "forget_all_but",
     "generate_catalog",
     "loop_factory",
+    "namespace_publisher",
     "namespaces_permitted",
 ]

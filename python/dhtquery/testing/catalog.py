@@ -19,13 +19,14 @@ add an older version of ``older_share`` of the packages.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
 import semver
 
-from ..dht import MAX_RECORDS_PER_KEY
+from ..dht import MAX_RECORDS_PER_KEY, Publisher
 from ..errors import InvalidArgumentError
 from ..registry import STANDARD_CATEGORIES, Package, PackageId
 
@@ -370,3 +371,11 @@ _STYLES: Final[dict[str, Callable[[random.Random, int, _TagCap], list[Package]]]
     "themed": _themed,
     "zipf": _zipf,
 }
+
+
+def namespace_publisher(namespace: str) -> Publisher:
+    """The demo's and the benchmarks' key for ``namespace``: the same in
+    every process, so packages of one namespace published from several
+    nodes have one owner. Derived from a public seed, so anyone can sign
+    with it: for local demos and benchmarks only, never a real network."""
+    return Publisher(hashlib.sha256(f"dhtquery-demo-namespace-{namespace}".encode()).digest())

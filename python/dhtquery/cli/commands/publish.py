@@ -8,6 +8,7 @@ from typing import Annotated, Final
 
 import typer
 
+from ...dht import Publisher
 from ...query import QueryConfig
 from ...registry import Package
 from ..common import (
@@ -16,10 +17,12 @@ from ..common import (
     BootstrapOption,
     BootstrapTimeoutOption,
     CliError,
+    KeyOption,
     LogLevelOption,
     addresses,
     client_node,
     drain_requests,
+    load_publisher,
     plural,
     publish_packages,
     read_catalog,
@@ -44,6 +47,7 @@ def publish(
     linger: Annotated[
         float, typer.Option(min=0.0, help="max seconds to stay up for gossip after storing")
     ] = PUBLISH_LINGER,
+    key: KeyOption = None,
     log_level: LogLevelOption = None,
 ) -> None:
     """Publish the packages of FILE to the network.
@@ -54,6 +58,10 @@ def publish(
     given, must match. This process is a node that joins, stores, waits for
     its announcements to go out, and stops: the packages then live on the
     network's nodes.
+
+    Every package is signed with the publisher key of --key FILE (or the
+    DHTQUERY_KEY variable, or the file dhtquery keygen writes by default):
+    its namespaces belong to that key.
     """
     set_level(ctx, log_level)
     peers = addresses(bootstrap)
@@ -63,7 +71,9 @@ def publish(
     if not packages:
         print(f"published nothing: {file} holds no packages")
         return
-    results = run_async(_publish(peers, host, packages, linger, bootstrap_timeout))
+    publisher = load_publisher(key)
+    print(f"signing with key {publisher.key_id}")
+    results = run_async(_publish(peers, host, packages, linger, bootstrap_timeout, publisher))
     failed = 0
     for package, held in results:
         if isinstance(held, str):
@@ -83,8 +93,9 @@ async def _publish(
     packages: Sequence[Package],
     linger: float,
     wait: float,
+    publisher: Publisher,
 ) -> list[tuple[Package, int | str]]:
     async with client_node(peers, host, QueryConfig(), wait) as registry:
-        results = await publish_packages(registry, packages)
+        results = await publish_packages(registry, packages, publisher)
         await drain_requests(registry.node, linger)
         return results

@@ -18,6 +18,7 @@ from ..common import (
     BootstrapTimeoutOption,
     CliError,
     LogLevelOption,
+    StrictOption,
     addresses,
     client_node,
     config_of,
@@ -25,6 +26,7 @@ from ..common import (
     peer_text,
     run_async,
     set_level,
+    trust_store,
 )
 from ..report import Column, fitted_table, ms, outcome_text, query_text
 
@@ -48,9 +50,15 @@ def search(
     bootstrap_timeout: BootstrapTimeoutOption = BOOTSTRAP_TIMEOUT,
     host: Annotated[str | None, typer.Option(help="interface for this client node")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    strict: StrictOption = False,
     log_level: LogLevelOption = None,
 ) -> None:
-    """Search the network's packages."""
+    """Search the network's packages.
+
+    Each result shows the key that signed it, and "pinned" if its namespace
+    is pinned to that key (dhtquery trust); a namespace seen for the first
+    time is trusted to its first key (unless --strict).
+    """
     set_level(ctx, log_level)
     peers = addresses(bootstrap)
     if not peers:
@@ -61,7 +69,9 @@ def search(
         raise CliError(f"bad query: {exc}", 2) from None
     config = config_of(timeout, fan_out)
     started = time.perf_counter()
-    outcome, rows = run_async(_search(peers, host, config, query, timeout, bootstrap_timeout))
+    outcome, rows = run_async(
+        _search(peers, host, config, query, timeout, bootstrap_timeout, strict)
+    )
     elapsed = time.perf_counter() - started
     if as_json:
         print(json.dumps(_search_json(query, outcome, rows), indent=2))
@@ -78,14 +88,15 @@ def search(
         Column("package", style="cyan"),
         Column("version", style="green"),
         Column("title", wrap=True, min_width=24),
+        Column("publisher key", priority=4, style="blue"),
         Column("from, at", priority=3, style="yellow"),
         Column("tags", priority=2, style="magenta", wrap=True),
         Column("categories", priority=1, wrap=True),
     ]
     for package, peer, _key, at in rows:
         cells = (str(package.id), str(package.version), package.title,
-                 f"{peer_text(peer)}, {ms(at)}", ", ".join(package.tags),
-                 ", ".join(package.categories))  # fmt: skip
+                 _key_text(package), f"{peer_text(peer)}, {ms(at)}",
+                 ", ".join(package.tags), ", ".join(package.categories))  # fmt: skip
         for column, cell in zip(columns, cells, strict=True):
             column.cells.append(cell)
     out.print(fitted_table(out.width, columns, caption=summary))
@@ -98,8 +109,9 @@ async def _search(
     query: Query,
     timeout: float,
     wait: float,
+    strict: bool = False,
 ) -> tuple[Any, list[QueryResult]]:
-    async with client_node(peers, host, config, wait) as registry:
+    async with client_node(peers, host, config, wait, trust=trust_store(strict)) as registry:
         outcome = await registry.search_outcome(query, timeout=timeout)
         rows = highest_versions(outcome.results)[query.offset : query.offset + query.limit]
         return outcome, rows
@@ -120,10 +132,23 @@ def _search_json(query: Query, outcome: Any, rows: Sequence[QueryResult]) -> Any
         "peers_failed": outcome.peers_failed,
         "duplicates": outcome.duplicates,
         "results": [
-            {**package.to_record(), "peer": peer_text(peer), "at_ms": _ms(at)}
+            {
+                **package.to_record(),
+                "publisher": package.publisher,
+                "pinned": package.pinned,
+                "peer": peer_text(peer),
+                "at_ms": _ms(at),
+            }
             for package, peer, _key, at in rows
         ],
     }
+
+
+def _key_text(package: Any) -> str:
+    """The publishing key, shortened, and whether its namespace is pinned."""
+    if not package.publisher:
+        return "unsigned"
+    return f"{package.publisher[:16]}{' pinned' if package.pinned else ''}"
 
 
 def _ms(seconds: float) -> float:
