@@ -53,11 +53,13 @@ def test_records_values_and_id_survive_a_restart(backend: str, tmp_path: Path) -
     first.storage[digest("plain")] = "a plain value"
     first.storage[digest("number")] = 42
     node_id = first.node.id
+    identity = first.identity.public_key
     first.stop()
 
     clock.advance(60.0)
     again = _node(backend, tmp_path, clock)
     assert again.node.id == node_id
+    assert again.identity.public_key == identity  # the node's publisher key too
     by_key = sorted(records, key=lambda r: r.publisher)
     assert sorted(again.records.get(key, clock.now()), key=lambda r: r.publisher) == by_key
     assert again.storage.get(digest("plain")) == "a plain value"

@@ -58,6 +58,8 @@ DROP_KINDS: Final = (
     "short", "bad_kind", "malformed", "bad_utf8", "oversize_request", "oversize_response",
     "unknown_rpc", "bad_args", "bad_request", "handler_error", "socket_error",
     "wrong_address", "unknown_id", "late_response", "bad_response", "bad_record",
+    "bad_signature", "stale_sequence", "wrong_slot", "expired", "bad_package",
+    "namespace_conflict", "namespace_unpinned", "publisher_cap",
 )  # fmt: skip
 
 
@@ -141,6 +143,11 @@ class NodeCollector(Collector):
             "dhtquery_store_refused",
             "Stores refused because a storage cap was reached",
             value=snap.stats.get("store_refused", 0),
+        )
+        yield CounterMetricFamily(
+            "dhtquery_namespace_conflicts",
+            "Packages refused because a key other than their namespace's owner signed them",
+            value=snap.drops.get("namespace_conflict", 0),
         )
         yield GaugeMetricFamily("dhtquery_peers", "Contacts in the routing table", value=snap.peers)
         if snap.catalog is not None:
