@@ -3,6 +3,7 @@ a tool for work on the client's hot path, not a benchmark of record.
 
     python -m dhtquery.bench profile [--loop uvloop|asyncio]
         [--backend rust|python] [--lookups 20000] [--repeat 5] [--profile]
+        [--verify cached|unchecked|cold|all]
 
 A ``DhtNode`` client knows 20 peers that do not exist: its transport answers
 each request itself, on the next loop iteration, as a holder of the key
@@ -19,7 +20,13 @@ Repetitions agree to about +-1 us (``bench_dht`` varies by +-5 %), but the
 machine's pace drifts by a few percent over minutes: compare a change with
 its base back to back (two worktrees), not with a figure from earlier.
 ``--profile`` adds a cProfile listing, which slows every call down but ranks
-them. It drives a node's protocol with a fake transport, so it reaches below
+them. ``--verify`` picks how the client checks the signed records: verified
+and remembered (``cached``, every node's way), not checked (``unchecked``:
+what signatures cost without verification), verified every time (``cold``);
+``all`` measures the three in turn, each ``--repeat`` times interleaved, and
+prints the warm cache's cost against unchecked.
+
+It drives a node's protocol with a fake transport, so it reaches below
 the DhtNode's public API (``_create_protocol``, the router, the wire codec):
 a tool for work on the DHT layer itself.
 """
@@ -90,7 +97,9 @@ class AnsweringTransport:
         pass
 
 
-async def measure(backend: str, lookups: int, repeat: int, profile: bool) -> list[float]:
+async def measure(
+    backend: str, lookups: int, repeat: int, profile: bool, verify: str = "cached"
+) -> list[float]:
     keys = [f"profile-{index}" for index in range(KEYS)]
     records = [
         Record.create(PUBLISHER, digest(key), f"value-{index}".encode())
@@ -101,6 +110,7 @@ async def measure(backend: str, lookups: int, repeat: int, profile: bool) -> lis
         config=config,
         queries=QueryManager(config, core=new_core(backend)),
         storage=bench.NullStorage(),
+        verifier=bench._verifier(verify),
     )
     protocol = node._create_protocol()
     node.protocol = protocol
@@ -149,14 +159,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lookups", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="add a cProfile listing")
+    parser.add_argument(
+        "--verify", choices=(*bench.VERIFY_MODES, "all"), default="cached", help="see above"
+    )
     args = parser.parse_args(argv)
+    if args.verify == "all":
+        return _compare_verify(args)
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        samples = runner.run(measure(args.backend, args.lookups, args.repeat, args.profile))
+        samples = runner.run(
+            measure(args.backend, args.lookups, args.repeat, args.profile, args.verify)
+        )
     print(
-        f"get_all client CPU, {args.loop}/{args.backend}: median {statistics.median(samples):.1f} "
-        f"us/lookup (min {min(samples):.1f}, max {max(samples):.1f}, {args.repeat} x "
+        f"get_all client CPU, {args.loop}/{args.backend}/{args.verify}: "
+        f"median {statistics.median(samples):.1f} us/lookup "
+        f"(min {min(samples):.1f}, max {max(samples):.1f}, {args.repeat} x "
         f"{args.lookups} lookups; the fake peers' work excluded)"
     )
+    return 0
+
+
+def _compare_verify(args: argparse.Namespace) -> int:
+    """Each verification mode ``--repeat`` times, interleaved (A B C C B A
+    ...), one run of ``--lookups`` each; the medians and the cached and
+    cold modes' cost in client CPU against unchecked."""
+    modes = list(bench.VERIFY_MODES)
+    samples: dict[str, list[float]] = {mode: [] for mode in modes}
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        for round_ in range(args.repeat):
+            for mode in modes if round_ % 2 == 0 else reversed(modes):
+                samples[mode] += runner.run(measure(args.backend, args.lookups, 1, False, mode))
+    medians = {mode: statistics.median(values) for mode, values in samples.items()}
+    base = medians["unchecked"]
+    for mode in modes:
+        values = samples[mode]
+        print(
+            f"get_all client CPU, {args.loop}/{args.backend}/{mode}: median "
+            f"{medians[mode]:.1f} us/lookup (min {min(values):.1f}, max {max(values):.1f}); "
+            f"{medians[mode] / base - 1:+.1%} vs unchecked"
+        )
     return 0
 
 

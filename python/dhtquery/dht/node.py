@@ -84,7 +84,9 @@ class DhtNode(Server):  # type: ignore[misc]
     timer are the node's; default: a new manager on ``config``). ``config``
     defaults to the manager's. ``client``: client mode (see the module's
     docstring). ``republish_interval``: seconds between republishing rounds
-    of what this node published (None: only after a restart)."""
+    of what this node published (None: only after a restart). ``verifier``
+    checks every record the node stores or returns (default: one on the
+    node's clock, remembering what it verified)."""
 
     protocol_class = DhtProtocol
     #: the socket's transport while listening (kademlia's attribute)
@@ -103,6 +105,7 @@ class DhtNode(Server):  # type: ignore[misc]
         data_dir: Path | str | None = None,
         client: bool = False,
         republish_interval: float | None = DEFAULT_INTERVAL,
+        verifier: RecordVerifier | None = None,
     ) -> None:
         if queries is not None and not isinstance(queries, QueryManager):
             raise InvalidArgumentTypeError(
@@ -132,7 +135,11 @@ class DhtNode(Server):  # type: ignore[misc]
         self.storage = storage
         #: checks every record this node stores or hands to a caller, and
         #: remembers the ones it verified
-        self.verifier = RecordVerifier(self.clock.wall)
+        if verifier is not None and not isinstance(verifier, RecordVerifier):
+            raise InvalidArgumentTypeError(
+                f"verifier must be a RecordVerifier, got {type(verifier).__name__}"
+            )
+        self.verifier = RecordVerifier(self.clock.wall) if verifier is None else verifier
         self.records = RecordStore(
             limits, clock=self.clock, database=self.database, verifier=self.verifier
         )
