@@ -266,7 +266,8 @@ class DhtNode(Server):  # type: ignore[misc]
         """Counters of the node's transport: datagrams served, dropped (by
         kind: short, bad_kind, malformed, bad_utf8, oversize_request,
         unknown_rpc, bad_args, bad_request, wrong_address, unknown_id,
-        late_response, bad_response, bad_record, ...), timeouts."""
+        late_response, bad_response, bad_record, and the records refused:
+        bad_signature, stale_sequence, wrong_slot, expired, ...), timeouts."""
         return dict(self._protocol().stats)
 
     @property
