@@ -82,7 +82,7 @@ def _hostile(node_id: bytes) -> dict[str, list[bytes]]:
             _request(_pack(["store_record", [node_id, key, record]]))
             for record in (
                 {"p": "forger", "n": "", "d": b"data", "h": b"\x00" * 32},  # unsigned
-                {"k": b"\x01" * 32, "t": key, "n": "", "s": 1, "x": 0, "d": b"d"},
+                [b"\x01" * 32, key, "", 1, 0, b"d"],  # no signature
                 ["not", "a", "map"],
             )
         ]

@@ -61,7 +61,7 @@ REQUESTS: list[tuple[str, tuple[Any, ...]]] = [
     ("store", (b"\x02" * 20, KEY, 1.25)),
     ("store", (b"\x02" * 20, KEY, True)),
     ("find_node", (b"\x03" * 20, KEY)),
-    ("store_record", (b"\x04" * 20, KEY, {"k": KEY, "n": "", "d": b"d" * 300, "g": KEY})),
+    ("store_record", (b"\x04" * 20, KEY, [KEY, KEY, "", 1, 0, b"d" * 300, KEY])),
     ("stun", ()),
 ]
 RESPONSES: list[Any] = [
@@ -71,7 +71,7 @@ RESPONSES: list[Any] = [
     ["127.0.0.1", 4000],
     [[b"\x05" * 20, "127.0.0.1", 4000], [b"\x06" * 20, "10.0.0.1", 65535]],
     {"value": "found"},
-    {"records": [{"k": b"x", "d": b"y", "g": KEY}], "nodes": []},
+    {"records": [[b"x", b"y", KEY]], "nodes": []},
     "x" * 60_000,
 ]
 
@@ -200,18 +200,22 @@ def test_record_create_errors_name_the_field(target: Any, data: Any, name: str, 
 
 def test_record_from_wire_errors_name_the_field() -> None:
     wire = signed("alice", b"payload", KEY).to_wire()
-    with pytest.raises(RecordError, match="map"):
-        Record.from_wire([wire["k"], wire["d"], wire["g"]])
-    with pytest.raises(RecordError, match="d, g"):
-        Record.from_wire({key: value for key, value in wire.items() if key not in "dg"})
+
+    def changed(index: int, value: Any) -> list[Any]:
+        return [value if i == index else field for i, field in enumerate(wire)]
+
+    with pytest.raises(RecordError, match="array"):
+        Record.from_wire(dict(enumerate(wire)))
+    with pytest.raises(RecordError, match="7 fields"):
+        Record.from_wire(wire[:5])
     with pytest.raises(RecordError, match="public key"):
-        Record.from_wire({**wire, "k": b"short"})
+        Record.from_wire(changed(0, b"short"))
     with pytest.raises(RecordError, match="data"):
-        Record.from_wire({**wire, "d": "str, not bytes"})
+        Record.from_wire(changed(5, "str, not bytes"))
     with pytest.raises(RecordError, match="seq"):
-        Record.from_wire({**wire, "s": -1})
+        Record.from_wire(changed(3, -1))
     with pytest.raises(RecordError, match="unsigned") as unsigned:
-        Record.from_wire({**wire, "g": b""})
+        Record.from_wire(changed(6, b""))
     assert unsigned.value.kind == "bad_signature"
 
 

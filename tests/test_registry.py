@@ -385,7 +385,7 @@ class RecordTamperer(DhtProtocol):
 
     def rpc_find_values(self, sender: Address, nodeid: bytes, key: bytes) -> dict[str, Any]:
         answer = super().rpc_find_values(sender, nodeid, key)
-        answer["records"] = [{**r, "d": forged(r["d"])} for r in answer["records"]]
+        answer["records"] = [[*r[:5], forged(r[5]), r[6]] for r in answer["records"]]
         return answer
 
 
@@ -396,7 +396,7 @@ class PackageTamperer(DhtProtocol):
     def rpc_find_values(self, sender: Address, nodeid: bytes, key: bytes) -> dict[str, Any]:
         answer = super().rpc_find_values(sender, nodeid, key)
         answer["records"] = [
-            Record.create(MALLORY, r["t"], forged(r["d"]), name=r["n"], seq=r["s"]).to_wire()
+            Record.create(MALLORY, r[1], forged(r[5]), name=r[2], seq=r[3]).to_wire()
             for r in answer["records"]
         ]
         return answer
@@ -537,7 +537,7 @@ def test_peer_reputation_update_forged_search_answer(run: Run[None], backend: st
             genuine = package("target")
             honest.add_local(genuine, publisher=ACME)
             tampered = msgpack.unpackb(signed_package(genuine, ACME))
-            tampered["d"] = forged(tampered["d"])
+            tampered[5] = forged(tampered[5])
             answers = [
                 msgpack.packb(tampered, use_bin_type=True),
                 forged(genuine.encode()),  # unsigned

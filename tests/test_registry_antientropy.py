@@ -259,7 +259,7 @@ def test_a_bad_record_is_refused_and_its_sender_penalised(run: Run[None], backen
             ).to_wire()
             broken_bytes = msgpack.packb(broken, use_bin_type=True)
             tampered = msgpack.unpackb(signed_package(wanted, ACME))
-            tampered["d"] = tampered["d"].replace(b"wanted widget", b"wanted gadget")
+            tampered[5] = tampered[5].replace(b"wanted widget", b"wanted gadget")
             unasked = signed_package(package("unasked"), ACME)
             answers = [
                 [broken_bytes],
@@ -351,7 +351,7 @@ def test_forged_announcements_never_enter_a_catalog(run: Run[None], backend: str
             assert await nodes.settle(5.0)
             genuine = signed_package(package("other"), ACME)
             tampered = msgpack.unpackb(genuine)
-            tampered["d"] = tampered["d"].replace(b"other widget", b"evil! widget")
+            tampered[5] = tampered[5].replace(b"other widget", b"evil! widget")
             mallory = publisher_named("mallory")
             forged = [
                 package("unsigned").encode(),  # the old, unsigned announcement

@@ -337,9 +337,9 @@ class P2PRegistry:
             raw = msgpack.unpackb(data, raw=False)
         except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as exc:
             raise RecordError(f"record is not msgpack: {exc}") from None
-        if type(raw) is not dict:
-            raise RecordError(f"record must be a map, got {type(raw).__name__}")
-        record = self.node.verifier.from_wire(raw, raw.get("t", b""))
+        if type(raw) is not list or len(raw) < 2:
+            raise RecordError(f"record must be an array, got {type(raw).__name__}")
+        record = self.node.verifier.from_wire(raw, raw[1])
         entry = self._decoded[data] = (record, Package.decode(record.data))
         if len(self._decoded) > DECODED_KEPT:
             self._decoded.popitem(last=False)
