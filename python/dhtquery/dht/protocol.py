@@ -57,7 +57,7 @@ _PLAIN_VALUE = (int, float, bool, str, bytes)
 # Bytes of records one find_values answer may carry, leaving room for its
 # contacts (k of them, ~45 bytes each) within one datagram.
 _RECORDS_BUDGET: Final = 62_000
-# field names, msgpack headers, public key (32), target (20), seq and
+# msgpack headers, public key (32), target (20), seq and
 # expiry (9 each at most), signature (64)
 _RECORD_FRAMING: Final = 160
 _RECEIVE_BUFFER: Final = 4 * 1024 * 1024
