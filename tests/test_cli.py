@@ -14,6 +14,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -50,13 +51,20 @@ WIDGET = {
 }
 
 
-def dhtquery(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+def dhtquery(
+    *args: str, timeout: float = WAIT, trust: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI. ``trust``: the trust store file it uses (default: a new
+    one for this call, so what one test's searches trusted on first use
+    never decides another's)."""
+    if trust is None:
+        trust = Path(tempfile.mkdtemp(prefix="dhtquery-trust-")) / "trust.json"
     return subprocess.run(
         [sys.executable, "-m", "dhtquery", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=ENV,
+        env={**ENV, "DHTQUERY_TRUST_FILE": str(trust)},
         check=False,
     )
 
@@ -166,7 +174,10 @@ def test_search_finds_a_package_published_through_the_cli(
     assert "published acme/widget@1.2.3" in published.stdout
     assert f"signing with key {public_key}" in published.stdout
 
-    found = dhtquery("search", "widgets", "--bootstrap", f"127.0.0.1:{second.port}", "--json")
+    trust = tmp_path / "trust.json"
+    found = dhtquery(
+        "search", "widgets", "--bootstrap", f"127.0.0.1:{second.port}", "--json", trust=trust
+    )
     assert found.returncode == 0, found.stderr
     answer = json.loads(found.stdout)
     assert [(r["namespace"], r["name"], r["version"]) for r in answer["results"]] == [
@@ -176,9 +187,11 @@ def test_search_finds_a_package_published_through_the_cli(
     assert answer["results"][0]["publisher"] == public_key
     assert answer["results"][0]["pinned"] is False  # trusted on first use
 
-    pinned = dhtquery("trust", "acme", public_key)
+    pinned = dhtquery("trust", "acme", public_key, trust=trust)
     assert pinned.returncode == 0, pinned.stderr
-    strict = dhtquery("search", "widgets", "--strict", "-b", f"127.0.0.1:{second.port}", "--json")
+    strict = dhtquery(
+        "search", "widgets", "--strict", "-b", f"127.0.0.1:{second.port}", "--json", trust=trust
+    )
     assert strict.returncode == 0, strict.stderr
     assert json.loads(strict.stdout)["results"][0]["pinned"] is True
 

@@ -9,6 +9,7 @@ import json
 import urllib.request
 from pathlib import Path
 
+from dhtquery.dht import Publisher
 from tests.test_cli import WIDGET, _samples, dhtquery, start_node
 
 
@@ -25,7 +26,10 @@ def test_cli_clients_that_left_are_in_no_routing_table(tmp_path: Path) -> None:
         second = start_node("--bootstrap", f"127.0.0.1:{first.port}", "--ephemeral")
         catalog = tmp_path / "catalog.json"
         catalog.write_text(json.dumps([WIDGET]), encoding="utf-8")
-        published = dhtquery("publish", str(catalog), "--bootstrap", f"127.0.0.1:{first.port}")
+        key = Publisher.generate().save(tmp_path / "publisher.key")
+        published = dhtquery(
+            "publish", str(catalog), "--bootstrap", f"127.0.0.1:{first.port}", "--key", str(key)
+        )
         assert published.returncode == 0, published.stderr
         # the two nodes hold it; the client that published it keeps no copy
         assert "(2 nodes hold it)" in published.stdout
