@@ -32,8 +32,11 @@ naive
     kind byte, a 20-byte message id, msgpack ``["search", [query]]``) to the
     same ``search`` RPC of every one of the 20 nodes;
     ``asyncio.wait_for(asyncio.gather(...), 1.0)``, then, at the end: the
-    answers' records de-duplicated by their bytes, each unique one decoded
-    and checked (``Package.decode``: schema and hash, as the registry does),
+    answers' records de-duplicated by their bytes, each unique one's
+    signature checked (once per distinct record over the whole run: it
+    remembers the bytes it verified, as the registry's node does) and its
+    package decoded and checked (``Package.decode``: schema and hash, as the
+    registry does),
     the highest version per id kept, sorted by id, ``offset``/``limit``
     applied. Its own socket rather than the client node's protocol, so that
     none of dhtquery's transport (request table, RTO, reputation) is in the
@@ -80,7 +83,7 @@ from typing import Any
 
 import msgpack
 
-from ..dht import DhtNode, StorageFull
+from ..dht import DhtNode, Record, RecordError, StorageFull
 from ..query import QueryManager, new_core
 from ..registry import P2PRegistry, Package, Query, SchemaError, package_words
 from ..testing import (
@@ -208,6 +211,8 @@ class NaiveClient(asyncio.DatagramProtocol):
         self.peers = list(peers)
         self.pending: dict[bytes, asyncio.Future[bytes]] = {}
         self.transport: asyncio.DatagramTransport | None = None
+        #: signed records whose signature verified (by their bytes)
+        self.verified: set[bytes] = set()
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -253,8 +258,13 @@ class NaiveClient(asyncio.DatagramProtocol):
         best: dict[Any, Any] = {}
         for data in records:
             try:
-                package = Package.decode(data)
-            except SchemaError:
+                record = Record.from_wire(msgpack.unpackb(data, raw=False))
+                if data not in self.verified:
+                    if not record.signature_valid():
+                        continue
+                    self.verified.add(data)
+                package = Package.decode(record.data)
+            except (SchemaError, RecordError, ValueError, msgpack.UnpackException):
                 continue
             held = best.get(package.id)
             if held is None or package.version > held.version:
