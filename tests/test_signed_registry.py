@@ -144,3 +144,26 @@ def test_cli_warns_of_a_namespace_conflict_on_stderr(capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert err.startswith("dhtquery: warning: namespace 'acme' is pinned to key ")
     assert MALLORY.key_id[:16] in err and err.endswith("refused\n")
+
+
+def test_a_lower_version_published_later_is_refused_by_holders(backend: str) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            owner, other, reader = await _registries(backend, nodes, 3)
+            assert await owner.publish(_package("2.0.0"), publisher=ACME) >= 2
+            # the same key, another node, an older version: every holder
+            # refuses it (stale sequence), as catalogs keep the highest
+            assert await other.publish(_package("1.9.9"), publisher=ACME) == 0
+            assert sum(r.node.drops.get("stale_sequence", 0) for r in (owner, reader)) >= 1
+            reader.catalog = type(reader.catalog)()  # (the DHT must answer alone)
+            got = await reader.get_package(_package("2.0.0").id)
+            assert got is not None and str(got.version) == "2.0.0"
+
+    run_paired(backend, scenario())
+
+
+def test_sequence_numbers_follow_versions() -> None:
+    ordered = ["0.9.9", "1.0.0-alpha", "1.0.0-beta", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.1.0"]
+    sequences = [_package(version).sequence for version in ordered]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(ordered)
+    assert _package("1.0.0+build.7").sequence == _package("1.0.0").sequence

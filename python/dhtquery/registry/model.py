@@ -209,6 +209,28 @@ class Package:
         return bytes(msgpack.packb(body, use_bin_type=True))
 
     @property
+    def sequence(self) -> int:
+        """The sequence number of this version's signed records: the version
+        itself, packed in 64 bits (major, minor, patch, 16 bits each, then
+        0xFFFF for a release or the first two bytes of the prerelease tag),
+        so a higher version replaces a lower one on every holder and a lower
+        one published later is refused, as in catalogs. A version is
+        immutable: the same version with other content has the same number
+        and is refused too. (Components above 65,535 count as 65,535;
+        prereleases of one version that share their first two characters
+        share a number.)"""
+        version = self.version
+        head = (
+            min(version.major, 0xFFFF) << 48
+            | min(version.minor, 0xFFFF) << 32
+            | min(version.patch, 0xFFFF) << 16
+        )
+        if version.prerelease is None:
+            return head | 0xFFFF
+        tag = version.prerelease.encode()[:2].ljust(2, b"\x00")
+        return head | min(int.from_bytes(tag, "big"), 0xFFFE)
+
+    @property
     def custom_categories(self) -> tuple[str, ...]:
         """Categories outside STANDARD_CATEGORIES."""
         return tuple(c for c in self.categories if c not in STANDARD_CATEGORIES)

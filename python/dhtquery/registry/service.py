@@ -193,6 +193,8 @@ class P2PRegistry:
         self.discovered_packages: dict[PackageId, set[Address]] = {}
         #: signed record (msgpack) -> (record, package), checked but for trust
         self._decoded: OrderedDict[bytes, tuple[Record, Package]] = OrderedDict()
+        #: record data -> package, for the records lookups bring
+        self._packages_by_data: OrderedDict[bytes, Package] = OrderedDict()
         #: where the catalog is kept across restarts (None: memory only)
         self._kept: KeyValueTable | None = node.table(CATALOG_TABLE)
         if self._kept is not None:
@@ -263,12 +265,13 @@ class P2PRegistry:
         namespace = package.id.namespace
         verdict = self.trust.claim_own(namespace, signer.public_key)
         data = package.encode()
-        record = node.sign(package_key(package.id), data, publisher=signer)
+        seq = package.sequence
+        record = node.sign(package_key(package.id), data, publisher=signer, seq=seq)
         packed = _pack(record)
         self._add(package.attested(signer.key_id, packed, verdict is Verdict.PINNED), pin=True)
         stores = [node.put_record(record)]
         stores += [
-            node.put(tag_key(tag), data, publisher=signer, name=str(package.id))
+            node.put(tag_key(tag), data, publisher=signer, name=str(package.id), seq=seq)
             for tag in package.tags
         ]
         if (namespace, signer.public_key) not in self._claimed:
@@ -289,7 +292,9 @@ class P2PRegistry:
                 f"publisher must be a Publisher, got {type(signer).__name__}"
             )
         verdict = self.trust.claim_own(package.id.namespace, signer.public_key)
-        record = node.sign(package_key(package.id), package.encode(), publisher=signer)
+        record = node.sign(
+            package_key(package.id), package.encode(), publisher=signer, seq=package.sequence
+        )
         attested = package.attested(signer.key_id, _pack(record), verdict is Verdict.PINNED)
         self._add(attested, pin=True)
         return attested
@@ -345,6 +350,16 @@ class P2PRegistry:
             self._decoded.popitem(last=False)
         return entry
 
+    def _package_in(self, record: Record) -> Package:
+        """The package a record (verified by the lookup) carries, decoded
+        once per distinct data (every holder serves the same)."""
+        held = self._packages_by_data.get(record.data)
+        if held is None:
+            held = self._packages_by_data[record.data] = Package.decode(record.data)
+            if len(self._packages_by_data) > DECODED_KEPT:
+                self._packages_by_data.popitem(last=False)
+        return held
+
     def _vet(self, record: Record, package: Package, *, tag: str | None = None) -> Package:
         """``package`` (from ``record``, whose signature was checked) with
         its provenance, if ``record`` sits in the package's slot (its
@@ -378,7 +393,10 @@ class P2PRegistry:
         """A signed package record as msgpack bytes (an announcement, a
         search answer, an anti-entropy fetch), checked in full."""
         record, package = self._read(data)
-        return self._vet(record, package)
+        vetted = self._vet(record, package)
+        if vetted is not package:  # (remembered with its provenance: no copy next time)
+            self._decoded[data] = (record, vetted)
+        return vetted
 
     def _refused(self, exc: Exception, peer: Hashable | None) -> None:
         """Count what was refused by kind; ``peer``: it answered our own
@@ -616,8 +634,7 @@ class P2PRegistry:
         if not record.signed:  # a stock peer's plain value
             return None
         try:
-            package = Package.decode(record.data)
-            return self._vet(record, package, tag=tag)
+            return self._vet(record, self._package_in(record), tag=tag)
         except (SchemaError, RecordError, TrustError) as exc:
             self._refused(exc, result.peer)
             return None
