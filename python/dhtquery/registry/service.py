@@ -193,6 +193,9 @@ class P2PRegistry:
         self.discovered_packages: dict[PackageId, set[Address]] = {}
         #: signed record (msgpack) -> (record, package), checked but for trust
         self._decoded: OrderedDict[bytes, tuple[Record, Package]] = OrderedDict()
+        #: signed record (msgpack) -> (package vetted, the trust store's
+        #: version then): while no owner changes, a record is vetted once
+        self._vetted: OrderedDict[bytes, tuple[Package, int]] = OrderedDict()
         #: record data -> package, for the records lookups bring
         self._packages_by_data: OrderedDict[bytes, Package] = OrderedDict()
         #: where the catalog is kept across restarts (None: memory only)
@@ -392,10 +395,18 @@ class P2PRegistry:
     def _receive(self, data: Any) -> Package:
         """A signed package record as msgpack bytes (an announcement, a
         search answer, an anti-entropy fetch), checked in full."""
+        try:
+            hit = self._vetted.get(data)
+        except TypeError:  # (unhashable: _read says what it is)
+            hit = None
+        version = self.trust.version
+        if hit is not None and hit[1] == version:
+            return hit[0]
         record, package = self._read(data)
         vetted = self._vet(record, package)
-        if vetted is not package:  # (remembered with its provenance: no copy next time)
-            self._decoded[data] = (record, vetted)
+        self._vetted[data] = (vetted, self.trust.version)
+        if len(self._vetted) > DECODED_KEPT:
+            self._vetted.popitem(last=False)
         return vetted
 
     def _refused(self, exc: Exception, peer: Hashable | None) -> None:

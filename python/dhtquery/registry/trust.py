@@ -97,6 +97,9 @@ class TrustStore:
         self._listeners: list[Callable[[NamespaceConflict], object]] = []
         #: conflicts seen (a second key claiming an owned namespace)
         self.conflicts = 0
+        #: bumped on every change of an owner: what was judged under an
+        #: older version is judged again
+        self.version = 0
         if self.path is not None and self.path.exists():
             self._load(self.path)
 
@@ -177,6 +180,7 @@ class TrustStore:
             raise TrustError(f"{path}: not a readable trust store ({exc})") from None
 
     def _save(self) -> None:
+        self.version += 1
         path = self.path
         if path is None:
             return
