@@ -133,6 +133,18 @@ def _package_digest(package_id: PackageId) -> bytes:
     return found
 
 
+_TAG_KEYS: dict[str, bytes] = {}
+
+
+def _tag_digest(tag: str) -> bytes:
+    found = _TAG_KEYS.get(tag)
+    if found is None:
+        if len(_TAG_KEYS) > 65_536:
+            _TAG_KEYS.clear()
+        found = _TAG_KEYS[tag] = digest(tag_key(tag))
+    return found
+
+
 def _is_query_map(value: Any) -> bool:
     return type(value) is dict
 
@@ -196,6 +208,10 @@ class P2PRegistry:
         #: signed record (msgpack) -> (package vetted, the trust store's
         #: version then): while no owner changes, a record is vetted once
         self._vetted: OrderedDict[bytes, tuple[Package, int]] = OrderedDict()
+        #: the same for the records lookups bring, by (signature, tag)
+        self._vetted_records: OrderedDict[tuple[bytes, str | None], tuple[Package, int]] = (
+            OrderedDict()
+        )
         #: record data -> package, for the records lookups bring
         self._packages_by_data: OrderedDict[bytes, Package] = OrderedDict()
         #: where the catalog is kept across restarts (None: memory only)
@@ -372,7 +388,7 @@ class P2PRegistry:
         if tag is None:
             slot_ok = record.target == _package_digest(package.id) and record.name == ""
         else:
-            slot_ok = record.target == digest(tag_key(tag)) and record.name == str(package.id)
+            slot_ok = record.target == _tag_digest(tag) and record.name == str(package.id)
         if not slot_ok:
             raise RecordError(
                 f"record of {package.id} signed for another key or name ({record.name!r:.40})",
@@ -644,11 +660,20 @@ class P2PRegistry:
         record: Record = result.item
         if not record.signed:  # a stock peer's plain value
             return None
+        # (vetted once per record and tag while no namespace owner changes)
+        cache_key = (record.signature, tag)
+        hit = self._vetted_records.get(cache_key)
+        if hit is not None and hit[1] == self.trust.version:
+            return hit[0]
         try:
-            return self._vet(record, self._package_in(record), tag=tag)
+            vetted = self._vet(record, self._package_in(record), tag=tag)
         except (SchemaError, RecordError, TrustError) as exc:
             self._refused(exc, result.peer)
             return None
+        self._vetted_records[cache_key] = (vetted, self.trust.version)
+        if len(self._vetted_records) > DECODED_KEPT:
+            self._vetted_records.popitem(last=False)
+        return vetted
 
     async def search(self, query: Query, *, timeout: float | None = None) -> list[Package]:
         """Merged, de-duplicated (highest version per id) results, then
