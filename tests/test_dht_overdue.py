@@ -394,7 +394,8 @@ def test_candidates_that_failed_lately_give_their_place_to_the_next_closest(
 
             alone = await nodes.dht()
             only = lately[0]
-            only.records.put(digest("alone"), record, only.clock.now())
+            also = signed("publisher", b"held by the third", "alone")  # (signed for its key)
+            only.records.put(digest("alone"), also, only.clock.now())
             alone_protocol = alone.protocol
             assert alone_protocol is not None
             alone_protocol.router.add_contact(_contact(only))
