@@ -178,6 +178,9 @@ def test_a_closer_joiner_receives_the_records_it_should_hold(backend: str) -> No
     async def scenario() -> dict[str, Any]:
         async with open_nodes(backend) as nodes:
             network = [await nodes.add(ksize=3) for _ in range(6)]
+            # (the joins' verification pings answered: both puts below see
+            # the same routing tables, so they find the same closest nodes)
+            assert await nodes.settle(5.0)
             near = digest("near key")
             # an id next to the key: closer to it than any node of the network
             joiner_id = (int.from_bytes(near, "big") ^ 1).to_bytes(20, "big")
