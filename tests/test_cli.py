@@ -536,3 +536,21 @@ def test_search_with_no_match_says_so(network: tuple[NodeProcess, NodeProcess]) 
     assert found.returncode == 0, found.stderr
     assert "no package matched 'zzznothingmatches'" in found.stdout
     assert "0 results in" in found.stdout
+
+
+def test_node_signs_its_catalog_with_the_key_given(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps([WIDGET]), encoding="utf-8")
+    key = Publisher.generate()
+    path = key.save(tmp_path / "publisher.key")
+    node = start_node("--ephemeral", "--catalog", str(catalog), "--key", str(path))
+    try:
+        answer: dict[str, Any] = {}
+        for _ in range(50):  # bounded; the catalog goes out once the node listens
+            found = dhtquery("search", "widgets", "-b", f"127.0.0.1:{node.port}", "--json")
+            answer = json.loads(found.stdout or "{}")
+            if answer.get("results"):
+                break
+    finally:
+        node.stop()
+    assert [r["publisher"] for r in answer["results"]] == [key.key_id]

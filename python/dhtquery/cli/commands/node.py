@@ -14,7 +14,7 @@ from typing import Annotated
 import platformdirs
 import typer
 
-from ...dht import REPUBLISH_INTERVAL
+from ...dht import REPUBLISH_INTERVAL, Publisher
 from ...query import QueryConfig
 from ...registry import Package
 from ..common import (
@@ -28,6 +28,7 @@ from ..common import (
     addresses,
     join,
     listen,
+    load_publisher,
     plural,
     publish_packages,
     read_catalog,
@@ -74,12 +75,22 @@ def node(
             help="how often the node stores again the records it published (and after a restart)",
         ),
     ] = REPUBLISH_INTERVAL,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            "-k",
+            metavar="FILE",
+            help="publisher key file --catalog is signed with (default: the node's own key)",
+        ),
+    ] = None,
     log_level: LogLevelOption = None,
 ) -> None:
     """Run a node until Ctrl-C or SIGTERM."""
     set_level(ctx, log_level if log_level is not None else (ctx.obj or LogLevel.info))
     peers = addresses(bootstrap)
     packages = read_catalog(catalog) if catalog is not None else []
+    publisher = load_publisher(key) if key is not None else None
     where = _data_dir(data_dir, ephemeral, port)
     run_async(
         _run_node(
@@ -92,6 +103,7 @@ def node(
             bootstrap_timeout,
             where,
             republish_interval,
+            publisher,
         )
     )
 
@@ -120,6 +132,7 @@ async def _run_node(
     wait: float,
     data_dir: Path | None,
     republish_interval: float = REPUBLISH_INTERVAL,
+    publisher: Publisher | None = None,
 ) -> None:
     from ...dht import DhtNode
     from ...registry import P2PRegistry
@@ -158,7 +171,9 @@ async def _run_node(
                 ) from None
             print(f"metrics on http://127.0.0.1:{bound}/metrics", flush=True)
         if packages:
-            results = await publish_packages(registry, packages)
+            signer = node.identity if publisher is None else publisher
+            log.info("catalog signed with key %s", signer.key_id)
+            results = await publish_packages(registry, packages, signer)
             failed = sum(1 for _, held in results if isinstance(held, str))
             log.info("catalog: %s published, %d failed",
                      plural(len(results) - failed, "package"), failed)  # fmt: skip
