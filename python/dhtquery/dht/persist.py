@@ -100,7 +100,7 @@ class NodeDatabase:
 
     # -- records ----------------------------------------------------------
 
-    # A record is kept as its wire map (msgpack) in ``data``, its public key
+    # A record is kept as its wire array (msgpack) in ``data``, its public key
     # (hex) in ``publisher`` and its signature in ``hash``: the table of the
     # unsigned records before it. Rows that do not read as a signed record
     # (an older file's) are dropped by the store when it loads them.
@@ -179,7 +179,7 @@ class NodeDatabase:
 
     # -- records this node published (it republishes them) -----------------
 
-    # (as in ``records``: the wire map in ``data``, the signature in ``hash``)
+    # (as in ``records``: the wire array in ``data``, the signature in ``hash``)
 
     def save_published(self, key: bytes, record: Record) -> None:
         self._db.execute(

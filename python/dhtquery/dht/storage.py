@@ -36,7 +36,7 @@ _RECORD_MEMORY: Final = 416
 _KEY_MEMORY: Final = 318
 #: A plain value's memory beyond its length (same measurement: value + 270).
 _VALUE_MEMORY: Final = 270
-_WIRE_OVERHEAD: Final = 16  # msgpack map header and field names, rounded up
+_WIRE_OVERHEAD: Final = 16  # msgpack array and field headers, rounded up
 
 
 @dataclass(frozen=True, slots=True)
