@@ -475,21 +475,24 @@ class StreamingLookup:
                 protocol.drop(exc.kind)
                 protocol.reputation.invalid(address)
                 continue
-            slot = record.slot
+            # (the slot and the dedup key spelled out: this runs per record
+            # per holder; a signed record's dedup key is its signature)
+            slot = (record.public_key, record.name)
             seen = latest.get(slot)
-            if seen is not None:
+            if seen is None:
+                latest[slot] = (record.seq, address)
+            elif record.seq != seen[0]:
                 seq, first = seen
                 if record.seq < seq:
                     protocol.drop("stale_sequence")
                     protocol.reputation.invalid(address)
                     continue
-                if record.seq > seq and first is not None and first != address:
+                if first is not None and first != address:
                     # (already offered: latest() picks the newer one)
                     protocol.drop("stale_sequence")
                     protocol.reputation.invalid(first)
-            if seen is None or record.seq > seen[0]:
                 latest[slot] = (record.seq, address)
-            records.append((record.dedup_key, record))
+            records.append((record.signature, record))
         return records
 
     def _legacy_record(self, data: bytes, address: Any) -> Record | None:
