@@ -93,25 +93,31 @@ def test_what_outlived_its_ttl_is_gone_after_a_restart(backend: str, tmp_path: P
 def test_a_restarted_node_rejoins_through_the_peers_it_knew(
     backend: str, run: Run, tmp_path: Path
 ) -> None:
-    async def scenario() -> tuple[list[Any], bytes]:
+    async def scenario() -> tuple[list[Any], bytes, int]:
         peer = DhtNode(queries=QueryManager(core=new_core(backend)))
         await peer.listen(0, "127.0.0.1")
         try:
             first = _node(backend, tmp_path)
             await first.listen(0, "127.0.0.1")
             await first.bootstrap([peer.address])
+            # (the peer has verified it: its table holds the old address)
+            assert await eventually(lambda: peer.peer_count == 1)
             first.stop()
             again = _node(backend, tmp_path)
             await again.listen(0, "127.0.0.1")
             try:
-                return list(await again.bootstrap(again.known_peers())), peer.node.id
+                found = list(await again.bootstrap(again.known_peers()))
+                return found, peer.node.id, again.stats.get("timeouts", 0)
             finally:
                 again.stop()
         finally:
             peer.stop()
 
-    found, peer_id = run(scenario())
+    found, peer_id, timeouts = run(scenario())
     assert [node.id for node in found] == [peer_id]
+    # its own id at its old address, which the peer still names, is never
+    # asked (it would wait out a dead address)
+    assert timeouts == 0
 
 
 WRITER = """
