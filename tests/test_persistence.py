@@ -136,28 +136,7 @@ for index in range(100_000):
 
 
 def test_sigkill_mid_burst_leaves_every_returned_put_on_disk(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")])
-        ),
-    }
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env
-    )
-    assert writer.stdout is not None
-    last = -1
-    try:
-        for line in writer.stdout:  # bounded: the writer stops at 100,000
-            last = int(line)
-            if last >= 300:
-                break
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
+    last = _kill_after(WRITER, tmp_path, 300)
     assert last >= 300
     database = NodeDatabase(tmp_path / DATABASE_NAME)
     held = {key for key, _, _ in database.records()}
@@ -319,23 +298,7 @@ asyncio.run(main())
 
 
 def test_sigkill_mid_publish_burst_leaves_every_returned_publish_on_disk(tmp_path: Path) -> None:
-    writer = subprocess.Popen(
-        [sys.executable, "-c", PUBLISHER, str(tmp_path)],
-        stdout=subprocess.PIPE, text=True, env=_env(),
-    )  # fmt: skip
-    assert writer.stdout is not None
-    last = -1
-    try:
-        for line in writer.stdout:  # bounded: the publisher stops at 100,000
-            last = int(line)
-            if last >= 100:
-                break
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
+    last = _kill_after(PUBLISHER, tmp_path, 100)
     assert last >= 100
     node = DhtNode(data_dir=tmp_path)
     registry = P2PRegistry(node, anti_entropy_period=None)
@@ -354,6 +317,30 @@ def test_sigkill_mid_publish_burst_leaves_every_returned_publish_on_disk(tmp_pat
         registry.catalog.get(PackageId("burst", name)).encode()  # type: ignore[union-attr]
         for name in names
     } <= published
+
+
+def _kill_after(script: str, data_dir: Path, count: int) -> int:
+    """Run ``script`` (it prints 0, 1, 2, ... as each write returns, and
+    stops at 100,000) with ``data_dir``; SIGKILL it once it printed
+    ``count``. Returns the last number it printed."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(data_dir)],
+        stdout=subprocess.PIPE, text=True, env=_env(),
+    )  # fmt: skip
+    assert child.stdout is not None
+    last = -1
+    try:
+        for line in child.stdout:  # bounded: the child stops at 100,000
+            last = int(line)
+            if last >= count:
+                break
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return last
 
 
 def _env() -> dict[str, str]:
