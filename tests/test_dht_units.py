@@ -495,6 +495,18 @@ def test_rtt_is_an_ewma_and_scores_slow_peers_lower() -> None:
     assert reputation.score("p", NOW) == pytest.approx(0.5 + 0.25 * rtt_part + 0.10)
 
 
+def test_an_answer_of_unknown_rtt_counts_without_moving_the_rtt() -> None:
+    # (a resent request's answer: which copy it answers is unknown, Karn)
+    reputation = Reputation()
+    reputation.success("p", 0.2, NOW)
+    reputation.success("p", -1.0, NOW + 1)
+    stats = reputation.stats("p")
+    assert stats.rtt_ms == pytest.approx(200.0)
+    assert stats.successes == 2 and stats.last_seen == NOW + 1
+    reputation.success("q", -1.0, NOW)
+    assert reputation.stats("q").rtt_ms is None
+
+
 def test_best_orders_by_score_and_keeps_order_on_ties() -> None:
     reputation = Reputation()
     for peer in ("fast", "slow", "flaky"):

@@ -97,16 +97,18 @@ class Reputation:
         return stats
 
     def success(self, peer: Hashable, rtt: float, now: float) -> None:
-        """A request answered after ``rtt`` seconds."""
+        """A request answered after ``rtt`` seconds (< 0: not known, the
+        request having been sent more than once: Karn's rule)."""
         stats = self._peers.get(peer) or self.stats(peer)
         stats.successes += 1
         stats.consecutive_failures = 0
-        rtt_ms = rtt * 1000.0
-        stats.rtt_ms = (
-            rtt_ms
-            if stats.rtt_ms is None
-            else (_RTT_KEEP * stats.rtt_ms + (1 - _RTT_KEEP) * rtt_ms)
-        )
+        if rtt >= 0:
+            rtt_ms = rtt * 1000.0
+            stats.rtt_ms = (
+                rtt_ms
+                if stats.rtt_ms is None
+                else (_RTT_KEEP * stats.rtt_ms + (1 - _RTT_KEEP) * rtt_ms)
+            )
         stats.last_seen = now
 
     def failure(self, peer: Hashable) -> int:
