@@ -322,12 +322,27 @@ class DhtNode(Server):  # type: ignore[misc]
         return None if self.protocol is None else self.protocol.extensions.get(address)
 
     def request(
-        self, address: Address, name: str, args: tuple[Any, ...], timeout: float | None = None
+        self,
+        address: Address,
+        name: str,
+        args: tuple[Any, ...],
+        timeout: float | None = None,
+        *,
+        on_overdue: Callable[[], object] | None = None,
     ) -> asyncio.Future[Reply]:
         """Send RPC ``name``; the future gives (True, value), or (False, None)
         once the peer's RTO (or ``timeout``) passes or if the answer has the
-        wrong shape."""
-        return self._protocol().request(address, name, args, timeout)
+        wrong shape.
+
+        With ``on_overdue``, a request unanswered within the peer's RTO is
+        sent again (same message id, RTO doubled: RFC 6298) while
+        ``timeout`` lasts (None: a few RTOs), and ``on_overdue()`` is called
+        at each resend, the first telling that the peer is late: the caller
+        may ask another meanwhile, and an answer to any copy still counts."""
+        protocol = self._protocol()
+        if on_overdue is None:
+            return protocol.request(address, name, args, timeout)
+        return protocol.request(address, name, args, timeout, lambda _context: on_overdue())
 
     def _protocol(self) -> DhtProtocol:
         protocol = self.protocol

@@ -525,10 +525,17 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         return estimator
 
     def request(
-        self, address: Address, name: str, args: tuple[Any, ...], timeout: float | None = None
+        self,
+        address: Address,
+        name: str,
+        args: tuple[Any, ...],
+        timeout: float | None = None,
+        overdue: Callable[[Any], object] | None = None,
     ) -> asyncio.Future[Reply]:
         """Send RPC ``name``; the future gives (True, value) or (False, None)
         after ``timeout`` (default: the peer's RTO, counted from the send).
+        With ``overdue``, as ``request_packed``: retransmitted within
+        ``timeout``, ``overdue(None)`` called at each retransmission.
 
         At most ``max_outstanding`` requests are on the wire at once; the
         rest wait their turn unsent. Without that window a burst (a thousand
@@ -537,7 +544,16 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         requests = self.requests
         future: asyncio.Future[Reply] = requests.loop.create_future()
         self._request(
-            requests, address, name, pack_request(name, args), timeout, future, None, None
+            requests,
+            address,
+            name,
+            pack_request(name, args),
+            timeout,
+            future,
+            None,
+            None,
+            False,
+            overdue,
         )
         return future
 

@@ -68,9 +68,10 @@ from ..dht import (
     latest,
 )
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError, SchemaError, TrustError
-from ..query import QueryConfig, QueryHandle, QueryMetrics, QueryOutcome, QueryResult, Reason
+from ..query import QueryConfig, QueryHandle, QueryMetrics, QueryOutcome, QueryResult
 from .antientropy import DEFAULT_PERIOD, AntiEntropy
 from .catalog import DEFAULT_MAX_PACKAGES, Catalog, entry_hash
+from .fanout import SearchFanOut
 from .model import Package, PackageId, Query, matches_query
 from .trust import NamespaceConflict, TrustStore, Verdict
 
@@ -597,39 +598,40 @@ class P2PRegistry:
         node = self.node
         candidates = [(n.ip, n.port) for n in node.neighbors()]
         candidates = [a for a in candidates if node.supports_extensions(a) is not False]
-        peers: list[Address] = node.reputation.best(  # type: ignore[assignment]
-            candidates, self.config.fan_out, node.clock.now()
+        # every candidate, best first: the first fan_out are asked, the next
+        # ones replace a peer that is late or fails
+        ranked: list[Address] = node.reputation.best(  # type: ignore[assignment]
+            candidates, len(candidates), node.clock.now()
         )
-        sources = len(peers) + len(query.tags)
         wanted = query.offset + query.limit
         manager = node.queries
+        budget = self.config.default_timeout if timeout is None else timeout
         handle = manager.start(
-            expected_peers=sources,
-            timeout=self.config.default_timeout if timeout is None else timeout,
+            # (0: the fan-out ends the query, see SearchFanOut)
+            expected_peers=0,
+            timeout=budget,
             # versions of one package count once each: leave room for them
             max_results=min(wanted * 2, 100_000),
         )
         local = [self._shown(p) for p in self.catalog.search(query, limit=wanted)]
         if local:
             manager.submit_many(handle.id, node.address, _entries(local))
-        if sources == 0:
-            manager.finish(handle.id, Reason.ALL_PEERS)
+        if handle.done():
             return handle
-        query_map = _query_to_wire(query)
-        for peer in peers:
-            future = node.request(peer, "search", (query_map,))
-            future.add_done_callback(functools.partial(self._searched, handle, peer))
-        for tag in query.tags:
-            lookup = node.get_all(tag_key(tag), timeout=timeout)
-            lookup.add_done_callback(functools.partial(self._tag_looked_up, handle, query, tag))
+        fan_out = SearchFanOut(
+            node,
+            handle,
+            _query_to_wire(query),
+            ranked,
+            fan_out=self.config.fan_out,
+            timeout=budget,
+            on_answer=functools.partial(self._searched, handle),
+            on_tag=functools.partial(self._tag_looked_up, handle, query),
+        )
+        fan_out.start({tag: tag_key(tag) for tag in query.tags}, timeout)
         return handle
 
-    def _searched(self, handle: QueryHandle, peer: Address, done: asyncio.Future[Any]) -> None:
-        manager = self.node.queries
-        ok, answer = done.result()
-        if not ok or handle.done():
-            manager.peer_finished(handle.id, peer, ok=ok)
-            return
+    def _searched(self, handle: QueryHandle, peer: Address, answer: Any) -> None:
         packages = []
         for data in answer["results"]:
             try:
@@ -637,15 +639,12 @@ class P2PRegistry:
             except (RecordError, SchemaError, TrustError) as exc:
                 self._refused(exc, peer)
         if packages:
-            manager.submit_many(handle.id, peer, _entries(packages))
-        manager.peer_finished(handle.id, peer, ok=True)
+            self.node.queries.submit_many(handle.id, peer, _entries(packages))
 
     def _tag_looked_up(
         self, handle: QueryHandle, query: Query, tag: str, outcome: QueryOutcome
     ) -> None:
         manager = self.node.queries
-        if handle.done():
-            return
         for result in outcome.results:
             package = self._package_of(result, tag)
             if package is not None and matches_query(package, query):
