@@ -224,6 +224,8 @@ def test_metrics_endpoint_serves_the_counters_after_a_search(
         'dhtquery_rpc_dropped_total{kind="late_response"}',
         'dhtquery_rpc_dropped_total{kind="malformed"}',
         'dhtquery_rpc_dropped_total{kind="unknown_rpc"}',
+        'dhtquery_rpc_dropped_total{kind="queue_full"}',
+        'dhtquery_rpc_dropped_total{kind="publisher_cap"}',
     ):
         assert name in samples, name
     assert "# TYPE dhtquery_query_duration_seconds histogram" in text

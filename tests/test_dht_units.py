@@ -632,3 +632,39 @@ def test_a_response_id_with_the_wrong_padding_is_unknown_not_late(backend: str) 
         table.close()
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- drop kinds
+
+
+def test_every_kind_the_package_counts_is_in_the_exported_lists() -> None:
+    """Exporters show DROP_KINDS + SHED_KINDS (+ the registry's) from zero:
+    a kind counted but not listed would be missing until its first drop.
+    The kinds are read off the sources: drop()/shed()/count(dropped=True)
+    calls, the queues' refusals, WireError and RecordError kinds, RpcStatus."""
+    import re
+    from pathlib import Path
+
+    import dhtquery
+    from dhtquery.dht import DROP_KINDS, SHED_KINDS
+    from dhtquery.dht.rpc_table import RpcStatus
+    from dhtquery.registry import REGISTRY_DROP_KINDS
+
+    listed = {*DROP_KINDS, *SHED_KINDS, *REGISTRY_DROP_KINDS}
+    assert len(listed) == len(DROP_KINDS) + len(SHED_KINDS) + len(REGISTRY_DROP_KINDS)
+    patterns = (
+        r"\.(?:drop|shed)\(\s*\"(\w+)\"",
+        r"\.count\(\s*\"(\w+)\",\s*dropped=True",
+        r"\._enqueue\((?:[^()]|\([^()]*\))*?\"(\w+)\"",
+        r"WireError\(\s*\"(\w+)\"",
+        r"RecordError\((?:[^()]|\([^()]*\))*?,\s*\"(\w+)\"\s*\)",
+    )
+    counted = {status.value for status in RpcStatus if status is not RpcStatus.ANSWERED}
+    package = Path(dhtquery.__file__).parent
+    for source in package.rglob("*.py"):
+        text = source.read_text()
+        for pattern in patterns:
+            counted.update(re.findall(pattern, text, flags=re.DOTALL))
+    # (the scan finds what it should: a few kinds of each way of counting)
+    assert {"bad_args", "queue_full", "publisher_cap", "bad_utf8", "wrong_slot"} <= counted
+    assert counted - listed == set()

@@ -32,8 +32,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .. import __version__
-from ..dht import DhtNode
+from ..dht import DROP_KINDS as DHT_DROP_KINDS
+from ..dht import SHED_KINDS, DhtNode
 from ..query import QueryMetrics, QueryOutcome
+from ..registry import REGISTRY_DROP_KINDS
 
 __all__ = [
     "DROP_KINDS",
@@ -51,16 +53,10 @@ DURATION_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 _SCRAPE_WAIT: Final = 2.0
-#: The kinds of dropped datagrams a DhtNode counts (``DhtNode.stats``'s doc),
-#: exported at zero from the first scrape so that rates and alerts work
-#: before the first drop. (The dht layer exports no list of them: kept here.)
-DROP_KINDS: Final = (
-    "short", "bad_kind", "malformed", "bad_utf8", "oversize_request", "oversize_response",
-    "unknown_rpc", "bad_args", "bad_request", "handler_error", "socket_error",
-    "wrong_address", "unknown_id", "late_response", "bad_response", "bad_record",
-    "bad_signature", "stale_sequence", "wrong_slot", "expired", "bad_package",
-    "namespace_conflict", "namespace_unpinned", "publisher_cap",
-)  # fmt: skip
+#: The kinds a node counts in ``drops`` (its own, what it shed to keep its
+#: queues bounded, and its registry's), exported at zero from the first
+#: scrape so that rates and alerts work before the first drop.
+DROP_KINDS: Final = (*DHT_DROP_KINDS, *SHED_KINDS, *REGISTRY_DROP_KINDS)
 
 
 @dataclass(frozen=True, slots=True)

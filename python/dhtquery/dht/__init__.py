@@ -3,6 +3,7 @@ multi-record keys, streaming lookups into the query layer, and a generic
 gossip overlay. It knows nothing of packages."""
 
 from ..errors import KeyFileError, RecordError, StorageFull, WireError
+from .drops import DROP_KINDS, SHED_KINDS
 from .gossip import Gossip
 from .lookup import LookupHandle, LookupStats
 from .node import DhtNode
@@ -16,10 +17,12 @@ from .signing import Publisher, verify_signature
 from .storage import MAX_RECORDS_PER_KEY, StoreLimits
 
 __all__ = [
+    "DROP_KINDS",
     "INVALID_PENALTY",
     "MAX_DATA",
     "MAX_RECORDS_PER_KEY",
     "REPUBLISH_INTERVAL",
+    "SHED_KINDS",
     "STOCK_RPCS",
     "DhtNode",
     "DhtProtocol",

@@ -7,10 +7,11 @@ from .antientropy import AntiEntropy
 from .catalog import Catalog
 from .catalog_file import load_catalog, package_from_json
 from .model import STANDARD_CATEGORIES, Package, PackageId, Query, matches_query, package_words
-from .service import P2PRegistry, claim_key, highest_versions
+from .service import REGISTRY_DROP_KINDS, P2PRegistry, claim_key, highest_versions
 from .trust import NamespaceConflict, Pin, TrustStore, Verdict, parse_key
 
 __all__ = [
+    "REGISTRY_DROP_KINDS",
     "STANDARD_CATEGORIES",
     "AntiEntropy",
     "Catalog",

@@ -78,6 +78,7 @@ from .trust import NamespaceConflict, TrustStore, Verdict
 __all__ = [
     "CLAIM_NAME",
     "DEFAULT_MAX_PER_PUBLISHER",
+    "REGISTRY_DROP_KINDS",
     "P2PRegistry",
     "claim_key",
     "highest_versions",
@@ -104,6 +105,14 @@ DEFAULT_MAX_PER_PUBLISHER: Final = 1000
 CONFLICTS_KEPT: Final = 256
 #: The name of a namespace claim record, under ``claim_key(namespace)``.
 CLAIM_NAME: Final = "claim"
+#: What the registry counts in its node's ``drops`` besides the node's own
+#: kinds (``dhtquery.dht.DROP_KINDS``): packages refused.
+REGISTRY_DROP_KINDS: Final = (
+    "bad_package",
+    "namespace_conflict",
+    "namespace_unpinned",
+    "publisher_cap",
+)
 
 
 def package_key(package_id: PackageId) -> str:
