@@ -78,15 +78,17 @@ def _hostile(node_id: bytes) -> dict[str, list[bytes]]:
         ]
         * 30,
         "unknown_id": [b"\x01" + os.urandom(20) + _pack(True)] * 200,
+        # (a message id each: a request resent with its id is answered from
+        # the replay cache, not served and counted again)
         "bad_record": [
             _request(_pack(["store_record", [node_id, key, record]]))
+            for _ in range(40)
             for record in (
                 {"p": "forger", "n": "", "d": b"data", "h": b"\x00" * 32},  # unsigned
                 [b"\x01" * 32, key, "", 1, 0, b"d"],  # no signature
                 ["not", "a", "map"],
             )
-        ]
-        * 40,
+        ],
     }
 
 

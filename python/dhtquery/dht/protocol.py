@@ -36,6 +36,7 @@ from kademlia.protocol import KademliaProtocol
 from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
 from ..query import QueryManager, backend_of, new_core
 from .records import Record
+from .replay import ReplayCache
 from .reputation import Reputation
 from .routing import ContactTable
 from .rpc_table import BAD_RESPONSE, CLIENT_PAD, Callback, Reply, RpcStatus, RpcTable
@@ -312,6 +313,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self._verified: dict[Address, bytes] = {}
         self._fileno = -1
         self._fionread = array.array("i", [0])
+        #: the answers to recent requests, sent again for a resent one
+        self.replay = ReplayCache(max_age=self.config.default_timeout)
         self._rpcs: dict[str, RpcSpec] = {
             name: RpcSpec(checks, getattr(self, f"rpc_{name}"), _RESPONSE_SHAPE[name])
             for name, checks in _REQUEST_ARGS.items()
@@ -435,6 +438,14 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     # -- serving ------------------------------------------------------
 
     def _serve(self, msg_id: bytes, body: Any, addr: Address) -> None:
+        now = self.clock.now()
+        answered = self.replay.get(addr, msg_id, now)
+        if answered is not None:
+            # a resent request: the answer sent the first time, not served
+            # again (see replay.py)
+            self.stats["replayed"] += 1
+            self.transport.sendto(answered, addr)
+            return
         if type(body) is not list or len(body) != 2 or type(body[0]) is not str:
             self.drop("bad_request")
             return
@@ -466,6 +477,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             self.drop(exc.kind)
             return
         self.stats["served"] += 1
+        self.replay.put(addr, msg_id, datagram, now)
         self.transport.sendto(datagram, addr)
 
     def rpc_store(self, sender: Address, nodeid: bytes, key: bytes, value: Any) -> bool:
