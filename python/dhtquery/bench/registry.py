@@ -113,6 +113,12 @@ TARGET_RATIO = 3.0
 Search = Callable[[Any], Awaitable[list[Any]]]
 
 
+class Found(list[Any]):
+    """A search's packages, and the reason its query ended (dhtquery's)."""
+
+    reason: str = ""
+
+
 # -- queries and their expected answers ---------------------------------
 
 
@@ -284,7 +290,12 @@ def _searches(
 
     async def op(index: int) -> str | None:
         query, expected = queries[(start + index) % len(queries)]
-        return check(await search(query), expected)
+        found = await search(query)
+        wrong = check(found, expected)
+        if wrong is not None and isinstance(found, Found):
+            # why dhtquery's search ended, and which kind of query it was
+            wrong = f"{wrong} ({found.reason}, {expected.kind})"
+        return wrong
 
     return op
 
@@ -356,7 +367,10 @@ async def measure(
         )
 
         async def dhtquery_search(query: Any) -> list[Any]:
-            return await registry.search(query, timeout=SEARCH_TIMEOUT)
+            outcome = await registry.search_outcome(query, timeout=SEARCH_TIMEOUT)
+            found = Found(registry.packages_of(query, outcome))
+            found.reason = str(outcome.reason)
+            return found
 
         contenders: dict[str, Search] = {"dhtquery": dhtquery_search, "naive": naive.search}
         for search in contenders.values():  # warm up: caches, RTT estimates
