@@ -646,6 +646,17 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         ``overdue``, see ``request_packed``). Else the caller's budget: the
         first try waits the peer's RTO and the request is retransmitted with
         the RTO doubled within the budget (``RpcTable``)."""
+        if self.transport.is_closing():
+            # The node stopped: no answer can come, and nothing would end the
+            # request (the table is closed). kademlia's Tasks still running
+            # at shutdown asked on: 10-30 sends to a closed socket per
+            # `dhtquery demo`, each an asyncio warning on the terminal.
+            self.stats["after_stop"] += 1
+            if callback is not None:
+                requests.loop.call_soon(callback, context, address, name, False, None)
+            elif future is not None and not future.done():
+                future.set_result((False, None))
+            return
         if not dequeued:
             if background:
                 if (
