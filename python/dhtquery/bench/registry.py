@@ -83,7 +83,7 @@ from typing import Any
 
 import msgpack
 
-from ..dht import DhtNode, Record, RecordError, StorageFull
+from ..dht import DhtNode, Record, RecordError
 from ..query import QueryManager, new_core
 from ..registry import P2PRegistry, Package, Query, SchemaError, package_words
 from ..testing import (
@@ -348,7 +348,6 @@ async def measure(
     logging.getLogger("kademlia").setLevel(logging.CRITICAL)
     node = DhtNode(queries=QueryManager(None, core=new_core(backend)))
     await node.listen(0, HOST)
-    forgets = _keep_peers(node) if args.keep_peers else None
     naive_transport = None
     try:
         # A client whose bootstrap got no answer in time would search nobody
@@ -411,9 +410,8 @@ async def measure(
         metrics = registry.metrics
         result["client"] = {
             "backend": node.queries.backend,
-            "keep_peers": args.keep_peers,
             "bootstrap_attempts": attempts,
-            "forgets_suppressed": None if forgets is None else forgets[0],
+            "peers_forgotten": node.stats.get("peers_forgotten", 0),
             "routing_table": len(node.neighbors(k=1000)),
             "transport": dict(node.stats),
             "metrics": {
@@ -429,28 +427,6 @@ async def measure(
         if naive_transport is not None:
             naive_transport.close()
         node.stop()
-
-
-def _keep_peers(node: DhtNode) -> list[int]:
-    """Workaround (``--keep-peers``, the default): the client never drops a
-    peer from its routing table. dhtquery drops a peer after 3 timeouts in a
-    row (the protocol's ``_request_timed_out`` -> ``forget``); at
-    concurrency 64 on a loaded machine the answers of a burst come after the
-    50 ms minimum RTO, every peer is forgotten within a second, and every
-    later search asks nobody and returns nothing (reason ``all_peers``).
-    DhtNode has no option for this, so the node's protocol object (kademlia's
-    ``Server.protocol``) gets a ``forget`` that only counts. Returns a
-    one-item list counting the forgets suppressed."""
-    suppressed = [0]
-    protocol = node.protocol
-    if protocol is not None and hasattr(protocol, "forget"):
-
-        def forget(address: Any, *, keep_last: bool = True) -> bool:
-            suppressed[0] += 1
-            return False
-
-        protocol.forget = forget  # type: ignore[method-assign]
-    return suppressed
 
 
 async def profile_searches(search: Search, queries: list[tuple[Any, Expected]], n: int) -> str:
@@ -483,28 +459,6 @@ async def profile_searches(search: Search, queries: list[tuple[Any, Expected]], 
 STALL_SECONDS = 2.0
 
 
-class BenchNode(DhtNode):
-    """``DhtNode`` with a ``put`` that survives a full local store.
-
-    Workaround for dhtquery/dht/node.py (``DhtNode.put``): the local
-    ``self.records.put`` is not guarded, so once a key holds its 30 records
-    (a popular tag: ``P2PRegistry.publish`` stores one record per package
-    under each of its tags) ``put`` raises ``StorageFull`` -- and
-    ``publish`` with it, before announcing -- where a remote holder only
-    answers False. Here a refused local store ends that one ``put`` with 0
-    holders (the remote holders of a full key refuse too), and is counted.
-    """
-
-    refused_local = 0
-
-    async def put(self, key: Any, data: bytes, **kwargs: Any) -> int:
-        try:
-            return int(await super().put(key, data, **kwargs))
-        except StorageFull:
-            BenchNode.refused_local += 1
-            return 0
-
-
 def publisher_of(index: int, nodes: int) -> int:
     """Which node publishes the ``index``-th package of the catalog list."""
     return index % nodes
@@ -512,8 +466,8 @@ def publisher_of(index: int, nodes: int) -> int:
 
 def network_stats(network: LocalNetwork) -> dict[str, Any]:
     """Run in the worker: its nodes' transport counters and the gossip's,
-    summed, and the local stores refused."""
-    return {**network.stats(), "local_store_refused": BenchNode.refused_local}
+    summed (``store_refused`` among them: a popular tag's key is full)."""
+    return network.stats()
 
 
 async def publish_catalog(
@@ -673,12 +627,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--rate", type=float, default=RATE)
     parser.add_argument("--no-profile", dest="profile", action="store_false")
-    parser.add_argument(
-        "--forget-peers",
-        dest="keep_peers",
-        action="store_false",
-        help="let the client drop slow peers (dhtquery's default; see _keep_peers)",
-    )
     args = parser.parse_args(argv)
     quick = args.quick
     args.packages = args.packages or (500 if quick else 10_000)
@@ -709,7 +657,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         core="rust",
         registries=True,
         join="full",
-        node_class=BenchNode,
         ready_timeout=720.0,
     )
     with network:
