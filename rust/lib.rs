@@ -11,8 +11,11 @@
 //! - `dedup`, `buffer`, `latency`: a query's seen keys and results, the
 //!   duration histogram.
 //! - `errors`: the argument checks; `query_id`, `query_core`: the classes.
+//! - `datagram`: the engine reading each arriving datagram (framing,
+//!   msgpack, matching an answer to its request) in one call.
 
 pub mod buffer;
+pub mod datagram;
 pub mod dedup;
 pub mod errors;
 pub mod index;
@@ -33,6 +36,8 @@ mod _core {
     use pyo3::prelude::*;
     use pyo3::types::PyList;
 
+    #[pymodule_export]
+    use crate::datagram::DatagramEngine;
     #[pymodule_export]
     use crate::query_core::QueryCore;
     #[pymodule_export]
@@ -59,6 +64,7 @@ mod _core {
             "MAX_NOW",
             "MAX_RESULTS_LIMIT",
             "MAX_TIMEOUT",
+            "DatagramEngine",
             "QueryCore",
             "QueryId",
         ];

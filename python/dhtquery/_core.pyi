@@ -24,7 +24,7 @@ Internally time is counted in ticks of 1 ms: a deadline is
 import builtins
 import uuid
 from collections.abc import Hashable, Sequence
-from typing import Final, Self, TypeAlias, final
+from typing import Any, Final, Self, TypeAlias, final
 
 from dhtquery.query.types import (
     BatchStatus,
@@ -41,6 +41,7 @@ __all__ = [
     "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
+    "DatagramEngine",
     "QueryCore",
     "QueryId",
 ]
@@ -193,3 +194,36 @@ class QueryCore:
         """Entries in the expiry wheel (deadlines plus tombstone ends)."""
     @property
     def grace(self) -> float: ...
+
+@final
+class DatagramEngine:
+    """Reads each arriving datagram in one call: rpcudp's framing (a kind
+    byte, 0x00 request or 0x01 response, a 20-byte message id, a msgpack
+    body), the body decoded as ``msgpack.unpackb(body, raw=False,
+    strict_map_key=False, use_list=True)`` decodes it (same objects, same
+    errors), and for a response the request it answers, looked up in
+    ``pending``: the RPC table's own dict (message id -> a tuple whose item
+    1 is the address the request went to), shared, not copied.
+
+    ``receive`` returns ``(status, first, value, pending)``:
+
+    - ``(0, kind, None, None)``: dropped; ``kind`` names why, as
+      ``dhtquery.dht.wire.decode`` does: ``short`` (no body), ``bad_kind``,
+      ``oversize_request`` (a request body over 8,192 bytes), ``malformed``
+      (not exactly one msgpack value), ``bad_utf8``;
+    - ``(1, msg_id, body, None)``: a request, to serve;
+    - ``(2, msg_id, value, request)``: the answer to ``request``, from the
+      address it went to; it has been taken out of ``pending``;
+    - ``(3, msg_id, value, request)``: the id of ``request``, from another
+      address (``request`` stays in ``pending``);
+    - ``(4, msg_id, value, None)``: no request in ``pending`` has this id.
+    """
+
+    def __new__(cls, pending: dict[builtins.bytes, tuple[Any, ...]]) -> Self:
+        """InvalidArgumentTypeError unless ``pending`` is a dict."""
+    @property
+    def pending(self) -> dict[builtins.bytes, tuple[Any, ...]]: ...
+    def receive(
+        self, datagram: builtins.bytes, address: object
+    ) -> tuple[int, Any, Any, tuple[Any, ...] | None]:
+        """InvalidArgumentTypeError unless ``datagram`` is bytes."""

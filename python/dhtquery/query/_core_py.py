@@ -16,8 +16,9 @@ import math
 import os
 import uuid as _uuid
 from collections.abc import Hashable, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
+import msgpack
 from hdrh.histogram import HdrHistogram
 
 # Absolute, so the bench can compile this file with Cython as a standalone module.
@@ -43,6 +44,7 @@ __all__ = [
     "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
+    "DatagramEngine",
     "QueryCore",
     "QueryId",
 ]
@@ -665,3 +667,77 @@ class QueryCore:
 
 def _expiry_order(query: _Query) -> tuple[int, int]:
     return query.deadline, query.seq
+
+
+# -- the datagram engine ------------------------------------------------
+
+# What DatagramEngine.receive returns first (the same ints as the Rust core).
+_DROP = 0
+_REQUEST = 1
+_ANSWERED = 2
+_WRONG_ADDRESS = 3
+_NOT_PENDING = 4
+# rpcudp's framing: a kind byte (0x00 request, 0x01 response), a 20-byte
+# message id, the msgpack body; request bodies over 8 KiB are refused.
+_HEADER_SIZE = 21
+_MAX_REQUEST_BODY = 8192
+_unpackb = msgpack.unpackb
+_MSGPACK_ERRORS = (
+    ValueError,
+    TypeError,
+    msgpack.ExtraData,
+    msgpack.FormatError,
+    msgpack.StackError,
+)
+
+
+class DatagramEngine:
+    """Reads each arriving datagram in one call: rpcudp's framing, the
+    msgpack body, and for a response its request in ``pending`` (the RPC
+    table's ``dict[bytes, tuple]``, whose tuples hold the address asked at
+    index 1). See ``_core.pyi`` for what ``receive`` returns."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self, pending: dict[bytes, tuple[Any, ...]]) -> None:
+        if type(pending) is not dict:
+            raise InvalidArgumentTypeError(f"pending must be a dict, got {type(pending).__name__}")
+        self._pending = pending
+
+    @property
+    def pending(self) -> dict[bytes, tuple[Any, ...]]:
+        return self._pending
+
+    def receive(
+        self, datagram: bytes, address: object
+    ) -> tuple[int, Any, Any, tuple[Any, ...] | None]:
+        if type(datagram) is not bytes:
+            raise InvalidArgumentTypeError(f"datagram must be bytes, got {type(datagram).__name__}")
+        size = len(datagram)
+        if size <= _HEADER_SIZE:
+            return (_DROP, "short", None, None)
+        kind = datagram[0]
+        if kind == 0:
+            if size - _HEADER_SIZE > _MAX_REQUEST_BODY:
+                return (_DROP, "oversize_request", None, None)
+        elif kind != 1:
+            return (_DROP, "bad_kind", None, None)
+        try:
+            value = _unpackb(
+                datagram[_HEADER_SIZE:], raw=False, strict_map_key=False, use_list=True
+            )
+        except UnicodeDecodeError:
+            return (_DROP, "bad_utf8", None, None)
+        except _MSGPACK_ERRORS:
+            return (_DROP, "malformed", None, None)
+        msg_id = datagram[1:_HEADER_SIZE]
+        if kind == 0:
+            return (_REQUEST, msg_id, value, None)
+        pending = self._pending
+        request = pending.get(msg_id)
+        if request is None:
+            return (_NOT_PENDING, msg_id, value, None)
+        if request[1] != address:
+            return (_WRONG_ADDRESS, msg_id, value, request)
+        del pending[msg_id]
+        return (_ANSWERED, msg_id, value, request)

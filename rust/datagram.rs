@@ -1,0 +1,330 @@
+//! `DatagramEngine`: one call per arriving datagram. It reads rpcudp's
+//! framing (a kind byte, a 20-byte message id, a msgpack body), decodes the
+//! body straight into Python objects, and for a response matches it to its
+//! outstanding request in the RPC table's `pending` dict (a `dict[bytes,
+//! tuple]` whose tuples hold the address asked at index 1), taking it out
+//! when the answer comes from that address. What Python gets is one tuple
+//! `(status, first, value, pending)`:
+//!
+//! - `DROP, kind, None, None`: framing or msgpack wrong (`short`,
+//!   `bad_kind`, `oversize_request`, `malformed`, `bad_utf8`, as
+//!   `dhtquery.dht.wire.decode` names them);
+//! - `REQUEST, msg_id, body, None`: a request to serve;
+//! - `ANSWERED, msg_id, value, pending`: the answer to `pending`, which
+//!   has left the dict;
+//! - `WRONG_ADDRESS, msg_id, value, pending`: the id of a request out, from
+//!   another address (the request stays);
+//! - `NOT_PENDING, msg_id, value, None`: no request out with this id
+//!   (late, duplicate or unknown: the table tells which).
+//!
+//! The decoder gives what `msgpack.unpackb(body, raw=False,
+//! strict_map_key=False, use_list=True)` gives, errors included (its size
+//! limits, its stack of 1,024 containers, its `ExtType` and `Timestamp`):
+//! the pure-Python twin is that call, and the equivalence test feeds both
+//! the same bytes. Hand-written rather than `rmpv`: that decodes into its
+//! own tree first, which would then be walked again into Python objects,
+//! and its limits and errors are not msgpack-python's.
+
+use crate::errors::{type_error, type_name};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
+
+pub const DROP: u8 = 0;
+pub const REQUEST: u8 = 1;
+pub const ANSWERED: u8 = 2;
+pub const WRONG_ADDRESS: u8 = 3;
+pub const NOT_PENDING: u8 = 4;
+
+const KIND_REQUEST: u8 = 0x00;
+const KIND_RESPONSE: u8 = 0x01;
+const MSG_ID_SIZE: usize = 20;
+const HEADER_SIZE: usize = 1 + MSG_ID_SIZE;
+/// rpcudp refuses to send a request body over 8 KiB; so do we to read one.
+const MAX_REQUEST_BODY: usize = 8192;
+/// msgpack-python's unpacker stack: this many containers open at once.
+const STACK_SIZE: usize = 1024;
+
+/// Why a body is not one msgpack value.
+enum DecodeError {
+    /// `malformed`: truncated, reserved byte, over a limit, too deep, an
+    /// unhashable map key, trailing bytes
+    Malformed,
+    /// `bad_utf8`: a str that is not UTF-8
+    BadUtf8,
+}
+
+impl From<PyErr> for DecodeError {
+    fn from(_: PyErr) -> Self {
+        DecodeError::Malformed
+    }
+}
+
+type Decoded<'py> = Result<Bound<'py, PyAny>, DecodeError>;
+
+fn unsigned(py: Python<'_>, value: u64) -> Bound<'_, PyAny> {
+    let Ok(int) = value.into_pyobject(py);
+    int.into_any()
+}
+
+fn signed(py: Python<'_>, value: i64) -> Bound<'_, PyAny> {
+    let Ok(int) = value.into_pyobject(py);
+    int.into_any()
+}
+
+struct Decoder<'a, 'py> {
+    py: Python<'py>,
+    data: &'a [u8],
+    pos: usize,
+    /// msgpack-python's defaults for `unpackb`: every limit is the
+    /// buffer's length (maps: half of it)
+    limit: usize,
+}
+
+impl<'a, 'py> Decoder<'a, 'py> {
+    fn take(&mut self, size: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(size).ok_or(DecodeError::Malformed)?;
+        let bytes = self.data.get(self.pos..end).ok_or(DecodeError::Malformed)?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn length(&mut self, width: usize) -> Result<usize, DecodeError> {
+        Ok(match width {
+            1 => usize::from(self.fixed::<1>()?[0]),
+            2 => usize::from(u16::from_be_bytes(self.fixed()?)),
+            _ => u32::from_be_bytes(self.fixed()?) as usize,
+        })
+    }
+
+    fn str(&mut self, size: usize) -> Decoded<'py> {
+        if size > self.limit {
+            return Err(DecodeError::Malformed);
+        }
+        let bytes = self.take(size)?;
+        let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::BadUtf8)?;
+        Ok(PyString::new(self.py, text).into_any())
+    }
+
+    fn bin(&mut self, size: usize) -> Decoded<'py> {
+        if size > self.limit {
+            return Err(DecodeError::Malformed);
+        }
+        Ok(PyBytes::new(self.py, self.take(size)?).into_any())
+    }
+
+    fn array(&mut self, size: usize, open: usize) -> Decoded<'py> {
+        if open >= STACK_SIZE || size > self.limit {
+            return Err(DecodeError::Malformed);
+        }
+        let list = PyList::empty(self.py);
+        for _ in 0..size {
+            list.append(self.value(open + 1)?)?;
+        }
+        Ok(list.into_any())
+    }
+
+    fn map(&mut self, size: usize, open: usize) -> Decoded<'py> {
+        if open >= STACK_SIZE || size > self.limit / 2 {
+            return Err(DecodeError::Malformed);
+        }
+        let dict = PyDict::new(self.py);
+        for _ in 0..size {
+            let key = self.value(open + 1)?;
+            let value = self.value(open + 1)?;
+            // (unhashable key: TypeError, as msgpack's)
+            dict.set_item(key, value)?;
+        }
+        Ok(dict.into_any())
+    }
+
+    /// An ext value as msgpack-python makes it: `Timestamp.from_bytes` for
+    /// type -1, else `ExtType(code, data)`. Rare (no RPC sends one): the
+    /// classes are looked up when met.
+    fn ext(&mut self, size: usize) -> Decoded<'py> {
+        if size > self.limit {
+            return Err(DecodeError::Malformed);
+        }
+        let code = i8::from_be_bytes(self.fixed()?);
+        let data = PyBytes::new(self.py, self.take(size)?);
+        let msgpack = self.py.import("msgpack")?;
+        if code == -1 {
+            Ok(msgpack
+                .getattr("Timestamp")?
+                .call_method1("from_bytes", (data,))?)
+        } else {
+            Ok(msgpack.getattr("ExtType")?.call1((code, data))?)
+        }
+    }
+
+    /// The value at `pos`, `open` containers being open around it.
+    fn value(&mut self, open: usize) -> Decoded<'py> {
+        let py = self.py;
+        let byte = self.fixed::<1>()?[0];
+        match byte {
+            0x00..=0x7f => Ok(unsigned(self.py, u64::from(byte))),
+            0x80..=0x8f => self.map(usize::from(byte & 0x0f), open),
+            0x90..=0x9f => self.array(usize::from(byte & 0x0f), open),
+            0xa0..=0xbf => self.str(usize::from(byte & 0x1f)),
+            0xc0 => Ok(py.None().into_bound(py)),
+            // 0xc1: never used
+            0xc1 => Err(DecodeError::Malformed),
+            0xc2 => Ok(PyBool::new(py, false).to_owned().into_any()),
+            0xc3 => Ok(PyBool::new(py, true).to_owned().into_any()),
+            0xc4..=0xc9 | 0xd9..=0xdf => self.sized(byte, open),
+            0xca..=0xd3 => self.number(byte),
+            // fixext 1, 2, 4, 8, 16
+            0xd4..=0xd8 => self.ext(1 << (byte - 0xd4)),
+            0xe0..=0xff => Ok(signed(self.py, i64::from(i8::from_be_bytes([byte])))),
+        }
+    }
+
+    /// A value whose size follows its type byte in 1, 2 or 4 bytes: bin,
+    /// ext, str, array, map.
+    fn sized(&mut self, byte: u8, open: usize) -> Decoded<'py> {
+        let width = match byte {
+            0xc4 | 0xc7 | 0xd9 => 1,
+            0xc5 | 0xc8 | 0xda | 0xdc | 0xde => 2,
+            _ => 4,
+        };
+        let size = self.length(width)?;
+        match byte {
+            0xc4..=0xc6 => self.bin(size),
+            0xc7..=0xc9 => self.ext(size),
+            0xd9..=0xdb => self.str(size),
+            0xdc | 0xdd => self.array(size, open),
+            _ => self.map(size, open),
+        }
+    }
+
+    /// float 32 and 64, uint 8 to 64, int 8 to 64 (0xca to 0xd3).
+    fn number(&mut self, byte: u8) -> Decoded<'py> {
+        Ok(match byte {
+            0xca => PyFloat::new(self.py, f64::from(f32::from_be_bytes(self.fixed()?))).into_any(),
+            0xcb => PyFloat::new(self.py, f64::from_be_bytes(self.fixed()?)).into_any(),
+            0xcc => unsigned(self.py, u64::from(self.fixed::<1>()?[0])),
+            0xcd => unsigned(self.py, u64::from(u16::from_be_bytes(self.fixed()?))),
+            0xce => unsigned(self.py, u64::from(u32::from_be_bytes(self.fixed()?))),
+            0xcf => unsigned(self.py, u64::from_be_bytes(self.fixed()?)),
+            0xd0 => signed(self.py, i64::from(i8::from_be_bytes(self.fixed()?))),
+            0xd1 => signed(self.py, i64::from(i16::from_be_bytes(self.fixed()?))),
+            0xd2 => signed(self.py, i64::from(i32::from_be_bytes(self.fixed()?))),
+            _ => signed(self.py, i64::from_be_bytes(self.fixed()?)),
+        })
+    }
+}
+
+/// One msgpack value filling `body` exactly.
+fn decode_body<'py>(py: Python<'py>, body: &[u8]) -> Decoded<'py> {
+    let mut decoder = Decoder {
+        py,
+        data: body,
+        pos: 0,
+        limit: body.len(),
+    };
+    let value = decoder.value(0)?;
+    if decoder.pos != body.len() {
+        return Err(DecodeError::Malformed);
+    }
+    Ok(value)
+}
+
+#[pyclass(frozen, module = "dhtquery._core", name = "DatagramEngine")]
+pub struct DatagramEngine {
+    pending: Py<PyDict>,
+}
+
+fn answer<'py>(
+    py: Python<'py>,
+    status: u8,
+    first: Bound<'py, PyAny>,
+    value: Bound<'py, PyAny>,
+    pending: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(
+        py,
+        [status.into_pyobject(py)?.into_any(), first, value, pending],
+    )
+}
+
+fn dropped<'py>(py: Python<'py>, kind: &str) -> PyResult<Bound<'py, PyTuple>> {
+    let none = py.None().into_bound(py);
+    answer(
+        py,
+        DROP,
+        PyString::new(py, kind).into_any(),
+        none.clone(),
+        none,
+    )
+}
+
+#[pymethods]
+impl DatagramEngine {
+    #[new]
+    fn new(pending: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let Ok(pending) = pending.cast_exact::<PyDict>() else {
+            return Err(type_error(format!(
+                "pending must be a dict, got {}",
+                type_name(pending)
+            )));
+        };
+        Ok(DatagramEngine {
+            pending: pending.clone().unbind(),
+        })
+    }
+
+    #[getter]
+    fn pending(&self, py: Python<'_>) -> Py<PyDict> {
+        self.pending.clone_ref(py)
+    }
+
+    fn receive<'py>(
+        &self,
+        py: Python<'py>,
+        datagram: &Bound<'py, PyAny>,
+        address: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let Ok(datagram) = datagram.cast_exact::<PyBytes>() else {
+            return Err(type_error(format!(
+                "datagram must be bytes, got {}",
+                type_name(datagram)
+            )));
+        };
+        let data = datagram.as_bytes();
+        if data.len() <= HEADER_SIZE {
+            return dropped(py, "short");
+        }
+        let kind = data[0];
+        if kind == KIND_REQUEST {
+            if data.len() - HEADER_SIZE > MAX_REQUEST_BODY {
+                return dropped(py, "oversize_request");
+            }
+        } else if kind != KIND_RESPONSE {
+            return dropped(py, "bad_kind");
+        }
+        let value = match decode_body(py, &data[HEADER_SIZE..]) {
+            Ok(value) => value,
+            Err(DecodeError::Malformed) => return dropped(py, "malformed"),
+            Err(DecodeError::BadUtf8) => return dropped(py, "bad_utf8"),
+        };
+        let msg_id = PyBytes::new(py, &data[1..HEADER_SIZE]).into_any();
+        let none = py.None().into_bound(py);
+        if kind == KIND_REQUEST {
+            return answer(py, REQUEST, msg_id, value, none);
+        }
+        let pending = self.pending.bind(py);
+        let Some(request) = pending.get_item(&msg_id)? else {
+            return answer(py, NOT_PENDING, msg_id, value, none);
+        };
+        if !request.get_item(1)?.eq(address)? {
+            return answer(py, WRONG_ADDRESS, msg_id, value, request);
+        }
+        pending.del_item(&msg_id)?;
+        answer(py, ANSWERED, msg_id, value, request)
+    }
+}

@@ -1,0 +1,238 @@
+"""The datagram engine (``DatagramEngine.receive``): the Rust core's and the
+pure-Python twin's, on the same datagrams, give the same answers; and each
+reads rpcudp's framing and matches answers to requests as the protocol
+counted them before it (``wire.decode`` then ``RpcTable.answer``)."""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any
+
+import hypothesis.strategies as st
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from dhtquery.dht.wire import WireError, decode, encode_request, encode_response
+from dhtquery.errors import InvalidArgumentTypeError
+from dhtquery.query import _core_py
+from tests.conftest import require_rust
+
+DROP, REQUEST, ANSWERED, WRONG_ADDRESS, NOT_PENDING = range(5)
+ADDRESS = ("127.0.0.1", 4000)
+OTHER = ("127.0.0.1", 4001)
+# A few message ids, so that datagrams often answer a pending request.
+MSG_IDS = [bytes([n]) * 20 for n in range(4)]
+
+
+def _pending(msg_id: bytes, address: Any = ADDRESS) -> tuple[Any, ...]:
+    # (the RPC table's _Pending: the address is item 1)
+    return ("query-id", address, "find_values", None)
+
+
+def _packed(value: Any) -> bytes:
+    """A value as bytes (msgpack again), so NaNs, floats and ints, str and
+    bytes compare exactly."""
+    return msgpack.packb(value, use_bin_type=True, datetime=False)
+
+
+def _same(left: tuple[Any, ...], right: tuple[Any, ...]) -> bool:
+    if len(left) != 4 or len(right) != 4 or left[0] != right[0] or left[1] != right[1]:
+        return False
+    if type(left[2]) is not type(right[2]) or _packed(left[2]) != _packed(right[2]):
+        return False
+    return left[3] is right[3]
+
+
+# -- values as msgpack would carry them ---------------------------------
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=True)
+    | st.floats(width=32)
+    | st.text(max_size=40)
+    | st.binary(max_size=40)
+    | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=20))
+)
+_KEYS = (
+    st.none() | st.booleans() | st.integers(-5, 300) | st.text(max_size=8) | st.binary(max_size=8)
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(_KEYS, inner, max_size=6),
+    max_leaves=30,
+)
+
+
+def _pack_value(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> bytes:
+    """A msgpack body: well-formed, or hostile (truncated, bytes flipped,
+    inserted or appended, or plain noise)."""
+    how = draw(st.sampled_from(["value", "value", "truncate", "flip", "insert", "extra", "noise"]))
+    if how == "noise":
+        return draw(st.binary(max_size=64))
+    body = _pack_value(draw(_VALUES))
+    if how == "truncate":
+        return body[: draw(st.integers(0, len(body)))]
+    if how in ("flip", "insert") and body:
+        at = draw(st.integers(0, len(body) - 1))
+        byte = bytes([draw(st.integers(0, 255))])
+        return body[:at] + byte + body[at + (how == "flip") :]
+    if how == "extra":
+        return body + draw(st.binary(min_size=1, max_size=4))
+    return body
+
+
+@st.composite
+def _datagrams(draw: st.DrawFn) -> tuple[bytes, Any]:
+    kind = draw(st.sampled_from([0, 1, 1, 1, 2, 0xFF]))
+    known = draw(st.booleans())
+    msg_id = draw(st.sampled_from(MSG_IDS) if known else st.binary(min_size=20, max_size=20))
+    head = bytes([kind]) + msg_id
+    if draw(st.integers(0, 20)) == 0:  # short: the header or part of it
+        return head[: draw(st.integers(0, len(head)))], ADDRESS
+    return head + draw(_bodies()), draw(st.sampled_from([ADDRESS, ADDRESS, OTHER]))
+
+
+def _engines(rust: ModuleType) -> tuple[Any, Any]:
+    pending = {msg_id: _pending(msg_id) for msg_id in MSG_IDS[:3]}
+    return rust.DatagramEngine(dict(pending)), _core_py.DatagramEngine(dict(pending))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_datagrams(), min_size=1, max_size=12))
+def test_both_engines_agree_on_every_datagram(datagrams: list[tuple[bytes, Any]]) -> None:
+    """Same datagrams, in the same order (answers, late and duplicated
+    ones, wrong addresses, malformed and hostile bodies): the same answer
+    every time and the same requests left pending."""
+    rust, python = _engines(require_rust())
+    for datagram, address in datagrams:
+        ours, twin = rust.receive(datagram, address), python.receive(datagram, address)
+        assert _same(ours, twin), (datagram.hex(), ours, twin)
+        assert ours[3] is None or ours[3] == _pending(ours[1])
+    assert rust.pending == python.pending
+
+
+@settings(max_examples=400, deadline=None)
+@given(_bodies())
+def test_the_twin_reads_bodies_as_wire_decode_does(body: bytes) -> None:
+    """The twin's answer to a response body is what the protocol made of it
+    before the engine: wire.decode's value, or its error's kind."""
+    datagram = b"\x01" + MSG_IDS[3] + body
+    status, first, value, _ = _core_py.DatagramEngine({}).receive(datagram, ADDRESS)
+    try:
+        frame = decode(datagram)
+    except WireError as exc:
+        assert (status, first) == (DROP, exc.kind)
+        return
+    assert (status, first) == (NOT_PENDING, MSG_IDS[3])
+    assert _packed(value) == _packed(frame.body)
+
+
+@pytest.fixture(params=["rust", "python"], ids=["rs", "py"])
+def engine_module(request: pytest.FixtureRequest) -> ModuleType:
+    return require_rust() if request.param == "rust" else _core_py
+
+
+def _response(msg_id: bytes, value: Any) -> bytes:
+    return encode_response(msg_id, value)
+
+
+def test_an_answer_from_the_address_asked_takes_its_request(engine_module: ModuleType) -> None:
+    pending = {MSG_IDS[0]: _pending(MSG_IDS[0])}
+    engine = engine_module.DatagramEngine(pending)
+    value = {"records": [], "nodes": [[b"n" * 20, "127.0.0.1", 5]], "more": False}
+    status, msg_id, got, request = engine.receive(_response(MSG_IDS[0], value), ADDRESS)
+    assert (status, msg_id, got, request) == (ANSWERED, MSG_IDS[0], value, _pending(MSG_IDS[0]))
+    assert pending == {}
+    # the same answer again (duplicated on the way, or late): not pending
+    assert engine.receive(_response(MSG_IDS[0], value), ADDRESS) == (
+        NOT_PENDING,
+        MSG_IDS[0],
+        value,
+        None,
+    )
+
+
+def test_an_answer_from_another_address_leaves_the_request(engine_module: ModuleType) -> None:
+    pending = {MSG_IDS[0]: _pending(MSG_IDS[0])}
+    engine = engine_module.DatagramEngine(pending)
+    status, _, _, request = engine.receive(_response(MSG_IDS[0], True), OTHER)
+    assert (status, request) == (WRONG_ADDRESS, _pending(MSG_IDS[0]))
+    assert pending == {MSG_IDS[0]: _pending(MSG_IDS[0])}
+    assert engine.pending is pending
+
+
+def test_a_request_is_handed_over_with_its_body(engine_module: ModuleType) -> None:
+    engine = engine_module.DatagramEngine({})
+    datagram = encode_request(MSG_IDS[1], "find_values", (b"a" * 20, b"k" * 20))
+    assert engine.receive(datagram, ADDRESS) == (
+        REQUEST,
+        MSG_IDS[1],
+        ["find_values", [b"a" * 20, b"k" * 20]],
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("datagram", "kind"),
+    [
+        (b"", "short"),
+        (b"\x01" + MSG_IDS[0], "short"),
+        (b"\x02" + MSG_IDS[0] + b"\xc0", "bad_kind"),
+        (b"\x00" + MSG_IDS[0] + b"\xc4" + bytes(8192), "oversize_request"),
+        (b"\x01" + MSG_IDS[0] + b"\xc1", "malformed"),
+        (b"\x01" + MSG_IDS[0] + b"\x91", "malformed"),  # truncated
+        (b"\x01" + MSG_IDS[0] + b"\x01\x02", "malformed"),  # extra data
+        (b"\x01" + MSG_IDS[0] + b"\x81\x90\x01", "malformed"),  # unhashable key
+        (b"\x01" + MSG_IDS[0] + b"\xd6\xff\x00", "malformed"),  # short timestamp
+        (b"\x01" + MSG_IDS[0] + b"\x92\xa1\xff\xc1", "bad_utf8"),  # (the first error)
+        # an array longer than the body is refused at its header, before
+        # the bad str inside it (msgpack's max_array_len)
+        (b"\x01" + MSG_IDS[0] + b"\xdd\x00\x00\x00\x10\xa1\xff", "malformed"),
+        (b"\x01" + MSG_IDS[0] + b"\x91" * 1025 + b"\x01", "malformed"),  # its stack
+    ],
+)
+def test_what_is_wrong_with_a_datagram_is_named(
+    engine_module: ModuleType, datagram: bytes, kind: str
+) -> None:
+    pending = {MSG_IDS[0]: _pending(MSG_IDS[0])}
+    engine = engine_module.DatagramEngine(pending)
+    assert engine.receive(datagram, ADDRESS) == (DROP, kind, None, None)
+    assert MSG_IDS[0] in pending  # a bad datagram ends no request
+
+
+def test_a_body_as_deep_as_msgpacks_stack_is_read(engine_module: ModuleType) -> None:
+    engine = engine_module.DatagramEngine({})
+    status, _, value, _ = engine.receive(b"\x01" + MSG_IDS[0] + b"\x91" * 1024 + b"\x01", ADDRESS)
+    assert status == NOT_PENDING
+    depth = 0
+    for _ in range(2000):
+        if type(value) is not list:
+            break
+        value, depth = value[0], depth + 1
+    assert (depth, value) == (1024, 1)
+
+
+def test_ext_types_come_as_msgpack_makes_them(engine_module: ModuleType) -> None:
+    engine = engine_module.DatagramEngine({})
+    value = [msgpack.ExtType(5, b"ab"), msgpack.Timestamp(1, 2), 1.5, -(2**63), 2**64 - 1]
+    _, _, got, _ = engine.receive(_response(MSG_IDS[0], value), ADDRESS)
+    assert got == value
+    _, _, nan, _ = engine.receive(_response(MSG_IDS[0], math.nan), ADDRESS)
+    assert math.isnan(nan)
+
+
+def test_arguments_of_the_wrong_type_are_refused(engine_module: ModuleType) -> None:
+    with pytest.raises(InvalidArgumentTypeError, match="pending must be a dict"):
+        engine_module.DatagramEngine([])
+    engine = engine_module.DatagramEngine({})
+    with pytest.raises(InvalidArgumentTypeError, match="datagram must be bytes"):
+        engine.receive(bytearray(30), ADDRESS)
