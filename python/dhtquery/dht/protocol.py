@@ -44,6 +44,9 @@ from .rtt import RttEstimator
 from .storage import RecordStore
 from .wire import REQUEST, WireError, decode, encode_response, frame_request, pack_request
 
+if TYPE_CHECKING:
+    from .rpc_table import _Pending
+
 __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec"]
 
 log = logging.getLogger("dhtquery.dht")
@@ -118,6 +121,11 @@ _RECENT_FAILURES_KEPT: Final = 4096
 #: waits for it); one copy already survives 10 % loss 99 times in 100.
 OVERDUE_SPAN: Final = 3.0
 _MIN_CONTACTS: Final = 3
+# What DatagramEngine.receive says a datagram is (see _core.pyi).
+_DROP: Final = 0
+_REQUEST: Final = 1
+_ANSWERED: Final = 2
+_NOT_PENDING: Final = 4
 
 
 def _node_id(value: Any) -> bool:
@@ -421,6 +429,35 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # IPv6: asyncio gives (host, port, flowinfo, scope_id); requests
             # are made to, and contacts known by, (host, port).
             addr = addr[:2]
+        requests = self._requests
+        if requests is None:  # (not listening yet: nothing is pending)
+            self._datagram_decoded(data, addr)
+            return
+        try:
+            # One call reads the framing and the msgpack body and, for an
+            # answer, takes its request out of the table (the core's
+            # DatagramEngine): 0.58 us against 1.1 us for wire.decode and
+            # the table's lookup in Python, for a find_values answer with
+            # one record (timeit, Rust core; the twin: 0.93 us).
+            status, first, value, request = requests.engine.receive(data, addr)
+            if status == _ANSWERED:
+                pending: _Pending = request  # type: ignore[assignment]
+                _, name, rtt, pending = requests.answered(first, pending)
+                self._answered(requests, name, rtt, pending, value, addr)
+            elif status == _REQUEST:
+                self._serve(first, value, addr)
+            elif status == _DROP:
+                self.drop(first)
+            elif status == _NOT_PENDING:
+                self._unmatched(*requests.unmatched(first), addr)
+            else:  # a forged answer must not end the request: it waits on
+                self.drop(RpcStatus.WRONG_ADDRESS.value)
+        except Exception:  # a bug must cost one datagram, never the node
+            log.exception("dhtquery: error handling a datagram from %s", addr)
+            self.drop("handler_error")
+
+    def _datagram_decoded(self, data: bytes, addr: Address) -> None:
+        """The datagram path without the engine (no request table yet)."""
         try:
             kind, msg_id, body = decode(data)
         except WireError as exc:
@@ -773,10 +810,28 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         requests = self.requests
         status, name, rtt, pending = requests.answer(msg_id, addr)
         if pending is None:
-            self.drop(status.value)
-            if status is RpcStatus.LATE and name:
-                self._answered_late(addr, name, rtt)
+            self._unmatched(status, name, rtt, addr)
             return
+        self._answered(requests, name, rtt, pending, value, addr)
+
+    def _unmatched(self, status: RpcStatus, name: str, rtt: float, addr: Address) -> None:
+        """An answer that ends no request: counted by kind; a late one still
+        tells about its peer."""
+        self.drop(status.value)
+        if status is RpcStatus.LATE and name:
+            self._answered_late(addr, name, rtt)
+
+    def _answered(
+        self,
+        requests: RpcTable,
+        name: str,
+        rtt: float,
+        pending: _Pending,
+        value: Any,
+        addr: Address,
+    ) -> None:
+        """The answer to ``pending`` (ended in the table): judged by shape
+        and handed to its caller."""
         if self._waiting or self._waiting_background:
             self._send_waiting(requests)
         if rtt >= 0:  # (-1: answer to a retransmitted request, Karn's rule)

@@ -20,6 +20,7 @@ from ..query import Clock, CoreOutcome, ExpiryTimer, QueryState, Reason, backend
 from .wire import MSG_ID_SIZE
 
 if TYPE_CHECKING:
+    from .._core import DatagramEngine
     from ..query import QueryCore, QueryId
 
 __all__ = ["BAD_RESPONSE", "CLIENT_PAD", "Callback", "Reply", "RpcStatus", "RpcTable"]
@@ -184,12 +185,17 @@ class RpcTable:
         self._core = core
         #: the last 4 bytes of every message id this table makes
         self._pad = CLIENT_PAD if client else _PAD
-        self._query_id: type[QueryId] = load_core(backend_of(core))[1].QueryId
+        core_module = load_core(backend_of(core))[1]
+        self._query_id: type[QueryId] = core_module.QueryId
         self._loop = loop
         self._clock = clock
         self._now = clock.now
         self._grace = core.grace
         self._pending: dict[bytes, _Pending] = {}
+        #: reads each arriving datagram in one call (framing, msgpack, and
+        #: for an answer its request, taken out of _pending: see
+        #: ``answered``), in the core of this table's backend
+        self.engine: DatagramEngine = core_module.DatagramEngine(self._pending)
         self._given_up: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
         #: msg ids of requests sent more than once and answered (the last
         #: _GIVEN_UP_KEPT): a second answer is a duplicate, not late
@@ -281,21 +287,33 @@ class RpcTable:
         told yet: the caller of this judges the answer and calls
         ``deliver`` on it. A late answer (to a request given up less than
         ``grace`` ago) comes with its name and its real round trip too: the
-        peer is slow, not gone."""
+        peer is slow, not gone. (The protocol matches answers with
+        ``engine.receive``, then calls ``answered`` or ``unmatched``.)"""
         pending = self._pending.get(msg_id)
         if pending is None:
-            if msg_id in self._answered_resent:
-                return RpcStatus.DUPLICATE, "", 0.0, None
-            status = self._late_or_unknown(msg_id)
-            given_up = self._given_up.pop(msg_id, None) if status is RpcStatus.LATE else None
-            if given_up is None:
-                return status, "", 0.0, None
-            name, sent = given_up
-            return status, name, _AMBIGUOUS if sent < 0 else self._now() - sent, None
+            status, name, rtt = self.unmatched(msg_id)
+            return status, name, rtt, None
         if pending.address != address:
             # Keep waiting for the real peer: a forged answer must not end it.
             return RpcStatus.WRONG_ADDRESS, pending.name, 0.0, None
         del self._pending[msg_id]
+        return self.answered(msg_id, pending)
+
+    def unmatched(self, msg_id: bytes) -> tuple[RpcStatus, str, float]:
+        """What an answer to no request out is: (DUPLICATE, UNKNOWN or
+        LATE, with a late one's rpc name and round trip, as ``answer``)."""
+        if msg_id in self._answered_resent:
+            return RpcStatus.DUPLICATE, "", 0.0
+        status = self._late_or_unknown(msg_id)
+        given_up = self._given_up.pop(msg_id, None) if status is RpcStatus.LATE else None
+        if given_up is None:
+            return status, "", 0.0
+        name, sent = given_up
+        return status, name, _AMBIGUOUS if sent < 0 else self._now() - sent
+
+    def answered(self, msg_id: bytes, pending: _Pending) -> tuple[RpcStatus, str, float, _Pending]:
+        """``pending``, just taken out of the table (by the engine) with the
+        answer from its address, has ended: as ``answer``'s ANSWERED."""
         now = self._now()
         self._core.finish(pending.query_id, now, _ANSWERED)
         timer = self._timer
