@@ -107,6 +107,9 @@ TARGET_STOCK_RATIO = 2.0
 TARGET_OPENDHT_RATIO = 5.0
 TARGET_P99_MS = 10.0
 TARGET_SUCCESS = 0.999
+#: get_all's round trips per second against a bare UDP echo's in the same
+#: process and loop (issue 14)
+TARGET_ECHO_FRACTION = 0.5
 
 #: lookup(key index) -> None on success, else the kind of failure
 Lookup = Callable[[int], Awaitable[str | None]]
@@ -189,11 +192,18 @@ class Row:
 
 
 async def measure(
-    row: Row, lookup: Lookup, keys: int, sizes: Sizes, network: NetworkProcess | None = None
+    row: Row,
+    lookup: Lookup,
+    keys: int,
+    sizes: Sizes,
+    network: NetworkProcess | None = None,
+    requests: Callable[[], int] | None = None,
 ) -> None:
     """Warm up, then the closed-loop and the open-loop phase. Each phase also
     records the CPU time this process and the network's process spent per
-    lookup (where the time goes)."""
+    lookup (where the time goes) and, given ``requests`` (the client's
+    count of requests sent), its requests per lookup and per second: the
+    round trips it made, to set against the UDP echo ceiling."""
     op = by_key(lookup, keys)
     warm = await warm_up(op, WARMUP, 30.0, DRAIN_SECONDS)
     row.notes["warmup"] = {"lookups": warm.count, "ok": warm.ok, "failures": dict(warm.failures)}
@@ -225,8 +235,13 @@ async def measure(
     ]
     for name, phase in phases:
         await settle(network)
+        sent = requests() if requests else 0
         with gc_quiet():
             result = await phase()
+        if requests:
+            sent = requests() - sent
+            result.extra["requests_per_lookup"] = sent / max(result.count, 1)
+            result.extra["round_trips_per_s"] = sent / result.elapsed_s if result.elapsed_s else 0.0
         per_lookup = 1e6 / max(result.count, 1)
         result.extra["client_cpu_us_per_lookup"] = result.client_cpu_s * per_lookup
         if result.network_cpu_s is not None:
@@ -347,6 +362,9 @@ async def measure_dhtquery_network(
             client.stop()
             await asyncio.sleep(0.05)  # let the transport close
 
+    if not signatures:
+        await settle(network)
+        rows.append(await udp_echo_row(loop_name, sizes))
     # --signatures: each verification mode, in the order A B C C B A (drift
     # in the machine's load falls on every mode alike)
     modes = [*VERIFY_MODES, *reversed(VERIFY_MODES)] if signatures else ["cached"]
@@ -367,7 +385,12 @@ async def measure_dhtquery_network(
                 client: Any, row: Row = row, keys: Any = keys, expected: Any = expected
             ) -> None:
                 await measure(
-                    row, get_all_lookup(client, keys, expected), len(keys), sizes, network
+                    row,
+                    get_all_lookup(client, keys, expected),
+                    len(keys),
+                    sizes,
+                    network,
+                    lambda: client.stats.get("requests", 0),
                 )
                 row.notes["client_stats"] = dict(client.stats)
                 row.notes["query_metrics"] = _metrics(client)
@@ -406,6 +429,84 @@ async def _stock_row(
     except Exception as exc:
         row.error = _error(exc)
         print(f"  {row_label(row)}: FAILED {row.error}", flush=True)
+    return row
+
+
+#: The echo's datagram: about a find_values request (21 bytes of rpcudp
+#: framing, the RPC's name, a node id and a key of 20 bytes each).
+ECHO_PAYLOAD: Final = 80
+ECHO_CLIENT: Final = "udp echo ceiling"
+
+
+class _Echo(asyncio.DatagramProtocol):
+    """Sends every datagram back to where it came from."""
+
+    transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.transport.sendto(data, addr)
+
+
+class _Pinger(asyncio.DatagramProtocol):
+    """Sends each echo straight back until stopped, counting them."""
+
+    transport: Any = None
+
+    def __init__(self) -> None:
+        self.echoes = 0
+        self.running = True
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.echoes += 1
+        if self.running:
+            self.transport.sendto(data)
+
+
+async def udp_echo(seconds: float, in_flight: int = CONCURRENCY) -> Phase:
+    """The most round trips per second this process's event loop moves: a
+    bare UDP echo, both ends in this process on 127.0.0.1 (two sends and
+    two receives per round trip), ``in_flight`` datagrams of ECHO_PAYLOAD
+    bytes kept on the way, for ``seconds``. What a lookup's requests can
+    hope for at best: the DHT rows' round trips per second are set against
+    it (the issue's "fraction of the UDP echo ceiling")."""
+    loop = asyncio.get_running_loop()
+    server, _ = await loop.create_datagram_endpoint(_Echo, local_addr=(HOST, 0))
+    client, pinger = await loop.create_datagram_endpoint(
+        _Pinger, remote_addr=server.get_extra_info("sockname")
+    )
+    phase = Phase()
+    try:
+        payload = bytes(ECHO_PAYLOAD)
+        with gc_quiet():
+            cpu, started = time.process_time(), time.perf_counter()
+            for _ in range(in_flight):
+                client.sendto(payload)
+            await asyncio.sleep(seconds)
+            pinger.running = False
+            phase.elapsed_s = time.perf_counter() - started
+            phase.client_cpu_s = time.process_time() - cpu
+    finally:
+        client.close()
+        server.close()
+    phase.count = phase.ok = pinger.echoes
+    phase.extra["client_cpu_us_per_lookup"] = phase.client_cpu_s * 1e6 / max(pinger.echoes, 1)
+    phase.extra["round_trips_per_s"] = phase.ok / phase.elapsed_s if phase.elapsed_s else 0.0
+    return phase
+
+
+async def udp_echo_row(loop_name: str, sizes: Sizes) -> Row:
+    row = Row(ECHO_CLIENT, "single", loop_name, "-")
+    try:
+        row.throughput = await udp_echo(sizes.duration)
+    except Exception as exc:
+        row.error = _error(exc)
+    print(f"  {row_label(row):<44} {row.ok_per_s:8.0f} round trips/s", flush=True)
     return row
 
 
@@ -776,6 +877,8 @@ def results_table(rows: Sequence[Row]) -> str:
             body.append([row.client, records, row.loop, row.core, *cells])
             continue
         p = row.latency.percentiles_ms() if row.latency else {}
+        # (no latency phase: the echo)
+        latency = [f"{p[q]:.2f}" if q in p else "-" for q in ("p50", "p95", "p99")]
         failures = sum((r.failures for r in (row.throughput, row.latency) if r), Counter())
         mark = "" if row.success >= TARGET_SUCCESS else " !"
         cpu = row.throughput.extra if row.throughput else {}
@@ -786,9 +889,7 @@ def results_table(rows: Sequence[Row]) -> str:
                 row.loop,
                 row.core,
                 format_count(row.ok_per_s),
-                f"{p.get('p50', float('nan')):.2f}",
-                f"{p.get('p95', float('nan')):.2f}",
-                f"{p.get('p99', float('nan')):.2f}",
+                *latency,
                 f"{row.success * 100:.2f}{mark}" + (f" {dict(failures)}" if failures else ""),
                 f"{cpu.get('client_cpu_us_per_lookup', 0):.0f}+"
                 f"{cpu.get('network_cpu_us_per_lookup', 0):.0f}",
@@ -836,6 +937,27 @@ def targets(rows: Sequence[Row], backends: Sequence[str]) -> list[dict[str, Any]
                     "detail": f"{ours.ok_per_s:.0f}/s vs {other.ok_per_s:.0f}/s",
                 }
             )
+    echo = _find(rows, ECHO_CLIENT, "single", loop, None)
+    for core in backends:
+        ours = _find(rows, "dhtquery get_all", "single", loop, core)
+        measured = ours.throughput if ours else None
+        round_trips = measured.extra.get("round_trips_per_s") if measured else None
+        ceiling = echo.ok_per_s if echo else 0.0
+        verdict: dict[str, Any] = {
+            "target": f"get_all ({core}) round trips/s vs the UDP echo ceiling under {loop}",
+            "goal": TARGET_ECHO_FRACTION,
+            "value": None,
+            "met": None,
+        }
+        if measured is not None and round_trips is not None and ceiling:
+            verdict["value"] = round_trips / ceiling
+            verdict["met"] = round_trips / ceiling >= TARGET_ECHO_FRACTION
+            verdict["detail"] = (
+                f"{round_trips:,.0f} round trips/s "
+                f"({measured.extra.get('requests_per_lookup', 0):.2f} per lookup) "
+                f"vs {ceiling:,.0f}/s"
+            )
+        verdicts.append(verdict)
     for row in rows:
         if row.client != "dhtquery get_all" or not row.latency:
             continue
@@ -906,6 +1028,8 @@ def target_line(verdict: dict[str, Any]) -> str:
     elif "cost" in verdict["target"]:
         rates = ", ".join(f"{m} {r:,.0f}/s" for m, r in verdict["lookups_per_s"].items())
         shown = f"{value:+.1%} ({rates}; cold {verdict['cold_cost']:+.1%})"
+    elif "echo ceiling" in verdict["target"]:
+        shown = f"{value:.1%} (goal >= {verdict['goal']:.0%}; {verdict['detail']})"
     elif "throughput" in verdict["target"]:
         shown = f"{value:.2f}x (goal >= {verdict['goal']:g}x; {verdict['detail']})"
     elif "success" in verdict["target"]:
@@ -965,7 +1089,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nlookups/s: successful lookups per second, {CONCURRENCY} in flight (closed loop); "
         f"p50/p95/p99: latency at an offered {RATE:,.0f} lookups/s (open loop, from the "
         "scheduled send time); success: over both phases ('!' below "
-        f"{TARGET_SUCCESS:.1%}, failures by kind)."
+        f"{TARGET_SUCCESS:.1%}, failures by kind). {ECHO_CLIENT}: round trips/s of a bare "
+        f"UDP echo in this process ({CONCURRENCY} datagrams of {ECHO_PAYLOAD} bytes in "
+        "flight), measured first in the same run; CPU per round trip."
     )
     print("\ntargets:")
     print("\n".join(target_line(verdict) for verdict in verdicts))

@@ -1,0 +1,45 @@
+"""The DHT bench's UDP echo ceiling row and the target set against it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from dhtquery.bench import dht
+from dhtquery.bench.load import Phase
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+def test_the_udp_echo_counts_round_trips_on_loopback(run: Run) -> None:
+    phase = run(dht.udp_echo(0.2, in_flight=8))
+    assert phase.ok == phase.count > 0
+    assert 0.1 < phase.elapsed_s < 5.0  # (the loop's clock rounds its sleep)
+    assert phase.extra["round_trips_per_s"] == phase.ok / phase.elapsed_s
+    assert phase.extra["client_cpu_us_per_lookup"] > 0
+
+
+def _row(client: str, per_s: float, extra: dict[str, float]) -> dht.Row:
+    return dht.Row(
+        client,
+        "single",
+        "uvloop",
+        "rust",
+        throughput=Phase(ok=int(per_s), elapsed_s=1.0, extra=extra),
+    )
+
+
+def test_get_all_round_trips_are_set_against_the_echo_ceiling() -> None:
+    rows = [
+        _row(dht.ECHO_CLIENT, 100_000, {}),
+        _row("dhtquery get_all", 20_000, {"round_trips_per_s": 60_000, "requests_per_lookup": 3.0}),
+    ]
+    verdicts = [v for v in dht.targets(rows, ["rust"]) if "echo ceiling" in v["target"]]
+    assert [(v["value"], v["met"]) for v in verdicts] == [(0.6, True)]
+    assert "60,000 round trips/s (3.00 per lookup) vs 100,000/s" in dht.target_line(verdicts[0])
+
+
+def test_without_an_echo_row_the_fraction_is_not_measured() -> None:
+    rows = [_row("dhtquery get_all", 20_000, {"round_trips_per_s": 60_000})]
+    verdicts = [v for v in dht.targets(rows, ["rust"]) if "echo ceiling" in v["target"]]
+    assert [(v["value"], v["met"]) for v in verdicts] == [(None, None)]
