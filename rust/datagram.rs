@@ -15,7 +15,11 @@
 //! - `WRONG_ADDRESS, msg_id, value, pending`: the id of a request out, from
 //!   another address (the request stays);
 //! - `NOT_PENDING, msg_id, value, None`: no request out with this id
-//!   (late, duplicate or unknown: the table tells which).
+//!   (late, duplicate or unknown: the table tells which);
+//! - `CHECKED` or `BAD_SHAPE, msg_id, value, pending`: as `ANSWERED`, the
+//!   RPC (item 2 of `pending`) being one whose answer's shape the engine
+//!   checks (the `shapes` dict maps its name to a shape code of
+//!   `dhtquery.query.shapes`), and the answer has that shape, or not.
 //!
 //! The decoder gives what `msgpack.unpackb(body, raw=False,
 //! strict_map_key=False, use_list=True)` gives, errors included (its size
@@ -25,15 +29,18 @@
 //! own tree first, which would then be walked again into Python objects,
 //! and its limits and errors are not msgpack-python's.
 
-use crate::errors::{type_error, type_name};
+use crate::errors::{type_error, type_name, value_error};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const DROP: u8 = 0;
 pub const REQUEST: u8 = 1;
 pub const ANSWERED: u8 = 2;
 pub const WRONG_ADDRESS: u8 = 3;
 pub const NOT_PENDING: u8 = 4;
+pub const CHECKED: u8 = 5;
+pub const BAD_SHAPE: u8 = 6;
 
 const KIND_REQUEST: u8 = 0x00;
 const KIND_RESPONSE: u8 = 0x01;
@@ -234,9 +241,135 @@ fn decode_body<'py>(py: Python<'py>, body: &[u8]) -> Decoded<'py> {
     Ok(value)
 }
 
+// -- the shapes of answers (dhtquery.query.shapes is the reference) ------
+
+/// kademlia's node ids are 20 bytes, but stock reads ids of 1 to 64.
+const MAX_NODE_ID_SIZE: usize = 64;
+const SHAPE_ANY: i64 = 0;
+const SHAPE_BOOL: i64 = 1;
+const SHAPE_NODE_ID: i64 = 2;
+const SHAPE_CONTACTS: i64 = 3;
+const SHAPE_FOUND_VALUE: i64 = 4;
+const SHAPE_FOUND_VALUES: i64 = 5;
+
+fn node_id(value: &Bound<'_, PyAny>) -> bool {
+    value
+        .cast_exact::<PyBytes>()
+        .is_ok_and(|id| (1..=MAX_NODE_ID_SIZE).contains(&id.as_bytes().len()))
+}
+
+/// int (bool too), float, str or bytes, subclasses included (`isinstance`)
+fn plain(value: &Bound<'_, PyAny>) -> bool {
+    value.is_instance_of::<PyInt>()
+        || value.is_instance_of::<PyFloat>()
+        || value.is_instance_of::<PyString>()
+        || value.is_instance_of::<PyBytes>()
+}
+
+/// An IPv4 or IPv6 literal, as `inet_pton` reads them (no names, no
+/// zone, no leading zeros in an IPv4 part).
+fn ip_literal(host: &str) -> bool {
+    host.parse::<Ipv4Addr>().is_ok() || host.parse::<Ipv6Addr>().is_ok()
+}
+
+fn contact(contact: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Ok(contact) = contact.cast_exact::<PyList>() else {
+        return Ok(false);
+    };
+    if contact.len() != 3 || !node_id(&contact.get_item(0)?) {
+        return Ok(false);
+    }
+    let host = contact.get_item(1)?;
+    // (a str with a lone surrogate has no UTF-8: inet_pton refuses it)
+    let Ok(host) = host.cast_exact::<PyString>() else {
+        return Ok(false);
+    };
+    if !host.to_str().is_ok_and(ip_literal) {
+        return Ok(false);
+    }
+    let port = contact.get_item(2)?;
+    let Ok(port) = port.cast_exact::<PyInt>() else {
+        return Ok(false);
+    };
+    Ok(port
+        .extract::<i64>()
+        .is_ok_and(|port| 0 < port && port < 65536))
+}
+
+fn contacts(value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Ok(list) = value.cast_exact::<PyList>() else {
+        return Ok(false);
+    };
+    for item in list.iter() {
+        if !contact(&item)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn found_value(value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if let Ok(dict) = value.cast_exact::<PyDict>() {
+        if let Some(plain_value) = dict.get_item("value")? {
+            if plain(&plain_value) {
+                return Ok(true);
+            }
+        }
+    }
+    contacts(value)
+}
+
+fn found_values(value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Ok(dict) = value.cast_exact::<PyDict>() else {
+        return Ok(false);
+    };
+    let records = dict.get_item("records")?;
+    if !records.is_some_and(|records| records.is_exact_instance_of::<PyList>()) {
+        return Ok(false);
+    }
+    match dict.get_item("nodes")? {
+        Some(nodes) => contacts(&nodes),
+        None => Ok(true),
+    }
+}
+
+/// Has `value` the shape `code` names? (`code` checked by the caller.)
+fn shape_ok(code: i64, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    match code {
+        SHAPE_ANY => Ok(true),
+        SHAPE_BOOL => Ok(value.is_exact_instance_of::<PyBool>()),
+        SHAPE_NODE_ID => Ok(node_id(value)),
+        SHAPE_CONTACTS => contacts(value),
+        SHAPE_FOUND_VALUE => found_value(value),
+        _ => found_values(value),
+    }
+}
+
+/// The shape code `shapes` gives the RPC `request` was (its item 2), if
+/// any; `InvalidArgumentError` for a code that names no shape.
+fn shape_of(shapes: &Bound<'_, PyDict>, request: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    let name = request.get_item(2)?;
+    let Some(code) = shapes.get_item(&name)? else {
+        return Ok(None);
+    };
+    match code
+        .cast_exact::<PyInt>()
+        .ok()
+        .and_then(|c| c.extract::<i64>().ok())
+    {
+        Some(code) if (SHAPE_ANY..=SHAPE_FOUND_VALUES).contains(&code) => Ok(Some(code)),
+        _ => Err(value_error(format!(
+            "the shape of {} must be an int from 0 to 5, got {}",
+            name.repr()?,
+            code.repr()?
+        ))),
+    }
+}
+
 #[pyclass(frozen, module = "dhtquery._core", name = "DatagramEngine")]
 pub struct DatagramEngine {
     pending: Py<PyDict>,
+    shapes: Option<Py<PyDict>>,
 }
 
 fn answer<'py>(
@@ -266,16 +399,36 @@ fn dropped<'py>(py: Python<'py>, kind: &str) -> PyResult<Bound<'py, PyTuple>> {
 #[pymethods]
 impl DatagramEngine {
     #[new]
-    fn new(pending: &Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (pending, shapes = None))]
+    fn new(pending: &Bound<'_, PyAny>, shapes: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let Ok(pending) = pending.cast_exact::<PyDict>() else {
             return Err(type_error(format!(
                 "pending must be a dict, got {}",
                 type_name(pending)
             )));
         };
+        let shapes = match shapes {
+            None => None,
+            Some(shapes) if shapes.is_none() => None,
+            Some(shapes) => match shapes.cast_exact::<PyDict>() {
+                Ok(shapes) => Some(shapes.clone().unbind()),
+                Err(_) => {
+                    return Err(type_error(format!(
+                        "shapes must be a dict or None, got {}",
+                        type_name(shapes)
+                    )))
+                }
+            },
+        };
         Ok(DatagramEngine {
             pending: pending.clone().unbind(),
+            shapes,
         })
+    }
+
+    #[getter]
+    fn shapes(&self, py: Python<'_>) -> Option<Py<PyDict>> {
+        self.shapes.as_ref().map(|shapes| shapes.clone_ref(py))
     }
 
     #[getter]
@@ -324,7 +477,16 @@ impl DatagramEngine {
         if !request.get_item(1)?.eq(address)? {
             return answer(py, WRONG_ADDRESS, msg_id, value, request);
         }
+        let shape = match &self.shapes {
+            Some(shapes) => shape_of(shapes.bind(py), &request)?,
+            None => None,
+        };
         pending.del_item(&msg_id)?;
-        answer(py, ANSWERED, msg_id, value, request)
+        let status = match shape {
+            None => ANSWERED,
+            Some(code) if shape_ok(code, &value)? => CHECKED,
+            Some(_) => BAD_SHAPE,
+        };
+        answer(py, status, msg_id, value, request)
     }
 }

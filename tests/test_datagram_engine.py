@@ -14,21 +14,26 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from dhtquery.dht.protocol import _RESPONSE_SHAPE, _RESPONSE_SHAPES
 from dhtquery.dht.wire import WireError, decode, encode_request, encode_response
-from dhtquery.errors import InvalidArgumentTypeError
-from dhtquery.query import _core_py
+from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
+from dhtquery.query import _core_py, shapes
 from tests.conftest import require_rust
 
-DROP, REQUEST, ANSWERED, WRONG_ADDRESS, NOT_PENDING = range(5)
+DROP, REQUEST, ANSWERED, WRONG_ADDRESS, NOT_PENDING, CHECKED, BAD_SHAPE = range(7)
 ADDRESS = ("127.0.0.1", 4000)
 OTHER = ("127.0.0.1", 4001)
 # A few message ids, so that datagrams often answer a pending request.
 MSG_IDS = [bytes([n]) * 20 for n in range(4)]
+# the RPC each of them asked (the last: one whose shape is not checked)
+NAMES = ["find_values", "find_value", "find_node", "echo"]
+# (the protocol's: kademlia's RPCs and ours)
+SHAPES = dict(_RESPONSE_SHAPES)
 
 
 def _pending(msg_id: bytes, address: Any = ADDRESS) -> tuple[Any, ...]:
-    # (the RPC table's _Pending: the address is item 1)
-    return ("query-id", address, "find_values", None)
+    # (the RPC table's _Pending: the address is item 1, the RPC item 2)
+    return ("query-id", address, NAMES[msg_id[0] % len(NAMES)], None)
 
 
 def _packed(value: Any) -> bytes:
@@ -67,6 +72,32 @@ _VALUES = st.recursive(
 )
 
 
+# Hosts: IP literals of both families, and strings close to them.
+_HOSTS = (
+    st.ip_addresses().map(str)
+    | st.ip_addresses().map(str)
+    | st.text(alphabet="0123456789abcdefABCDEF:.%x", max_size=24)
+    | st.sampled_from(["localhost", "1.2.3.04", "::ffff:1.2.3.4", "1:2:3:4:5:6:7::", "1.2.3.4\x00"])
+)
+_CONTACT = st.lists(st.binary(max_size=66) | st.text(max_size=3), min_size=1, max_size=1).flatmap(
+    lambda ids: st.tuples(
+        st.just(ids[0]),
+        _HOSTS,
+        st.integers(1, 65535) | st.integers(-1, 65536) | st.booleans() | st.floats(0, 70000),
+    ).map(list)
+)
+_CONTACTS = st.lists(_CONTACT, max_size=4) | st.lists(_CONTACT | _SCALARS, max_size=4)
+_ANSWERS = (
+    st.fixed_dictionaries(
+        {"records": st.lists(st.binary(max_size=4), max_size=2) | _SCALARS},
+        optional={"nodes": _CONTACTS | _SCALARS, "more": st.booleans()},
+    )
+    | st.fixed_dictionaries({}, optional={"value": _SCALARS | _CONTACTS})
+    | _CONTACTS
+    | st.binary(min_size=0, max_size=66)
+)
+
+
 def _pack_value(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True)
 
@@ -75,10 +106,16 @@ def _pack_value(value: Any) -> bytes:
 def _bodies(draw: st.DrawFn) -> bytes:
     """A msgpack body: well-formed, or hostile (truncated, bytes flipped,
     inserted or appended, or plain noise)."""
-    how = draw(st.sampled_from(["value", "value", "truncate", "flip", "insert", "extra", "noise"]))
+    how = draw(
+        st.sampled_from(
+            ["answer", "answer", "value", "truncate", "flip", "insert", "extra", "noise"]
+        )
+    )
     if how == "noise":
         return draw(st.binary(max_size=64))
-    body = _pack_value(draw(_VALUES))
+    body = _pack_value(draw(_ANSWERS if how == "answer" or draw(st.booleans()) else _VALUES))
+    if how == "answer":
+        return body
     if how == "truncate":
         return body[: draw(st.integers(0, len(body)))]
     if how in ("flip", "insert") and body:
@@ -92,7 +129,7 @@ def _bodies(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def _datagrams(draw: st.DrawFn) -> tuple[bytes, Any]:
-    kind = draw(st.sampled_from([0, 1, 1, 1, 2, 0xFF]))
+    kind = draw(st.sampled_from([0, 1, 1, 1, 1, 1, 1, 2, 0xFF]))
     known = draw(st.booleans())
     msg_id = draw(st.sampled_from(MSG_IDS) if known else st.binary(min_size=20, max_size=20))
     head = bytes([kind]) + msg_id
@@ -102,16 +139,20 @@ def _datagrams(draw: st.DrawFn) -> tuple[bytes, Any]:
 
 
 def _engines(rust: ModuleType) -> tuple[Any, Any]:
-    pending = {msg_id: _pending(msg_id) for msg_id in MSG_IDS[:3]}
-    return rust.DatagramEngine(dict(pending)), _core_py.DatagramEngine(dict(pending))
+    pending = {msg_id: _pending(msg_id) for msg_id in MSG_IDS}
+    return (
+        rust.DatagramEngine(dict(pending), dict(SHAPES)),
+        _core_py.DatagramEngine(dict(pending), dict(SHAPES)),
+    )
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_datagrams(), min_size=1, max_size=12))
 def test_both_engines_agree_on_every_datagram(datagrams: list[tuple[bytes, Any]]) -> None:
-    """Same datagrams, in the same order (answers, late and duplicated
-    ones, wrong addresses, malformed and hostile bodies): the same answer
-    every time and the same requests left pending."""
+    """Same datagrams, in the same order (answers of every shape, right or
+    wrong, late and duplicated ones, wrong addresses, malformed and hostile
+    bodies): the same answer every time and the same requests left
+    pending."""
     rust, python = _engines(require_rust())
     for datagram, address in datagrams:
         ours, twin = rust.receive(datagram, address), python.receive(datagram, address)
@@ -236,3 +277,67 @@ def test_arguments_of_the_wrong_type_are_refused(engine_module: ModuleType) -> N
     engine = engine_module.DatagramEngine({})
     with pytest.raises(InvalidArgumentTypeError, match="datagram must be bytes"):
         engine.receive(bytearray(30), ADDRESS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ANSWERS, st.sampled_from(sorted(SHAPES)))
+def test_the_twin_judges_shapes_as_the_protocol_does(value: Any, name: str) -> None:
+    """CHECKED or BAD_SHAPE as the protocol's own check of that RPC's
+    answers says (the shapes the engine checks are the protocol's)."""
+    pending = {MSG_IDS[0]: ("query-id", ADDRESS, name, None)}
+    engine = _core_py.DatagramEngine(pending, dict(SHAPES))
+    status = engine.receive(_response(MSG_IDS[0], value), ADDRESS)[0]
+    assert status == (CHECKED if _RESPONSE_SHAPE[name](value) else BAD_SHAPE)
+
+
+def test_an_answer_of_the_wrong_shape_still_ends_its_request(engine_module: ModuleType) -> None:
+    pending = {MSG_IDS[2]: _pending(MSG_IDS[2])}  # find_node: contacts
+    engine = engine_module.DatagramEngine(pending, dict(SHAPES))
+    bad = [[b"n" * 20, "example.org", 5]]  # a name, not an IP literal
+    assert engine.receive(_response(MSG_IDS[2], bad), ADDRESS)[0] == BAD_SHAPE
+    assert pending == {}
+    pending[MSG_IDS[2]] = _pending(MSG_IDS[2])
+    good = [[b"n" * 20, "::1", 5], [b"m" * 20, "10.0.0.1", 65535]]
+    assert engine.receive(_response(MSG_IDS[2], good), ADDRESS)[0] == CHECKED
+
+
+def test_an_rpc_the_shapes_do_not_name_is_left_to_the_caller(engine_module: ModuleType) -> None:
+    pending = {MSG_IDS[3]: _pending(MSG_IDS[3])}  # "echo"
+    engine = engine_module.DatagramEngine(pending, dict(SHAPES))
+    assert engine.receive(_response(MSG_IDS[3], "x"), ADDRESS)[0] == ANSWERED
+
+
+def test_a_shape_code_that_names_no_shape_is_refused(engine_module: ModuleType) -> None:
+    pending = {MSG_IDS[0]: _pending(MSG_IDS[0])}
+    for code in (6, -1, True, "5"):
+        engine = engine_module.DatagramEngine(pending, {"find_values": code})
+        with pytest.raises(InvalidArgumentError, match="find_values"):
+            engine.receive(_response(MSG_IDS[0], {"records": []}), ADDRESS)
+        assert MSG_IDS[0] in pending  # (refused before it changed)
+    with pytest.raises(InvalidArgumentTypeError, match="shapes must be a dict"):
+        engine_module.DatagramEngine({}, [])
+
+
+@settings(max_examples=500, deadline=None)
+@given(_ANSWERS, st.sampled_from([*sorted(SHAPES), "echo"]))
+def test_both_engines_judge_every_answer_alike(value: Any, name: str) -> None:
+    rust = require_rust()
+    answers = []
+    request = ("q", ADDRESS, name, None)
+    for module in (rust, _core_py):
+        engine = module.DatagramEngine({MSG_IDS[0]: request}, dict(SHAPES))
+        answers.append(engine.receive(_response(MSG_IDS[0], value), ADDRESS))
+    assert _same(*answers), answers
+
+
+@settings(max_examples=500, deadline=None)
+@given(_HOSTS)
+def test_both_engines_read_ip_literals_as_inet_pton_does(host: str) -> None:
+    """A contact's host: an IPv4 or IPv6 literal for both engines exactly
+    when socket.inet_pton reads it as one."""
+    rust = require_rust()
+    contact = [[b"n" * 20, host, 4000]]
+    expected = CHECKED if shapes.ip_literal(host) else BAD_SHAPE
+    for module in (rust, _core_py):
+        engine = module.DatagramEngine({MSG_IDS[2]: ("q", ADDRESS, "find_node", None)}, SHAPES)
+        assert engine.receive(_response(MSG_IDS[2], contact), ADDRESS)[0] == expected, module

@@ -203,7 +203,10 @@ class DatagramEngine:
     strict_map_key=False, use_list=True)`` decodes it (same objects, same
     errors), and for a response the request it answers, looked up in
     ``pending``: the RPC table's own dict (message id -> a tuple whose item
-    1 is the address the request went to), shared, not copied.
+    1 is the address the request went to and item 2 the RPC's name),
+    shared, not copied. With ``shapes`` (a dict, shared too: RPC name -> a
+    shape code of ``dhtquery.query.shapes``), an answer to an RPC it names
+    has its shape checked as well.
 
     ``receive`` returns ``(status, first, value, pending)``:
 
@@ -216,13 +219,25 @@ class DatagramEngine:
       address it went to; it has been taken out of ``pending``;
     - ``(3, msg_id, value, request)``: the id of ``request``, from another
       address (``request`` stays in ``pending``);
-    - ``(4, msg_id, value, None)``: no request in ``pending`` has this id.
+    - ``(4, msg_id, value, None)``: no request in ``pending`` has this id;
+    - ``(5, msg_id, value, request)`` or ``(6, ...)``: as 2, the RPC having
+      a shape in ``shapes``: the answer has it (5), or not (6).
+
+    InvalidArgumentError (before ``pending`` changes) if ``shapes`` maps
+    the RPC to anything but a shape code (an int from 0 to 5).
     """
 
-    def __new__(cls, pending: dict[builtins.bytes, tuple[Any, ...]]) -> Self:
-        """InvalidArgumentTypeError unless ``pending`` is a dict."""
+    def __new__(
+        cls,
+        pending: dict[builtins.bytes, tuple[Any, ...]],
+        shapes: dict[str, int] | None = None,
+    ) -> Self:
+        """InvalidArgumentTypeError unless ``pending`` is a dict and
+        ``shapes`` a dict or None."""
     @property
     def pending(self) -> dict[builtins.bytes, tuple[Any, ...]]: ...
+    @property
+    def shapes(self) -> dict[str, int] | None: ...
     def receive(
         self, datagram: builtins.bytes, address: object
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None]:

@@ -34,7 +34,10 @@ from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 
 from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
-from ..query import QueryManager, backend_of, new_core
+from ..query import QueryManager, backend_of, new_core, shapes
+from ..query.shapes import any_value as _any
+from ..query.shapes import node_id as _node_id
+from ..query.shapes import plain as _plain
 from .records import Record
 from .replay import ReplayCache
 from .reputation import Reputation
@@ -52,12 +55,8 @@ __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec"]
 log = logging.getLogger("dhtquery.dht")
 
 Address = tuple[str, int]
-#: kademlia's node ids are SHA-1 digests (20 bytes), but stock accepts any
-#: bytes (a uuid4's 16, say): ids and keys of 1 to this many bytes are read.
-MAX_NODE_ID_SIZE: Final = 64
 #: What a stock kademlia node answers; any other RPC is an extension of ours.
 STOCK_RPCS: Final = frozenset({"stun", "ping", "store", "find_node", "find_value"})
-_PLAIN_VALUE = (int, float, bool, str, bytes)
 # Bytes of records one find_values answer may carry, leaving room for its
 # contacts (k of them, ~45 bytes each) within one datagram.
 _RECORDS_BUDGET: Final = 62_000
@@ -121,23 +120,13 @@ _RECENT_FAILURES_KEPT: Final = 4096
 #: waits for it); one copy already survives 10 % loss 99 times in 100.
 OVERDUE_SPAN: Final = 3.0
 _MIN_CONTACTS: Final = 3
-# What DatagramEngine.receive says a datagram is (see _core.pyi).
+# What DatagramEngine.receive says a datagram is (see _core.pyi): 3 is
+# WRONG_ADDRESS, 6 BAD_SHAPE.
 _DROP: Final = 0
 _REQUEST: Final = 1
 _ANSWERED: Final = 2
 _NOT_PENDING: Final = 4
-
-
-def _node_id(value: Any) -> bool:
-    return type(value) is bytes and 0 < len(value) <= MAX_NODE_ID_SIZE
-
-
-def _plain(value: Any) -> bool:
-    return isinstance(value, _PLAIN_VALUE)
-
-
-def _any(value: Any) -> bool:
-    return True
+_CHECKED: Final = 5
 
 
 # name -> checks of its arguments (after the sender's address)
@@ -151,58 +140,21 @@ _REQUEST_ARGS: Final[dict[str, tuple[Callable[[Any], bool], ...]]] = {
     "store_record": (_node_id, _node_id, _any),
 }
 
-
-@functools.lru_cache(maxsize=4096)
-def _ip_literal(host: str) -> bool:
-    # A contact's host is sent to as is: a name would cost a blocking DNS
-    # lookup in sendto (asyncio) or raise in it (uvloop). Cached: answers
-    # repeat the same few hosts.
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except (OSError, ValueError):
-            continue
-        return True
-    return False
-
-
-def _contacts(value: Any) -> bool:
-    if type(value) is not list:
-        return False
-    return not value or all(
-        type(c) is list
-        and len(c) == 3
-        and _node_id(c[0])
-        and type(c[1]) is str
-        and _ip_literal(c[1])
-        and type(c[2]) is int
-        and 0 < c[2] < 65536
-        for c in value
-    )
-
-
-def _found_value(value: Any) -> bool:
-    return (type(value) is dict and "value" in value and _plain(value["value"])) or _contacts(value)
-
-
-def _found_values(value: Any) -> bool:
-    return (
-        type(value) is dict
-        and type(value.get("records")) is list
-        and _contacts(value.get("nodes", []))
-    )
-
-
-# name -> check of a response's shape; a response that fails it counts as
-# no response (the caller sees (False, None)) and as a failure of the peer.
+# name -> the shape of its answer (query.shapes: a response that fails it
+# counts as no response, the caller sees (False, None), and as a failure of
+# the peer). The core's DatagramEngine checks these itself (the protocol's
+# engine_shapes), unless a spec replaces the check.
+_RESPONSE_SHAPES: Final[dict[str, int]] = {
+    "stun": shapes.ANY,
+    "ping": shapes.NODE_ID,
+    "store": shapes.BOOL,
+    "find_node": shapes.CONTACTS,
+    "find_value": shapes.FOUND_VALUE,
+    "find_values": shapes.FOUND_VALUES,
+    "store_record": shapes.BOOL,
+}
 _RESPONSE_SHAPE: Final[dict[str, Callable[[Any], bool]]] = {
-    "stun": _any,
-    "ping": _node_id,
-    "store": lambda value: type(value) is bool,
-    "find_node": _contacts,
-    "find_value": _found_value,
-    "find_values": _found_values,
-    "store_record": lambda value: type(value) is bool,
+    name: shapes.CHECKS[code] for name, code in _RESPONSE_SHAPES.items()
 }
 
 
@@ -329,12 +281,24 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         }
         self._rpcs.update(_subclass_rpcs(self, self._rpcs))
         self._rpcs.update(extra_rpcs or {})
+        #: RPC name -> the shape code the core's DatagramEngine checks its
+        #: answers against: the RPCs whose spec has the built-in check
+        #: (a spec of another check is applied here; kept up by add_rpc)
+        self._engine_shapes: dict[str, int] = {
+            name: code
+            for name, code in _RESPONSE_SHAPES.items()
+            if name in self._rpcs and self._rpcs[name].response is _RESPONSE_SHAPE[name]
+        }
 
     def add_rpc(self, name: str, spec: RpcSpec) -> None:
         """Serve (and accept answers to) RPC ``name`` from now on."""
         if name in STOCK_RPCS:
             raise InvalidArgumentError(f"name must not be one of kademlia's RPCs, got {name!r}")
         self._rpcs[name] = spec
+        if spec.response is _RESPONSE_SHAPE.get(name):
+            self._engine_shapes[name] = _RESPONSE_SHAPES[name]
+        else:
+            self._engine_shapes.pop(name, None)
 
     # -- transport ----------------------------------------------------
 
@@ -362,6 +326,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             on_retransmit=self._retransmitted,
             client=self.client,
             backlog=self._backlog if self._fileno >= 0 else None,
+            shapes=self._engine_shapes,
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -440,10 +405,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # the table's lookup in Python, for a find_values answer with
             # one record (timeit, Rust core; the twin: 0.93 us).
             status, first, value, request = requests.engine.receive(data, addr)
-            if status == _ANSWERED:
+            if status == _ANSWERED or status >= _CHECKED:  # (5, 6: shape judged)
                 pending: _Pending = request  # type: ignore[assignment]
                 _, name, rtt, pending = requests.answered(first, pending)
-                self._answered(requests, name, rtt, pending, value, addr)
+                shape = None if status == _ANSWERED else status == _CHECKED
+                self._answered(requests, name, rtt, pending, value, addr, shape)
             elif status == _REQUEST:
                 self._serve(first, value, addr)
             elif status == _DROP:
@@ -829,9 +795,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         pending: _Pending,
         value: Any,
         addr: Address,
+        shape: bool | None = None,
     ) -> None:
         """The answer to ``pending`` (ended in the table): judged by shape
-        and handed to its caller."""
+        (``shape``: judged by the engine already, or None) and handed to its
+        caller."""
         if self._waiting or self._waiting_background:
             self._send_waiting(requests)
         if rtt >= 0:  # (-1: answer to a retransmitted request, Karn's rule)
@@ -843,10 +811,12 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             self.extensions[addr] = True
         # The shape is judged here, once: an answer of the wrong shape is no
         # answer for the caller (and a failure of the peer).
-        spec = self._rpcs.get(name)
-        # (no spec: an RPC this node calls but does not serve, rpcudp-style,
-        # whose answer may be anything)
-        if spec is None or spec.response(value):
+        if shape is None:
+            spec = self._rpcs.get(name)
+            # (no spec: an RPC this node calls but does not serve,
+            # rpcudp-style, whose answer may be anything)
+            shape = spec is None or spec.response(value)
+        if shape:
             self.reputation.success(addr, rtt, self.clock.now())
             callback = pending.callback
             if callback is None:

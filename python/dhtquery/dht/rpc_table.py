@@ -181,6 +181,7 @@ class RpcTable:
         on_retransmit: Callable[[Any, str, float], object] | None = None,
         client: bool = False,
         backlog: Callable[[], bool] | None = None,
+        shapes: dict[str, int] | None = None,
     ) -> None:
         self._core = core
         #: the last 4 bytes of every message id this table makes
@@ -194,8 +195,9 @@ class RpcTable:
         self._pending: dict[bytes, _Pending] = {}
         #: reads each arriving datagram in one call (framing, msgpack, and
         #: for an answer its request, taken out of _pending: see
-        #: ``answered``), in the core of this table's backend
-        self.engine: DatagramEngine = core_module.DatagramEngine(self._pending)
+        #: ``answered``, and its shape if ``shapes`` names the RPC), in the
+        #: core of this table's backend
+        self.engine: DatagramEngine = core_module.DatagramEngine(self._pending, shapes)
         self._given_up: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
         #: msg ids of requests sent more than once and answered (the last
         #: _GIVEN_UP_KEPT): a second answer is a duplicate, not late

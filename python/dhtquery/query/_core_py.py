@@ -23,6 +23,7 @@ from hdrh.histogram import HdrHistogram
 
 # Absolute, so the bench can compile this file with Cython as a standalone module.
 from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
+from dhtquery.query.shapes import CHECKS as _SHAPE_CHECKS
 from dhtquery.query.types import (
     FINISH_REASONS,
     MAX_EXPECTED_PEERS,
@@ -677,6 +678,8 @@ _REQUEST = 1
 _ANSWERED = 2
 _WRONG_ADDRESS = 3
 _NOT_PENDING = 4
+_CHECKED = 5
+_BAD_SHAPE = 6
 # rpcudp's framing: a kind byte (0x00 request, 0x01 response), a 20-byte
 # message id, the msgpack body; request bodies over 8 KiB are refused.
 _HEADER_SIZE = 21
@@ -695,18 +698,31 @@ class DatagramEngine:
     """Reads each arriving datagram in one call: rpcudp's framing, the
     msgpack body, and for a response its request in ``pending`` (the RPC
     table's ``dict[bytes, tuple]``, whose tuples hold the address asked at
-    index 1). See ``_core.pyi`` for what ``receive`` returns."""
+    index 1 and the RPC's name at index 2) and the shape of the answer
+    (``shapes``: RPC name -> a code of ``dhtquery.query.shapes``). See
+    ``_core.pyi`` for what ``receive`` returns."""
 
-    __slots__ = ("_pending",)
+    __slots__ = ("_pending", "_shapes")
 
-    def __init__(self, pending: dict[bytes, tuple[Any, ...]]) -> None:
+    def __init__(
+        self, pending: dict[bytes, tuple[Any, ...]], shapes: dict[str, int] | None = None
+    ) -> None:
         if type(pending) is not dict:
             raise InvalidArgumentTypeError(f"pending must be a dict, got {type(pending).__name__}")
+        if shapes is not None and type(shapes) is not dict:
+            raise InvalidArgumentTypeError(
+                f"shapes must be a dict or None, got {type(shapes).__name__}"
+            )
         self._pending = pending
+        self._shapes = shapes
 
     @property
     def pending(self) -> dict[bytes, tuple[Any, ...]]:
         return self._pending
+
+    @property
+    def shapes(self) -> dict[str, int] | None:
+        return self._shapes
 
     def receive(
         self, datagram: bytes, address: object
@@ -739,5 +755,18 @@ class DatagramEngine:
             return (_NOT_PENDING, msg_id, value, None)
         if request[1] != address:
             return (_WRONG_ADDRESS, msg_id, value, request)
+        shapes = self._shapes
+        code = None if shapes is None else shapes.get(request[2])
+        if code is not None and (type(code) is not int or not 0 <= code < len(_SHAPE_CHECKS)):
+            raise InvalidArgumentError(
+                f"the shape of {request[2]!r} must be an int from 0 to 5, got {code!r}"
+            )
         del pending[msg_id]
-        return (_ANSWERED, msg_id, value, request)
+        if code is None:
+            return (_ANSWERED, msg_id, value, request)
+        return (
+            _CHECKED if _SHAPE_CHECKS[code](value) else _BAD_SHAPE,
+            msg_id,
+            value,
+            request,
+        )
