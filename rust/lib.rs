@@ -12,8 +12,10 @@
 //!   duration histogram.
 //! - `errors`: the argument checks; `query_id`, `query_core`: the classes.
 //! - `datagram`: the engine reading each arriving datagram (framing,
-//!   msgpack, matching an answer to its request) in one call.
+//!   msgpack, matching an answer to its request) in one call; `batch`:
+//!   many datagrams per system call (`recvmmsg`), measured, not used yet.
 
+pub mod batch;
 pub mod buffer;
 pub mod datagram;
 pub mod dedup;
@@ -36,6 +38,8 @@ mod _core {
     use pyo3::prelude::*;
     use pyo3::types::PyList;
 
+    #[pymodule_export]
+    use crate::batch::BatchReceiver;
     #[pymodule_export]
     use crate::datagram::DatagramEngine;
     #[pymodule_export]
@@ -64,6 +68,7 @@ mod _core {
             "MAX_NOW",
             "MAX_RESULTS_LIMIT",
             "MAX_TIMEOUT",
+            "BatchReceiver",
             "DatagramEngine",
             "QueryCore",
             "QueryId",

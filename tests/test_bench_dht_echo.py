@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
+
 from dhtquery.bench import dht
 from dhtquery.bench.load import Phase
+from dhtquery.query import load_core
+from tests.conftest import require_rust
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -17,6 +21,16 @@ def test_the_udp_echo_counts_round_trips_on_loopback(run: Run) -> None:
     assert 0.1 < phase.elapsed_s < 5.0  # (the loop's clock rounds its sleep)
     assert phase.extra["round_trips_per_s"] == phase.ok / phase.elapsed_s
     assert phase.extra["client_cpu_us_per_lookup"] > 0
+
+
+@pytest.mark.parametrize("core", ["rust", "python"])
+def test_the_echo_with_owned_sockets_reads_batches(run: Run, core: str) -> None:
+    if core == "rust":
+        require_rust()
+    receiver = load_core(core)[1].BatchReceiver(64, 2048)
+    phase = run(dht.udp_echo_owned(0.2, receiver, in_flight=8))
+    assert phase.ok == phase.count > 0
+    assert phase.extra["round_trips_per_s"] == phase.ok / phase.elapsed_s
 
 
 def _row(client: str, per_s: float, extra: dict[str, float]) -> dht.Row:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import math
 import os
+import socket as _socket
 import uuid as _uuid
 from collections.abc import Hashable, Sequence
 from typing import Any, TypeAlias
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
+    "BatchReceiver",
     "DatagramEngine",
     "QueryCore",
     "QueryId",
@@ -770,3 +772,46 @@ class DatagramEngine:
             value,
             request,
         )
+
+
+# -- many datagrams per call ------------------------------------------------
+
+_MAX_BATCH = 1024
+_MAX_BATCH_SIZE = 65_536
+
+
+class BatchReceiver:
+    """The datagrams waiting in a non-blocking socket, ``count`` at most per
+    call: the Rust core makes one ``recvmmsg`` of it, this twin a
+    ``recvfrom`` per datagram. See ``_core.pyi``."""
+
+    __slots__ = ("_count", "_size")
+
+    def __init__(self, count: int, size: int) -> None:
+        for name, value, high in (("count", count, _MAX_BATCH), ("size", size, _MAX_BATCH_SIZE)):
+            if type(value) is not int:
+                raise InvalidArgumentTypeError(f"{name} must be an int, got {type(value).__name__}")
+            if not 1 <= value <= high:
+                raise InvalidArgumentError(f"{name} must be in [1, {high}], got {value!r}")
+        self._count = count
+        self._size = size
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def receive(self, sock: _socket.socket) -> list[tuple[bytes, Any]]:
+        if sock.fileno() < 0:
+            raise InvalidArgumentError("sock is closed")
+        received = []
+        recvfrom, size, flags = sock.recvfrom, self._size, _socket.MSG_DONTWAIT
+        for _ in range(self._count):
+            try:
+                received.append(recvfrom(size, flags))
+            except BlockingIOError:
+                break
+        return received

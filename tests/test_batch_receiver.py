@@ -1,0 +1,88 @@
+"""BatchReceiver (many datagrams per call from a non-blocking socket):
+both cores, real UDP sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+
+from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    sender.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    try:
+        yield receiver, sender
+    finally:
+        receiver.close()
+        sender.close()
+
+
+def _send(sender: socket.socket, to: socket.socket, payloads: list[bytes]) -> None:
+    for payload in payloads:
+        sender.sendto(payload, to.getsockname())
+
+
+def _drain(
+    batch: object, sock: socket.socket, limit: int = 100
+) -> list[list[tuple[bytes, object]]]:
+    """receive() until it gives [] (loopback delivers before sendto returns)."""
+    calls = []
+    for _ in range(limit):
+        got = batch.receive(sock)  # type: ignore[attr-defined]
+        calls.append(got)
+        if not got:
+            break
+    return calls
+
+
+def test_datagrams_come_in_order_count_at_a_time_with_their_sender(
+    core_module: ModuleType, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    receiver, sender = pair
+    payloads = [bytes([n]) * (n + 1) for n in range(10)]
+    _send(sender, receiver, payloads)
+    calls = _drain(core_module.BatchReceiver(4, 2048), receiver)
+    assert [len(call) for call in calls] == [4, 4, 2, 0]
+    sent_from = sender.getsockname()
+    assert [item for call in calls for item in call] == [(p, sent_from) for p in payloads]
+
+
+def test_a_datagram_longer_than_size_comes_cut(
+    core_module: ModuleType, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    receiver, sender = pair
+    _send(sender, receiver, [b"abcdefgh", b"xy", b""])
+    got = core_module.BatchReceiver(8, 4).receive(receiver)
+    assert [data for data, _ in got] == [b"abcd", b"xy", b""]
+
+
+def test_nothing_waiting_is_an_empty_list(
+    core_module: ModuleType, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    receiver, _ = pair
+    assert core_module.BatchReceiver(16, 1500).receive(receiver) == []
+
+
+def test_bad_arguments_are_refused(
+    core_module: ModuleType, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    for count, size in ((0, 10), (1025, 10), (1, 0), (1, 65_537)):
+        with pytest.raises(InvalidArgumentError, match=r"must be in \[1, "):
+            core_module.BatchReceiver(count, size)
+    with pytest.raises(InvalidArgumentTypeError, match="count must be an int, got bool"):
+        core_module.BatchReceiver(True, 10)
+    batch = core_module.BatchReceiver(2, 10)
+    assert (batch.count, batch.size) == (2, 10)
+    receiver, _ = pair
+    receiver.close()
+    with pytest.raises(InvalidArgumentError, match="closed"):
+        batch.receive(receiver)
