@@ -79,13 +79,19 @@ _HOSTS = (
     | st.text(alphabet="0123456789abcdefABCDEF:.%x", max_size=24)
     | st.sampled_from(["localhost", "1.2.3.04", "::ffff:1.2.3.4", "1:2:3:4:5:6:7::", "1.2.3.4\x00"])
 )
-_CONTACT = st.lists(st.binary(max_size=66) | st.text(max_size=3), min_size=1, max_size=1).flatmap(
-    lambda ids: st.tuples(
-        st.just(ids[0]),
-        _HOSTS,
-        st.integers(1, 65535) | st.integers(-1, 65536) | st.booleans() | st.floats(0, 70000),
-    ).map(list)
+_IDS = (
+    st.binary(min_size=20, max_size=20)
+    | st.sampled_from([b"", b"i", bytes(64), bytes(65)])
+    | st.binary(max_size=66)
+    | st.text(max_size=3)
 )
+_PORTS = (
+    st.integers(1, 65535)
+    | st.sampled_from([0, 1, 65535, 65536, -1, 2**64 - 1])
+    | st.booleans()
+    | st.floats(0, 70000)
+)
+_CONTACT = st.tuples(_IDS, _HOSTS, _PORTS).map(list)
 _CONTACTS = st.lists(_CONTACT, max_size=4) | st.lists(_CONTACT | _SCALARS, max_size=4)
 _ANSWERS = (
     st.fixed_dictionaries(
@@ -341,3 +347,35 @@ def test_both_engines_read_ip_literals_as_inet_pton_does(host: str) -> None:
     for module in (rust, _core_py):
         engine = module.DatagramEngine({MSG_IDS[2]: ("q", ADDRESS, "find_node", None)}, SHAPES)
         assert engine.receive(_response(MSG_IDS[2], contact), ADDRESS)[0] == expected, module
+
+
+@pytest.mark.parametrize(
+    "contact",
+    [
+        [b"n" * 20, "127.0.0.1", 1],
+        [b"n" * 20, "127.0.0.1", 65535],
+        [b"n" * 20, "127.0.0.1", 0],
+        [b"n" * 20, "127.0.0.1", 65536],
+        [b"n" * 20, "127.0.0.1", -1],
+        [b"n" * 20, "127.0.0.1", 2**64 - 1],
+        [b"n" * 20, "127.0.0.1", True],
+        [b"n" * 20, "127.0.0.1", 80.0],
+        [b"n", "::1", 80],
+        [bytes(64), "::1", 80],
+        [bytes(65), "::1", 80],
+        [b"", "::1", 80],
+        ["n" * 20, "::1", 80],
+        [b"n" * 20, b"::1", 80],
+        [b"n" * 20, "::1", 80, 1],
+        [b"n" * 20, "::1"],
+    ],
+)
+def test_a_contact_is_read_as_the_reference_reads_it(
+    engine_module: ModuleType, contact: list[Any]
+) -> None:
+    """Ports 1 to 65535 (an int, not a bool), ids of 1 to 64 bytes, an IP
+    literal str: both engines at each edge."""
+    pending = {MSG_IDS[2]: _pending(MSG_IDS[2])}  # find_node
+    engine = engine_module.DatagramEngine(pending, dict(SHAPES))
+    expected = CHECKED if shapes.contacts([contact]) else BAD_SHAPE
+    assert engine.receive(_response(MSG_IDS[2], [contact]), ADDRESS)[0] == expected
