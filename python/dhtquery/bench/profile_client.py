@@ -73,6 +73,11 @@ class AnsweringTransport:
         #: seconds spent playing the peers (excluded from the client's CPU)
         self.peer_seconds = 0.0
 
+    def is_closing(self) -> bool:
+        # (the protocol asks before each request: a stopped node sends
+        # nothing; this transport never closes)
+        return False
+
     def sendto(self, data: bytes, address: Any) -> None:
         if not self._queue:
             self._loop.call_soon(self._answer)
