@@ -86,3 +86,12 @@ def test_a_resent_request_gets_the_first_answer_and_is_served_once(run: Run, bac
             assert node.protocol.storage.get(key) == "first"  # type: ignore[union-attr]
 
     run(scenario())
+
+
+def test_replay_cache_lets_answers_past_their_age_go() -> None:
+    cache = ReplayCache(max_age=5.0)
+    for i in range(10):
+        cache.put(ADDRESS, bytes([i]), b"old", 100.0)
+    cache.put(ADDRESS, b"new", b"fresh", 106.0)  # the others are 6 s old
+    assert len(cache) == 1 and cache.size_bytes == 5
+    assert cache.get(ADDRESS, b"new", 106.0) == b"fresh"
