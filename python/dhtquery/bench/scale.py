@@ -161,6 +161,8 @@ class Sizes:
     #: refresh_buckets): before DhtNode's join refreshed its far buckets
     #: itself (DhtNode.refresh_buckets), the bench had to
     refresh: bool = False
+    #: record every lookup's requests and answers, timed (diagnostics)
+    trace: bool = False
 
 
 FULL: Final = Sizes()
@@ -289,16 +291,25 @@ class TracingCrawl(ValueSpiderCrawl):  # type: ignore[misc]
         self.rounds = 0
         self.requests = 0
         self.failures = 0
+        #: (--trace) per round: [start, [addresses asked], end]; the
+        #: caching store as a round of one
+        self.log: list[list[Any]] = []
+        self._time = asyncio.get_running_loop().time
 
     async def _nodes_found(self, responses: Any) -> Any:
         self.failures += sum(1 for response in responses.values() if not response[0])
+        if self.log:
+            self.log[-1].append(self._time())
         return await super()._nodes_found(responses)
 
     async def _find(self, rpcmethod: Any) -> Any:
         self.rounds += 1
+        asked: list[Any] = []
+        self.log.append([self._time(), asked])
 
         def counted(peer: Any, node: Any) -> Any:
             self.requests += 1
+            asked.append((peer.ip, peer.port))
             return rpcmethod(peer, node)
 
         return await super()._find(counted)
@@ -308,6 +319,13 @@ class TracingCrawl(ValueSpiderCrawl):  # type: ignore[misc]
         # waits for that store: one request more on the critical path
         if len(self.nearest_without_value):
             self.requests += 1
+            peer = self.nearest_without_value.popleft()
+            self.nearest_without_value.push(peer)
+            self.log.append([self._time(), [(peer.ip, peer.port)]])
+            try:
+                return await super()._handle_found_values(values)
+            finally:
+                self.log[-1].append(self._time())
         return await super()._handle_found_values(values)
 
 
@@ -315,7 +333,11 @@ class TracingServer(Server):  # type: ignore[misc]
     """A stock kademlia Server client; ``traced_get`` is ``Server.get``
     with a counting crawl."""
 
+    #: (--trace) the rounds of the last lookup
+    last_log: list[list[Any]]
+
     async def traced_get(self, key: str) -> tuple[Any, int, int, int]:
+        self.last_log = []
         dkey = digest(key)
         # (Server.get's steps; the client's storage keeps nothing)
         if self.storage.get(dkey) is not None:
@@ -325,6 +347,7 @@ class TracingServer(Server):  # type: ignore[misc]
         if not nearest:
             return None, 0, 0, 0
         spider = TracingCrawl(self.protocol, node, nearest, self.ksize, self.alpha)
+        self.last_log = spider.log
         value = await spider.find()
         return value, spider.rounds, spider.requests, spider.failures
 
@@ -396,8 +419,66 @@ def _table_size(server: Server) -> int:
     return sum(len(bucket) for bucket in server.protocol.router.buckets)
 
 
+def _install_trace(network: LocalNetwork, traces: dict[Any, list[Any]]) -> None:
+    """Diagnostics (``--trace``): every get_all lookup's requests and
+    answers, timed, each with the true round trip to the peer (the link's),
+    kept in ``traces`` by query id. Wraps StreamingLookup's methods in this
+    worker; what the lookup does is unchanged."""
+    from ..dht.lookup import StreamingLookup
+
+    link = network.link
+    loop = asyncio.get_running_loop()
+
+    def rtt_of(address: Any) -> float:
+        return 2 * link.delay_to(address) if link is not None else 0.0
+
+    ask, answered, overdue = (
+        StreamingLookup._ask,
+        StreamingLookup._answered,
+        StreamingLookup._overdue,
+    )
+
+    def traced_ask(self: Any, node: Node) -> None:
+        protocol = self._protocol
+        estimator = protocol._rtt.get((node.ip, node.port))
+        srtt = -1.0 if estimator is None or estimator.srtt is None else estimator.srtt
+        depth = self._depth.get(node.id, 1)
+        rank = next((i for i, e in enumerate(self._ranked) if e[1] is node), -1)
+        traces.setdefault(self._handle.id, []).append(
+            [
+                "ask",
+                loop.time(),
+                rtt_of((node.ip, node.port)),
+                srtt,
+                depth,
+                rank,
+                f"{node.ip}:{node.port}",
+            ]
+        )
+        ask(self, node)
+
+    def traced_answered(
+        self: Any, node: Node, address: Any, name: str, ok: bool, value: Any
+    ) -> None:
+        holder = ok and type(value) is dict and bool(value.get("records") or value.get("value"))
+        traces.setdefault(self._handle.id, []).append(
+            ["ans", loop.time(), rtt_of(address), ok, holder, self._ended()]
+        )
+        answered(self, node, address, name, ok, value)
+
+    def traced_overdue(self: Any, node: Node) -> None:
+        traces.setdefault(self._handle.id, []).append(
+            ["late", loop.time(), rtt_of((node.ip, node.port))]
+        )
+        overdue(self, node)
+
+    StreamingLookup._ask = traced_ask  # type: ignore[method-assign]
+    StreamingLookup._answered = traced_answered  # type: ignore[method-assign]
+    StreamingLookup._overdue = traced_overdue  # type: ignore[method-assign]
+
+
 async def run_lookups(
-    network: LocalNetwork, plan: list[list[Any]], concurrency: int
+    network: LocalNetwork, plan: list[list[Any]], concurrency: int, trace: bool = False
 ) -> dict[str, Any]:
     """Hook: run ``plan`` ([client, run, key, expected]; expected: sorted
     [publisher, data hex] pairs for get_all, a data hex for stock) with
@@ -406,6 +487,10 @@ async def run_lookups(
     the loop's lag, and the clients' routing-table sizes."""
     ours, stock = _STATE["clients"]
     loop = asyncio.get_running_loop()
+    traces: dict[Any, list[Any]] = {}
+    kept: list[Any] = []
+    if trace:
+        _install_trace(network, traces)
 
     async def get_all(run: str, key: str, expected: list[list[str]]) -> list[Any]:
         started = loop.time()
@@ -413,6 +498,9 @@ async def run_lookups(
         outcome = await handle
         latency = loop.time() - started
         stats = handle.lookup_stats
+        if trace:
+            events = traces.pop(handle.id, [])
+            kept.append([run, latency, [[e[0], e[1] - started, *e[2:]] for e in events]])
         got = sorted([record.publisher, record.data.hex()] for record in latest(outcome.items))
         if outcome.timed_out:
             verdict = "timeout"
@@ -435,6 +523,23 @@ async def run_lookups(
         except TimeoutError:
             return [STOCK, run, "timeout", loop.time() - started, 0, 0, 0, key]
         latency = loop.time() - started
+        if trace and network.link is not None:
+            rtt = network.link.delay_to
+            kept.append(
+                [
+                    "stock",
+                    latency,
+                    [
+                        [
+                            r[0] - started,
+                            [2 * rtt(a) for a in r[1]],
+                            *[t - started for t in r[2:]],
+                            [f"{a[0]}:{a[1]}" for a in r[1]],
+                        ]
+                        for r in stock.last_log
+                    ],
+                ]
+            )
         if value is None:
             verdict = "missing"
         else:
@@ -475,6 +580,7 @@ async def run_lookups(
         "client_table": {"ours": ours.peer_count, "stock": _table_size(stock)},
         # distinct peers the get_all client asked (each with its own RTO)
         "client_peers": len(ours.reputation),
+        "traces": kept,
     }
 
 
@@ -483,6 +589,7 @@ async def node_stats(network: LocalNetwork) -> dict[str, Any]:
     and this worker's memory."""
     return {
         "served": [node.stats.get("served", 0) for node in network.nodes],
+        "addresses": [f"{node.address[0]}:{node.address[1]}" for node in network.nodes],
         "table": [node.peer_count for node in network.nodes],
         "timeouts": sum(node.stats.get("timeouts", 0) for node in network.nodes),
         "counters": {
@@ -719,7 +826,10 @@ def run_size(n: int, sizes: Sizes, progress: Callable[[str], None] = print) -> d
         ran = _each(
             workers,
             "run_lookups",
-            [{"plan": plans[h], "concurrency": sizes.concurrency} for h in range(hosts)],
+            [
+                {"plan": plans[h], "concurrency": sizes.concurrency, "trace": sizes.trace}
+                for h in range(hosts)
+            ],
             1800.0,
         )
         stages["lookups_s"] = time.perf_counter() - mark
@@ -815,6 +925,11 @@ def summarize(
             "p99": _quantile(served, 0.99),
             # [served, host, index on the host (0: the host's seed), table size]
             "busiest": sorted(served_at, reverse=True)[:5],
+            "busiest_addresses": [
+                after[host]["addresses"][index]
+                for _, host, index, _ in sorted(served_at, reverse=True)[:20]
+            ],
+            "served": served,
             "timeouts": sum(w["timeouts"] for w in after) - sum(w["timeouts"] for w in before),
         },
         "routing_table": _stats(tables),
@@ -823,6 +938,8 @@ def summarize(
         },
         "client_table": [r["client_table"] for r in ran],
         "client_peers": [r["client_peers"] for r in ran],
+        # (--trace) [run, latency s, events], see _install_trace
+        "traces": [t for r in ran for t in r.get("traces", ())],
         "loop_lag_ms": [r["lag_ms"] for r in ran],
         "memory": {"rss_bytes": rss, "per_node_bytes": rss / n},
         "join": joined,
@@ -1016,6 +1133,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="after the join (which refreshes each node's far buckets), refresh every bucket"
         " of every node once more",
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="record every lookup's requests and answers with their times and the peers'"
+        " round trips (in the JSON: results[].traces)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -1037,6 +1160,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         sizes = replace(sizes, lookups=args.lookups, multi_lookups=max(1, args.lookups // 2))
     if args.refresh:
         sizes = replace(sizes, refresh=True)
+    if args.trace:
+        sizes = replace(sizes, trace=True)
     args.sizes = sizes
     return args
 
