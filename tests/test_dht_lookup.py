@@ -327,3 +327,58 @@ def test_lookup_stats_of_a_lookup_the_local_records_complete(backend: str, run: 
 
 def net_errors(nodes: Nodes) -> list[dict[str, Any]]:
     return nodes.loop_errors
+
+
+def test_the_lookup_asks_the_peers_nearest_in_time_first(backend: str, run: Run) -> None:
+    """Six holders the querier knows: the three closest to the key measured
+    at 300 ms, the other three at 1 ms. A quorum-3 lookup asks the three
+    near ones (in time), ends with their answers, and the far three serve
+    nothing: kademlia's order (closest first) would have asked the far
+    three."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            querier = await nodes.dht(client=True)
+            holders = [await nodes.dht() for _ in range(6)]
+            dkey = digest("near in time")
+            record = signed("publisher", b"held by all six", "near in time")
+            target = int.from_bytes(dkey, "big")
+            holders.sort(key=lambda node: node.node.long_id ^ target)
+            protocol = querier.protocol
+            assert protocol is not None
+            for holder in holders:
+                holder.records.put(dkey, record, holder.clock.now())
+                protocol.router.add_contact(_contact(holder))
+            far, near = holders[:3], holders[3:]
+            for holder, rtt in [(node, 0.3) for node in far] + [(node, 0.001) for node in near]:
+                protocol.rtt(holder.address).observe(rtt)
+            served = [holder.stats.get("served", 0) for holder in holders]
+
+            handle = querier.get_all("near in time", quorum=3, timeout=5.0)
+            outcome = await handle
+            assert outcome.items == [record]
+            stats = handle.lookup_stats
+            assert stats is not None and stats.requests == 3
+            now_served = [holder.stats.get("served", 0) for holder in holders]
+            assert now_served[:3] == served[:3]
+            assert [a - b for a, b in zip(now_served[3:], served[3:], strict=True)] == [1, 1, 1]
+
+    run(scenario())
+
+
+def test_a_peer_never_measured_is_expected_at_its_ip_addresss_round_trip(backend: str) -> None:
+    """``srtt`` of a port never measured is that of another port of the same
+    IP address (the same host); of an address never measured at all, None."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            protocol = (await nodes.dht()).protocol
+            assert protocol is not None
+            protocol.rtt(("10.9.0.1", 4000)).observe(0.05)
+            assert protocol.srtt(("10.9.0.1", 4000)) == 0.05
+            assert protocol.srtt(("10.9.0.1", 4001)) == 0.05
+            assert protocol.srtt(("10.9.0.2", 4000)) is None
+            protocol.rtt(("10.9.0.1", 4001)).observe(0.2)
+            assert protocol.srtt(("10.9.0.1", 4001)) == 0.2
+
+    run_paired(backend, scenario())

@@ -18,8 +18,17 @@ retransmissions fails the peer. With nobody left to ask, an adaptive lookup
 that has heard from a holder ends (``adaptive``) without waiting for peers
 past their RTO; one that has heard from no holder yet waits for them.
 
-Peers are asked closest first; among peers equally close (the same XOR
-distance bucket) the best-scored first.
+Whom to ask: among the k closest candidates not asked yet, those expected
+to answer soonest (measured SRTT over reputation score, round trips within
+RTT_BAND of each other counting as equal), the closer of two equals first.
+Every one of the k closest is a likely holder, so the lookup's critical path
+runs through the peers near in time, not the closest in XOR distance
+(kademlia's order). A peer never measured is expected at its IP address's
+round trip if another port of it was measured (``DhtProtocol.srtt``), else
+at the median of the measured candidates. Measured in ``dhtquery bench
+scale`` (1,000 nodes, 8 hosts, round trips 12-184 ms): get_all's p50 went
+from 0.73-0.77x stock ``Server.get``'s to 0.21x (the per-peer SRTT alone:
+0.73x; with the IP fallback: 0.37x; with RTT_BAND too: 0.21x).
 
 Each lookup counts what it cost (``LookupHandle.lookup_stats``, a
 :class:`LookupStats`): requests sent, retransmissions, hops, peers that
@@ -31,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from kademlia.node import Node
 
@@ -45,7 +54,13 @@ if TYPE_CHECKING:
     from ..query import QueryId
     from .protocol import DhtProtocol
 
-__all__ = ["LookupHandle", "LookupStats", "StreamingLookup"]
+__all__ = ["RTT_BAND", "LookupHandle", "LookupStats", "StreamingLookup"]
+
+#: Round trips this close count as equal when choosing whom to ask, and the
+#: closer (XOR) of two such peers goes first: an SRTT differs by a few ms
+#: with the load of the peer's host, and ranking on that noise sent every
+#: lookup of a host to the same few nearest peers.
+RTT_BAND: Final = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,32 +333,37 @@ class StreamingLookup:
             self._ask(node)
 
     def _best_of(self, fresh: list[tuple[int, Node]], count: int) -> list[tuple[int, Node]]:
-        """The ``count`` to ask among ``fresh`` (closest first): closest
-        bucket (XOR distance's bit length) first and, within the bucket at
-        the cut, the best-scored. Scores are computed for that bucket only,
-        and only if it reaches past the cut."""
+        """The ``count`` to ask among ``fresh`` (the k closest candidates not
+        asked yet, closest first): those expected to answer soonest, by their
+        round trip (``DhtProtocol.srtt``) over their reputation score, within
+        RTT_BAND counting as equal; a peer never measured is expected at the
+        median of those measured among ``fresh``; ties go to the closer. A
+        put stores on the k closest, so once the lookup has reached the key's
+        neighbourhood each of its k closest candidates is about as likely a
+        holder as the closest: with round trips that differ per peer, asking
+        the near ones (in time) puts the lookup's critical path through them,
+        where kademlia's crawl asks the closest (in XOR distance) and waits
+        for the slowest of each round."""
         size = len(fresh)
         if size <= count:
             return fresh
-        cut = fresh[count - 1][0].bit_length()
-        end = count
-        while end < size and fresh[end][0].bit_length() == cut:
-            end += 1
-        if end == count:
-            # the cut falls between two buckets: no tie to break
+        protocol = self._protocol
+        srtt = protocol.srtt
+        rtts = [srtt((node.ip, node.port)) for _, node in fresh]
+        known = sorted([rtt for rtt in rtts if rtt is not None])
+        if not known:
             return fresh[:count]
-        # fresh is sorted by distance, so a bucket is a run of it
-        start = count - 1
-        while start and fresh[start - 1][0].bit_length() == cut:
-            start -= 1
-        run = fresh[start:end]
-        scores = self._protocol.reputation.scores(
-            [(node.ip, node.port) for _, node in run], self._protocol.clock.now()
+        guess = known[len(known) // 2]
+        scores = protocol.reputation.scores(
+            [(node.ip, node.port) for _, node in fresh], protocol.clock.now()
         )
-        tied = sorted(
-            [(-score, distance, node) for score, (distance, node) in zip(scores, run, strict=True)]
-        )
-        return fresh[:start] + [(distance, node) for _, distance, node in tied[: count - start]]
+        band = RTT_BAND
+        expected = [
+            (guess if rtt is None else rtt) / max(score, 0.01)
+            for rtt, score in zip(rtts, scores, strict=True)
+        ]
+        order = sorted(range(size), key=lambda i: (int(expected[i] / band), i))
+        return [fresh[i] for i in order[:count]]
 
     def _ask(self, node: Node) -> None:
         protocol = self._protocol

@@ -107,6 +107,8 @@ _VERIFIED_KEPT: Final = 4096
 #: takes the peer out of the routing table, so loss alone (10 % of datagrams
 #: makes 3 lost requests in a row likely over a day) does not.
 FORGET_AFTER_FAILURES: Final = 3
+#: Estimators kept per IP address for srtt()'s fallback (the first made).
+RTT_PER_IP: Final = 8
 LIVENESS_TIMEOUT: Final = 4.0
 #: A peer whose request failed is not taken as a candidate from others'
 #: answers for this long (unless it answers meanwhile).
@@ -217,6 +219,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     _serving_client: bool = False
     #: while any request is being served: its sender is not yet verified
     _serving: bool = False
+    #: srtt() of a peer never measured falls back to its IP address's
+    rtt_by_ip: bool = True
     #: Records are handed to a peer not known to speak our RPCs one at a
     #: time until it answers one (a stock peer would leave each to wait out
     #: its retransmissions): the others wait here, counted in the hand-over
@@ -248,6 +252,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.drops: Counter[str] = Counter()
         self.reputation = Reputation() if reputation is None else reputation
         self._rtt: dict[Address, RttEstimator] = {}
+        #: IP address -> the first estimators made for its ports (see srtt)
+        self._rtt_by_ip: dict[str, list[RttEstimator]] = {}
         #: address -> whether it answers the extension RPCs (absent: unknown)
         self.extensions: dict[Address, bool] = {}
         self._requests: RpcTable | None = None
@@ -537,7 +543,24 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         estimator = self._rtt.get(address)
         if estimator is None:
             estimator = self._rtt[address] = RttEstimator(max_rto=self.config.default_timeout)
+            same_ip = self._rtt_by_ip.setdefault(address[0], [])
+            if len(same_ip) < RTT_PER_IP:
+                same_ip.append(estimator)
         return estimator
+
+    def srtt(self, address: Address) -> float | None:
+        """The peer's smoothed round trip in seconds, or, never measured,
+        that of another port of its IP address (the same host: the same
+        path), or None; a lookup asks the peers expected to answer soonest
+        first."""
+        estimator = self._rtt.get(address)
+        if estimator is not None and estimator.srtt is not None:
+            return estimator.srtt
+        if self.rtt_by_ip:
+            for other in self._rtt_by_ip.get(address[0], ()):
+                if other.srtt is not None:
+                    return other.srtt
+        return None
 
     def request(
         self,
