@@ -5,7 +5,14 @@ of milliseconds, dhtquery's ``DhtNode.get_all`` against stock kademlia's
 
     dhtquery bench scale [--quick] [--json FILE] [--plot PNG]
     python -m dhtquery.bench scale [--quick] [--sizes 10,100,1000,5000] [--hosts 8]
-                                   [--lookups N] [--refresh] [--json FILE]
+                                   [--lookups N] [--refresh] [--trace] [--no-rtt-by-ip]
+                                   [--json FILE]
+
+``--trace`` keeps every lookup's requests and answers, timed, with the true
+round trip to each peer (``results[].traces`` in the JSON): where a lookup's
+time went. ``--no-rtt-by-ip``: the get_all clients do not expect a peer
+they never measured at its IP address's round trip; every simulated host is
+one address, so this is the lookup as in a network of one node per address.
 
 Setup, for each network size n:
 
@@ -163,6 +170,9 @@ class Sizes:
     refresh: bool = False
     #: record every lookup's requests and answers, timed (diagnostics)
     trace: bool = False
+    #: the get_all clients expect a peer never measured at its IP address's
+    #: round trip (DhtProtocol.srtt); off: as with one node per address
+    rtt_by_ip: bool = True
 
 
 FULL: Final = Sizes()
@@ -173,8 +183,9 @@ QUICK: Final = Sizes(
 
 # -- the network's nodes (hooks run in the workers) --------------------------
 
-#: The clients' addresses (every host's), known in every worker.
-_CLIENTS: set[tuple[str, int]] = set()
+#: The clients' addresses (every host's), known in every worker, and their
+#: kind ("get_all" or "stock").
+_CLIENTS: dict[tuple[str, int], str] = {}
 #: This worker's clients, between hook calls.
 _STATE: dict[str, Any] = {}
 
@@ -190,6 +201,15 @@ class ScaleProtocol(DhtProtocol):
         if (node.ip, node.port) in _CLIENTS:
             return
         super().welcome_if_new(node)
+
+    def _serve(self, msg_id: bytes, body: Any, addr: Any) -> None:
+        # requests served, counted apart by the kind of client that sent
+        # them: whose lookups make the load uneven
+        served = self.stats["served"]
+        super()._serve(msg_id, body, addr)
+        kind = _CLIENTS.get(addr)
+        if kind is not None and self.stats["served"] != served:
+            self.stats[f"served_{kind}"] += 1
 
 
 class ScaleNode(DhtNode):
@@ -333,23 +353,20 @@ class TracingServer(Server):  # type: ignore[misc]
     """A stock kademlia Server client; ``traced_get`` is ``Server.get``
     with a counting crawl."""
 
-    #: (--trace) the rounds of the last lookup
-    last_log: list[list[Any]]
-
-    async def traced_get(self, key: str) -> tuple[Any, int, int, int]:
-        self.last_log = []
+    async def traced_get(self, key: str) -> tuple[Any, int, int, int, list[list[Any]]]:
+        """Value, rounds, requests, failures, and the crawl's rounds as
+        ``TracingCrawl.log`` has them."""
         dkey = digest(key)
         # (Server.get's steps; the client's storage keeps nothing)
         if self.storage.get(dkey) is not None:
-            return self.storage.get(dkey), 0, 0, 0
+            return self.storage.get(dkey), 0, 0, 0, []
         node = Node(dkey)
         nearest = self.protocol.router.find_neighbors(node)
         if not nearest:
-            return None, 0, 0, 0
+            return None, 0, 0, 0, []
         spider = TracingCrawl(self.protocol, node, nearest, self.ksize, self.alpha)
-        self.last_log = spider.log
         value = await spider.find()
-        return value, spider.rounds, spider.requests, spider.failures
+        return value, spider.rounds, spider.requests, spider.failures, spider.log
 
 
 class NullStorage:
@@ -378,9 +395,12 @@ class NullStorage:
 # -- clients (hooks) ----------------------------------------------------
 
 
-async def start_clients(network: LocalNetwork) -> list[list[Any]]:
+async def start_clients(network: LocalNetwork, rtt_by_ip: bool = True) -> list[list[Any]]:
     """Hook: a get_all client and a stock client on this host, listening
-    through the host's link (not joined yet); their addresses."""
+    through the host's link (not joined yet); their addresses. With
+    ``rtt_by_ip`` off, the get_all client expects a peer it never measured
+    at no particular round trip, not at its IP address's (every host here
+    is one address: off, it is as in a network of one node per address)."""
     ours = DhtNode(
         ksize=KSIZE,
         alpha=ALPHA,
@@ -392,16 +412,19 @@ async def start_clients(network: LocalNetwork) -> list[list[Any]]:
         await client.listen(0, network.host)
         if network.link is not None:
             network.link.attach(client)
+    if not rtt_by_ip:
+        protocol: Any = ours.protocol
+        protocol.rtt_by_ip = False
     _STATE["clients"] = (ours, stock)
     return [list(ours.address), list(stock.transport.get_extra_info("sockname")[:2])]
 
 
 async def learn_clients(network: LocalNetwork, clients: list[list[Any]]) -> int:
-    """Hook: every host's clients ([ip, port, host]): the nodes keep them
-    out of their tables, and the link (on loopback, where hosts share an
-    address) learns their hosts."""
-    for ip, port, host in clients:
-        _CLIENTS.add((ip, port))
+    """Hook: every host's clients ([ip, port, host, kind]): the nodes keep
+    them out of their tables, and the link (on loopback, where hosts share
+    an address) learns their hosts."""
+    for ip, port, host, kind in clients:
+        _CLIENTS[(ip, port)] = kind
         if network.link is not None:
             network.link.host_by_address[(ip, port)] = host
     return len(_CLIENTS)
@@ -517,7 +540,7 @@ async def run_lookups(
     async def stock_get(run: str, key: str, expected: str) -> list[Any]:
         started = loop.time()
         try:
-            value, rounds, requests, failed = await asyncio.wait_for(
+            value, rounds, requests, failed, log = await asyncio.wait_for(
                 stock.traced_get(key), STOCK_LIMIT
             )
         except TimeoutError:
@@ -536,7 +559,7 @@ async def run_lookups(
                             *[t - started for t in r[2:]],
                             [f"{a[0]}:{a[1]}" for a in r[1]],
                         ]
-                        for r in stock.last_log
+                        for r in log
                     ],
                 ]
             )
@@ -589,6 +612,10 @@ async def node_stats(network: LocalNetwork) -> dict[str, Any]:
     and this worker's memory."""
     return {
         "served": [node.stats.get("served", 0) for node in network.nodes],
+        "served_by": {
+            kind: [node.stats.get(f"served_{kind}", 0) for node in network.nodes]
+            for kind in ("get_all", "stock")
+        },
         "addresses": [f"{node.address[0]}:{node.address[1]}" for node in network.nodes],
         "table": [node.peer_count for node in network.nodes],
         "timeouts": sum(node.stats.get("timeouts", 0) for node in network.nodes),
@@ -809,8 +836,13 @@ def run_size(n: int, sizes: Sizes, progress: Callable[[str], None] = print) -> d
         published = _each(workers, "publish", [{"jobs": j} for j in jobs], 900.0)
         stages["publish_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        started = _each(workers, "start_clients", [{}] * hosts, 60.0)
-        clients = [[ip, port, h] for h, pair in enumerate(started) for ip, port in pair]
+        started = _each(workers, "start_clients", [{"rtt_by_ip": sizes.rtt_by_ip}] * hosts, 60.0)
+        # (start_clients gives [get_all client, stock client] per host)
+        clients = [
+            [ip, port, h, kind]
+            for h, pair in enumerate(started)
+            for (ip, port), kind in zip(pair, ("get_all", "stock"), strict=True)
+        ]
         _each(workers, "learn_clients", [{"clients": clients}] * hosts, 60.0)
         all_nodes = [list(a) for w in workers for a in w.addresses]
         _each(
@@ -923,6 +955,19 @@ def summarize(
             "served_max": max(served, default=0),
             "max_over_mean": max(served, default=0) / mean_served if mean_served else 0.0,
             "p99": _quantile(served, 0.99),
+            # the requests of each kind of client alone (ScaleProtocol._serve)
+            "by_client": {
+                kind: _load_of(
+                    [
+                        a - b
+                        for w_before, w_after in zip(before, after, strict=True)
+                        for a, b in zip(
+                            w_after["served_by"][kind], w_before["served_by"][kind], strict=True
+                        )
+                    ]
+                )
+                for kind in ("get_all", "stock")
+            },
             # [served, host, index on the host (0: the host's seed), table size]
             "busiest": sorted(served_at, reverse=True)[:5],
             "busiest_addresses": [
@@ -946,6 +991,12 @@ def summarize(
         "published": published,
         "stages": stages,
     }
+
+
+def _load_of(served: Sequence[int]) -> dict[str, float]:
+    mean = statistics.fmean(served) if served else 0.0
+    top = max(served, default=0)
+    return {"mean": mean, "max": top, "max_over_mean": top / mean if mean else 0.0}
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -1139,6 +1190,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="record every lookup's requests and answers with their times and the peers'"
         " round trips (in the JSON: results[].traces)",
     )
+    parser.add_argument(
+        "--no-rtt-by-ip",
+        action="store_true",
+        help="the get_all clients do not expect a peer never measured at its IP address's"
+        " round trip (every simulated host is one address: as with one node per address)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -1162,6 +1219,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         sizes = replace(sizes, refresh=True)
     if args.trace:
         sizes = replace(sizes, trace=True)
+    if args.no_rtt_by_ip:
+        sizes = replace(sizes, rtt_by_ip=False)
     args.sizes = sizes
     return args
 
@@ -1198,6 +1257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "caching store); p50/p99: latency from the call; load: requests served per network "
         "node during the lookups, max over mean; lag: worst host's event-loop lag p99."
     )
+    print("\nload, each kind of client's requests alone (max/mean over the network's nodes):")
+    for result in results:
+        by = result["load"]["by_client"]
+        print(
+            f"  n={result['nodes']:,}: get_all's {by['get_all']['max_over_mean']:.2f} "
+            f"(mean {by['get_all']['mean']:.1f}), stock's {by['stock']['max_over_mean']:.2f} "
+            f"(mean {by['stock']['mean']:.1f}), both {result['load']['max_over_mean']:.2f}"
+        )
     print("\nhops against log2(n) (least squares over the mean hops per size):")
     print("\n".join(fit_lines(fitted)) or "  (fewer than two sizes)")
     if per_node is not None:
