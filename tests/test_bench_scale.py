@@ -63,3 +63,36 @@ def test_a_tiny_run_counts_hops_and_requests_for_both_clients() -> None:
     verdicts = scale.targets(results, 1.0, "quick")
     # no 1,000-node network here: those targets say they were not measured
     assert verdicts[0]["met"] is None and verdicts[-1]["target"] == "wall time (quick)"
+
+
+def test_a_traced_run_times_every_request_and_counts_each_clients_load() -> None:
+    """``trace``: every lookup's requests and answers are kept, each request
+    with the true round trip to its peer (0 on the client's host, else the
+    pair's, here 2 to 6 ms), as many requests as the lookup counted; stock's
+    rounds with the peers they asked. The load is also counted for each
+    kind of client alone, and get_all's requests served are those its
+    lookups sent."""
+    sizes = replace(TINY, trace=True, rtt_ms=(2.0, 6.0))
+    result = scale.run_size(6, sizes, progress=lambda line: None)
+    traces = result["traces"]
+    ours = [t for t in traces if t[0] != "stock"]
+    stock = [t for t in traces if t[0] == "stock"]
+    assert len(ours) == sizes.lookups + sizes.multi_lookups and len(stock) == sizes.lookups
+    sent = 0
+    for _, latency, events in ours:
+        asks = [e for e in events if e[0] == "ask"]
+        assert asks and all(e[2] == 0 or 0.002 <= e[2] <= 0.006 for e in asks)
+        assert all(0 <= e[1] <= latency for e in events)
+        sent += len(asks)
+    assert sent == pytest.approx(
+        sum(
+            run["requests"]["mean"] * run["lookups"]
+            for label, run in result["runs"].items()
+            if label.startswith("dhtquery")
+        )
+    )
+    for _, _, rounds in stock:
+        assert rounds and all(len(r[1]) == len(r[-1]) >= 1 for r in rounds)
+    by = result["load"]["by_client"]
+    assert by["get_all"]["mean"] * 6 == pytest.approx(sent)
+    assert by["stock"]["mean"] > 0
