@@ -154,6 +154,8 @@ class StreamingLookup:
         "_ranked",
         "_rpc_timeout",
         "_skipped",
+        "_slowest",
+        "_srtts",
         "_target",
     )
 
@@ -191,6 +193,10 @@ class StreamingLookup:
         #: candidates not failed, (XOR distance, node), closest first; the
         #: first ksize of them are "the k closest"
         self._ranked: list[tuple[int, Node]] = []
+        #: node id -> its SRTT (DhtProtocol.srtt) when it became a candidate
+        self._srtts: dict[bytes, float | None] = {}
+        #: the largest of those: below RTT_BAND, time cannot rank candidates
+        self._slowest = 0.0
         self._asked: set[bytes] = set()
         #: node id -> depth of a contact learned from an answer (absent:
         #: from the routing table, depth 1)
@@ -244,6 +250,14 @@ class StreamingLookup:
             ranked = kept
         del ranked[self._ksize :]
         self._ranked = ranked
+        srtt = protocol.srtt
+        srtts = self._srtts
+        slowest = 0.0
+        for _, node in ranked:
+            rtt = srtts[node.id] = srtt((node.ip, node.port))
+            if rtt is not None and rtt > slowest:
+                slowest = rtt
+        self._slowest = slowest
         self._fill()
 
     # -- choosing whom to ask -----------------------------------------
@@ -272,6 +286,9 @@ class StreamingLookup:
                     skipped[contact_id] = (node.long_id ^ target, node)
                     continue
                 bisect.insort(ranked, (node.long_id ^ target, node))
+                rtt = self._srtts[contact_id] = protocol.srtt((host, port))
+                if rtt is not None and rtt > self._slowest:
+                    self._slowest = rtt
 
     def _drop(self, node: Node) -> None:
         """A candidate failed: it leaves the k closest."""
@@ -347,13 +364,16 @@ class StreamingLookup:
         the near ones (in time) puts the lookup's critical path through them,
         where kademlia's crawl asks the closest (in XOR distance) and waits
         for the slowest of each round."""
-        size = len(fresh)
-        if size <= count:
-            return fresh
+        if len(fresh) <= count or self._slowest < RTT_BAND:
+            # (every candidate measured answers within one band, as on
+            # loopback or a LAN: time cannot tell them apart, closest first.
+            # Ordering them all anyway cost ~50 us a lookup, 4 calls of ~12,
+            # and bench dht's get_all went from 11.1k to 7.0k lookups/s.)
+            return fresh[:count]
         protocol = self._protocol
-        srtt = protocol.srtt
+        srtts = self._srtts
         addresses = [(node.ip, node.port) for _, node in fresh]
-        rtts = [srtt(address) for address in addresses]
+        rtts = [srtts.get(node.id) for _, node in fresh]
         known = sorted([rtt for rtt in rtts if rtt is not None])
         if not known:
             return fresh[:count]
