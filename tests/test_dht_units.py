@@ -10,6 +10,7 @@ import hashlib
 import math
 import sys
 import tracemalloc
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -668,3 +669,44 @@ def test_every_kind_the_package_counts_is_in_the_exported_lists() -> None:
     # (the scan finds what it should: a few kinds of each way of counting)
     assert {"bad_args", "queue_full", "publisher_cap", "bad_utf8", "wrong_slot"} <= counted
     assert counted - listed == set()
+
+
+# ---------------------------------------------------------------- bounds
+
+
+def test_reputation_remembers_at_most_max_peers_oldest_out_first() -> None:
+    reputation = Reputation(max_peers=3)
+    for peer in ("a", "b", "c"):
+        reputation.success(peer, 0.1, NOW)
+    reputation.failure("d")  # a fourth: "a" leaves
+    assert len(reputation) == 3
+    assert "a" not in reputation and "d" in reputation
+    assert reputation.stats("b").successes == 1
+
+
+def test_protocol_per_address_state_is_bounded(
+    run: Callable[[Coroutine[Any, Any, None]], None], backend: str, monkeypatch: Any
+) -> None:
+    from dhtquery.dht import protocol as protocol_module
+
+    from .dht_helpers import open_nodes
+
+    monkeypatch.setattr(protocol_module, "PEERS_KEPT", 4)
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht()
+            protocol = node.protocol
+            assert protocol is not None
+            first = protocol.rtt(("10.0.0.1", 1000))
+            first.observe(0.05)
+            for i in range(2, 12):  # ten more addresses, each on its own IP
+                protocol.rtt((f"10.0.0.{i}", 1000))
+                protocol._supports((f"10.0.0.{i}", 1000), True)
+            # the oldest estimator is gone: measured afresh, its IP too
+            assert protocol.rtt(("10.0.0.1", 1000)) is not first
+            assert protocol.srtt(("10.0.0.1", 2000)) is None
+            assert len(protocol.extensions) == 4
+            assert ("10.0.0.11", 1000) in protocol.extensions
+
+    run(scenario())

@@ -114,6 +114,12 @@ LIVENESS_TIMEOUT: Final = 4.0
 #: answers for this long (unless it answers meanwhile).
 RECENT_FAILURE: Final = 30.0
 _RECENT_FAILURES_KEPT: Final = 4096
+#: Addresses whose round-trip estimate and RPC support this node remembers
+#: (and IP addresses for srtt()'s fallback): the oldest made leave first.
+#: Without a bound they grew with every address ever asked, and a sender
+#: can make a node ask many (a verification ping per new id and source).
+#: A peer forgotten here is measured again from RFC 6298's first RTO.
+PEERS_KEPT: Final = 65_536
 #: A request whose caller hears when it is overdue (a lookup's, see
 #: request_packed) and gives it no budget of its own is retransmitted within
 #: this many of the peer's RTOs: the first try, then one copy with the RTO
@@ -542,11 +548,27 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def rtt(self, address: Address) -> RttEstimator:
         estimator = self._rtt.get(address)
         if estimator is None:
-            estimator = self._rtt[address] = RttEstimator(max_rto=self.config.default_timeout)
-            same_ip = self._rtt_by_ip.setdefault(address[0], [])
+            rtts = self._rtt
+            estimator = rtts[address] = RttEstimator(max_rto=self.config.default_timeout)
+            if len(rtts) > PEERS_KEPT:
+                del rtts[next(iter(rtts))]
+            by_ip = self._rtt_by_ip
+            same_ip = by_ip.get(address[0])
+            if same_ip is None:
+                same_ip = by_ip[address[0]] = []
+                if len(by_ip) > PEERS_KEPT:
+                    del by_ip[next(iter(by_ip))]
             if len(same_ip) < RTT_PER_IP:
                 same_ip.append(estimator)
         return estimator
+
+    def _supports(self, address: Address, extensions: bool) -> None:
+        """Remember whether ``address`` answers our extension RPCs (at most
+        PEERS_KEPT addresses, the oldest out first)."""
+        known = self.extensions
+        known[address] = extensions
+        if len(known) > PEERS_KEPT:
+            del known[next(iter(known))]
 
     def srtt(self, address: Address) -> float | None:
         """The peer's smoothed round trip in seconds, or, never measured,
@@ -831,7 +853,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         if self.recently_failed:
             self.recently_failed.pop(addr, None)
         if name not in STOCK_RPCS and self.extensions.get(addr) is not True:
-            self.extensions[addr] = True
+            self._supports(addr, True)
         # The shape is judged here, once: an answer of the wrong shape is no
         # answer for the caller (and a failure of the peer).
         if shape is None:
@@ -865,7 +887,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.reputation.stats(address).consecutive_failures = 0
         self.recently_failed.pop(address, None)
         if name not in STOCK_RPCS:
-            self.extensions[address] = True
+            self._supports(address, True)
 
     def _retransmitted(self, address: Address, name: str, sent: float) -> None:
         """A request went unanswered within its RTO and is sent again: back
@@ -882,7 +904,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         if name not in STOCK_RPCS and (known is False or (known is None and stats.successes)):
             # Alive (it answered before) but silent on our RPCs: a stock peer
             # (or one already known as such, asked before we knew).
-            self.extensions[address] = False
+            self._supports(address, False)
             return
         now = self.clock.now()
         self.rtt(address).timed_out(sent if sent >= 0 else None, now)

@@ -31,6 +31,8 @@ _RTT_KEEP = 0.7  # weight of the old RTT in the EWMA
 #: Factor of the score per invalid record a peer served.
 INVALID_PENALTY: Final = 0.25
 _INVALID_COUNTED: Final = 16  # beyond, the factor is ~0 anyway
+#: Peers a Reputation remembers by default (DhtProtocol.PEERS_KEPT's twin).
+MAX_PEERS: Final = 65_536
 
 
 @dataclass(slots=True)
@@ -78,9 +80,12 @@ class Reputation:
     """Reputation of every peer seen, keyed by whatever identifies a peer
     (the DHT uses its (host, port) address)."""
 
-    __slots__ = ("_peers",)
+    __slots__ = ("_peers", "max_peers")
 
-    def __init__(self) -> None:
+    def __init__(self, max_peers: int = MAX_PEERS) -> None:
+        #: peers remembered at most: the oldest seen first leaves (a peer
+        #: forgotten here starts again as never tried)
+        self.max_peers = max_peers
         self._peers: dict[Hashable, PeerStats] = {}
 
     def __len__(self) -> int:
@@ -91,9 +96,12 @@ class Reputation:
 
     def stats(self, peer: Hashable) -> PeerStats:
         """The peer's record (a fresh one for a peer never seen)."""
-        stats = self._peers.get(peer)
+        peers = self._peers
+        stats = peers.get(peer)
         if stats is None:
-            stats = self._peers[peer] = PeerStats()
+            stats = peers[peer] = PeerStats()
+            if len(peers) > self.max_peers:
+                del peers[next(iter(peers))]
         return stats
 
     def success(self, peer: Hashable, rtt: float, now: float) -> None:
