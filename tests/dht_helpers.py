@@ -16,7 +16,7 @@ from kademlia.network import Server
 from kademlia.storage import ForgetfulStorage
 from kademlia.utils import digest
 
-from dhtquery.dht import DhtNode, Publisher, Record
+from dhtquery.dht import DhtNode, DhtProtocol, Publisher, Record
 from dhtquery.testing import HOST, Address, LocalNetwork, loop_factory
 
 T = TypeVar("T")
@@ -99,6 +99,13 @@ class Nodes(LocalNetwork):
 
     async def dht(self, *, bootstrap: list[Address] | None = None, **kwargs: Any) -> DhtNode:
         return await self.add(bootstrap=bootstrap, join=bool(bootstrap), **kwargs)
+
+    async def dht_and_protocol(self, **kwargs: Any) -> tuple[DhtNode, DhtProtocol]:
+        """A listening DhtNode (``dht``'s arguments) and its protocol."""
+        node = await self.dht(**kwargs)
+        protocol = node.protocol
+        assert isinstance(protocol, DhtProtocol)
+        return node, protocol
 
     async def stock(self, *, bootstrap: list[Address] | None = None, **kwargs: Any) -> Server:
         return await self.add_stock(bootstrap=bootstrap or (), **kwargs)

@@ -73,9 +73,7 @@ def test_a_ping_flood_from_fresh_ids_leaves_queues_and_tasks_bounded(backend: st
 def test_the_hand_over_of_values_to_new_nodes_is_paced_and_bounded(backend: str) -> None:
     async def scenario() -> tuple[int, int, int, int]:
         async with open_nodes(backend) as nodes:
-            node = await nodes.dht()
-            protocol = node.protocol
-            assert protocol is not None
+            node, protocol = await nodes.dht_and_protocol()
             for index in range(3000):
                 node.storage[digest(f"key {index}")] = b"value"
             silent = await nodes.raw()

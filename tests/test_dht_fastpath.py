@@ -26,9 +26,7 @@ def _pack(value: Any) -> bytes:
 def test_wrong_shape_is_no_answer_for_futures_and_callbacks(backend: str, run: Run) -> None:
     async def scenario() -> None:
         async with open_nodes(backend) as nodes:
-            node = await nodes.dht()
-            protocol = node.protocol
-            assert protocol is not None
+            node, protocol = await nodes.dht_and_protocol()
             peer = await nodes.raw()
             future = protocol.request(peer.address, "ping", (node.node.id,), 5.0)
             seen: list[tuple[Any, ...]] = []

@@ -112,9 +112,7 @@ async def _send_paced(peer: RawPeer, node: DhtNode, datagrams: list[bytes], alre
 def test_hostile_datagrams_are_counted_dropped_and_harmless(backend: str, run: Run) -> None:
     async def scenario() -> None:
         async with open_nodes(backend) as nodes:
-            node = await nodes.dht()
-            protocol = node.protocol
-            assert protocol is not None
+            node, protocol = await nodes.dht_and_protocol()
             attacker = await nodes.raw()
             # the peer the node asks (the attacker's queue holds the node's
             # answers to the store_record requests above)
@@ -206,9 +204,7 @@ def test_malformed_lookup_answers_fail_the_peer_without_loop_errors(backend: str
 
     async def scenario() -> None:
         async with open_nodes(backend) as nodes:
-            node = await nodes.dht()
-            protocol = node.protocol
-            assert protocol is not None
+            node, protocol = await nodes.dht_and_protocol()
             peer = await nodes.raw()
             protocol.router.add_contact(Node(os.urandom(20), *peer.address))
             answers = [

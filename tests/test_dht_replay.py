@@ -59,9 +59,7 @@ async def answer_to(peer: RawPeer, msg_id: bytes) -> bytes:
 def test_a_resent_request_gets_the_first_answer_and_is_served_once(run: Run, backend: str) -> None:
     async def scenario() -> None:
         async with open_nodes(backend) as nodes:
-            node = await nodes.dht()
-            protocol = node.protocol
-            assert protocol is not None
+            node, protocol = await nodes.dht_and_protocol()
             peer = await nodes.raw()
             msg_id = os.urandom(20)
             key, value = os.urandom(20), "first"

@@ -17,9 +17,7 @@ Run = Callable[[Coroutine[Any, Any, Any]], Any]
 def test_a_request_after_stop_fails_at_once_and_sends_nothing(run: Run, backend: str) -> None:
     async def scenario() -> None:
         async with open_nodes(backend) as nodes:
-            node = await nodes.dht()
-            protocol = node.protocol
-            assert protocol is not None
+            node, protocol = await nodes.dht_and_protocol()
             peer = await nodes.raw()
             node.stop()
             reply = await asyncio.wait_for(

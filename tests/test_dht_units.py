@@ -695,9 +695,7 @@ def test_protocol_per_address_state_is_bounded(
 
     async def scenario() -> None:
         async with open_nodes(backend) as nodes:
-            node = await nodes.dht()
-            protocol = node.protocol
-            assert protocol is not None
+            _, protocol = await nodes.dht_and_protocol()
             first = protocol.rtt(("10.0.0.1", 1000))
             first.observe(0.05)
             for i in range(2, 12):  # ten more addresses, each on its own IP

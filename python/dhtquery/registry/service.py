@@ -131,28 +131,15 @@ def _pack(record: Record) -> bytes:
     return bytes(msgpack.packb(record.to_wire(), use_bin_type=True))
 
 
-_PACKAGE_KEYS: dict[PackageId, bytes] = {}
-
-
+# (the digests of keys a node checks records against, again and again)
+@functools.lru_cache(maxsize=65_536)
 def _package_digest(package_id: PackageId) -> bytes:
-    found = _PACKAGE_KEYS.get(package_id)
-    if found is None:
-        if len(_PACKAGE_KEYS) > 65_536:
-            _PACKAGE_KEYS.clear()
-        found = _PACKAGE_KEYS[package_id] = digest(package_key(package_id))
-    return found
+    return bytes(digest(package_key(package_id)))
 
 
-_TAG_KEYS: dict[str, bytes] = {}
-
-
+@functools.lru_cache(maxsize=65_536)
 def _tag_digest(tag: str) -> bytes:
-    found = _TAG_KEYS.get(tag)
-    if found is None:
-        if len(_TAG_KEYS) > 65_536:
-            _TAG_KEYS.clear()
-        found = _TAG_KEYS[tag] = digest(tag_key(tag))
-    return found
+    return bytes(digest(tag_key(tag)))
 
 
 def _is_query_map(value: Any) -> bool:
