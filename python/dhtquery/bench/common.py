@@ -38,6 +38,7 @@ __all__ = [
     "median_samples",
     "repeat",
     "run_once",
+    "udp_drops",
     "write_json",
 ]
 
@@ -184,6 +185,24 @@ def _cpu_model() -> str | None:
                 if line.startswith("model name"):
                     return line.split(":", 1)[1].strip()
     except OSError:
+        return None
+    return None
+
+
+def udp_drops(port: int) -> int | None:
+    """Datagrams the kernel dropped at the IPv4 UDP socket bound to ``port``
+    (its receive buffer was full: the reader fell behind), from the
+    ``drops`` column of ``/proc/net/udp``; None where that file is not
+    there (not Linux) or no socket has that port. The snmp counter
+    (``RcvbufErrors``) is the whole machine's: this one says whose."""
+    try:
+        with open("/proc/net/udp", encoding="ascii") as table:
+            next(table)  # the header
+            for line in table:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    return int(fields[-1])
+    except (OSError, ValueError, IndexError, StopIteration):
         return None
     return None
 

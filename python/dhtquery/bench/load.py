@@ -32,6 +32,7 @@ __all__ = [
     "closed_loop",
     "open_loop",
     "percentiles_ms",
+    "settle",
     "sleep_until",
     "warm_up",
 ]
@@ -153,6 +154,37 @@ async def sleep_until(when: float, clock: Callable[[], float] = time.perf_counte
         await asyncio.sleep(delay)
     while clock() < when:
         await asyncio.sleep(0)
+
+
+#: settle(): the network counts as idle once it used under this fraction of
+#: one CPU over a window; the window; the longest wait.
+IDLE_FRACTION: Final = 0.08
+IDLE_WINDOW_S: Final = 0.25
+SETTLE_MAX_S: Final = 20.0
+
+
+async def settle(network_cpu: CpuClock, *, max_seconds: float = SETTLE_MAX_S) -> float:
+    """Wait until the network is idle (its CPU time grew by under
+    ``IDLE_FRACTION`` of a window in one window), at most ``max_seconds``;
+    the seconds waited. Between phases: a phase that offered more than the
+    network serves leaves requests queued in its sockets, and the next
+    phase, another contender's, would be measured against that backlog
+    (the registry bench's naive contender, 10,000 requests/s offered to one
+    process, left it busy for ~2 s after its phase ended). Without a CPU
+    clock (not Linux), a fixed 0.2 s."""
+    started = time.perf_counter()
+    before = network_cpu()
+    if before is None:
+        await asyncio.sleep(0.2)
+        return time.perf_counter() - started
+    windows = max(1, int(max_seconds / IDLE_WINDOW_S))
+    for _ in range(windows):
+        await asyncio.sleep(IDLE_WINDOW_S)
+        after = network_cpu()
+        if after is None or after - before < IDLE_FRACTION * IDLE_WINDOW_S:
+            break
+        before = after
+    return time.perf_counter() - started
 
 
 async def _run(op: Operation, index: int) -> str | None:

@@ -94,8 +94,16 @@ from ..testing import (
     loop_factory,
     namespace_publisher,
 )
-from .common import bounded, format_count, format_table, gc_quiet, machine_info, write_json
-from .load import Phase, closed_loop, open_loop, warm_up
+from .common import (
+    bounded,
+    format_count,
+    format_table,
+    gc_quiet,
+    machine_info,
+    udp_drops,
+    write_json,
+)
+from .load import Phase, closed_loop, open_loop, settle, warm_up
 
 DEFAULT_SEED = BENCH_SEED
 #: This module by its name (a worker imports its hooks by it).
@@ -330,6 +338,18 @@ def _summary(closed: list[Phase], opened: list[Phase]) -> dict[str, Any]:
         "correct": correct,
         "success_rate": correct / searches if searches else 0.0,
         "errors": errors,
+        # where the wrong ones were, and whether the client's socket
+        # overflowed then (None: the kernel does not say)
+        "phases": [
+            {
+                "kind": kind,
+                "searches": p.count,
+                "wrong": p.count - p.ok,
+                "kernel_drops": p.extra.get("kernel_drops"),
+            }
+            for kind, phases in (("closed", closed), ("open", opened))
+            for p in phases
+        ],
         "client_cpu_us_per_search": per_search(closed, lambda p: p.client_cpu_s),
         "network_cpu_us_per_search": per_search(closed, lambda p: p.network_cpu_s),
     }
@@ -372,45 +392,69 @@ async def measure(
             return found
 
         contenders: dict[str, Search] = {"dhtquery": dhtquery_search, "naive": naive.search}
+        ports = {
+            "dhtquery": node.address[1],
+            "naive": naive_transport.get_extra_info("sockname")[1],
+        }
+
+        async def measured(name: str, phase: Awaitable[Phase]) -> Phase:
+            """The phase, with the datagrams the kernel dropped at this
+            contender's socket meanwhile (its reader fell behind)."""
+            before = udp_drops(ports[name])
+            result = await phase
+            after = udp_drops(ports[name])
+            if before is not None and after is not None:
+                result.extra["kernel_drops"] = after - before
+            return result
+
         for search in contenders.values():  # warm up: caches, RTT estimates
             await warm_up(_searches(search, queries, 0), args.warmup, 2.0, DRAIN_SECONDS)
         closed: dict[str, list[Phase]] = {name: [] for name in contenders}
         opened: dict[str, list[Phase]] = {name: [] for name in contenders}
         names = list(contenders)
         offset = 0
+        # each phase starts on an idle network (see settle): the seconds waited
+        settled_s = [await settle(network_cpu)]
         for rep in range(args.repeat):
             order = names[rep % len(names) :] + names[: rep % len(names)]
             for name in order:
                 op = _searches(contenders[name], queries, offset)
                 with gc_quiet():
                     closed[name].append(
-                        await closed_loop(
-                            op,
-                            concurrency=args.concurrency,
-                            max_count=args.closed_count,
-                            max_seconds=args.closed_seconds,
-                            drain_seconds=DRAIN_SECONDS,
-                            network_cpu=network_cpu,
+                        await measured(
+                            name,
+                            closed_loop(
+                                op,
+                                concurrency=args.concurrency,
+                                max_count=args.closed_count,
+                                max_seconds=args.closed_seconds,
+                                drain_seconds=DRAIN_SECONDS,
+                                network_cpu=network_cpu,
+                            ),
                         )
                     )
-                await asyncio.sleep(0.2)  # let stragglers of the last phase drain
+                settled_s.append(await settle(network_cpu))
                 with gc_quiet():
                     opened[name].append(
-                        await open_loop(
-                            op,
-                            rate=args.rate,
-                            seconds=args.open_seconds,
-                            drain_seconds=DRAIN_SECONDS,
-                            network_cpu=network_cpu,
+                        await measured(
+                            name,
+                            open_loop(
+                                op,
+                                rate=args.rate,
+                                seconds=args.open_seconds,
+                                drain_seconds=DRAIN_SECONDS,
+                                network_cpu=network_cpu,
+                            ),
                         )
                     )
-                await asyncio.sleep(0.2)
+                settled_s.append(await settle(network_cpu))
             offset += 7919  # another stretch of the query cycle next time
         result: dict[str, Any] = {name: _summary(closed[name], opened[name]) for name in names}
         metrics = registry.metrics
         result["client"] = {
             "backend": node.queries.backend,
             "bootstrap_attempts": attempts,
+            "settled_s": [round(seconds, 2) for seconds in settled_s],
             "peers_forgotten": node.stats.get("peers_forgotten", 0),
             "routing_table": len(node.neighbors(k=1000)),
             "transport": dict(node.stats),
@@ -696,6 +740,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "profile" in result:
             print(f"\nprofile, dhtquery search, {config}:\n{result['profile']}")
     for name, result in results.items():
+        drops = {
+            contender: sum(phase["kernel_drops"] or 0 for phase in result[contender]["phases"])
+            for contender in ("dhtquery", "naive")
+        }
+        print(
+            f"{name} datagrams dropped by the kernel at the client's socket: {drops}; "
+            f"waits for an idle network between phases (s): {result['client']['settled_s']}"
+        )
         for contender in ("dhtquery", "naive"):
             if result[contender]["errors"]:
                 print(f"{name} {contender} incorrect searches: {result[contender]['errors']}")
