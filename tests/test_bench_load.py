@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from dhtquery.bench import closed_loop, open_loop, percentiles_ms, warm_up
-from dhtquery.bench.load import UNFINISHED, cdf_points
+from dhtquery.bench.load import UNFINISHED, cdf_points, settle
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -66,3 +66,46 @@ def test_percentiles_are_in_milliseconds() -> None:
     assert percentiles_ms([]) == {}
     points = cdf_points(latencies, points=10)
     assert len(points) == 10 and points[0] == [0.001, 0.001] and points[-1] == [1.0, 1.0]
+
+
+def busy_for(windows: int, per_window: float) -> tuple[list[int], Callable[[], float | None]]:
+    """A network CPU clock that grows ``per_window`` CPU seconds a reading
+    for its first ``windows`` readings after the first, then stays; and the
+    count of readings."""
+    readings = [0]
+
+    def cpu() -> float:
+        readings[0] += 1
+        return min(readings[0] - 1, windows) * per_window
+
+    return readings, cpu
+
+
+def test_settle_waits_while_the_network_is_busy_and_stops_once_idle(run: Run[None]) -> None:
+    async def main() -> None:
+        readings, cpu = busy_for(3, per_window=0.01)  # 100 % of a CPU at 0.01 s windows
+        await settle(cpu, window=0.01, max_seconds=5.0)
+        # the first reading, 3 busy windows, the idle one that ends it
+        assert readings[0] == 5
+        readings, cpu = busy_for(0, per_window=0.01)
+        await settle(cpu, window=0.01, max_seconds=5.0)
+        assert readings[0] == 2  # idle at once: one window
+
+    run(main())
+
+
+def test_settle_gives_up_at_its_bound_on_a_network_that_never_idles(run: Run[None]) -> None:
+    async def main() -> None:
+        readings, cpu = busy_for(10_000, per_window=0.01)
+        await settle(cpu, window=0.01, max_seconds=0.1)
+        assert readings[0] == 11  # the first reading and 10 windows, no more
+
+    run(main())
+
+
+def test_settle_without_a_cpu_clock_waits_a_fixed_pause(run: Run[None]) -> None:
+    async def main() -> None:
+        waited = await settle(lambda: None, max_seconds=5.0)
+        assert 0.2 <= waited < 1.0
+
+    run(main())

@@ -84,7 +84,7 @@ from ..dht import DhtNode, Publisher, Record, RecordVerifier, latest
 from ..query import QueryConfig, QueryManager, load_core, new_core
 from ..testing import LocalNetwork, loop_factory
 from .common import bounded, format_count, format_table, gc_quiet, machine_info, write_json
-from .load import Phase, closed_loop, open_loop, warm_up
+from .load import CpuClock, Phase, closed_loop, open_loop, settle, warm_up
 
 #: This module by its name (a worker imports its hooks by it).
 MODULE = "dhtquery.bench.dht"
@@ -235,7 +235,7 @@ async def measure(
         ),
     ]
     for name, phase in phases:
-        await settle(network)
+        await settle(_network_cpu(network), max_seconds=5.0)
         sent = requests() if requests else 0
         with gc_quiet():
             result = await phase()
@@ -251,19 +251,9 @@ async def measure(
     print(f"  {row_label(row):<44} {row_cells(row)}", flush=True)
 
 
-async def settle(network: NetworkProcess | None, limit: float = 5.0) -> None:
-    """Wait until the network process is idle (under 10% of a CPU over 0.2 s,
-    for at most ``limit`` seconds): whatever the previous phase or client
-    queued there is served before the next phase starts."""
-    await asyncio.sleep(0.2)
-    if network is None or network.cpu_seconds() is None:
-        return
-    deadline = time.perf_counter() + limit
-    while time.perf_counter() < deadline:
-        before = network.cpu_seconds() or 0.0
-        await asyncio.sleep(0.2)
-        if (network.cpu_seconds() or 0.0) - before < 0.02:
-            return
+def _network_cpu(network: NetworkProcess | None) -> CpuClock:
+    """The network process's CPU clock for ``settle`` (none without one)."""
+    return (lambda: None) if network is None else network.cpu_seconds
 
 
 # -- clients ----------------------------------------------------------
@@ -353,7 +343,7 @@ async def measure_dhtquery_network(
     rows = []
 
     async def with_client(make: Callable[[], Any], run: Callable[[Any], Awaitable[None]]) -> None:
-        await settle(network)
+        await settle(_network_cpu(network), max_seconds=5.0)
         network.reset()
         client = make()
         try:
@@ -365,7 +355,7 @@ async def measure_dhtquery_network(
 
     if not signatures:
         for client, _ in ECHO_WAYS:
-            await settle(network)
+            await settle(_network_cpu(network), max_seconds=5.0)
             rows.append(await udp_echo_row(loop_name, sizes, client))
     # --signatures: each verification mode, in the order A B C C B A (drift
     # in the machine's load falls on every mode alike)

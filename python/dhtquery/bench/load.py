@@ -26,6 +26,7 @@ from typing import Any, Final
 __all__ = [
     "UNFINISHED",
     "WARMUP_CONCURRENCY",
+    "CpuClock",
     "Operation",
     "Phase",
     "cdf_points",
@@ -163,9 +164,11 @@ IDLE_WINDOW_S: Final = 0.25
 SETTLE_MAX_S: Final = 20.0
 
 
-async def settle(network_cpu: CpuClock, *, max_seconds: float = SETTLE_MAX_S) -> float:
+async def settle(
+    network_cpu: CpuClock, *, window: float = IDLE_WINDOW_S, max_seconds: float = SETTLE_MAX_S
+) -> float:
     """Wait until the network is idle (its CPU time grew by under
-    ``IDLE_FRACTION`` of a window in one window), at most ``max_seconds``;
+    ``IDLE_FRACTION`` of a ``window`` in one), at most ``max_seconds``;
     the seconds waited. Between phases: a phase that offered more than the
     network serves leaves requests queued in its sockets, and the next
     phase, another contender's, would be measured against that backlog
@@ -177,11 +180,11 @@ async def settle(network_cpu: CpuClock, *, max_seconds: float = SETTLE_MAX_S) ->
     if before is None:
         await asyncio.sleep(0.2)
         return time.perf_counter() - started
-    windows = max(1, int(max_seconds / IDLE_WINDOW_S))
+    windows = max(1, int(max_seconds / window))
     for _ in range(windows):
-        await asyncio.sleep(IDLE_WINDOW_S)
+        await asyncio.sleep(window)
         after = network_cpu()
-        if after is None or after - before < IDLE_FRACTION * IDLE_WINDOW_S:
+        if after is None or after - before < IDLE_FRACTION * window:
             break
         before = after
     return time.perf_counter() - started
