@@ -23,8 +23,9 @@ DROP_KINDS: Final = (
 )  # fmt: skip
 
 #: Work refused to keep queues bounded (``DhtProtocol.shed``): requests of
-#: our own not sent, hand-overs not made, peers not welcomed or verified.
+#: our own not sent, hand-overs not made, peers not welcomed or verified,
+#: a greedy source's requests not served while this node is overloaded.
 SHED_KINDS: Final = (
     "queue_full", "queue_full_background", "handover_dropped", "verify_dropped",
-    "welcome_rate_limited",
+    "welcome_rate_limited", "fair_share",
 )  # fmt: skip

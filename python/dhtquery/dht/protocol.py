@@ -25,6 +25,7 @@ import functools
 import inspect
 import logging
 import socket
+import sys
 import termios
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,6 +39,7 @@ from ..query import QueryManager, backend_of, new_core, shapes
 from ..query.shapes import any_value as _any
 from ..query.shapes import node_id as _node_id
 from ..query.shapes import plain as _plain
+from .fairness import OVERLOAD_FRACTION, OVERLOAD_MIN_BYTES, FairShare
 from .records import Record
 from .replay import ReplayCache
 from .reputation import Reputation
@@ -64,6 +66,10 @@ _RECORDS_BUDGET: Final = 62_000
 # expiry (9 each at most), signature (64)
 _RECORD_FRAMING: Final = 160
 _RECEIVE_BUFFER: Final = 4 * 1024 * 1024
+# getsockopt(SOL_SOCKET, SO_MEMINFO) (Linux; not in the socket module): nine
+# u32 counters, the first the receive queue's bytes
+_SO_MEMINFO: Final = 55
+_MEMINFO_SIZE: Final = 36
 #: Requests on the wire at once (see DhtProtocol.request). Small enough that
 #: a window's answers are read well within the 50 ms RTO floor (256 at up to
 #: ~50 us each, the slowest loop and core, take ~13 ms); large enough that
@@ -285,6 +291,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self._verified: dict[Address, bytes] = {}
         self._fileno = -1
         self._fionread = array.array("i", [0])
+        #: sheds a greedy source's requests while this node is overloaded
+        #: (fairness.py); None without a socket to read the load from
+        self.fair_share: FairShare | None = None
         #: the answers to recent requests, sent again for a resent one
         self.replay = ReplayCache(max_age=self.config.default_timeout)
         self._rpcs: dict[str, RpcSpec] = {
@@ -324,6 +333,14 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # The kernel caps this at net.core.rmem_max.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+            with contextlib.suppress(OSError):
+                # Linux's SO_MEMINFO says how full the receive queue is;
+                # where it is missing, no fair share (every request served)
+                sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO_SIZE)
+                buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+                mark = max(int(buffer * OVERLOAD_FRACTION), OVERLOAD_MIN_BYTES)
+                if mark < buffer:
+                    self.fair_share = FairShare(self._queued_bytes, mark)
         # Requests are one-result queries in a core of their own (of the
         # same backend as the node's lookups), so the node's query metrics
         # count lookups, not RPCs; both cores share the node's one timer.
@@ -365,6 +382,17 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         except OSError:  # (closed meanwhile)
             return False
         return self._fionread[0] > 0
+
+    def _queued_bytes(self) -> int:
+        """The bytes the socket's receive queue holds (SO_MEMINFO's first
+        field: what the queued datagrams take, ~800 for a small request)."""
+        try:
+            meminfo = self.transport.get_extra_info("socket").getsockopt(
+                socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO_SIZE
+            )
+        except (OSError, AttributeError):  # (closed meanwhile)
+            return 0
+        return int.from_bytes(meminfo[:4], sys.byteorder)
 
     @property
     def requests(self) -> RpcTable:
@@ -453,6 +481,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     # -- serving ------------------------------------------------------
 
     def _serve(self, msg_id: bytes, body: Any, addr: Address) -> None:
+        fair_share = self.fair_share
+        if fair_share is not None and not fair_share.admit(addr):
+            self.shed("fair_share")
+            return
         now = self.clock.now()
         answered = self.replay.get(addr, msg_id, now)
         if answered is not None:
