@@ -7,7 +7,8 @@ Modules: :mod:`.core` (the query core across backends), :mod:`.dht`
 :mod:`.registry` (``P2PRegistry.search`` against a naive search),
 :mod:`.scale` (lookups on 10 to 1,000 nodes over simulated hosts, against
 stock kademlia), :mod:`.barrage` (a hostile barrage against one node, and
-stock kademlia's),
+stock kademlia's; then :mod:`.greedy`, one greedy client against a light
+one, the node's fair share on and off),
 :mod:`.profile_client` (a DHT client's CPU per lookup, a tool), and what
 they share: :mod:`.load` (the load loops and percentiles) and :mod:`.common`
 (timing, repetitions, tables, JSON). Each module's docstring documents its

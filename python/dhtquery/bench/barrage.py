@@ -32,6 +32,10 @@ and their p50 / max latency, and the node's drop counters.
 
 Target (issue 10): growth under 20 MB for 1,000,000 datagrams, every own
 lookup succeeds, no queue without a bound.
+
+Then (``--no-greedy`` skips it) the other case, one source sending more
+than the node can serve, against a light client, the node's fair share on
+and off: :mod:`dhtquery.bench.greedy`.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from ..dht import DhtNode, Publisher
 from ..dht.records import Record
 from ..dht.wire import HEADER_SIZE, frame_request, pack_request
 from ..testing import WorkerError, loop_factory
+from . import greedy
 from .common import format_table, machine_info, write_json
 
 #: The key the records of the barrage bench are signed with.
@@ -393,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=RATE, help="datagrams per second")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument("--target", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-greedy", dest="greedy", action="store_false", help="skip the greedy-client part"
+    )
     args = parser.parse_args(argv)
     if args.target:
         # Stock rpcudp logs every malformed datagram (and asyncio every Task
@@ -417,7 +425,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         drops = ", ".join(f"{kind} {value:,}" for kind, value in sorted(row["drops"].items()))
         after = row["lookup_after_ok"]
         print(f"{impl}: lookup after the barrage ok={after}; drops: {drops or '-'}")
-    write_json(args.json, {"machine": machine_info(), "count": count, "results": results})
+    report: dict[str, Any] = {"machine": machine_info(), "count": count, "results": results}
+    if args.greedy:
+        # one source, not many: the node's fair share (see bench.greedy)
+        report["greedy"] = greedy.compare(
+            [40_000] if args.quick else list(greedy.RATES),
+            1 if args.quick else 3,
+            2.0 if args.quick else 5.0,
+        )
+        print("\none greedy client (find_node, one socket) and a light one (a ping every 5 ms)")
+        print(greedy.table(report["greedy"]))
+    write_json(args.json, report)
     return 0
 
 
