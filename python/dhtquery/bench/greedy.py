@@ -45,6 +45,8 @@ from .common import format_table, machine_info, write_json
 __all__ = ["RATES", "compare", "main", "run_once", "table"]
 
 HOST: Final = "127.0.0.1"
+#: This module by its name (run as ``python -m`` it is ``__main__``).
+MODULE: Final = "dhtquery.bench.greedy"
 #: The light client pings this often (seconds), and counts an answer
 #: within ANSWER_WITHIN as answered.
 PING_EVERY: Final = 0.005
@@ -152,14 +154,17 @@ def run_once(setting: str, rate: int, seconds: float) -> dict[str, Any]:
     import json
 
     node = subprocess.Popen(
-        [sys.executable, "-m", __name__, "--node", setting],
+        [sys.executable, "-m", MODULE, "--node", setting],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert node.stdout is not None and node.stdin is not None
-        port = int(node.stdout.readline())
+        line = node.stdout.readline()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"the node process did not start (it printed {line!r})")
+        port = int(line)
         stop = threading.Event()
         sent: list[int] = []
         flood = threading.Thread(target=_flood, args=(port, rate, stop, sent))
