@@ -326,83 +326,46 @@ impl<R, P> Table<R, P> {
         }
     }
 
-    /// First step of `offer_many`: the final outcome if the query is
-    /// missing or complete (counted), else its start, with `fresh[i]` set
-    /// to whether key `i` is not in the query's set yet (nothing counted):
-    /// only those need a record.
+    /// Offer a batch in order, in one pass under the lock: key `i`'s record
+    /// is made by `make(i, start)` only if the key is accepted (`start`: the
+    /// query's start, for the response time). `make` must not run Python
+    /// code (increfs only: see `query_core`'s locking rules).
     ///
-    /// # Errors
-    /// The final answer when nothing of the batch will be taken.
-    pub fn offer_many_check(
-        &mut self,
-        id: u128,
-        keys: &KeyBatch,
-        fresh: &mut Vec<bool>,
-    ) -> Result<f64, BatchStatus> {
-        let count = keys.len() as u64;
-        let slot = match self.lookup(id) {
-            Found::Live(slot) => slot,
-            Found::Tomb => return Err(BatchStatus::refused(self.missing(true, count))),
-            Found::Missing => return Err(BatchStatus::refused(self.missing(false, count))),
-        };
-        let query = self.query(slot);
-        if query.is_complete() {
-            self.counters.overflow += count;
-            return Err(BatchStatus::refused(Status::Full));
-        }
-        fresh.clear();
-        match &query.extra {
-            Some(extra) => {
-                extra.seen.warm_up(keys.len());
-                fresh.extend(
-                    keys.iter()
-                        .map(|HashedKey { key, hash }| !extra.seen.contains(key, hash)),
-                );
-            }
-            None => fresh.resize(keys.len(), true),
-        }
-        Ok(query.start)
-    }
-
-    /// Offer a batch in order: key `i` with `records[i]`, which is taken
-    /// out if accepted.
-    ///
-    /// A key without a record was seen already at `offer_many_check`; a key
-    /// stays seen while its query lives, so it is counted as a duplicate
-    /// again without a lookup.
+    /// One lookup per key, and a record made only for a key accepted: the
+    /// two steps it replaced (which keys are fresh, records built unlocked
+    /// for those, then the offer) looked every key up twice and built a
+    /// tuple per fresh key (`bench core`'s a2, see the commit).
     pub fn offer_many(
         &mut self,
         id: u128,
         keys: &KeyBatch,
-        records: &mut [Option<R>],
+        mut make: impl FnMut(usize, f64) -> R,
     ) -> BatchStatus {
-        debug_assert_eq!(keys.len(), records.len(), "a record slot per key");
         let count = keys.len() as u64;
         let slot = match self.lookup(id) {
             Found::Live(slot) => slot,
             Found::Tomb => return BatchStatus::refused(self.missing(true, count)),
             Found::Missing => return BatchStatus::refused(self.missing(false, count)),
         };
-        if self.query(slot).is_complete() {
+        let query = self.query(slot);
+        if query.is_complete() {
             self.counters.overflow += count;
             return BatchStatus::refused(Status::Full);
         }
+        let start = query.start;
+        if let Some(extra) = &query.extra {
+            extra.seen.warm_up(keys.len());
+        }
         let buffer = self.query(slot).buffer().clone();
+        let mut pusher = buffer.pusher();
         let mut answer = BatchStatus::refused(Status::New);
-        for (position, (HashedKey { key, hash }, record)) in keys.iter().zip(records).enumerate() {
-            let status = if record.is_some() {
-                self.accept(slot, key, hash)
-            } else {
-                self.count_duplicate(slot);
-                Status::Duplicate
-            };
+        for (position, HashedKey { key, hash }) in keys.iter().enumerate() {
+            let status = self.accept(slot, key, hash);
             if status == Status::Duplicate {
                 answer.duplicates += 1;
                 continue;
             }
-            if let Some(record) = record.take() {
-                buffer.push_accepted(record);
-            }
+            pusher.push_accepted(make(position, start));
             answer.accepted += 1;
             if status == Status::Completed {
                 self.counters.overflow += count - position as u64 - 1;
@@ -759,25 +722,27 @@ mod tests {
         let mut t = T::new(5.0);
         t.register(7, 10.0, 3, 0, 0.0);
         let keys = batch(&t, &["a", "a", "b", "c", "d", "e"]);
-        let mut records: Vec<Option<u32>> = (0..6).map(Some).collect();
+        let mut made = Vec::new();
         assert_eq!(
-            t.offer_many(7, &keys, &mut records),
+            t.offer_many(7, &keys, |i, _| {
+                made.push(i);
+                u32::try_from(i).unwrap()
+            }),
             batch_status(Completed, 3, 1)
         );
+        // records made for the accepted keys only
+        assert_eq!(made, vec![0, 2, 3]);
         assert_eq!(t.counters().overflow, 2);
-        assert_eq!(records[1], Some(1));
-        assert_eq!(records[4], Some(4));
         let four = batch(&t, &["f", "g", "h", "i"]);
-        let mut fresh = Vec::new();
         assert_eq!(
-            t.offer_many_check(7, &four, &mut fresh),
-            Err(batch_status(Full, 0, 0))
+            t.offer_many(7, &four, |_, _| unreachable!("the query is full")),
+            batch_status(Full, 0, 0)
         );
         assert_eq!(t.counters().overflow, 6);
         t.cancel(7, 1.0).unwrap();
         assert_eq!(
-            t.offer_many_check(7, &four, &mut fresh),
-            Err(batch_status(Late, 0, 0))
+            t.offer_many(7, &four, |_, _| unreachable!("the query ended")),
+            batch_status(Late, 0, 0)
         );
         assert_eq!(t.counters().late, 4);
         assert_eq!(t.counters().cancelled, 1);
@@ -785,27 +750,23 @@ mod tests {
     }
 
     #[test]
-    fn offer_many_check_marks_fresh_keys() {
+    fn offer_many_makes_records_for_accepted_keys_only() {
         let mut t = T::new(5.0);
-        t.register(8, 10.0, 10, 0, 0.0);
+        t.register(8, 10.0, 10, 0, 2.0);
         let keys = batch(&t, &["a", "b", "a"]);
-        let mut fresh = Vec::new();
-        // Nothing seen yet: every key needs a record (even a repeat).
-        assert_eq!(t.offer_many_check(8, &keys, &mut fresh), Ok(0.0));
-        assert_eq!(fresh, vec![true, true, true]);
-        let mut records = vec![Some(0), Some(1), Some(2)];
+        let mut starts = Vec::new();
+        // A repeat within the batch is a duplicate: no record for it.
         assert_eq!(
-            t.offer_many(8, &keys, &mut records),
+            t.offer_many(8, &keys, |i, start| {
+                starts.push(start);
+                u32::try_from(i).unwrap()
+            }),
             batch_status(New, 2, 1)
         );
-        assert_eq!(records, vec![None, None, Some(2)]);
+        assert_eq!(starts, vec![2.0, 2.0]);
         let keys = batch(&t, &["b", "c", "a"]);
-        assert_eq!(t.offer_many_check(8, &keys, &mut fresh), Ok(0.0));
-        assert_eq!(fresh, vec![false, true, false]);
-        // Entries without a record count as duplicates.
-        let mut records = vec![None, Some(3), None];
         assert_eq!(
-            t.offer_many(8, &keys, &mut records),
+            t.offer_many(8, &keys, |i, _| 2 + u32::try_from(i).unwrap()),
             batch_status(New, 1, 2)
         );
         assert_eq!(t.buffer(8).unwrap().drain(), vec![0, 1, 3]);

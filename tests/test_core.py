@@ -225,6 +225,32 @@ def test_offer_many_counts_accepted_and_duplicates(core_module: ModuleType) -> N
     assert [record[0] for record in core.drain(query_id)] == [1, 2, 3]
 
 
+def test_offer_many_results_are_the_objects_offered(core_module: ModuleType) -> None:
+    # The Rust core holds a result as its objects and builds the tuple only
+    # when drained or handed over: the tuple holds the very objects offered
+    # (a duplicate's item is not kept), with each result's response time.
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 3, 2, T0)
+    item_a, item_b, duplicate = object(), object(), object()
+    key_a, key_b = "key-a", b"key-b"
+    peer = ("10.0.0.1", 4000)
+    status = core.offer_many(query_id, peer, [(key_a, item_a), (key_a, duplicate)], T0 + 0.25)
+    assert status == (SubmitStatus.NEW, 1, 1)
+    drained = core.drain(query_id)
+    assert len(drained) == 1
+    assert drained[0][0] is item_a and drained[0][1] is peer and drained[0][2] is key_a
+    assert drained[0][3] == 0.25
+    assert core.drain(query_id) == []
+    assert core.offer_many(query_id, "p2", [(key_b, item_b)], T0 + 0.5) == (
+        SubmitStatus.NEW,
+        1,
+        0,
+    )
+    outcome = core.finish(query_id, T0 + 1, Reason.ADAPTIVE)
+    assert [(r[0], r[1], r[2], r[3]) for r in outcome[2]] == [(item_b, "p2", key_b, 0.5)]
+    assert outcome[2][0][0] is item_b
+
+
 def test_offer_many_checks_every_entry_before_offering(core_module: ModuleType) -> None:
     core = core_module.QueryCore()
     query_id = core.register(10.0, 10, 2, T0)
