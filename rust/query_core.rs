@@ -144,10 +144,10 @@ fn outcome<'py>(
     vocab.core_outcome(values)
 }
 
-/// A checked `offer_many` batch: each entry's key and item, and the keys'
-/// dedup bytes and hashes.
+/// A checked `offer_many` batch: each entry's (key, item) pair, and the
+/// keys' dedup bytes and hashes.
 struct Batch<'py> {
-    pairs: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    pairs: Vec<Bound<'py, PyTuple>>,
     keys: KeyBatch,
 }
 
@@ -182,10 +182,10 @@ impl<'py> Batch<'py> {
             Ok(pair) => return Err(not_a_pair(index, pair.as_any())),
             Err(err) => return Err(not_a_pair(index, &err.into_inner())),
         };
-        let key = pair.get_item(0)?;
+        let key = pair.get_borrowed_item(0)?;
         let key_bytes = check_key(&key, || format!("entries[{index}] key"))?;
         self.keys.push(key_bytes.key(), hasher);
-        self.pairs.push((key, pair.get_item(1)?));
+        self.pairs.push(pair);
         Ok(())
     }
 }
@@ -308,8 +308,12 @@ impl QueryCore {
         let batch = Batch::check(entries, &self.key_hasher)?;
         let pairs = &batch.pairs;
         let answer = self.lock(py).offer_many(id, &batch.keys, |index, start| {
-            let (key, item) = &pairs[index];
-            Held::new(item, peer, key, now - start)
+            // (the items of a pair checked above: a tuple of two)
+            let pair = &pairs[index];
+            match (pair.get_borrowed_item(0), pair.get_borrowed_item(1)) {
+                (Ok(key), Ok(item)) => Held::new(&item, peer, &key, now - start),
+                _ => unreachable!("entries[{index}] is a checked pair"),
+            }
         });
         self.vocab.batch_status(py, answer)
     }
