@@ -13,8 +13,10 @@ import tracemalloc
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
 import umsgpack
+from hypothesis import given, settings
 from kademlia.node import Node
 
 from dhtquery.dht import (
@@ -449,6 +451,35 @@ def test_rtt_backoff_doubles_until_a_sample() -> None:
     assert rtt.rto == 10.0  # clamped, and the backoff is bounded
     rtt.observe(0.1)
     assert rtt.rto < 2 * base  # a sample ends the backoff
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.floats(min_value=0.0, max_value=30.0),
+            st.just("timeout"),
+        ),
+        max_size=12,
+    ),
+    min_rto=st.sampled_from([0.001, 0.05, 0.2]),
+    max_rto=st.sampled_from([0.2, 1.0, 10.0]),
+)
+def test_rtt_observe_leaves_the_rto_update_would(
+    steps: list[float | str], min_rto: float, max_rto: float
+) -> None:
+    # observe works its RTO out inline (it runs for every answer): after any
+    # mix of samples and timeouts it must leave what _update computes.
+    rtt = RttEstimator(min_rto=min_rto, max_rto=max_rto)
+    for step in steps:
+        if step == "timeout":
+            rtt.timed_out()
+            continue
+        assert isinstance(step, float)
+        rtt.observe(step)
+        inline = (rtt.rto, rtt.base_rto)
+        rtt._update()
+        assert (rtt.rto, rtt.base_rto) == inline
 
 
 def test_rtt_rejects_bad_arguments() -> None:
