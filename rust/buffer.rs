@@ -1,21 +1,27 @@
-//! A query's result buffer: a bounded FIFO of capacity `max_results`,
+//! A query's result buffer: a FIFO of at most `max_results` records,
 //! shared through an `Arc` so results can be drained outside the core's lock
 //! while other threads keep offering.
 //!
-//! A `Vec` behind its own (uncontended) lock, grown as results come: it was
-//! a lock-free `ArrayQueue` allocated whole (`max_results` slots) at a
-//! query's first result. With results held in the core as `Held` (32 bytes,
-//! not a tuple's 8-byte pointer) that was 2.5 KiB a query at `bench core`'s
-//! `max_results` 64 for 20 results, and a quarter of a2's time went to the
-//! kernel's page faults (perf); grown here it is 1 KiB, and a batch takes
-//! the lock once.
+//! Lock-free (DESIGN.md: results may be offered from any thread): a
+//! `SegQueue`, which grows in blocks of 31 slots as results come. It was an
+//! `ArrayQueue` allocated whole (`max_results` slots) at a query's first
+//! result: with results held in the core as `Held` (32 bytes, not a tuple's
+//! 8-byte pointer) that was 2.5 KiB a query at `bench core`'s `max_results`
+//! 64 for 20 results, and a quarter of a2's time went to the kernel's page
+//! faults (perf). A `Vec` behind its own lock, grown the same way, was
+//! ~8 ns an offer faster on a2 (batches) and ~5 ns slower on a1 (single
+//! offers): best of nine interleaved `bench core --quick` pairs, a2 84.5 vs
+//! 92.9 ns, a1 135.9 vs 130.2 ns; the design's lock-free buffer is kept.
+//! The bound is the table's: it accepts at most
+//! `max_results` records for a query, and only accepted records are pushed;
+//! `push` (outside the table) checks it too.
 
-use parking_lot::{Mutex, MutexGuard};
+use crossbeam_queue::SegQueue;
 use std::sync::Arc;
 
 pub struct ResultBuffer<R> {
     capacity: usize,
-    queue: Arc<Mutex<Vec<R>>>,
+    queue: Arc<SegQueue<R>>,
 }
 
 impl<R> Clone for ResultBuffer<R> {
@@ -27,19 +33,21 @@ impl<R> Clone for ResultBuffer<R> {
     }
 }
 
-/// The buffer locked, to add a batch's records under one lock.
+/// Pushes a batch's accepted records (no lock: kept for the table's one
+/// pass over a batch).
 pub struct Pusher<'a, R> {
     capacity: usize,
-    queue: MutexGuard<'a, Vec<R>>,
+    queue: &'a SegQueue<R>,
 }
 
 impl<R> Pusher<'_, R> {
     /// Push a record the table accepted: the table accepts at most
     /// `max_results`, the buffer's capacity, so it always fits.
     pub fn push_accepted(&mut self, record: R) {
-        if self.queue.len() >= self.capacity {
-            unreachable!("a query accepts at most max_results records");
-        }
+        debug_assert!(
+            self.queue.len() < self.capacity,
+            "a query accepts at most max_results records"
+        );
         self.queue.push(record);
     }
 }
@@ -49,7 +57,7 @@ impl<R> ResultBuffer<R> {
     pub fn new(capacity: usize) -> Self {
         ResultBuffer {
             capacity: capacity.max(1),
-            queue: Arc::new(Mutex::new(Vec::new())),
+            queue: Arc::new(SegQueue::new()),
         }
     }
 
@@ -58,20 +66,19 @@ impl<R> ResultBuffer<R> {
     /// # Errors
     /// The record, handed back, if the buffer is full.
     pub fn push(&self, record: R) -> Result<(), R> {
-        let mut queue = self.queue.lock();
-        if queue.len() >= self.capacity {
+        if self.queue.len() >= self.capacity {
             return Err(record);
         }
-        queue.push(record);
+        self.queue.push(record);
         Ok(())
     }
 
-    /// The buffer locked, for `Pusher::push_accepted`.
+    /// A pusher for `Pusher::push_accepted`.
     #[must_use]
     pub fn pusher(&self) -> Pusher<'_, R> {
         Pusher {
             capacity: self.capacity,
-            queue: self.queue.lock(),
+            queue: &self.queue,
         }
     }
 
@@ -87,18 +94,22 @@ impl<R> ResultBuffer<R> {
 
     #[must_use]
     pub fn len(&self) -> usize {
-        self.queue.lock().len()
+        self.queue.len()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.queue.lock().is_empty()
+        self.queue.is_empty()
     }
 
     /// Everything in the buffer now, oldest first.
     #[must_use]
     pub fn drain(&self) -> Vec<R> {
-        std::mem::take(&mut *self.queue.lock())
+        let mut drained = Vec::with_capacity(self.queue.len());
+        while let Some(record) = self.queue.pop() {
+            drained.push(record);
+        }
+        drained
     }
 }
 
