@@ -6,13 +6,15 @@ of milliseconds, dhtquery's ``DhtNode.get_all`` against stock kademlia's
     dhtquery bench scale [--quick] [--json FILE] [--plot PNG]
     python -m dhtquery.bench scale [--quick] [--sizes 10,100,1000,5000] [--hosts 8]
                                    [--lookups N] [--refresh] [--trace] [--no-rtt-by-ip]
-                                   [--json FILE]
+                                   [--own-addresses] [--json FILE]
 
 ``--trace`` keeps every lookup's requests and answers, timed, with the true
 round trip to each peer (``results[].traces`` in the JSON): where a lookup's
 time went. ``--no-rtt-by-ip``: the get_all clients do not expect a peer
 they never measured at its IP address's round trip; every simulated host is
 one address, so this is the lookup as in a network of one node per address.
+``--own-addresses`` makes that real: every node binds an address of its own
+inside its host's namespace (HostNetwork's ``node_addresses``).
 
 Setup, for each network size n:
 
@@ -173,6 +175,9 @@ class Sizes:
     #: the get_all clients expect a peer never measured at its IP address's
     #: round trip (DhtProtocol.srtt); off: as with one node per address
     rtt_by_ip: bool = True
+    #: every node binds an address of its own in its host's namespace
+    #: (HostNetwork's node_addresses), as on a real network
+    own_addresses: bool = False
 
 
 FULL: Final = Sizes()
@@ -617,6 +622,7 @@ async def node_stats(network: LocalNetwork) -> dict[str, Any]:
             for kind in ("get_all", "stock")
         },
         "addresses": [f"{node.address[0]}:{node.address[1]}" for node in network.nodes],
+        "ids": [node.node.id.hex() for node in network.nodes],
         "table": [node.peer_count for node in network.nodes],
         "timeouts": sum(node.stats.get("timeouts", 0) for node in network.nodes),
         "counters": {
@@ -717,7 +723,12 @@ def build_network(nodes: int, sizes: Sizes) -> tuple[HostNetwork, LocalNetwork]:
     """The network of ``nodes`` nodes over ``sizes.hosts`` simulated hosts
     (one worker process each), started, not joined; the one place that says
     how hosts are made. The caller closes both (network first)."""
-    hosts = HostNetwork(sizes.hosts, rtt_ms=sizes.rtt_ms, seed=TOPOLOGY_SEED)
+    hosts = HostNetwork(
+        sizes.hosts,
+        rtt_ms=sizes.rtt_ms,
+        seed=TOPOLOGY_SEED,
+        node_addresses=-(-nodes // sizes.hosts) if sizes.own_addresses else 0,
+    )
     hosts.start()
     try:
         network = LocalNetwork(
@@ -975,6 +986,26 @@ def summarize(
                 for _, host, index, _ in sorted(served_at, reverse=True)[:20]
             ],
             "served": served,
+            # per node, in the order of "served": its id and the requests of
+            # each kind of client (which lookups make a node the busiest)
+            "ids": [node_id for w in after for node_id in w["ids"]],
+            "served_by_node": {
+                kind: [
+                    a - b
+                    for w_before, w_after in zip(before, after, strict=True)
+                    for a, b in zip(
+                        w_after["served_by"][kind], w_before["served_by"][kind], strict=True
+                    )
+                ]
+                for kind in ("get_all", "stock")
+            },
+            # lookups per key and client (the keys' popularity)
+            "lookups_per_key": {
+                client: _counts(
+                    [row[7] for result in ran for row in result["lookups"] if row[0] == client]
+                )
+                for client in (GET_ALL, STOCK)
+            },
             "timeouts": sum(w["timeouts"] for w in after) - sum(w["timeouts"] for w in before),
         },
         "routing_table": _stats(tables),
@@ -991,6 +1022,13 @@ def summarize(
         "published": published,
         "stages": stages,
     }
+
+
+def _counts(values: Sequence[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
 
 
 def _load_of(served: Sequence[int]) -> dict[str, float]:
@@ -1196,6 +1234,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the get_all clients do not expect a peer never measured at its IP address's"
         " round trip (every simulated host is one address: as with one node per address)",
     )
+    parser.add_argument(
+        "--own-addresses",
+        action="store_true",
+        help="every node binds an address of its own in its host's namespace (as on a real"
+        " network: a peer's address tells nothing of its round trip); needs namespaces",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -1221,6 +1265,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         sizes = replace(sizes, trace=True)
     if args.no_rtt_by_ip:
         sizes = replace(sizes, rtt_by_ip=False)
+    if args.own_addresses:
+        sizes = replace(sizes, own_addresses=True)
     args.sizes = sizes
     return args
 

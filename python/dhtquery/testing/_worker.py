@@ -125,6 +125,7 @@ async def serve(spec: dict[str, Any], out: TextIO) -> None:
         stock=spec.get("stock", 0),
         registry_options=spec.get("registry_options"),
         host=spec.get("bind", HOST),
+        binds=spec.get("binds"),
         link=Link.from_spec(spec["link"]) if spec.get("link") else None,
     )
     async with network as net:

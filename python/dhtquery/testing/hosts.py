@@ -23,6 +23,13 @@ workers
     host's address; the worker of index w lives on host ``w % hosts``. The
     parent process stays in its own namespace and cannot reach the nodes:
     everything that talks to them runs in a worker (``LocalNetwork.call``).
+one address per node (``node_addresses``)
+    with ``node_addresses=N`` each host also gets N addresses of its own on
+    its ``eth0``, ``10.77.0.0`` + (i + 1) * NODE_BLOCK + j + 1 for its node
+    j (:meth:`HostNetwork.node_address`), and a LocalNetwork's nodes bind
+    one each: as on a real network, where no two nodes share an address, a
+    peer's address tells nothing of its round trip. Without namespaces
+    (the fallback) nodes share 127.0.0.1 as before.
 delay and jitter (a userspace link)
     this kernel has no ``netem``, so each node's transport in a worker is
     wrapped (:class:`LinkTransport`): a datagram to a node on host j is held
@@ -90,6 +97,8 @@ __all__ = [
 DEFAULT_PREFIX: Final = "dhtq"
 #: The private addresses of the hosts, inside their namespaces only.
 SUBNET: Final = ipaddress.IPv4Network("10.77.0.0/16")
+#: Addresses set aside per host for its nodes' own (``node_addresses``).
+NODE_BLOCK: Final = 1024
 #: Seconds any one ``ip`` or ``nft`` command may take.
 COMMAND_TIMEOUT: Final = 20.0
 #: nftables' loss rule draws from this many values (0.01 % steps).
@@ -176,6 +185,10 @@ def namespaces_permitted() -> str | None:
     return None
 
 
+def _node_ip(host: int, index: int) -> str:
+    return str(SUBNET.network_address + (host + 1) * NODE_BLOCK + index + 1)
+
+
 def _rtt_matrix(hosts: int, rtt_ms: float | tuple[float, float], seed: int) -> list[list[float]]:
     if isinstance(rtt_ms, int | float):
         low = high = float(rtt_ms)
@@ -205,9 +218,16 @@ class HostNetwork:
         seed: int = 0,
         prefix: str = DEFAULT_PREFIX,
         namespaces: bool | None = None,
+        node_addresses: int = 0,
     ) -> None:
         if isinstance(hosts, bool) or not isinstance(hosts, int) or not 1 <= hosts <= 4000:
             raise InvalidArgumentError(f"hosts must be an int in 1..4000, got {hosts!r}")
+        blocks = SUBNET.num_addresses // NODE_BLOCK - 1
+        if not 0 <= node_addresses < NODE_BLOCK - 1 or (node_addresses and hosts > blocks):
+            raise InvalidArgumentError(
+                f"node_addresses must be in 0..{NODE_BLOCK - 2}, on at most {blocks} hosts;"
+                f" got {node_addresses!r} on {hosts}"
+            )
         if jitter_ms < 0:
             raise InvalidArgumentError(f"jitter_ms must be >= 0, got {jitter_ms!r}")
         if not 0 <= loss_percent <= 100:
@@ -219,6 +239,9 @@ class HostNetwork:
         self.jitter_ms = float(jitter_ms)
         self.loss_percent = float(loss_percent)
         self.seed = seed
+        #: addresses of its own each host has for its nodes (0: they share
+        #: the host's)
+        self.node_addresses = node_addresses
         self.prefix = prefix
         #: True: namespaces are required; False: never (loopback); None: where permitted
         self.want_namespaces = namespaces
@@ -256,11 +279,27 @@ class HostNetwork:
             return "127.0.0.1"
         return str(SUBNET.network_address + host + 1)
 
+    def node_address(self, host: int, index: int) -> str:
+        """The address node ``index`` of ``host`` binds to: its own with
+        ``node_addresses`` (index below it), else the host's."""
+        if not self.namespaced or not self.node_addresses:
+            return self.address(host)
+        if not 0 <= index < self.node_addresses:
+            raise InvalidArgumentError(
+                f"host {host} has {self.node_addresses} node addresses, not {index + 1}"
+            )
+        return _node_ip(host, index)
+
     def host_of_ip(self) -> dict[str, int]:
-        """IP -> host, where every host has an address of its own."""
+        """IP -> host, where every host has an address of its own (and its
+        nodes theirs, with ``node_addresses``)."""
         if not self.namespaced:
             return {}
-        return {self.address(i): i for i in range(self.count)}
+        found = {self.address(i): i for i in range(self.count)}
+        for host in range(self.count):
+            for index in range(self.node_addresses):
+                found[_node_ip(host, index)] = host
+        return found
 
     def exec_prefix(self, host: int) -> list[str]:
         """The argv prefix that runs a command on ``host``."""
@@ -281,9 +320,14 @@ class HostNetwork:
         """How the hosts are made, in a sentence or three (for bench output)."""
         rtts = [self.rtt_ms[i][j] for i in range(self.count) for j in range(i + 1, self.count)]
         spread = f"{min(rtts):.0f}-{max(rtts):.0f} ms" if rtts else "-"
+        each = (
+            f", {self.node_addresses} addresses of its own per host for its nodes"
+            if self.node_addresses
+            else ""
+        )
         where = (
             f"{self.count} network namespaces ({self.prefix}-{self.run_id}-h*, "
-            f"{SUBNET}) on a bridge"
+            f"{SUBNET}{each}) on a bridge"
             if self.namespaced
             else f"{self.count} hosts on loopback (no namespaces: {self.fallback_reason})"
         )
@@ -380,6 +424,13 @@ class HostNetwork:
             prefix = f"{SUBNET.network_address + host + 1}/{SUBNET.prefixlen}"
             _check(["ip", "-n", name, "addr", "add", prefix, "dev", "eth0"])
             _check(["ip", "-n", name, "link", "set", "eth0", "up"])
+            if self.node_addresses:
+                # one batch per host: a command per address took ~5 ms each
+                batch = "".join(
+                    f"addr add {_node_ip(host, i)}/{SUBNET.prefixlen} dev eth0\n"
+                    for i in range(self.node_addresses)
+                )
+                _check(["ip", "-n", name, "-batch", "-"], batch)
         if shutil.which("nft") is None:
             self.loss_by = "transport"
             return

@@ -224,6 +224,7 @@ class LocalNetwork:
         ready_timeout: float = 120.0,
         hosts: HostNetwork | int | None = None,
         host: str = HOST,
+        binds: Sequence[str] | None = None,
         link: Link | None = None,
         registry_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -256,6 +257,10 @@ class LocalNetwork:
         self._owns_hosts = isinstance(hosts, int)
         #: the address this process's nodes bind to (a worker's: its host's)
         self.host = host
+        #: the address of each node this process starts (in a worker whose
+        #: host gives each node its own: HostNetwork's node_addresses);
+        #: past its end, or None, ``host``
+        self.binds = list(binds or ())
         #: the userspace link this process's nodes send through (in a worker)
         self.link = link
         #: keyword arguments of every P2PRegistry (JSON, passed to workers)
@@ -390,8 +395,10 @@ class LocalNetwork:
         network's ``registries``)."""
         node = self.new_node(node_class, **kwargs)
         first = self.addresses[:1]
+        binds = self.binds
+        where = binds[len(self.nodes)] if len(self.nodes) < len(binds) else self.host
         self.nodes.append(node)
-        await node.listen(0, self.host)
+        await node.listen(0, where)
         if self.link is not None:
             self.link.attach(node)
         targets = list(bootstrap) if bootstrap is not None else first
@@ -489,6 +496,8 @@ class LocalNetwork:
         base, extra = divmod(self.count, self.processes)
         stock_base, stock_extra = divmod(self.stock_count if self.hosts else 0, self.processes)
         specs = []
+        #: nodes given to the workers so far, per host (node_addresses)
+        on_host: dict[int, int] = {}
         for index in range(self.processes):
             spec: dict[str, Any] = {
                 "nodes": base + (index < extra),
@@ -506,6 +515,12 @@ class LocalNetwork:
                 host = self.worker_host(index)
                 spec["bind"] = self.hosts.address(host)
                 spec["link"] = self.hosts.link_spec(host)
+                if self.hosts.namespaced and self.hosts.node_addresses:
+                    first = on_host.get(host, 0)
+                    on_host[host] = first + spec["nodes"]
+                    spec["binds"] = [
+                        self.hosts.node_address(host, first + i) for i in range(spec["nodes"])
+                    ]
             specs.append(spec)
         self._spawn(specs)
         if self.hosts is not None:
