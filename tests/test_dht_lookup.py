@@ -17,6 +17,7 @@ from kademlia.utils import digest
 
 from dhtquery import QueryConfig, QueryOutcome, QueryResult
 from dhtquery.dht import DhtNode, LookupStats
+from dhtquery.dht.lookup import HEDGE
 
 from .dht_helpers import (
     Nodes,
@@ -382,3 +383,92 @@ def test_a_peer_never_measured_is_expected_at_its_ip_addresss_round_trip(backend
             assert protocol.srtt(("10.9.0.1", 4001)) == 0.2
 
     run_paired(backend, scenario())
+
+
+def _hedge_lookup(backend: str, srtt_of_holders: float | None, srtt_of_a: float) -> int:
+    """The querier (its IP-address fallback off: every node here shares
+    127.0.0.1) knows only A, measured at ``srtt_of_a``; A knows eight holders,
+    which the querier has measured at ``srtt_of_holders`` (None: never).
+    The requests a quorum-3 lookup sends."""
+
+    async def scenario() -> int:
+        async with open_nodes(backend) as nodes:
+            querier, protocol = await nodes.dht_and_protocol(client=True)
+            protocol.rtt_by_ip = False
+            a = await nodes.dht()
+            holders = [await nodes.dht() for _ in range(8)]
+            dkey = digest("hedged")
+            record = signed("publisher", b"held by eight", "hedged")
+            protocol.router.add_contact(_contact(a))
+            protocol.rtt(a.address).observe(srtt_of_a)
+            for holder in holders:
+                holder.records.put(dkey, record, holder.clock.now())
+                a.protocol.router.add_contact(_contact(holder))  # type: ignore[union-attr]
+                if srtt_of_holders is not None:
+                    protocol.rtt(holder.address).observe(srtt_of_holders)
+            handle = querier.get_all("hedged", quorum=3, timeout=5.0)
+            outcome = await handle
+            assert outcome.items == [record]
+            stats = handle.lookup_stats
+            assert stats is not None
+            return stats.requests
+
+    return run_paired(backend, scenario())
+
+
+def test_peers_of_unknown_round_trip_are_asked_hedge_more_than_the_quorum(backend: str) -> None:
+    """Where round trips differ (A at 50 ms) and the holders were never
+    measured, the lookup asks A, then QUORUM + HEDGE holders at once (the
+    quorum from the first to answer); holders measured, or on loopback
+    (every round trip within RTT_BAND), only the quorum's three."""
+    assert _hedge_lookup(backend, None, 0.05) == 1 + 3 + HEDGE
+    assert _hedge_lookup(backend, 0.02, 0.05) == 1 + 3
+    assert _hedge_lookup(backend, None, 0.001) == 1 + 3
+
+
+def test_a_lookup_starts_from_the_tables_replacement_caches_too(backend: str, run: Run) -> None:
+    """With k = 2, ten peers whose ids share their first five bits (kademlia
+    splits a full bucket of such a depth no more) fill one bucket and its
+    replacement cache (kademlia's, for promotion). A key whose closest
+    peer is only a replacement: the lookup asks it (it is among the k
+    closest candidates), where it used to start from the table's contacts
+    alone; once forgotten (``forget``), it is no candidate any more."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            querier, protocol = await nodes.dht_and_protocol(
+                client=True, ksize=2, node_id=bytes(20)
+            )
+            peers = [
+                await nodes.dht(node_id=bytes([0xF8 | (i % 2) << 2]) + os.urandom(19))
+                for i in range(10)
+            ]
+            for peer in peers:
+                protocol.router.add_contact(_contact(peer))
+            router = protocol.router
+            contacts = {node.id for node in router.contacts()[1]}
+            candidates = {node.id for node in router.candidates()[1]}
+            assert contacts < candidates == {peer.node.id for peer in peers}
+            # a key whose closest peer is a replacement only
+            key = next(
+                f"key {i}"
+                for i in range(10_000)
+                if min(
+                    peers, key=lambda p: p.node.long_id ^ int.from_bytes(digest(f"key {i}"))
+                ).node.id
+                not in contacts
+            )
+            dkey = digest(key)
+            closest = min(peers, key=lambda p: p.node.long_id ^ int.from_bytes(dkey))
+            record = signed("publisher", b"held by the closest", key)
+            closest.records.put(dkey, record, closest.clock.now())
+            served = closest.stats.get("served", 0)
+            outcome = await querier.get_all(key, quorum=1, timeout=5.0)
+            assert outcome.items == [record]
+            assert closest.stats.get("served", 0) == served + 1
+
+            # (not a contact: False)
+            assert not protocol.forget(closest.address, keep_last=False)
+            assert closest.node.id not in {node.id for node in router.candidates()[1]}
+
+    run(scenario())

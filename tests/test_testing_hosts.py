@@ -21,6 +21,7 @@ import pytest
 from dhtquery.errors import InvalidArgumentError
 from dhtquery.testing import LocalNetwork
 from dhtquery.testing.hosts import (
+    NODE_BLOCK,
     HostNetwork,
     Link,
     cleanup_stale,
@@ -133,6 +134,55 @@ def _is_zombie(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+async def find_every_host(network: LocalNetwork, hosts: int) -> dict[str, Any]:
+    """get_all every host's keys from this worker's last node; the IP
+    addresses its peers have, and on how many hosts they are."""
+    node = network.nodes[-1]
+    found = 0
+    for host in range(hosts):
+        for i in range(KEYS_PER_HOST):
+            outcome = await node.get_all(f"host-{host}-key-{i}", timeout=5.0)
+            want = f"from {host}/{i}".encode()
+            found += any(record.data == want for record in outcome.items)
+    link = network.link
+    assert link is not None
+    peers = node.peers()
+    return {
+        "found": found,
+        "peer_ips": len({peer.ip for peer in peers}),
+        "peers": len(peers),
+        "peer_hosts": len({link.host_by_ip[peer.ip] for peer in peers}),
+    }
+
+
+@needs_namespaces
+@pytest.mark.slow
+def test_with_node_addresses_every_node_has_an_address_of_its_own() -> None:
+    """``node_addresses``: each of the 12 nodes binds its own address in its
+    host's namespace (none shares one, as on a real network), lookups
+    succeed across the hosts, and nothing is left afterwards."""
+    hosts = HostNetwork(3, rtt_ms=RTT_MS, seed=1, node_addresses=4)
+    with hosts, LocalNetwork(12, processes=3, hosts=hosts, join="full") as net:
+        assert hosts.namespaced, hosts.fallback_reason
+        ips = [address[0] for address in net.addresses]
+        assert len(set(ips)) == 12, ips
+        assert {hosts.host_of_ip()[ip] for ip in ips} == {0, 1, 2}
+        assert hosts.node_address(2, 3) in ips
+        stored = [
+            net.call(f"{__name__}:publish", workers=[w], host=net.worker_host(w))[0]
+            for w in range(3)
+        ]
+        assert all(count >= 3 for count in stored), stored
+        results = net.call(f"{__name__}:find_every_host", hosts=3)
+    for result in results:
+        assert result["found"] == 3 * KEYS_PER_HOST, results
+        assert result["peer_ips"] == result["peers"] >= 3, results
+        assert result["peer_hosts"] >= 2, results
+    assert _ours(hosts) == []
+    with pytest.raises(InvalidArgumentError):
+        HostNetwork(2, node_addresses=NODE_BLOCK)
 
 
 @needs_namespaces

@@ -988,12 +988,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         back into the network when it is the one that was cut off."""
         if keep_last and sum(len(bucket.nodes) for bucket in self.router.buckets) <= _MIN_CONTACTS:
             return False
-        for bucket in self.router.buckets:
-            for node in bucket.get_nodes():
-                if (node.ip, node.port) == address:
-                    self.router.remove_contact(node)
-                    self.stats["peers_forgotten"] += 1
-                    return True
+        # (its replacement-cache entries too: lookups start from those)
+        if self.router.remove_address(address):
+            self.stats["peers_forgotten"] += 1
+            return True
         return False
 
     async def _call(self, address: Address, name: str, *args: Any) -> Reply:

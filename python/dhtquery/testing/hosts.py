@@ -84,6 +84,7 @@ from ..errors import DhtQueryError, InvalidArgumentError
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "NODE_BLOCK",
     "SUBNET",
     "HostNetwork",
     "HostNetworkError",
