@@ -989,6 +989,7 @@ def summarize(
             # per node, in the order of "served": its id and the requests of
             # each kind of client (which lookups make a node the busiest)
             "ids": [node_id for w in after for node_id in w["ids"]],
+            "addresses": [address for w in after for address in w["addresses"]],
             "served_by_node": {
                 kind: [
                     a - b

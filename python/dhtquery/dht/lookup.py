@@ -20,8 +20,8 @@ past their RTO; one that has heard from no holder yet waits for them.
 
 Whom to ask: among the k closest candidates not asked yet, those expected
 to answer soonest (measured SRTT over reputation score, round trips within
-RTT_BAND of each other counting as equal), the closer of two equals first.
-Near the key, each of the k closest is about as likely a holder as the
+RTT_BAND of each other counting as equal), equals in a drawn order. Near
+the key, each of the k closest is about as likely a holder as the
 closest, so the lookup's critical path runs through the peers near in time,
 not the closest in XOR distance (kademlia's order). A peer never measured
 is expected at its IP address's round trip if another port of it was
@@ -33,6 +33,14 @@ closest first 0.77x; smallest SRTT 0.74x; + the IP address's SRTT 0.37x;
 + RTT_BAND 0.21x (full runs: 0.14x and 0.11x). Every bench host is one IP
 address: without the IP fallback (one node per address) 0.71x.
 
+Where it starts: the k closest of the routing table's contacts and its
+replacement caches (``ContactTable.candidates``: every peer that answered
+lately, mostly of measured round trip). While some requests go to peers of
+unknown round trip, HEDGE more are kept in flight. Equals (same band) are
+asked in a drawn order, not the closer first: the closest nodes to the
+most looked-up keys took the most requests (see ``dhtquery bench scale``,
+docs/guide/scale.md, "Load").
+
 Each lookup counts what it cost (``LookupHandle.lookup_stats``, a
 :class:`LookupStats`): requests sent, retransmissions, hops, peers that
 answered and peers that failed.
@@ -43,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import heapq
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -51,6 +60,7 @@ from kademlia.node import Node
 from ..errors import RecordError
 from ..query import QueryHandle, QueryManager, Reason
 from .records import MAX_DATA, Record
+from .reputation import PeerStats
 from .rpc_table import BAD_RESPONSE
 from .wire import pack_request
 
@@ -60,10 +70,10 @@ if TYPE_CHECKING:
 
 __all__ = ["HEDGE", "RTT_BAND", "LookupHandle", "LookupStats", "StreamingLookup"]
 
-#: Round trips this close count as equal when choosing whom to ask, and the
-#: closer (XOR) of two such peers goes first: an SRTT differs by a few ms
-#: with the load of the peer's host, and ranking on that noise sent every
-#: lookup of a host to the same few nearest peers.
+#: Round trips this close count as equal when choosing whom to ask, and two
+#: such peers go in a drawn order: an SRTT differs by a few ms with the load
+#: of the peer's host, and ranking on that noise sent every lookup of a host
+#: to the same few nearest peers.
 RTT_BAND: Final = 0.01
 #: Requests a lookup keeps in flight beyond what its quorum needs while
 #: some go to peers of unknown round trip (none measured, none of their IP
@@ -73,6 +83,11 @@ RTT_BAND: Final = 0.01
 #: each node has an address of its own, the lookup's last hop is mostly to
 #: peers never measured.
 HEDGE: Final = 2
+#: A peer's reputation score that ranks it as a peer never asked (0.75):
+#: scores above it do not make a peer preferred, scores below make it later.
+FAIR_SCORE: Final = PeerStats().score(0.0)
+#: Draws the order of candidates expected at the same time (see _best_of).
+_draw = random.Random().random
 #: Up to this many candidates a lookup starts from are all sorted; beyond,
 #: only the k closest are picked out (heapq).
 _SORT_ALL: Final = 128
@@ -395,7 +410,9 @@ class StreamingLookup:
         asked yet, closest first): those expected to answer soonest, by their
         round trip (``DhtProtocol.srtt``) over their reputation score, within
         RTT_BAND counting as equal; a peer never measured is expected at the
-        median of those measured among ``fresh``; ties go to the closer. A
+        median of those measured among ``fresh``; equals in a drawn order
+        (the closer first sent most requests to the closest nodes of the
+        most looked-up keys, as kademlia's crawl does). A
         put stores on the k closest, so once the lookup has reached the key's
         neighbourhood each of its k closest candidates is about as likely a
         holder as the closest: with round trips that differ per peer, asking
@@ -417,15 +434,32 @@ class StreamingLookup:
             return fresh[:count]
         guess = known[len(known) // 2]
         scores = protocol.reputation.scores(addresses, protocol.clock.now())
-        band = RTT_BAND
-        # (band number, rank): sorting the pairs keeps the closer first
+        # A score at least a new peer's counts as a new peer's: above it the
+        # score grows with answers and records served, and ranking on it
+        # sent more and more of a client's lookups to the peers it had
+        # asked before. Below it (failures, invalid records) it slows the
+        # peer down: RTT x FAIR_SCORE / score.
+        per_band = FAIR_SCORE / RTT_BAND
+        draw = _draw
+        # (band number, a draw, rank): within a band, the order is drawn
         order = sorted(
             [
-                (int((guess if rtt is None else rtt) / (score if score > 0.01 else 0.01) / band), i)
+                (
+                    int(
+                        (guess if rtt is None else rtt)
+                        * (
+                            1 / RTT_BAND
+                            if score >= FAIR_SCORE
+                            else per_band / (score if score > 0.01 else 0.01)
+                        )
+                    ),
+                    draw(),
+                    i,
+                )
                 for i, (rtt, score) in enumerate(zip(rtts, scores, strict=True))
             ]
         )
-        return [fresh[i] for _, i in order[:count]]
+        return [fresh[i] for _, _, i in order[:count]]
 
     def _ask(self, node: Node) -> None:
         protocol = self._protocol
