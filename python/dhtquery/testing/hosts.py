@@ -26,10 +26,12 @@ workers
 one address per node (``node_addresses``)
     with ``node_addresses=N`` each host also gets N addresses of its own on
     its ``eth0``, ``10.77.0.0`` + (i + 1) * NODE_BLOCK + j + 1 for its node
-    j (:meth:`HostNetwork.node_address`), and a LocalNetwork's nodes bind
-    one each: as on a real network, where no two nodes share an address, a
-    peer's address tells nothing of its round trip. Without namespaces
-    (the fallback) nodes share 127.0.0.1 as before.
+    j (:meth:`HostNetwork.node_address`), each host's block routed by the
+    others through the host's own address (no neighbour entry per node),
+    and a LocalNetwork's nodes bind one each: as on a real network, where
+    no two nodes share an address, a peer's address tells nothing of its
+    round trip. Without namespaces (the fallback) nodes share 127.0.0.1 as
+    before.
 delay and jitter (a userspace link)
     this kernel has no ``netem``, so each node's transport in a worker is
     wrapped (:class:`LinkTransport`): a datagram to a node on host j is held
@@ -190,6 +192,12 @@ def _node_ip(host: int, index: int) -> str:
     return str(SUBNET.network_address + (host + 1) * NODE_BLOCK + index + 1)
 
 
+def _node_block(host: int) -> str:
+    """The block of ``host``'s node addresses, as a prefix."""
+    bits = NODE_BLOCK.bit_length() - 1
+    return f"{SUBNET.network_address + (host + 1) * NODE_BLOCK}/{32 - bits}"
+
+
 def _rtt_matrix(hosts: int, rtt_ms: float | tuple[float, float], seed: int) -> list[list[float]]:
     if isinstance(rtt_ms, int | float):
         low = high = float(rtt_ms)
@@ -278,6 +286,11 @@ class HostNetwork:
         """The IP address nodes on ``host`` bind to."""
         if not self.namespaced:
             return "127.0.0.1"
+        return self.address_of(host)
+
+    @staticmethod
+    def address_of(host: int) -> str:
+        """Host ``host``'s own address in its namespace."""
         return str(SUBNET.network_address + host + 1)
 
     def node_address(self, host: int, index: int) -> str:
@@ -428,10 +441,25 @@ class HostNetwork:
             if self.node_addresses:
                 # one batch per host: a command per address took ~5 ms each
                 batch = "".join(
-                    f"addr add {_node_ip(host, i)}/{SUBNET.prefixlen} dev eth0\n"
+                    f"addr add {_node_ip(host, i)}/32 dev eth0\n"
                     for i in range(self.node_addresses)
                 )
                 _check(["ip", "-n", name, "-batch", "-"], batch)
+        if self.node_addresses:
+            # Each host reaches another's node addresses through that host's
+            # own address (a route per block), not on the link: on the link
+            # every host would keep a neighbour (ARP) entry per remote node,
+            # and the kernel's table is one for all namespaces (gc_thresh3,
+            # 1,024 here): 1,000 nodes overflowed it ("neighbor table
+            # overflow") and datagrams were dropped.
+            for host in range(self.count):
+                batch = "".join(
+                    f"route add {_node_block(other)} via {self.address_of(other)} dev eth0\n"
+                    for other in range(self.count)
+                    if other != host
+                )
+                if batch:
+                    _check(["ip", "-n", self.name(host), "-batch", "-"], batch)
         if shutil.which("nft") is None:
             self.loss_by = "transport"
             return
