@@ -64,16 +64,22 @@ async def publish(network: LocalNetwork, host: int) -> int:
     return stored
 
 
-async def look_up(network: LocalNetwork, hosts: int) -> dict[str, Any]:
-    """get_all every host's keys from this worker's last node; RTT of pings
-    to a node on the same host and to nodes on the others (medians, ms)."""
-    node = network.nodes[-1]
+async def _find_all(node: Any, hosts: int) -> int:
+    """How many of every host's keys ``node`` finds with get_all."""
     found = 0
     for host in range(hosts):
         for i in range(KEYS_PER_HOST):
             outcome = await node.get_all(f"host-{host}-key-{i}", timeout=5.0)
             want = f"from {host}/{i}".encode()
             found += any(record.data == want for record in outcome.items)
+    return found
+
+
+async def look_up(network: LocalNetwork, hosts: int) -> dict[str, Any]:
+    """get_all every host's keys from this worker's last node; RTT of pings
+    to a node on the same host and to nodes on the others (medians, ms)."""
+    node = network.nodes[-1]
+    found = await _find_all(node, hosts)
     own_ip = node.address[0]
     local = [p for p in node.peers() if p.ip == own_ip][:5]
     remote = [p for p in node.peers() if p.ip != own_ip][:5]
@@ -140,12 +146,7 @@ async def find_every_host(network: LocalNetwork, hosts: int) -> dict[str, Any]:
     """get_all every host's keys from this worker's last node; the IP
     addresses its peers have, and on how many hosts they are."""
     node = network.nodes[-1]
-    found = 0
-    for host in range(hosts):
-        for i in range(KEYS_PER_HOST):
-            outcome = await node.get_all(f"host-{host}-key-{i}", timeout=5.0)
-            want = f"from {host}/{i}".encode()
-            found += any(record.data == want for record in outcome.items)
+    found = await _find_all(node, hosts)
     link = network.link
     assert link is not None
     peers = node.peers()
