@@ -33,25 +33,6 @@ impl<R> Clone for ResultBuffer<R> {
     }
 }
 
-/// Pushes a batch's accepted records (no lock: kept for the table's one
-/// pass over a batch).
-pub struct Pusher<'a, R> {
-    capacity: usize,
-    queue: &'a SegQueue<R>,
-}
-
-impl<R> Pusher<'_, R> {
-    /// Push a record the table accepted: the table accepts at most
-    /// `max_results`, the buffer's capacity, so it always fits.
-    pub fn push_accepted(&mut self, record: R) {
-        debug_assert!(
-            self.queue.len() < self.capacity,
-            "a query accepts at most max_results records"
-        );
-        self.queue.push(record);
-    }
-}
-
 impl<R> ResultBuffer<R> {
     #[must_use]
     pub fn new(capacity: usize) -> Self {
@@ -73,18 +54,14 @@ impl<R> ResultBuffer<R> {
         Ok(())
     }
 
-    /// A pusher for `Pusher::push_accepted`.
-    #[must_use]
-    pub fn pusher(&self) -> Pusher<'_, R> {
-        Pusher {
-            capacity: self.capacity,
-            queue: &self.queue,
-        }
-    }
-
-    /// Push a record the table accepted (see `Pusher::push_accepted`).
+    /// Push a record the table accepted: the table accepts at most
+    /// `max_results`, the buffer's capacity, so it always fits.
     pub fn push_accepted(&self, record: R) {
-        self.pusher().push_accepted(record);
+        debug_assert!(
+            self.queue.len() < self.capacity,
+            "a query accepts at most max_results records"
+        );
+        self.queue.push(record);
     }
 
     #[must_use]

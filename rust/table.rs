@@ -357,7 +357,6 @@ impl<R, P> Table<R, P> {
             extra.seen.warm_up(keys.len());
         }
         let buffer = self.query(slot).buffer().clone();
-        let mut pusher = buffer.pusher();
         let mut answer = BatchStatus::refused(Status::New);
         for (position, HashedKey { key, hash }) in keys.iter().enumerate() {
             let status = self.accept(slot, key, hash);
@@ -365,7 +364,7 @@ impl<R, P> Table<R, P> {
                 answer.duplicates += 1;
                 continue;
             }
-            pusher.push_accepted(make(position, start));
+            buffer.push_accepted(make(position, start));
             answer.accepted += 1;
             if status == Status::Completed {
                 self.counters.overflow += count - position as u64 - 1;

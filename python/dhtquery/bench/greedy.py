@@ -41,6 +41,7 @@ from typing import Any, Final
 from ..dht.rpc_table import CLIENT_PAD
 from ..dht.wire import frame_request, pack_request
 from .common import format_table, machine_info, write_json
+from .load import percentiles_ms
 
 __all__ = ["RATES", "compare", "main", "run_once", "table"]
 
@@ -182,12 +183,8 @@ def run_once(setting: str, rate: int, seconds: float) -> dict[str, Any]:
         if node.poll() is None:
             node.kill()
             node.wait()
-    answered = sorted(rtt for rtt in rtts if rtt <= ANSWER_WITHIN)
-
-    def quantile(fraction: float) -> float | None:
-        if not answered:
-            return None
-        return answered[min(len(answered) - 1, int(fraction * len(answered)))] * 1e3
+    answered = [rtt for rtt in rtts if rtt <= ANSWER_WITHIN]
+    latency = percentiles_ms(answered)
 
     return {
         "setting": setting,
@@ -195,8 +192,8 @@ def run_once(setting: str, rate: int, seconds: float) -> dict[str, Any]:
         "pings": pings,
         "answered": len(answered),
         "answered_fraction": len(answered) / pings if pings else 0.0,
-        "p50_ms": quantile(0.5),
-        "p99_ms": quantile(0.99),
+        "p50_ms": latency.get("p50"),
+        "p99_ms": latency.get("p99"),
         "greedy_sent": sent[0] if sent else 0,
         "served": counts.get("served"),
         "shed": counts.get("fair_share"),

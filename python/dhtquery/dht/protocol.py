@@ -294,6 +294,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         #: sheds a greedy source's requests while this node is overloaded
         #: (fairness.py); None without a socket to read the load from
         self.fair_share: FairShare | None = None
+        #: the transport's socket, kept for _queued_bytes (an attribute read
+        #: per look, not a get_extra_info call)
+        self._socket: Any = None
         #: the answers to recent requests, sent again for a resent one
         self.replay = ReplayCache(max_age=self.config.default_timeout)
         self._rpcs: dict[str, RpcSpec] = {
@@ -340,6 +343,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
                 mark = max(int(buffer * OVERLOAD_FRACTION), OVERLOAD_MIN_BYTES)
                 if mark < buffer:
+                    self._socket = sock
                     self.fair_share = FairShare(self._queued_bytes, mark)
         # Requests are one-result queries in a core of their own (of the
         # same backend as the node's lookups), so the node's query metrics
@@ -387,10 +391,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         """The bytes the socket's receive queue holds (SO_MEMINFO's first
         field: what the queued datagrams take, ~800 for a small request)."""
         try:
-            meminfo = self.transport.get_extra_info("socket").getsockopt(
-                socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO_SIZE
-            )
-        except (OSError, AttributeError):  # (closed meanwhile)
+            meminfo = self._socket.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO_SIZE)
+        except OSError:  # (closed meanwhile)
             return 0
         return int.from_bytes(meminfo[:4], sys.byteorder)
 
