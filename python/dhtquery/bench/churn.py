@@ -105,6 +105,11 @@ PUBLISHER = bench_publisher(0)
 QUORUM = 3
 LOOKUP_TIMEOUT = 10.0
 DRAIN_SECONDS = 15.0
+#: A get_all slower than this is listed (its lookup_stats) in the JSON: the
+#: p99 of a phase is one or two such lookups.
+SLOW_LOOKUP = 0.5
+#: The client protocol's counters reported per phase (their growth).
+_CLIENT_STATS = ("requests", "retransmitted", "timeouts", "liveness_probes")
 LOSS_PERCENT = 10.0
 REGISTRY_LOSS_PERCENT = 5.0
 KILL_SHARE = 0.3
@@ -230,18 +235,25 @@ async def measure_phase(
     order = list(range(keys))
     random.Random(seed).shuffle(order)
     examples: list[str] = []
+    slow: list[str] = []
     own = {"lookups": 0, "requests": 0, "hops": 0}
+    protocol_stats = node.protocol.stats
+    before = {name: protocol_stats[name] for name in _CLIENT_STATS}
 
     async def get_all(index: int) -> str | None:
         key = order[index % keys]
+        started = time.perf_counter()
         handle = node.get_all(record_key(key), quorum=QUORUM, timeout=LOOKUP_TIMEOUT)
         outcome = await handle
+        elapsed = time.perf_counter() - started
         # the lookup's own count (LookupHandle.lookup_stats), where there is one
         stats = getattr(handle, "lookup_stats", None)
         if stats is not None:
             own["lookups"] += 1
             own["requests"] += stats.requests + stats.retransmissions
             own["hops"] += stats.hops
+        if elapsed > SLOW_LOOKUP and len(slow) < 5:
+            slow.append(f"{record_key(key)}: {elapsed:.3f} s, {outcome.reason}, {stats}")
         got = [(record.publisher, record.data) for record in latest(outcome.items)]
         if not outcome.timed_out and got == [(PUBLISHER.key_id, record_value(key))]:
             return None
@@ -279,6 +291,10 @@ async def measure_phase(
             "peers": node.peer_count if name == "dhtquery" else None,
         }
     result["dhtquery"]["examples"] = examples
+    result["dhtquery"]["slow"] = slow
+    result["dhtquery"]["protocol"] = {
+        name: protocol_stats[name] - before[name] for name in _CLIENT_STATS
+    }
     result["dhtquery"]["lookup_stats"] = own
     return result
 
@@ -403,6 +419,13 @@ def _own_counts(parts: Sequence[dict[str, int]]) -> dict[str, float]:
     }
 
 
+def _summed(parts: Sequence[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for part in parts:
+        total.update(part)
+    return dict(total)
+
+
 def _merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     count = sum(p["count"] for p in parts)
     ok = sum(p["ok"] for p in parts)
@@ -420,6 +443,8 @@ def _merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "requests_per_lookup": requests / count if count else 0.0,
         "client_peers": [p["peers"] for p in parts if p.get("peers") is not None],
         "examples": [e for p in parts for e in p.get("examples", [])][:4],
+        "slow": [e for p in parts for e in p.get("slow", [])][:6],
+        "client_protocol": _summed([p["protocol"] for p in parts if "protocol" in p]),
         **_own_counts([p["lookup_stats"] for p in parts if "lookup_stats" in p]),
     }
 
