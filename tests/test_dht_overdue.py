@@ -17,6 +17,7 @@ from kademlia.node import Node
 from kademlia.utils import digest
 
 from dhtquery.dht import DhtNode, LookupStats
+from dhtquery.dht.protocol import FIRST_RTO_SAMPLES
 from dhtquery.dht.rpc_table import MAX_LAG_GRANT, RpcTable
 from dhtquery.query import ExpiryTimer, QueryManager, new_core
 from dhtquery.query.timer import LAG_TOLERANCE
@@ -576,3 +577,93 @@ def test_a_request_is_not_judged_while_datagrams_wait_unread(backend: str, run: 
     assert read_then_judged is not None and 0.1 <= read_then_judged < 0.15
     assert reply == (False, None)
     assert bounded <= 0.05 + MAX_LAG_GRANT + 0.05
+
+
+def test_a_first_contact_is_overdue_at_the_rto_of_another_port_of_its_ip_address(
+    backend: str, run: Run
+) -> None:
+    """A silent peer never measured, on the IP address (127.0.0.1) of a peer
+    measured at 5 ms (RTO 50 ms, the floor): the lookup's request to it is
+    overdue at 50 ms, not at RFC 6298's first 1 s, and the next candidate
+    (the holder) is asked then."""
+
+    async def scenario() -> tuple[float, bytes, bytes, list[Any], LookupStats | None]:
+        async with open_nodes(backend) as nodes:
+            querier, clock = await _fake_clocked(nodes, backend)
+            querier.alpha = 1
+            holder = await nodes.dht()
+            silent = await nodes.raw()
+            protocol = querier.protocol
+            assert protocol is not None
+            dkey = digest("first contact, same host")
+            record = signed("publisher", b"from the holder", dkey)
+            holder.records.put(dkey, record, holder.clock.now())
+            protocol.router.add_contact(_silent_contact(silent, _near(dkey)))
+            protocol.router.add_contact(_contact(holder))
+            protocol.rtt(holder.address).observe(0.005)
+            assert protocol.first_rto(silent.address) == 0.05
+
+            handle = querier.get_all("first contact, same host", quorum=1, timeout=10.0)
+            first, _ = await silent.recv()
+            clock.advance(0.051)
+            again, _ = await silent.recv()
+            outcome = await handle
+            return outcome.duration, first, again, outcome.items, handle.lookup_stats
+
+    duration, first, again, items, stats = run(scenario())
+    assert again == first  # still retransmitted, same message id
+    assert [r.data for r in items] == [b"from the holder"]
+    assert 0.05 <= duration < 0.06
+    assert stats is not None and stats.retransmissions == 1
+
+
+def test_a_first_contact_is_overdue_at_the_networks_rto_once_it_is_measured(
+    backend: str, run: Run
+) -> None:
+    """With no other port of its IP address to go by (``rtt_by_ip`` off), a
+    peer never measured is given the RTO of every sample pooled, once there
+    are FIRST_RTO_SAMPLES of them (pings answered at once: 50 ms, the
+    floor); with one sample fewer it is still RFC 6298's 1 s. A lookup asks
+    the next candidate at the pooled RTO."""
+
+    async def scenario() -> tuple[float, float, float, list[Any]]:
+        async with open_nodes(backend) as nodes:
+            querier, clock = await _fake_clocked(nodes, backend)
+            querier.alpha = 1
+            holder = await nodes.dht()
+            answerer = await nodes.raw()
+            silent = await nodes.raw()
+            protocol = querier.protocol
+            assert protocol is not None
+            protocol.rtt_by_ip = False
+
+            async def sample() -> None:
+                # (a raw peer answers only this ping: one sample, no other)
+                reply = protocol.request(answerer.address, "ping", (querier.node.id,), 5.0)
+                ping, _ = await answerer.recv()
+                answer = b"\x01" + ping[1:21] + msgpack.packb(os.urandom(20))
+                answerer.send(answer, querier.address)
+                assert (await reply)[0]
+
+            for _ in range(FIRST_RTO_SAMPLES - 1):
+                await sample()
+            before = protocol.first_rto(silent.address)
+            await sample()
+            after = protocol.first_rto(silent.address)
+            dkey = digest("first contact, pooled")
+            record = signed("publisher", b"from the holder", dkey)
+            holder.records.put(dkey, record, holder.clock.now())
+            protocol.router.add_contact(_silent_contact(silent, _near(dkey)))
+            protocol.router.add_contact(_contact(holder))
+
+            handle = querier.get_all("first contact, pooled", quorum=1, timeout=10.0)
+            await silent.recv()
+            clock.advance(after + 0.001)
+            outcome = await handle
+            return before, after, outcome.duration, outcome.items
+
+    before, after, duration, items = run(scenario())
+    assert before == 1.0
+    assert after == 0.05
+    assert [r.data for r in items] == [b"from the holder"]
+    assert 0.05 <= duration < 0.06
