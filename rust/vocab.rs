@@ -8,6 +8,11 @@
 //! (the Python twin's `_new_outcome`), through tuple's own `tp_new`: the
 //! class's Python-level `__new__` is not called, and no `tuple.__new__`
 //! wrapper either.
+//!
+//! `BatchStatus` values of batches of up to `SHARED_BATCH` entries are
+//! shared: each is built on first use and returned again for an equal
+//! answer (a tuple is immutable, like a small int; the twin builds a new one
+//! each time, and only `is` could tell).
 
 use crate::types::{
     BatchStatus, Counters, LatencySummary, QueryState, Reason, Status, MAX_EXPECTED_PEERS, MAX_NOW,
@@ -23,6 +28,25 @@ const MODULE: &str = "dhtquery.query.types";
 
 static VOCAB: PyOnceLock<Vocab> = PyOnceLock::new();
 
+/// Batches of at most this many entries (k = 20 of a Kademlia response
+/// fits) get a shared `BatchStatus`; a larger one is built per call.
+const SHARED_BATCH: usize = 32;
+/// Shared `BatchStatus` values per status: one per (accepted, duplicates)
+/// with accepted + duplicates <= `SHARED_BATCH`.
+const SHARED_PER_STATUS: usize = (SHARED_BATCH + 1) * (SHARED_BATCH + 2) / 2;
+
+/// Where the shared `BatchStatus` of `batch` is, if it is one.
+fn shared_index(batch: BatchStatus) -> Option<usize> {
+    let accepted = usize::try_from(batch.accepted).ok()?;
+    let entries = accepted.checked_add(usize::try_from(batch.duplicates).ok()?)?;
+    if entries > SHARED_BATCH {
+        return None;
+    }
+    // The (accepted, duplicates) pairs of `entries` entries come after the
+    // entries * (entries + 1) / 2 pairs of fewer.
+    Some(batch.status as usize * SHARED_PER_STATUS + entries * (entries + 1) / 2 + accepted)
+}
+
 pub struct Vocab {
     statuses: [Py<PyAny>; 6],
     reasons: [Py<PyAny>; 5],
@@ -32,6 +56,8 @@ pub struct Vocab {
     core_outcome: Py<PyType>,
     counters: Py<PyType>,
     latency: Py<PyType>,
+    /// The shared `BatchStatus` values, by `shared_index`, built on first use.
+    batch_statuses: Box<[PyOnceLock<Py<PyTuple>>]>,
     /// `tuple`'s `tp_new` slot.
     tuple_new: ffi::newfunc,
 }
@@ -152,6 +178,9 @@ impl Vocab {
                 ],
             )?,
             latency: named_tuple(&module, "Latency", &["samples", "p50", "p95", "p99", "max"])?,
+            batch_statuses: (0..Status::ALL.len() * SHARED_PER_STATUS)
+                .map(|_| PyOnceLock::new())
+                .collect(),
             tuple_new,
         })
     }
@@ -221,11 +250,27 @@ impl Vocab {
         Ok(unsafe { built.cast_into_unchecked::<PyTuple>() })
     }
 
-    /// A `BatchStatus`.
+    /// A `BatchStatus`: the shared one for a batch of up to `SHARED_BATCH`
+    /// entries: three allocations and their frees a call fewer (a2 of
+    /// `bench core`, interleaved with the per-call build: 208.9 -> 183.0
+    /// ns/offer, median of 11).
     ///
     /// # Errors
     /// If Python cannot allocate it.
     pub fn batch_status<'py>(
+        &self,
+        py: Python<'py>,
+        batch: BatchStatus,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let Some(index) = shared_index(batch) else {
+            return self.new_batch_status(py, batch);
+        };
+        let shared = self.batch_statuses[index]
+            .get_or_try_init(py, || self.new_batch_status(py, batch).map(Bound::unbind))?;
+        Ok(shared.bind(py).clone())
+    }
+
+    fn new_batch_status<'py>(
         &self,
         py: Python<'py>,
         batch: BatchStatus,
@@ -295,4 +340,41 @@ fn try_map<T: Copy, U, const N: usize>(
     Ok(out
         .try_into()
         .unwrap_or_else(|_| unreachable!("N items in, N out")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_index_is_one_slot_per_batch_status_up_to_shared_batch() {
+        let mut seen = vec![false; Status::ALL.len() * SHARED_PER_STATUS];
+        for status in Status::ALL {
+            for accepted in 0..=SHARED_BATCH as u64 {
+                for duplicates in 0..=SHARED_BATCH as u64 - accepted {
+                    let batch = BatchStatus {
+                        status,
+                        accepted,
+                        duplicates,
+                    };
+                    let index = shared_index(batch).expect("a shared batch size");
+                    assert!(!seen[index], "{index} taken twice");
+                    seen[index] = true;
+                }
+            }
+        }
+        assert!(seen.iter().all(|&taken| taken));
+        let larger = BatchStatus {
+            status: Status::New,
+            accepted: 1,
+            duplicates: SHARED_BATCH as u64,
+        };
+        assert_eq!(shared_index(larger), None);
+        let huge = BatchStatus {
+            status: Status::New,
+            accepted: u64::MAX,
+            duplicates: 1,
+        };
+        assert_eq!(shared_index(huge), None);
+    }
 }

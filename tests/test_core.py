@@ -225,6 +225,31 @@ def test_offer_many_counts_accepted_and_duplicates(core_module: ModuleType) -> N
     assert [record[0] for record in core.drain(query_id)] == [1, 2, 3]
 
 
+def test_offer_many_answers_each_batch_by_its_own_counts_whatever_its_size(
+    core_module: ModuleType,
+) -> None:
+    # The Rust core shares the BatchStatus of a batch of up to 32 entries
+    # between equal answers and builds a larger batch's own: both must carry
+    # the batch's counts, answer after answer.
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 1000, 0, T0)
+    sizes = (0, 1, 20, 32, 33, 100)
+    for size in sizes:
+        fresh = [(f"{size}-{index}", index) for index in range(size)]
+        first = core.offer_many(query_id, "p1", fresh, T0)
+        again = core.offer_many(query_id, "p2", fresh, T0)
+        assert type(first) is BatchStatus and type(again) is BatchStatus
+        assert first == (SubmitStatus.NEW, size, 0), size
+        assert again == (SubmitStatus.NEW, 0, size), size
+        mixed = core.offer_many(query_id, "p3", [*fresh, (f"{size}-new", -1)], T0)
+        assert mixed == (SubmitStatus.NEW, 1, size), size
+    assert core.counters()[5] == sum(sizes) + len(sizes)  # results
+    nearly_full = core.register(10.0, 2, 0, T0)
+    batch = [("x", 1), ("x", 1), ("y", 2), ("z", 3)]
+    assert core.offer_many(nearly_full, "p", batch, T0) == (SubmitStatus.COMPLETED, 2, 1)
+    assert core.offer_many(nearly_full, "p", batch, T0) == (SubmitStatus.FULL, 0, 0)
+
+
 def test_offer_many_results_are_the_objects_offered(core_module: ModuleType) -> None:
     # The Rust core holds a result as its objects and builds the tuple only
     # when drained or handed over: the tuple holds the very objects offered
