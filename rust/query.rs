@@ -20,6 +20,15 @@ pub struct Extra<R, P> {
     pub done: Vec<DonePeer<P>>,
 }
 
+impl<R, P> Extra<R, P> {
+    /// The result buffer, allocated (at capacity `max_results`, the
+    /// query's) on first use.
+    pub fn buffer(&mut self, max_results: u32) -> &ResultBuffer<R> {
+        self.buffer
+            .get_or_insert_with(|| ResultBuffer::new(max_results as usize))
+    }
+}
+
 impl<R, P> Default for Extra<R, P> {
     fn default() -> Self {
         Extra {
@@ -102,14 +111,6 @@ impl<R, P> Query<R, P> {
     /// The seen set, buffer and done peers, allocated on first use.
     pub fn extra(&mut self) -> &mut Extra<R, P> {
         self.extra.get_or_insert_with(Box::default)
-    }
-
-    /// The result buffer, allocated (at capacity `max_results`) on first use.
-    pub fn buffer(&mut self) -> &ResultBuffer<R> {
-        let max_results = self.max_results as usize;
-        self.extra()
-            .buffer
-            .get_or_insert_with(|| ResultBuffer::new(max_results))
     }
 
     /// The result buffer if any result was ever buffered.
