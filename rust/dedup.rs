@@ -76,12 +76,6 @@ impl KeyHasher {
     }
 }
 
-/// A batch key: where it is in the batch's arena, and its hash.
-struct StoredKey {
-    span: Span,
-    hash: u64,
-}
-
 /// Where a key (tag first) is in an arena.
 #[derive(Clone, Copy)]
 struct Span {
@@ -169,54 +163,6 @@ pub struct HashedKey<'a> {
     pub hash: u64,
 }
 
-/// The keys of one `offer_many` batch with their hashes, copied into one
-/// buffer: a few allocations per batch rather than one per key.
-#[derive(Default)]
-pub struct KeyBatch {
-    arena: Vec<u8>,
-    keys: Vec<StoredKey>,
-}
-
-impl KeyBatch {
-    #[must_use]
-    pub fn with_capacity(keys: usize) -> Self {
-        KeyBatch {
-            arena: Vec::new(),
-            keys: Vec::with_capacity(keys),
-        }
-    }
-
-    pub fn push(&mut self, key: KeyRef<'_>, hasher: &KeyHasher) {
-        if self.arena.capacity() == 0 {
-            // Keys of one batch tend to be alike: size for all from the first.
-            self.arena
-                .reserve(self.keys.capacity().max(1) * key.stored_len());
-        }
-        let hash = hasher.hash(key);
-        let span = key.store(&mut self.arena);
-        self.keys.push(StoredKey { span, hash });
-    }
-
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// Each key with its hash, in order.
-    #[must_use]
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = HashedKey<'_>> + '_ {
-        self.keys.iter().map(|stored| HashedKey {
-            key: stored.span.key(&self.arena),
-            hash: stored.hash,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,28 +214,5 @@ mod tests {
             assert!(contains(&set, &hasher, KeyRef::str(key.as_bytes())));
         }
         assert_eq!(set.len(), 1000);
-    }
-
-    #[test]
-    fn batch_keeps_keys_and_hashes_in_order() {
-        let hasher = KeyHasher::default();
-        let mut batch = KeyBatch::with_capacity(2);
-        batch.push(KeyRef::str(b"ab"), &hasher);
-        batch.push(KeyRef::bytes(b""), &hasher);
-        batch.push(KeyRef::bytes(b"a longer key than the first"), &hasher);
-        let keys: Vec<_> = batch.iter().collect();
-        assert_eq!(batch.len(), 3);
-        assert_eq!(
-            keys,
-            [
-                KeyRef::str(b"ab"),
-                KeyRef::bytes(b""),
-                KeyRef::bytes(b"a longer key than the first"),
-            ]
-            .map(|key| HashedKey {
-                key,
-                hash: hasher.hash(key),
-            })
-        );
     }
 }

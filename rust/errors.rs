@@ -135,18 +135,38 @@ impl KeyBytes<'_> {
     }
 }
 
-/// A key must be exactly str or bytes; returns its exact dedup bytes.
-/// `name` names it in the error (built only then: this is a hot path).
+/// A key must be exactly str or bytes. `name` names it in the error
+/// (built only then: this is a hot path).
 ///
 /// # Errors
-/// `InvalidArgumentTypeError` for another type; what encoding a str with
-/// lone surrogates raises.
+/// `InvalidArgumentTypeError` for another type.
+pub fn check_key_type(key: &Bound<'_, PyAny>, name: impl FnOnce() -> String) -> PyResult<()> {
+    if key.is_exact_instance_of::<PyString>() || key.is_exact_instance_of::<PyBytes>() {
+        return Ok(());
+    }
+    Err(key_type_error(key, name))
+}
+
+fn key_type_error(key: &Bound<'_, PyAny>, name: impl FnOnce() -> String) -> PyErr {
+    type_error(format!(
+        "{} must be str or bytes, got {}",
+        name(),
+        type_name(key)
+    ))
+}
+
+/// A key must be exactly str or bytes; returns its exact dedup bytes,
+/// borrowed from the key for as long as it is (a str's UTF-8 is kept in
+/// the str), or with lone surrogates their encoding.
+///
+/// # Errors
+/// As `check_key_type`; what encoding a str with lone surrogates raises.
 pub fn check_key<'a>(
-    key: &'a Bound<'_, PyAny>,
+    key: Borrowed<'a, '_, PyAny>,
     name: impl FnOnce() -> String,
 ) -> PyResult<KeyBytes<'a>> {
     if let Ok(s) = key.cast_exact::<PyString>() {
-        return Ok(KeyBytes::Str(if let Ok(text) = s.to_str() {
+        return Ok(KeyBytes::Str(if let Ok(text) = s.extract::<&'a str>() {
             Cow::Borrowed(text.as_bytes())
         } else {
             // Lone surrogates: this encoding is still injective.
@@ -155,13 +175,9 @@ pub fn check_key<'a>(
         }));
     }
     if let Ok(b) = key.cast_exact::<PyBytes>() {
-        return Ok(KeyBytes::Bytes(b.as_bytes()));
+        return Ok(KeyBytes::Bytes(b.extract::<&'a [u8]>()?));
     }
-    Err(type_error(format!(
-        "{} must be str or bytes, got {}",
-        name(),
-        type_name(key)
-    )))
+    Err(key_type_error(&key, name))
 }
 
 /// `hash(peer)`; a `TypeError` from it means the peer is unhashable.

@@ -6,7 +6,7 @@
 //! the lock, building the Python objects). Every rule mirrors `_core_py.py`.
 
 use crate::buffer::ResultBuffer;
-use crate::dedup::{HashedKey, KeyBatch, KeyHasher, KeyRef};
+use crate::dedup::{HashedKey, KeyHasher, KeyRef};
 use crate::index::{IdIndex, PackedId};
 use crate::latency::Latency;
 use crate::query::{DonePeer, Extra, Progress, Query};
@@ -349,10 +349,10 @@ impl<R, P> Table<R, P> {
     /// two steps it replaced (which keys are fresh, records built unlocked
     /// for those, then the offer) looked every key up twice and built a
     /// tuple per fresh key (`bench core`'s a2, see the commit).
-    pub fn offer_many(
+    pub fn offer_many<'k>(
         &mut self,
         id: u128,
-        keys: &KeyBatch,
+        keys: impl ExactSizeIterator<Item = HashedKey<'k>>,
         mut make: impl FnMut(usize, f64) -> R,
     ) -> BatchStatus {
         let count = keys.len() as u64;
@@ -377,7 +377,7 @@ impl<R, P> Table<R, P> {
             extra.seen.warm_up(keys.len());
         }
         let mut answer = BatchStatus::refused(Status::New);
-        for (position, HashedKey { key, hash }) in keys.iter().enumerate() {
+        for (position, HashedKey { key, hash }) in keys.enumerate() {
             let make = || Some(make(position, start));
             match Self::accept_into(query, counters, key_hasher, key, hash, make) {
                 Status::Duplicate => answer.duplicates += 1,
@@ -653,13 +653,16 @@ mod tests {
         t.offer_check(id, key, hash)
     }
 
-    fn batch(t: &T, keys: &[&str]) -> KeyBatch {
+    fn batch(t: &T, keys: &[&'static str]) -> Vec<HashedKey<'static>> {
         let hasher = t.key_hasher();
-        let mut batch = KeyBatch::with_capacity(keys.len());
-        for key in keys {
-            batch.push(KeyRef::str(key.as_bytes()), &hasher);
-        }
-        batch
+        let with_hash = |key: &&'static str| {
+            let key = KeyRef::str(key.as_bytes());
+            HashedKey {
+                key,
+                hash: hasher.hash(key),
+            }
+        };
+        keys.iter().map(with_hash).collect()
     }
 
     fn done(t: &mut T, id: u128, peer: u32, ok: bool) -> Status {
@@ -741,7 +744,7 @@ mod tests {
         let keys = batch(&t, &["a", "a", "b", "c", "d", "e"]);
         let mut made = Vec::new();
         assert_eq!(
-            t.offer_many(7, &keys, |i, _| {
+            t.offer_many(7, keys.iter().copied(), |i, _| {
                 made.push(i);
                 u32::try_from(i).unwrap()
             }),
@@ -752,13 +755,17 @@ mod tests {
         assert_eq!(t.counters().overflow, 2);
         let four = batch(&t, &["f", "g", "h", "i"]);
         assert_eq!(
-            t.offer_many(7, &four, |_, _| unreachable!("the query is full")),
+            t.offer_many(7, four.iter().copied(), |_, _| unreachable!(
+                "the query is full"
+            )),
             batch_status(Full, 0, 0)
         );
         assert_eq!(t.counters().overflow, 6);
         t.cancel(7, 1.0).unwrap();
         assert_eq!(
-            t.offer_many(7, &four, |_, _| unreachable!("the query ended")),
+            t.offer_many(7, four.iter().copied(), |_, _| unreachable!(
+                "the query ended"
+            )),
             batch_status(Late, 0, 0)
         );
         assert_eq!(t.counters().late, 4);
@@ -774,7 +781,7 @@ mod tests {
         let mut starts = Vec::new();
         // A repeat within the batch is a duplicate: no record for it.
         assert_eq!(
-            t.offer_many(8, &keys, |i, start| {
+            t.offer_many(8, keys.iter().copied(), |i, start| {
                 starts.push(start);
                 u32::try_from(i).unwrap()
             }),
@@ -783,7 +790,8 @@ mod tests {
         assert_eq!(starts, vec![2.0, 2.0]);
         let keys = batch(&t, &["b", "c", "a"]);
         assert_eq!(
-            t.offer_many(8, &keys, |i, _| 2 + u32::try_from(i).unwrap()),
+            t.offer_many(8, keys.iter().copied(), |i, _| 2 + u32::try_from(i)
+                .unwrap()),
             batch_status(New, 1, 2)
         );
         assert_eq!(t.buffer(8).unwrap().drain(), vec![0, 1, 3]);

@@ -250,6 +250,27 @@ def test_offer_many_answers_each_batch_by_its_own_counts_whatever_its_size(
     assert core.offer_many(nearly_full, "p", batch, T0) == (SubmitStatus.FULL, 0, 0)
 
 
+def test_offer_many_dedups_by_exact_key_whether_borrowed_or_encoded(
+    core_module: ModuleType,
+) -> None:
+    # The Rust core hashes a batch's keys from the key objects' own bytes
+    # (a str's UTF-8, a bytes' content) and only a str with lone surrogates
+    # from a copy (its surrogatepass encoding): both must dedup as `offer`.
+    core = core_module.QueryCore()
+    query_id = core.register(10.0, 20, 2, T0)
+    lone = "\ud800"
+    entries = [("a", 1), (b"a", 2), (lone, 3), ("\ud800", 4), ("é", 5), ("é".encode(), 6)]
+    assert core.offer_many(query_id, "p1", entries, T0) == (SubmitStatus.NEW, 5, 1)
+    assert core.offer(query_id, "p2", "\ud800", 7, T0) is SubmitStatus.DUPLICATE
+    assert core.offer(query_id, "p2", "\udc00", 8, T0) is SubmitStatus.NEW
+    # The same keys again, as bytes where a str has a UTF-8 encoding.
+    again = [(b"a", 9), (b"a", 9), (lone, 9), (lone, 9), ("é".encode(), 9), ("é".encode(), 9)]
+    assert core.offer_many(query_id, "p2", again, T0) == (SubmitStatus.NEW, 0, 6)
+    drained = core.drain(query_id)
+    assert [record[0] for record in drained] == [1, 2, 3, 5, 6, 8]
+    assert drained[2][2] is lone
+
+
 def test_offer_many_results_are_the_objects_offered(core_module: ModuleType) -> None:
     # The Rust core holds a result as its objects and builds the tuple only
     # when drained or handed over: the tuple holds the very objects offered

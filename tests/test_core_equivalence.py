@@ -19,7 +19,7 @@ from dhtquery.query import _core_py
 from dhtquery.query.types import Reason
 from tests.conftest import require_rust
 
-KEYS = st.sampled_from(["a", "b", "c", "d", "e", b"a", b"b", "f", "g"])
+KEYS = st.sampled_from(["a", "b", "c", "d", "e", b"a", b"b", "f", "g", "\ud800"])
 PEERS = st.sampled_from(["p1", "p2", "p3", ("127.0.0.1", 4000), 7])
 ITEMS = st.integers(min_value=0, max_value=5)
 # Steps of time from nothing to past the grace period, with the ms edges.
