@@ -325,6 +325,8 @@ impl QueryCore {
         check_peer(peer)?;
         let now = check_now(now)?;
         let batch = Batch::check(entries)?;
+        // The query's seen keys come into the cache while the keys are read.
+        self.lock(py).prefetch(id, batch.pairs.len());
         let entries = batch.entries(&self.key_hasher)?;
         let keys = entries.iter().map(|entry| HashedKey {
             key: entry.dedup.key(),

@@ -340,6 +340,22 @@ impl<R, P> Table<R, P> {
         }
     }
 
+    /// Before an `offer_many` of `lookups` keys to `id`: starts fetching the
+    /// query's seen keys into the cache, so that they arrive while the
+    /// caller reads and hashes the batch's keys. a2 of `bench core`: 6-9 %
+    /// faster than touching the set at the start of `offer_many` (three
+    /// interleaved runs of 15-25 reps, paired medians 1.06-1.09 against
+    /// 0.92-1.035 for the same build twice).
+    pub fn prefetch(&self, id: u128, lookups: usize) {
+        if let Found::Live(slot) = self.lookup(id) {
+            if let State::Live(query) = &self.slots.get(slot).state {
+                if let Some(extra) = &query.extra {
+                    extra.seen.prefetch(lookups);
+                }
+            }
+        }
+    }
+
     /// Offer a batch in order, in one pass under the lock: key `i`'s record
     /// is made by `make(i, start)` only if the key is accepted (`start`: the
     /// query's start, for the response time). `make` must not run Python
@@ -373,9 +389,6 @@ impl<R, P> Table<R, P> {
             return BatchStatus::refused(Status::Full);
         }
         let start = query.start;
-        if let Some(extra) = &query.extra {
-            extra.seen.warm_up(keys.len());
-        }
         let mut answer = BatchStatus::refused(Status::New);
         for (position, HashedKey { key, hash }) in keys.enumerate() {
             let make = || Some(make(position, start));
@@ -799,6 +812,33 @@ mod tests {
         assert_eq!((c.results, c.duplicates, c.overflow), (3, 3, 0));
         let ended = t.cancel(8, 1.0).unwrap();
         assert_eq!(ended.duplicates, 3);
+    }
+
+    #[test]
+    fn prefetch_changes_and_counts_nothing() {
+        let mut t = T::new(5.0);
+        t.register(4, 10.0, 10, 0, 0.0);
+        t.prefetch(4, 3);
+        let keys = batch(&t, &["a", "b"]);
+        let made = |i, _| u32::try_from(i).unwrap();
+        assert_eq!(
+            t.offer_many(4, keys.iter().copied(), made),
+            batch_status(New, 2, 0)
+        );
+        let before = t.counters();
+        t.prefetch(4, 3);
+        t.prefetch(4, 0);
+        t.prefetch(5, 3);
+        assert_eq!(t.counters(), before);
+        assert_eq!(
+            t.offer_many(4, keys.iter().copied(), made),
+            batch_status(New, 0, 2)
+        );
+        t.cancel(4, 1.0).unwrap();
+        let before = t.counters();
+        t.prefetch(4, 3);
+        assert_eq!(t.counters(), before);
+        assert_eq!(t.state(4), QueryState::Tombstone);
     }
 
     #[test]
