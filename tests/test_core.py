@@ -304,6 +304,11 @@ def test_offer_many_checks_every_entry_before_offering(core_module: ModuleType) 
         core.offer_many(query_id, "p", [("a", 1), (7, 2)], T0)
     with pytest.raises(InvalidArgumentTypeError, match=r"entries\[0\]"):
         core.offer_many(query_id, "p", ["not a pair"], T0)
+    # The first bad entry is named, whatever is wrong with a later one.
+    with pytest.raises(InvalidArgumentTypeError, match=r"entries\[0\] key"):
+        core.offer_many(query_id, "p", [(7, 1), "not a pair"], T0)
+    with pytest.raises(InvalidArgumentTypeError, match=r"entries\[1\] must be"):
+        core.offer_many(query_id, "p", [("a", 1), "not a pair", (7, 1)], T0)
     assert core.drain(query_id) == []
     assert core.offer(query_id, "p", "a", 1, T0) is SubmitStatus.NEW
 
