@@ -11,6 +11,8 @@
 //! - `dedup`, `buffer`, `latency`: a query's seen keys and results, the
 //!   duration histogram.
 //! - `errors`: the argument checks; `query_id`, `query_core`: the classes.
+//! - `lookup`: a streaming lookup's decisions (whom to ask, when it is
+//!   over), the lookup's sends and timers staying in Python.
 //! - `datagram`: the engine reading each arriving datagram (framing,
 //!   msgpack, matching an answer to its request) in one call; `batch`:
 //!   many datagrams per system call (`recvmmsg`), measured, not used yet.
@@ -22,6 +24,7 @@ pub mod dedup;
 pub mod errors;
 pub mod index;
 pub mod latency;
+pub mod lookup;
 pub mod query;
 pub mod query_core;
 pub mod query_id;
@@ -42,6 +45,8 @@ mod _core {
     use crate::batch::BatchReceiver;
     #[pymodule_export]
     use crate::datagram::DatagramEngine;
+    #[pymodule_export]
+    use crate::lookup::LookupCore;
     #[pymodule_export]
     use crate::query_core::QueryCore;
     #[pymodule_export]
@@ -70,6 +75,7 @@ mod _core {
             "MAX_TIMEOUT",
             "BatchReceiver",
             "DatagramEngine",
+            "LookupCore",
             "QueryCore",
             "QueryId",
         ];

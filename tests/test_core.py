@@ -36,6 +36,7 @@ PUBLIC_NAMES = [
     "MAX_TIMEOUT",
     "BatchReceiver",
     "DatagramEngine",
+    "LookupCore",
     "QueryCore",
     "QueryId",
 ]

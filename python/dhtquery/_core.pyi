@@ -24,7 +24,7 @@ Internally time is counted in ticks of 1 ms: a deadline is
 import builtins
 import socket
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Self, TypeAlias, final
 
 from dhtquery.query.types import (
@@ -32,6 +32,7 @@ from dhtquery.query.types import (
     CoreOutcome,
     Counters,
     Latency,
+    LookupStep,
     QueryState,
     ResultRecord,
     SubmitStatus,
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_TIMEOUT",
     "BatchReceiver",
     "DatagramEngine",
+    "LookupCore",
     "QueryCore",
     "QueryId",
 ]
@@ -270,3 +272,71 @@ class BatchReceiver:
         without a ``%scope`` suffix). OSError for a socket error;
         InvalidArgumentError for a closed socket (or, in the Rust core, a
         call made while another runs)."""
+
+_Address: TypeAlias = Any
+#: What each LookupCore call returns: (step, depth, asks). ``asks``: the
+#: (node id, address) pairs to send to now (GIVE_UP: those to count as
+#: failed); ``depth``: the depth of the peer that answered (answered), else 0.
+_Step: TypeAlias = tuple[LookupStep, int, list[tuple[builtins.bytes, _Address]]]
+
+@final
+class LookupCore:
+    """The decisions of one streaming lookup (``dhtquery.dht.lookup``): the
+    k closest candidates to ``key`` by XOR distance (ids read as big-endian
+    integers, as kademlia's ``Node.long_id``; 1 to 64 bytes), whom to ask
+    next (among the k closest not asked: by SRTT over reputation score,
+    round trips within RTT_BAND equal, equals in an order drawn by a
+    splitmix64 generator seeded with ``seed``; up to HEDGE more in flight
+    while some requests go to peers never measured), and when the lookup is
+    over. The lookup sends, times and reads answers, and acts on each
+    call's ``(step, depth, asks)``.
+
+    ``srtt(address)``: a peer's SRTT in seconds or None (asked once per
+    candidate); ``failed_recently(address)``: did it fail lately (asked
+    only while ``recently_failed()`` is true); ``scores(addresses)``: their
+    reputation scores, in order (asked when time ranks candidates);
+    ``fair_score``: a score at least this ranks a peer as new.
+    InvalidArgumentTypeError / InvalidArgumentError (naming the argument)
+    for a bad argument; both cores give the same answers to the same calls.
+    """
+
+    def __new__(
+        cls,
+        own_id: builtins.bytes,
+        key: builtins.bytes,
+        alpha: int,
+        ksize: int,
+        quorum: int,
+        adaptive: bool,
+        fair_score: float,
+        seed: int,
+        srtt: Callable[[_Address], float | None],
+        failed_recently: Callable[[_Address], bool],
+        scores: Callable[[list[_Address]], list[float]],
+        recently_failed: Callable[[], object],
+    ) -> Self: ...
+    def start(self, candidates: tuple[list[builtins.bytes], list[_Address]], holders: int) -> _Step:
+        """Start from ``candidates`` (ids and addresses, ids distinct) with
+        ``holders`` holders already (this node's records): QUORUM at once if
+        that is the quorum, else whom to ask."""
+    def answered(
+        self,
+        node_id: builtins.bytes,
+        contacts: Sequence[Sequence[Any]],
+        holder: bool,
+        ended: bool,
+    ) -> _Step:
+        """``node_id`` answered, naming ``contacts`` ((id, host, port) each),
+        with records if ``holder``; ``ended``: the query had ended (ENDED)."""
+    def failed(self, node_id: builtins.bytes, mode: int, ended: bool) -> _Step:
+        """The request to ``node_id`` failed; ``mode`` a ``LookupFailure``."""
+    def overdue(self, node_id: builtins.bytes, address: _Address) -> _Step:
+        """The request to ``node_id`` passed its RTO (it stays out, late)."""
+    def position(self, node_id: builtins.bytes) -> tuple[int, int]:
+        """``(depth, rank)``: the depth ``node_id`` was learnt at (1: from
+        the routing table) and its place among the candidates, closest
+        first (-1: not one)."""
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def holders(self) -> int: ...

@@ -11,7 +11,9 @@ thread only. The Rust core is the one that may be fed from several threads.
 
 from __future__ import annotations
 
+import bisect
 import builtins
+import heapq
 import math
 import os
 import socket as _socket
@@ -27,14 +29,18 @@ from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
 from dhtquery.query.shapes import CHECKS as _SHAPE_CHECKS
 from dhtquery.query.types import (
     FINISH_REASONS,
+    HEDGE,
     MAX_EXPECTED_PEERS,
     MAX_NOW,
     MAX_RESULTS_LIMIT,
     MAX_TIMEOUT,
+    RTT_BAND,
     BatchStatus,
     CoreOutcome,
     Counters,
     Latency,
+    LookupFailure,
+    LookupStep,
     QueryState,
     Reason,
     ResultRecord,
@@ -48,6 +54,7 @@ __all__ = [
     "MAX_TIMEOUT",
     "BatchReceiver",
     "DatagramEngine",
+    "LookupCore",
     "QueryCore",
     "QueryId",
 ]
@@ -815,3 +822,416 @@ class BatchReceiver:
             except BlockingIOError:
                 break
         return received
+
+
+# -- the lookup's decisions ---------------------------------------------------
+
+_U64 = (1 << 64) - 1
+#: Bytes of a node id a lookup reads: kademlia's are 20 (SHA-1), stock reads
+#: any (shapes.MAX_NODE_ID_SIZE).
+_MAX_ID_SIZE = 64
+_ASK = LookupStep.ASK
+_ENDED = LookupStep.ENDED
+_NO_ASKS: tuple[()] = ()
+
+
+def _check_id(node_id: object) -> bytes:
+    if type(node_id) is not bytes:
+        raise InvalidArgumentTypeError(f"node id must be bytes, got {type(node_id).__name__}")
+    if not 0 < len(node_id) <= _MAX_ID_SIZE:
+        raise InvalidArgumentError(f"node id must be 1 to 64 bytes, got {len(node_id)}")
+    return node_id
+
+
+class LookupCore:
+    """The decisions of one streaming lookup (``dhtquery.dht.lookup``):
+    which candidates are the k closest, whom to ask next, when the lookup
+    is over. The lookup sends, times and reads; this says what to do next.
+    See ``_core.pyi`` for the contract (the Rust core's ``LookupCore`` keeps
+    it too, with the same answers for the same calls and seed)."""
+
+    __slots__ = (
+        "_adaptive",
+        "_alpha",
+        "_asked",
+        "_depth",
+        "_failed_by_rto",
+        "_failed_recently",
+        "_fair_score",
+        "_holders",
+        "_in_flight",
+        "_ksize",
+        "_late",
+        "_own_id",
+        "_quorum",
+        "_ranked",
+        "_recently_failed",
+        "_rng",
+        "_scores",
+        "_skipped",
+        "_slowest",
+        "_srtt",
+        "_srtts",
+        "_target",
+        "_unmeasured",
+    )
+
+    def __init__(
+        self,
+        own_id: bytes,
+        key: bytes,
+        alpha: int,
+        ksize: int,
+        quorum: int,
+        adaptive: bool,
+        fair_score: float,
+        seed: int,
+        srtt: Any,
+        failed_recently: Any,
+        scores: Any,
+        recently_failed: Any,
+    ) -> None:
+        self._own_id = _check_id(own_id)
+        self._target = int.from_bytes(_check_id(key), "big")
+        self._alpha = _check_int("alpha", alpha, 1, MAX_EXPECTED_PEERS)
+        self._ksize = _check_int("ksize", ksize, 1, MAX_EXPECTED_PEERS)
+        self._quorum = _check_int("quorum", quorum, 1, MAX_EXPECTED_PEERS)
+        if type(adaptive) is not bool:
+            raise InvalidArgumentTypeError(
+                f"adaptive must be a bool, got {type(adaptive).__name__}"
+            )
+        self._adaptive = adaptive
+        if type(fair_score) is not float:
+            raise InvalidArgumentTypeError(
+                f"fair_score must be a float, got {type(fair_score).__name__}"
+            )
+        if not 0.0 < fair_score <= 1.0:
+            raise InvalidArgumentError(f"fair_score must be in (0, 1], got {fair_score!r}")
+        self._fair_score = fair_score
+        self._rng = _check_int("seed", seed, 0, _U64)
+        for name, function in (
+            ("srtt", srtt),
+            ("failed_recently", failed_recently),
+            ("scores", scores),
+            ("recently_failed", recently_failed),
+        ):
+            if not callable(function):
+                raise InvalidArgumentTypeError(
+                    f"{name} must be callable, got {type(function).__name__}"
+                )
+        self._srtt = srtt
+        self._failed_recently = failed_recently
+        self._scores = scores
+        self._recently_failed = recently_failed
+        #: candidates not failed, (XOR distance, id, address), closest first
+        #: (equal distances in arrival order); the first ksize are "the k
+        #: closest"
+        self._ranked: list[tuple[int, bytes, Any]] = []
+        #: id -> its SRTT when it became a candidate (None: never measured)
+        self._srtts: dict[bytes, float | None] = {}
+        #: the largest of those: below RTT_BAND, time cannot rank candidates
+        self._slowest = 0.0
+        self._asked: set[bytes] = set()
+        #: id -> depth of a contact learned from an answer (absent: 1)
+        self._depth: dict[bytes, int] = {}
+        #: requests past their RTO and still out: id -> address
+        self._late: dict[bytes, Any] = {}
+        #: candidates left out as failed lately: id -> ranked entry
+        self._skipped: dict[bytes, tuple[int, bytes, Any]] = {}
+        self._in_flight = 0
+        #: ids of the requests in flight to peers of unknown round trip
+        self._unmeasured: set[bytes] = set()
+        self._holders = 0
+        self._failed_by_rto = False
+
+    def _draw(self) -> int:
+        # splitmix64 (Steele, Lea, Flood 2014), as the Rust core's
+        state = self._rng = (self._rng + 0x9E3779B97F4A7C15) & _U64
+        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
+        return z ^ (z >> 31)
+
+    def start(
+        self, candidates: tuple[list[bytes], list[Any]], holders: int
+    ) -> tuple[LookupStep, int, list[tuple[bytes, Any]]]:
+        if type(candidates) is not tuple or len(candidates) != 2:
+            raise InvalidArgumentTypeError(
+                f"candidates must be a tuple (ids, addresses), got {type(candidates).__name__}"
+            )
+        ids, addresses = candidates
+        if type(ids) is not list or type(addresses) is not list:
+            raise InvalidArgumentTypeError("candidates' ids and addresses must be lists")
+        if len(ids) != len(addresses):
+            raise InvalidArgumentError(f"candidates: {len(ids)} ids but {len(addresses)} addresses")
+        self._holders = _check_int("holders", holders, 0, MAX_EXPECTED_PEERS)
+        if holders >= self._quorum:
+            return (LookupStep.QUORUM, 0, [])
+        target = self._target
+        for node_id in ids:
+            _check_id(node_id)
+        if len(set(ids)) != len(ids):
+            raise InvalidArgumentError("candidates: an id is there twice")
+        entries = [
+            (int.from_bytes(node_id, "big") ^ target, node_id, address)
+            for node_id, address in zip(ids, addresses, strict=True)
+        ]
+        ksize = self._ksize
+        key = _distance
+        if self._recently_failed():
+            # Contacts that failed lately do not take places in the k
+            # closest (kept aside, as a last resort: see _fill).
+            failed_recently = self._failed_recently
+            skipped = self._skipped
+            ranked = []
+            for entry in sorted(entries, key=key):
+                if failed_recently(entry[2]):
+                    if len(skipped) < ksize:
+                        skipped[entry[1]] = entry
+                else:
+                    ranked.append(entry)
+                    if len(ranked) == ksize:
+                        break
+        else:
+            # (heapq.nsmallest: sorted(...)[:ksize], stable, in O(n log k))
+            ranked = heapq.nsmallest(ksize, entries, key=key)
+        self._ranked = ranked
+        srtt = self._srtt
+        srtts = self._srtts
+        slowest = 0.0
+        for _, node_id, address in ranked:
+            rtt = srtts[node_id] = srtt(address)
+            if rtt is not None and rtt > slowest:
+                slowest = rtt
+        self._slowest = slowest
+        return self._fill(False)
+
+    def answered(
+        self, node_id: bytes, contacts: Sequence[Any], holder: bool, ended: bool
+    ) -> tuple[LookupStep, int, list[tuple[bytes, Any]]]:
+        _check_id(node_id)
+        self._request_ended(node_id)
+        depth = self._depth.get(node_id, 1) if self._depth else 1
+        if ended:
+            return (_ENDED, depth, [])
+        if contacts:
+            self._learn(contacts, depth + 1)
+        if holder:
+            self._holders += 1
+            if self._holders >= self._quorum:
+                return (LookupStep.QUORUM, depth, [])
+        step, _, asks = self._fill(False)
+        return (step, depth, asks)
+
+    def failed(
+        self, node_id: bytes, mode: LookupFailure, ended: bool
+    ) -> tuple[LookupStep, int, list[tuple[bytes, Any]]]:
+        _check_id(node_id)
+        _check_int("mode", mode, 0, 2)
+        self._request_ended(node_id)
+        if mode == LookupFailure.STOCK:
+            # asked again, the way a stock peer understands
+            self._asked.discard(node_id)
+        else:
+            if mode == LookupFailure.TIMEOUT and self._adaptive:
+                self._failed_by_rto = True
+            ranked = self._ranked
+            for index, entry in enumerate(ranked):
+                if entry[1] == node_id:
+                    del ranked[index]
+                    break
+        return self._fill(ended)
+
+    def overdue(
+        self, node_id: bytes, address: Any
+    ) -> tuple[LookupStep, int, list[tuple[bytes, Any]]]:
+        _check_id(node_id)
+        late = self._late
+        if node_id in late:  # (a later retransmission)
+            return (_ASK, 0, [])
+        late[node_id] = address
+        self._in_flight -= 1
+        if self._unmeasured:
+            self._unmeasured.discard(node_id)
+        return self._fill(False)
+
+    def _request_ended(self, node_id: bytes) -> None:
+        """A request ended (answered or failed): it leaves the late ones, or
+        those in flight."""
+        late = self._late
+        if late and node_id in late:
+            del late[node_id]
+            return
+        self._in_flight -= 1
+        if self._unmeasured:
+            self._unmeasured.discard(node_id)
+
+    def position(self, node_id: bytes) -> tuple[int, int]:
+        """(depth, rank in the candidates closest first, -1 if not one)."""
+        _check_id(node_id)
+        depth = self._depth.get(node_id, 1)
+        for index, entry in enumerate(self._ranked):
+            if entry[1] == node_id:
+                return (depth, index)
+        return (depth, -1)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def holders(self) -> int:
+        return self._holders
+
+    # -- internals: the same steps, in the same order, as rust/lookup.rs ----
+
+    def _learn(self, contacts: Sequence[Any], depth: int) -> None:
+        asked = self._asked
+        depths = self._depth
+        known = {entry[1] for entry in self._ranked}
+        known.add(self._own_id)
+        ranked = self._ranked
+        target = self._target
+        skipped = self._skipped
+        failed = None  # (asked once, at the first new contact)
+        for contact in contacts:
+            if type(contact) not in (list, tuple) or len(contact) != 3:
+                raise InvalidArgumentTypeError(
+                    "a contact must be a list or tuple of (id, host, port),"
+                    f" got {type(contact).__name__}"
+                )
+            contact_id, host, port = contact
+            _check_id(contact_id)
+            if contact_id in known or contact_id in asked or contact_id in skipped:
+                continue
+            known.add(contact_id)
+            depths[contact_id] = depth
+            address = (host, port)
+            entry = (int.from_bytes(contact_id, "big") ^ target, contact_id, address)
+            if failed is None:
+                failed = bool(self._recently_failed())
+            if failed and self._failed_recently(address):
+                # failed lately: others' stale answers do not bring it
+                # back, unless nobody else is left
+                skipped[contact_id] = entry
+                continue
+            bisect.insort_right(ranked, entry, key=_distance)
+            rtt = self._srtts[contact_id] = self._srtt(address)
+            if rtt is not None and rtt > self._slowest:
+                self._slowest = rtt
+
+    def _fill(self, ended: bool) -> tuple[LookupStep, int, list[tuple[bytes, Any]]]:
+        # Requests in flight that may each bring a holder count towards the
+        # quorum: asking more before they answer only adds traffic.
+        wanted = self._quorum - self._holders
+        alpha = self._alpha
+        target = alpha if wanted > alpha else wanted if wanted > 1 else 1
+        count = target - self._in_flight
+        unmeasured = self._unmeasured
+        if unmeasured:
+            count += HEDGE if len(unmeasured) > HEDGE else len(unmeasured)
+        if ended:
+            return (_ENDED, 0, [])
+        if count <= 0:  # (some are in flight)
+            return (_ASK, 0, [])
+        asked = self._asked
+        ranked = self._ranked
+        ksize = self._ksize
+        # (bounded: each pass that goes on takes one candidate out of ranked)
+        for _ in range(len(ranked) + 1):
+            closest = ranked[:ksize]
+            fresh = [entry for entry in closest if entry[1] not in asked] if asked else closest
+            if not self._recently_failed():
+                break
+            failed_recently = self._failed_recently
+            stale = [entry for entry in fresh if failed_recently(entry[2])]
+            if not stale:
+                break
+            for entry in stale:
+                ranked.remove(entry)
+                self._skipped[entry[1]] = entry
+        if not fresh:
+            if self._in_flight:
+                return (_ASK, 0, [])
+            late = self._late
+            if not late and not self._holders and self._skipped:
+                # Nobody else is left and no holder has answered: rather
+                # than end with nothing, ask those that failed lately.
+                asks = []
+                for entry in sorted(self._skipped.values(), key=_distance)[:count]:
+                    del self._skipped[entry[1]]
+                    asks.append(self._ask(entry))
+                return (_ASK, 0, asks)
+            if not late:
+                return (
+                    LookupStep.ADAPTIVE if self._failed_by_rto else LookupStep.EXHAUSTED,
+                    0,
+                    [],
+                )
+            if self._holders and self._adaptive:
+                return (LookupStep.GIVE_UP, 0, list(late.items()))
+            return (_ASK, 0, [])  # wait for the overdue requests
+        picked = self._best_of(fresh, count)
+        asks = [self._ask(entry) for entry in picked]
+        if unmeasured and len(fresh) > len(picked):
+            # the hedge's room grew with the peers of unknown round trip
+            # just asked
+            room = (
+                target + (HEDGE if len(unmeasured) > HEDGE else len(unmeasured)) - self._in_flight
+            )
+            if room > 0:
+                rest = [entry for entry in fresh if entry[1] not in asked]
+                asks.extend(self._ask(entry) for entry in self._best_of(rest, room))
+        return (_ASK, 0, asks)
+
+    def _best_of(
+        self, fresh: list[tuple[int, bytes, Any]], count: int
+    ) -> list[tuple[int, bytes, Any]]:
+        if len(fresh) <= count or self._slowest < RTT_BAND:
+            return fresh[:count]
+        srtts = self._srtts
+        rtts = [srtts.get(entry[1]) for entry in fresh]
+        known = sorted([rtt for rtt in rtts if rtt is not None])
+        if not known:
+            return fresh[:count]
+        guess = known[len(known) // 2]
+        scores = self._scores([entry[2] for entry in fresh])
+        if len(scores) != len(fresh):
+            raise InvalidArgumentError(
+                f"scores returned {len(scores)} scores for {len(fresh)} addresses"
+            )
+        fair = self._fair_score
+        per_band = fair / RTT_BAND
+        draw = self._draw
+        # (band number, a draw, rank): within a band, the order is drawn
+        order = sorted(
+            [
+                (
+                    int(
+                        (guess if rtt is None else rtt)
+                        * (
+                            1 / RTT_BAND
+                            if score >= fair
+                            else per_band / (score if score > 0.01 else 0.01)
+                        )
+                    ),
+                    draw(),
+                    i,
+                )
+                for i, (rtt, score) in enumerate(zip(rtts, scores, strict=True))
+            ]
+        )
+        return [fresh[i] for _, _, i in order[:count]]
+
+    def _ask(self, entry: tuple[int, bytes, Any]) -> tuple[bytes, Any]:
+        node_id = entry[1]
+        self._asked.add(node_id)
+        self._in_flight += 1
+        if self._slowest >= RTT_BAND and self._srtts.get(node_id, 0.0) is None:
+            # (only where round trips differ: on loopback every peer is as
+            # near as any, and asking more would only add traffic)
+            self._unmeasured.add(node_id)
+        return (node_id, entry[2])
+
+
+def _distance(entry: tuple[int, bytes, Any]) -> int:
+    return entry[0]

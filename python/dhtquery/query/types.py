@@ -17,14 +17,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINISH_REASONS",
+    "HEDGE",
     "MAX_EXPECTED_PEERS",
     "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
+    "RTT_BAND",
     "BatchStatus",
     "CoreOutcome",
     "Counters",
     "Latency",
+    "LookupFailure",
+    "LookupStep",
     "QueryState",
     "Reason",
     "ResultRecord",
@@ -55,6 +59,26 @@ class Reason(enum.StrEnum):
 
 #: The reasons a caller may pass to ``finish``.
 FINISH_REASONS: Final = (Reason.MAX_RESULTS, Reason.ALL_PEERS, Reason.ADAPTIVE)
+
+
+class LookupStep(enum.IntEnum):
+    """What a ``LookupCore`` call tells the lookup to do next (the first of
+    the ``(step, depth, asks)`` it returns)."""
+
+    ASK = 0  # send a request to each of asks (none: wait for those out)
+    QUORUM = 1  # quorum holders answered: finish (all_peers), hops = depth
+    EXHAUSTED = 2  # nobody left to ask and nobody out: finish (all_peers)
+    ADAPTIVE = 3  # as EXHAUSTED, some peers given up after their RTO: finish (adaptive)
+    GIVE_UP = 4  # a holder answered, all still out are late: fail each of asks, finish (adaptive)
+    ENDED = 5  # the query had ended: nothing to do
+
+
+class LookupFailure(enum.IntEnum):
+    """Why a lookup's request failed (``LookupCore.failed``'s mode)."""
+
+    BAD_RESPONSE = 0  # an answer of the wrong shape: the peer failed
+    STOCK = 1  # a stock peer did not answer our RPC: ask it again in its own
+    TIMEOUT = 2  # no answer through the retransmissions: the peer failed
 
 
 class QueryState(enum.IntEnum):
@@ -120,6 +144,13 @@ class Latency(NamedTuple):
     p99: float
     max: float
 
+
+#: Round trips this close (seconds) count as equal when a lookup chooses
+#: whom to ask (``dhtquery.dht.lookup`` says why).
+RTT_BAND: Final = 0.01
+#: Requests a lookup keeps in flight beyond what its quorum needs while some
+#: go to peers of unknown round trip (``dhtquery.dht.lookup`` says why).
+HEDGE: Final = 2
 
 #: Seconds; the expiry wheel spans 64**6 ms, about 2.2 years.
 MAX_TIMEOUT: Final = 365.0 * 86400.0

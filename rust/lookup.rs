@@ -1,0 +1,896 @@
+//! `LookupCore`: the decisions of one streaming lookup
+//! (`dhtquery.dht.lookup`), which candidates are the k closest, whom to ask
+//! next, when the lookup is over. The lookup sends, times and reads
+//! answers; each call here returns `(step, depth, asks)`, what it must do
+//! next. `_core_py.LookupCore` is the reference: the same calls (and seed)
+//! give the same answers, step by step.
+//!
+//! Node ids are read as big-endian integers, as kademlia's `Node.long_id`
+//! does: kademlia's are 20 bytes, but stock reads any id of 1 to 64 bytes
+//! (`shapes.MAX_NODE_ID_SIZE`), so an id and a distance are four u128
+//! words (512 bits), compared word by word; a 20-byte id fills the last
+//! two. Python ints cost an allocation per XOR and per comparison.
+
+use crate::errors::{check_int, repr, type_error, type_name, value_error};
+use foldhash::fast::RandomState;
+use hashbrown::HashMap;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyTuple};
+
+/// Round trips this close (seconds) count as equal (`types.RTT_BAND`).
+const RTT_BAND: f64 = 0.01;
+/// Requests kept in flight beyond the quorum's needs while some go to peers
+/// of unknown round trip (`types.HEDGE`).
+const HEDGE: i64 = 2;
+const MAX_ID_SIZE: usize = 64;
+/// `types.MAX_EXPECTED_PEERS`: the bound of alpha, ksize, quorum, holders.
+const MAX_COUNT: u32 = crate::types::MAX_EXPECTED_PEERS;
+
+// `LookupStep`'s values (checked against `dhtquery.query.types` on first use)
+const ASK: usize = 0;
+const QUORUM: usize = 1;
+const EXHAUSTED: usize = 2;
+const ADAPTIVE: usize = 3;
+const GIVE_UP: usize = 4;
+const ENDED: usize = 5;
+const STEP_NAMES: [&str; 6] = ["ASK", "QUORUM", "EXHAUSTED", "ADAPTIVE", "GIVE_UP", "ENDED"];
+
+// `LookupFailure`'s values
+const BAD_RESPONSE: u32 = 0;
+const STOCK: u32 = 1;
+const TIMEOUT: u32 = 2;
+
+static STEPS: PyOnceLock<[Py<PyAny>; 6]> = PyOnceLock::new();
+
+fn steps(py: Python<'_>) -> PyResult<&'static [Py<PyAny>; 6]> {
+    STEPS.get_or_try_init(py, || {
+        let types = py.import("dhtquery.query.types")?;
+        let step = types.getattr("LookupStep")?;
+        let member = |index: usize| -> PyResult<Py<PyAny>> {
+            let value = step.getattr(STEP_NAMES[index])?;
+            if value.extract::<usize>()? != index {
+                return Err(pyo3::exceptions::PyImportError::new_err(format!(
+                    "dhtquery._core does not match dhtquery.query.types: LookupStep.{} differs",
+                    STEP_NAMES[index]
+                )));
+            }
+            Ok(value.unbind())
+        };
+        Ok([
+            member(0)?,
+            member(1)?,
+            member(2)?,
+            member(3)?,
+            member(4)?,
+            member(5)?,
+        ])
+    })
+}
+
+/// An integer of up to 512 bits, big-endian words: an id or a distance.
+type Words = [u128; 4];
+
+/// A node id: its bytes' length and their value (two ids of different
+/// lengths may read as the same integer).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Id {
+    len: u8,
+    words: Words,
+}
+
+fn read_id(value: &Bound<'_, PyAny>) -> PyResult<Id> {
+    let Ok(bytes) = value.cast_exact::<PyBytes>() else {
+        return Err(type_error(format!(
+            "node id must be bytes, got {}",
+            type_name(value)
+        )));
+    };
+    let data = bytes.as_bytes();
+    if data.is_empty() || data.len() > MAX_ID_SIZE {
+        return Err(value_error(format!(
+            "node id must be 1 to 64 bytes, got {}",
+            data.len()
+        )));
+    }
+    let mut padded = [0u8; MAX_ID_SIZE];
+    padded[MAX_ID_SIZE - data.len()..].copy_from_slice(data);
+    let mut words = [0u128; 4];
+    for (word, chunk) in words.iter_mut().zip(padded.chunks_exact(16)) {
+        let mut buffer = [0u8; 16];
+        buffer.copy_from_slice(chunk);
+        *word = u128::from_be_bytes(buffer);
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "at most MAX_ID_SIZE (64), checked above"
+    )]
+    let len = data.len() as u8;
+    Ok(Id { len, words })
+}
+
+fn xor(a: &Words, b: &Words) -> Words {
+    [a[0] ^ b[0], a[1] ^ b[1], a[2] ^ b[2], a[3] ^ b[3]]
+}
+
+/// One candidate the lookup has known (kept once known: the Python twin's
+/// dicts and sets keyed by id, as flags and fields).
+struct Candidate {
+    distance: Words,
+    py_id: Py<PyBytes>,
+    address: Py<PyAny>,
+    srtt: Rtt,
+    /// learnt from an answer at this depth (0: from the table, depth 1)
+    depth: u32,
+    place: Place,
+    asked: bool,
+    /// asked while of unknown round trip, and still in flight
+    unmeasured: bool,
+}
+
+/// A candidate's SRTT when it became one (the twin's `_srtts`).
+#[derive(Clone, Copy, PartialEq)]
+enum Rtt {
+    /// never a candidate in the k closest (no entry)
+    Unset,
+    /// never measured (None)
+    Unknown,
+    Measured(f64),
+}
+
+impl Rtt {
+    fn seconds(self) -> Option<f64> {
+        match self {
+            Rtt::Measured(rtt) => Some(rtt),
+            _ => None,
+        }
+    }
+}
+
+/// Where a candidate is kept (the twin's `_ranked` and `_skipped`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// in neither: failed, or asked as a last resort
+    Out,
+    Ranked,
+    Skipped,
+}
+
+/// A request past its RTO and still out (kept in arrival order).
+struct Late {
+    id: Id,
+    py_id: Py<PyBytes>,
+    address: Py<PyAny>,
+}
+
+type Answer<'py> = PyResult<Bound<'py, PyTuple>>;
+
+#[pyclass(module = "dhtquery._core", name = "LookupCore")]
+pub struct LookupCore {
+    own: Id,
+    target: Words,
+    alpha: i64,
+    ksize: usize,
+    quorum: i64,
+    adaptive: bool,
+    fair_score: f64,
+    rng: u64,
+    srtt: Py<PyAny>,
+    failed_recently: Py<PyAny>,
+    scores: Py<PyAny>,
+    recently_failed: Py<PyAny>,
+    candidates: Vec<Candidate>,
+    index: HashMap<Id, u32, RandomState>,
+    /// candidates not failed, closest first (equal distances in arrival
+    /// order); the first ksize are "the k closest"
+    ranked: Vec<u32>,
+    /// candidates left out as failed lately, in arrival order
+    skipped: Vec<u32>,
+    late: Vec<Late>,
+    slowest: f64,
+    in_flight: i64,
+    unmeasured: i64,
+    holders: i64,
+    failed_by_rto: bool,
+}
+
+fn check_callable(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    if !value.is_callable() {
+        return Err(type_error(format!(
+            "{name} must be callable, got {}",
+            type_name(value)
+        )));
+    }
+    Ok(value.clone().unbind())
+}
+
+fn check_seed(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(type_error(format!(
+            "seed must be an int, got {}",
+            type_name(value)
+        )));
+    }
+    value.extract::<u64>().map_err(|_| match repr(value) {
+        Ok(text) => value_error(format!("seed must be in [0, {}], got {text}", u64::MAX)),
+        Err(err) => err,
+    })
+}
+
+fn distance_of(candidates: &[Candidate], index: u32) -> &Words {
+    &candidates[index as usize].distance
+}
+
+impl LookupCore {
+    /// splitmix64 (Steele, Lea, Flood 2014), as the Python twin's `_draw`.
+    fn draw(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn answer<'py>(
+        py: Python<'py>,
+        step: usize,
+        depth: u32,
+        asks: Bound<'py, PyList>,
+    ) -> Answer<'py> {
+        let step = steps(py)?[step].clone_ref(py).into_bound(py);
+        PyTuple::new(
+            py,
+            [step, depth.into_pyobject(py)?.into_any(), asks.into_any()],
+        )
+    }
+
+    fn recently_failed(&self, py: Python<'_>) -> PyResult<bool> {
+        self.recently_failed.bind(py).call0()?.is_truthy()
+    }
+
+    fn failed_recently(&self, py: Python<'_>, address: &Py<PyAny>) -> PyResult<bool> {
+        self.failed_recently
+            .bind(py)
+            .call1((address.clone_ref(py),))?
+            .is_truthy()
+    }
+
+    fn srtt_of(&self, py: Python<'_>, address: &Py<PyAny>) -> PyResult<Option<f64>> {
+        self.srtt
+            .bind(py)
+            .call1((address.clone_ref(py),))?
+            .extract::<Option<f64>>()
+    }
+
+    /// A candidate's slot: the one it had if known (its fields renewed), a
+    /// new one else.
+    fn slot(&mut self, id: Id, py_id: Py<PyBytes>, address: Py<PyAny>) -> u32 {
+        let distance = xor(&id.words, &self.target);
+        if let Some(&index) = self.index.get(&id) {
+            let candidate = &mut self.candidates[index as usize];
+            candidate.py_id = py_id;
+            candidate.address = address;
+            return index;
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "a lookup knows far fewer than 2**32 candidates"
+        )]
+        let index = self.candidates.len() as u32;
+        self.candidates.push(Candidate {
+            distance,
+            py_id,
+            address,
+            srtt: Rtt::Unset,
+            depth: 0,
+            place: Place::Out,
+            asked: false,
+            unmeasured: false,
+        });
+        self.index.insert(id, index);
+        index
+    }
+
+    /// A request ended (answered or failed): it leaves the late ones, or
+    /// those in flight.
+    fn request_ended(&mut self, id: &Id) {
+        if let Some(position) = self.late.iter().position(|late| late.id == *id) {
+            self.late.remove(position);
+            return;
+        }
+        self.in_flight -= 1;
+        if self.unmeasured > 0 {
+            self.discard_unmeasured(id);
+        }
+    }
+
+    fn discard_unmeasured(&mut self, id: &Id) {
+        if let Some(&index) = self.index.get(id) {
+            let candidate = &mut self.candidates[index as usize];
+            if candidate.unmeasured {
+                candidate.unmeasured = false;
+                self.unmeasured -= 1;
+            }
+        }
+    }
+
+    fn learn(&mut self, py: Python<'_>, contacts: &Bound<'_, PyAny>, depth: u32) -> PyResult<()> {
+        // (asked once, at the first new contact)
+        let mut failed: Option<bool> = None;
+        for contact in contacts.try_iter()? {
+            let contact = contact?;
+            let (contact_id, host, port) = if let Ok(list) = contact.cast_exact::<PyList>() {
+                if list.len() != 3 {
+                    return Err(bad_contact(&contact));
+                }
+                (list.get_item(0)?, list.get_item(1)?, list.get_item(2)?)
+            } else if let Ok(tuple) = contact.cast_exact::<PyTuple>() {
+                if tuple.len() != 3 {
+                    return Err(bad_contact(&contact));
+                }
+                (tuple.get_item(0)?, tuple.get_item(1)?, tuple.get_item(2)?)
+            } else {
+                return Err(bad_contact(&contact));
+            };
+            let id = read_id(&contact_id)?;
+            if id == self.own {
+                continue;
+            }
+            if let Some(&index) = self.index.get(&id) {
+                let known = &self.candidates[index as usize];
+                if known.place != Place::Out || known.asked {
+                    continue;
+                }
+            }
+            let address = PyTuple::new(py, [host, port])?.into_any().unbind();
+            let py_id = contact_id.cast_exact::<PyBytes>()?.clone().unbind();
+            let index = self.slot(id, py_id, address);
+            self.candidates[index as usize].depth = depth;
+            let failed = match failed {
+                Some(failed) => failed,
+                None => *failed.insert(self.recently_failed(py)?),
+            };
+            let address = self.candidates[index as usize].address.clone_ref(py);
+            if failed && self.failed_recently(py, &address)? {
+                // failed lately: others' stale answers do not bring it
+                // back, unless nobody else is left
+                self.candidates[index as usize].place = Place::Skipped;
+                self.skipped.push(index);
+                continue;
+            }
+            let distance = self.candidates[index as usize].distance;
+            let candidates = &self.candidates;
+            let at = self
+                .ranked
+                .partition_point(|&other| *distance_of(candidates, other) <= distance);
+            self.ranked.insert(at, index);
+            self.candidates[index as usize].place = Place::Ranked;
+            let rtt = self.srtt_of(py, &address)?;
+            self.candidates[index as usize].srtt = rtt.map_or(Rtt::Unknown, Rtt::Measured);
+            if let Some(rtt) = rtt {
+                if rtt > self.slowest {
+                    self.slowest = rtt;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_ranked(&mut self, id: &Id) {
+        if let Some(&index) = self.index.get(id) {
+            if let Some(position) = self.ranked.iter().position(|&other| other == index) {
+                self.ranked.remove(position);
+                self.candidates[index as usize].place = Place::Out;
+            }
+        }
+    }
+
+    /// Whom to ask now, or how the lookup ends (the twin's `_fill`).
+    fn fill<'py>(&mut self, py: Python<'py>, ended: bool) -> PyResult<(usize, Bound<'py, PyList>)> {
+        // Requests in flight that may each bring a holder count towards the
+        // quorum: asking more before they answer only adds traffic.
+        let wanted = self.quorum - self.holders;
+        let target = if wanted > self.alpha {
+            self.alpha
+        } else if wanted > 1 {
+            wanted
+        } else {
+            1
+        };
+        let mut count = target - self.in_flight;
+        if self.unmeasured > 0 {
+            count += self.unmeasured.min(HEDGE);
+        }
+        let asks = PyList::empty(py);
+        if ended {
+            return Ok((ENDED, asks));
+        }
+        if count <= 0 {
+            return Ok((ASK, asks));
+        }
+        let mut fresh: Vec<u32>;
+        // (bounded: each pass that goes on takes one candidate out of ranked)
+        loop {
+            fresh = self
+                .ranked
+                .iter()
+                .take(self.ksize)
+                .copied()
+                .filter(|&index| !self.candidates[index as usize].asked)
+                .collect();
+            if !self.recently_failed(py)? {
+                break;
+            }
+            let mut stale = Vec::new();
+            for &index in &fresh {
+                let address = self.candidates[index as usize].address.clone_ref(py);
+                if self.failed_recently(py, &address)? {
+                    stale.push(index);
+                }
+            }
+            if stale.is_empty() {
+                break;
+            }
+            // An address that failed lately is not asked again at once: it
+            // leaves the k closest, so that the next closest take its place.
+            self.ranked.retain(|index| !stale.contains(index));
+            for index in stale {
+                self.candidates[index as usize].place = Place::Skipped;
+                self.skipped.push(index);
+            }
+        }
+        if fresh.is_empty() {
+            return self.none_fresh(py, count, asks);
+        }
+        let picked = self.best_of(py, &fresh, count)?;
+        for &index in &picked {
+            asks.append(self.ask(py, index)?)?;
+        }
+        if self.unmeasured > 0 && fresh.len() > picked.len() {
+            // the hedge's room grew with the peers of unknown round trip
+            // just asked
+            let room = target + self.unmeasured.min(HEDGE) - self.in_flight;
+            if room > 0 {
+                let rest: Vec<u32> = fresh
+                    .iter()
+                    .copied()
+                    .filter(|&index| !self.candidates[index as usize].asked)
+                    .collect();
+                for index in self.best_of(py, &rest, room)? {
+                    asks.append(self.ask(py, index)?)?;
+                }
+            }
+        }
+        Ok((ASK, asks))
+    }
+
+    /// Nobody left to ask among the k closest: wait, ask those that
+    /// failed lately as a last resort, or end (the twin's `_fill`).
+    fn none_fresh<'py>(
+        &mut self,
+        py: Python<'py>,
+        count: i64,
+        asks: Bound<'py, PyList>,
+    ) -> PyResult<(usize, Bound<'py, PyList>)> {
+        if self.in_flight != 0 {
+            return Ok((ASK, asks));
+        }
+        if self.late.is_empty() && self.holders == 0 && !self.skipped.is_empty() {
+            // Nobody else is left and no holder has answered: rather
+            // than end with nothing, ask those that failed lately.
+            let mut last = self.skipped.clone();
+            let candidates = &self.candidates;
+            last.sort_by(|&a, &b| distance_of(candidates, a).cmp(distance_of(candidates, b)));
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "count > 0 here, and at most alpha + HEDGE"
+            )]
+            last.truncate(count as usize);
+            for index in last {
+                self.skipped.retain(|&other| other != index);
+                self.candidates[index as usize].place = Place::Out;
+                asks.append(self.ask(py, index)?)?;
+            }
+            return Ok((ASK, asks));
+        }
+        if self.late.is_empty() {
+            let step = if self.failed_by_rto {
+                ADAPTIVE
+            } else {
+                EXHAUSTED
+            };
+            return Ok((step, asks));
+        }
+        if self.holders != 0 && self.adaptive {
+            for late in &self.late {
+                asks.append((late.py_id.clone_ref(py), late.address.clone_ref(py)))?;
+            }
+            return Ok((GIVE_UP, asks));
+        }
+        // wait for the overdue requests
+        Ok((ASK, asks))
+    }
+
+    /// The `count` to ask among `fresh` (the twin's `_best_of`): by round
+    /// trip over reputation score, `RTT_BAND` counting as equal, equals in a
+    /// drawn order.
+    fn best_of(&mut self, py: Python<'_>, fresh: &[u32], count: i64) -> PyResult<Vec<u32>> {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "count > 0 at every call, and small"
+        )]
+        let count = count as usize;
+        if fresh.len() <= count || self.slowest < RTT_BAND {
+            return Ok(fresh[..count.min(fresh.len())].to_vec());
+        }
+        let rtts: Vec<Option<f64>> = fresh
+            .iter()
+            .map(|&index| self.candidates[index as usize].srtt.seconds())
+            .collect();
+        let mut known: Vec<f64> = rtts.iter().filter_map(|&rtt| rtt).collect();
+        if known.is_empty() {
+            return Ok(fresh[..count].to_vec());
+        }
+        known.sort_by(f64::total_cmp);
+        let guess = known[known.len() / 2];
+        let addresses = PyList::empty(py);
+        for &index in fresh {
+            addresses.append(self.candidates[index as usize].address.clone_ref(py))?;
+        }
+        let scores: Vec<f64> = self.scores.bind(py).call1((addresses,))?.extract()?;
+        if scores.len() != fresh.len() {
+            return Err(value_error(format!(
+                "scores returned {} scores for {} addresses",
+                scores.len(),
+                fresh.len()
+            )));
+        }
+        let fair = self.fair_score;
+        let per_band = fair / RTT_BAND;
+        let mut order: Vec<(i64, u64, usize)> = Vec::with_capacity(fresh.len());
+        for (i, (rtt, score)) in rtts.iter().zip(&scores).enumerate() {
+            let factor = if *score >= fair {
+                1.0 / RTT_BAND
+            } else {
+                per_band / if *score > 0.01 { *score } else { 0.01 }
+            };
+            // (int() of a positive float: truncated)
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "a band number: round trips of seconds make small ones"
+            )]
+            let band = (rtt.unwrap_or(guess) * factor) as i64;
+            order.push((band, self.draw(), i));
+        }
+        order.sort_unstable();
+        Ok(order
+            .iter()
+            .take(count)
+            .map(|&(_, _, i)| fresh[i])
+            .collect())
+    }
+
+    fn ask<'py>(&mut self, py: Python<'py>, index: u32) -> PyResult<Bound<'py, PyTuple>> {
+        let slowest = self.slowest;
+        let candidate = &mut self.candidates[index as usize];
+        candidate.asked = true;
+        self.in_flight += 1;
+        if slowest >= RTT_BAND && candidate.srtt == Rtt::Unknown && !candidate.unmeasured {
+            // (only where round trips differ: on loopback every peer is as
+            // near as any, and asking more would only add traffic)
+            candidate.unmeasured = true;
+            self.unmeasured += 1;
+        }
+        PyTuple::new(
+            py,
+            [
+                candidate.py_id.clone_ref(py).into_any(),
+                candidate.address.clone_ref(py),
+            ],
+        )
+    }
+}
+
+fn bad_contact(contact: &Bound<'_, PyAny>) -> PyErr {
+    type_error(format!(
+        "a contact must be a list or tuple of (id, host, port), got {}",
+        type_name(contact)
+    ))
+}
+
+#[pymethods]
+impl LookupCore {
+    #[new]
+    #[allow(clippy::too_many_arguments, reason = "the twin's signature")]
+    #[pyo3(signature = (own_id, key, alpha, ksize, quorum, adaptive, fair_score, seed, srtt, failed_recently, scores, recently_failed))]
+    fn new(
+        own_id: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+        alpha: &Bound<'_, PyAny>,
+        ksize: &Bound<'_, PyAny>,
+        quorum: &Bound<'_, PyAny>,
+        adaptive: &Bound<'_, PyAny>,
+        fair_score: &Bound<'_, PyAny>,
+        seed: &Bound<'_, PyAny>,
+        srtt: &Bound<'_, PyAny>,
+        failed_recently: &Bound<'_, PyAny>,
+        scores: &Bound<'_, PyAny>,
+        recently_failed: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let own = read_id(own_id)?;
+        let target = read_id(key)?.words;
+        let alpha = check_int("alpha", alpha, 1, MAX_COUNT)?;
+        let ksize = check_int("ksize", ksize, 1, MAX_COUNT)?;
+        let quorum = check_int("quorum", quorum, 1, MAX_COUNT)?;
+        let Ok(adaptive) = adaptive.cast_exact::<PyBool>() else {
+            return Err(type_error(format!(
+                "adaptive must be a bool, got {}",
+                type_name(adaptive)
+            )));
+        };
+        let Ok(fair) = fair_score.cast_exact::<PyFloat>() else {
+            return Err(type_error(format!(
+                "fair_score must be a float, got {}",
+                type_name(fair_score)
+            )));
+        };
+        let fair = fair.value();
+        if !(fair > 0.0 && fair <= 1.0) {
+            return Err(value_error(format!(
+                "fair_score must be in (0, 1], got {}",
+                repr(fair_score)?
+            )));
+        }
+        let rng = check_seed(seed)?;
+        Ok(LookupCore {
+            own,
+            target,
+            alpha: i64::from(alpha),
+            ksize: ksize as usize,
+            quorum: i64::from(quorum),
+            adaptive: adaptive.is_true(),
+            fair_score: fair,
+            rng,
+            srtt: check_callable("srtt", srtt)?,
+            failed_recently: check_callable("failed_recently", failed_recently)?,
+            scores: check_callable("scores", scores)?,
+            recently_failed: check_callable("recently_failed", recently_failed)?,
+            candidates: Vec::new(),
+            index: HashMap::with_hasher(RandomState::default()),
+            ranked: Vec::new(),
+            skipped: Vec::new(),
+            late: Vec::new(),
+            slowest: 0.0,
+            in_flight: 0,
+            unmeasured: 0,
+            holders: 0,
+            failed_by_rto: false,
+        })
+    }
+
+    /// Start from `candidates` (ids, addresses), with `holders` holders
+    /// already (this node's own records).
+    fn start<'py>(
+        &mut self,
+        py: Python<'py>,
+        candidates: &Bound<'py, PyAny>,
+        holders: &Bound<'py, PyAny>,
+    ) -> Answer<'py> {
+        let pair = match candidates.cast_exact::<PyTuple>() {
+            Ok(pair) if pair.len() == 2 => pair,
+            _ => {
+                return Err(type_error(format!(
+                    "candidates must be a tuple (ids, addresses), got {}",
+                    type_name(candidates)
+                )))
+            }
+        };
+        let (ids, addresses) = (pair.get_item(0)?, pair.get_item(1)?);
+        let (Ok(ids), Ok(addresses)) =
+            (ids.cast_exact::<PyList>(), addresses.cast_exact::<PyList>())
+        else {
+            return Err(type_error(
+                "candidates' ids and addresses must be lists".to_owned(),
+            ));
+        };
+        if ids.len() != addresses.len() {
+            return Err(value_error(format!(
+                "candidates: {} ids but {} addresses",
+                ids.len(),
+                addresses.len()
+            )));
+        }
+        self.holders = i64::from(check_int("holders", holders, 0, MAX_COUNT)?);
+        if self.holders >= self.quorum {
+            return Self::answer(py, QUORUM, 0, PyList::empty(py));
+        }
+        // (distance, position): sorted by distance, equal ones in order
+        let mut entries: Vec<(Words, u32, Id)> = Vec::with_capacity(ids.len());
+        let mut seen: HashMap<Id, (), RandomState> =
+            HashMap::with_capacity_and_hasher(ids.len(), RandomState::default());
+        for (position, node_id) in ids.iter().enumerate() {
+            let id = read_id(&node_id)?;
+            if seen.insert(id, ()).is_some() {
+                return Err(value_error("candidates: an id is there twice".to_owned()));
+            }
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "a routing table holds far fewer than 2**32 contacts"
+            )]
+            entries.push((xor(&id.words, &self.target), position as u32, id));
+        }
+        let ksize = self.ksize;
+        let take = |this: &mut Self, entry: &(Words, u32, Id)| -> PyResult<u32> {
+            let position = entry.1 as usize;
+            let py_id = ids
+                .get_item(position)?
+                .cast_into_exact::<PyBytes>()?
+                .unbind();
+            let address = addresses.get_item(position)?.unbind();
+            Ok(this.slot(entry.2, py_id, address))
+        };
+        if self.recently_failed(py)? {
+            // Contacts that failed lately do not take places in the k
+            // closest (kept aside, as a last resort: see fill).
+            entries.sort_unstable_by_key(|entry| (entry.0, entry.1));
+            for entry in &entries {
+                let address = addresses.get_item(entry.1 as usize)?.unbind();
+                if self.failed_recently(py, &address)? {
+                    if self.skipped.len() < ksize {
+                        let index = take(self, entry)?;
+                        self.candidates[index as usize].place = Place::Skipped;
+                        self.skipped.push(index);
+                    }
+                } else {
+                    let index = take(self, entry)?;
+                    self.candidates[index as usize].place = Place::Ranked;
+                    self.ranked.push(index);
+                    if self.ranked.len() == ksize {
+                        break;
+                    }
+                }
+            }
+        } else {
+            // the k closest alone: select, then sort those (O(n))
+            let key = |entry: &(Words, u32, Id)| (entry.0, entry.1);
+            if entries.len() > ksize {
+                entries.select_nth_unstable_by(ksize - 1, |a, b| key(a).cmp(&key(b)));
+                entries.truncate(ksize);
+            }
+            entries.sort_unstable_by_key(key);
+            for entry in &entries {
+                let index = take(self, entry)?;
+                self.candidates[index as usize].place = Place::Ranked;
+                self.ranked.push(index);
+            }
+        }
+        let mut slowest = 0.0;
+        for position in 0..self.ranked.len() {
+            let index = self.ranked[position] as usize;
+            let address = self.candidates[index].address.clone_ref(py);
+            let rtt = self.srtt_of(py, &address)?;
+            self.candidates[index].srtt = rtt.map_or(Rtt::Unknown, Rtt::Measured);
+            if let Some(rtt) = rtt {
+                if rtt > slowest {
+                    slowest = rtt;
+                }
+            }
+        }
+        self.slowest = slowest;
+        let (step, asks) = self.fill(py, false)?;
+        Self::answer(py, step, 0, asks)
+    }
+
+    /// The peer `node_id` answered, naming `contacts`, with records if
+    /// `holder`; `ended`: the query has ended (before or by this answer).
+    fn answered<'py>(
+        &mut self,
+        py: Python<'py>,
+        node_id: &Bound<'py, PyAny>,
+        contacts: &Bound<'py, PyAny>,
+        holder: bool,
+        ended: bool,
+    ) -> Answer<'py> {
+        let id = read_id(node_id)?;
+        self.request_ended(&id);
+        let depth = match self.index.get(&id) {
+            Some(&index) => self.candidates[index as usize].depth.max(1),
+            None => 1,
+        };
+        if ended {
+            return Self::answer(py, ENDED, depth, PyList::empty(py));
+        }
+        if contacts.is_truthy()? {
+            self.learn(py, contacts, depth + 1)?;
+        }
+        if holder {
+            self.holders += 1;
+            if self.holders >= self.quorum {
+                return Self::answer(py, QUORUM, depth, PyList::empty(py));
+            }
+        }
+        let (step, asks) = self.fill(py, false)?;
+        Self::answer(py, step, depth, asks)
+    }
+
+    /// The request to `node_id` failed (`mode`: a `LookupFailure`).
+    fn failed<'py>(
+        &mut self,
+        py: Python<'py>,
+        node_id: &Bound<'py, PyAny>,
+        mode: &Bound<'py, PyAny>,
+        ended: bool,
+    ) -> Answer<'py> {
+        let id = read_id(node_id)?;
+        let mode = check_int("mode", mode, BAD_RESPONSE, TIMEOUT)?;
+        self.request_ended(&id);
+        if mode == STOCK {
+            // asked again, the way a stock peer understands
+            if let Some(&index) = self.index.get(&id) {
+                self.candidates[index as usize].asked = false;
+            }
+        } else {
+            if mode == TIMEOUT && self.adaptive {
+                self.failed_by_rto = true;
+            }
+            self.drop_ranked(&id);
+        }
+        let (step, asks) = self.fill(py, ended)?;
+        Self::answer(py, step, 0, asks)
+    }
+
+    /// The request to `node_id` (at `address`) passed its RTO and was sent
+    /// again: ask the next candidate now.
+    fn overdue<'py>(
+        &mut self,
+        py: Python<'py>,
+        node_id: &Bound<'py, PyAny>,
+        address: &Bound<'py, PyAny>,
+    ) -> Answer<'py> {
+        let id = read_id(node_id)?;
+        if self.late.iter().any(|late| late.id == id) {
+            // (a later retransmission)
+            return Self::answer(py, ASK, 0, PyList::empty(py));
+        }
+        self.late.push(Late {
+            id,
+            py_id: node_id.cast_exact::<PyBytes>()?.clone().unbind(),
+            address: address.clone().unbind(),
+        });
+        self.in_flight -= 1;
+        if self.unmeasured > 0 {
+            self.discard_unmeasured(&id);
+        }
+        let (step, asks) = self.fill(py, false)?;
+        Self::answer(py, step, 0, asks)
+    }
+
+    /// `(depth, rank)` of `node_id`: the depth it was learnt at (1: from the
+    /// table) and its place among the candidates, closest first (-1: not
+    /// one). For `bench scale --trace`.
+    fn position(&self, node_id: &Bound<'_, PyAny>) -> PyResult<(u32, i64)> {
+        let id = read_id(node_id)?;
+        let Some(&index) = self.index.get(&id) else {
+            return Ok((1, -1));
+        };
+        let depth = self.candidates[index as usize].depth.max(1);
+        let rank = self
+            .ranked
+            .iter()
+            .position(|&other| other == index)
+            .map_or(-1, |rank| i64::try_from(rank).unwrap_or(-1));
+        Ok((depth, rank))
+    }
+
+    #[getter]
+    fn in_flight(&self) -> i64 {
+        self.in_flight
+    }
+
+    #[getter]
+    fn holders(&self) -> i64 {
+        self.holders
+    }
+}
