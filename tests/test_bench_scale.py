@@ -82,6 +82,9 @@ def test_a_traced_run_times_every_request_and_counts_each_clients_load() -> None
     for _, latency, events in ours:
         asks = [e for e in events if e[0] == "ask"]
         assert asks and all(e[2] == 0 or 0.002 <= e[2] <= 0.006 for e in asks)
+        # (the depth each peer was learnt at and its rank, read from the
+        # lookup's core: -1 for a peer asked from outside the k closest)
+        assert all(e[4] >= 1 and e[5] >= -1 for e in asks)
         assert all(0 <= e[1] <= latency for e in events)
         sent += len(asks)
     assert sent == pytest.approx(

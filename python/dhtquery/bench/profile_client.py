@@ -3,7 +3,7 @@ a tool for work on the client's hot path, not a benchmark of record.
 
     python -m dhtquery.bench profile [--loop uvloop|asyncio]
         [--backend rust|python] [--lookups 20000] [--repeat 5] [--profile]
-        [--verify cached|unchecked|cold|all]
+        [--verify cached|unchecked|cold|all] [--banded]
 
 A ``DhtNode`` client knows 20 peers that do not exist: its transport answers
 each request itself, on the next loop iteration, as a holder of the key
@@ -25,6 +25,12 @@ and remembered (``cached``, every node's way), not checked (``unchecked``:
 what signatures cost without verification), verified every time (``cold``);
 ``all`` measures the three in turn, each ``--repeat`` times interleaved, and
 prints the warm cache's cost against unchecked.
+
+``--banded``: the lookup reads each peer's SRTT as 20 to 200 ms (spread
+over the 20 peers, fixed), not the loopback's few microseconds, so that
+every lookup ranks its candidates by time over score, equals in a drawn
+order (``dhtquery.dht.lookup``'s banded path, a real network's) rather than
+taking the closest on a loopback where time cannot rank them.
 
 It drives a node's protocol with a fake transport, so it reaches below
 the DhtNode's public API (``_create_protocol``, the router, the wire codec):
@@ -103,7 +109,12 @@ class AnsweringTransport:
 
 
 async def measure(
-    backend: str, lookups: int, repeat: int, profile: bool, verify: str = "cached"
+    backend: str,
+    lookups: int,
+    repeat: int,
+    profile: bool,
+    verify: str = "cached",
+    banded: bool = False,
 ) -> list[float]:
     keys = [f"profile-{index}" for index in range(KEYS)]
     records = [
@@ -128,6 +139,11 @@ async def measure(
     node.transport = transport
     for index in range(PEERS):
         protocol.router.add_contact(Node(os.urandom(20), "127.0.0.1", 5000 + index))
+    if banded:
+        # (an instance attribute: what the lookup reads, the protocol's own
+        # RTT estimators left as they are)
+        srtts = {("127.0.0.1", 5000 + i): 0.02 + 0.18 * i / (PEERS - 1) for i in range(PEERS)}
+        protocol.srtt = srtts.get
     expected = [[(PUBLISHER.key_id, record.data)] for record in records]
     op = bench.by_key(bench.get_all_lookup(node, keys, expected), KEYS)
     drain = bench.DRAIN_SECONDS
@@ -167,15 +183,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--verify", choices=(*bench.VERIFY_MODES, "all"), default="cached", help="see above"
     )
+    parser.add_argument("--banded", action="store_true", help="see above")
     args = parser.parse_args(argv)
     if args.verify == "all":
         return _compare_verify(args)
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
         samples = runner.run(
-            measure(args.backend, args.lookups, args.repeat, args.profile, args.verify)
+            measure(args.backend, args.lookups, args.repeat, args.profile, args.verify, args.banded)
         )
     print(
-        f"get_all client CPU, {args.loop}/{args.backend}/{args.verify}: "
+        f"get_all client CPU, {args.loop}/{args.backend}/{args.verify}"
+        f"{'/banded' if args.banded else ''}: "
         f"median {statistics.median(samples):.1f} us/lookup "
         f"(min {min(samples):.1f}, max {max(samples):.1f}, {args.repeat} x "
         f"{args.lookups} lookups; the fake peers' work excluded)"

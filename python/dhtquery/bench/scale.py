@@ -453,6 +453,7 @@ def _install_trace(network: LocalNetwork, traces: dict[Any, list[Any]]) -> None:
     kept in ``traces`` by query id. Wraps StreamingLookup's methods in this
     worker; what the lookup does is unchanged."""
     from ..dht.lookup import StreamingLookup
+    from ..query import LookupStep
 
     link = network.link
     loop = asyncio.get_running_loop()
@@ -460,47 +461,47 @@ def _install_trace(network: LocalNetwork, traces: dict[Any, list[Any]]) -> None:
     def rtt_of(address: Any) -> float:
         return 2 * link.delay_to(address) if link is not None else 0.0
 
-    ask, answered, overdue = (
-        StreamingLookup._ask,
+    act, answered, overdue = (
+        StreamingLookup._act,
         StreamingLookup._answered,
         StreamingLookup._overdue,
     )
 
-    def traced_ask(self: Any, node: Node) -> None:
-        protocol = self._protocol
-        estimator = protocol._rtt.get((node.ip, node.port))
-        srtt = -1.0 if estimator is None or estimator.srtt is None else estimator.srtt
-        depth = self._depth.get(node.id, 1)
-        rank = next((i for i, e in enumerate(self._ranked) if e[1] is node), -1)
-        traces.setdefault(self._handle.id, []).append(
-            [
-                "ask",
-                loop.time(),
-                rtt_of((node.ip, node.port)),
-                srtt,
-                depth,
-                rank,
-                f"{node.ip}:{node.port}",
-            ]
-        )
-        ask(self, node)
+    def traced_act(self: Any, step: Any, depth: int, asks: list[Any]) -> None:
+        if step is LookupStep.ASK:
+            protocol = self._protocol
+            events = traces.setdefault(self._handle.id, [])
+            for node_id, address in asks:
+                estimator = protocol._rtt.get(address)
+                srtt = -1.0 if estimator is None or estimator.srtt is None else estimator.srtt
+                # (the lookup's core: the depth it learnt the peer at, its
+                # rank among the candidates, closest first)
+                learnt, rank = self._core.position(node_id)
+                events.append(
+                    [
+                        "ask",
+                        loop.time(),
+                        rtt_of(address),
+                        srtt,
+                        learnt,
+                        rank,
+                        f"{address[0]}:{address[1]}",
+                    ]
+                )
+        act(self, step, depth, asks)
 
-    def traced_answered(
-        self: Any, node: Node, address: Any, name: str, ok: bool, value: Any
-    ) -> None:
+    def traced_answered(self: Any, ask: Any, address: Any, name: str, ok: bool, value: Any) -> None:
         holder = ok and type(value) is dict and bool(value.get("records") or value.get("value"))
         traces.setdefault(self._handle.id, []).append(
             ["ans", loop.time(), rtt_of(address), ok, holder, self._ended()]
         )
-        answered(self, node, address, name, ok, value)
+        answered(self, ask, address, name, ok, value)
 
-    def traced_overdue(self: Any, node: Node) -> None:
-        traces.setdefault(self._handle.id, []).append(
-            ["late", loop.time(), rtt_of((node.ip, node.port))]
-        )
-        overdue(self, node)
+    def traced_overdue(self: Any, ask: Any) -> None:
+        traces.setdefault(self._handle.id, []).append(["late", loop.time(), rtt_of(ask[1])])
+        overdue(self, ask)
 
-    StreamingLookup._ask = traced_ask  # type: ignore[method-assign]
+    StreamingLookup._act = traced_act  # type: ignore[method-assign]
     StreamingLookup._answered = traced_answered  # type: ignore[method-assign]
     StreamingLookup._overdue = traced_overdue  # type: ignore[method-assign]
 

@@ -41,6 +41,14 @@ asked in a drawn order, not the closer first: the closest nodes to the
 most looked-up keys took the most requests (see ``dhtquery bench scale``,
 docs/guide/scale.md, "Load").
 
+The decisions (the k closest, whom to ask next, when the lookup is over)
+are the query core's ``LookupCore`` (Rust, or its pure-Python twin, the
+backend of the node's query manager): each answer, failure and overdue
+request is one call into it, which says what to do next (``LookupStep``)
+and whom to send to. This module sends, times, checks records and offers
+them into the query. Measured against the same decisions made here in
+Python (issue 14): see README.md, "Client CPU per lookup".
+
 Each lookup counts what it cost (``LookupHandle.lookup_stats``, a
 :class:`LookupStats`): requests sent, retransmissions, hops, peers that
 answered and peers that failed.
@@ -49,8 +57,6 @@ answered and peers that failed.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import heapq
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -58,39 +64,52 @@ from typing import TYPE_CHECKING, Any, Final
 from kademlia.node import Node
 
 from ..errors import RecordError
-from ..query import QueryHandle, QueryManager, Reason
+from ..query import LookupFailure, LookupStep, QueryHandle, QueryManager, Reason, load_core
+from ..query.types import HEDGE, RTT_BAND
 from .records import MAX_DATA, Record
 from .reputation import PeerStats
 from .rpc_table import BAD_RESPONSE
 from .wire import pack_request
 
 if TYPE_CHECKING:
+    from .._core import LookupCore
     from ..query import QueryId
     from .protocol import DhtProtocol
 
 __all__ = ["HEDGE", "RTT_BAND", "LookupHandle", "LookupStats", "StreamingLookup"]
 
-#: Round trips this close count as equal when choosing whom to ask, and two
-#: such peers go in a drawn order: an SRTT differs by a few ms with the load
-#: of the peer's host, and ranking on that noise sent every lookup of a host
-#: to the same few nearest peers.
-RTT_BAND: Final = 0.01
-#: Requests a lookup keeps in flight beyond what its quorum needs while
-#: some go to peers of unknown round trip (none measured, none of their IP
-#: address; only where round trips differ, see _ask): near the key every
-#: candidate is about as likely a holder, and the quorum is taken from the
-#: first to answer, not the slowest of three drawn blind. On a network where
-#: each node has an address of its own, the lookup's last hop is mostly to
-#: peers never measured.
-HEDGE: Final = 2
+# RTT_BAND: round trips this close count as equal when choosing whom to ask,
+# and two such peers go in a drawn order: an SRTT differs by a few ms with
+# the load of the peer's host, and ranking on that noise sent every lookup
+# of a host to the same few nearest peers.
+# HEDGE: requests a lookup keeps in flight beyond what its quorum needs
+# while some go to peers of unknown round trip (none measured, none of their
+# IP address; only where round trips differ): near the key every candidate
+# is about as likely a holder, and the quorum is taken from the first to
+# answer, not the slowest of three drawn blind. On a network where each node
+# has an address of its own, the lookup's last hop is mostly to peers never
+# measured. (Both live in dhtquery.query.types: the core reads them.)
+
 #: A peer's reputation score that ranks it as a peer never asked (0.75):
 #: scores above it do not make a peer preferred, scores below make it later.
 FAIR_SCORE: Final = PeerStats().score(0.0)
-#: Draws the order of candidates expected at the same time (see _best_of).
-_draw = random.Random().random
-#: Up to this many candidates a lookup starts from are all sorted; beyond,
-#: only the k closest are picked out (heapq).
-_SORT_ALL: Final = 128
+#: Seeds each lookup's draw of the order of candidates expected at the same
+#: time (the core's splitmix64 generator).
+_seed = random.Random().getrandbits
+#: backend name -> its LookupCore class (the backend of the query manager)
+_CORES: dict[str, type[LookupCore]] = {}
+_ASK: Final = LookupStep.ASK
+_QUORUM: Final = LookupStep.QUORUM
+_GIVE_UP: Final = LookupStep.GIVE_UP
+_ENDED: Final = LookupStep.ENDED
+
+
+def _core_class(manager: QueryManager) -> type[LookupCore]:
+    backend = manager.backend
+    core = _CORES.get(backend)
+    if core is None:
+        core = _CORES[backend] = load_core(backend)[1].LookupCore
+    return core
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,30 +180,16 @@ class LookupHandle(QueryHandle):
 
 class StreamingLookup:
     __slots__ = (
-        "_alpha",
-        "_asked",
         "_bodies",
-        "_depth",
+        "_core",
         "_ended",
-        "_failed_by_rto",
         "_handle",
-        "_holders",
-        "_in_flight",
         "_key",
-        "_ksize",
-        "_late",
         "_latest",
         "_manager",
         "_peer_finished",
         "_protocol",
-        "_quorum",
-        "_ranked",
         "_rpc_timeout",
-        "_skipped",
-        "_slowest",
-        "_srtts",
-        "_target",
-        "_unmeasured",
     )
 
     def __init__(
@@ -208,46 +213,36 @@ class StreamingLookup:
         # (bound once: asked after every answer)
         self._ended = handle.done
         self._key = key
-        # the key as kademlia's Node.long_id would read it
-        self._target = int.from_bytes(key, "big")
-        self._alpha = alpha
-        self._ksize = ksize
-        self._quorum = quorum
         # None: each peer's RTO (adaptive); else the query's whole timeout
         self._rpc_timeout = rpc_timeout
         # every request of this lookup has the same arguments: its body,
         # packed once per RPC name
         self._bodies: dict[str, bytes] = {}
-        #: candidates not failed, (XOR distance, node), closest first; the
-        #: first ksize of them are "the k closest"
-        self._ranked: list[tuple[int, Node]] = []
-        #: node id -> its SRTT (DhtProtocol.srtt) when it became a candidate
-        self._srtts: dict[bytes, float | None] = {}
-        #: the largest of those: below RTT_BAND, time cannot rank candidates
-        self._slowest = 0.0
-        self._asked: set[bytes] = set()
-        #: node id -> depth of a contact learned from an answer (absent:
-        #: from the routing table, depth 1)
-        self._depth: dict[bytes, int] = {}
-        #: requests past their RTO and still out (not in _in_flight): node
-        #: id -> node
-        self._late: dict[bytes, Node] = {}
-        #: candidates left out as failed lately (node id -> (distance,
-        #: node)): asked only if nobody else is left and no holder answered
-        self._skipped: dict[bytes, tuple[int, Node]] = {}
-        self._in_flight = 0
-        #: ids of the requests in flight to peers whose round trip was
-        #: unknown when asked (see HEDGE)
-        self._unmeasured: set[bytes] = set()
-        self._holders = 0
-        self._failed_by_rto = False
         #: slot -> (highest sequence seen, the peer that served it first)
         self._latest: dict[tuple[bytes, str], tuple[int, Any]] = {}
+        #: the decisions: the k closest, whom to ask, when it is over
+        self._core = _core_class(manager)(
+            protocol.source_node.id,
+            key,
+            alpha,
+            ksize,
+            quorum,
+            rpc_timeout is None,
+            FAIR_SCORE,
+            _seed(64),
+            protocol.srtt,
+            protocol.failed_recently,
+            protocol.scores,
+            # (the dict is never replaced: its length says whether any
+            # request failed lately)
+            protocol.recently_failed.__len__,
+        )
 
     def start(self, local: list[Record], own_address: Any) -> None:
+        holders = 0
         if local:
             # This node holds the key too: it counts towards the quorum.
-            self._holders += 1
+            holders = 1
             latest = self._latest
             for record in local:
                 latest[record.slot] = (record.seq, None)
@@ -255,284 +250,83 @@ class StreamingLookup:
             self._manager.submit_many(self._handle.id, own_address, entries)
         if self._ended():
             return
-        if self._holders >= self._quorum:
-            self._handle._final_depth = 0
-            self._manager.finish(self._handle.id, Reason.ALL_PEERS)
-            return
-        target = self._target
         # the table's contacts and its replacement caches (ContactTable.candidates)
-        long_ids, nodes = self._protocol.router.candidates()
-        protocol = self._protocol
-        # Distances are distinct (so are ids): nodes are never compared.
-        pairs = zip([long_id ^ target for long_id in long_ids], nodes, strict=True)
-        if len(nodes) > _SORT_ALL and not protocol.recently_failed:
-            # (a client's candidates grow to ~1,000 at 1,000 nodes: the k
-            # closest alone, ~3x faster than sorting them all)
-            ranked = heapq.nsmallest(self._ksize, pairs)
-        else:
-            ranked = sorted(pairs)
-        if protocol.recently_failed:
-            # Contacts that failed lately do not take places in the k
-            # closest (kept aside, as a last resort: see _fill).
-            failed_recently = protocol.failed_recently
-            skipped = self._skipped
-            kept = []
-            for entry in ranked:
-                if failed_recently((entry[1].ip, entry[1].port)):
-                    if len(skipped) < self._ksize:
-                        skipped[entry[1].id] = entry
-                else:
-                    kept.append(entry)
-                    if len(kept) == self._ksize:
-                        break
-            ranked = kept
-        del ranked[self._ksize :]
-        self._ranked = ranked
-        srtt = protocol.srtt
-        srtts = self._srtts
-        slowest = 0.0
-        for _, node in ranked:
-            rtt = srtts[node.id] = srtt((node.ip, node.port))
-            if rtt is not None and rtt > slowest:
-                slowest = rtt
-        self._slowest = slowest
-        self._fill()
+        self._act(*self._core.start(self._protocol.router.candidate_addresses(), holders))
 
-    # -- choosing whom to ask -----------------------------------------
-
-    def _learn(self, contacts: list[Any], depth: int) -> None:
-        """Add the contacts of an answer not yet known as candidates, at
-        ``depth``."""
-        asked = self._asked
-        depths = self._depth
-        known = {node.id for _, node in self._ranked}
-        known.add(self._protocol.source_node.id)
-        ranked = self._ranked
-        target = self._target
-        protocol = self._protocol
-        # (empty unless some request failed lately: one test per answer)
-        failed = protocol.recently_failed
-        skipped = self._skipped
-        for contact_id, host, port in contacts:
-            if contact_id not in known and contact_id not in asked and contact_id not in skipped:
-                known.add(contact_id)
-                node = Node(contact_id, host, port)
-                depths[contact_id] = depth
-                if failed and protocol.failed_recently((host, port)):
-                    # failed lately: others' stale answers do not bring it
-                    # back, unless nobody else is left
-                    skipped[contact_id] = (node.long_id ^ target, node)
-                    continue
-                bisect.insort(ranked, (node.long_id ^ target, node))
-                rtt = self._srtts[contact_id] = protocol.srtt((host, port))
-                if rtt is not None and rtt > self._slowest:
-                    self._slowest = rtt
-
-    def _drop(self, node: Node) -> None:
-        """A candidate failed: it leaves the k closest."""
-        ranked = self._ranked
-        for index, (_, candidate) in enumerate(ranked):
-            if candidate is node:
-                del ranked[index]
+    def _act(self, step: LookupStep, depth: int, asks: list[tuple[bytes, Any]]) -> None:
+        """Do what the core said: send to ``asks``, or end the lookup."""
+        if step is _ASK:
+            if not asks:
                 return
-
-    def _fill(self) -> None:
-        # Requests in flight that may each bring a holder count towards the
-        # quorum: asking more before they answer only adds traffic.
-        wanted = self._quorum - self._holders
-        target = self._alpha if wanted > self._alpha else wanted if wanted > 1 else 1
-        count = target - self._in_flight
-        unmeasured = self._unmeasured
-        if unmeasured:
-            # requests to peers of unknown round trip: up to HEDGE more in
-            # flight, the quorum taken from the first to answer
-            count += HEDGE if len(unmeasured) > HEDGE else len(unmeasured)
-        if count <= 0 or self._ended():  # (count <= 0: some are in flight)
-            return
-        asked = self._asked
-        ranked = self._ranked
-        protocol = self._protocol
-        # (bounded: each pass that goes on takes one candidate out of ranked)
-        for _ in range(len(ranked) + 1):
-            closest = ranked[: self._ksize]
-            fresh = [entry for entry in closest if entry[1].id not in asked] if asked else closest
-            if not protocol.recently_failed:
-                break
-            # An address that failed lately (another id of it, say) is not
-            # asked again at once: it would cost this lookup another RTO. It
-            # leaves the k closest, so that the next closest take its place.
-            failed_recently = protocol.failed_recently
-            stale = [entry for entry in fresh if failed_recently((entry[1].ip, entry[1].port))]
-            if not stale:
-                break
-            for entry in stale:
-                ranked.remove(entry)
-                self._skipped[entry[1].id] = entry
-        if not fresh:
-            if self._in_flight:
-                return
-            late = self._late
-            if not late and not self._holders and self._skipped:
-                # Nobody else is left and no holder has answered: rather
-                # than end with nothing, ask those that failed lately.
-                for entry in sorted(self._skipped.values())[:count]:
-                    del self._skipped[entry[1].id]
-                    self._ask(entry[1])
-                return
-            if not late:
-                reason = Reason.ADAPTIVE if self._failed_by_rto else Reason.ALL_PEERS
-                self._manager.finish(self._handle.id, reason)
-            elif self._holders and self._rpc_timeout is None:
-                # Every peer still out is past its RTO and a holder has
-                # answered: end with what the lookup has (adaptive), the
-                # silent ones counted as failed.
-                for node in late.values():
-                    self._failed((node.ip, node.port))
-                self._manager.finish(self._handle.id, Reason.ADAPTIVE)
-            # else: wait for the overdue requests (their answer or failure)
-            return
-        picked = self._best_of(fresh, count)
-        for _, node in picked:
-            self._ask(node)
-        if unmeasured and len(fresh) > len(picked):
-            # the hedge's room grew with the peers of unknown round trip
-            # just asked
-            room = (
-                target + (HEDGE if len(unmeasured) > HEDGE else len(unmeasured)) - self._in_flight
-            )
-            if room > 0:
-                rest = [entry for entry in fresh if entry[1].id not in asked]
-                for _, node in self._best_of(rest, room):
-                    self._ask(node)
-
-    def _best_of(self, fresh: list[tuple[int, Node]], count: int) -> list[tuple[int, Node]]:
-        """The ``count`` to ask among ``fresh`` (the k closest candidates not
-        asked yet, closest first): those expected to answer soonest, by their
-        round trip (``DhtProtocol.srtt``) over their reputation score, within
-        RTT_BAND counting as equal; a peer never measured is expected at the
-        median of those measured among ``fresh``; equals in a drawn order
-        (the closer first sent most requests to the closest nodes of the
-        most looked-up keys, as kademlia's crawl does). A
-        put stores on the k closest, so once the lookup has reached the key's
-        neighbourhood each of its k closest candidates is about as likely a
-        holder as the closest: with round trips that differ per peer, asking
-        the near ones (in time) puts the lookup's critical path through them,
-        where kademlia's crawl asks the closest (in XOR distance) and waits
-        for the slowest of each round."""
-        if len(fresh) <= count or self._slowest < RTT_BAND:
-            # (every candidate measured answers within one band, as on
-            # loopback or a LAN: time cannot tell them apart, closest first.
-            # Ordering them all anyway cost ~50 us a lookup, 4 calls of ~12,
-            # and bench dht's get_all went from 11.1k to 7.0k lookups/s.)
-            return fresh[:count]
-        protocol = self._protocol
-        srtts = self._srtts
-        addresses = [(node.ip, node.port) for _, node in fresh]
-        rtts = [srtts.get(node.id) for _, node in fresh]
-        known = sorted([rtt for rtt in rtts if rtt is not None])
-        if not known:
-            return fresh[:count]
-        guess = known[len(known) // 2]
-        scores = protocol.reputation.scores(addresses, protocol.clock.now())
-        # A score at least a new peer's counts as a new peer's: above it the
-        # score grows with answers and records served, and ranking on it
-        # sent more and more of a client's lookups to the peers it had
-        # asked before. Below it (failures, invalid records) it slows the
-        # peer down: RTT x FAIR_SCORE / score.
-        per_band = FAIR_SCORE / RTT_BAND
-        draw = _draw
-        # (band number, a draw, rank): within a band, the order is drawn
-        order = sorted(
-            [
-                (
-                    int(
-                        (guess if rtt is None else rtt)
-                        * (
-                            1 / RTT_BAND
-                            if score >= FAIR_SCORE
-                            else per_band / (score if score > 0.01 else 0.01)
-                        )
-                    ),
-                    draw(),
-                    i,
+            protocol = self._protocol
+            handle = self._handle
+            extensions = protocol.extensions
+            for ask in asks:
+                address = ask[1]
+                handle._requests += 1
+                name = "find_value" if extensions.get(address) is False else "find_values"
+                body = self._bodies.get(name)
+                if body is None:
+                    body = self._bodies[name] = pack_request(
+                        name, (protocol.source_node.id, self._key)
+                    )
+                # (the ask, (node id, address), is the request's context;
+                # self._answered makes a bound method per request: kept on
+                # self, it would make every lookup a reference cycle, freed
+                # only by the GC)
+                protocol.request_packed(
+                    address, name, body, self._rpc_timeout, self._answered, ask, self._overdue
                 )
-                for i, (rtt, score) in enumerate(zip(rtts, scores, strict=True))
-            ]
-        )
-        return [fresh[i] for _, _, i in order[:count]]
+        elif step is _ENDED:
+            return
+        elif step is _QUORUM:
+            self._handle._final_depth = depth
+            self._manager.finish(self._handle.id, Reason.ALL_PEERS)
+        elif step is _GIVE_UP:
+            # Every peer still out is past its RTO and a holder has
+            # answered: end with what the lookup has (adaptive), the silent
+            # ones counted as failed.
+            for _, address in asks:
+                self._failed(address)
+            self._manager.finish(self._handle.id, Reason.ADAPTIVE)
+        else:
+            reason = Reason.ADAPTIVE if step is LookupStep.ADAPTIVE else Reason.ALL_PEERS
+            self._manager.finish(self._handle.id, reason)
 
-    def _ask(self, node: Node) -> None:
-        protocol = self._protocol
-        address = (node.ip, node.port)
-        self._asked.add(node.id)
-        self._in_flight += 1
-        if self._slowest >= RTT_BAND and self._srtts.get(node.id, 0.0) is None:
-            # (only where round trips differ: on loopback every peer is as
-            # near as any, and asking more would only add traffic)
-            self._unmeasured.add(node.id)
-        self._handle._requests += 1
-        name = "find_value" if protocol.extensions.get(address) is False else "find_values"
-        body = self._bodies.get(name)
-        if body is None:
-            body = self._bodies[name] = pack_request(name, (protocol.source_node.id, self._key))
-        # (self._answered makes a bound method per request: kept on self, it
-        # would make every lookup a reference cycle, freed only by the GC)
-        protocol.request_packed(
-            address, name, body, self._rpc_timeout, self._answered, node, self._overdue
-        )
-
-    def _overdue(self, node: Node) -> None:
-        """A request to ``node`` passed its RTO and was sent again: ask the
-        next candidate now. The request stays out (its answer still counts)."""
+    def _overdue(self, ask: tuple[bytes, Any]) -> None:
+        """A request passed its RTO and was sent again: ask the next
+        candidate now. The request stays out (its answer still counts)."""
         if self._ended():
             return
         self._handle._resent += 1
-        late = self._late
-        if node.id in late:  # (a later retransmission)
-            return
-        late[node.id] = node
-        self._in_flight -= 1
-        if self._unmeasured:
-            self._unmeasured.discard(node.id)
-        self._fill()
+        self._act(*self._core.overdue(ask[0], ask[1]))
 
     # -- answers ------------------------------------------------------
 
-    def _answered(self, node: Node, address: Any, name: str, ok: bool, value: Any) -> None:
-        late = self._late
-        if not late or late.pop(node.id, None) is None:
-            self._in_flight -= 1
-            if self._unmeasured:
-                self._unmeasured.discard(node.id)
+    def _answered(
+        self, ask: tuple[bytes, Any], address: Any, name: str, ok: bool, value: Any
+    ) -> None:
+        core = self._core
         if not ok:
             if value is BAD_RESPONSE:
                 # Malformed (the protocol counted it as bad_response): the
                 # peer failed, though not by its RTO.
-                self._drop(node)
                 self._failed(address)
+                mode = LookupFailure.BAD_RESPONSE
             elif name == "find_values" and self._protocol.extensions.get(address) is False:
                 # A stock peer: ask it again the way it understands.
-                self._asked.discard(node.id)
+                mode = LookupFailure.STOCK
             else:
-                self._failed_by_rto = self._failed_by_rto or self._rpc_timeout is None
-                self._drop(node)
                 self._failed(address)
-            self._fill()
-            return
-        depth = self._depth.get(node.id, 1) if self._depth else 1
-        if depth > 1:
-            # Learnt from an answer, and it answered us: a live contact the
-            # routing table takes in, as stock's crawl does with every peer
-            # that answers (without it a client's table stayed at 22 contacts
-            # against stock's ~130 at 1,000 nodes, and its lookups took 2.15
-            # hops against 1.29: bench scale). Table contacts (depth 1) are
-            # known already: no cost on the common path.
-            self._protocol.welcome_if_new(node)
-        if self._ended():
+                mode = LookupFailure.TIMEOUT
+            self._act(*core.failed(ask[0], mode, self._ended()))
             return
         handle = self._handle
-        if depth > handle._max_depth:
-            handle._max_depth = depth
+        if self._ended():
+            depth = core.answered(ask[0], (), False, True)[1]
+            if depth > 1:
+                self._welcome(ask)
+            return
         handle._answered += 1
         if type(value) is dict and name == "find_values":
             # the common answer, read inline
@@ -540,21 +334,30 @@ class StreamingLookup:
             contacts = value.get("nodes", ())
         else:
             records, contacts = self._read(name, value, address)
-        if contacts:
-            self._learn(contacts, depth + 1)
         if records:
-            self._holders += 1
             self._protocol.reputation.provided(address, len(records))
             self._manager.submit_many(handle.id, address, records)
         self._peer_finished(handle.id, address, True)
-        if self._ended():  # max_results reached by this answer's records
+        ended = self._ended()  # (max_results reached by this answer's records)
+        step, depth, asks = core.answered(ask[0], contacts, bool(records), ended)
+        if depth > 1:
+            self._welcome(ask)
+        if depth > handle._max_depth:
+            handle._max_depth = depth
+        if ended:
             handle._final_depth = depth
             return
-        if self._holders >= self._quorum:
-            handle._final_depth = depth
-            self._manager.finish(handle.id, Reason.ALL_PEERS)
-            return
-        self._fill()
+        self._act(step, depth, asks)
+
+    def _welcome(self, ask: tuple[bytes, Any]) -> None:
+        """Learnt from an answer, and it answered us: a live contact the
+        routing table takes in, as stock's crawl does with every peer that
+        answers (without it a client's table stayed at 22 contacts against
+        stock's ~130 at 1,000 nodes, and its lookups took 2.15 hops against
+        1.29: bench scale). Table contacts (depth 1) are known already: no
+        cost on the common path."""
+        host, port = ask[1]
+        self._protocol.welcome_if_new(Node(ask[0], host, port))
 
     def _failed(self, address: Any) -> None:
         """A peer failed this lookup (told to the query as peers_failed)."""

@@ -1002,6 +1002,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         if self.reputation.failure(address) >= FORGET_AFTER_FAILURES:
             self._probe(address)
 
+    def scores(self, addresses: list[Address]) -> list[float]:
+        """The reputation scores of ``addresses`` now, in order (one call
+        per ranking of a lookup's candidates)."""
+        return self.reputation.scores(addresses, self.clock.now())
+
     def failed_recently(self, address: Address) -> bool:
         """Did a request to ``address`` fail within RECENT_FAILURE seconds
         (with no answer since)?"""

@@ -23,6 +23,7 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
     def __init__(self, protocol: Any, ksize: int, node: Node) -> None:
         self._contacts: tuple[list[int], list[Node]] | None = None
         self._candidates: tuple[list[int], list[Node]] | None = None
+        self._candidate_addresses: tuple[list[bytes], list[tuple[str, int]]] | None = None
         #: ids of bucket heads being pinged because their bucket is full
         self._pinging: set[bytes] = set()
         super().__init__(protocol, ksize, node)
@@ -66,6 +67,19 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
             candidates = self._candidates = ([node.long_id for node in nodes], nodes)
         return candidates
 
+    def candidate_addresses(self) -> tuple[list[bytes], list[tuple[str, int]]]:
+        """``candidates()`` as a lookup's core reads them: their ids and
+        their (host, port) addresses, in the same order. Shared until the
+        table changes: do not modify them."""
+        pairs = self._candidate_addresses
+        if pairs is None:
+            nodes = self.candidates()[1]
+            pairs = self._candidate_addresses = (
+                [node.id for node in nodes],
+                [(node.ip, node.port) for node in nodes],
+            )
+        return pairs
+
     def find_neighbors(
         self, node: Node, k: int | None = None, exclude: Node | None = None
     ) -> list[Node]:
@@ -101,18 +115,18 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
     # add of a known contact can carry a new address: it invalidates too.
 
     def flush(self) -> None:
-        self._contacts = self._candidates = None
+        self._contacts = self._candidates = self._candidate_addresses = None
         super().flush()
 
     def split_bucket(self, index: int) -> None:
-        self._contacts = self._candidates = None
+        self._contacts = self._candidates = self._candidate_addresses = None
         super().split_bucket(index)
 
     def add_contact(self, node: Node) -> None:
         """kademlia's add_contact, but a full bucket pings its head once at
         a time: stock makes a ping Task per newcomer to a full bucket, so a
         flood of new ids made a flood of Tasks."""
-        self._contacts = self._candidates = None
+        self._contacts = self._candidates = self._candidate_addresses = None
         index = self.get_bucket_for(node)
         bucket = self.buckets[index]
         if bucket.add_node(node):
@@ -129,7 +143,7 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
         task.add_done_callback(lambda _: self._pinging.discard(head.id))
 
     def remove_contact(self, node: Node) -> None:
-        self._contacts = self._candidates = None
+        self._contacts = self._candidates = self._candidate_addresses = None
         super().remove_contact(node)
 
     def remove_address(self, address: tuple[str, int]) -> bool:
