@@ -385,6 +385,27 @@ def test_a_peer_never_measured_is_expected_at_its_ip_addresss_round_trip(backend
     run_paired(backend, scenario())
 
 
+def test_scores_are_the_reputations_scores_now_in_one_call(backend: str) -> None:
+    """``scores`` (what a lookup's core ranks by): each address's reputation
+    score at the protocol's clock, in order."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            protocol = (await nodes.dht()).protocol
+            assert protocol is not None
+            good, bad, new = ("10.9.0.1", 4000), ("10.9.0.2", 4000), ("10.9.0.3", 4000)
+            protocol.reputation.success(good, 0.01, protocol.clock.now())
+            protocol.reputation.failure(bad)
+            scores = protocol.scores([good, bad, new])
+            now = protocol.clock.now()
+            expected = [protocol.reputation.score(a, now) for a in (good, bad, new)]
+            # (the clock moves on: "last seen" counts in hours)
+            assert scores == pytest.approx(expected, rel=1e-6)
+            assert expected[1] < expected[2] < expected[0]
+
+    run_paired(backend, scenario())
+
+
 def _hedge_lookup(backend: str, srtt_of_holders: float | None, srtt_of_a: float) -> int:
     """The querier (its IP-address fallback off: every node here shares
     127.0.0.1) knows only A, measured at ``srtt_of_a``; A knows eight holders,

@@ -81,3 +81,17 @@ def test_find_neighbors_leaves_out_the_target_and_the_excluded_address() -> None
     anywhere = Node(rng.randbytes(20))
     assert table.find_neighbors(anywhere, k=100) == _closest(table, anywhere, 100)
     assert len(table.find_neighbors(anywhere, k=100)) == len(table.contacts()[1])
+
+
+def test_candidate_addresses_are_the_candidates_ids_and_addresses_until_a_change() -> None:
+    rng = random.Random(3)
+    own = Node(rng.randbytes(20))
+    table = ContactTable(_Pinger(), 20, own)
+    _fill(table, [Node(rng.randbytes(20), "127.0.0.1", 1000 + i) for i in range(30)])
+    nodes = table.candidates()[1]
+    ids, addresses = table.candidate_addresses()
+    assert ids == [node.id for node in nodes]
+    assert addresses == [(node.ip, node.port) for node in nodes]
+    assert table.candidate_addresses()[0] is ids  # (kept between changes)
+    table.remove_contact(nodes[0])
+    assert nodes[0].id not in table.candidate_addresses()[0]
