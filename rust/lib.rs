@@ -13,6 +13,8 @@
 //! - `errors`: the argument checks; `query_id`, `query_core`: the classes.
 //! - `lookup`: a streaming lookup's decisions (whom to ask, when it is
 //!   over), the lookup's sends and timers staying in Python.
+//! - `peers`: every peer's RTT estimator and reputation record (`PeerBook`),
+//!   which the lookup reads directly.
 //! - `datagram`: the engine reading each arriving datagram (framing,
 //!   msgpack, matching an answer to its request) in one call; `batch`:
 //!   many datagrams per system call (`recvmmsg`), measured, not used yet.
@@ -25,6 +27,7 @@ pub mod errors;
 pub mod index;
 pub mod latency;
 pub mod lookup;
+pub mod peers;
 pub mod query;
 pub mod query_core;
 pub mod query_id;
@@ -47,6 +50,8 @@ mod _core {
     use crate::datagram::DatagramEngine;
     #[pymodule_export]
     use crate::lookup::LookupCore;
+    #[pymodule_export]
+    use crate::peers::PeerBook;
     #[pymodule_export]
     use crate::query_core::QueryCore;
     #[pymodule_export]
@@ -76,6 +81,7 @@ mod _core {
             "BatchReceiver",
             "DatagramEngine",
             "LookupCore",
+            "PeerBook",
             "QueryCore",
             "QueryId",
         ];

@@ -46,6 +46,7 @@ __all__ = [
     "BatchReceiver",
     "DatagramEngine",
     "LookupCore",
+    "PeerBook",
     "QueryCore",
     "QueryId",
 ]
@@ -340,3 +341,99 @@ class LookupCore:
     def in_flight(self) -> int: ...
     @property
     def holders(self) -> int: ...
+
+#: (successes, failures, rtt_ms, provided, last_seen, consecutive_failures,
+#: invalid): dht.reputation.PeerStats's fields, in order
+_Stats: TypeAlias = tuple[int, int, float | None, int, float | None, int, int]
+
+@final
+class PeerBook:
+    """Every peer's RFC 6298 estimator (``dht.rtt.RttEstimator``'s numbers,
+    to the bit) and reputation record (``dht.reputation.PeerStats``'s), the
+    per-IP fallback of unmeasured ports (the first ``rtt_per_ip``
+    estimators made for each IP address answer ``srtt`` / ``first_rto``
+    for its other ports) and the network's estimator (every sample pooled,
+    capped at ``first_rto_cap``): what every answer and every ranking of a
+    lookup touch, read by ``LookupCore`` directly.
+
+    Estimators are keyed by ``(host, port)`` tuples (made at first use, with
+    ``max_rto``; a peer's ``address[0]`` is its IP), records by any hashable
+    peer; peers are told apart by ``hash()`` and ``==``. Estimators, IP
+    addresses and records are each bounded (``peers_kept``, ``peers_kept``,
+    ``max_peers``): the oldest made leaves first. An estimator that leaves
+    (or is forgotten) stays in its IP's list, no longer fed.
+    """
+
+    rtt_by_ip: bool
+    def __new__(
+        cls,
+        max_rto: float = 10.0,
+        peers_kept: int = 65536,
+        max_peers: int = 65536,
+        rtt_per_ip: int = 8,
+        first_rto_samples: int = 8,
+        first_rto_cap: float = 1.0,
+    ) -> Self: ...
+    @property
+    def max_rto(self) -> float: ...
+    @property
+    def peers_kept(self) -> int: ...
+    @property
+    def max_peers(self) -> int: ...
+    @property
+    def rtt_per_ip(self) -> int: ...
+    @property
+    def first_rto_samples(self) -> int: ...
+    @property
+    def first_rto_cap(self) -> float: ...
+    # -- estimators
+    def estimator_state(self, address: _Address) -> tuple[float | None, float, float, float]:
+        """(srtt, rttvar, rto, base_rto), the estimator made if missing."""
+    def has_estimator(self, address: _Address) -> bool: ...
+    def forget_estimator(self, address: _Address) -> bool:
+        """Drop the address's estimator (not from its IP's list)."""
+    @property
+    def estimators(self) -> int: ...
+    def observe(self, address: _Address, sample: float) -> None:
+        """A round trip of ``sample`` seconds (>= 0) to the estimator alone."""
+    def back_off(self, address: _Address, sent: float | None, now: float | None) -> None:
+        """``RttEstimator.timed_out(sent, now)`` (Karn's back-off)."""
+    def rto(self, address: _Address) -> float: ...
+    def timing(self, address: _Address) -> tuple[float, float, bool]:
+        """(rto, when overdue: base_rto if measured else first_rto, measured)."""
+    def srtt(self, address: _Address) -> float | None:
+        """Its SRTT, else (``rtt_by_ip``) its IP's first measured, else None."""
+    def srtts(self, addresses: Sequence[_Address]) -> list[float | None]: ...
+    def first_rto(self, address: _Address) -> float:
+        """Its IP's first measured base RTO (capped), else the network's
+        after ``first_rto_samples`` samples, else ``first_rto_cap``."""
+    @property
+    def network_samples(self) -> int: ...
+    @property
+    def network_rto(self) -> float: ...
+    # -- records
+    def __len__(self) -> int: ...
+    def __contains__(self, peer: object, /) -> bool: ...
+    def stats(self, peer: Hashable) -> _Stats:
+        """The peer's record (made if missing)."""
+    def successes(self, peer: Hashable) -> int:
+        """Its answers (its record made if missing)."""
+    def success(self, peer: Hashable, rtt: float, now: float) -> None: ...
+    def failure(self, peer: Hashable) -> int:
+        """Count a failure; the failures in a row."""
+    def invalid(self, peer: Hashable) -> None: ...
+    def provided(self, peer: Hashable, count: int = 1) -> None: ...
+    def score(self, peer: Hashable, now: float) -> float:
+        """ggen's score (a peer with no record: 0.75; none made)."""
+    def scores(self, peers: Sequence[Hashable], now: float) -> list[float]: ...
+    # -- one call per event of a request
+    def answered(self, address: _Address, rtt: float, ok: bool, now: float) -> None:
+        """An answer after ``rtt`` (< 0: retransmitted, no sample): the
+        estimator's and the network's sample; a success if ``ok`` (its shape
+        right), else a failure."""
+    def answered_late(self, address: _Address, rtt: float) -> None:
+        """An answer to a request given up on: a sample, no failures in a row."""
+    def timed_out(self, address: _Address, sent: float, now: float, stock: bool | None) -> int:
+        """No answer to a request sent at ``sent`` (< 0: unknown): -1 if the
+        peer is stock (True; None: if it answered before), else a back-off
+        and a failure, and the failures in a row."""

@@ -23,7 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from ..query import new_peer_book
+
+if TYPE_CHECKING:
+    from ..query import PeerBook
 
 __all__ = ["INVALID_PENALTY", "PeerStats", "Reputation"]
 
@@ -32,6 +37,8 @@ _RTT_KEEP = 0.7  # weight of the old RTT in the EWMA
 INVALID_PENALTY: Final = 0.25
 _INVALID_COUNTED: Final = 16  # beyond, the factor is ~0 anyway
 #: Peers a Reputation remembers by default (DhtProtocol.PEERS_KEPT's twin).
+#: (The records themselves live in the core's PeerBook, whose scores are
+#: PeerStats.score's to the bit: tests/test_peer_book.py.)
 MAX_PEERS: Final = 65_536
 
 
@@ -78,81 +85,63 @@ _NEVER_SEEN_SCORE: Final = PeerStats().score(0.0)
 
 class Reputation:
     """Reputation of every peer seen, keyed by whatever identifies a peer
-    (the DHT uses its (host, port) address)."""
+    (the DHT uses its (host, port) address): a facade over the records of a
+    core ``PeerBook`` (dhtquery.query), which the DHT's protocol and its
+    lookups' cores read and feed directly."""
 
-    __slots__ = ("_peers", "max_peers")
+    __slots__ = ("book",)
 
-    def __init__(self, max_peers: int = MAX_PEERS) -> None:
-        #: peers remembered at most: the oldest seen first leaves (a peer
-        #: forgotten here starts again as never tried)
-        self.max_peers = max_peers
-        self._peers: dict[Hashable, PeerStats] = {}
+    def __init__(self, max_peers: int = MAX_PEERS, *, book: PeerBook | None = None) -> None:
+        #: the records (and RTT estimators); without one given, a book of
+        #: the default backend remembering ``max_peers`` peers (the oldest
+        #: seen first leaves: a peer forgotten starts again as never tried)
+        self.book: PeerBook = new_peer_book(max_peers=max_peers) if book is None else book
+
+    @property
+    def max_peers(self) -> int:
+        return self.book.max_peers
 
     def __len__(self) -> int:
-        return len(self._peers)
+        return len(self.book)
 
     def __contains__(self, peer: object) -> bool:
-        return peer in self._peers
+        return peer in self.book
 
     def stats(self, peer: Hashable) -> PeerStats:
-        """The peer's record (a fresh one for a peer never seen)."""
-        peers = self._peers
-        stats = peers.get(peer)
-        if stats is None:
-            stats = peers[peer] = PeerStats()
-            if len(peers) > self.max_peers:
-                del peers[next(iter(peers))]
-        return stats
+        """A copy of the peer's record now (one made for a peer never seen)."""
+        return PeerStats(*self.book.stats(peer))
 
     def success(self, peer: Hashable, rtt: float, now: float) -> None:
         """A request answered after ``rtt`` seconds (< 0: not known, the
         request having been sent more than once: Karn's rule)."""
-        stats = self._peers.get(peer) or self.stats(peer)
-        stats.successes += 1
-        stats.consecutive_failures = 0
-        if rtt >= 0:
-            rtt_ms = rtt * 1000.0
-            stats.rtt_ms = (
-                rtt_ms
-                if stats.rtt_ms is None
-                else (_RTT_KEEP * stats.rtt_ms + (1 - _RTT_KEEP) * rtt_ms)
-            )
-        stats.last_seen = now
+        self.book.success(peer, rtt, now)
 
     def failure(self, peer: Hashable) -> int:
         """A request timed out, or the answer was corrupt or forged; returns
         the failures in a row."""
-        stats = self.stats(peer)
-        stats.failures += 1
-        stats.consecutive_failures += 1
-        return stats.consecutive_failures
+        return self.book.failure(peer)
 
     def invalid(self, peer: Hashable) -> None:
         """The peer answered our request with a record that failed its
         signature, slot or sequence: a failure, and the score's penalty
         factor (call it only for answers to our own requests)."""
-        stats = self.stats(peer)
-        stats.failures += 1
-        stats.invalid += 1
+        self.book.invalid(peer)
 
     def provided(self, peer: Hashable, count: int = 1) -> None:
         """The peer gave us ``count`` valid records."""
-        (self._peers.get(peer) or self.stats(peer)).provided += count
+        self.book.provided(peer, count)
 
     def score(self, peer: Hashable, now: float) -> float:
-        stats = self._peers.get(peer)
-        return _NEVER_SEEN_SCORE if stats is None else stats.score(now)
+        return self.book.score(peer, now)
 
     def scores(self, peers: Iterable[Hashable], now: float) -> list[float]:
         """``score(peer, now)`` of each of ``peers``, in order (a lookup
         scores several candidates at once)."""
-        get = self._peers.get
-        return [
-            _NEVER_SEEN_SCORE if (stats := get(peer)) is None else stats.score(now)
-            for peer in peers
-        ]
+        return self.book.scores(list(peers), now)
 
     def best(self, peers: Iterable[Hashable], count: int, now: float) -> list[Hashable]:
         """The ``count`` best-scored of ``peers``; ties keep the given order."""
-        ranked = sorted(enumerate(peers), key=lambda pair: (-self.score(pair[1], now), pair[0]))
-        return [peer for _, peer in ranked[:count]]
+        listed = list(peers)
+        scores = self.book.scores(listed, now)
+        ranked = sorted(range(len(listed)), key=lambda i: (-scores[i], i))
+        return [listed[i] for i in ranked[:count]]

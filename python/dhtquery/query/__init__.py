@@ -4,7 +4,7 @@ speak. It knows nothing of sockets, the DHT or packages."""
 
 from typing import TYPE_CHECKING
 
-from .backend import BACKENDS, ENV_VAR, backend_of, load_core, new_core
+from .backend import BACKENDS, ENV_VAR, backend_of, load_core, new_core, new_peer_book
 from .clock import Clock, SystemClock
 from .config import QueryConfig
 from .handle import QueryHandle, QueryOutcome, QueryResult
@@ -30,6 +30,7 @@ from .types import (
 
 if TYPE_CHECKING:
     # For annotations: both cores have this interface (the Rust one too).
+    from ._core_py import PeerBook as PeerBook
     from ._core_py import QueryCore as QueryCore
     from ._core_py import QueryId as QueryId
 
@@ -62,4 +63,5 @@ __all__ = [
     "backend_of",
     "load_core",
     "new_core",
+    "new_peer_book",
 ]

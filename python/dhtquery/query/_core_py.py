@@ -55,6 +55,7 @@ __all__ = [
     "BatchReceiver",
     "DatagramEngine",
     "LookupCore",
+    "PeerBook",
     "QueryCore",
     "QueryId",
 ]
@@ -1235,3 +1236,418 @@ class LookupCore:
 
 def _distance(entry: tuple[int, bytes, Any]) -> int:
     return entry[0]
+
+
+# -- PeerBook: per-peer RTT estimators and reputation ---------------------
+
+_RTT_ALPHA = 1 / 8  # gain of the smoothed RTT (RFC 6298, 2.3)
+_RTT_BETA = 1 / 4  # gain of the RTT variation
+_RTT_K = 4
+_INITIAL_RTO = 1.0  # seconds before any sample (RFC 6298, 2.1)
+_MIN_RTO = 0.05
+_MAX_BACKOFF = 16
+_RTT_KEEP = 0.7  # weight of the old RTT in the reputation's EWMA
+_INVALID_PENALTY = 0.25
+_INVALID_COUNTED = 16
+#: Records and estimators a PeerBook keeps by default (DhtProtocol.PEERS_KEPT,
+#: reputation.MAX_PEERS).
+PEERS_KEPT = 65_536
+_U32 = (1 << 32) - 1
+
+
+class _Estimator:
+    """RFC 6298's state of one peer, as dht/rtt.py's RttEstimator (the same
+    operations in the same order: the same floats)."""
+
+    __slots__ = (
+        "backed_off_at",
+        "backoff",
+        "base_rto",
+        "max_rto",
+        "min_rto",
+        "rto",
+        "rttvar",
+        "srtt",
+    )
+
+    def __init__(self, min_rto: float, max_rto: float) -> None:
+        self.min_rto = min_rto
+        self.max_rto = max_rto
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.backoff = 0
+        self.backed_off_at = -math.inf
+        self.rto = self.base_rto = min(max(_INITIAL_RTO, min_rto), max_rto)
+
+    def observe(self, sample: float) -> None:
+        srtt = self.srtt
+        if srtt is None:
+            srtt = sample
+            rttvar = sample / 2
+        else:
+            rttvar = (1 - _RTT_BETA) * self.rttvar + _RTT_BETA * abs(srtt - sample)
+            srtt = (1 - _RTT_ALPHA) * srtt + _RTT_ALPHA * sample
+        self.srtt = srtt
+        self.rttvar = rttvar
+        self.backoff = 0
+        base = srtt + _RTT_K * rttvar
+        low = self.min_rto
+        high = self.max_rto
+        self.rto = self.base_rto = low if base < low else high if base > high else base
+
+    def back_off(self, sent: float | None, now: float | None) -> None:
+        if sent is not None and sent < self.backed_off_at:
+            return
+        self.backoff = min(self.backoff + 1, _MAX_BACKOFF)
+        if sent is not None:
+            self.backed_off_at = sent if now is None else now
+        srtt = self.srtt
+        base = _INITIAL_RTO if srtt is None else srtt + _RTT_K * self.rttvar
+        self.base_rto = min(max(base, self.min_rto), self.max_rto)
+        base *= 1 << self.backoff
+        self.rto = min(max(base, self.min_rto), self.max_rto)
+
+
+class _Record:
+    """What a peer did for us (dht/reputation.py's PeerStats)."""
+
+    __slots__ = (
+        "consecutive_failures",
+        "failures",
+        "invalid",
+        "last_seen",
+        "provided",
+        "rtt_ms",
+        "successes",
+    )
+
+    def __init__(self) -> None:
+        self.successes = 0
+        self.failures = 0
+        self.rtt_ms: float | None = None
+        self.provided = 0
+        self.last_seen: float | None = None
+        self.consecutive_failures = 0
+        self.invalid = 0
+
+    def score(self, now: float) -> float:
+        tried = self.successes + self.failures
+        success_rate = self.successes / tried if tried else 1.0
+        rtt_ms = self.rtt_ms
+        rtt_part = 1.0 if rtt_ms is None or rtt_ms <= 999.0 else 1000.0 / (rtt_ms + 1.0)
+        provided_part = 1.0 if self.provided >= 10 else self.provided / 10.0
+        last_seen = self.last_seen
+        if last_seen is None:
+            seen_part = 0.0
+        elif now <= last_seen:
+            seen_part = 1.0
+        else:
+            seen_part = 1.0 / ((now - last_seen) / 3600.0 + 1.0)
+        score = 0.5 * success_rate + 0.25 * rtt_part + 0.15 * provided_part + 0.10 * seen_part
+        if self.invalid:
+            score *= _INVALID_PENALTY ** min(self.invalid, _INVALID_COUNTED)
+        return score
+
+    def success(self, rtt: float, now: float) -> None:
+        self.successes += 1
+        self.consecutive_failures = 0
+        if rtt >= 0:
+            rtt_ms = rtt * 1000.0
+            old = self.rtt_ms
+            self.rtt_ms = rtt_ms if old is None else (_RTT_KEEP * old + (1 - _RTT_KEEP) * rtt_ms)
+        self.last_seen = now
+
+
+#: The score of a peer with no record (it does not depend on the time).
+_NEVER_SEEN_SCORE = _Record().score(0.0)
+
+
+def _check_address(address: object) -> tuple[Any, ...]:
+    if type(address) is not tuple or not address:
+        raise InvalidArgumentTypeError(
+            f"address must be a non-empty tuple (host, port), got {type(address).__name__}"
+        )
+    return address
+
+
+def _check_bound(name: str, value: object) -> int:
+    return _check_int(name, value, 1, _U32)
+
+
+def _check_rto(name: str, value: object) -> float:
+    seconds = _check_float(name, value, allow_zero=False)
+    if seconds < _MIN_RTO:
+        raise InvalidArgumentError(f"{name} must be >= {_MIN_RTO}, got {value!r}")
+    return seconds
+
+
+class PeerBook:
+    """Every peer's RFC 6298 estimator and reputation record, the per-IP
+    fallback of unmeasured ports and the network's pooled estimator: the
+    state every answer and every ranking of a lookup touches, in one place
+    the lookup's core reads directly.
+
+    Estimators are keyed by the (host, port) address; records by any
+    hashable peer (the DHT uses the address). Each kind is bounded (the
+    oldest made leaves first: a peer forgotten starts again as never
+    measured, never tried), and so are the IP addresses whose first
+    ``rtt_per_ip`` estimators answer ``srtt`` for another port of theirs.
+    An estimator forgotten by address stays in its IP's list, frozen, as
+    dht/protocol.py's were.
+    """
+
+    __slots__ = (
+        "_by_ip",
+        "_network",
+        "_network_samples",
+        "_records",
+        "_rtt",
+        "first_rto_cap",
+        "first_rto_samples",
+        "max_peers",
+        "max_rto",
+        "peers_kept",
+        "rtt_by_ip",
+        "rtt_per_ip",
+    )
+
+    def __init__(
+        self,
+        max_rto: float = 10.0,
+        peers_kept: int = PEERS_KEPT,
+        max_peers: int = PEERS_KEPT,
+        rtt_per_ip: int = 8,
+        first_rto_samples: int = 8,
+        first_rto_cap: float = 1.0,
+    ) -> None:
+        self.max_rto = _check_rto("max_rto", max_rto)
+        self.peers_kept = _check_bound("peers_kept", peers_kept)
+        self.max_peers = _check_bound("max_peers", max_peers)
+        self.rtt_per_ip = _check_int("rtt_per_ip", rtt_per_ip, 0, 1 << 16)
+        self.first_rto_samples = _check_int("first_rto_samples", first_rto_samples, 0, _U32)
+        self.first_rto_cap = _check_rto("first_rto_cap", first_rto_cap)
+        #: srtt() of a peer never measured falls back to its IP address's
+        self.rtt_by_ip = True
+        self._rtt: dict[Any, _Estimator] = {}
+        self._by_ip: dict[Any, list[_Estimator]] = {}
+        self._records: dict[Any, _Record] = {}
+        self._network = _Estimator(_MIN_RTO, self.first_rto_cap)
+        self._network_samples = 0
+
+    # -- estimators -------------------------------------------------------
+
+    def _estimator(self, address: Any) -> _Estimator:
+        estimator = self._rtt.get(address)
+        if estimator is None:
+            _check_address(address)
+            rtts = self._rtt
+            estimator = rtts[address] = _Estimator(_MIN_RTO, self.max_rto)
+            if len(rtts) > self.peers_kept:
+                del rtts[next(iter(rtts))]
+            by_ip = self._by_ip
+            ip = address[0]
+            same_ip = by_ip.get(ip)
+            if same_ip is None:
+                same_ip = by_ip[ip] = []
+                if len(by_ip) > self.peers_kept:
+                    del by_ip[next(iter(by_ip))]
+            if len(same_ip) < self.rtt_per_ip:
+                same_ip.append(estimator)
+        return estimator
+
+    def estimator_state(self, address: Any) -> tuple[float | None, float, float, float]:
+        """(srtt, rttvar, rto, base_rto) of ``address``'s estimator (made
+        if it had none)."""
+        e = self._estimator(address)
+        return (e.srtt, e.rttvar, e.rto, e.base_rto)
+
+    def has_estimator(self, address: Any) -> bool:
+        return address in self._rtt
+
+    def forget_estimator(self, address: Any) -> bool:
+        """Drop ``address``'s estimator (it stays in its IP's list); False
+        if it had none."""
+        return self._rtt.pop(address, None) is not None
+
+    @property
+    def estimators(self) -> int:
+        return len(self._rtt)
+
+    def observe(self, address: Any, sample: float) -> None:
+        """Feed ``address``'s estimator (alone) a round trip in seconds."""
+        if sample < 0:
+            raise InvalidArgumentError(f"sample must be >= 0 seconds, got {sample!r}")
+        self._estimator(address).observe(sample)
+
+    def back_off(self, address: Any, sent: float | None, now: float | None) -> None:
+        """A request to ``address`` sent at ``sent`` went unanswered within
+        its RTO: back off (Karn's algorithm, as RttEstimator.timed_out)."""
+        self._estimator(address).back_off(sent, now)
+
+    def rto(self, address: Any) -> float:
+        estimator = self._rtt.get(address)
+        return (self._estimator(address) if estimator is None else estimator).rto
+
+    def timing(self, address: Any) -> tuple[float, float, bool]:
+        """What a request to ``address`` waits: (its RTO, when it is overdue
+        (the base RTO if measured, else ``first_rto``), measured)."""
+        estimator = self._rtt.get(address)
+        if estimator is None:
+            estimator = self._estimator(address)
+        if estimator.srtt is None:
+            return (estimator.rto, self.first_rto(address), False)
+        return (estimator.rto, estimator.base_rto, True)
+
+    def srtt(self, address: Any) -> float | None:
+        """The peer's smoothed round trip, or, never measured, that of
+        another port of its IP address (unless ``rtt_by_ip`` is off), or
+        None."""
+        estimator = self._rtt.get(address)
+        if estimator is not None and estimator.srtt is not None:
+            return estimator.srtt
+        if self.rtt_by_ip:
+            for other in self._by_ip.get(address[0], ()):
+                if other.srtt is not None:
+                    return other.srtt
+        return None
+
+    def srtts(self, addresses: Sequence[Any]) -> list[float | None]:
+        srtt = self.srtt
+        return [srtt(address) for address in addresses]
+
+    def first_rto(self, address: Any) -> float:
+        """When a request to a peer never measured is overdue: the base RTO
+        of another port of its IP address that was measured (capped at
+        ``first_rto_cap``), else the network's once it took
+        ``first_rto_samples`` samples, else ``first_rto_cap``."""
+        if self.rtt_by_ip:
+            for other in self._by_ip.get(address[0], ()):
+                if other.srtt is not None:
+                    return min(other.base_rto, self.first_rto_cap)
+        if self._network_samples >= self.first_rto_samples:
+            return self._network.base_rto
+        return self.first_rto_cap
+
+    @property
+    def network_samples(self) -> int:
+        return self._network_samples
+
+    @property
+    def network_rto(self) -> float:
+        """The base RTO over every sample taken (capped at first_rto_cap)."""
+        return self._network.base_rto
+
+    # -- records ----------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self._records
+
+    def _record(self, peer: Any) -> _Record:
+        records = self._records
+        record = records.get(peer)
+        if record is None:
+            record = records[peer] = _Record()
+            if len(records) > self.max_peers:
+                del records[next(iter(records))]
+        return record
+
+    def stats(self, peer: Any) -> tuple[int, int, float | None, int, float | None, int, int]:
+        """(successes, failures, rtt_ms, provided, last_seen,
+        consecutive_failures, invalid) of ``peer`` (a record made if it had
+        none)."""
+        r = self._record(peer)
+        return (
+            r.successes,
+            r.failures,
+            r.rtt_ms,
+            r.provided,
+            r.last_seen,
+            r.consecutive_failures,
+            r.invalid,
+        )
+
+    def successes(self, peer: Any) -> int:
+        """The peer's answers (its record made if it had none)."""
+        record = self._records.get(peer)
+        return (self._record(peer) if record is None else record).successes
+
+    def success(self, peer: Any, rtt: float, now: float) -> None:
+        """A request answered after ``rtt`` seconds (< 0: not known)."""
+        record = self._records.get(peer)
+        (self._record(peer) if record is None else record).success(rtt, now)
+
+    def failure(self, peer: Any) -> int:
+        """A request timed out or its answer was wrong; returns the failures
+        in a row."""
+        record = self._record(peer)
+        record.failures += 1
+        record.consecutive_failures += 1
+        return record.consecutive_failures
+
+    def invalid(self, peer: Any) -> None:
+        """The peer served a record failing its signature, slot or sequence."""
+        record = self._record(peer)
+        record.failures += 1
+        record.invalid += 1
+
+    def provided(self, peer: Any, count: int = 1) -> None:
+        record = self._records.get(peer)
+        (self._record(peer) if record is None else record).provided += count
+
+    def score(self, peer: Any, now: float) -> float:
+        record = self._records.get(peer)
+        return _NEVER_SEEN_SCORE if record is None else record.score(now)
+
+    def scores(self, peers: Sequence[Any], now: float) -> list[float]:
+        get = self._records.get
+        return [
+            _NEVER_SEEN_SCORE if (record := get(peer)) is None else record.score(now)
+            for peer in peers
+        ]
+
+    # -- one call per event of a request ------------------------------------
+
+    def answered(self, address: Any, rtt: float, ok: bool, now: float) -> None:
+        """An answer to a request to ``address`` after ``rtt`` seconds (< 0:
+        retransmitted, not a sample: Karn's rule): the estimator and the
+        network's learn it; ``ok`` (the answer's shape is right) a success,
+        else a failure of the peer."""
+        if rtt >= 0:
+            estimator = self._rtt.get(address)
+            (self._estimator(address) if estimator is None else estimator).observe(rtt)
+            self._network.observe(rtt)
+            self._network_samples += 1
+        record = self._records.get(address)
+        if record is None:
+            record = self._record(address)
+        if ok:
+            record.success(rtt, now)
+        else:
+            record.failures += 1
+            record.consecutive_failures += 1
+
+    def answered_late(self, address: Any, rtt: float) -> None:
+        """An answer to a request given up on: a sample (if ``rtt`` >= 0),
+        and no longer failing in a row."""
+        if rtt >= 0:
+            self._estimator(address).observe(rtt)
+            self._network.observe(rtt)
+            self._network_samples += 1
+        self._record(address).consecutive_failures = 0
+
+    def timed_out(self, address: Any, sent: float, now: float, stock: bool | None) -> int:
+        """A request to ``address`` sent at ``sent`` (< 0: not known) got no
+        answer. ``stock`` True: the peer is known not to speak the RPC, None:
+        it is taken as such if it answered before; either way -1 and nothing
+        held against it. Else back off, count a failure and return the
+        failures in a row."""
+        record = self._record(address)
+        if stock or (stock is None and record.successes):
+            return -1
+        self._estimator(address).back_off(sent if sent >= 0 else None, now)
+        record.failures += 1
+        record.consecutive_failures += 1
+        return record.consecutive_failures

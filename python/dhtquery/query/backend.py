@@ -12,14 +12,14 @@ import importlib
 import logging
 import os
 from types import ModuleType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import BackendUnavailableError, InvalidArgumentError
 
 if TYPE_CHECKING:
-    from ._core_py import QueryCore
+    from ._core_py import PeerBook, QueryCore
 
-__all__ = ["BACKENDS", "ENV_VAR", "backend_of", "load_core", "new_core"]
+__all__ = ["BACKENDS", "ENV_VAR", "backend_of", "load_core", "new_core", "new_peer_book"]
 
 ENV_VAR: Final = "DHTQUERY_BACKEND"
 BACKENDS: Final = ("auto", "rust", "python")
@@ -69,6 +69,14 @@ def new_core(backend: str = "auto", grace: float = 5.0) -> QueryCore:
     injected: ``QueryManager(core=new_core("python"))``."""
     core: QueryCore = load_core(backend)[1].QueryCore(grace)
     return core
+
+
+def new_peer_book(backend: str = "auto", **bounds: Any) -> PeerBook:
+    """A fresh ``PeerBook`` (every peer's RTT estimator and reputation
+    record) of the chosen backend; ``bounds``: its keyword arguments
+    (``max_rto``, ``peers_kept``, ``max_peers`` ...)."""
+    book: PeerBook = load_core(backend)[1].PeerBook(**bounds)
+    return book
 
 
 def backend_of(core: object) -> str:
