@@ -12,6 +12,7 @@
 //! two. Python ints cost an allocation per XOR and per comparison.
 
 use crate::errors::{check_int, repr, type_error, type_name, value_error};
+use crate::peers::PeerBook;
 use foldhash::fast::RandomState;
 use hashbrown::HashMap;
 use pyo3::prelude::*;
@@ -175,9 +176,9 @@ pub struct LookupCore {
     adaptive: bool,
     fair_score: f64,
     rng: u64,
-    srtt: Py<PyAny>,
+    peers: Peers,
+    clock: Py<PyAny>,
     failed_recently: Py<PyAny>,
-    scores: Py<PyAny>,
     recently_failed: Py<PyAny>,
     candidates: Vec<Candidate>,
     index: HashMap<Id, u32, RandomState>,
@@ -192,6 +193,33 @@ pub struct LookupCore {
     unmeasured: i64,
     holders: i64,
     failed_by_rto: bool,
+}
+
+/// Where a lookup reads round trips and scores: the core's `PeerBook`,
+/// read in place (no Python call per candidate), or any object with the
+/// same `srtt(address)` and `scores(addresses, now)` methods.
+enum Peers {
+    Book(Py<PeerBook>),
+    Methods { srtt: Py<PyAny>, scores: Py<PyAny> },
+}
+
+fn check_peers(peers: &Bound<'_, PyAny>) -> PyResult<Peers> {
+    if let Ok(book) = peers.cast_exact::<PeerBook>() {
+        return Ok(Peers::Book(book.clone().unbind()));
+    }
+    let method = |name: &str| -> PyResult<Py<PyAny>> {
+        match peers.getattr(name) {
+            Ok(method) if method.is_callable() => Ok(method.unbind()),
+            _ => Err(type_error(format!(
+                "peers must be a PeerBook or have srtt() and scores(), got {}",
+                type_name(peers)
+            ))),
+        }
+    };
+    Ok(Peers::Methods {
+        srtt: method("srtt")?,
+        scores: method("scores")?,
+    })
 }
 
 fn check_callable(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -261,10 +289,34 @@ impl LookupCore {
     }
 
     fn srtt_of(&self, py: Python<'_>, address: &Py<PyAny>) -> PyResult<Option<f64>> {
-        self.srtt
-            .bind(py)
-            .call1((address.clone_ref(py),))?
-            .extract::<Option<f64>>()
+        match &self.peers {
+            Peers::Book(book) => book.bind(py).borrow().srtt_of(address.bind(py)),
+            Peers::Methods { srtt, .. } => srtt
+                .bind(py)
+                .call1((address.clone_ref(py),))?
+                .extract::<Option<f64>>(),
+        }
+    }
+
+    /// The reputation scores of `fresh`'s addresses now, in order.
+    fn scores_of(&self, py: Python<'_>, fresh: &[u32]) -> PyResult<Vec<f64>> {
+        let now: f64 = self.clock.bind(py).call0()?.extract()?;
+        match &self.peers {
+            Peers::Book(book) => {
+                let addresses: Vec<Bound<'_, PyAny>> = fresh
+                    .iter()
+                    .map(|&index| self.candidates[index as usize].address.bind(py).clone())
+                    .collect();
+                book.bind(py).borrow().scores_of(&addresses, now)
+            }
+            Peers::Methods { scores, .. } => {
+                let addresses = PyList::empty(py);
+                for &index in fresh {
+                    addresses.append(self.candidates[index as usize].address.clone_ref(py))?;
+                }
+                scores.bind(py).call1((addresses, now))?.extract()
+            }
+        }
     }
 
     /// A candidate's slot: the one it had if known (its fields renewed), a
@@ -540,11 +592,7 @@ impl LookupCore {
         }
         known.sort_by(f64::total_cmp);
         let guess = known[known.len() / 2];
-        let addresses = PyList::empty(py);
-        for &index in fresh {
-            addresses.append(self.candidates[index as usize].address.clone_ref(py))?;
-        }
-        let scores: Vec<f64> = self.scores.bind(py).call1((addresses,))?.extract()?;
+        let scores = self.scores_of(py, fresh)?;
         if scores.len() != fresh.len() {
             return Err(value_error(format!(
                 "scores returned {} scores for {} addresses",
@@ -609,7 +657,7 @@ fn bad_contact(contact: &Bound<'_, PyAny>) -> PyErr {
 impl LookupCore {
     #[new]
     #[allow(clippy::too_many_arguments, reason = "the twin's signature")]
-    #[pyo3(signature = (own_id, key, alpha, ksize, quorum, adaptive, fair_score, seed, srtt, failed_recently, scores, recently_failed))]
+    #[pyo3(signature = (own_id, key, alpha, ksize, quorum, adaptive, fair_score, seed, peers, clock, failed_recently, recently_failed))]
     fn new(
         own_id: &Bound<'_, PyAny>,
         key: &Bound<'_, PyAny>,
@@ -619,9 +667,9 @@ impl LookupCore {
         adaptive: &Bound<'_, PyAny>,
         fair_score: &Bound<'_, PyAny>,
         seed: &Bound<'_, PyAny>,
-        srtt: &Bound<'_, PyAny>,
+        peers: &Bound<'_, PyAny>,
+        clock: &Bound<'_, PyAny>,
         failed_recently: &Bound<'_, PyAny>,
-        scores: &Bound<'_, PyAny>,
         recently_failed: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let own = read_id(own_id)?;
@@ -658,9 +706,9 @@ impl LookupCore {
             adaptive: adaptive.is_true(),
             fair_score: fair,
             rng,
-            srtt: check_callable("srtt", srtt)?,
+            peers: check_peers(peers)?,
+            clock: check_callable("clock", clock)?,
             failed_recently: check_callable("failed_recently", failed_recently)?,
-            scores: check_callable("scores", scores)?,
             recently_failed: check_callable("recently_failed", recently_failed)?,
             candidates: Vec::new(),
             index: HashMap::with_hasher(RandomState::default()),

@@ -37,6 +37,7 @@ PUBLIC_NAMES = [
     "BatchReceiver",
     "DatagramEngine",
     "LookupCore",
+    "PeerBook",
     "QueryCore",
     "QueryId",
 ]

@@ -514,7 +514,7 @@ def test_holders_equal_in_time_are_asked_in_a_drawn_order(backend: str, run: Run
             for _ in range(20):
                 for holder in holders:
                     # (each answer measures ~0.1 ms: back to one band)
-                    protocol._rtt.pop(holder.address, None)
+                    protocol.peers.forget_estimator(holder.address)
                     protocol.rtt(holder.address).observe(0.05)
                 handle = querier.get_all("drawn", quorum=1, timeout=5.0)
                 assert (await handle).items == [record]

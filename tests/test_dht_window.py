@@ -126,7 +126,7 @@ def test_a_late_answer_teaches_the_rtt_and_keeps_the_peer(backend: str, run: Run
             # The pings that verified the joiners were answered on the frozen
             # clock (0 s): the RTT is to be learnt from the late answers alone.
             assert await nodes.settle()
-            protocol._rtt.pop(slow.address, None)
+            protocol.peers.forget_estimator(slow.address)
             slow_protocol._serve = serve_late  # type: ignore[method-assign]
             for round_number in range(5):
                 reply = protocol.request(slow.address, "ping", (first.node.id,), 0.05)

@@ -49,9 +49,12 @@ class World:
         self.calls["failed_recently"] += 1
         return address in self.failed
 
-    def scores(self, addresses: list[Any]) -> list[float]:
+    def scores(self, addresses: list[Any], now: float) -> list[float]:
         self.calls["scores"] += 1
         return [self.score.get(a, FAIR) for a in addresses]
+
+    def clock(self) -> float:
+        return 0.0
 
     def recently_failed(self) -> bool:
         self.calls["recently_failed"] += 1
@@ -75,9 +78,9 @@ def make(core_module: ModuleType, world: World) -> Any:
             "adaptive": True,
             "fair_score": FAIR,
             "seed": 7,
-            "srtt": world.srtt,
+            "peers": world,
+            "clock": world.clock,
             "failed_recently": world.failed_recently,
-            "scores": world.scores,
             "recently_failed": world.recently_failed,
         }
         args.update(overrides)
@@ -125,7 +128,9 @@ def test_steps_are_the_types_members(make: Any) -> None:
 
 def test_splitmix64_draws_the_reference_sequence() -> None:
     # (the first outputs of splitmix64 seeded 0, as in Vigna's C reference)
-    core = _core_py.LookupCore(OWN, KEY, 3, 20, 3, True, FAIR, 0, abs, bool, list, lambda: False)
+    core = _core_py.LookupCore(
+        OWN, KEY, 3, 20, 3, True, FAIR, 0, World(), float, bool, lambda: False
+    )
     assert [core._draw() for _ in range(3)] == [
         0xE220A8397B1DCDAF,
         0x6E789E6AA1B965F4,
@@ -208,8 +213,8 @@ def test_an_id_not_bytes_is_refused(make: Any) -> None:
         ("seed", -1, InvalidArgumentError),
         ("seed", 2**64, InvalidArgumentError),
         ("seed", 1.5, InvalidArgumentTypeError),
-        ("srtt", None, InvalidArgumentTypeError),
-        ("scores", 3, InvalidArgumentTypeError),
+        ("peers", None, InvalidArgumentTypeError),
+        ("clock", 3, InvalidArgumentTypeError),
         ("key", "k", InvalidArgumentTypeError),
     ],
 )
@@ -456,7 +461,8 @@ def test_no_hedge_where_time_cannot_rank(make: Any, world: World) -> None:
 
 def test_scores_returning_the_wrong_count_raise(make: Any, world: World) -> None:
     world.srtts = {addr(1): 0.1, addr(2): 0.3}
-    core = make(alpha=1, quorum=1, scores=lambda addresses: [1.0])
+    world.scores = lambda addresses, now: [1.0]  # type: ignore[method-assign]
+    core = make(alpha=1, quorum=1)
     with pytest.raises(InvalidArgumentError, match="scores"):
         core.start(table(1, 2, 3), 0)
 
@@ -542,9 +548,9 @@ def test_both_cores_give_the_same_answers(data: st.DataObject) -> None:
         data.draw(st.booleans(), label="adaptive"),
         FAIR,
         data.draw(st.integers(0, 2**64 - 1), label="seed"),
-        world.srtt,
+        world,
+        world.clock,
         world.failed_recently,
-        world.scores,
         world.recently_failed,
     )
     cores = (rust.LookupCore(*args), _core_py.LookupCore(*args))

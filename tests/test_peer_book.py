@@ -306,3 +306,60 @@ def test_both_cores_give_the_same_answers_to_the_same_operations(
         assert books[0].estimators == books[1].estimators
         assert books[0].network_samples == books[1].network_samples
         assert _same(books[0].network_rto, books[1].network_rto)
+
+
+# -- the lookup's core reading the book -------------------------------------------
+
+OWN = bytes(20)
+KEY = b"\x80" + bytes(19)
+
+
+class _Methods:
+    """The book seen through its methods alone (a lookup's core then calls
+    them as it would any object's)."""
+
+    def __init__(self, book: Any) -> None:
+        self.srtt = book.srtt
+        self.scores = book.scores
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    samples=st.lists(
+        st.tuples(st.integers(0, 39), st.floats(0.001, 0.5), st.booleans()), max_size=40
+    ),
+    seed=st.integers(0, 2**64 - 1),
+    table=st.lists(st.integers(0, 39), min_size=1, max_size=20, unique=True),
+    answers=st.lists(st.lists(st.integers(0, 39), max_size=6), max_size=6),
+)
+def test_a_lookup_reading_the_book_answers_as_one_calling_it_in_both_cores(
+    samples: list[tuple[int, float, bool]],
+    seed: int,
+    table: list[int],
+    answers: list[list[int]],
+) -> None:
+    rust = require_rust()
+    python = importlib.import_module("dhtquery.query._core_py")
+    ids = [(n + 1).to_bytes(20, "big") for n in range(40)]
+    addresses = [(f"10.0.{n % 7}.1", 4000 + n) for n in range(40)]
+    cores = []
+    for module in (rust, python):
+        book = module.PeerBook()
+        for n, rtt, ok in samples:
+            book.answered(addresses[n], rtt, ok, NOW)
+        for peers in (book, _Methods(book)):
+            cores.append(
+                module.LookupCore(
+                    OWN, KEY, 2, 8, 3, True, 0.75, seed, peers, lambda: NOW + 5.0, bool, bool
+                )
+            )
+    candidates = ([ids[n] for n in table], [addresses[n] for n in table])
+    steps = [core.start(candidates, 0) for core in cores]
+    assert all(step == steps[0] for step in steps), steps
+    for contacts in answers:
+        asked = steps[0][2]
+        if not asked:
+            break
+        named = [(ids[n], *addresses[n]) for n in contacts]
+        steps = [core.answered(asked[0][0], named, False, False) for core in cores]
+        assert all(step == steps[0] for step in steps), steps

@@ -25,7 +25,7 @@ import builtins
 import socket
 import uuid
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Final, Self, TypeAlias, final
+from typing import Any, Final, Protocol, Self, TypeAlias, final
 
 from dhtquery.query.types import (
     BatchStatus,
@@ -280,6 +280,10 @@ _Address: TypeAlias = Any
 #: failed); ``depth``: the depth of the peer that answered (answered), else 0.
 _Step: TypeAlias = tuple[LookupStep, int, list[tuple[builtins.bytes, _Address]]]
 
+class _PeerSource(Protocol):
+    def srtt(self, address: _Address, /) -> float | None: ...
+    def scores(self, addresses: list[_Address], now: float, /) -> list[float]: ...
+
 @final
 class LookupCore:
     """The decisions of one streaming lookup (``dhtquery.dht.lookup``): the
@@ -292,10 +296,12 @@ class LookupCore:
     over. The lookup sends, times and reads answers, and acts on each
     call's ``(step, depth, asks)``.
 
-    ``srtt(address)``: a peer's SRTT in seconds or None (asked once per
-    candidate); ``failed_recently(address)``: did it fail lately (asked
-    only while ``recently_failed()`` is true); ``scores(addresses)``: their
-    reputation scores, in order (asked when time ranks candidates);
+    ``peers``: a ``PeerBook`` (read in place), or any object with its
+    ``srtt(address)`` (a peer's SRTT in seconds or None, asked once per
+    candidate) and ``scores(addresses, now)`` (their reputation scores, in
+    order, asked when time ranks candidates, at ``clock()``);
+    ``failed_recently(address)``: did it fail lately (asked only while
+    ``recently_failed()`` is true);
     ``fair_score``: a score at least this ranks a peer as new.
     InvalidArgumentTypeError / InvalidArgumentError (naming the argument)
     for a bad argument; both cores give the same answers to the same calls.
@@ -311,9 +317,9 @@ class LookupCore:
         adaptive: bool,
         fair_score: float,
         seed: int,
-        srtt: Callable[[_Address], float | None],
+        peers: PeerBook | _PeerSource,
+        clock: Callable[[], float],
         failed_recently: Callable[[_Address], bool],
-        scores: Callable[[list[_Address]], list[float]],
         recently_failed: Callable[[], object],
     ) -> Self: ...
     def start(self, candidates: tuple[list[builtins.bytes], list[_Address]], holders: int) -> _Step:

@@ -56,7 +56,7 @@ from kademlia.utils import digest
 
 from ..dht import DhtNode, Publisher, Record
 from ..dht.wire import decode, encode_response
-from ..query import QueryConfig, QueryManager, new_core
+from ..query import QueryConfig, QueryManager, new_core, new_peer_book
 from ..testing import loop_factory
 from . import dht as bench
 from .common import gc_quiet
@@ -140,10 +140,14 @@ async def measure(
     for index in range(PEERS):
         protocol.router.add_contact(Node(os.urandom(20), "127.0.0.1", 5000 + index))
     if banded:
-        # (an instance attribute: what the lookup reads, the protocol's own
-        # RTT estimators left as they are)
-        srtts = {("127.0.0.1", 5000 + i): 0.02 + 0.18 * i / (PEERS - 1) for i in range(PEERS)}
-        protocol.srtt = srtts.get
+        # (a book of its own, fed once, for the lookups to read: the
+        # protocol's own estimators, fed by the answers, left as they are)
+        banded_book = new_peer_book(backend)
+        now = node.clock.now()
+        for i in range(PEERS):
+            srtt = 0.02 + 0.18 * i / (PEERS - 1)
+            banded_book.answered(("127.0.0.1", 5000 + i), srtt, True, now)
+        protocol.peers = banded_book
     expected = [[(PUBLISHER.key_id, record.data)] for record in records]
     op = bench.by_key(bench.get_all_lookup(node, keys, expected), KEYS)
     drain = bench.DRAIN_SECONDS

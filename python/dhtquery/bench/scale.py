@@ -472,8 +472,11 @@ def _install_trace(network: LocalNetwork, traces: dict[Any, list[Any]]) -> None:
             protocol = self._protocol
             events = traces.setdefault(self._handle.id, [])
             for node_id, address in asks:
-                estimator = protocol._rtt.get(address)
-                srtt = -1.0 if estimator is None or estimator.srtt is None else estimator.srtt
+                peers = protocol.peers
+                measured = (
+                    peers.estimator_state(address)[0] if peers.has_estimator(address) else None
+                )
+                srtt = -1.0 if measured is None else measured
                 # (the lookup's core: the depth it learnt the peer at, its
                 # rank among the candidates, closest first)
                 learnt, rank = self._core.position(node_id)

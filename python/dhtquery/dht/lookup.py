@@ -230,9 +230,10 @@ class StreamingLookup:
             rpc_timeout is None,
             FAIR_SCORE,
             _seed(64),
-            protocol.srtt,
+            # (read in place: no call back per candidate)
+            protocol.peers,
+            protocol.clock.now,
             protocol.failed_recently,
-            protocol.scores,
             # (the dict is never replaced: its length says whether any
             # request failed lately)
             protocol.recently_failed.__len__,

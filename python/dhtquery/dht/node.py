@@ -48,7 +48,7 @@ from ..errors import (
 from ..query import Clock, QueryConfig, QueryManager
 from .lookup import LookupHandle, StreamingLookup
 from .persist import DATABASE_NAME, KeyValueTable, NodeDatabase
-from .protocol import DhtProtocol, RpcSpec
+from .protocol import DhtProtocol, RpcSpec, peer_book_for
 from .records import Record, RecordError, RecordVerifier
 from .republish import DEFAULT_INTERVAL, Republisher
 from .reputation import Reputation
@@ -159,7 +159,7 @@ class DhtNode(Server):  # type: ignore[misc]
         self.protocol: DhtProtocol | None = None
         self._extra_rpcs: dict[str, RpcSpec] = {}
         #: kept across listen()s, so a restarted socket keeps what it learnt
-        self.reputation = Reputation()
+        self.reputation = Reputation(book=peer_book_for(self.queries))
         #: while bootstrap() retries: when it gives up
         self._bootstrap_deadline: float | None = None
         self._on_stop: list[Callable[[], object]] = []

@@ -35,7 +35,7 @@ from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 
 from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
-from ..query import QueryManager, backend_of, new_core, shapes
+from ..query import QueryManager, backend_of, new_core, new_peer_book, shapes
 from ..query.shapes import any_value as _any
 from ..query.shapes import node_id as _node_id
 from ..query.shapes import plain as _plain
@@ -45,14 +45,15 @@ from .replay import ReplayCache
 from .reputation import Reputation
 from .routing import ContactTable
 from .rpc_table import BAD_RESPONSE, CLIENT_PAD, Callback, Reply, RpcStatus, RpcTable
-from .rtt import RttEstimator
+from .rtt import PeerRtt
 from .storage import RecordStore
 from .wire import REQUEST, WireError, decode, encode_response, frame_request, pack_request
 
 if TYPE_CHECKING:
+    from ..query import PeerBook
     from .rpc_table import _Pending
 
-__all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec"]
+__all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec", "peer_book_for"]
 
 log = logging.getLogger("dhtquery.dht")
 
@@ -183,6 +184,21 @@ _RESPONSE_SHAPE: Final[dict[str, Callable[[Any], bool]]] = {
 }
 
 
+def peer_book_for(queries: QueryManager) -> PeerBook:
+    """The PeerBook a node's protocol keeps its peers' estimators and
+    reputation in: of the backend of ``queries``' core, estimators capped at
+    its default timeout, bounded at PEERS_KEPT (read now: tests lower it)."""
+    return new_peer_book(
+        backend_of(queries.core),
+        max_rto=queries.config.default_timeout,
+        peers_kept=PEERS_KEPT,
+        max_peers=PEERS_KEPT,
+        rtt_per_ip=RTT_PER_IP,
+        first_rto_samples=FIRST_RTO_SAMPLES,
+        first_rto_cap=FIRST_RTO_CAP,
+    )
+
+
 class _Outgoing(NamedTuple):
     """A request to send: where, what (its body, packed once, whether it
     goes out now or waits in the window's queue), how long to wait, and who
@@ -242,8 +258,6 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     _serving_client: bool = False
     #: while any request is being served: its sender is not yet verified
     _serving: bool = False
-    #: srtt() of a peer never measured falls back to its IP address's
-    rtt_by_ip: bool = True
     #: Records are handed to a peer not known to speak our RPCs one at a
     #: time until it answers one (a stock peer would leave each to wait out
     #: its retransmissions): the others wait here, counted in the hand-over
@@ -273,14 +287,17 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.stats: Counter[str] = Counter()
         #: datagrams dropped, by kind (also counted in ``stats``)
         self.drops: Counter[str] = Counter()
-        self.reputation = Reputation() if reputation is None else reputation
-        self._rtt: dict[Address, RttEstimator] = {}
-        #: IP address -> the first estimators made for its ports (see srtt)
-        self._rtt_by_ip: dict[str, list[RttEstimator]] = {}
-        #: every RTT sample this node took, of any peer: what a peer never
-        #: measured is first expected to answer within (see first_rto)
-        self._network_rtt = RttEstimator(max_rto=FIRST_RTO_CAP)
-        self._network_samples = 0
+        if reputation is None:
+            reputation = Reputation(book=peer_book_for(queries))
+        self.reputation = reputation
+        #: every peer's RTT estimator and reputation record, the per-IP
+        #: fallback (srtt, first_rto) and the network's estimator: the
+        #: core's PeerBook, fed here in one call per answer or timeout and
+        #: read in place by the lookups' cores. (They read ``peers``, this
+        #: protocol feeds ``_peers``: the same book, unless a bench gives
+        #: the lookups another, see bench/profile_client.py.)
+        self.peers: PeerBook = reputation.book
+        self._peers: PeerBook = reputation.book
         #: address -> whether it answers the extension RPCs (absent: unknown)
         self.extensions: dict[Address, bool] = {}
         self._requests: RpcTable | None = None
@@ -603,22 +620,20 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     # -- asking -------------------------------------------------------
 
-    def rtt(self, address: Address) -> RttEstimator:
-        estimator = self._rtt.get(address)
-        if estimator is None:
-            rtts = self._rtt
-            estimator = rtts[address] = RttEstimator(max_rto=self.config.default_timeout)
-            if len(rtts) > PEERS_KEPT:
-                del rtts[next(iter(rtts))]
-            by_ip = self._rtt_by_ip
-            same_ip = by_ip.get(address[0])
-            if same_ip is None:
-                same_ip = by_ip[address[0]] = []
-                if len(by_ip) > PEERS_KEPT:
-                    del by_ip[next(iter(by_ip))]
-            if len(same_ip) < RTT_PER_IP:
-                same_ip.append(estimator)
-        return estimator
+    def rtt(self, address: Address) -> PeerRtt:
+        """The peer's RFC 6298 estimator (made if it had none), read and fed
+        as an RttEstimator."""
+        return PeerRtt(self._peers, address)
+
+    @property
+    def rtt_by_ip(self) -> bool:
+        """Does srtt() of a peer never measured fall back to its IP
+        address's?"""
+        return self._peers.rtt_by_ip
+
+    @rtt_by_ip.setter
+    def rtt_by_ip(self, value: bool) -> None:
+        self._peers.rtt_by_ip = value
 
     def _supports(self, address: Address, extensions: bool) -> None:
         """Remember whether ``address`` answers our extension RPCs (at most
@@ -633,27 +648,14 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         that of another port of its IP address (the same host: the same
         path), or None; a lookup asks the peers expected to answer soonest
         first."""
-        estimator = self._rtt.get(address)
-        if estimator is not None and estimator.srtt is not None:
-            return estimator.srtt
-        if self.rtt_by_ip:
-            for other in self._rtt_by_ip.get(address[0], ()):
-                if other.srtt is not None:
-                    return other.srtt
-        return None
+        return self._peers.srtt(address)
 
     def first_rto(self, address: Address) -> float:
         """When a lookup's request to ``address``, a peer never measured, is
         overdue (FIRST_RTO_SAMPLES): the base RTO of another port of its IP
         address that was measured (the same host, the same path; unless
         ``rtt_by_ip`` is off), else the network's, else 1 s."""
-        if self.rtt_by_ip:
-            for other in self._rtt_by_ip.get(address[0], ()):
-                if other.srtt is not None:
-                    return min(other.base_rto, FIRST_RTO_CAP)
-        if self._network_samples >= FIRST_RTO_SAMPLES:
-            return self._network_rtt.base_rto
-        return FIRST_RTO_CAP
+        return self._peers.first_rto(address)
 
     def request(
         self,
@@ -798,12 +800,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                     (address, name, body, timeout, future, callback, context, background, overdue),
                 )
                 return
-        estimator = self._rtt.get(address)
-        if estimator is None:
-            estimator = self.rtt(address)
-        rto = estimator.rto
         self.stats["requests"] += 1
         if timeout is None and overdue is None:
+            rto = self._peers.rto(address)
             msg_id = requests.open_with(address, name, rto, future, callback, context)
             datagram = frame_request(msg_id, body)
         else:
@@ -815,21 +814,17 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 # doubled. Measured on 30 nodes, 9 killed, 10 % loss: p99 of
                 # get_all 4.0 s with the backed-off RTO (lookups waiting on a
                 # dead peer's 4 s), see the commit.
-                if estimator.srtt is None:
-                    # First contact: overdue (and sent again) at first_rto,
-                    # but given up as late as with RFC 6298's 1 s. Given up
-                    # within 3 first_rto, live peers behind `bench churn`'s
-                    # 10 % loss failed: timeouts 75 -> 241 a phase, p99
-                    # 1.7 -> 5.0 s.
-                    rto = self.first_rto(address)
-                    span = OVERDUE_SPAN * FIRST_RTO_CAP
-                else:
-                    rto = estimator.base_rto
-                    span = OVERDUE_SPAN * rto
+                # (one call: the base RTO if measured, else first_rto)
+                _, rto, measured = self._peers.timing(address)
+                # First contact: overdue (and sent again) at first_rto, but
+                # given up as late as with RFC 6298's 1 s. Given up within
+                # 3 first_rto, live peers behind `bench churn`'s 10 % loss
+                # failed: timeouts 75 -> 241 a phase, p99 1.7 -> 5.0 s.
+                span = OVERDUE_SPAN * (rto if measured else FIRST_RTO_CAP)
                 if (
                     name not in STOCK_RPCS
                     and self.extensions.get(address) is None
-                    and self.reputation.stats(address).successes
+                    and self._peers.successes(address)
                 ):
                     # An extension RPC to a peer that answered before but not
                     # one of ours yet: silence most likely means a stock peer
@@ -838,6 +833,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                     timeout = rto
                 elif timeout is None:
                     timeout = span
+            else:
+                rto = self._peers.rto(address)
             assert timeout is not None  # (None without overdue: the branch above)
             first = rto if rto < timeout else timeout
             retry = requests.new_retry(first, self.clock.now() + timeout, overdue)
@@ -929,11 +926,6 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         caller."""
         if self._waiting or self._waiting_background:
             self._send_waiting(requests)
-        if rtt >= 0:  # (-1: answer to a retransmitted request, Karn's rule)
-            estimator = self._rtt.get(addr)
-            (self.rtt(addr) if estimator is None else estimator).observe(rtt)
-            self._network_rtt.observe(rtt)
-            self._network_samples += 1
         if self.recently_failed:
             self.recently_failed.pop(addr, None)
         if name not in STOCK_RPCS and self.extensions.get(addr) is not True:
@@ -945,8 +937,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # (no spec: an RPC this node calls but does not serve,
             # rpcudp-style, whose answer may be anything)
             shape = spec is None or spec.response(value)
+        # One call: the estimator's and the network's sample (unless rtt is
+        # -1, a retransmitted request's: Karn's rule) and the peer's success
+        # (or failure, the shape wrong).
+        self._peers.answered(addr, rtt, shape, self.clock.now())
         if shape:
-            self.reputation.success(addr, rtt, self.clock.now())
             callback = pending.callback
             if callback is None:
                 pending.deliver(True, value)
@@ -957,7 +952,6 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 log.exception("dhtquery: error in a request callback")
         else:
             self.drop("bad_response")
-            self.reputation.failure(addr)
             pending.deliver(False, BAD_RESPONSE)
 
     def _answered_late(self, address: Address, name: str, rtt: float) -> None:
@@ -966,11 +960,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         the sample is unambiguous: Karn's rule) and stop counting it towards
         being forgotten; and an extension RPC answered late shows the peer
         is slow, not stock."""
-        if rtt >= 0:
-            self.rtt(address).observe(rtt)
-            self._network_rtt.observe(rtt)
-            self._network_samples += 1
-        self.reputation.stats(address).consecutive_failures = 0
+        self._peers.answered_late(address, rtt)
         self.recently_failed.pop(address, None)
         if name not in STOCK_RPCS:
             self._supports(address, True)
@@ -979,33 +969,36 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         """A request went unanswered within its RTO and is sent again: back
         off (RFC 6298, 5.5)."""
         self.stats["retransmitted"] += 1
-        self.rtt(address).timed_out(sent, self.clock.now())
+        self._peers.back_off(address, sent, self.clock.now())
 
     def _request_timed_out(self, address: Address, name: str, sent: float) -> None:
         self.stats["timeouts"] += 1
         if self._waiting or self._waiting_background:
             self._send_waiting(self.requests)
-        stats = self.reputation.stats(address)
         known = self.extensions.get(address)
-        if name not in STOCK_RPCS and (known is False or (known is None and stats.successes)):
+        # An extension RPC to a peer known to be stock (True), or not known
+        # either way (None: stock if it answered before)
+        stock = False if name in STOCK_RPCS or known is True else (None if known is None else True)
+        now = self.clock.now()
+        # one call: back off, count the failure (nothing if stock)
+        in_a_row = self._peers.timed_out(address, sent, now, stock)
+        if in_a_row < 0:
             # Alive (it answered before) but silent on our RPCs: a stock peer
             # (or one already known as such, asked before we knew).
             self._supports(address, False)
             return
-        now = self.clock.now()
-        self.rtt(address).timed_out(sent if sent >= 0 else None, now)
         failed = self.recently_failed
         failed.pop(address, None)
         failed[address] = now
         if len(failed) > _RECENT_FAILURES_KEPT:
             del failed[next(iter(failed))]
-        if self.reputation.failure(address) >= FORGET_AFTER_FAILURES:
+        if in_a_row >= FORGET_AFTER_FAILURES:
             self._probe(address)
 
     def scores(self, addresses: list[Address]) -> list[float]:
         """The reputation scores of ``addresses`` now, in order (one call
         per ranking of a lookup's candidates)."""
-        return self.reputation.scores(addresses, self.clock.now())
+        return self._peers.scores(addresses, self.clock.now())
 
     def failed_recently(self, address: Address) -> bool:
         """Did a request to ``address`` fail within RECENT_FAILURE seconds

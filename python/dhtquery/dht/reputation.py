@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["INVALID_PENALTY", "PeerStats", "Reputation"]
 
-_RTT_KEEP = 0.7  # weight of the old RTT in the EWMA
 #: Factor of the score per invalid record a peer served.
 INVALID_PENALTY: Final = 0.25
 _INVALID_COUNTED: Final = 16  # beyond, the factor is ~0 anyway
@@ -77,10 +76,6 @@ class PeerStats:
         if self.invalid:
             score *= INVALID_PENALTY ** min(self.invalid, _INVALID_COUNTED)
         return score
-
-
-#: The score of a peer with no record yet (it does not depend on the time).
-_NEVER_SEEN_SCORE: Final = PeerStats().score(0.0)
 
 
 class Reputation:

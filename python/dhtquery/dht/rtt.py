@@ -2,15 +2,23 @@
 
 A request to a peer is given up after that peer's RTO, not after the
 query's deadline: a dead peer costs a few RTTs, not the whole timeout.
+
+The DHT keeps its peers' estimators in the core's PeerBook (the same
+numbers, to the bit: tests/test_peer_book.py); ``PeerRtt`` reads one of
+them as an RttEstimator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["RttEstimator"]
+if TYPE_CHECKING:
+    from ..query import PeerBook
+
+__all__ = ["PeerRtt", "RttEstimator"]
 
 _ALPHA = 1 / 8  # gain of the smoothed RTT (RFC 6298, 2.3)
 _BETA = 1 / 4  # gain of the RTT variation
@@ -92,3 +100,41 @@ class RttEstimator:
         self._base_rto = min(max(base, self.min_rto), self.max_rto)
         base *= 1 << self._backoff
         self._rto = min(max(base, self.min_rto), self.max_rto)
+
+
+class PeerRtt:
+    """One address's estimator in a PeerBook (``DhtProtocol.rtt``), read
+    and fed as an RttEstimator: what it says is the book's at each read."""
+
+    __slots__ = ("_address", "_book")
+
+    def __init__(self, book: PeerBook, address: tuple[str, int]) -> None:
+        self._book = book
+        self._address = address
+        book.rto(address)  # (made now, as DhtProtocol.rtt always did)
+
+    @property
+    def srtt(self) -> float | None:
+        return self._book.estimator_state(self._address)[0]
+
+    @property
+    def rttvar(self) -> float:
+        return self._book.estimator_state(self._address)[1]
+
+    @property
+    def rto(self) -> float:
+        return self._book.rto(self._address)
+
+    @property
+    def base_rto(self) -> float:
+        return self._book.estimator_state(self._address)[3]
+
+    def observe(self, sample: float) -> None:
+        self._book.observe(self._address, sample)
+
+    def timed_out(self, sent: float | None = None, now: float | None = None) -> None:
+        self._book.back_off(self._address, sent, now)
+
+    def __repr__(self) -> str:
+        srtt, rttvar, rto, _ = self._book.estimator_state(self._address)
+        return f"PeerRtt({self._address!r}, srtt={srtt!r}, rttvar={rttvar!r}, rto={rto!r})"

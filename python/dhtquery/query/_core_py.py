@@ -855,6 +855,7 @@ class LookupCore:
         "_adaptive",
         "_alpha",
         "_asked",
+        "_clock",
         "_depth",
         "_failed_by_rto",
         "_failed_recently",
@@ -887,9 +888,9 @@ class LookupCore:
         adaptive: bool,
         fair_score: float,
         seed: int,
-        srtt: Any,
+        peers: Any,
+        clock: Any,
         failed_recently: Any,
-        scores: Any,
         recently_failed: Any,
     ) -> None:
         self._own_id = _check_id(own_id)
@@ -910,10 +911,17 @@ class LookupCore:
             raise InvalidArgumentError(f"fair_score must be in (0, 1], got {fair_score!r}")
         self._fair_score = fair_score
         self._rng = _check_int("seed", seed, 0, _U64)
+        # a PeerBook, or anything with its srtt(address) and
+        # scores(addresses, now)
+        srtt = getattr(peers, "srtt", None)
+        scores = getattr(peers, "scores", None)
+        if not callable(srtt) or not callable(scores):
+            raise InvalidArgumentTypeError(
+                f"peers must be a PeerBook or have srtt() and scores(), got {type(peers).__name__}"
+            )
         for name, function in (
-            ("srtt", srtt),
+            ("clock", clock),
             ("failed_recently", failed_recently),
-            ("scores", scores),
             ("recently_failed", recently_failed),
         ):
             if not callable(function):
@@ -921,8 +929,9 @@ class LookupCore:
                     f"{name} must be callable, got {type(function).__name__}"
                 )
         self._srtt = srtt
-        self._failed_recently = failed_recently
         self._scores = scores
+        self._clock = clock
+        self._failed_recently = failed_recently
         self._recently_failed = recently_failed
         #: candidates not failed, (XOR distance, id, address), closest first
         #: (equal distances in arrival order); the first ksize are "the k
@@ -1195,7 +1204,7 @@ class LookupCore:
         if not known:
             return fresh[:count]
         guess = known[len(known) // 2]
-        scores = self._scores([entry[2] for entry in fresh])
+        scores = self._scores([entry[2] for entry in fresh], self._clock())
         if len(scores) != len(fresh):
             raise InvalidArgumentError(
                 f"scores returned {len(scores)} scores for {len(fresh)} addresses"
