@@ -255,6 +255,8 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("first_rto"), _address),
     st.tuples(st.just("timing"), _address),
     st.tuples(st.just("stats"), _address),
+    st.tuples(st.just("successes"), _address),
+    st.tuples(st.just("score"), _address, _time),
     st.tuples(st.just("estimator_state"), _address),
     st.tuples(st.just("forget_estimator"), _address),
     st.tuples(st.just("has_estimator"), _address),
