@@ -447,15 +447,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.stats["shed"] += 1
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        # One call a datagram, from the loop's transport, rather than the
-        # core's BatchReceiver (recvmmsg, issue 14 item 2): bench dht's echo
-        # rows put recvmmsg at ~2 us of CPU less a round trip (8 against 10
-        # us, 127k against 100k round trips/s, load 1.5), ~4 us of a
-        # get_all's ~64; but uvloop's UDPTransport cannot stop reading its
-        # socket (no pause_reading), so batching means the protocol owning
-        # its socket (add_reader, its own sendto, errors, close) in place of
-        # the loop's transport. Not done yet: see README, "The datagram path
-        # in the core".
+        # One call a datagram, whichever transport reads the socket: the
+        # loop's (a recvfrom each) or, by default with the Rust core on
+        # Linux, transport.BatchedTransport (one recvmmsg a wake-up, every
+        # datagram waiting; see its docstring for the figures).
         if len(addr) != 2:
             # IPv6: asyncio gives (host, port, flowinfo, scope_id); requests
             # are made to, and contacts known by, (host, port).
