@@ -812,10 +812,12 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 # dead peer's 4 s), see the commit.
                 if estimator.srtt is None:
                     # First contact: overdue (and sent again) at first_rto,
-                    # but given up as late as with RFC 6298's 1 s. Given up
-                    # within 3 first_rto, live peers behind `bench churn`'s
-                    # 10 % loss failed: timeouts 75 -> 241 a phase, p99
-                    # 1.7 -> 5.0 s.
+                    # given up within the span RFC 6298's 1 s would give (3
+                    # s). Given up within 3 first_rto, live peers behind
+                    # `bench churn`'s 10 % loss failed: timeouts 75 -> 241 a
+                    # phase, p99 1.7 -> 5.0 s. (MAX_TRIES still ends it at
+                    # the fourth copy's wait, 15 first_rto when that is
+                    # sooner: 0.75 s at the 50 ms floor; a test pins it.)
                     rto = self.first_rto(address)
                     span = OVERDUE_SPAN * FIRST_RTO_CAP
                 else:
