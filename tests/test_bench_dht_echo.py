@@ -57,3 +57,33 @@ def test_without_an_echo_row_the_fraction_is_not_measured() -> None:
     rows = [_row("dhtquery get_all", 20_000, {"round_trips_per_s": 60_000})]
     verdicts = [v for v in dht.targets(rows, ["rust"]) if "echo ceiling" in v["target"]]
     assert [(v["value"], v["met"]) for v in verdicts] == [(None, None)]
+
+
+def test_transports_are_compared_by_their_median_client_cpu_per_lookup() -> None:
+    batched, loop = (f"dhtquery get_all, {way}" for way in dht.TRANSPORTS)
+    rows = [
+        _row(batched, 3_000, {"client_cpu_us_per_lookup": 90.0}),
+        _row(loop, 2_500, {"client_cpu_us_per_lookup": 100.0}),
+        _row(loop, 2_700, {"client_cpu_us_per_lookup": 120.0}),
+        _row(batched, 3_300, {"client_cpu_us_per_lookup": 80.0}),
+        _row(batched, 9_000, {"client_cpu_us_per_lookup": 500.0}),  # an outlier
+        _row(loop, 2_600, {"client_cpu_us_per_lookup": 110.0}),
+        _row("dhtquery get_all", 1_000, {"client_cpu_us_per_lookup": 1.0}),  # not compared
+    ]
+    [verdict] = dht.transport_costs(rows)
+    assert verdict["value"] == pytest.approx(90.0 / 110.0)
+    assert verdict["transports"][dht.TRANSPORTS[0]] == {
+        "client_cpu_us_per_lookup": 90.0,
+        "lookups_per_s": 3_300,
+        "rows": 3,
+    }
+    assert verdict["transports"][dht.TRANSPORTS[1]]["lookups_per_s"] == 2_600
+    assert "0.818 (batched 90.0 us, 3,300/s, loop transport 110.0 us, 2,600/s" in (
+        dht.target_line(verdict)
+    )
+
+
+def test_transports_and_signatures_are_separate_runs() -> None:
+    assert dht.parse_args(["--transports"]).no_opendht
+    with pytest.raises(SystemExit):
+        dht.parse_args(["--transports", "--signatures"])

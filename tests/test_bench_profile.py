@@ -17,3 +17,12 @@ def test_the_profiler_measures_lookups_that_all_succeed(run: Run, backend: str) 
     samples = run(profile_client.measure(backend, 200, 2, False, "cached"))
     assert len(samples) == 2
     assert all(0 < sample < 100_000 for sample in samples)  # us per lookup
+
+
+def test_the_serving_profile_answers_every_request_from_the_records_held(
+    run: Run, backend: str
+) -> None:
+    # (measure_serving raises unless every request got an answer sent)
+    samples = run(profile_client.measure_serving(backend, 300, 2, False))
+    assert len(samples) == 2
+    assert all(0 < sample < 100_000 for sample in samples)  # us per request

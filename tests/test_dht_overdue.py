@@ -19,6 +19,7 @@ from kademlia.utils import digest
 from dhtquery.dht import DhtNode, LookupStats
 from dhtquery.dht.protocol import FIRST_RTO_SAMPLES
 from dhtquery.dht.rpc_table import MAX_LAG_GRANT, RpcTable
+from dhtquery.dht.wire import pack_request
 from dhtquery.query import ExpiryTimer, QueryManager, new_core
 from dhtquery.query.timer import LAG_TOLERANCE
 from dhtquery.testing import FakeClock
@@ -667,3 +668,49 @@ def test_a_first_contact_is_overdue_at_the_networks_rto_once_it_is_measured(
     assert after == 0.05
     assert [r.data for r in items] == [b"from the holder"]
     assert 0.05 <= duration < 0.06
+
+
+def test_a_first_contact_request_is_given_up_after_its_fourth_send_not_at_three_seconds(
+    backend: str, run: Run
+) -> None:
+    """A lookup's request (with ``overdue``) to a silent peer never measured,
+    whose IP address's other port was measured (first_rto 50 ms): resent at
+    50, 150 and 350 ms (the RTO doubled each time) and given up when the
+    fourth copy's wait ends, at 750 ms (15 first_rto, MAX_TRIES sends):
+    OVERDUE_SPAN * FIRST_RTO_CAP (3 s) only bounds it."""
+
+    async def scenario() -> tuple[list[float], list[tuple[float, bool]], list[bytes], int]:
+        async with open_nodes(backend) as nodes:
+            querier, clock = await _fake_clocked(nodes, backend)
+            measured = await nodes.raw()
+            silent = await nodes.raw()
+            protocol = querier.protocol
+            assert protocol is not None
+            protocol.rtt(measured.address).observe(0.005)
+            assert protocol.first_rto(silent.address) == 0.05
+            start = clock.now()
+            overdue: list[float] = []
+            ended: list[tuple[float, bool]] = []
+
+            def answered(context: Any, address: Any, name: str, ok: bool, value: Any) -> None:
+                ended.append((clock.now() - start, ok))
+
+            body = pack_request("find_values", (querier.node.id, digest("given up")))
+            protocol.request_packed(
+                silent.address,
+                "find_values",
+                body,
+                None,
+                answered,
+                None,
+                lambda context: overdue.append(clock.now() - start),
+            )
+            clock.advance(3.5)  # (FakeClock runs each timer at its own time)
+            copies = [(await silent.recv())[0] for _ in range(len(overdue) + 1)]
+            return overdue, ended, copies, silent.received.qsize()
+
+    overdue, ended, copies, more = run(scenario())
+    assert [round(t, 6) for t in overdue] == [0.05, 0.15, 0.35]
+    assert [(round(t, 6), ok) for t, ok in ended] == [(0.75, False)]
+    assert len(set(copies)) == 1  # the same message id every time
+    assert more == 0

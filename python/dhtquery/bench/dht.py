@@ -5,6 +5,7 @@ OpenDHT's ``getAll`` on its own network.
     dhtquery bench dht [--quick] [--json FILE]
     python -m dhtquery.bench dht [--quick] [--json FILE] [--loops asyncio,uvloop]
                                  [--backends rust,python] [--no-opendht]
+                                 [--signatures | --transports]
 
 Setup, for each event loop (asyncio, uvloop):
 
@@ -53,6 +54,13 @@ success
     missing, wrong data, exception, unfinished at the phase's time limit) is
     a failure, counted by kind.
 
+``--transports`` measures only ``get_all``, with the client reading its
+socket in batches (``dhtquery.dht.transport.BatchedTransport``, the default
+with the Rust core on Linux) and through the loop's datagram transport,
+three times each (A B B A A B), and prints each one's median client CPU per
+lookup and lookups/s, and their ratio. ``--signatures`` does the same for the
+ways a client checks signed records.
+
 Every phase has a count and a time limit; each client warms up with 200
 lookups first (not measured); the latency phase runs before the throughput
 phase, and each phase starts once the network process is idle again; the GC
@@ -70,6 +78,7 @@ import hashlib
 import logging
 import random
 import socket
+import statistics
 import sys
 import threading
 import time
@@ -329,6 +338,7 @@ async def measure_dhtquery_network(
     network: NetworkProcess,
     sizes: Sizes,
     signatures: bool = False,
+    transports: bool = False,
 ) -> list[Row]:
     from kademlia.network import Server
 
@@ -357,19 +367,28 @@ async def measure_dhtquery_network(
         for client, _ in ECHO_WAYS:
             await settle(_network_cpu(network), max_seconds=5.0)
             rows.append(await udp_echo_row(loop_name, sizes, client))
-    # --signatures: each verification mode, in the order A B C C B A (drift
-    # in the machine's load falls on every mode alike)
-    modes = [*VERIFY_MODES, *reversed(VERIFY_MODES)] if signatures else ["cached"]
+    # (verify mode, transport: None for the node's default); --signatures:
+    # each verification mode, in the order A B C C B A, and --transports
+    # each transport A B B A A B (drift in the machine's load falls on each
+    # alike)
+    variants: list[tuple[str, str | None]] = [("cached", None)]
+    if signatures:
+        variants = [(mode, None) for mode in (*VERIFY_MODES, *reversed(VERIFY_MODES))]
+    elif transports:
+        ways = (*TRANSPORTS, *reversed(TRANSPORTS), *TRANSPORTS)
+        variants = [("cached", way) for way in ways]
     for backend in backends:
-        for verify, (run_name, keys, expected) in (
-            (verify, run)
+        for (verify, transport), (run_name, keys, expected) in (
+            (variant, run)
             for run in (
                 ("single", single_keys, single_records),
                 ("multi", multi_keys, multi_records),
             )
-            for verify in modes
+            for variant in variants
         ):
             client_name = "dhtquery get_all" + ("" if verify == "cached" else f" {verify}")
+            if transport is not None:
+                client_name += f", {transport}"
             row = Row(client_name, run_name, loop_name, backend)
             rows.append(row)
 
@@ -389,13 +408,13 @@ async def measure_dhtquery_network(
 
             try:
                 await with_client(
-                    functools.partial(_client, backend, verify),
+                    functools.partial(_client, backend, verify, transport),
                     run_get_all,
                 )
             except Exception as exc:
                 row.error = _error(exc)
                 print(f"  {row_label(row)}: FAILED {row.error}", flush=True)
-        if backend == backends[0] and not signatures:
+        if backend == backends[0] and not (signatures or transports):
             rows.append(
                 await _stock_row(loop_name, with_client, Server, single_keys, sizes, network)
             )
@@ -664,13 +683,21 @@ def _verifier(mode: str) -> RecordVerifier:
     return RecordVerifier(clock)
 
 
-def _client(backend: str, verify: str = "cached") -> DhtNode:
+#: How a client reads its socket (``--transports``): the node's own socket
+#: read in batches (``dht.transport.BatchedTransport``, one recvmmsg a
+#: wake-up), or the event loop's datagram transport (a recvfrom and a
+#: callback a datagram).
+TRANSPORTS: Final = ("batched", "loop transport")
+
+
+def _client(backend: str, verify: str = "cached", transport: str | None = None) -> DhtNode:
     config = QueryConfig(default_timeout=LOOKUP_TIMEOUT)
     return DhtNode(
         config=config,
         queries=QueryManager(config, core=new_core(backend)),
         storage=NullStorage(),
         verifier=_verifier(verify),
+        batched_receive=None if transport is None else transport == TRANSPORTS[0],
     )
 
 
@@ -882,7 +909,7 @@ def run_all(args: argparse.Namespace, sizes: Sizes) -> tuple[list[Row], dict[str
                 with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
                     rows += runner.run(
                         measure_dhtquery_network(
-                            loop_name, args.backends, dht, sizes, args.signatures
+                            loop_name, args.backends, dht, sizes, args.signatures, args.transports
                         )
                     )
         except Exception as exc:
@@ -1080,11 +1107,58 @@ def signature_costs(rows: Sequence[Row]) -> list[dict[str, Any]]:
     return costs
 
 
+def transport_costs(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """``--transports``: for each run, loop and core, the median client CPU
+    per lookup and successful lookups/s (closed loop) of each transport over
+    its rows, and the batched transport's CPU against the loop's."""
+    by_way: dict[tuple[str, str, str], dict[str, list[tuple[float, float]]]] = {}
+    for row in rows:
+        way = row.client.rpartition(", ")[2]
+        if way not in TRANSPORTS or not row.throughput:
+            continue
+        cpu = row.throughput.extra.get("client_cpu_us_per_lookup", 0.0)
+        by_way.setdefault((row.run, row.loop, row.core), {}).setdefault(way, []).append(
+            (cpu, row.ok_per_s)
+        )
+    compared = []
+    for (run, loop, core), ways in sorted(by_way.items()):
+        medians = {
+            way: {
+                "client_cpu_us_per_lookup": statistics.median(cpu for cpu, _ in measured),
+                "lookups_per_s": statistics.median(rate for _, rate in measured),
+                "rows": len(measured),
+            }
+            for way, measured in ways.items()
+        }
+        batched, loop_way = (medians.get(way) for way in TRANSPORTS)
+        ratio = (
+            batched["client_cpu_us_per_lookup"] / loop_way["client_cpu_us_per_lookup"]
+            if batched and loop_way and loop_way["client_cpu_us_per_lookup"]
+            else None
+        )
+        compared.append(
+            {
+                "target": f"batched transport's client CPU per lookup vs the loop's, "
+                f"{run} {loop}/{core}",
+                "value": ratio,
+                "met": None,
+                "transports": medians,
+            }
+        )
+    return compared
+
+
 def target_line(verdict: dict[str, Any]) -> str:
     met = {True: "met", False: "NOT met", None: "not measured"}[verdict["met"]]
     value = verdict["value"]
     if value is None:
         shown = "-"
+    elif "transports" in verdict:
+        ways = ", ".join(
+            f"{way} {m['client_cpu_us_per_lookup']:.1f} us, {m['lookups_per_s']:,.0f}/s"
+            for way, m in verdict["transports"].items()
+        )
+        return f"  {verdict['target']}: {value:.3f} ({ways}; medians)"
     elif "cost" in verdict["target"]:
         rates = ", ".join(f"{m} {r:,.0f}/s" for m, r in verdict["lookups_per_s"].items())
         shown = f"{value:+.1%} ({rates}; cold {verdict['cold_cost']:+.1%})"
@@ -1112,8 +1186,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="only get_all, with signatures verified and cached, unchecked, and cold "
         "(no cache), each measured twice (A B C C B A); no stock kademlia, no OpenDHT",
     )
+    parser.add_argument(
+        "--transports",
+        action="store_true",
+        help="only get_all, reading the socket in batches (the node's own, one recvmmsg "
+        "a wake-up) and through the loop's datagram transport, each measured three "
+        "times (A B B A A B); no stock kademlia, no OpenDHT",
+    )
     args = parser.parse_args(argv)
-    if args.signatures:
+    if args.signatures and args.transports:
+        parser.error("--signatures and --transports are separate runs")
+    if args.signatures or args.transports:
         args.no_opendht = True
     args.loops = [name for name in args.loops.split(",") if name]
     args.backends = [name for name in args.backends.split(",") if name]
@@ -1134,7 +1217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("rpcudp").setLevel(logging.CRITICAL)
     started = time.perf_counter()
     rows, info = run_all(args, sizes)
-    verdicts = [] if args.signatures else targets(rows, args.backends)
+    verdicts = [] if args.signatures or args.transports else targets(rows, args.backends)
+    if args.transports:
+        verdicts += transport_costs(rows)
     if args.signatures:
         verdicts += signature_costs(rows)
         info["verification_us"] = cold = cold_verification_us()

@@ -3,7 +3,7 @@ a tool for work on the client's hot path, not a benchmark of record.
 
     python -m dhtquery.bench profile [--loop uvloop|asyncio]
         [--backend rust|python] [--lookups 20000] [--repeat 5] [--profile]
-        [--verify cached|unchecked|cold|all] [--banded]
+        [--verify cached|unchecked|cold|all] [--banded] [--serve]
 
 A ``DhtNode`` client knows 20 peers that do not exist: its transport answers
 each request itself, on the next loop iteration, as a holder of the key
@@ -32,6 +32,10 @@ every lookup ranks its candidates by time over score, equals in a drawn
 order (``dhtquery.dht.lookup``'s banded path, a real network's) rather than
 taking the closest on a loopback where time cannot rank them.
 
+``--serve``: the other side, CPU per ``find_values`` request a holder
+serves (a client's request of a key it holds one record of; ``--lookups``
+requests a run), datagrams handed to the protocol with no socket.
+
 It drives a node's protocol with a fake transport, so it reaches below
 the DhtNode's public API (``_create_protocol``, the router, the wire codec):
 a tool for work on the DHT layer itself.
@@ -55,7 +59,8 @@ from kademlia.node import Node
 from kademlia.utils import digest
 
 from ..dht import DhtNode, Publisher, Record
-from ..dht.wire import decode, encode_response
+from ..dht.rpc_table import CLIENT_PAD
+from ..dht.wire import decode, encode_response, frame_request, pack_request
 from ..query import QueryConfig, QueryManager, new_core, new_peer_book
 from ..testing import loop_factory
 from . import dht as bench
@@ -188,7 +193,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--verify", choices=(*bench.VERIFY_MODES, "all"), default="cached", help="see above"
     )
     parser.add_argument("--banded", action="store_true", help="see above")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="CPU per find_values request served (one record) instead of per lookup",
+    )
     args = parser.parse_args(argv)
+    if args.serve:
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            samples = runner.run(
+                measure_serving(args.backend, args.lookups, args.repeat, args.profile)
+            )
+        print(
+            f"find_values served, {args.loop}/{args.backend}: median "
+            f"{statistics.median(samples):.1f} us/request (min {min(samples):.1f}, max "
+            f"{max(samples):.1f}, {args.repeat} x {args.lookups} requests)"
+        )
+        return 0
     if args.verify == "all":
         return _compare_verify(args)
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
@@ -203,6 +224,77 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.lookups} lookups; the fake peers' work excluded)"
     )
     return 0
+
+
+class _Sink:
+    """A transport that sends nothing: what ``measure_serving`` times is the
+    node's work up to ``sendto``."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def sendto(self, data: bytes, address: Any) -> None:
+        self.sent += 1
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 4000) if name == "sockname" else default
+
+    def close(self) -> None:
+        pass
+
+
+async def measure_serving(backend: str, requests: int, repeat: int, profile: bool) -> list[float]:
+    """``--serve``: CPU per find_values request served (a client's request
+    of a key the node holds one record of, as a ``bench dht`` holder
+    serves), datagrams fed to the protocol one by one with no socket; the
+    median of ``repeat`` runs of ``requests``."""
+    config = QueryConfig(default_timeout=5.0)
+    node = DhtNode(config=config, queries=QueryManager(config, core=new_core(backend)))
+    protocol = node._create_protocol()
+    node.protocol = protocol
+    sink = _Sink()
+    protocol.connection_made(sink)
+    node.transport = sink
+    for index in range(PEERS):
+        protocol.router.add_contact(Node(os.urandom(20), "127.0.0.1", 5000 + index))
+    keys = [digest(f"profile-{index}") for index in range(KEYS)]
+    now = node.clock.now()
+    for index, key in enumerate(keys):
+        node.records.put(key, Record.create(PUBLISHER, key, f"value-{index}".encode()), now)
+    asker = os.urandom(20)
+    bodies = [pack_request("find_values", (asker, key)) for key in keys]
+    per_request = []
+    profiler = cProfile.Profile() if profile else None
+    for _ in range(repeat):
+        # (client message ids: served without the asker's verification ping)
+        datagrams = [
+            (
+                frame_request(os.urandom(16) + CLIENT_PAD, bodies[index % KEYS]),
+                ("127.0.0.2", 6000 + index % 64),
+            )
+            for index in range(requests)
+        ]
+        received = protocol.datagram_received
+        sent = sink.sent
+        with gc_quiet():
+            started = time.process_time()
+            if profiler is not None:
+                profiler.enable()
+            for datagram, address in datagrams:
+                received(datagram, address)
+            if profiler is not None:
+                profiler.disable()
+            spent = time.process_time() - started
+        if sink.sent - sent != requests:
+            raise RuntimeError(f"{requests - sink.sent + sent} requests were not answered")
+        per_request.append(spent / requests * 1e6)
+    node.stop()
+    if profiler is not None:
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(30)
+    return per_request
 
 
 def _compare_verify(args: argparse.Namespace) -> int:

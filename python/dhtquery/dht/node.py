@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import random
 import socket
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -45,7 +46,7 @@ from ..errors import (
     StorageFull,
     UnsupportedError,
 )
-from ..query import Clock, QueryConfig, QueryManager
+from ..query import Clock, QueryConfig, QueryManager, backend_of, load_core
 from .lookup import LookupHandle, StreamingLookup
 from .persist import DATABASE_NAME, KeyValueTable, NodeDatabase
 from .protocol import DhtProtocol, RpcSpec, peer_book_for
@@ -55,6 +56,7 @@ from .reputation import Reputation
 from .rpc_table import Reply
 from .signing import Publisher
 from .storage import PlainStorage, RecordStore, StoreLimits
+from .transport import batch_receiver, listen_batched
 
 __all__ = ["DhtNode"]
 
@@ -86,7 +88,10 @@ class DhtNode(Server):  # type: ignore[misc]
     docstring). ``republish_interval``: seconds between republishing rounds
     of what this node published (None: only after a restart). ``verifier``
     checks every record the node stores or returns (default: one on the
-    node's clock, remembering what it verified)."""
+    node's clock, remembering what it verified). ``batched_receive``: read
+    the socket in batches (``transport.BatchedTransport``: one ``recvmmsg``
+    a wake-up) rather than through the loop's datagram transport; None (the
+    default): when the node's core is the Rust one, on Linux."""
 
     protocol_class = DhtProtocol
     #: the socket's transport while listening (kademlia's attribute)
@@ -106,6 +111,7 @@ class DhtNode(Server):  # type: ignore[misc]
         client: bool = False,
         republish_interval: float | None = DEFAULT_INTERVAL,
         verifier: RecordVerifier | None = None,
+        batched_receive: bool | None = None,
     ) -> None:
         if queries is not None and not isinstance(queries, QueryManager):
             raise InvalidArgumentTypeError(
@@ -163,6 +169,12 @@ class DhtNode(Server):  # type: ignore[misc]
         #: while bootstrap() retries: when it gives up
         self._bootstrap_deadline: float | None = None
         self._on_stop: list[Callable[[], object]] = []
+        backend = backend_of(self.queries.core)
+        if batched_receive is None:
+            batched_receive = backend == "rust" and sys.platform == "linux"
+        #: the core module whose BatchReceiver reads the socket (None: the
+        #: loop's own datagram transport reads it)
+        self._batch_core = load_core(backend)[1] if batched_receive else None
 
     def _identity(self) -> Publisher:
         database = self.database
@@ -194,8 +206,18 @@ class DhtNode(Server):  # type: ignore[misc]
         return protocol
 
     async def listen(self, port: int, interface: str = "0.0.0.0") -> None:
-        """kademlia's listen; the republishing rounds start with it."""
-        await super().listen(port, interface)
+        """kademlia's listen (on a ``BatchedTransport`` with
+        ``batched_receive``); the republishing rounds start with it."""
+        if self._batch_core is None:
+            await super().listen(port, interface)
+        else:
+            receiver = batch_receiver(self._batch_core)
+            self.transport, protocol = await listen_batched(
+                self._create_protocol, (interface, port), receiver
+            )
+            self.protocol = protocol  # type: ignore[assignment]
+            log.debug("node %i listening on %s:%i", self.node.long_id, interface, port)
+            self.refresh_table()
         self.republisher.start()
 
     def add_rpc(self, name: str, spec: RpcSpec) -> None:

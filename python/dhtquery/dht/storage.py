@@ -8,6 +8,7 @@ good records.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ class RecordStore:
         self.verifier = RecordVerifier(self._clock.wall) if verifier is None else verifier
         self._keys: dict[bytes, dict[tuple[bytes, str], tuple[Record, float]]] = {}
         self._bytes = 0
+        #: changes with every record stored or dropped: what a cache of
+        #: answers made from this store is checked against
+        self.generation = 0
         self._database: NodeDatabase | None = None
         if database is not None:
             self._load(database)
@@ -142,6 +146,7 @@ class RecordStore:
             expiry = min(expiry, now + (record.expires - self._clock.wall()))
         records[record.slot] = (record, expiry)
         self._bytes += growth
+        self.generation += 1
         if self._database is not None:
             wall = self._clock.wall() + (expiry - self._clock.now())
             self._database.save_record(key, record, wall)
@@ -168,9 +173,19 @@ class RecordStore:
             live.append(record)
         return live
 
+    def live(self, key: bytes, now: float) -> tuple[list[Record], float]:
+        """``get(key, now, verify=False)``, and when the first of those
+        records expires (inf for none): until then, and until
+        ``generation`` changes, the same call gives the same records."""
+        records = self.get(key, now, verify=False)
+        held = self._keys.get(key)
+        until = min((expiry for _, expiry in held.values()), default=math.inf) if held else math.inf
+        return records, until
+
     def _remove(self, key: bytes, slot: tuple[bytes, str]) -> None:
         records = self._keys[key]
         record, _ = records.pop(slot)
+        self.generation += 1
         self._bytes -= record.size + _RECORD_MEMORY
         if not records:
             del self._keys[key]

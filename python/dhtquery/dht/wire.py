@@ -28,8 +28,10 @@ __all__ = [
     "encode_request",
     "encode_response",
     "frame_request",
+    "frame_response",
     "new_message_id",
     "pack_request",
+    "pack_response",
 ]
 
 REQUEST: Final = 0x00
@@ -79,13 +81,25 @@ def frame_request(msg_id: bytes, body: bytes) -> bytes:
 
 
 def encode_response(msg_id: bytes, value: Any) -> bytes:
-    datagram: bytes = b"\x01" + msg_id + _pack(value)
-    if len(datagram) > MAX_DATAGRAM:
+    return frame_response(msg_id, pack_response(value))
+
+
+def pack_response(value: Any) -> bytes:
+    """A response's body, without its message id: an answer made once may
+    be framed for several requests (:func:`frame_response`); refused if the
+    datagram would be over the size limit."""
+    body: bytes = _pack(value)
+    if len(body) + HEADER_SIZE > MAX_DATAGRAM:
         raise WireError(
             "oversize_response",
-            f"response is {len(datagram)} bytes; one datagram holds {MAX_DATAGRAM}",
+            f"response is {len(body) + HEADER_SIZE} bytes; one datagram holds {MAX_DATAGRAM}",
         )
-    return datagram
+    return body
+
+
+def frame_response(msg_id: bytes, body: bytes) -> bytes:
+    """The datagram of a response body from :func:`pack_response`."""
+    return b"\x01" + msg_id + body
 
 
 def decode(datagram: bytes) -> Frame:

@@ -1,0 +1,150 @@
+"""find_values answers served from packed bytes (DhtProtocol._packed): the
+same bytes a fresh answer would be, never stale once the store changes or a
+record expires, never for a protocol that serves find_values its own way.
+Real UDP on 127.0.0.1 (a raw socket asks), an injected clock for expiry."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgpack
+import pytest
+from kademlia.node import Node
+from kademlia.utils import digest
+
+from dhtquery.dht import DhtNode, DhtProtocol
+from dhtquery.dht import protocol as protocol_module
+from dhtquery.dht.rpc_table import CLIENT_PAD
+from dhtquery.dht.wire import decode, frame_request, pack_request
+from dhtquery.query import QueryConfig, QueryManager, new_core
+from dhtquery.testing import FakeClock
+
+from .dht_helpers import RawPeer, open_nodes, run_paired, signed
+
+KEY = digest("packed")
+
+
+async def _ask(peer: RawPeer, node: DhtNode, key: bytes = KEY) -> dict[str, Any]:
+    """One find_values request of ``key`` from ``peer`` (as a client: the
+    node answers without pinging it back); the answer's body."""
+    body = pack_request("find_values", (os.urandom(20), key))
+    peer.send(frame_request(os.urandom(16) + CLIENT_PAD, body), node.address)
+    data, _ = await peer.recv()
+    kind, _, answer = decode(data)
+    assert kind == 1 and isinstance(answer, dict)
+    return answer
+
+
+def _clocked(backend: str, clock: FakeClock) -> dict[str, Any]:
+    config = QueryConfig()
+    return {"queries": QueryManager(config, core=new_core(backend), clock=clock)}
+
+
+def test_a_hot_key_is_answered_from_its_packed_answer_with_the_same_bytes(backend: str) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht()
+            protocol = node.protocol
+            assert isinstance(protocol, DhtProtocol)
+            record = signed("alice", b"data", KEY)
+            node.records.put(KEY, record, node.clock.now())
+            peer = await nodes.raw()
+            first = await _ask(peer, node)
+            assert KEY in protocol._packed
+            second = await _ask(peer, node)
+            assert first == second == {"records": [record.to_wire()], "nodes": [], "more": False}
+            # the bytes kept are what a fresh answer packs to
+            fresh = protocol.rpc_find_values(peer.address, os.urandom(20), KEY)
+            assert protocol._packed[KEY][2] == msgpack.packb(fresh, use_bin_type=True)
+
+    run_paired(backend, scenario())
+
+
+def test_a_record_stored_or_expired_is_in_the_next_answer(backend: str) -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht(**_clocked(backend, clock))
+            peer = await nodes.raw()
+            alice = signed("alice", b"a", KEY)
+            node.records.put(KEY, alice, clock.now(), expires=clock.now() + 10.0)
+            assert (await _ask(peer, node))["records"] == [alice.to_wire()]
+            bob = signed("bob", b"b", KEY)
+            node.records.put(KEY, bob, clock.now(), expires=clock.now() + 100.0)
+            answer = await _ask(peer, node)
+            assert sorted(answer["records"]) == sorted([alice.to_wire(), bob.to_wire()])
+            clock.advance(10.0)  # alice's record expires, nothing else changes
+            assert (await _ask(peer, node))["records"] == [bob.to_wire()]
+            clock.advance(90.0)
+            answer = await _ask(peer, node)
+            assert answer["records"] == [] and answer["nodes"] == []
+            protocol = node.protocol
+            assert isinstance(protocol, DhtProtocol)
+            assert KEY not in protocol._packed
+
+    run_paired(backend, scenario())
+
+
+def test_an_answer_without_records_is_not_kept(backend: str) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht()
+            protocol = node.protocol
+            assert isinstance(protocol, DhtProtocol)
+            protocol.router.add_contact(Node(os.urandom(20), "127.0.0.1", 9))  # to name
+            peer = await nodes.raw()
+            answer = await _ask(peer, node)
+            assert answer["records"] == [] and answer["nodes"]
+            assert protocol._packed == {}
+
+    run_paired(backend, scenario())
+
+
+def test_the_packed_answers_stay_within_their_bound(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(protocol_module, "PACKED_ANSWERS_KEPT", 3)
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht()
+            peer = await nodes.raw()
+            keys = [digest(f"bound-{index}") for index in range(5)]
+            for key in keys:
+                node.records.put(key, signed("alice", b"x", key), node.clock.now())
+                await _ask(peer, node, key)
+            protocol = node.protocol
+            assert isinstance(protocol, DhtProtocol)
+            assert list(protocol._packed) == keys[2:]  # the oldest made left first
+            assert protocol._packed_bytes == sum(len(e[2]) for e in protocol._packed.values())
+
+    run_paired(backend, scenario())
+
+
+class _Annotating(DhtProtocol):
+    """Serves find_values its own way (as a subclass may)."""
+
+    def rpc_find_values(self, sender: Any, nodeid: bytes, key: bytes) -> dict[str, Any]:
+        answer = super().rpc_find_values(sender, nodeid, key)
+        answer["more"] = True
+        return answer
+
+
+class _AnnotatingNode(DhtNode):
+    protocol_class = _Annotating
+
+
+def test_a_subclass_serving_find_values_its_way_is_not_bypassed(backend: str) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht(node_class=_AnnotatingNode)
+            node.records.put(KEY, signed("alice", b"data", KEY), node.clock.now())
+            peer = await nodes.raw()
+            for _ in range(2):
+                assert (await _ask(peer, node))["more"] is True
+            protocol = node.protocol
+            assert isinstance(protocol, _Annotating)
+            assert protocol._packed == {}
+
+    run_paired(backend, scenario())

@@ -1,0 +1,256 @@
+"""BatchedTransport: a node's own UDP socket, read through a core's
+BatchReceiver at each wake-up (real sockets on 127.0.0.1, both cores, both
+loops)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from types import ModuleType
+from typing import Any, TypeVar
+
+import pytest
+
+from dhtquery.dht import DhtNode
+from dhtquery.dht.transport import MAX_QUEUED_BYTES, BatchedTransport, listen_batched
+from dhtquery.query import QueryConfig, QueryManager, new_core
+
+from .dht_helpers import eventually, open_nodes
+
+T = TypeVar("T")
+Run = Callable[[Coroutine[Any, Any, T]], T]
+
+
+class Recorder(asyncio.DatagramProtocol):
+    """Records what its transport hands it."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.datagrams: list[tuple[bytes, Any]] = []
+        self.errors: list[Exception] = []
+        self.lost: list[Exception | None] = []
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.datagrams.append((data, addr))
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors.append(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.append(exc)
+
+
+def _socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2.0)
+    return sock
+
+
+@asynccontextmanager
+async def recording(
+    core_module: ModuleType,
+) -> AsyncIterator[tuple[BatchedTransport, Recorder, socket.socket]]:
+    """A BatchedTransport on 127.0.0.1 (a batch of 4) with a Recorder, and a
+    plain socket to talk to it; both closed on the way out."""
+    transport, protocol = await listen_batched(
+        Recorder, ("127.0.0.1", 0), core_module.BatchReceiver(4, 65_536)
+    )
+    assert isinstance(transport, BatchedTransport) and isinstance(protocol, Recorder)
+    peer = _socket()
+    try:
+        yield transport, protocol, peer
+    finally:
+        peer.close()
+        transport.abort()
+
+
+def test_a_burst_larger_than_a_batch_reaches_the_protocol_whole_and_in_order(
+    run: Run[None], core_module: ModuleType
+) -> None:
+    async def scenario() -> None:
+        async with recording(core_module) as (transport, protocol, sender):
+            payloads = [bytes([n]) * (n + 1) for n in range(50)]  # 50 > the batch of 4
+            for payload in payloads:
+                sender.sendto(payload, transport.get_extra_info("sockname"))
+            assert await eventually(lambda: len(protocol.datagrams) == 50)
+            assert protocol.datagrams == [(p, sender.getsockname()) for p in payloads]
+
+    run(scenario())
+
+
+def test_the_largest_datagram_arrives_uncut(run: Run[None], core_module: ModuleType) -> None:
+    async def scenario() -> None:
+        async with recording(core_module) as (transport, protocol, sender):
+            sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 18)
+            payload = bytes(range(256)) * 255 + bytes(range(227))  # 65,507 bytes
+            assert len(payload) == 65_507
+            sender.sendto(payload, transport.get_extra_info("sockname"))
+            assert await eventually(lambda: len(protocol.datagrams) == 1)
+            assert protocol.datagrams[0][0] == payload
+
+    run(scenario())
+
+
+def test_sendto_reaches_the_address(run: Run[None], core_module: ModuleType) -> None:
+    async def scenario() -> None:
+        async with recording(core_module) as (transport, _, receiver):
+            transport.sendto(b"hello", receiver.getsockname())
+            data, source = receiver.recvfrom(100)
+            assert (data, source) == (b"hello", transport.get_extra_info("sockname"))
+
+    run(scenario())
+
+
+def test_paused_reading_holds_datagrams_until_resumed(
+    run: Run[None], core_module: ModuleType
+) -> None:
+    async def scenario() -> None:
+        async with recording(core_module) as (transport, protocol, sender):
+            transport.pause_reading()
+            assert not transport.is_reading()
+            sender.sendto(b"one", transport.get_extra_info("sockname"))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert protocol.datagrams == []
+            transport.resume_reading()
+            assert transport.is_reading()
+            assert await eventually(lambda: protocol.datagrams == [(b"one", sender.getsockname())])
+
+    run(scenario())
+
+
+class _FullOnce:
+    """A ``sendto`` whose kernel buffer is full ``refusals`` times (EAGAIN),
+    then sends for real: what a transport meets when it outruns the
+    kernel."""
+
+    def __init__(self, sendto: Callable[..., int], refusals: int) -> None:
+        self.sendto = sendto
+        self.refusals = refusals
+
+    def __call__(self, data: bytes, addr: Any) -> int:
+        if self.refusals:
+            self.refusals -= 1
+            raise BlockingIOError("resource temporarily unavailable")
+        return self.sendto(data, addr)
+
+
+def test_a_datagram_the_kernel_refuses_waits_and_goes_out_in_order(
+    run: Run[None], core_module: ModuleType
+) -> None:
+    async def scenario() -> None:
+        async with recording(core_module) as (transport, protocol, receiver):
+            transport._sendto = _FullOnce(transport._sendto, refusals=1)
+            for payload in (b"first", b"second", b"third"):
+                transport.sendto(payload, receiver.getsockname())
+            # the first was refused: all three wait, in order, for the socket
+            # to be writable
+            assert transport.get_write_buffer_size() == len(b"firstsecondthird")
+            assert await eventually(lambda: transport.get_write_buffer_size() == 0)
+            assert [receiver.recvfrom(100)[0] for _ in range(3)] == [b"first", b"second", b"third"]
+            assert protocol.errors == []
+
+    run(scenario())
+
+
+def test_beyond_the_send_queue_bound_a_datagram_is_dropped_and_reported(
+    run: Run[None], core_module: ModuleType
+) -> None:
+    async def scenario() -> None:
+        async with recording(core_module) as (transport, protocol, _):
+            transport._sendto = _FullOnce(transport._sendto, refusals=10**9)
+            chunk = bytes(60_000)
+            fits = MAX_QUEUED_BYTES // len(chunk)
+            for _ in range(fits + 1):
+                transport.sendto(chunk, ("127.0.0.1", 9))
+            assert transport.get_write_buffer_size() == fits * len(chunk)
+            assert len(protocol.errors) == 1
+            assert isinstance(protocol.errors[0], BlockingIOError)
+            transport.abort()
+            assert transport.get_write_buffer_size() == 0
+
+    run(scenario())
+
+
+def test_close_ends_the_connection_once_and_drops_later_sends(
+    run: Run[None], core_module: ModuleType
+) -> None:
+    async def scenario() -> None:
+        transport, protocol = await listen_batched(
+            Recorder, ("127.0.0.1", 0), core_module.BatchReceiver(4, 65_536)
+        )
+        assert isinstance(protocol, Recorder)
+        sock = transport.get_extra_info("socket")
+        transport.close()
+        transport.close()
+        assert transport.is_closing()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert protocol.lost == [None]
+        assert sock.fileno() == -1
+        transport.sendto(b"late", ("127.0.0.1", 9))
+        assert transport.sent_after_close == 1
+
+    run(scenario())
+
+
+def test_close_waits_for_queued_datagrams_and_abort_drops_them(
+    run: Run[None], core_module: ModuleType
+) -> None:
+    async def scenario() -> None:
+        async with recording(core_module) as (transport, protocol, receiver):
+            transport._sendto = _FullOnce(transport._sendto, refusals=1)
+            transport.sendto(b"queued", receiver.getsockname())
+            transport.close()
+            # sent once the socket is writable, then the connection ends
+            assert await eventually(lambda: protocol.lost == [None])
+            assert receiver.recvfrom(100)[0] == b"queued"
+        async with recording(core_module) as (transport, protocol, receiver):
+            transport._sendto = _FullOnce(transport._sendto, refusals=10**9)
+            transport.sendto(b"dropped", receiver.getsockname())
+            transport.close()
+            await asyncio.sleep(0)
+            assert protocol.lost == []  # still waiting to send
+            transport.abort()
+            assert await eventually(lambda: protocol.lost == [None])
+            assert transport.get_write_buffer_size() == 0
+
+    run(scenario())
+
+
+def test_a_node_uses_the_batched_transport_by_default_with_the_rust_core(
+    run: Run[None], backend: str
+) -> None:
+    async def scenario() -> None:
+        node = DhtNode(queries=QueryManager(QueryConfig(), core=new_core(backend)))
+        await node.listen(0, "127.0.0.1")
+        try:
+            batched = isinstance(node.transport, BatchedTransport)
+            assert batched == (backend == "rust")
+        finally:
+            node.stop()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "loop-transport"])
+def test_nodes_on_either_transport_store_and_find_each_others_values(
+    run: Run[None], backend: str, batched: bool
+) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            first = await nodes.dht(batched_receive=batched)
+            second = await nodes.dht(bootstrap=[first.address], batched_receive=not batched)
+            assert isinstance(first.transport, BatchedTransport) == batched
+            assert isinstance(second.transport, BatchedTransport) != batched
+            assert await second.set(b"key", b"value")
+            assert await first.get(b"key") == b"value"
+            assert first.stats.get("dropped", 0) == second.stats.get("dropped", 0) == 0
+
+    run(scenario())
