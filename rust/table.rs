@@ -5,7 +5,7 @@
 //! tested without Python; `query_core.rs` wraps it for Python (validation,
 //! the lock, building the Python objects). Every rule mirrors `_core_py.py`.
 
-use crate::buffer::ResultBuffer;
+use crate::buffer::{Drainer, ResultBuffer};
 use crate::dedup::{HashedKey, KeyHasher, KeyRef};
 use crate::index::{IdIndex, PackedId};
 use crate::latency::Latency;
@@ -494,12 +494,12 @@ impl<R, P> Table<R, P> {
 
     /// The buffer of a query in flight, to drain outside the lock.
     #[must_use]
-    pub fn buffer(&self, id: u128) -> Option<ResultBuffer<R>> {
+    pub fn buffer(&self, id: u128) -> Option<Drainer<R>> {
         let Found::Live(key) = self.lookup(id) else {
             return None;
         };
         match &self.slots.get(key).state {
-            State::Live(query) => query.buffer_if_any().cloned(),
+            State::Live(query) => query.buffer_if_any().map(ResultBuffer::drainer),
             State::Tomb => None,
         }
     }
