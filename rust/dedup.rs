@@ -6,6 +6,7 @@
 //! the core is locked; only a key that is new gets copied, into one byte
 //! arena per query (no allocation per key).
 
+use crate::cache::{prefetch, CACHE_LINE};
 use foldhash::fast::RandomState;
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
@@ -19,23 +20,6 @@ const TAG_BYTES: u8 = 1;
 /// `max_results` that gets few results reserves little (28 fills 32
 /// buckets; larger first sizes cost page faults across many queries).
 const PRESIZE_KEYS: usize = 28;
-
-/// Bytes of a cache line (x86-64, most arm64).
-const CACHE_LINE: usize = 64;
-
-/// Asks for the cache line at `address` without waiting for it.
-#[inline]
-fn prefetch(address: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it reads nothing the program sees and
-    // never faults, whatever the address; SSE is part of x86-64.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(address.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = address;
-}
 
 /// A key as borrowed bytes: its tag (str or bytes) and its bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,13 +143,13 @@ impl DedupSet {
             return;
         }
         for span in &self.spans {
-            prefetch(std::ptr::from_ref(span).cast());
+            prefetch(std::ptr::from_ref(span));
         }
         for line in self.arena.chunks(CACHE_LINE) {
             prefetch(line.as_ptr());
         }
         if let Some(last) = self.arena.last() {
-            prefetch(last);
+            prefetch(std::ptr::from_ref(last));
         }
     }
 

@@ -10,6 +10,7 @@
 //! - `query`: one query's own state; `table`: the state machine over all.
 //! - `dedup`, `buffer`, `latency`: a query's seen keys and results, the
 //!   duration histogram.
+//! - `cache`: prefetch hints for the hot paths.
 //! - `errors`: the argument checks; `query_id`, `query_core`: the classes.
 //! - `lookup`: a streaming lookup's decisions (whom to ask, when it is
 //!   over), the lookup's sends and timers staying in Python.
@@ -21,6 +22,7 @@
 
 pub mod batch;
 pub mod buffer;
+pub mod cache;
 pub mod datagram;
 pub mod dedup;
 pub mod errors;

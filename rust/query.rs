@@ -23,7 +23,7 @@ pub struct Extra<R, P> {
 impl<R, P> Extra<R, P> {
     /// The result buffer, allocated (at capacity `max_results`, the
     /// query's) on first use.
-    pub fn buffer(&mut self, max_results: u32) -> &ResultBuffer<R> {
+    pub fn buffer(&mut self, max_results: u32) -> &mut ResultBuffer<R> {
         self.buffer
             .get_or_insert_with(|| ResultBuffer::new(max_results as usize))
     }

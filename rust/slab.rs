@@ -100,6 +100,15 @@ impl<T> Slab<T> {
         value
     }
 
+    /// The value at `key`, or None if `key` is vacant or out of range.
+    #[must_use]
+    pub fn try_get(&self, key: u32) -> Option<&T> {
+        match self.entries.get(key as usize) {
+            Some(Entry::Occupied(value)) => Some(value),
+            _ => None,
+        }
+    }
+
     /// # Panics
     /// If `key` is vacant.
     #[must_use]

@@ -5,7 +5,7 @@
 //! tested without Python; `query_core.rs` wraps it for Python (validation,
 //! the lock, building the Python objects). Every rule mirrors `_core_py.py`.
 
-use crate::buffer::ResultBuffer;
+use crate::buffer::{Drainer, ResultBuffer};
 use crate::dedup::{HashedKey, KeyHasher, KeyRef};
 use crate::index::{IdIndex, PackedId};
 use crate::latency::Latency;
@@ -92,6 +92,11 @@ pub enum PeerDone<P> {
         upto: usize,
     },
 }
+
+/// Where `prefetch` found a query: `offer_many` checks it before trusting
+/// it (the lock was released between the two).
+#[derive(Clone, Copy, Debug)]
+pub struct SlotHint(u32);
 
 enum Found {
     Live(u32),
@@ -346,14 +351,34 @@ impl<R, P> Table<R, P> {
     /// faster than touching the set at the start of `offer_many` (three
     /// interleaved runs of 15-25 reps, paired medians 1.06-1.09 against
     /// 0.92-1.035 for the same build twice).
-    pub fn prefetch(&self, id: u128, lookups: usize) {
-        if let Found::Live(slot) = self.lookup(id) {
-            if let State::Live(query) = &self.slots.get(slot).state {
-                if let Some(extra) = &query.extra {
-                    extra.seen.prefetch(lookups);
+    ///
+    /// Returns where the query is (if live), a hint for `offer_many`, so
+    /// the id is looked up once a batch, not twice.
+    #[must_use]
+    pub fn prefetch(&self, id: u128, lookups: usize) -> Option<SlotHint> {
+        let Found::Live(slot) = self.lookup(id) else {
+            return None;
+        };
+        if let State::Live(query) = &self.slots.get(slot).state {
+            if let Some(extra) = &query.extra {
+                extra.seen.prefetch(lookups);
+            }
+        }
+        Some(SlotHint(slot))
+    }
+
+    /// `lookup`, trying `hint` first: the slot it names holds `id` still
+    /// unless the query ended (and its slot was reused) since; any other
+    /// slot, vacant or another id's, falls back to the index.
+    fn lookup_hinted(&self, id: u128, hint: Option<SlotHint>) -> Found {
+        if let Some(SlotHint(slot)) = hint {
+            if let Some(entry) = self.slots.try_get(slot) {
+                if entry.id.get() == id && matches!(entry.state, State::Live(_)) {
+                    return Found::Live(slot);
                 }
             }
         }
+        self.lookup(id)
     }
 
     /// Offer a batch in order, in one pass under the lock: key `i`'s record
@@ -368,11 +393,12 @@ impl<R, P> Table<R, P> {
     pub fn offer_many<'k>(
         &mut self,
         id: u128,
+        hint: Option<SlotHint>,
         keys: impl ExactSizeIterator<Item = HashedKey<'k>>,
         mut make: impl FnMut(usize, f64) -> R,
     ) -> BatchStatus {
         let count = keys.len() as u64;
-        let slot = match self.lookup(id) {
+        let slot = match self.lookup_hinted(id, hint) {
             Found::Live(slot) => slot,
             Found::Tomb => return BatchStatus::refused(self.missing(true, count)),
             Found::Missing => return BatchStatus::refused(self.missing(false, count)),
@@ -468,12 +494,12 @@ impl<R, P> Table<R, P> {
 
     /// The buffer of a query in flight, to drain outside the lock.
     #[must_use]
-    pub fn buffer(&self, id: u128) -> Option<ResultBuffer<R>> {
+    pub fn buffer(&self, id: u128) -> Option<Drainer<R>> {
         let Found::Live(key) = self.lookup(id) else {
             return None;
         };
         match &self.slots.get(key).state {
-            State::Live(query) => query.buffer_if_any().cloned(),
+            State::Live(query) => query.buffer_if_any().map(ResultBuffer::drainer),
             State::Tomb => None,
         }
     }
@@ -757,7 +783,7 @@ mod tests {
         let keys = batch(&t, &["a", "a", "b", "c", "d", "e"]);
         let mut made = Vec::new();
         assert_eq!(
-            t.offer_many(7, keys.iter().copied(), |i, _| {
+            t.offer_many(7, None, keys.iter().copied(), |i, _| {
                 made.push(i);
                 u32::try_from(i).unwrap()
             }),
@@ -768,7 +794,7 @@ mod tests {
         assert_eq!(t.counters().overflow, 2);
         let four = batch(&t, &["f", "g", "h", "i"]);
         assert_eq!(
-            t.offer_many(7, four.iter().copied(), |_, _| unreachable!(
+            t.offer_many(7, None, four.iter().copied(), |_, _| unreachable!(
                 "the query is full"
             )),
             batch_status(Full, 0, 0)
@@ -776,7 +802,7 @@ mod tests {
         assert_eq!(t.counters().overflow, 6);
         t.cancel(7, 1.0).unwrap();
         assert_eq!(
-            t.offer_many(7, four.iter().copied(), |_, _| unreachable!(
+            t.offer_many(7, None, four.iter().copied(), |_, _| unreachable!(
                 "the query ended"
             )),
             batch_status(Late, 0, 0)
@@ -794,7 +820,7 @@ mod tests {
         let mut starts = Vec::new();
         // A repeat within the batch is a duplicate: no record for it.
         assert_eq!(
-            t.offer_many(8, keys.iter().copied(), |i, start| {
+            t.offer_many(8, None, keys.iter().copied(), |i, start| {
                 starts.push(start);
                 u32::try_from(i).unwrap()
             }),
@@ -803,7 +829,7 @@ mod tests {
         assert_eq!(starts, vec![2.0, 2.0]);
         let keys = batch(&t, &["b", "c", "a"]);
         assert_eq!(
-            t.offer_many(8, keys.iter().copied(), |i, _| 2 + u32::try_from(i)
+            t.offer_many(8, None, keys.iter().copied(), |i, _| 2 + u32::try_from(i)
                 .unwrap()),
             batch_status(New, 1, 2)
         );
@@ -818,27 +844,72 @@ mod tests {
     fn prefetch_changes_and_counts_nothing() {
         let mut t = T::new(5.0);
         t.register(4, 10.0, 10, 0, 0.0);
-        t.prefetch(4, 3);
+        assert!(t.prefetch(4, 3).is_some());
         let keys = batch(&t, &["a", "b"]);
         let made = |i, _| u32::try_from(i).unwrap();
         assert_eq!(
-            t.offer_many(4, keys.iter().copied(), made),
+            t.offer_many(4, None, keys.iter().copied(), made),
             batch_status(New, 2, 0)
         );
         let before = t.counters();
-        t.prefetch(4, 3);
-        t.prefetch(4, 0);
-        t.prefetch(5, 3);
+        assert!(t.prefetch(4, 3).is_some());
+        assert!(t.prefetch(4, 0).is_some());
+        assert!(t.prefetch(5, 3).is_none());
         assert_eq!(t.counters(), before);
         assert_eq!(
-            t.offer_many(4, keys.iter().copied(), made),
+            t.offer_many(4, None, keys.iter().copied(), made),
             batch_status(New, 0, 2)
         );
         t.cancel(4, 1.0).unwrap();
         let before = t.counters();
-        t.prefetch(4, 3);
+        assert!(t.prefetch(4, 3).is_none());
         assert_eq!(t.counters(), before);
         assert_eq!(t.state(4), QueryState::Tombstone);
+    }
+
+    #[test]
+    fn offer_many_checks_its_slot_hint() {
+        let mut t = T::new(5.0);
+        t.register(4, 10.0, 10, 0, 0.0);
+        let hint = t.prefetch(4, 1);
+        assert!(hint.is_some());
+        assert!(t.prefetch(5, 1).is_none());
+        let keys = batch(&t, &["a"]);
+        let made = |i, _| u32::try_from(i).unwrap();
+        assert_eq!(
+            t.offer_many(4, hint, keys.iter().copied(), made),
+            batch_status(New, 1, 0)
+        );
+        // A hint for another id (the slot holds 4) is not trusted.
+        t.register(5, 10.0, 10, 0, 0.0);
+        assert_eq!(
+            t.offer_many(5, hint, keys.iter().copied(), made),
+            batch_status(New, 1, 0)
+        );
+        // The query ended since the hint: its slot holds a tombstone.
+        t.cancel(4, 1.0).unwrap();
+        assert_eq!(
+            t.offer_many(4, hint, keys.iter().copied(), made),
+            batch_status(Late, 0, 0)
+        );
+        // Its slot freed, then reused by another query (both slots are).
+        t.cancel(5, 1.0).unwrap();
+        assert_eq!(t.expire(7.0).len(), 0);
+        assert_eq!(t.tombstones(), 0);
+        t.register(6, 10.0, 10, 0, 7.0);
+        t.register(7, 10.0, 10, 0, 7.0);
+        assert_eq!(
+            t.offer_many(4, hint, keys.iter().copied(), made),
+            batch_status(Unknown, 0, 0)
+        );
+        for id in [6, 7] {
+            assert_eq!(
+                t.offer_many(id, hint, keys.iter().copied(), made),
+                batch_status(New, 1, 0)
+            );
+        }
+        let c = t.counters();
+        assert_eq!((c.results, c.late, c.unknown), (4, 1, 1));
     }
 
     #[test]
