@@ -61,8 +61,7 @@ from typing import Any, Final
 from kademlia.network import Server
 from kademlia.utils import digest
 
-from ..dht import DhtNode, Publisher
-from ..dht.records import Record
+from ..dht import DhtNode, Publisher, Record
 from ..dht.wire import HEADER_SIZE, frame_request, pack_request
 from ..testing import WorkerError, loop_factory
 from . import greedy

@@ -38,8 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ..dht.rpc_table import CLIENT_PAD
-from ..dht.wire import frame_request, pack_request
+from ..dht.wire import CLIENT_PAD, frame_request, pack_request
 from .common import format_table, machine_info, write_json
 from .load import percentiles_ms
 

@@ -59,8 +59,7 @@ from kademlia.node import Node
 from kademlia.utils import digest
 
 from ..dht import DhtNode, Publisher, Record
-from ..dht.rpc_table import CLIENT_PAD
-from ..dht.wire import decode, encode_response, frame_request, pack_request
+from ..dht.wire import CLIENT_PAD, decode, encode_response, frame_request, pack_request
 from ..query import QueryConfig, QueryManager, new_core, new_peer_book
 from ..testing import loop_factory
 from . import dht as bench

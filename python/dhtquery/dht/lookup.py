@@ -64,8 +64,16 @@ from typing import TYPE_CHECKING, Any, Final
 from kademlia.node import Node
 
 from ..errors import RecordError
-from ..query import LookupFailure, LookupStep, QueryHandle, QueryManager, Reason, load_core
-from ..query.types import HEDGE, RTT_BAND
+from ..query import (
+    HEDGE,
+    RTT_BAND,
+    LookupFailure,
+    LookupStep,
+    QueryHandle,
+    QueryManager,
+    Reason,
+    load_core,
+)
 from .records import MAX_DATA, Record
 from .reputation import PeerStats
 from .rpc_table import BAD_RESPONSE

@@ -11,7 +11,7 @@ answer.
 
 A node that only asks (``DhtNode(client=True)``: every CLI search and
 publish) runs in client mode, as libp2p's kad-dht has it: its requests say
-so (a marker in the message id, see ``rpc_table.CLIENT_PAD``), our nodes
+so (a marker in the message id, see ``wire.CLIENT_PAD``), our nodes
 answer them but never add it to their routing tables nor hand it records,
 and it keeps no copy of what it publishes (it leaves soon).
 

@@ -36,18 +36,16 @@ from kademlia.protocol import KademliaProtocol
 
 from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
 from ..query import QueryManager, backend_of, new_core, new_peer_book, shapes
-from ..query.shapes import any_value as _any
-from ..query.shapes import node_id as _node_id
-from ..query.shapes import plain as _plain
 from .fairness import OVERLOAD_FRACTION, OVERLOAD_MIN_BYTES, FairShare
 from .records import Record
 from .replay import ReplayCache
 from .reputation import Reputation
 from .routing import ContactTable
-from .rpc_table import BAD_RESPONSE, CLIENT_PAD, Callback, Reply, RpcStatus, RpcTable
+from .rpc_table import BAD_RESPONSE, Callback, Reply, RpcStatus, RpcTable
 from .rtt import PeerRtt
 from .storage import RecordStore
 from .wire import (
+    CLIENT_PAD,
     REQUEST,
     WireError,
     decode,
@@ -62,6 +60,10 @@ if TYPE_CHECKING:
     from .rpc_table import _Pending
 
 __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec", "peer_book_for"]
+
+_any = shapes.any_value
+_node_id = shapes.node_id
+_plain = shapes.plain
 
 log = logging.getLogger("dhtquery.dht")
 
@@ -263,7 +265,7 @@ class RpcSpec(NamedTuple):
 
 class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     #: client mode (set before listening): our requests carry the client
-    #: marker (rpc_table.CLIENT_PAD), so our peers never add this node to
+    #: marker (wire.CLIENT_PAD), so our peers never add this node to
     #: their routing tables nor hand it values; nor does it hand any over.
     client: bool = False
     #: while a client's request is being served (its id carries the marker)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ..query import Clock, CoreOutcome, ExpiryTimer, QueryState, Reason, backend_of, load_core
-from .wire import MSG_ID_SIZE
+from .wire import CLIENT_PAD, MSG_ID_SIZE
 
 if TYPE_CHECKING:
     from .._core import DatagramEngine
@@ -36,7 +36,6 @@ _PAD: Final = bytes(MSG_ID_SIZE - 16)
 #: routing tables (libp2p kad-dht's client mode). Stock kademlia echoes
 #: message ids unchanged, so it costs nothing and stock peers still serve
 #: it. A forged marker only keeps the forger out of routing tables: harmless.
-CLIENT_PAD: Final = b"dqC1"
 _GIVEN_UP_KEPT: Final = 4096
 _new_pending: Final = tuple.__new__
 #: A request ends as a one-result query "all of whose peers answered".

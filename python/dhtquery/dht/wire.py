@@ -17,6 +17,7 @@ import msgpack
 from ..errors import WireError
 
 __all__ = [
+    "CLIENT_PAD",
     "MAX_DATAGRAM",
     "MAX_REQUEST_BODY",
     "MSG_ID_SIZE",
@@ -42,6 +43,10 @@ HEADER_SIZE: Final = 1 + MSG_ID_SIZE
 MAX_REQUEST_BODY: Final = 8192
 #: The most one UDP datagram over IPv4 can carry.
 MAX_DATAGRAM: Final = 65_507
+#: The last 4 bytes of a client node's message ids (a random 16-byte UUID
+#: otherwise padded with zeros to rpcudp's 20): our nodes serve such a
+#: request but never add its sender to their routing tables.
+CLIENT_PAD: Final = b"dqC1"
 
 _packer = msgpack.Packer(use_bin_type=True)
 _pack = _packer.pack

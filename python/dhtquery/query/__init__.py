@@ -12,10 +12,12 @@ from .manager import QueryManager
 from .metrics import QueryMetrics
 from .timer import ExpiryTimer
 from .types import (
+    HEDGE,
     MAX_EXPECTED_PEERS,
     MAX_NOW,
     MAX_RESULTS_LIMIT,
     MAX_TIMEOUT,
+    RTT_BAND,
     BatchStatus,
     CoreOutcome,
     Counters,
@@ -37,10 +39,12 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKENDS",
     "ENV_VAR",
+    "HEDGE",
     "MAX_EXPECTED_PEERS",
     "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
+    "RTT_BAND",
     "BatchStatus",
     "Clock",
     "CoreOutcome",
