@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from dhtquery.bench import closed_loop, open_loop, percentiles_ms, warm_up
-from dhtquery.bench.load import UNFINISHED, cdf_points, settle
+from dhtquery.bench.load import UNFINISHED, cdf_points, settle, window_p99s_ms
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -53,6 +53,9 @@ def test_open_loop_starts_on_schedule_and_counts_from_it(run: Run[None]) -> None
         assert phase.extra["offered_per_s"] == 200.0 and phase.extra["max_in_flight"] >= 2
         summary = phase.summary()
         assert summary["latency_ms"]["p50"] > 0 and summary["cdf_ms"][-1][1] == 1.0
+        # every finished sample knows when it was scheduled, within the span
+        assert len(phase.scheduled_s) == len(phase.latencies_s) == 18
+        assert all(0 <= when < 0.1 for when in phase.scheduled_s) and phase.span_s == 0.1
         warm = await warm_up(op, 12, 1.0, 0.1)
         assert warm.count == 12
 
@@ -66,6 +69,23 @@ def test_percentiles_are_in_milliseconds() -> None:
     assert percentiles_ms([]) == {}
     points = cdf_points(latencies, points=10)
     assert len(points) == 10 and points[0] == [0.001, 0.001] and points[-1] == [1.0, 1.0]
+
+
+def test_window_p99s_take_each_whole_window_of_scheduled_starts_apart() -> None:
+    # 3.5 s of starts at 100/s: window 1 holds a stall (5 lookups of 900
+    # ms), the others take 1 ms; the half window at the end is left out
+    scheduled = [index / 100 for index in range(350)]
+    latencies = [0.9 if 150 <= index < 155 else 0.001 for index in range(350)]
+    p99s = window_p99s_ms(latencies, scheduled, 3.5, 1.0)
+    assert len(p99s) == 3
+    assert abs(p99s[0] - 1) < 0.01 and abs(p99s[2] - 1) < 0.01
+    assert abs(p99s[1] - 900) < 1
+    # the one stall is the whole phase's p99, not the windows' median
+    assert abs(percentiles_ms(latencies)["p99"] - 900) < 1
+    assert sorted(p99s)[1] < 1.01
+    # samples that do not pair with their starts: nothing to tell
+    assert window_p99s_ms(latencies, scheduled[:-1], 3.5, 1.0) == []
+    assert window_p99s_ms([], [], 3.5, 1.0) == []
 
 
 def busy_for(windows: int, per_window: float) -> tuple[list[int], Callable[[], float | None]]:
