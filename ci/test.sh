@@ -31,8 +31,8 @@ step "cargo test"
 cargo test --quiet
 
 step "ruff"
-"$PY" -m ruff check python tests benches
-"$PY" -m ruff format --check python tests benches
+"$PY" -m ruff check python tests benches ci
+"$PY" -m ruff format --check python tests benches ci
 step "import-linter (each layer imports only those below it)"
 "$VENV/bin/lint-imports"
 step "mypy python/dhtquery"
