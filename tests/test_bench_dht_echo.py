@@ -6,9 +6,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from kademlia.utils import digest
 
 from dhtquery.bench import dht
 from dhtquery.bench.load import Phase
+from dhtquery.dht import Record, StorageFull
 from dhtquery.query import load_core
 from tests.conftest import require_rust
 
@@ -100,3 +102,14 @@ def test_the_rust_core_is_also_held_to_issue_14s_four_times_stock() -> None:
     assert verdicts[issue_14] == (3.0, False)
     python_verdicts = [v["target"] for v in dht.targets(rows, ["python"])]
     assert not any("issue 14" in target for target in python_verdicts)
+
+
+def test_the_get_all_client_keeps_no_record_for_others() -> None:
+    # as stock's client keeps no value (NullStorage): a record handed over
+    # by the network's welcome stores would answer part of its own lookup
+    client = dht._client("python")
+    key = digest(dht.single_key(0))
+    record = Record.create(dht.PUBLISHER, key, dht.single_value(0))
+    with pytest.raises(StorageFull):
+        client.records.put(key, record, client.clock.now())
+    assert client.records.get(key, client.clock.now()) == []

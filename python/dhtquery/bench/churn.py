@@ -94,7 +94,7 @@ from ..testing import (
     namespaces_permitted,
 )
 from .common import bounded, format_table, machine_info, write_json
-from .dht import NullStorage, bench_publisher
+from .dht import KEEP_NOTHING, NullStorage, bench_publisher
 from .load import closed_loop, open_loop, percentiles_ms
 from .registry import build_queries, check
 
@@ -209,7 +209,9 @@ async def start_clients(
     from kademlia.network import Server
 
     targets = [(host, port) for host, port in addresses]
-    node = await network.add(bootstrap=targets, registry=False, storage=NullStorage())
+    node = await network.add(
+        bootstrap=targets, registry=False, storage=NullStorage(), limits=KEEP_NOTHING
+    )
     _CLIENTS["dhtquery"] = node
     if with_stock:
         stock = Server(ksize=20, alpha=3, storage=NullStorage())

@@ -95,6 +95,7 @@ from ..dht import DhtNode, DhtProtocol, Publisher, latest
 from ..query import QueryConfig, QueryManager, new_core
 from ..testing import HostNetwork, LocalNetwork, Worker
 from .common import bounded, format_table, machine_info, write_json
+from .dht import NullStorage
 from .load import percentiles_ms
 
 __all__ = [
@@ -372,29 +373,6 @@ class TracingServer(Server):  # type: ignore[misc]
         spider = TracingCrawl(self.protocol, node, nearest, self.ksize, self.alpha)
         value = await spider.find()
         return value, spider.rounds, spider.requests, spider.failures, spider.log
-
-
-class NullStorage:
-    """A kademlia storage that keeps nothing (as ``bench.dht``'s): the stock
-    client answers no lookup from values handed over to it."""
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __setitem__(self, key: bytes, value: Any) -> None:
-        pass
-
-    def __getitem__(self, key: bytes) -> Any:
-        raise KeyError(key)
-
-    def get(self, key: bytes, default: Any = None) -> Any:
-        return default
-
-    def iter_older_than(self, seconds_old: float) -> Any:
-        return iter(())
-
-    def __iter__(self) -> Any:
-        return iter(())
 
 
 # -- clients (hooks) ----------------------------------------------------
