@@ -68,12 +68,18 @@ def dht_figures(report: dict[str, Any], _stdout: str) -> Figures:
 
 
 def core_figures(report: dict[str, Any], _stdout: str) -> Figures:
+    """Each workload's rust/python ratio, and the Rust core's own cost
+    (ns an operation, bytes a query) per phase."""
     figures: Figures = {}
     for workload in report["workloads"]:
         for phase, ratios in workload["ratios"].items():
             ratio = ratios.get("rust/python")
-            if ratio is not None:
+            if ratio is not None and "bytes/query" not in workload["medians"]["rust"][phase]:
                 figures[f"{workload['key']} {phase} rust/python"] = ratio
+        for phase, medians in workload["medians"].get("rust", {}).items():
+            for unit, value in medians.items():
+                if unit.startswith(("ns/", "bytes/")):
+                    figures[f"{workload['key']} {phase} rust {unit}"] = value
     return figures
 
 
@@ -92,7 +98,7 @@ READERS: dict[str, tuple[Callable[[dict[str, Any], str], Figures], bool]] = {
 }
 
 #: figure name endings for which lower is better (the rest: higher)
-LOWER_IS_BETTER = (" us", " ms", "us/lookup", "us/request")
+LOWER_IS_BETTER = (" us", " ms", "us/lookup", "us/request", "ns/offer", "ns/query", "bytes/query")
 
 
 def run_once(tree: Path, bench_args: Sequence[str], python: str, timeout: float) -> Figures:

@@ -82,3 +82,28 @@ def test_profile_figures_need_the_median_line() -> None:
     }
     with pytest.raises(ValueError, match="no 'median"):
         ab.profile_figures({}, "nothing")
+
+
+def test_core_figures_give_ratios_and_the_rust_cores_own_costs() -> None:
+    report = {
+        "workloads": [
+            {
+                "key": "a2",
+                "medians": {"rust": {"offer_many": {"seconds": 1.0, "ns/offer": 145.0}}},
+                "ratios": {"offer_many": {"rust/python": 10.0}},
+            },
+            {
+                "key": "d",
+                "medians": {"rust": {"bytes_per_query": {"bytes/query": 119.0}}},
+                "ratios": {"bytes_per_query": {"rust/python": 0.11}},
+            },
+        ]
+    }
+    assert ab.core_figures(report, "") == {
+        "a2 offer_many rust/python": 10.0,
+        "a2 offer_many rust ns/offer": 145.0,
+        "d bytes_per_query rust bytes/query": 119.0,
+    }
+    # fewer bytes a query is better
+    runs = {"A": [{"d rust bytes/query": 120.0}], "B": [{"d rust bytes/query": 110.0}]}
+    assert ab.summarize(runs)[0][-1] == "B"
