@@ -3,7 +3,7 @@ a tool for work on the client's hot path, not a benchmark of record.
 
     python -m dhtquery.bench profile [--loop uvloop|asyncio]
         [--backend rust|python] [--lookups 20000] [--repeat 5] [--profile]
-        [--verify cached|unchecked|cold|all] [--banded] [--serve]
+        [--verify cached|unchecked|cold|all] [--banded] [--serve] [--count-only]
 
 A ``DhtNode`` client knows 20 peers that do not exist: its transport answers
 each request itself, on the next loop iteration, as a holder of the key
@@ -68,6 +68,8 @@ from .load import closed_loop
 
 PEERS = 20
 KEYS = 200
+#: ``--count-only``'s time limit of a phase (seconds): a guard, not a bound
+COUNT_ONLY_SECONDS = 3600.0
 PUBLISHER = Publisher(hashlib.sha256(b"dhtquery-profile-publisher").digest())
 
 
@@ -119,8 +121,12 @@ async def measure(
     profile: bool,
     verify: str = "cached",
     banded: bool = False,
+    count_only: bool = False,
 ) -> list[float]:
     keys = [f"profile-{index}" for index in range(KEYS)]
+    # (the time limits only guard against a hang: under an instruction
+    # counter a phase runs ~50x slower and would be cut short by them)
+    warm_seconds, phase_seconds = (COUNT_ONLY_SECONDS,) * 2 if count_only else (10.0, 60.0)
     records = [
         Record.create(PUBLISHER, digest(key), f"value-{index}".encode())
         for index, key in enumerate(keys)
@@ -156,7 +162,7 @@ async def measure(
     op = bench.by_key(bench.get_all_lookup(node, keys, expected), KEYS)
     drain = bench.DRAIN_SECONDS
     await closed_loop(  # warm-up
-        op, concurrency=64, max_count=2_000, max_seconds=10.0, drain_seconds=drain
+        op, concurrency=64, max_count=2_000, max_seconds=warm_seconds, drain_seconds=drain
     )
     per_lookup = []
     profiler = cProfile.Profile() if profile else None
@@ -167,7 +173,11 @@ async def measure(
             if profiler is not None:
                 profiler.enable()
             phase = await closed_loop(
-                op, concurrency=64, max_count=lookups, max_seconds=60.0, drain_seconds=drain
+                op,
+                concurrency=64,
+                max_count=lookups,
+                max_seconds=phase_seconds,
+                drain_seconds=drain,
             )
             if profiler is not None:
                 profiler.disable()
@@ -193,6 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--banded", action="store_true", help="see above")
     parser.add_argument(
+        "--count-only",
+        action="store_true",
+        help="phases bounded by their count alone (an hour's guard): for an instruction "
+        "counter such as callgrind, under which the time limits would cut them short",
+    )
+    parser.add_argument(
         "--serve",
         action="store_true",
         help="CPU per find_values request served (one record) instead of per lookup",
@@ -213,7 +229,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compare_verify(args)
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
         samples = runner.run(
-            measure(args.backend, args.lookups, args.repeat, args.profile, args.verify, args.banded)
+            measure(
+                args.backend,
+                args.lookups,
+                args.repeat,
+                args.profile,
+                args.verify,
+                args.banded,
+                args.count_only,
+            )
         )
     print(
         f"get_all client CPU, {args.loop}/{args.backend}/{args.verify}"
