@@ -6,6 +6,7 @@
 //! the lock, building the Python objects). Every rule mirrors `_core_py.py`.
 
 use crate::buffer::{Drainer, ResultBuffer};
+use crate::cache::prefetch_two_lines;
 use crate::dedup::{HashedKey, KeyHasher, KeyRef};
 use crate::index::{IdIndex, PackedId};
 use crate::latency::Latency;
@@ -356,12 +357,40 @@ impl<R, P> Table<R, P> {
     /// the id is looked up once a batch, not twice.
     #[must_use]
     pub fn prefetch(&self, id: u128, lookups: usize) -> Option<SlotHint> {
-        let Found::Live(slot) = self.lookup(id) else {
+        self.prefetch_at(id, None, lookups)
+    }
+
+    /// `prefetch`, trying `hint` (from `locate`) first.
+    #[must_use]
+    pub fn prefetch_at(
+        &self,
+        id: u128,
+        hint: Option<SlotHint>,
+        lookups: usize,
+    ) -> Option<SlotHint> {
+        let Found::Live(slot) = self.lookup_hinted(id, hint) else {
             return None;
         };
         if let State::Live(query) = &self.slots.get(slot).state {
             if let Some(extra) = &query.extra {
                 extra.seen.prefetch(lookups);
+            }
+        }
+        Some(SlotHint(slot))
+    }
+
+    /// Where the query `id` is (if live), its extra part (seen keys and
+    /// buffer: another allocation) asked of the CPU, so that `prefetch_at`
+    /// a while later finds it in the cache rather than waiting for it
+    /// there (see `QueryCore::offer_many` for the gain).
+    #[must_use]
+    pub fn locate(&self, id: u128) -> Option<SlotHint> {
+        let Found::Live(slot) = self.lookup(id) else {
+            return None;
+        };
+        if let State::Live(query) = &self.slots.get(slot).state {
+            if let Some(extra) = &query.extra {
+                prefetch_two_lines(std::ptr::from_ref::<Extra<R, P>>(&**extra));
             }
         }
         Some(SlotHint(slot))
@@ -865,6 +894,43 @@ mod tests {
         assert!(t.prefetch(4, 3).is_none());
         assert_eq!(t.counters(), before);
         assert_eq!(t.state(4), QueryState::Tombstone);
+    }
+
+    #[test]
+    fn locate_and_prefetch_at_find_live_queries_only_and_count_nothing() {
+        let mut t = T::new(5.0);
+        t.register(4, 10.0, 10, 0, 0.0);
+        t.register(5, 10.0, 10, 0, 0.0);
+        // Before and after the query has its extra part (seen keys).
+        for round in 0..2 {
+            let before = t.counters();
+            let hint = t.locate(4);
+            assert!(hint.is_some());
+            assert!(t.locate(6).is_none());
+            let again = t.prefetch_at(4, hint, 3);
+            assert_eq!(again.map(|h| h.0), hint.map(|h| h.0));
+            // A hint names a slot, not an id: 5's lookup does not trust it.
+            assert_eq!(
+                t.prefetch_at(5, hint, 3).map(|h| h.0),
+                t.locate(5).map(|h| h.0)
+            );
+            assert!(t.prefetch_at(6, hint, 3).is_none());
+            assert_eq!(t.counters(), before);
+            if round == 0 {
+                let keys = batch(&t, &["a"]);
+                let made = |i, _| u32::try_from(i).unwrap();
+                assert_eq!(
+                    t.offer_many(4, hint, keys.iter().copied(), made),
+                    batch_status(New, 1, 0)
+                );
+            }
+        }
+        let hint = t.locate(4);
+        t.cancel(4, 1.0).unwrap();
+        let before = t.counters();
+        assert!(t.locate(4).is_none());
+        assert!(t.prefetch_at(4, hint, 3).is_none());
+        assert_eq!(t.counters(), before);
     }
 
     #[test]
