@@ -33,6 +33,7 @@ pub mod peers;
 pub mod query;
 pub mod query_core;
 pub mod query_id;
+pub mod records;
 pub mod slab;
 pub mod table;
 pub mod types;
@@ -58,6 +59,8 @@ mod _core {
     use crate::query_core::QueryCore;
     #[pymodule_export]
     use crate::query_id::QueryId;
+    #[pymodule_export]
+    use crate::records::RecordCache;
 
     #[pymodule_export]
     const MAX_TIMEOUT: f64 = crate::types::MAX_TIMEOUT;
@@ -86,6 +89,7 @@ mod _core {
             "PeerBook",
             "QueryCore",
             "QueryId",
+            "RecordCache",
         ];
         m.setattr("__all__", PyList::new(py, public)?)?;
         Ok(())

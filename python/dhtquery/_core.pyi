@@ -49,6 +49,7 @@ __all__ = [
     "PeerBook",
     "QueryCore",
     "QueryId",
+    "RecordCache",
 ]
 
 # Limits enforced on arguments (an argument past one raises
@@ -443,3 +444,48 @@ class PeerBook:
         """No answer to a request sent at ``sent`` (< 0: unknown): -1 if the
         peer is stock (True; None: if it answered before), else a back-off
         and a failure, and the failures in a row."""
+
+#: A signed record's wire array, by position: public key, target, name,
+#: seq, expires, data, signature (``dht.records``, ``docs/signed-records.md``)
+_Wire: TypeAlias = Sequence[Any]
+
+@final
+class RecordCache:
+    """The signed records a node has verified (``dht.records.RecordVerifier``'s
+    memory), by signature (64 bytes, Ed25519), each kept with the wire fields
+    it was verified with: a wire array whose every field is of the type
+    verified (exactly ``bytes``, ``str`` or ``int``) and equal gets the
+    record back, without a verification. At most ``kept`` (0 to 2**32 - 1),
+    the oldest out first; a record put again under a signature kept takes
+    the old one's place, not a new one. ``wall()``: the wall clock (unix
+    seconds) a record's expiry is read against. The record objects are the
+    caller's: the core only hands them back."""
+
+    def __new__(cls, kept: int, wall: Callable[[], float]) -> Self: ...
+    def get(self, value: object) -> Any:
+        """The record verified with wire array ``value`` (a list or tuple of
+        7) if every field equals the one verified; else None."""
+    def put(self, value: _Wire, record: Any) -> None:
+        """Remember ``record``, verified with wire array ``value``.
+        InvalidArgumentTypeError / InvalidArgumentError (naming the field)
+        for a field of the wrong type or size."""
+    def take(
+        self,
+        values: object,
+        target: builtins.bytes,
+        latest: dict[Any, Any],
+        address: Any,
+    ) -> tuple[list[tuple[builtins.bytes, Any]], int]:
+        """A lookup's read of one answer's records ``values`` (wire arrays)
+        served under DHT key ``target`` by ``address``, in order: each one
+        kept, of that target, unexpired (``expires`` 0, or above ``wall()``)
+        and of the sequence ``latest[(public key, name)]`` holds first (or
+        of a slot not in ``latest``: noted there as ``(seq, address)``) is
+        taken as ``(signature, record)``. It stops at the first that is not:
+        returns ``(taken, index)``, ``index`` the position of the first
+        value left to the caller's full check (``len(values)``: none; 0 if
+        ``values`` is not a list or tuple)."""
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def kept(self) -> int: ...

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -155,12 +156,23 @@ class LookupHandle(QueryHandle):
     # The counts live on the handle itself (the lookup writes them): a
     # lookup referencing its handle and the handle its lookup would make
     # every lookup a reference cycle, freed only by the cyclic GC.
-    __slots__ = ("_answered", "_failed", "_final_depth", "_max_depth", "_requests", "_resent")
+    __slots__ = (
+        "_answered",
+        "_failed",
+        "_final_depth",
+        "_max_depth",
+        "_requests",
+        "_resent",
+        "ended",
+    )
 
     def __init__(
         self, owner: QueryManager, query_id: QueryId, loop: asyncio.AbstractEventLoop
     ) -> None:
         super().__init__(owner, query_id, loop)
+        #: done(), as the future's own C method: asked after every answer,
+        #: without done()'s Python frame
+        self.ended: Callable[[], bool] = self._future.done
         self._requests = 0
         self._resent = 0
         self._answered = 0
@@ -198,6 +210,8 @@ class StreamingLookup:
         "_peer_finished",
         "_protocol",
         "_rpc_timeout",
+        "_submit_answer",
+        "_take",
     )
 
     def __init__(
@@ -217,9 +231,14 @@ class StreamingLookup:
         # With expected_peers 0, peer_finished only counts the outcome's
         # peers_ok / peers_failed: it never completes the query.
         self._peer_finished = manager.peer_finished
+        # (an answer's records and its peer's end, in one call)
+        self._submit_answer = manager.submit_answer
         self._handle = handle
         # (bound once: asked after every answer)
-        self._ended = handle.done
+        self._ended = handle.ended
+        # an answer's records read through the verified ones, in one core
+        # call (RecordCache.take)
+        self._take = protocol.records.verifier.cache.take
         self._key = key
         # None: each peer's RTO (adaptive); else the query's whole timeout
         self._rpc_timeout = rpc_timeout
@@ -338,16 +357,18 @@ class StreamingLookup:
             return
         handle._answered += 1
         if type(value) is dict and name == "find_values":
-            # the common answer, read inline
-            records = self._records(value, address)
+            # the common answer, read inline (as _records does)
+            raws = value.get("records", ())
+            records, taken = self._take(raws, self._key, self._latest, address)
+            if taken != len(raws):
+                records += self._check(raws, taken, address)
             contacts = value.get("nodes", ())
         else:
             records, contacts = self._read(name, value, address)
         if records:
-            self._protocol.reputation.provided(address, len(records))
-            self._manager.submit_many(handle.id, address, records)
-        self._peer_finished(handle.id, address, True)
-        ended = self._ended()  # (max_results reached by this answer's records)
+            self._protocol.reputation.book.provided(address, len(records))
+        # (True: max_results reached by this answer's records)
+        ended = self._submit_answer(handle.id, address, records)
         step, depth, asks = core.answered(ask[0], contacts, bool(records), ended)
         if depth > 1:
             self._welcome(ask)
@@ -396,15 +417,27 @@ class StreamingLookup:
     def _records(self, value: dict[str, Any], address: Any) -> list[tuple[bytes, Record]]:
         """The records of a find_values answer, each checked (signature,
         slot, expiry, and sequence against what this lookup has seen), with
-        their dedup keys. A record refused is counted by kind and lowers
-        the serving peer's reputation; so does an older record of a slot a
-        peer served before a newer one arrived from another."""
+        their dedup keys. Copies of records verified before, of this key,
+        unexpired and of the sequence seen (or of a new slot), the core
+        takes in one call (``RecordCache.take``); from the first it does
+        not take on, ``_check`` reads them one by one."""
+        raws = value.get("records", ())
+        records, taken = self._take(raws, self._key, self._latest, address)
+        if taken != len(raws):
+            records += self._check(raws, taken, address)
+        return records
+
+    def _check(self, raws: list[Any], start: int, address: Any) -> list[tuple[bytes, Record]]:
+        """``raws[start:]`` checked one by one. A record refused is counted
+        by kind and lowers the serving peer's reputation; so does an older
+        record of a slot a peer served before a newer one arrived from
+        another."""
         records = []
         protocol = self._protocol
         verifier = protocol.records.verifier
         latest = self._latest
         key = self._key
-        for raw in value.get("records", ()):
+        for raw in raws[start:]:
             try:
                 record = verifier.from_wire(raw, key)
             except RecordError as exc:

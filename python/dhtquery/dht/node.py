@@ -145,7 +145,11 @@ class DhtNode(Server):  # type: ignore[misc]
             raise InvalidArgumentTypeError(
                 f"verifier must be a RecordVerifier, got {type(verifier).__name__}"
             )
-        self.verifier = RecordVerifier(self.clock.wall) if verifier is None else verifier
+        self.verifier = (
+            RecordVerifier(self.clock.wall, backend=self.queries.backend)
+            if verifier is None
+            else verifier
+        )
         self.records = RecordStore(
             limits, clock=self.clock, database=self.database, verifier=self.verifier
         )

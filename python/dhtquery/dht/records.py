@@ -29,13 +29,16 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import RecordError
+from ..query import new_record_cache
 from .signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Publisher, verify_signature
+
+if TYPE_CHECKING:
+    from ..query import RecordCache
 
 __all__ = [
     "CONTEXT",
@@ -234,15 +237,16 @@ class RecordVerifier:
     """Checks records for a node: schema, signature, slot (the DHT key it
     came under) and expiry, each failure a RecordError whose ``kind`` says
     which. Records whose signature verified are remembered by their
-    signature (at most ``kept``, the oldest leave first); a later copy is
-    taken from there only if every field equals the one verified, so it
-    costs a dict lookup and a few comparisons, not an Ed25519 verification.
-    ``wall()`` is the node's wall clock (for expiry).
+    signature in the core's ``RecordCache`` (at most ``kept``, the oldest
+    leave first); a later copy is taken from there only if every field
+    equals the one verified, so it costs a hash lookup and a few
+    comparisons, not an Ed25519 verification. ``wall()`` is the node's wall
+    clock (for expiry); ``backend``: the core the cache is made in.
 
     ``check_signatures=False`` skips the signature check: only for a
     benchmark measuring what verification costs."""
 
-    __slots__ = ("_check_signatures", "_kept", "_verified", "_wall", "verified")
+    __slots__ = ("_check_signatures", "_wall", "cache", "verified")
 
     def __init__(
         self,
@@ -250,45 +254,29 @@ class RecordVerifier:
         *,
         kept: int = VERIFIED_KEPT,
         check_signatures: bool = True,
+        backend: str = "auto",
     ) -> None:
         self._wall = wall
-        self._kept = kept
         self._check_signatures = check_signatures
-        #: signature -> (the record verified with it, its fields as they
-        #: were: data, target, public key, name, seq, expires)
-        self._verified: OrderedDict[bytes, tuple[Record, tuple[Any, ...]]] = OrderedDict()
+        #: the records verified (a lookup reads an answer's records through
+        #: it in one call: ``RecordCache.take``)
+        self.cache: RecordCache = new_record_cache(kept, wall, backend)
         #: signatures verified (cache misses that passed)
         self.verified = 0
 
     def __len__(self) -> int:
-        return len(self._verified)
+        return len(self.cache)
 
     def clear(self) -> None:
-        self._verified.clear()
+        self.cache.clear()
 
     def from_wire(self, value: Any, target: bytes) -> Record:
         """The record of msgpack array ``value``, served or stored under DHT key
         ``target``, fully checked."""
-        record: Record | None = None
-        try:
-            entry = self._verified.get(value[6])
-            if entry is not None:
-                fields = entry[1]
-                if (
-                    fields[0] == value[5]
-                    and fields[1] == value[1]
-                    and fields[2] == value[0]
-                    and fields[3] == value[2]
-                    and fields[4] == value[3]
-                    and fields[5] == value[4]
-                    and len(value) == 7
-                ):
-                    record = entry[0]
-                # (else the signature of another record: checked in full)
-        except (KeyError, TypeError, IndexError):
-            pass
+        record: Record | None = self.cache.get(value)
         if record is None:
-            record = self._verify_new(Record.from_wire(value))
+            record = Record.from_wire(value)
+            record = self._verify_new(record, record.to_wire())
         if record.target != target:
             raise _wrong_slot(record, target)
         if record.expires and record.expires <= self._wall():
@@ -302,19 +290,18 @@ class RecordVerifier:
             raise RecordError(f"record must be a Record, got {type(record).__name__}")
         if not record.signature:
             raise RecordError("record is unsigned", "bad_signature")
-        entry = self._verified.get(record.signature)
-        if entry is not None and entry[1] == _fields(record):
-            cached = entry[0]
-        else:
+        wire = record.to_wire()
+        cached: Record | None = self.cache.get(wire)
+        if cached is None:
             record.check_schema()
-            cached = self._verify_new(record)
+            cached = self._verify_new(record, wire)
         if cached.target != target:
             raise _wrong_slot(cached, target)
         if cached.expires and cached.expires <= self._wall():
             raise _expired(cached)
         return cached
 
-    def _verify_new(self, record: Record) -> Record:
+    def _verify_new(self, record: Record, wire: Any) -> Record:
         if self._check_signatures and not record.signature_valid():
             raise RecordError(
                 f"signature does not verify for key {record.public_key.hex()[:16]}..., "
@@ -322,22 +309,8 @@ class RecordVerifier:
                 "bad_signature",
             )
         self.verified += 1
-        verified = self._verified
-        verified[record.signature] = (record, _fields(record))
-        if len(verified) > self._kept:
-            verified.popitem(last=False)
+        self.cache.put(wire, record)
         return record
-
-
-def _fields(record: Record) -> tuple[Any, ...]:
-    return (
-        record.data,
-        record.target,
-        record.public_key,
-        record.name,
-        record.seq,
-        record.expires,
-    )
 
 
 def _wrong_slot(record: Record, target: bytes) -> RecordError:

@@ -4,7 +4,15 @@ speak. It knows nothing of sockets, the DHT or packages."""
 
 from typing import TYPE_CHECKING
 
-from .backend import BACKENDS, ENV_VAR, backend_of, load_core, new_core, new_peer_book
+from .backend import (
+    BACKENDS,
+    ENV_VAR,
+    backend_of,
+    load_core,
+    new_core,
+    new_peer_book,
+    new_record_cache,
+)
 from .clock import Clock, SystemClock
 from .config import QueryConfig
 from .handle import QueryHandle, QueryOutcome, QueryResult
@@ -35,6 +43,7 @@ if TYPE_CHECKING:
     from ._core_py import PeerBook as PeerBook
     from ._core_py import QueryCore as QueryCore
     from ._core_py import QueryId as QueryId
+    from ._core_py import RecordCache as RecordCache
 
 __all__ = [
     "BACKENDS",
@@ -68,4 +77,5 @@ __all__ = [
     "load_core",
     "new_core",
     "new_peer_book",
+    "new_record_cache",
 ]

@@ -18,7 +18,8 @@ import math
 import os
 import socket as _socket
 import uuid as _uuid
-from collections.abc import Hashable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeAlias
 
 import msgpack
@@ -58,6 +59,7 @@ __all__ = [
     "PeerBook",
     "QueryCore",
     "QueryId",
+    "RecordCache",
 ]
 
 # Statuses and reasons are the shared enums' members: returned as they are.
@@ -1660,3 +1662,147 @@ class PeerBook:
         record.failures += 1
         record.consecutive_failures += 1
         return record.consecutive_failures
+
+
+# -- RecordCache: the records a node verified, by signature ----------------
+
+_SIGNATURE_SIZE = 64  # Ed25519: the only signatures a verified record has
+_WIRE_FIELDS = 7  # public key, target, name, seq, expires, data, signature
+
+
+def _wire_fields(value: object) -> Sequence[Any] | None:
+    if type(value) is not list and type(value) is not tuple:
+        return None
+    return value if len(value) == _WIRE_FIELDS else None
+
+
+def _put_bytes(name: str, value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise InvalidArgumentTypeError(f"value's {name} must be bytes, got {type(value).__name__}")
+    return value
+
+
+def _put_u64(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentTypeError(f"value's {name} must be an int, got {type(value).__name__}")
+    if not 0 <= value <= _U64:
+        raise InvalidArgumentError(f"value's {name} must be in [0, 2**64), got {value!r}")
+    return value
+
+
+class RecordCache:
+    """The signed records a node has verified, by signature, each with the
+    wire fields it was verified with (``dht.records.RecordVerifier``'s
+    memory): a wire array whose every field equals them gets the record
+    back without an Ed25519 verification. At most ``kept``, the oldest
+    leave first (a record put again under a signature kept stays where it
+    was). ``wall()``: the wall clock a record's expiry is read against.
+    See ``_core.pyi`` for the contract (the Rust core's keeps it too)."""
+
+    __slots__ = ("_entries", "_kept", "_wall")
+
+    def __init__(self, kept: int, wall: Callable[[], float]) -> None:
+        self._kept = _check_int("kept", kept, 0, _U32)
+        if not callable(wall):
+            raise InvalidArgumentTypeError(f"wall must be callable, got {type(wall).__name__}")
+        self._wall = wall
+        #: signature -> (record, its wire fields but the signature)
+        self._entries: OrderedDict[bytes, tuple[Any, Sequence[Any]]] = OrderedDict()
+
+    def _hit(self, fields: Sequence[Any]) -> tuple[Any, Sequence[Any]] | None:
+        signature = fields[6]
+        if type(signature) is not bytes:
+            return None
+        entry = self._entries.get(signature)
+        if entry is None:
+            return None
+        kept = entry[1]
+        # (each field of its type, exactly, and equal: data first, the
+        # field most likely to differ)
+        for index in (5, 1, 0, 2, 3, 4):
+            given = fields[index]
+            if type(given) is not _KEPT_TYPES[index] or given != kept[index]:
+                return None
+        return entry
+
+    def get(self, value: object) -> Any:
+        fields = _wire_fields(value)
+        if fields is None:
+            return None
+        entry = self._hit(fields)
+        return None if entry is None else entry[0]
+
+    def put(self, value: object, record: Any) -> None:
+        fields = _wire_fields(value)
+        if fields is None:
+            raise InvalidArgumentTypeError(
+                "value must be a list or tuple of the 7 wire fields, got " + type(value).__name__
+            )
+        signature = _put_bytes("signature", fields[6])
+        if len(signature) != _SIGNATURE_SIZE:
+            raise InvalidArgumentError(
+                f"value's signature must be {_SIGNATURE_SIZE} bytes, got {len(signature)}"
+            )
+        if not isinstance(fields[2], str):
+            raise InvalidArgumentTypeError(
+                f"value's name must be a str, got {type(fields[2]).__name__}"
+            )
+        kept = (
+            _put_bytes("public key", fields[0]),
+            _put_bytes("target", fields[1]),
+            fields[2],
+            _put_u64("seq", fields[3]),
+            _put_u64("expires", fields[4]),
+            _put_bytes("data", fields[5]),
+        )
+        entries = self._entries
+        entries[signature] = (record, kept)
+        if len(entries) > self._kept:
+            entries.popitem(last=False)
+
+    def take(
+        self, values: object, target: bytes, latest: dict[Any, Any], address: Any
+    ) -> tuple[list[tuple[bytes, Any]], int]:
+        if type(target) is not bytes:
+            raise InvalidArgumentTypeError(f"target must be bytes, got {type(target).__name__}")
+        if type(latest) is not dict:
+            raise InvalidArgumentTypeError(f"latest must be a dict, got {type(latest).__name__}")
+        taken: list[tuple[bytes, Any]] = []
+        if type(values) is not list and type(values) is not tuple:
+            return taken, 0
+        for index, value in enumerate(values):
+            fields = _wire_fields(value)
+            if fields is None:
+                return taken, index
+            entry = self._hit(fields)
+            if entry is None:
+                return taken, index
+            record, kept = entry
+            if kept[1] != target:
+                return taken, index
+            expires = kept[4]
+            if expires and expires <= self._wall():
+                return taken, index
+            slot = (kept[0], kept[2])
+            seen = latest.get(slot)
+            if seen is None:
+                latest[slot] = (kept[3], address)
+            # (another sequence than the one seen: the caller's)
+            elif type(seen) is not tuple or len(seen) != 2 or seen[0] != kept[3]:
+                return taken, index
+            taken.append((fields[6], record))
+        return taken, len(values)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def kept(self) -> int:
+        return self._kept
+
+
+#: the type each kept wire field must have, exactly, to match
+_KEPT_TYPES = (bytes, bytes, str, int, int, bytes)

@@ -17,9 +17,19 @@ from typing import TYPE_CHECKING, Any, Final
 from ..errors import BackendUnavailableError, InvalidArgumentError
 
 if TYPE_CHECKING:
-    from ._core_py import PeerBook, QueryCore
+    from collections.abc import Callable
 
-__all__ = ["BACKENDS", "ENV_VAR", "backend_of", "load_core", "new_core", "new_peer_book"]
+    from ._core_py import PeerBook, QueryCore, RecordCache
+
+__all__ = [
+    "BACKENDS",
+    "ENV_VAR",
+    "backend_of",
+    "load_core",
+    "new_core",
+    "new_peer_book",
+    "new_record_cache",
+]
 
 ENV_VAR: Final = "DHTQUERY_BACKEND"
 BACKENDS: Final = ("auto", "rust", "python")
@@ -77,6 +87,14 @@ def new_peer_book(backend: str = "auto", **bounds: Any) -> PeerBook:
     (``max_rto``, ``peers_kept``, ``max_peers`` ...)."""
     book: PeerBook = load_core(backend)[1].PeerBook(**bounds)
     return book
+
+
+def new_record_cache(kept: int, wall: Callable[[], float], backend: str = "auto") -> RecordCache:
+    """A fresh ``RecordCache`` (the signed records a node verified, at most
+    ``kept``; ``wall``: the clock their expiry is read against) of the
+    chosen backend."""
+    cache: RecordCache = load_core(backend)[1].RecordCache(kept, wall)
+    return cache
 
 
 def backend_of(core: object) -> str:
