@@ -193,23 +193,7 @@ pub struct LookupCore {
     unmeasured: i64,
     holders: i64,
     failed_by_rto: bool,
-    /// where an answer's records and its peer's end go (`feed`,
-    /// `feed_answer`)
-    feed: Option<Feed>,
 }
-
-/// What `feed_answer` feeds: the query's core (`offer_many`, `peer_done` of
-/// `query_id`, at `now()`) and the peers' reputation (`provided`).
-struct Feed {
-    query_id: Py<PyAny>,
-    offer_many: Py<PyAny>,
-    peer_done: Py<PyAny>,
-    provided: Py<PyAny>,
-    now: Py<PyAny>,
-}
-
-/// `SubmitStatus.COMPLETED`'s value.
-const COMPLETED: i64 = 1;
 
 /// Where a lookup reads round trips and scores: the core's `PeerBook`,
 /// read in place (no Python call per candidate), or any object with the
@@ -736,7 +720,6 @@ impl LookupCore {
             unmeasured: 0,
             holders: 0,
             failed_by_rto: false,
-            feed: None,
         })
     }
 
@@ -883,91 +866,6 @@ impl LookupCore {
         }
         let (step, asks) = self.fill(py, false)?;
         Self::answer(py, step, depth, asks)
-    }
-
-    /// Where `feed_answer` feeds an answer: `offer_many(query_id, peer, entries,
-    /// now())` and `peer_done(query_id, peer, True)` of the query's core,
-    /// `provided(peer, count)` of the peers' reputation.
-    #[pyo3(signature = (query_id, offer_many, peer_done, provided, now))]
-    fn feed(
-        &mut self,
-        query_id: &Bound<'_, PyAny>,
-        offer_many: &Bound<'_, PyAny>,
-        peer_done: &Bound<'_, PyAny>,
-        provided: &Bound<'_, PyAny>,
-        now: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        self.feed = Some(Feed {
-            query_id: query_id.clone().unbind(),
-            offer_many: check_callable("offer_many", offer_many)?,
-            peer_done: check_callable("peer_done", peer_done)?,
-            provided: check_callable("provided", provided)?,
-            now: check_callable("now", now)?,
-        });
-        Ok(())
-    }
-
-    /// The peer `node_id` at `address` answered with `records` (checked,
-    /// `(dedup key, record)` each) naming `contacts`, the query not ended
-    /// before: the records' count to `provided` and the records to
-    /// `offer_many` (if any), the peer done (unless the records completed
-    /// the query), then as `answered`. Returns `(step, depth, asks, batch,
-    /// done)`: `batch` what `offer_many` returned (None: no records),
-    /// `done` what `peer_done` did (None: not asked).
-    fn feed_answer<'py>(
-        &mut self,
-        py: Python<'py>,
-        node_id: &Bound<'py, PyAny>,
-        address: &Bound<'py, PyAny>,
-        records: &Bound<'py, PyAny>,
-        contacts: &Bound<'py, PyAny>,
-    ) -> Answer<'py> {
-        let Some(feed) = &self.feed else {
-            return Err(value_error(
-                "feed_answer() needs feed() to have said where answers go".to_owned(),
-            ));
-        };
-        let Ok(records) = records.cast_exact::<PyList>() else {
-            return Err(type_error(format!(
-                "records must be a list, got {}",
-                type_name(records)
-            )));
-        };
-        let holder = !records.is_empty();
-        let query_id = feed.query_id.bind(py);
-        let mut ended = false;
-        let batch = if holder {
-            feed.provided.bind(py).call1((address, records.len()))?;
-            let now = feed.now.bind(py).call0()?;
-            let batch = feed
-                .offer_many
-                .bind(py)
-                .call1((query_id, address, records, now))?;
-            ended = batch.get_item(0)?.extract::<i64>()? == COMPLETED;
-            batch
-        } else {
-            py.None().into_bound(py)
-        };
-        // (a query the records completed has ended: a peer done after that
-        // counts nowhere)
-        let done = if ended {
-            py.None().into_bound(py)
-        } else {
-            let done = feed.peer_done.bind(py).call1((query_id, address, true))?;
-            ended = done.extract::<i64>()? == COMPLETED;
-            done
-        };
-        let step = self.answered(py, node_id, contacts, holder, ended)?;
-        PyTuple::new(
-            py,
-            [
-                step.get_item(0)?,
-                step.get_item(1)?,
-                step.get_item(2)?,
-                batch,
-                done,
-            ],
-        )
     }
 
     /// The request to `node_id` failed (`mode`: a `LookupFailure`).

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
-from dhtquery.query import BatchStatus, LookupFailure, LookupStep, SubmitStatus, _core_py
+from dhtquery.query import LookupFailure, LookupStep, _core_py
 from dhtquery.query.types import HEDGE, RTT_BAND
 from tests.conftest import require_rust
 
@@ -275,92 +275,6 @@ def test_an_answer_after_the_end_is_ended_with_its_depth(make: Any) -> None:
     core.answered(node(10), [contact(2)], False, False)
     assert core.answered(node(2), [contact(1)], True, True) == (LookupStep.ENDED, 2, [])
     assert core.position(node(1)) == (1, -1)  # not learned: the query had ended
-
-
-class Feeder:
-    """A query core and a reputation as feed_answer sees them: each call
-    logged, the statuses it is told to give."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[Any, ...]] = []
-        self.offered = SubmitStatus.NEW
-        self.done = SubmitStatus.NEW
-
-    def offer_many(self, query_id: Any, peer: Any, entries: Any, now: float) -> BatchStatus:
-        self.log.append(("offer_many", query_id, peer, list(entries), now))
-        return BatchStatus(self.offered, len(entries), 0)
-
-    def peer_done(self, query_id: Any, peer: Any, ok: bool) -> SubmitStatus:
-        self.log.append(("peer_done", query_id, peer, ok))
-        return self.done
-
-    def provided(self, peer: Any, count: int) -> None:
-        self.log.append(("provided", peer, count))
-
-    def now(self) -> float:
-        return 12.5
-
-
-def fed(make: Any, **overrides: Any) -> tuple[Any, Feeder]:
-    core, feeder = make(**overrides), Feeder()
-    core.feed("query", feeder.offer_many, feeder.peer_done, feeder.provided, feeder.now)
-    return core, feeder
-
-
-def test_feed_answer_offers_the_records_then_ends_the_peer_then_answers(make: Any) -> None:
-    core, feeder = fed(make, quorum=2)
-    core.start(table(1, 2, 3), 0)
-    records = [(b"s1", "one"), (b"s2", "two")]
-    step = core.feed_answer(node(1), addr(1), records, [])
-    assert step == (LookupStep.ASK, 1, [], (SubmitStatus.NEW, 2, 0), SubmitStatus.NEW)
-    assert feeder.log == [
-        ("provided", addr(1), 2),
-        ("offer_many", "query", addr(1), records, 12.5),
-        ("peer_done", "query", addr(1), True),
-    ]
-    assert core.holders == 1
-
-
-def test_feed_answer_without_records_only_ends_the_peer(make: Any) -> None:
-    core, feeder = fed(make, alpha=1)
-    core.start(table(1, 2), 0)
-    step = core.feed_answer(node(1), addr(1), [], [contact(3)])
-    assert step[3:] == (None, SubmitStatus.NEW) and core.holders == 0
-    assert feeder.log == [("peer_done", "query", addr(1), True)]
-    # (as answered: not a holder, its contact learned one level deeper)
-    assert step[:3] == (LookupStep.ASK, 1, [(node(2), addr(2))])
-    assert core.position(node(3))[0] == 2
-
-
-def test_records_that_complete_the_query_end_the_lookup_without_a_peer_done(
-    make: Any,
-) -> None:
-    core, feeder = fed(make)
-    core.start(table(1, 2, 3), 0)
-    feeder.offered = SubmitStatus.COMPLETED
-    step = core.feed_answer(node(1), addr(1), [(b"s", "one")], [contact(4)])
-    assert step == (LookupStep.ENDED, 1, [], (SubmitStatus.COMPLETED, 1, 0), None)
-    assert [entry[0] for entry in feeder.log] == ["provided", "offer_many"]
-    assert core.position(node(4)) == (1, -1)  # not learned: the query had ended
-
-
-def test_a_peer_done_that_completes_the_query_ends_the_lookup(make: Any) -> None:
-    core, feeder = fed(make)
-    core.start(table(1, 2, 3), 0)
-    feeder.done = SubmitStatus.COMPLETED
-    assert core.feed_answer(node(1), addr(1), [], [])[0] is LookupStep.ENDED
-
-
-def test_feed_answer_needs_feed_and_a_list_of_records(make: Any) -> None:
-    core = make()
-    core.start(table(1), 0)
-    with pytest.raises(InvalidArgumentError, match="needs feed"):
-        core.feed_answer(node(1), addr(1), [], [])
-    core, _ = fed(make)
-    with pytest.raises(InvalidArgumentTypeError, match="records must be a list, got tuple"):
-        core.feed_answer(node(1), addr(1), (), [])
-    with pytest.raises(InvalidArgumentTypeError, match="now must be callable"):
-        core.feed("query", print, print, print, 1.0)
 
 
 def test_all_answered_and_none_left_is_exhausted(make: Any) -> None:
@@ -640,9 +554,6 @@ def test_both_cores_give_the_same_answers(data: st.DataObject) -> None:
         world.recently_failed,
     )
     cores = (rust.LookupCore(*args), _core_py.LookupCore(*args))
-    feeders = (Feeder(), Feeder())
-    for core, feeder in zip(cores, feeders, strict=True):
-        core.feed("query", feeder.offer_many, feeder.peer_done, feeder.provided, feeder.now)
     start_with = data.draw(st.lists(st.sampled_from(ids), unique=True), label="table")
     candidates = ([i for i in start_with], [addresses[i] for i in start_with])
     local = data.draw(st.integers(0, 1), label="holders")
@@ -674,17 +585,8 @@ def test_both_cores_give_the_same_answers(data: st.DataObject) -> None:
         if op == "answer":
             named = data.draw(st.lists(st.sampled_from([*ids, OWN]), max_size=6))
             contacts = [[i, *addresses.get(i, ("10.9.9.9", 1))] for i in named]
-            if data.draw(st.booleans(), label="fed"):
-                records = [(b"%d" % n, n) for n in range(data.draw(st.integers(0, 2)))]
-                offered = data.draw(st.sampled_from(list(SubmitStatus)))
-                done = data.draw(st.sampled_from(list(SubmitStatus)))
-                for feeder in feeders:
-                    feeder.offered, feeder.done = offered, done
-                track(_both(cores, "feed_answer", who, addresses[who], records, contacts))
-                assert feeders[0].log == feeders[1].log
-            else:
-                holder = data.draw(st.booleans())
-                track(_both(cores, "answered", who, contacts, holder, end_now))
+            holder = data.draw(st.booleans())
+            track(_both(cores, "answered", who, contacts, holder, end_now))
         else:
             mode = data.draw(st.sampled_from(list(LookupFailure)))
             track(_both(cores, "failed", who, mode, end_now))

@@ -336,39 +336,6 @@ class LookupCore:
     ) -> _Step:
         """``node_id`` answered, naming ``contacts`` ((id, host, port) each),
         with records if ``holder``; ``ended``: the query had ended (ENDED)."""
-    def feed(
-        self,
-        query_id: Any,
-        offer_many: Callable[..., BatchStatus],
-        peer_done: Callable[..., SubmitStatus],
-        provided: Callable[[_Address, int], object],
-        now: Callable[[], float],
-    ) -> None:
-        """Where ``feed_answer`` feeds an answer: the query's core
-        (``offer_many`` and ``peer_done`` of ``query_id``, at ``now()``) and
-        the peers' reputation (``provided``)."""
-    def feed_answer(
-        self,
-        node_id: builtins.bytes,
-        address: _Address,
-        records: list[tuple[Any, Any]],
-        contacts: Sequence[Sequence[Any]],
-    ) -> tuple[
-        LookupStep,
-        int,
-        list[tuple[builtins.bytes, _Address]],
-        BatchStatus | None,
-        SubmitStatus | None,
-    ]:
-        """``node_id`` at ``address`` answered with ``records`` ((dedup key,
-        record) each, checked) naming ``contacts``, its query not ended
-        before: ``provided(address, len(records))`` and ``offer_many`` of
-        the records (if any), ``peer_done(query_id, address, True)`` (unless
-        the records completed the query), then as ``answered``. Returns
-        ``(step, depth, asks, batch, done)``: what ``offer_many`` and
-        ``peer_done`` returned (None: not called), for the caller to do what
-        ``QueryManager.submit_many`` and ``peer_finished`` do with them.
-        InvalidArgumentError before ``feed``."""
     def failed(self, node_id: builtins.bytes, mode: int, ended: bool) -> _Step:
         """The request to ``node_id`` failed; ``mode`` a ``LookupFailure``."""
     def overdue(self, node_id: builtins.bytes, address: _Address) -> _Step:

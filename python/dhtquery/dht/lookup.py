@@ -45,12 +45,9 @@ The decisions (the k closest, whom to ask next, when the lookup is over)
 are the query core's ``LookupCore`` (Rust, or its pure-Python twin, the
 backend of the node's query manager): each answer, failure and overdue
 request is one call into it, which says what to do next (``LookupStep``)
-and whom to send to. This module sends and times. An answer is read in two
-core calls: the node's ``RecordCache`` takes the copies of records verified
-before (``take``; the others are checked here), and ``LookupCore.feed_answer``
-offers them to the query, feeds the peer's reputation, ends the peer and
-decides. Measured against the same decisions made here in Python (issue
-14): see README.md, "Client CPU per lookup".
+and whom to send to. This module sends, times, checks records and offers
+them into the query. Measured against the same decisions made here in
+Python (issue 14): see README.md, "Client CPU per lookup".
 
 Each lookup counts what it cost (``LookupHandle.lookup_stats``, a
 :class:`LookupStats`): requests sent, retransmissions, hops, peers that
@@ -76,7 +73,6 @@ from ..query import (
     QueryHandle,
     QueryManager,
     Reason,
-    SubmitStatus,
     load_core,
 )
 from .records import MAX_DATA, Record
@@ -115,8 +111,6 @@ _ASK: Final = LookupStep.ASK
 _QUORUM: Final = LookupStep.QUORUM
 _GIVE_UP: Final = LookupStep.GIVE_UP
 _ENDED: Final = LookupStep.ENDED
-_NEW: Final = SubmitStatus.NEW
-_COMPLETED: Final = SubmitStatus.COMPLETED
 
 
 def _core_class(manager: QueryManager) -> type[LookupCore]:
@@ -216,6 +210,7 @@ class StreamingLookup:
         "_peer_finished",
         "_protocol",
         "_rpc_timeout",
+        "_submit_answer",
         "_take",
     )
 
@@ -236,6 +231,8 @@ class StreamingLookup:
         # With expected_peers 0, peer_finished only counts the outcome's
         # peers_ok / peers_failed: it never completes the query.
         self._peer_finished = manager.peer_finished
+        # (an answer's records and its peer's end, in one call)
+        self._submit_answer = manager.submit_answer
         self._handle = handle
         # (bound once: asked after every answer)
         self._ended = handle.ended
@@ -267,17 +264,6 @@ class StreamingLookup:
             # (the dict is never replaced: its length says whether any
             # request failed lately)
             protocol.recently_failed.__len__,
-        )
-        # an answer's records go to the query, their count to the peer's
-        # reputation, and the peer's end to the query, in the core's call
-        # that reads the answer (feed_answer)
-        queries = manager.core
-        self._core.feed(
-            handle.id,
-            queries.offer_many,
-            queries.peer_done,
-            protocol.reputation.book.provided,
-            manager.clock.now,
         )
 
     def start(self, local: list[Record], own_address: Any) -> None:
@@ -379,19 +365,11 @@ class StreamingLookup:
             contacts = value.get("nodes", ())
         else:
             records, contacts = self._read(name, value, address)
-        step, depth, asks, batch, done = core.feed_answer(ask[0], address, records, contacts)
-        # what the manager's submit_many and peer_finished do after the
-        # core's offer_many and peer_done
-        if batch is not None:
-            code = batch[0]
-            if code == _NEW:
-                if batch[1]:
-                    handle.wake()
-            elif code == _COMPLETED:
-                self._manager.finish(handle.id)
-        if done == _COMPLETED:
-            self._manager.finish(handle.id)
-        ended = self._ended()  # (max_results reached by this answer's records)
+        if records:
+            self._protocol.reputation.book.provided(address, len(records))
+        # (True: max_results reached by this answer's records)
+        ended = self._submit_answer(handle.id, address, records)
+        step, depth, asks = core.answered(ask[0], contacts, bool(records), ended)
         if depth > 1:
             self._welcome(ask)
         if depth > handle._max_depth:

@@ -838,14 +838,6 @@ _ENDED = LookupStep.ENDED
 _NO_ASKS: tuple[()] = ()
 
 
-def _check_callables(*named: tuple[str, object]) -> None:
-    for name, function in named:
-        if not callable(function):
-            raise InvalidArgumentTypeError(
-                f"{name} must be callable, got {type(function).__name__}"
-            )
-
-
 def _check_id(node_id: object) -> bytes:
     if type(node_id) is not bytes:
         raise InvalidArgumentTypeError(f"node id must be bytes, got {type(node_id).__name__}")
@@ -870,7 +862,6 @@ class LookupCore:
         "_failed_by_rto",
         "_failed_recently",
         "_fair_score",
-        "_feed",
         "_holders",
         "_in_flight",
         "_ksize",
@@ -930,11 +921,15 @@ class LookupCore:
             raise InvalidArgumentTypeError(
                 f"peers must be a PeerBook or have srtt() and scores(), got {type(peers).__name__}"
             )
-        _check_callables(
+        for name, function in (
             ("clock", clock),
             ("failed_recently", failed_recently),
             ("recently_failed", recently_failed),
-        )
+        ):
+            if not callable(function):
+                raise InvalidArgumentTypeError(
+                    f"{name} must be callable, got {type(function).__name__}"
+                )
         self._srtt = srtt
         self._scores = scores
         self._clock = clock
@@ -960,8 +955,6 @@ class LookupCore:
         self._unmeasured: set[bytes] = set()
         self._holders = 0
         self._failed_by_rto = False
-        #: (query id, offer_many, peer_done, provided, now): feed_answer's
-        self._feed: tuple[Any, Any, Any, Any, Any] | None = None
 
     def _draw(self) -> int:
         # splitmix64 (Steele, Lea, Flood 2014), as the Rust core's
@@ -1040,45 +1033,6 @@ class LookupCore:
                 return (LookupStep.QUORUM, depth, [])
         step, _, asks = self._fill(False)
         return (step, depth, asks)
-
-    def feed(
-        self,
-        query_id: Any,
-        offer_many: Callable[..., Any],
-        peer_done: Callable[..., Any],
-        provided: Callable[..., Any],
-        now: Callable[[], float],
-    ) -> None:
-        _check_callables(
-            ("offer_many", offer_many),
-            ("peer_done", peer_done),
-            ("provided", provided),
-            ("now", now),
-        )
-        self._feed = (query_id, offer_many, peer_done, provided, now)
-
-    def feed_answer(
-        self, node_id: bytes, address: Any, records: list[Any], contacts: Sequence[Any]
-    ) -> tuple[LookupStep, int, list[tuple[bytes, Any]], Any, Any]:
-        feed = self._feed
-        if feed is None:
-            raise InvalidArgumentError("feed_answer() needs feed() to have said where answers go")
-        if type(records) is not list:
-            raise InvalidArgumentTypeError(f"records must be a list, got {type(records).__name__}")
-        query_id, offer_many, peer_done, provided, now = feed
-        ended = False
-        batch = done = None
-        if records:
-            provided(address, len(records))
-            batch = offer_many(query_id, address, records, now())
-            ended = batch[0] == COMPLETED
-        # (a query the records completed has ended: a peer done after that
-        # counts nowhere)
-        if not ended:
-            done = peer_done(query_id, address, True)
-            ended = done == COMPLETED
-        step, depth, asks = self.answered(node_id, contacts, bool(records), ended)
-        return (step, depth, asks, batch, done)
 
     def failed(
         self, node_id: bytes, mode: LookupFailure, ended: bool

@@ -186,6 +186,27 @@ class QueryManager:
             self._end(query_id, None)
         return code
 
+    def submit_answer(
+        self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[str | bytes, object]]
+    ) -> bool:
+        """One peer's whole answer in one call: its results (``entries``,
+        maybe none) offered as ``submit_many`` does, then the peer done
+        (ok) as ``peer_finished`` does. Returns whether the query has ended
+        (by this answer, or before)."""
+        core = self._core
+        if entries:
+            batch = core.offer_many(query_id, peer, entries, self._now())
+            code = batch[0]
+            if code == _NEW:
+                if batch[1]:
+                    self._handles[query_id].wake()
+            elif code == _COMPLETED:
+                self._end(query_id, None)
+        if core.peer_done(query_id, peer, True) == _COMPLETED:
+            self._end(query_id, None)
+        # (a query's handle leaves once it has ended)
+        return query_id not in self._handles
+
     # -- ending -------------------------------------------------------
 
     def finish(self, query_id: QueryId, reason: Reason | str | None = None) -> bool:
