@@ -46,8 +46,10 @@ are the query core's ``LookupCore`` (Rust, or its pure-Python twin, the
 backend of the node's query manager): each answer, failure and overdue
 request is one call into it, which says what to do next (``LookupStep``)
 and whom to send to. This module sends, times, checks records and offers
-them into the query. Measured against the same decisions made here in
-Python (issue 14): see README.md, "Client CPU per lookup".
+them into the query; an answer's copies of records verified before are
+read in one call of the node's ``RecordCache`` (``take``), the others here.
+Measured against the same decisions made here in Python (issue 14): see
+README.md, "Client CPU per lookup".
 
 Each lookup counts what it cost (``LookupHandle.lookup_stats``, a
 :class:`LookupStats`): requests sent, retransmissions, hops, peers that
