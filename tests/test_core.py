@@ -40,6 +40,7 @@ PUBLIC_NAMES = [
     "PeerBook",
     "QueryCore",
     "QueryId",
+    "RecordCache",
 ]
 LIMITS = ["MAX_EXPECTED_PEERS", "MAX_NOW", "MAX_RESULTS_LIMIT", "MAX_TIMEOUT"]
 
