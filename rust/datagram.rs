@@ -29,9 +29,11 @@
 //! own tree first, which would then be walked again into Python objects,
 //! and its limits and errors are not msgpack-python's.
 
-use crate::errors::{type_error, type_name, value_error};
+use crate::errors::{check_float, check_now, type_error, type_name, value_error};
+use crate::query_core::{check_timeout, QueryCore};
+use crate::query_id::QueryId;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const DROP: u8 = 0;
@@ -348,7 +350,7 @@ fn shape_ok(code: i64, value: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// The shape code `shapes` gives the RPC `request` was (its item 2), if
 /// any; `InvalidArgumentError` for a code that names no shape.
 fn shape_of(shapes: &Bound<'_, PyDict>, request: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
-    let name = request.get_item(2)?;
+    let name = request.get_item(ENTRY_NAME)?;
     let Some(code) = shapes.get_item(&name)? else {
         return Ok(None);
     };
@@ -366,10 +368,40 @@ fn shape_of(shapes: &Bound<'_, PyDict>, request: &Bound<'_, PyAny>) -> PyResult<
     }
 }
 
+/// What an engine given the RPC table's core (`requests`) keeps to open
+/// requests (`open`) and to end them as their answers arrive (`receive_at`).
+struct Requests {
+    core: Py<QueryCore>,
+    /// the last 4 bytes of every message id (the table's pad)
+    pad: [u8; MSG_ID_SIZE - 16],
+    /// the tuple subclass a request's entry is made as (None: a tuple)
+    entry: Option<Py<PyType>>,
+    /// `tuple.__new__`, to make one of `entry`
+    tuple_new: Py<PyAny>,
+    /// core query id (16 bytes) of a request registered again (sent again
+    /// or granted lag) -> its message id: an answer ends its entry here
+    resent: Py<PyDict>,
+}
+
+// Where a request's entry (the RPC table's _Pending) keeps what the engine
+// reads, and where its retry list keeps the tries made.
+const ENTRY_QUERY_ID: usize = 0;
+const ENTRY_ADDRESS: usize = 1;
+const ENTRY_NAME: usize = 2;
+const ENTRY_SENT: usize = 6;
+const ENTRY_RETRY: usize = 7;
+const ENTRY_LAG: usize = 8;
+const ENTRY_LAGGED: usize = 10;
+const RETRY_TRIES: usize = 2;
+/// The RTT of an answer to a request sent more than once (Karn's rule:
+/// which copy was answered is unknown, so no sample).
+const AMBIGUOUS_RTT: f64 = -1.0;
+
 #[pyclass(frozen, module = "dhtquery._core", name = "DatagramEngine")]
 pub struct DatagramEngine {
     pending: Py<PyDict>,
     shapes: Option<Py<PyDict>>,
+    requests: Option<Requests>,
 }
 
 fn answer<'py>(
@@ -385,22 +417,23 @@ fn answer<'py>(
     )
 }
 
-fn dropped<'py>(py: Python<'py>, kind: &str) -> PyResult<Bound<'py, PyTuple>> {
+/// `receive`'s answer in parts: (status, first, value, pending).
+type Parts<'py> = (u8, Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>);
+
+fn dropped<'py>(py: Python<'py>, kind: &str) -> Parts<'py> {
     let none = py.None().into_bound(py);
-    answer(
-        py,
-        DROP,
-        PyString::new(py, kind).into_any(),
-        none.clone(),
-        none,
-    )
+    (DROP, PyString::new(py, kind).into_any(), none.clone(), none)
 }
 
 #[pymethods]
 impl DatagramEngine {
     #[new]
-    #[pyo3(signature = (pending, shapes = None))]
-    fn new(pending: &Bound<'_, PyAny>, shapes: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (pending, shapes = None, *, requests = None))]
+    fn new(
+        pending: &Bound<'_, PyAny>,
+        shapes: Option<&Bound<'_, PyAny>>,
+        requests: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let Ok(pending) = pending.cast_exact::<PyDict>() else {
             return Err(type_error(format!(
                 "pending must be a dict, got {}",
@@ -420,9 +453,15 @@ impl DatagramEngine {
                 }
             },
         };
+        let requests = match requests {
+            None => None,
+            Some(requests) if requests.is_none() => None,
+            Some(requests) => Some(Requests::check(requests)?),
+        };
         Ok(DatagramEngine {
             pending: pending.clone().unbind(),
             shapes,
+            requests,
         })
     }
 
@@ -442,6 +481,248 @@ impl DatagramEngine {
         datagram: &Bound<'py, PyAny>,
         address: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        let (status, first, value, request) = self.read(py, datagram, address)?;
+        answer(py, status, first, value, request)
+    }
+
+    /// `receive`, and an answer's request ended too: its query in the
+    /// table's core finished at `now` and its round trip measured (see
+    /// `_core.pyi`).
+    fn receive_at<'py>(
+        &self,
+        py: Python<'py>,
+        datagram: &Bound<'py, PyAny>,
+        address: &Bound<'py, PyAny>,
+        now: &Bound<'py, PyAny>,
+        lag: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let requests = self.requests()?;
+        let now = check_now(now)?;
+        let lag = check_float("lag", lag, true)?;
+        let (status, first, value, request) = self.read(py, datagram, address)?;
+        let rtt = if status == ANSWERED || status >= CHECKED {
+            requests.end(py, &request, now, lag)?
+        } else {
+            0.0
+        };
+        PyTuple::new(
+            py,
+            [
+                status.into_pyobject(py)?.into_any(),
+                first,
+                value,
+                request,
+                PyFloat::new(py, rtt).into_any(),
+            ],
+        )
+    }
+
+    /// Open a request to `address`: its one-result query registered in the
+    /// table's core (due in `timeout`), its message id made, its entry kept
+    /// in `pending`; returns the request's datagram (see `_core.pyi`).
+    #[pyo3(signature = (timeout, now, lag, address, name, future, callback, context, body, deadline = None, overdue = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn open<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: &Bound<'py, PyAny>,
+        now: &Bound<'py, PyAny>,
+        lag: &Bound<'py, PyAny>,
+        address: &Bound<'py, PyAny>,
+        name: &Bound<'py, PyAny>,
+        future: &Bound<'py, PyAny>,
+        callback: &Bound<'py, PyAny>,
+        context: &Bound<'py, PyAny>,
+        body: &Bound<'py, PyAny>,
+        deadline: Option<&Bound<'py, PyAny>>,
+        overdue: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let requests = self.requests()?;
+        let timeout = check_timeout(py, timeout)?;
+        let now = check_now(now)?;
+        let lag = check_float("lag", lag, true)?;
+        let Ok(body) = body.cast_exact::<PyBytes>() else {
+            return Err(type_error(format!(
+                "body must be bytes, got {}",
+                type_name(body)
+            )));
+        };
+        let deadline = match deadline {
+            Some(deadline) if !deadline.is_none() => Some(check_float("deadline", deadline, true)?),
+            _ => None,
+        };
+        let query_id = requests.core.get().register_checked(py, timeout, 1, 1, now);
+        let body = body.as_bytes();
+        let datagram = PyBytes::new_with(py, HEADER_SIZE + body.len(), |buffer| {
+            buffer[0] = KIND_REQUEST;
+            buffer[1..17].copy_from_slice(&query_id.value.to_be_bytes());
+            buffer[17..HEADER_SIZE].copy_from_slice(&requests.pad);
+            buffer[HEADER_SIZE..].copy_from_slice(body);
+            Ok(())
+        })?;
+        let msg_id = PyBytes::new(py, &datagram.as_bytes()[1..HEADER_SIZE]);
+        let none = py.None().into_bound(py);
+        let retry = match deadline {
+            None => none.clone(),
+            Some(deadline) => PyList::new(
+                py,
+                [
+                    datagram.clone().into_any(),
+                    PyFloat::new(py, deadline).into_any(),
+                    1u8.into_pyobject(py)?.into_any(),
+                    PyFloat::new(py, timeout).into_any(),
+                    PyFloat::new(py, now).into_any(),
+                    overdue.map_or_else(|| none.clone(), Clone::clone),
+                ],
+            )?
+            .into_any(),
+        };
+        let zero = PyFloat::new(py, 0.0).into_any();
+        let fields = PyTuple::new(
+            py,
+            [
+                Bound::new(py, query_id)?.into_any(),
+                address.clone(),
+                name.clone(),
+                future.clone(),
+                callback.clone(),
+                context.clone(),
+                PyFloat::new(py, now).into_any(),
+                retry,
+                PyFloat::new(py, lag).into_any(),
+                zero.clone(),
+                zero,
+            ],
+        )?;
+        let entry = match &requests.entry {
+            Some(entry) => requests
+                .tuple_new
+                .bind(py)
+                .call1((entry.bind(py), fields))?,
+            None => fields.into_any(),
+        };
+        self.pending.bind(py).set_item(msg_id, entry)?;
+        Ok(datagram)
+    }
+}
+
+impl Requests {
+    fn check(requests: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let py = requests.py();
+        let wrong = || {
+            type_error(format!(
+                "requests must be a (core, pad, resent, entry) tuple, got {}",
+                type_name(requests)
+            ))
+        };
+        let Ok(parts) = requests.cast_exact::<PyTuple>() else {
+            return Err(wrong());
+        };
+        if parts.len() != 4 {
+            return Err(wrong());
+        }
+        let core = parts.get_item(0)?;
+        let Ok(core) = core.cast_exact::<QueryCore>() else {
+            return Err(type_error(format!(
+                "requests' core must be a QueryCore of this core, got {}",
+                type_name(&core)
+            )));
+        };
+        let pad = parts.get_item(1)?;
+        let pad = match pad.cast_exact::<PyBytes>() {
+            Ok(bytes) if bytes.as_bytes().len() == MSG_ID_SIZE - 16 => {
+                let mut out = [0u8; MSG_ID_SIZE - 16];
+                out.copy_from_slice(bytes.as_bytes());
+                out
+            }
+            _ => {
+                return Err(value_error(format!(
+                    "requests' pad must be 4 bytes, got {}",
+                    pad.repr()?
+                )))
+            }
+        };
+        let resent = parts.get_item(2)?;
+        let Ok(resent) = resent.cast_exact::<PyDict>() else {
+            return Err(type_error(format!(
+                "requests' resent must be a dict, got {}",
+                type_name(&resent)
+            )));
+        };
+        let entry = parts.get_item(3)?;
+        let entry = if entry.is_none() {
+            None
+        } else {
+            match entry.cast_exact::<PyType>() {
+                Ok(cls) if cls.is_subclass_of::<PyTuple>()? => Some(cls.clone().unbind()),
+                _ => {
+                    return Err(type_error(format!(
+                        "requests' entry must be a subclass of tuple or None, got {}",
+                        entry.repr()?
+                    )))
+                }
+            }
+        };
+        Ok(Requests {
+            core: core.clone().unbind(),
+            pad,
+            entry,
+            tuple_new: py.get_type::<PyTuple>().getattr("__new__")?.unbind(),
+            resent: resent.clone().unbind(),
+        })
+    }
+
+    /// `request` (an entry taken out of `pending`) was answered at `now`:
+    /// its query finished, its id out of `resent`; its round trip, the
+    /// loop's lag since it was sent (`lag`, the timer's, against the one
+    /// the entry kept) left out, or `AMBIGUOUS_RTT` if it was sent more than
+    /// once.
+    fn end(&self, py: Python<'_>, request: &Bound<'_, PyAny>, now: f64, lag: f64) -> PyResult<f64> {
+        let query_id = request.get_item(ENTRY_QUERY_ID)?;
+        let Ok(query_id) = query_id.cast_exact::<QueryId>() else {
+            return Err(type_error(format!(
+                "a request's query id must be a QueryId, got {}",
+                type_name(&query_id)
+            )));
+        };
+        let id = query_id.get().value;
+        self.core.get().finish_answered(py, id, now);
+        let resent = self.resent.bind(py);
+        if !resent.is_empty() {
+            let key = PyBytes::new(py, &id.to_be_bytes());
+            if resent.contains(&key)? {
+                resent.del_item(key)?;
+            }
+        }
+        let retry = request.get_item(ENTRY_RETRY)?;
+        if !retry.is_none() && retry.get_item(RETRY_TRIES)?.extract::<i64>()? > 1 {
+            return Ok(AMBIGUOUS_RTT);
+        }
+        let rtt = now - request.get_item(ENTRY_SENT)?.extract::<f64>()?;
+        let lagged = lag - request.get_item(ENTRY_LAG)?.extract::<f64>()?
+            + request.get_item(ENTRY_LAGGED)?.extract::<f64>()?;
+        if lagged == 0.0 {
+            return Ok(rtt);
+        }
+        // the time this node's loop was late is not the peer's round trip
+        Ok(if rtt > lagged { rtt - lagged } else { 0.0 })
+    }
+}
+
+impl DatagramEngine {
+    fn requests(&self) -> PyResult<&Requests> {
+        self.requests.as_ref().ok_or_else(|| {
+            type_error("this engine opens no requests: it was made without requests=".to_owned())
+        })
+    }
+
+    /// What `receive` returns, as its four parts.
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        datagram: &Bound<'py, PyAny>,
+        address: &Bound<'py, PyAny>,
+    ) -> PyResult<Parts<'py>> {
         let Ok(datagram) = datagram.cast_exact::<PyBytes>() else {
             return Err(type_error(format!(
                 "datagram must be bytes, got {}",
@@ -450,32 +731,32 @@ impl DatagramEngine {
         };
         let data = datagram.as_bytes();
         if data.len() <= HEADER_SIZE {
-            return dropped(py, "short");
+            return Ok(dropped(py, "short"));
         }
         let kind = data[0];
         if kind == KIND_REQUEST {
             if data.len() - HEADER_SIZE > MAX_REQUEST_BODY {
-                return dropped(py, "oversize_request");
+                return Ok(dropped(py, "oversize_request"));
             }
         } else if kind != KIND_RESPONSE {
-            return dropped(py, "bad_kind");
+            return Ok(dropped(py, "bad_kind"));
         }
         let value = match decode_body(py, &data[HEADER_SIZE..]) {
             Ok(value) => value,
-            Err(DecodeError::Malformed) => return dropped(py, "malformed"),
-            Err(DecodeError::BadUtf8) => return dropped(py, "bad_utf8"),
+            Err(DecodeError::Malformed) => return Ok(dropped(py, "malformed")),
+            Err(DecodeError::BadUtf8) => return Ok(dropped(py, "bad_utf8")),
         };
         let msg_id = PyBytes::new(py, &data[1..HEADER_SIZE]).into_any();
         let none = py.None().into_bound(py);
         if kind == KIND_REQUEST {
-            return answer(py, REQUEST, msg_id, value, none);
+            return Ok((REQUEST, msg_id, value, none));
         }
         let pending = self.pending.bind(py);
         let Some(request) = pending.get_item(&msg_id)? else {
-            return answer(py, NOT_PENDING, msg_id, value, none);
+            return Ok((NOT_PENDING, msg_id, value, none));
         };
-        if !request.get_item(1)?.eq(address)? {
-            return answer(py, WRONG_ADDRESS, msg_id, value, request);
+        if !request.get_item(ENTRY_ADDRESS)?.eq(address)? {
+            return Ok((WRONG_ADDRESS, msg_id, value, request));
         }
         let shape = match &self.shapes {
             Some(shapes) => shape_of(shapes.bind(py), &request)?,
@@ -487,6 +768,6 @@ impl DatagramEngine {
             Some(code) if shape_ok(code, &value)? => CHECKED,
             Some(_) => BAD_SHAPE,
         };
-        answer(py, status, msg_id, value, request)
+        Ok((status, msg_id, value, request))
     }
 }

@@ -302,12 +302,54 @@ impl<'py> Batch<'py> {
     }
 }
 
+/// A query's timeout: as `check_float`, and at most `MAX_TIMEOUT`.
+pub(crate) fn check_timeout(py: Python<'_>, timeout: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let timeout = check_float("timeout", timeout, false)?;
+    if timeout > MAX_TIMEOUT {
+        return Err(value_error(format!(
+            "timeout must be <= {}, got {}",
+            float_repr(py, MAX_TIMEOUT)?,
+            float_repr(py, timeout)?
+        )));
+    }
+    Ok(timeout)
+}
+
 impl QueryCore {
     fn lock(&self, py: Python<'_>) -> MutexGuard<'_, CoreTable> {
         if let Some(guard) = self.inner.try_lock() {
             return guard;
         }
         py.detach(|| self.inner.lock())
+    }
+
+    /// `register` with its arguments checked.
+    pub(crate) fn register_checked(
+        &self,
+        py: Python<'_>,
+        timeout: f64,
+        max_results: u32,
+        expected_peers: u32,
+        now: f64,
+    ) -> QueryId {
+        loop {
+            // A v4 collision is all but impossible; retry rather than clobber.
+            let id = QueryId::random();
+            if self
+                .lock(py)
+                .register(id.value, timeout, max_results, expected_peers, now)
+            {
+                return id;
+            }
+        }
+    }
+
+    /// `finish(id, now, ALL_PEERS)` for the datagram engine, without the
+    /// outcome it would not read (an RPC's one-result query, answered).
+    pub(crate) fn finish_answered(&self, py: Python<'_>, id: u128, now: f64) {
+        let ended = self.lock(py).finish(id, now, Some(Reason::AllPeers));
+        // (dropped here, the lock released: see the locking rules)
+        drop(ended);
     }
 }
 
@@ -347,27 +389,11 @@ impl QueryCore {
         expected_peers: &Bound<'_, PyAny>,
         now: &Bound<'_, PyAny>,
     ) -> PyResult<QueryId> {
-        let timeout = check_float("timeout", timeout, false)?;
-        if timeout > MAX_TIMEOUT {
-            return Err(value_error(format!(
-                "timeout must be <= {}, got {}",
-                float_repr(py, MAX_TIMEOUT)?,
-                float_repr(py, timeout)?
-            )));
-        }
+        let timeout = check_timeout(py, timeout)?;
         let max_results = check_int("max_results", max_results, 1, MAX_RESULTS_LIMIT)?;
         let expected_peers = check_int("expected_peers", expected_peers, 0, MAX_EXPECTED_PEERS)?;
         let now = check_now(now)?;
-        loop {
-            // A v4 collision is all but impossible; retry rather than clobber.
-            let id = QueryId::random();
-            if self
-                .lock(py)
-                .register(id.value, timeout, max_results, expected_peers, now)
-            {
-                return Ok(id);
-            }
-        }
+        Ok(self.register_checked(py, timeout, max_results, expected_peers, now))
     }
 
     fn offer(

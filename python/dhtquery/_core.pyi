@@ -231,15 +231,49 @@ class DatagramEngine:
 
     InvalidArgumentError (before ``pending`` changes) if ``shapes`` maps
     the RPC to anything but a shape code (an int from 0 to 5).
+
+    With ``requests``, ``(core, pad, resent, entry)``, the engine also
+    opens the table's requests and ends them as their answers arrive, each
+    request a one-result query in ``core`` (a QueryCore of the same
+    backend), its message id the query id's 16 bytes and ``pad`` (4
+    bytes). ``pending``'s entries are then made as ``entry`` (a tuple
+    subclass, or None: tuples) of ``(query_id, address, name, future,
+    callback, context, sent, retry, lag, granted, lagged)``; ``retry`` is
+    None or a list ``[datagram, deadline, tries, rto, last_sent,
+    overdue]``; ``resent`` (a dict, shared) maps the query id bytes of a
+    request registered again to its message id.
+
+    ``open(timeout, now, lag, address, name, future, callback, context,
+    body, deadline=None, overdue=None)`` registers the query (due at ``now
+    + timeout``), keeps the entry (``sent`` is ``now``, ``lag`` the timer's
+    lag now, ``granted`` and ``lagged`` 0.0; with ``deadline``, ``retry``
+    is ``[datagram, deadline, 1, timeout, now, overdue]``) and returns the
+    request's datagram: ``b"\\x00" + msg_id + body``.
+
+    ``receive_at(datagram, address, now, lag)`` is ``receive`` with a fifth
+    item, ``rtt``: for an answer ended (2, 5, 6) its query is finished at
+    ``now`` (reason ``all_peers``), its query id's bytes leave ``resent``,
+    and ``rtt`` is -1.0 if ``retry``'s ``tries`` is over 1 (Karn's rule),
+    else ``now - sent`` less the loop's lag since (``lag - entry lag +
+    lagged``, if not 0; 0.0 if that is more); else ``rtt`` is 0.0.
     """
 
     def __new__(
         cls,
         pending: dict[builtins.bytes, tuple[Any, ...]],
         shapes: dict[str, int] | None = None,
+        *,
+        requests: tuple[
+            QueryCore,
+            builtins.bytes,
+            dict[builtins.bytes, builtins.bytes],
+            type[tuple[Any, ...]] | None,
+        ]
+        | None = None,
     ) -> Self:
-        """InvalidArgumentTypeError unless ``pending`` is a dict and
-        ``shapes`` a dict or None."""
+        """InvalidArgumentTypeError unless ``pending`` is a dict,
+        ``shapes`` a dict or None, and ``requests`` None or a tuple as
+        above (its ``pad`` of another size: InvalidArgumentError)."""
     @property
     def pending(self) -> dict[builtins.bytes, tuple[Any, ...]]: ...
     @property
@@ -248,6 +282,29 @@ class DatagramEngine:
         self, datagram: builtins.bytes, address: object
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None]:
         """InvalidArgumentTypeError unless ``datagram`` is bytes."""
+    def receive_at(
+        self, datagram: builtins.bytes, address: object, now: float, lag: float
+    ) -> tuple[int, Any, Any, tuple[Any, ...] | None, float]:
+        """As ``receive``; InvalidArgumentTypeError if the engine was made
+        without ``requests``; ``now`` and ``lag`` checked as ``now``s."""
+    def open(
+        self,
+        timeout: float,
+        now: float,
+        lag: float,
+        address: Any,
+        name: Any,
+        future: Any,
+        callback: Any,
+        context: Any,
+        body: builtins.bytes,
+        deadline: float | None = None,
+        overdue: Any = None,
+    ) -> builtins.bytes:
+        """InvalidArgumentTypeError if the engine was made without
+        ``requests`` or ``body`` is not bytes; ``timeout`` checked as
+        ``QueryCore.register``'s, ``now``, ``lag`` and ``deadline`` as
+        ``now``s."""
 
 @final
 class BatchReceiver:

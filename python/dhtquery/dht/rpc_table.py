@@ -13,7 +13,7 @@ import asyncio
 import enum
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ..query import Clock, CoreOutcome, ExpiryTimer, QueryState, Reason, backend_of, load_core
@@ -40,6 +40,13 @@ _GIVEN_UP_KEPT: Final = 4096
 _new_pending: Final = tuple.__new__
 #: A request ends as a one-result query "all of whose peers answered".
 _ANSWERED: Final = Reason.ALL_PEERS
+# What DatagramEngine.receive says a datagram is (see _core.pyi): 3 is
+# WRONG_ADDRESS, 6 BAD_SHAPE (an answer, judged by the shape of its RPC).
+DATAGRAM_DROP: Final = 0
+DATAGRAM_REQUEST: Final = 1
+DATAGRAM_ANSWERED: Final = 2
+DATAGRAM_NOT_PENDING: Final = 4
+DATAGRAM_CHECKED: Final = 5
 
 
 class RpcStatus(enum.StrEnum):
@@ -75,9 +82,10 @@ class _Pending(NamedTuple):
     callback: Callback | None
     context: Any
     sent: float
-    #: None: one try; else a _Retry, the state of a request retransmitted
-    #: until its caller's deadline
-    retry: _Retry | None
+    #: None: one try; else the state of a request retransmitted until its
+    #: caller's deadline: a list (the engine's, see ``open_request``) or a
+    #: _Retry (``new_retry``'s), read by the _RETRY_* indexes
+    retry: list[Any] | None
     #: the timer's ``lag`` when this was sent (or last granted lag), the
     #: time granted to it so far (see RpcTable._expired), and the part of
     #: that which was the loop's lag (the rest: waits for unread datagrams)
@@ -100,22 +108,33 @@ class _Pending(NamedTuple):
             future.set_result((True, value) if ok else _NO_REPLY)
 
 
-class _Retry:
-    """What a retransmitted request needs: its datagram (same message id
-    every time), the caller's deadline, the tries made, the current RTO,
-    when the last copy went out, and whom to tell that it is overdue."""
+# What a retransmitted request needs, in its retry list: its datagram (same
+# message id every time), the caller's deadline, the tries made, the current
+# RTO, when the last copy went out, and whom to tell that it is overdue. A
+# list, made by the core's engine with the request (``open_request``): an
+# object of a class per request cost a Python call more on each.
+_RETRY_DATAGRAM: Final = 0
+_RETRY_DEADLINE: Final = 1
+_RETRY_TRIES: Final = 2
+_RETRY_RTO: Final = 3
+_RETRY_LAST_SENT: Final = 4
+_RETRY_OVERDUE: Final = 5
 
-    __slots__ = ("datagram", "deadline", "last_sent", "overdue", "rto", "tries")
 
-    def __init__(
-        self, deadline: float, rto: float, overdue: Callable[[Any], object] | None
-    ) -> None:
-        self.datagram = b""
-        self.deadline = deadline
-        self.tries = 1
-        self.rto = rto
-        self.last_sent = 0.0
-        self.overdue = overdue
+class _Retry(list[Any]):
+    """A retry list (see _RETRY_DATAGRAM) made by ``new_retry`` for
+    ``open_with``, whose caller sets its ``datagram`` once it is framed."""
+
+    __slots__ = ()
+
+    @property
+    def datagram(self) -> bytes:
+        datagram: bytes = self[_RETRY_DATAGRAM]
+        return datagram
+
+    @datagram.setter
+    def datagram(self, datagram: bytes) -> None:
+        self[_RETRY_DATAGRAM] = datagram
 
 
 #: Sends of one request at most (the first and its retransmissions).
@@ -192,17 +211,26 @@ class RpcTable:
         self._now = clock.now
         self._grace = core.grace
         self._pending: dict[bytes, _Pending] = {}
+        #: msg id -> request on the wire, to read only: ``len(on_wire)`` is
+        #: ``len(table)`` without a Python call (read per request sent)
+        self.on_wire: Mapping[bytes, _Pending] = self._pending
+        #: core query id (bytes) of a retransmission (or a request granted
+        #: lag) -> its request's msg id; the engine ends an answered one's
+        self._resent: dict[bytes, bytes] = {}
         #: reads each arriving datagram in one call (framing, msgpack, and
-        #: for an answer its request, taken out of _pending: see
-        #: ``answered``, and its shape if ``shapes`` names the RPC), in the
-        #: core of this table's backend
-        self.engine: DatagramEngine = core_module.DatagramEngine(self._pending, shapes)
+        #: for an answer its request, taken out of _pending and ended: see
+        #: ``receive``, and its shape if ``shapes`` names the RPC), and
+        #: opens each request (``open_request``), in the core of this
+        #: table's backend
+        self.engine: DatagramEngine = core_module.DatagramEngine(
+            self._pending, shapes, requests=(core, self._pad, self._resent, _Pending)
+        )
         self._given_up: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
         #: msg ids of requests sent more than once and answered (the last
         #: _GIVEN_UP_KEPT): a second answer is a duplicate, not late
         self._answered_resent: OrderedDict[bytes, None] = OrderedDict()
-        #: core query id (bytes) of a retransmission -> its request's msg id
-        self._resent: dict[bytes, bytes] = {}
+        self._open = self.engine.open
+        self._receive_at = self.engine.receive_at
         #: times a request's verdict waited for this node's own lag
         self._lag_granted = 0
         #: whether datagrams wait unread in the node's socket (None: unknown)
@@ -229,6 +257,43 @@ class RpcTable:
     @property
     def core(self) -> QueryCore:
         return self._core
+
+    def open_request(
+        self,
+        address: Hashable,
+        name: str,
+        timeout: float,
+        future: asyncio.Future[Reply] | None,
+        callback: Callback | None,
+        context: Any,
+        body: bytes,
+        budget: float | None = None,
+        overdue: Callable[[Any], object] | None = None,
+    ) -> bytes:
+        """``open_with``, and the request's datagram made (``body`` from
+        ``wire.pack_request``) and returned, to send: one call of the core's
+        engine registers the request, makes its message id, frames it and
+        keeps its entry. With ``budget`` (seconds from now) it is
+        retransmitted within that (as with ``new_retry(timeout, now +
+        budget, overdue)``)."""
+        now = self._now()
+        timer = self._timer
+        datagram: bytes = self._open(
+            timeout,
+            now,
+            timer.lag,
+            address,
+            name,
+            future,
+            callback,
+            context,
+            body,
+            None if budget is None else now + budget,
+            overdue,
+        )
+        if timer.armed_until > now + timeout:
+            timer.arm(now + timeout)
+        return datagram
 
     def open_with(
         self,
@@ -276,9 +341,7 @@ class RpcTable:
         """The retransmission state of a request whose first try waits
         ``timeout`` and whose caller waits until ``deadline``; ``overdue``
         (called with the request's context) hears of each retransmission."""
-        retry = _Retry(deadline, timeout, overdue)
-        retry.last_sent = self._now()
-        return retry
+        return _Retry((b"", deadline, 1, timeout, self._now(), overdue))
 
     def answer(
         self, msg_id: bytes, address: Hashable
@@ -312,6 +375,34 @@ class RpcTable:
         name, sent = given_up
         return status, name, _AMBIGUOUS if sent < 0 else self._now() - sent
 
+    def receive(
+        self, datagram: bytes, address: Hashable
+    ) -> tuple[int, Any, Any, _Pending | None, float]:
+        """An arriving datagram read in one call of the core's engine (see
+        ``DatagramEngine.receive_at``): ``(status, first, value, pending,
+        rtt)``; an answer from the address asked has ended its request
+        (finished in the core, its round trip measured as ``answered``
+        does: -1 if it was sent more than once), and its caller is to be
+        told (``deliver``)."""
+        now = self._now()
+        timer = self._timer
+        answer: tuple[int, Any, Any, _Pending | None, float]
+        answer = self._receive_at(datagram, address, now, timer.lag)
+        status = answer[0]
+        if status == DATAGRAM_ANSWERED or status >= DATAGRAM_CHECKED:
+            # (its tombstone is to be expired)
+            if timer.armed_until > now + self._grace:
+                timer.arm(now + self._grace)
+            if answer[4] == _AMBIGUOUS:
+                self._remember_resent(answer[1])
+        return answer
+
+    def _remember_resent(self, msg_id: bytes) -> None:
+        answered_resent = self._answered_resent
+        answered_resent[msg_id] = None
+        if len(answered_resent) > _GIVEN_UP_KEPT:
+            answered_resent.popitem(last=False)
+
     def answered(self, msg_id: bytes, pending: _Pending) -> tuple[RpcStatus, str, float, _Pending]:
         """``pending``, just taken out of the table (by the engine) with the
         answer from its address, has ended: as ``answer``'s ANSWERED."""
@@ -323,11 +414,8 @@ class RpcTable:
         if self._resent:  # (an entry: it was sent again or granted lag)
             self._resent.pop(pending.query_id.bytes, None)
         retry = pending.retry
-        if retry is not None and retry.tries > 1:
-            answered_resent = self._answered_resent
-            answered_resent[msg_id] = None
-            if len(answered_resent) > _GIVEN_UP_KEPT:
-                answered_resent.popitem(last=False)
+        if retry is not None and retry[_RETRY_TRIES] > 1:
+            self._remember_resent(msg_id)
             # Karn: which copy was answered is unknown, so no RTT sample
             return RpcStatus.ANSWERED, pending.name, _AMBIGUOUS, pending
         rtt = now - pending.sent
@@ -369,7 +457,7 @@ class RpcTable:
             return
         # Remember what was asked, so a late answer still tells what the
         # peer speaks.
-        sent = pending.sent if retry is None or retry.tries == 1 else _AMBIGUOUS
+        sent = pending.sent if retry is None or retry[_RETRY_TRIES] == 1 else _AMBIGUOUS
         self._given_up[msg_id] = (pending.name, sent)
         if len(self._given_up) > _GIVEN_UP_KEPT:
             self._given_up.popitem(last=False)
@@ -404,30 +492,30 @@ class RpcTable:
         )
         retry = pending.retry
         if retry is not None:
-            retry.deadline += lag
+            retry[_RETRY_DEADLINE] += lag
         if self._timer.armed_until > now + lag:
             self._timer.arm(now + lag)
         self._lag_granted += 1
 
-    def _retransmit(self, msg_id: bytes, pending: _Pending, retry: _Retry) -> bool:
+    def _retransmit(self, msg_id: bytes, pending: _Pending, retry: list[Any]) -> bool:
         """Send the request again with the RTO doubled (False: no try or no
         time left, the request gives up)."""
         now = self._now()
-        timeout = min(2 * retry.rto, retry.deadline - now)
-        if retry.tries >= MAX_TRIES or timeout < _MIN_RETRY or self.send is None:
+        timeout = min(2 * retry[_RETRY_RTO], retry[_RETRY_DEADLINE] - now)
+        if retry[_RETRY_TRIES] >= MAX_TRIES or timeout < _MIN_RETRY or self.send is None:
             return False
         if self.on_retransmit is not None:
-            self.on_retransmit(pending.address, pending.name, retry.last_sent)
+            self.on_retransmit(pending.address, pending.name, retry[_RETRY_LAST_SENT])
         query_id = self._core.register(timeout, 1, 1, now)
         self._resent[query_id.bytes] = msg_id
         self._pending[msg_id] = pending._replace(query_id=query_id, lag=self._timer.lag)
-        retry.tries += 1
-        retry.rto = timeout
-        retry.last_sent = now
+        retry[_RETRY_TRIES] += 1
+        retry[_RETRY_RTO] = timeout
+        retry[_RETRY_LAST_SENT] = now
         if self._timer.armed_until > now + timeout:
             self._timer.arm(now + timeout)
-        self.send(retry.datagram, pending.address)
-        overdue = retry.overdue
+        self.send(retry[_RETRY_DATAGRAM], pending.address)
+        overdue = retry[_RETRY_OVERDUE]
         if overdue is not None:
             try:
                 overdue(pending.context)

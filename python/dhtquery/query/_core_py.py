@@ -714,10 +714,15 @@ class DatagramEngine:
     (``shapes``: RPC name -> a code of ``dhtquery.query.shapes``). See
     ``_core.pyi`` for what ``receive`` returns."""
 
-    __slots__ = ("_pending", "_shapes")
+    __slots__ = ("_core", "_entry", "_pad", "_pending", "_resent", "_shapes")
 
     def __init__(
-        self, pending: dict[bytes, tuple[Any, ...]], shapes: dict[str, int] | None = None
+        self,
+        pending: dict[bytes, tuple[Any, ...]],
+        shapes: dict[str, int] | None = None,
+        *,
+        requests: tuple[QueryCore, bytes, dict[bytes, bytes], type[tuple[Any, ...]] | None]
+        | None = None,
     ) -> None:
         if type(pending) is not dict:
             raise InvalidArgumentTypeError(f"pending must be a dict, got {type(pending).__name__}")
@@ -727,6 +732,12 @@ class DatagramEngine:
             )
         self._pending = pending
         self._shapes = shapes
+        self._core: QueryCore | None = None
+        self._pad = b""
+        self._resent: dict[bytes, bytes] = {}
+        self._entry: type[tuple[Any, ...]] | None = None
+        if requests is not None:
+            self._core, self._pad, self._resent, self._entry = _check_requests(requests)
 
     @property
     def pending(self) -> dict[bytes, tuple[Any, ...]]:
@@ -782,6 +793,112 @@ class DatagramEngine:
             value,
             request,
         )
+
+    def receive_at(
+        self, datagram: bytes, address: object, now: float, lag: float
+    ) -> tuple[int, Any, Any, tuple[Any, ...] | None, float]:
+        core = self._opening()
+        now = _check_now(now)
+        lag = _check_float("lag", lag, allow_zero=True)
+        status, first, value, request = self.receive(datagram, address)
+        if request is None or status == _WRONG_ADDRESS:
+            return (status, first, value, request, 0.0)
+        query_id = request[_ENTRY_QUERY_ID]
+        if type(query_id) is not QueryId:
+            raise InvalidArgumentTypeError(
+                f"a request's query id must be a QueryId, got {type(query_id).__name__}"
+            )
+        core.finish(query_id, now, Reason.ALL_PEERS)
+        resent = self._resent
+        if resent:
+            resent.pop(query_id.bytes, None)
+        retry = request[_ENTRY_RETRY]
+        if retry is not None and retry[_RETRY_TRIES] > 1:
+            return (status, first, value, request, _AMBIGUOUS_RTT)
+        rtt = now - request[_ENTRY_SENT]
+        lagged = lag - request[_ENTRY_LAG] + request[_ENTRY_LAGGED]
+        if lagged:
+            # the time this node's loop was late is not the peer's round trip
+            rtt = rtt - lagged if rtt > lagged else 0.0
+        return (status, first, value, request, rtt)
+
+    def open(
+        self,
+        timeout: float,
+        now: float,
+        lag: float,
+        address: Any,
+        name: Any,
+        future: Any,
+        callback: Any,
+        context: Any,
+        body: bytes,
+        deadline: float | None = None,
+        overdue: Any = None,
+    ) -> bytes:
+        core = self._opening()
+        timeout = _check_float("timeout", timeout, allow_zero=False)
+        if timeout > MAX_TIMEOUT:
+            raise InvalidArgumentError(f"timeout must be <= {MAX_TIMEOUT}, got {timeout!r}")
+        now = _check_now(now)
+        lag = _check_float("lag", lag, allow_zero=True)
+        if type(body) is not bytes:
+            raise InvalidArgumentTypeError(f"body must be bytes, got {type(body).__name__}")
+        if deadline is not None:
+            deadline = _check_float("deadline", deadline, allow_zero=True)
+        query_id = core.register(timeout, 1, 1, now)
+        msg_id = query_id.bytes + self._pad
+        datagram = b"\x00" + msg_id + body
+        retry = None if deadline is None else [datagram, deadline, 1, timeout, now, overdue]
+        fields = (query_id, address, name, future, callback, context, now, retry, lag, 0.0, 0.0)
+        entry = self._entry
+        self._pending[msg_id] = fields if entry is None else tuple.__new__(entry, fields)
+        return datagram
+
+    def _opening(self) -> QueryCore:
+        if self._core is None:
+            raise InvalidArgumentTypeError(
+                "this engine opens no requests: it was made without requests="
+            )
+        return self._core
+
+
+# Where a request's entry (the RPC table's _Pending) keeps what the engine
+# reads, and where its retry list keeps the tries made (as the Rust core).
+_ENTRY_QUERY_ID = 0
+_ENTRY_SENT = 6
+_ENTRY_RETRY = 7
+_ENTRY_LAG = 8
+_ENTRY_LAGGED = 10
+_RETRY_TRIES = 2
+# The RTT of an answer to a request sent more than once (Karn's rule).
+_AMBIGUOUS_RTT = -1.0
+_PAD_SIZE = 4
+
+
+def _check_requests(
+    requests: object,
+) -> tuple[QueryCore, bytes, dict[bytes, bytes], type[tuple[Any, ...]] | None]:
+    if type(requests) is not tuple or len(requests) != 4:
+        raise InvalidArgumentTypeError(
+            f"requests must be a (core, pad, resent, entry) tuple, got {type(requests).__name__}"
+        )
+    core, pad, resent, entry = requests
+    if type(core) is not QueryCore:
+        raise InvalidArgumentTypeError(
+            f"requests' core must be a QueryCore of this core, got {type(core).__name__}"
+        )
+    if type(pad) is not bytes or len(pad) != _PAD_SIZE:
+        raise InvalidArgumentError(f"requests' pad must be 4 bytes, got {pad!r}")
+    if type(resent) is not dict:
+        raise InvalidArgumentTypeError(
+            f"requests' resent must be a dict, got {type(resent).__name__}"
+        )
+    if entry is not None and not (isinstance(entry, type) and issubclass(entry, tuple)):
+        raise InvalidArgumentTypeError(
+            f"requests' entry must be a subclass of tuple or None, got {entry!r}"
+        )
+    return core, pad, resent, entry
 
 
 # -- many datagrams per call ------------------------------------------------

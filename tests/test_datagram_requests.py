@@ -1,0 +1,294 @@
+"""The datagram engine's request side (``DatagramEngine.open`` and
+``receive_at``, the engine given the RPC table's core): a request opened in
+one call (its query registered, its message id made, its datagram framed,
+its entry kept) and its answer ended in the same call that reads it (its
+query finished, its round trip measured: the loop's lag left out, none
+for a request sent twice). Both cores, and a property test driving both
+with the same operations."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from dhtquery.dht.wire import encode_response
+from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
+from dhtquery.query import QueryState, _core_py
+from tests.conftest import require_rust
+
+DROP, REQUEST, ANSWERED, WRONG_ADDRESS, NOT_PENDING, CHECKED, BAD_SHAPE = range(7)
+ADDRESS = ("127.0.0.1", 4000)
+OTHER = ("127.0.0.1", 4001)
+PAD = b"\x00\x00\x00\x01"
+SHAPES = {"ping": 2}  # (query.shapes.NODE_ID)
+
+
+class Entry(NamedTuple):
+    """As the RPC table's _Pending."""
+
+    query_id: Any
+    address: Any
+    name: str
+    future: Any
+    callback: Any
+    context: Any
+    sent: float
+    retry: list[Any] | None
+    lag: float
+    granted: float
+    lagged: float
+
+
+def _callback(*args: Any) -> None:
+    pass
+
+
+def _overdue(context: Any) -> None:
+    pass
+
+
+def _engine(module: ModuleType, entry: type[tuple[Any, ...]] | None = Entry) -> Any:
+    core = module.QueryCore()
+    return module.DatagramEngine({}, dict(SHAPES), requests=(core, PAD, {}, entry)), core
+
+
+@pytest.fixture(params=["rust", "python"], ids=["rs", "py"])
+def module(request: pytest.FixtureRequest) -> ModuleType:
+    return require_rust() if request.param == "rust" else _core_py
+
+
+def test_open_frames_the_request_and_keeps_its_entry(module: ModuleType) -> None:
+    engine, core = _engine(module)
+    datagram = engine.open(0.5, 10.0, 0.25, ADDRESS, "ping", None, _callback, "ctx", b"body")
+    assert (datagram[:1], datagram[17:21], datagram[21:]) == (b"\x00", PAD, b"body")
+    msg_id = datagram[1:21]
+    entry = engine.pending[msg_id]
+    assert type(entry) is Entry
+    assert entry.query_id.bytes == msg_id[:16]
+    assert entry[1:] == (ADDRESS, "ping", None, _callback, "ctx", 10.0, None, 0.25, 0.0, 0.0)
+    assert core.state(entry.query_id) == QueryState.LIVE
+    # (due at 10.5: the wheel may say an earlier tick, as for any query)
+    assert 10.0 < core.next_deadline() <= 10.5
+
+
+def test_open_with_a_deadline_keeps_a_retry_list(module: ModuleType) -> None:
+    engine, _ = _engine(module)
+    datagram = engine.open(0.5, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b", 12.0, _overdue)
+    retry = engine.pending[datagram[1:21]].retry
+    assert retry == [datagram, 12.0, 1, 0.5, 10.0, _overdue]
+    assert type(retry) is list
+
+
+def test_open_makes_tuples_without_an_entry_type(module: ModuleType) -> None:
+    engine, _ = _engine(module, None)
+    datagram = engine.open(1, 0, 0, ADDRESS, "ping", None, None, None, b"b")
+    entry = engine.pending[datagram[1:21]]
+    assert type(entry) is tuple and entry[1:7] == (ADDRESS, "ping", None, None, None, 0.0)
+
+
+def test_each_request_gets_its_own_message_id(module: ModuleType) -> None:
+    engine, core = _engine(module)
+    for _ in range(50):
+        engine.open(1.0, 0.0, 0.0, ADDRESS, "ping", None, None, None, b"b")
+    assert len(engine.pending) == 50 and core.in_flight == 50
+
+
+def test_an_answer_ends_its_request_with_its_round_trip(module: ModuleType) -> None:
+    engine, core = _engine(module)
+    datagram = engine.open(1.0, 10.0, 0.0, ADDRESS, "find", None, None, None, b"b")
+    msg_id = datagram[1:21]
+    entry = engine.pending[msg_id]
+    status, first, value, pending, rtt = engine.receive_at(
+        encode_response(msg_id, "hi"), ADDRESS, 10.25, 0.0
+    )
+    assert (status, first, value, pending) == (ANSWERED, msg_id, "hi", entry)
+    assert rtt == pytest.approx(0.25)
+    assert engine.pending == {}
+    assert core.state(entry.query_id) == QueryState.TOMBSTONE
+    assert core.counters().successful == 1
+    # again (duplicated on the way): not pending, nothing measured
+    assert engine.receive_at(encode_response(msg_id, "hi"), ADDRESS, 10.3, 0.0) == (
+        NOT_PENDING,
+        msg_id,
+        "hi",
+        None,
+        0.0,
+    )
+
+
+def test_the_loops_lag_is_left_out_of_the_round_trip(module: ModuleType) -> None:
+    engine, _ = _engine(module)
+    first = engine.open(1.0, 10.0, 0.5, ADDRESS, "find", None, None, None, b"b")[1:21]
+    second = engine.open(1.0, 10.0, 0.5, ADDRESS, "find", None, None, None, b"b")[1:21]
+    # the timer's lag grew by 0.1 s meanwhile
+    assert engine.receive_at(encode_response(first, 1), ADDRESS, 10.3, 0.6)[4] == pytest.approx(0.2)
+    # more lag than round trip: 0, never negative
+    assert engine.receive_at(encode_response(second, 1), ADDRESS, 10.3, 1.5)[4] == 0.0
+
+
+def test_a_request_sent_twice_gives_no_round_trip(module: ModuleType) -> None:
+    """Karn's rule: which copy was answered is unknown."""
+    engine, _ = _engine(module)
+    datagram = engine.open(0.1, 10.0, 0.0, ADDRESS, "find", None, None, None, b"b", 11.0)
+    msg_id = datagram[1:21]
+    engine.pending[msg_id].retry[2] = 2  # (as RpcTable._retransmit counts a copy)
+    assert engine.receive_at(encode_response(msg_id, 1), ADDRESS, 10.5, 0.0)[4] == -1.0
+
+
+def test_an_answer_takes_its_query_out_of_resent(module: ModuleType) -> None:
+    core = module.QueryCore()
+    resent: dict[bytes, bytes] = {}
+    engine = module.DatagramEngine({}, None, requests=(core, PAD, resent, Entry))
+    msg_id = engine.open(0.1, 10.0, 0.0, ADDRESS, "find", None, None, None, b"b")[1:21]
+    other = engine.open(0.1, 10.0, 0.0, ADDRESS, "find", None, None, None, b"b")[1:21]
+    # (as RpcTable does when it registers a request again)
+    resent[engine.pending[msg_id].query_id.bytes] = msg_id
+    resent[engine.pending[other].query_id.bytes] = other
+    engine.receive_at(encode_response(msg_id, 1), ADDRESS, 10.05, 0.0)
+    assert list(resent.values()) == [other]
+
+
+def test_an_answer_from_another_address_ends_nothing(module: ModuleType) -> None:
+    engine, core = _engine(module)
+    msg_id = engine.open(1.0, 10.0, 0.0, ADDRESS, "find", None, None, None, b"b")[1:21]
+    status, _, _, pending, rtt = engine.receive_at(encode_response(msg_id, 1), OTHER, 10.1, 0.0)
+    assert (status, rtt) == (WRONG_ADDRESS, 0.0) and pending is engine.pending[msg_id]
+    assert core.in_flight == 1
+
+
+def test_receive_at_judges_shapes_and_reads_requests(module: ModuleType) -> None:
+    engine, core = _engine(module)
+    good = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b")[1:21]
+    bad = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b")[1:21]
+    assert engine.receive_at(encode_response(good, b"n" * 20), ADDRESS, 10.1, 0.0)[0] == CHECKED
+    assert engine.receive_at(encode_response(bad, 5), ADDRESS, 10.1, 0.0)[0] == BAD_SHAPE
+    assert core.in_flight == 0  # (a wrong shape ends its request too)
+    request = b"\x00" + bytes(20) + b"\xc0"
+    assert engine.receive_at(request, ADDRESS, 10.2, 0.0) == (REQUEST, bytes(20), None, None, 0.0)
+    assert engine.receive_at(b"\x01", ADDRESS, 10.2, 0.0) == (DROP, "short", None, None, 0.0)
+
+
+def test_an_engine_without_requests_opens_none(module: ModuleType) -> None:
+    engine = module.DatagramEngine({})
+    with pytest.raises(InvalidArgumentTypeError, match="without requests"):
+        engine.open(1.0, 0.0, 0.0, ADDRESS, "ping", None, None, None, b"b")
+    with pytest.raises(InvalidArgumentTypeError, match="without requests"):
+        engine.receive_at(b"\x01" + bytes(20) + b"\xc0", ADDRESS, 0.0, 0.0)
+
+
+def test_bad_requests_and_arguments_are_refused(module: ModuleType) -> None:
+    core = module.QueryCore()
+    for requests, error in [
+        ([core, PAD, {}, None], InvalidArgumentTypeError),
+        ((core, PAD, {}), InvalidArgumentTypeError),
+        (("core", PAD, {}, None), InvalidArgumentTypeError),
+        ((core, b"\x00", {}, None), InvalidArgumentError),
+        ((core, PAD, [], None), InvalidArgumentTypeError),
+        ((core, PAD, {}, dict), InvalidArgumentTypeError),
+    ]:
+        with pytest.raises(error, match="requests"):
+            module.DatagramEngine({}, None, requests=requests)
+    other = (_core_py if module is not _core_py else require_rust()).QueryCore()
+    with pytest.raises(InvalidArgumentTypeError, match="QueryCore of this core"):
+        module.DatagramEngine({}, None, requests=(other, PAD, {}, None))
+    engine, _ = _engine(module)
+    for args, error, name in [
+        ((0.0, 1.0, 0.0), InvalidArgumentError, "timeout"),
+        ((1e9, 1.0, 0.0), InvalidArgumentError, "timeout"),
+        ((1.0, -1.0, 0.0), InvalidArgumentError, "now"),
+        ((1.0, 1.0, "0"), InvalidArgumentTypeError, "lag"),
+    ]:
+        with pytest.raises(error, match=name):
+            engine.open(*args, ADDRESS, "ping", None, None, None, b"b")
+    with pytest.raises(InvalidArgumentTypeError, match="body must be bytes"):
+        engine.open(1.0, 1.0, 0.0, ADDRESS, "ping", None, None, None, bytearray(b"b"))
+    with pytest.raises(InvalidArgumentError, match="deadline"):
+        engine.open(1.0, 1.0, 0.0, ADDRESS, "ping", None, None, None, b"b", -1.0)
+    assert engine.pending == {} and engine.pending is not None
+    with pytest.raises(InvalidArgumentError, match="now"):
+        engine.receive_at(b"\x01" + bytes(20) + b"\xc0", ADDRESS, float("nan"), 0.0)
+
+
+# -- both cores driven alike ---------------------------------------------
+
+# ("open", timeout, lag, deadline or None) | ("answer", index of a request
+# opened, or -1: an id never sent, right address?, value, lag) | ("advance",
+# seconds) | ("resend", index): its retry counts a second copy
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("open"),
+            st.floats(0.001, 5.0),
+            st.floats(0.0, 2.0),
+            st.none() | st.floats(0.0, 20.0),
+        ),
+        st.tuples(
+            st.just("answer"),
+            st.integers(-1, 7),
+            st.booleans(),
+            st.sampled_from([b"n" * 20, 5, None]),
+            st.floats(0.0, 3.0),
+        ),
+        st.tuples(st.just("advance"), st.floats(0.0, 2.0)),
+        st.tuples(st.just("resend"), st.integers(0, 7)),
+    ),
+    max_size=30,
+)
+
+
+def _comparable(answer: tuple[Any, ...], ids: dict[bytes, int]) -> tuple[Any, ...]:
+    """An answer with its message id and query id as the index of the
+    request they belong to (the two cores draw different ids)."""
+    status, first, value, pending, rtt = answer
+    if type(first) is bytes:
+        first = ids.get(first, first)
+    if pending is not None:
+        pending = (ids[pending[0].bytes], *pending[1:7], pending[7] is not None, *pending[8:])
+    return (status, first, value, pending, rtt)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_OPS)
+def test_both_cores_open_and_end_requests_alike(ops: list[tuple[Any, ...]]) -> None:
+    rust = require_rust()
+    sides = []
+    for module in (rust, _core_py):
+        engine, core = _engine(module)
+        sides.append((engine, core, [], {}))  # (engine, core, msg ids, msg/query id -> index)
+    now = 100.0
+    for op in ops:
+        answers = []
+        for engine, core, opened, ids in sides:
+            if op[0] == "open":
+                _, timeout, lag, deadline = op
+                datagram = engine.open(
+                    timeout, now, lag, ADDRESS, "ping", None, None, len(opened), b"b", deadline
+                )
+                ids[datagram[1:21]] = ids[datagram[1:17]] = len(opened)
+                opened.append(datagram[1:21])
+                answers.append((datagram[0], datagram[17:]))
+            elif op[0] == "answer":
+                _, index, right, value, lag = op
+                msg_id = opened[index] if 0 <= index < len(opened) else b"\x07" * 20
+                address = ADDRESS if right else OTHER
+                answer = engine.receive_at(encode_response(msg_id, value), address, now, lag)
+                answers.append(_comparable(answer, ids))
+            elif op[0] == "resend":
+                if op[1] < len(opened) and opened[op[1]] in engine.pending:
+                    retry = engine.pending[opened[op[1]]].retry
+                    if retry is not None:
+                        retry[2] += 1
+            else:
+                answers.append(len(core.expire(now + op[1])))
+            answers.append((core.in_flight, core.tombstones, core.counters()))
+        assert answers[: len(answers) // 2] == answers[len(answers) // 2 :], op
+        if op[0] == "advance":
+            now += op[1]
+    (rust_engine, _, _, rust_ids), (py_engine, _, _, py_ids) = sides
+    assert sorted(rust_ids[k] for k in rust_engine.pending) == sorted(
+        py_ids[k] for k in py_engine.pending
+    )
