@@ -803,8 +803,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         retransmission, the first telling that the request passed its RTO:
         the caller may ask someone else meanwhile, and an answer to any copy
         still ends the request as usual."""
+        requests = self._requests
+        if requests is None:  # (the property's error)
+            requests = self.requests
         self._request(
-            self.requests, address, name, body, timeout, None, callback, context, False, overdue
+            requests, address, name, body, timeout, None, callback, context, False, overdue
         )
 
     # _request takes the request's parts one by one, not as an _Outgoing:
