@@ -8,16 +8,20 @@ with the same operations."""
 
 from __future__ import annotations
 
+import asyncio
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from dhtquery.dht.rpc_table import RpcTable
+from dhtquery.dht.rpc_table import _Pending as Entry
 from dhtquery.dht.wire import encode_response
 from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
-from dhtquery.query import QueryState, _core_py
+from dhtquery.query import ExpiryTimer, QueryState, _core_py, new_core
+from dhtquery.testing import FakeClock
 from tests.conftest import require_rust
 
 DROP, REQUEST, ANSWERED, WRONG_ADDRESS, NOT_PENDING, CHECKED, BAD_SHAPE = range(7)
@@ -25,22 +29,6 @@ ADDRESS = ("127.0.0.1", 4000)
 OTHER = ("127.0.0.1", 4001)
 PAD = b"\x00\x00\x00\x01"
 SHAPES = {"ping": 2}  # (query.shapes.NODE_ID)
-
-
-class Entry(NamedTuple):
-    """As the RPC table's _Pending."""
-
-    query_id: Any
-    address: Any
-    name: str
-    future: Any
-    callback: Any
-    context: Any
-    sent: float
-    retry: list[Any] | None
-    lag: float
-    granted: float
-    lagged: float
 
 
 def _callback(*args: Any) -> None:
@@ -292,3 +280,70 @@ def test_both_cores_open_and_end_requests_alike(ops: list[tuple[Any, ...]]) -> N
     assert sorted(rust_ids[k] for k in rust_engine.pending) == sorted(
         py_ids[k] for k in py_engine.pending
     )
+
+
+# -- the RPC table on the engine -------------------------------------------
+
+
+def test_the_table_opens_resends_and_ends_a_request_in_the_engine(backend: str) -> None:
+    """``RpcTable.open_request`` and ``receive`` (the protocol's path):
+    the datagram framed by the engine, sent again unchanged past its RTO,
+    the first answer ends it with no RTT (Karn), the second is a
+    duplicate, as ``open_with`` and ``answer`` count them."""
+
+    async def scenario() -> tuple[list[bytes], tuple[Any, ...], str, Any, int]:
+        clock = FakeClock()
+        sent: list[bytes] = []
+        table = RpcTable(
+            asyncio.get_running_loop(),
+            new_core(backend),
+            ExpiryTimer(clock),
+            clock,
+            send=lambda datagram, address: sent.append(datagram),
+        )
+        answered = table.loop.create_future()
+        datagram = table.open_request(
+            "peer", "ping", 0.05, answered, None, None, b"body", 1.0, _overdue
+        )
+        sent.append(datagram)
+        clock.advance(0.051)  # past its RTO: sent again
+        response = encode_response(datagram[1:21], "pong")
+        status, msg_id, value, pending, rtt = table.receive(response, "peer")
+        assert pending is not None
+        pending.deliver(True, value)
+        second = table.receive(response, "peer")
+        assert second[3] is None
+        return (
+            sent,
+            (status, msg_id, rtt),
+            table.unmatched(second[1])[0],
+            await answered,
+            len(table),
+        )
+
+    sent, first, second, reply, left = asyncio.run(scenario())
+    assert len(sent) == 2 and sent[0] == sent[1] and sent[0].endswith(b"body")
+    assert first == (ANSWERED, sent[0][1:21], -1.0)
+    assert second == "duplicate_response"
+    assert reply == (True, "pong") and left == 0
+
+
+def test_the_table_measures_an_answer_without_the_loops_lag(backend: str) -> None:
+    async def scenario() -> tuple[float, float, QueryState]:
+        clock = FakeClock()
+        timer = ExpiryTimer(clock)
+        core = new_core(backend)
+        table = RpcTable(asyncio.get_running_loop(), core, timer, clock)
+        datagram = table.open_request("peer", "ping", 1.0, None, None, None, b"b")
+        query_id = table.on_wire[datagram[1:21]].query_id
+        clock.advance(0.3)
+        timer.lag += 0.1  # (as if the timer had fired 0.1 s late meanwhile)
+        _, _, _, _, rtt = table.receive(encode_response(datagram[1:21], 1), "peer")
+        other = table.open_request("peer", "ping", 1.0, None, None, None, b"b")
+        clock.advance(0.2)
+        _, _, _, _, plain = table.receive(encode_response(other[1:21], 1), "peer")
+        return rtt, plain, core.state(query_id)
+
+    rtt, plain, state = asyncio.run(scenario())
+    assert rtt == pytest.approx(0.2) and plain == pytest.approx(0.2)
+    assert state == QueryState.TOMBSTONE
