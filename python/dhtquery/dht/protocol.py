@@ -301,6 +301,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.queries = queries
         self.config = queries.config
         self.clock = queries.clock
+        #: the node's one expiry timer (its ``lag``, read per datagram)
+        self._timer = queries.timer
         self.stats: Counter[str] = Counter()
         #: datagrams dropped, by kind (also counted in ``stats``)
         self.drops: Counter[str] = Counter()
@@ -510,9 +512,15 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # 0.58 us against 1.1 us for wire.decode and the table's lookup
             # in Python, for a find_values answer with one record (timeit,
             # Rust core; the twin: 0.93 us), before the finish moved in.
-            status, first, value, pending, rtt = requests.receive(data, addr)
+            # (RpcTable.receive's work, inline: a Python call less per
+            # datagram, each request served included)
+            status, first, value, request, rtt = requests.engine.receive_at(
+                data, addr, self.clock.now(), self._timer.lag
+            )
             if status == DATAGRAM_ANSWERED or status >= DATAGRAM_CHECKED:  # (5, 6: shape judged)
-                assert pending is not None
+                pending: _Pending = request  # type: ignore[assignment]
+                if rtt < 0:  # (Karn: sent more than once)
+                    requests.answered_again(first)
                 shape = None if status == DATAGRAM_ANSWERED else status == DATAGRAM_CHECKED
                 self._answered(requests, pending.name, rtt, pending, value, addr, shape)
             elif status == DATAGRAM_REQUEST:

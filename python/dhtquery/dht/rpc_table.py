@@ -383,21 +383,23 @@ class RpcTable:
         rtt)``; an answer from the address asked has ended its request
         (finished in the core, its round trip measured as ``answered``
         does: -1 if it was sent more than once), and its caller is to be
-        told (``deliver``)."""
-        now = self._now()
-        timer = self._timer
+        told (``deliver``). The protocol makes the engine's call itself (a
+        Python call less per datagram), then ``answered_again`` as here.
+
+        Unlike ``answered``, no timer arm for the ended request's
+        tombstone: the timer was armed no later than the request's deadline
+        when it was opened, and when it fires it arms for the wheel's next
+        entry, tombstones included."""
         answer: tuple[int, Any, Any, _Pending | None, float]
-        answer = self._receive_at(datagram, address, now, timer.lag)
-        status = answer[0]
-        if status == DATAGRAM_ANSWERED or status >= DATAGRAM_CHECKED:
-            # (its tombstone is to be expired)
-            if timer.armed_until > now + self._grace:
-                timer.arm(now + self._grace)
-            if answer[4] == _AMBIGUOUS:
-                self._remember_resent(answer[1])
+        answer = self._receive_at(datagram, address, self._now(), self._timer.lag)
+        if answer[4] < 0:  # (only an answer to a request sent more than once)
+            self.answered_again(answer[1])
         return answer
 
-    def _remember_resent(self, msg_id: bytes) -> None:
+    def answered_again(self, msg_id: bytes) -> None:
+        """The request ``msg_id``, sent more than once, was answered: a
+        second answer to it is a duplicate, not late (the last
+        _GIVEN_UP_KEPT remembered)."""
         answered_resent = self._answered_resent
         answered_resent[msg_id] = None
         if len(answered_resent) > _GIVEN_UP_KEPT:
@@ -415,7 +417,7 @@ class RpcTable:
             self._resent.pop(pending.query_id.bytes, None)
         retry = pending.retry
         if retry is not None and retry[_RETRY_TRIES] > 1:
-            self._remember_resent(msg_id)
+            self.answered_again(msg_id)
             # Karn: which copy was answered is unknown, so no RTT sample
             return RpcStatus.ANSWERED, pending.name, _AMBIGUOUS, pending
         rtt = now - pending.sent
