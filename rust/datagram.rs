@@ -34,6 +34,7 @@ use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::PyTypeInfo;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const DROP: u8 = 0;
@@ -604,6 +605,22 @@ impl DatagramEngine {
     }
 }
 
+/// `value`, one of the `requests` tuple's parts, as exactly a `T`, else
+/// `InvalidArgumentTypeError` ("requests' {name} must be {what}").
+fn exact<'py, T: PyTypeInfo>(
+    value: Bound<'py, PyAny>,
+    name: &str,
+    what: &str,
+) -> PyResult<Bound<'py, T>> {
+    if !value.is_exact_instance_of::<T>() {
+        return Err(type_error(format!(
+            "requests' {name} must be {what}, got {}",
+            type_name(&value)
+        )));
+    }
+    Ok(value.cast_into_exact::<T>()?)
+}
+
 impl Requests {
     fn check(requests: &Bound<'_, PyAny>) -> PyResult<Self> {
         let wrong = || {
@@ -618,13 +635,7 @@ impl Requests {
         if parts.len() != 4 {
             return Err(wrong());
         }
-        let core = parts.get_item(0)?;
-        let Ok(core) = core.cast_exact::<QueryCore>() else {
-            return Err(type_error(format!(
-                "requests' core must be a QueryCore of this core, got {}",
-                type_name(&core)
-            )));
-        };
+        let core = exact::<QueryCore>(parts.get_item(0)?, "core", "a QueryCore of this core")?;
         let pad = parts.get_item(1)?;
         let pad = match pad.cast_exact::<PyBytes>() {
             Ok(bytes) if bytes.as_bytes().len() == MSG_ID_SIZE - 16 => {
@@ -639,13 +650,7 @@ impl Requests {
                 )))
             }
         };
-        let resent = parts.get_item(2)?;
-        let Ok(resent) = resent.cast_exact::<PyDict>() else {
-            return Err(type_error(format!(
-                "requests' resent must be a dict, got {}",
-                type_name(&resent)
-            )));
-        };
+        let resent = exact::<PyDict>(parts.get_item(2)?, "resent", "a dict")?;
         let entry = parts.get_item(3)?;
         let entry = if entry.is_none() {
             None
