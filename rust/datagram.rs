@@ -21,6 +21,12 @@
 //!   checks (the `shapes` dict maps its name to a shape code of
 //!   `dhtquery.query.shapes`), and the answer has that shape, or not.
 //!
+//! Given the RPC table's core (`requests`), the engine also opens the
+//! table's requests (`open`: the one-result query registered, the message
+//! id made, the datagram framed, the entry kept) and ends an answered one
+//! in the call that reads it (`receive_at`: the query finished, the RTT
+//! measured), so that a request and its answer cost Python one call each.
+//!
 //! The decoder gives what `msgpack.unpackb(body, raw=False,
 //! strict_map_key=False, use_list=True)` gives, errors included (its size
 //! limits, its stack of 1,024 containers, its `ExtType` and `Timestamp`):
