@@ -347,3 +347,23 @@ def test_the_table_measures_an_answer_without_the_loops_lag(backend: str) -> Non
     rtt, plain, state = asyncio.run(scenario())
     assert rtt == pytest.approx(0.2) and plain == pytest.approx(0.2)
     assert state == QueryState.TOMBSTONE
+
+
+def test_an_answered_requests_tombstone_is_expired_by_the_timer(backend: str) -> None:
+    """No arm for the tombstone when an answer ends a request: the timer,
+    armed for the request's deadline, fires and re-arms for the wheel's
+    next entry, the tombstone's end, which it then expires."""
+
+    async def scenario() -> tuple[int, int]:
+        clock = FakeClock()
+        core = new_core(backend)
+        table = RpcTable(asyncio.get_running_loop(), core, ExpiryTimer(clock), clock)
+        datagram = table.open_request("peer", "ping", 0.5, None, None, None, b"b")
+        clock.advance(0.1)
+        table.receive(encode_response(datagram[1:21], 1), "peer")
+        tombstones = core.tombstones
+        clock.advance(0.5)  # the request's deadline: the timer fires
+        clock.advance(core.grace + 0.01)  # the tombstone's end
+        return tombstones, core.tombstones
+
+    assert asyncio.run(scenario()) == (1, 0)
