@@ -882,8 +882,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 return
         self.stats["requests"] += 1
         if timeout is None and overdue is None:
-            first = self._peers.rto(address)
-            budget = None
+            rto = self._peers.rto(address)
+            datagram = requests.open_request(address, name, rto, future, callback, context, body)
         else:
             if overdue is not None:
                 # A lookup's request is due when the peer's last measure says
@@ -919,26 +919,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 rto = self._peers.rto(address)
             assert timeout is not None  # (None without overdue: the branch above)
             first = rto if rto < timeout else timeout
-            budget = timeout  # (retransmitted within it)
-        # RpcTable.open_request's work, made here rather than called: one
-        # engine call registers the request, frames it and keeps its entry.
-        now = self.clock.now()
-        timer = self._timer
-        datagram = requests.engine.open(
-            first,
-            now,
-            timer.lag,
-            address,
-            name,
-            future,
-            callback,
-            context,
-            body,
-            None if budget is None else now + budget,
-            overdue,
-        )
-        if timer.armed_until > now + first:
-            timer.arm(now + first)
+            # (one call: registered, framed, and retransmitted within timeout)
+            datagram = requests.open_request(
+                address, name, first, future, callback, context, body, timeout, overdue
+            )
         if background:
             self._background_in_flight += 1
             assert future is not None
