@@ -513,9 +513,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # for wire.decode and the table's lookup in Python (a
             # find_values answer with one record, timeit, Rust core; the
             # twin 0.93 us). RpcTable.receive's work, made here rather than
-            # called: 464.2 k -> 448.3 k instructions a get_all (callgrind,
-            # bench profile, one run each; two runs of one build differed
-            # by up to 9.7 k).
+            # called: 464.2 k -> 448.3 k and 441.6 k instructions a get_all
+            # (callgrind, bench profile; two runs of one build differed by
+            # up to 9.7 k).
             status, first, value, request, rtt = requests.engine.receive_at(
                 data, addr, self.clock.now(), self._timer.lag
             )
