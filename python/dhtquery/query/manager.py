@@ -195,6 +195,9 @@ class QueryManager:
         (by this answer, or before)."""
         core = self._core
         if entries:
+            # (submit_many's handling of the batch, written out again: this
+            # runs once per answer of every lookup, and a shared helper would
+            # put a Python call back on that path)
             batch = core.offer_many(query_id, peer, entries, self._now())
             code = batch[0]
             if code == _NEW:
