@@ -522,7 +522,7 @@ impl PeerBook {
         Ok(self.records.value_mut(slot))
     }
 
-    fn score_of(&self, peer: &Bound<'_, PyAny>, now: f64) -> PyResult<f64> {
+    pub(crate) fn score_of(&self, peer: &Bound<'_, PyAny>, now: f64) -> PyResult<f64> {
         if self.records.len() == 0 {
             return Ok(self.never_seen);
         }

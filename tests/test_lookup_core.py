@@ -591,3 +591,20 @@ def test_both_cores_give_the_same_answers(data: st.DataObject) -> None:
             mode = data.draw(st.sampled_from(list(LookupFailure)))
             track(_both(cores, "failed", who, mode, end_now))
         _both(cores, "state", ids)
+
+
+# -- the order of equal distances, on either ranking --------------------------
+
+
+@pytest.mark.parametrize("longest", [20, 32, 33, 64])
+@pytest.mark.parametrize("ksize", [2, 20])
+def test_equal_distances_keep_their_order_whatever_the_ids_lengths(
+    make: Any, longest: int, ksize: int
+) -> None:
+    # (ids of up to 32 bytes and longer ones are ranked two ways in the
+    # Rust core: the same order either way)
+    ids = [node(5, size=3), node(4, size=longest), node(5, size=1), node(5, size=2)]
+    core = make(ksize=ksize, alpha=4, quorum=4)
+    answer = core.start((ids, [addr(n) for n in range(4)]), 0)
+    ranked = [node(4, size=longest), node(5, size=3), node(5, size=1), node(5, size=2)]
+    assert asked(answer) == ranked[:ksize]
