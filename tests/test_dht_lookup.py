@@ -525,3 +525,55 @@ def test_holders_equal_in_time_are_asked_in_a_drawn_order(backend: str, run: Run
             assert sum(1 for count in served if count) >= 3, served
 
     run(scenario())
+
+
+class _CountingBook:
+    """A peers book (``srtt`` and ``scores``) that counts the SRTTs read."""
+
+    def __init__(self) -> None:
+        self.srtts_read = 0
+
+    def srtt(self, address: Any) -> float | None:
+        self.srtts_read += 1
+        return None
+
+    def scores(self, addresses: list[Any], now: float) -> list[float]:
+        return [0.75 for _ in addresses]
+
+
+def test_lookups_read_the_peers_book_the_protocol_has_now(backend: str) -> None:
+    """What every lookup of a node shares is read once, on its first
+    get_all; a book given to the protocol's ``peers`` later (as ``bench
+    profile --banded`` does) is the one the next lookups read."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            querier, protocol = await nodes.dht_and_protocol(client=True)
+            holder = await nodes.dht()
+            protocol.router.add_contact(_contact(holder))
+            record = signed("publisher", b"held", "book")
+            holder.records.put(digest("book"), record, holder.clock.now())
+            assert (await querier.get_all("book", quorum=1, timeout=5.0)).items == [record]
+            book = _CountingBook()
+            protocol.peers = book  # type: ignore[assignment]
+            assert (await querier.get_all("book", quorum=1, timeout=5.0)).items == [record]
+            assert book.srtts_read == 1
+
+    run_paired(backend, scenario())
+
+
+@pytest.mark.parametrize("key", ["text", "", "é", b"raw", b""])
+def test_a_lookups_key_is_kademlias_digest(key: str | bytes) -> None:
+    from dhtquery.dht.node import _key_digest
+
+    assert _key_digest(key) == digest(key)
+
+
+def test_a_lookups_key_of_a_str_subclass_is_kademlias_digest_of_its_str() -> None:
+    from dhtquery.dht.node import _key_digest
+
+    class Shown(str):
+        def __str__(self) -> str:
+            return "shown"
+
+    assert _key_digest(Shown("raw")) == digest(Shown("raw")) == digest("shown")

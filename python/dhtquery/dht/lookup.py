@@ -87,7 +87,7 @@ if TYPE_CHECKING:
     from ..query import QueryId
     from .protocol import DhtProtocol
 
-__all__ = ["HEDGE", "RTT_BAND", "LookupHandle", "LookupStats", "StreamingLookup"]
+__all__ = ["HEDGE", "RTT_BAND", "LookupHandle", "LookupSetup", "LookupStats", "StreamingLookup"]
 
 # RTT_BAND: round trips this close count as equal when choosing whom to ask,
 # and two such peers go in a drawn order: an SRTT differs by a few ms with
@@ -201,6 +201,60 @@ class LookupHandle(QueryHandle):
         )
 
 
+class LookupSetup:
+    """What every lookup of a node shares, read once rather than per lookup:
+    the core's class and the arguments of its LookupCore that are the same
+    for every lookup, and the bound methods each lookup keeps. Made again
+    if the protocol's ``peers`` change (``bench profile --banded`` gives
+    the lookups another book)."""
+
+    __slots__ = (
+        "alpha",
+        "core_class",
+        "ksize",
+        "manager",
+        "own_id",
+        "peer_finished",
+        "peers",
+        "protocol",
+        "submit_answer",
+        "tail",
+        "take",
+    )
+
+    def __init__(self, protocol: DhtProtocol, manager: QueryManager, alpha: int, ksize: int):
+        self.protocol = protocol
+        self.manager = manager
+        self.core_class = _core_class(manager)
+        self.own_id = protocol.source_node.id
+        self.alpha = alpha
+        self.ksize = ksize
+        self.peers = protocol.peers
+        #: LookupCore's last arguments
+        self.tail = (
+            # (read in place: no call back per candidate)
+            protocol.peers,
+            protocol.clock.now,
+            protocol.failed_recently,
+            # (the dict is never replaced: its length says whether any
+            # request failed lately)
+            protocol.recently_failed.__len__,
+        )
+        # With expected_peers 0, peer_finished only counts the outcome's
+        # peers_ok / peers_failed: it never completes the query.
+        self.peer_finished = manager.peer_finished
+        # (an answer's records and its peer's end, in one call)
+        self.submit_answer = manager.submit_answer
+        # an answer's records read through the verified ones, in one core
+        # call (RecordCache.take; timeit, best of 7, one record: 1.39 us one
+        # by one through RecordVerifier.from_wire, 0.80 us taken)
+        self.take = protocol.records.verifier.cache.take
+
+    def fits(self, protocol: DhtProtocol | None) -> bool:
+        """Still the setup of ``protocol``'s lookups."""
+        return protocol is self.protocol and protocol.peers is self.peers
+
+
 class StreamingLookup:
     __slots__ = (
         "_bodies",
@@ -219,30 +273,21 @@ class StreamingLookup:
 
     def __init__(
         self,
-        protocol: DhtProtocol,
-        manager: QueryManager,
+        setup: LookupSetup,
         handle: LookupHandle,
         key: bytes,
         *,
-        alpha: int,
-        ksize: int,
         quorum: int,
         rpc_timeout: float | None,
     ) -> None:
-        self._protocol = protocol
-        self._manager = manager
-        # With expected_peers 0, peer_finished only counts the outcome's
-        # peers_ok / peers_failed: it never completes the query.
-        self._peer_finished = manager.peer_finished
-        # (an answer's records and its peer's end, in one call)
-        self._submit_answer = manager.submit_answer
+        self._protocol = setup.protocol
+        self._manager = setup.manager
+        self._peer_finished = setup.peer_finished
+        self._submit_answer = setup.submit_answer
         self._handle = handle
         # (bound once: asked after every answer)
         self._ended = handle.ended
-        # an answer's records read through the verified ones, in one core
-        # call (RecordCache.take; timeit, best of 7, one record: 1.39 us one
-        # by one through RecordVerifier.from_wire, 0.80 us taken)
-        self._take = protocol.records.verifier.cache.take
+        self._take = setup.take
         self._key = key
         # None: each peer's RTO (adaptive); else the query's whole timeout
         self._rpc_timeout = rpc_timeout
@@ -252,22 +297,16 @@ class StreamingLookup:
         #: slot -> (highest sequence seen, the peer that served it first)
         self._latest: dict[tuple[bytes, str], tuple[int, Any]] = {}
         #: the decisions: the k closest, whom to ask, when it is over
-        self._core = _core_class(manager)(
-            protocol.source_node.id,
+        self._core = setup.core_class(
+            setup.own_id,
             key,
-            alpha,
-            ksize,
+            setup.alpha,
+            setup.ksize,
             quorum,
             rpc_timeout is None,
             FAIR_SCORE,
             _seed(64),
-            # (read in place: no call back per candidate)
-            protocol.peers,
-            protocol.clock.now,
-            protocol.failed_recently,
-            # (the dict is never replaced: its length says whether any
-            # request failed lately)
-            protocol.recently_failed.__len__,
+            *setup.tail,
         )
 
     def start(self, local: list[Record], own_address: Any) -> None:

@@ -31,6 +31,7 @@ import random
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from hashlib import sha1
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,7 +48,7 @@ from ..errors import (
     UnsupportedError,
 )
 from ..query import Clock, QueryConfig, QueryManager, backend_of, load_core
-from .lookup import LookupHandle, StreamingLookup
+from .lookup import LookupHandle, LookupSetup, StreamingLookup
 from .persist import DATABASE_NAME, KeyValueTable, NodeDatabase
 from .protocol import DhtProtocol, RpcSpec, peer_book_for
 from .records import Record, RecordError, RecordVerifier
@@ -124,6 +125,9 @@ class DhtNode(Server):  # type: ignore[misc]
         self.queries = QueryManager(config) if queries is None else queries
         self.config = config
         self.clock: Clock = self.queries.clock
+        #: what every get_all shares (made on the first, and again if the
+        #: protocol changes)
+        self._lookup_setup: LookupSetup | None = None
         #: the node's file when it has a ``data_dir`` (None: memory only):
         #: its id, records, plain values and contacts survive a restart
         self.database = None if data_dir is None else NodeDatabase(Path(data_dir) / DATABASE_NAME)
@@ -639,31 +643,43 @@ class DhtNode(Server):  # type: ignore[misc]
         ``fan_out``) holders answering with their records end the lookup.
         Once it has ended, ``handle.lookup_stats`` tells what it cost
         (:class:`LookupStats`: requests, retransmissions, hops)."""
-        protocol = self._protocol()
-        quorum = self.config.fan_out if quorum is None else quorum
+        setup = self._lookup_setup
+        if setup is None or not setup.fits(self.protocol):
+            setup = self._lookup_setup = LookupSetup(
+                self._protocol(), self.queries, self.alpha, self.ksize
+            )
+        config = self.config
+        quorum = config.fan_out if quorum is None else quorum
         if isinstance(quorum, bool) or not isinstance(quorum, int):
             raise InvalidArgumentTypeError(f"quorum must be an int, got {type(quorum).__name__}")
         if quorum < 1:
             raise InvalidArgumentError(f"quorum must be >= 1, got {quorum!r}")
-        dkey = digest(_check_key(key))
-        timeout = self.config.default_timeout if timeout is None else timeout
+        dkey = _key_digest(key)
+        timeout = config.default_timeout if timeout is None else timeout
         handle = self.queries.start_as(
             LookupHandle, expected_peers=0, timeout=timeout, max_results=max_results
         )
         lookup = StreamingLookup(
-            protocol,
-            self.queries,
+            setup,
             handle,
             dkey,
-            alpha=self.alpha,
-            ksize=self.ksize,
             quorum=quorum,
-            rpc_timeout=None if self.config.adaptive_timeout else timeout,
+            rpc_timeout=None if config.adaptive_timeout else timeout,
         )
         local = self.records.get(dkey, self.clock.now())
         # (the address is read from the socket: only when it is needed)
         lookup.start(local, self.address if local else None)
         return handle
+
+
+def _key_digest(key: object) -> bytes:
+    """kademlia's ``digest`` of a checked key (str or bytes), in one call
+    for the common types."""
+    if type(key) is str:
+        return sha1(key.encode()).digest()
+    if type(key) is bytes:
+        return sha1(key).digest()
+    return digest(_check_key(key))  # type: ignore[no-any-return]
 
 
 def _check_key(key: object) -> str | bytes:

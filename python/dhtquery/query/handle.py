@@ -170,5 +170,7 @@ class QueryHandle:
                     duplicates=outcome.duplicates,
                 )
             )
-        self.wake()
+        if self._waiters:
+            # (a query awaited, not iterated, has none: no call)
+            self.wake()
         return future.result()
