@@ -250,10 +250,6 @@ class LookupSetup:
         # by one through RecordVerifier.from_wire, 0.80 us taken)
         self.take = protocol.records.verifier.cache.take
 
-    def fits(self, protocol: DhtProtocol | None) -> bool:
-        """Still the setup of ``protocol``'s lookups."""
-        return protocol is self.protocol and protocol.peers is self.peers
-
 
 class StreamingLookup:
     __slots__ = (

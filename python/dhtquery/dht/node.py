@@ -644,7 +644,12 @@ class DhtNode(Server):  # type: ignore[misc]
         Once it has ended, ``handle.lookup_stats`` tells what it cost
         (:class:`LookupStats`: requests, retransmissions, hops)."""
         setup = self._lookup_setup
-        if setup is None or not setup.fits(self.protocol):
+        # (made again for another protocol, or another book in its peers)
+        if (
+            setup is None
+            or setup.protocol is not self.protocol
+            or setup.peers is not setup.protocol.peers
+        ):
             setup = self._lookup_setup = LookupSetup(
                 self._protocol(), self.queries, self.alpha, self.ksize
             )
