@@ -577,3 +577,27 @@ def test_a_lookups_key_of_a_str_subclass_is_kademlias_digest_of_its_str() -> Non
             return "shown"
 
     assert _key_digest(Shown("raw")) == digest(Shown("raw")) == digest("shown")
+
+
+def test_a_nodes_ksize_changed_after_a_lookup_is_the_next_ones(backend: str) -> None:
+    """alpha and ksize are read per lookup, not kept with what a node's
+    lookups share: with ksize 1 the next lookup asks the closest holder
+    alone."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            querier, protocol = await nodes.dht_and_protocol(client=True)
+            record = signed("publisher", b"held by three", "ksize")
+            for _ in range(3):
+                holder = await nodes.dht()
+                holder.records.put(digest("ksize"), record, holder.clock.now())
+                protocol.router.add_contact(_contact(holder))
+            first = querier.get_all("ksize", quorum=3, timeout=5.0)
+            assert (await first).items == [record]
+            querier.ksize = 1
+            second = querier.get_all("ksize", quorum=3, timeout=5.0)
+            assert (await second).items == [record]
+            assert first.lookup_stats is not None and second.lookup_stats is not None
+            assert (first.lookup_stats.requests, second.lookup_stats.requests) == (3, 1)
+
+    run_paired(backend, scenario())

@@ -209,9 +209,7 @@ class LookupSetup:
     the lookups another book)."""
 
     __slots__ = (
-        "alpha",
         "core_class",
-        "ksize",
         "manager",
         "own_id",
         "peer_finished",
@@ -222,13 +220,11 @@ class LookupSetup:
         "take",
     )
 
-    def __init__(self, protocol: DhtProtocol, manager: QueryManager, alpha: int, ksize: int):
+    def __init__(self, protocol: DhtProtocol, manager: QueryManager):
         self.protocol = protocol
         self.manager = manager
         self.core_class = _core_class(manager)
         self.own_id = protocol.source_node.id
-        self.alpha = alpha
-        self.ksize = ksize
         self.peers = protocol.peers
         #: LookupCore's last arguments
         self.tail = (
@@ -273,6 +269,8 @@ class StreamingLookup:
         handle: LookupHandle,
         key: bytes,
         *,
+        alpha: int,
+        ksize: int,
         quorum: int,
         rpc_timeout: float | None,
     ) -> None:
@@ -296,8 +294,8 @@ class StreamingLookup:
         self._core = setup.core_class(
             setup.own_id,
             key,
-            setup.alpha,
-            setup.ksize,
+            alpha,
+            ksize,
             quorum,
             rpc_timeout is None,
             FAIR_SCORE,

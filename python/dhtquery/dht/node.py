@@ -650,9 +650,7 @@ class DhtNode(Server):  # type: ignore[misc]
             or setup.protocol is not self.protocol
             or setup.peers is not setup.protocol.peers
         ):
-            setup = self._lookup_setup = LookupSetup(
-                self._protocol(), self.queries, self.alpha, self.ksize
-            )
+            setup = self._lookup_setup = LookupSetup(self._protocol(), self.queries)
         config = self.config
         quorum = config.fan_out if quorum is None else quorum
         if isinstance(quorum, bool) or not isinstance(quorum, int):
@@ -668,6 +666,9 @@ class DhtNode(Server):  # type: ignore[misc]
             setup,
             handle,
             dkey,
+            # (read per lookup: a node's alpha and ksize may be changed)
+            alpha=self.alpha,
+            ksize=self.ksize,
             quorum=quorum,
             rpc_timeout=None if config.adaptive_timeout else timeout,
         )
