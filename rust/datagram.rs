@@ -36,8 +36,10 @@
 //! and its limits and errors are not msgpack-python's.
 
 use crate::errors::{check_float, check_now, type_error, type_name, value_error};
+use crate::peers::PeerBook;
 use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
@@ -494,8 +496,10 @@ impl DatagramEngine {
     }
 
     /// `receive`, and an answer's request ended too: its query in the
-    /// table's core finished at `now` and its round trip measured (see
-    /// `_core.pyi`).
+    /// table's core finished at `now` and its round trip measured; given
+    /// `peers` (a `PeerBook`), an answer whose shape was judged here is
+    /// fed to it as `peers.answered` would be (see `_core.pyi`).
+    #[pyo3(signature = (datagram, address, now, lag, peers = None))]
     fn receive_at<'py>(
         &self,
         py: Python<'py>,
@@ -503,6 +507,7 @@ impl DatagramEngine {
         address: &Bound<'py, PyAny>,
         now: &Bound<'py, PyAny>,
         lag: &Bound<'py, PyAny>,
+        peers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let requests = self.requests()?;
         let now = check_now(now)?;
@@ -513,6 +518,19 @@ impl DatagramEngine {
         } else {
             0.0
         };
+        if status >= CHECKED {
+            if let Some(peers) = peers.filter(|peers| !peers.is_none()) {
+                // (the protocol's one call per answer to its book, made
+                // here: a Python call less per answer)
+                let ok = status == CHECKED;
+                match peers.cast_exact::<PeerBook>() {
+                    Ok(book) => book.try_borrow_mut()?.answered_at(address, rtt, ok, now)?,
+                    Err(_) => {
+                        peers.call_method1(intern!(py, "answered"), (address, rtt, ok, now))?;
+                    }
+                }
+            }
+        }
         PyTuple::new(
             py,
             [

@@ -548,6 +548,27 @@ impl PeerBook {
         self.network_samples += 1;
         Ok(())
     }
+
+    /// `answered`'s work, for the `DatagramEngine` that judged an
+    /// answer's shape: it feeds the book in the call that reads the answer.
+    pub(crate) fn answered_at(
+        &mut self,
+        address: &Bound<'_, PyAny>,
+        rtt: f64,
+        ok: bool,
+        now: f64,
+    ) -> PyResult<()> {
+        if rtt >= 0.0 {
+            self.sample(address, rtt)?;
+        }
+        let record = self.record(address)?;
+        if ok {
+            record.success(rtt, now);
+        } else {
+            record.failure();
+        }
+        Ok(())
+    }
 }
 
 #[pymethods]
@@ -799,16 +820,7 @@ impl PeerBook {
         ok: bool,
         now: f64,
     ) -> PyResult<()> {
-        if rtt >= 0.0 {
-            self.sample(address, rtt)?;
-        }
-        let record = self.record(address)?;
-        if ok {
-            record.success(rtt, now);
-        } else {
-            record.failure();
-        }
-        Ok(())
+        self.answered_at(address, rtt, ok, now)
     }
 
     fn answered_late(&mut self, address: &Bound<'_, PyAny>, rtt: f64) -> PyResult<()> {

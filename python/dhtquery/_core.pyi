@@ -255,7 +255,10 @@ class DatagramEngine:
     ``now`` (reason ``all_peers``), its query id's bytes leave ``resent``,
     and ``rtt`` is -1.0 if ``retry``'s ``tries`` is over 1 (Karn's rule),
     else ``now - sent`` less the loop's lag since (``lag - entry lag +
-    lagged``, if not 0; 0.0 if that is more); else ``rtt`` is 0.0.
+    lagged``, if not 0; 0.0 if that is more); else ``rtt`` is 0.0. Given
+    ``peers``, an answer whose shape the engine judged (5, 6) is told to it
+    after that as ``peers.answered(address, rtt, status == 5, now)``
+    (the protocol's one call per answer to its book, made in this one).
     """
 
     def __new__(
@@ -283,7 +286,12 @@ class DatagramEngine:
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None]:
         """InvalidArgumentTypeError unless ``datagram`` is bytes."""
     def receive_at(
-        self, datagram: builtins.bytes, address: object, now: float, lag: float
+        self,
+        datagram: builtins.bytes,
+        address: object,
+        now: float,
+        lag: float,
+        peers: PeerBook | None = None,
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None, float]:
         """As ``receive``; InvalidArgumentTypeError if the engine was made
         without ``requests``; ``now`` and ``lag`` checked as ``now``s."""

@@ -41,12 +41,13 @@ _new_pending: Final = tuple.__new__
 #: A request ends as a one-result query "all of whose peers answered".
 _ANSWERED: Final = Reason.ALL_PEERS
 # What DatagramEngine.receive says a datagram is (see _core.pyi): 3 is
-# WRONG_ADDRESS, 6 BAD_SHAPE (an answer, judged by the shape of its RPC).
+# WRONG_ADDRESS; 5 and 6 an answer judged by the shape of its RPC.
 DATAGRAM_DROP: Final = 0
 DATAGRAM_REQUEST: Final = 1
 DATAGRAM_ANSWERED: Final = 2
 DATAGRAM_NOT_PENDING: Final = 4
 DATAGRAM_CHECKED: Final = 5
+DATAGRAM_BAD_SHAPE: Final = 6
 
 
 class RpcStatus(enum.StrEnum):

@@ -795,7 +795,12 @@ class DatagramEngine:
         )
 
     def receive_at(
-        self, datagram: bytes, address: object, now: float, lag: float
+        self,
+        datagram: bytes,
+        address: object,
+        now: float,
+        lag: float,
+        peers: PeerBook | None = None,
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None, float]:
         core = self._opening()
         now = _check_now(now)
@@ -814,12 +819,16 @@ class DatagramEngine:
             resent.pop(query_id.bytes, None)
         retry = request[_ENTRY_RETRY]
         if retry is not None and retry[_RETRY_TRIES] > 1:
-            return (status, first, value, request, _AMBIGUOUS_RTT)
-        rtt = now - request[_ENTRY_SENT]
-        lagged = lag - request[_ENTRY_LAG] + request[_ENTRY_LAGGED]
-        if lagged:
-            # the time this node's loop was late is not the peer's round trip
-            rtt = rtt - lagged if rtt > lagged else 0.0
+            rtt = _AMBIGUOUS_RTT
+        else:
+            rtt = now - request[_ENTRY_SENT]
+            lagged = lag - request[_ENTRY_LAG] + request[_ENTRY_LAGGED]
+            if lagged:
+                # the time this node's loop was late is not the peer's round trip
+                rtt = rtt - lagged if rtt > lagged else 0.0
+        if peers is not None and status >= _CHECKED:
+            # (the protocol's call to its book per answer, made here)
+            peers.answered(address, rtt, status == _CHECKED, now)
         return (status, first, value, request, rtt)
 
     def open(
