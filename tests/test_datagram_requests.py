@@ -160,6 +160,49 @@ def test_receive_at_judges_shapes_and_reads_requests(module: ModuleType) -> None
     assert engine.receive_at(b"\x01", ADDRESS, 10.2, 0.0) == (DROP, "short", None, None, 0.0)
 
 
+def test_receive_at_feeds_the_peer_book_an_answer_it_judged(module: ModuleType) -> None:
+    """Given the peer book, an answer whose shape the engine judged is told
+    to it as ``book.answered(address, rtt, shape ok, now)``: the RTT
+    sampled, a success; a wrong shape a failure; a request sent twice no
+    sample (Karn); an answer of an RPC it does not judge, nothing."""
+    engine, _ = _engine(module)
+    book = module.PeerBook()
+    good = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b")[1:21]
+    assert engine.receive_at(encode_response(good, b"n" * 20), ADDRESS, 10.1, 0.0, book)[0] == (
+        CHECKED
+    )
+    assert book.srtt(ADDRESS) == pytest.approx(0.1) and book.network_samples == 1
+    assert book.stats(ADDRESS)[:2] == (1, 0)
+    assert book.stats(ADDRESS)[4] == 10.1  # (last seen: the engine's now)
+    bad = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b")[1:21]
+    assert engine.receive_at(encode_response(bad, 5), ADDRESS, 10.2, 0.0, book)[0] == BAD_SHAPE
+    assert book.stats(ADDRESS)[:2] == (1, 1) and book.network_samples == 2
+    twice = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b", 15.0)[1:21]
+    engine.pending[twice].retry[2] = 2
+    assert engine.receive_at(encode_response(twice, b"n" * 20), ADDRESS, 10.3, 0.0, book)[4] == -1
+    assert book.stats(ADDRESS)[:2] == (2, 1) and book.network_samples == 2
+    unjudged = engine.open(1.0, 10.0, 0.0, OTHER, "find", None, None, None, b"b")[1:21]
+    assert engine.receive_at(encode_response(unjudged, 1), OTHER, 10.4, 0.0, book)[0] == ANSWERED
+    assert OTHER not in book and book.network_samples == 2
+
+
+def test_receive_at_tells_any_book_through_its_answered_method(module: ModuleType) -> None:
+    """A book of another kind (the other core's, a test's) is called."""
+    engine, _ = _engine(module)
+    calls = []
+
+    class Book:
+        def answered(self, address: Any, rtt: float, ok: bool, now: float) -> None:
+            calls.append((address, rtt, ok, now))
+
+    msg_id = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b")[1:21]
+    engine.receive_at(encode_response(msg_id, 5), ADDRESS, 10.5, 0.0, Book())
+    assert calls == [(ADDRESS, pytest.approx(0.5), False, 10.5)]
+    # (None: no book, as without the argument)
+    msg_id = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b")[1:21]
+    assert engine.receive_at(encode_response(msg_id, 5), ADDRESS, 10.5, 0.0, None)[0] == BAD_SHAPE
+
+
 def test_an_engine_without_requests_opens_none(module: ModuleType) -> None:
     engine = module.DatagramEngine({})
     with pytest.raises(InvalidArgumentTypeError, match="without requests"):
@@ -246,11 +289,12 @@ def test_both_cores_open_and_end_requests_alike(ops: list[tuple[Any, ...]]) -> N
     sides = []
     for module in (rust, _core_py):
         engine, core = _engine(module)
-        sides.append((engine, core, [], {}))  # (engine, core, msg ids, msg/query id -> index)
+        # (engine, core, msg ids, msg/query id -> index, the peer book fed)
+        sides.append((engine, core, [], {}, module.PeerBook()))
     now = 100.0
     for op in ops:
         answers = []
-        for engine, core, opened, ids in sides:
+        for engine, core, opened, ids, book in sides:
             if op[0] == "open":
                 _, timeout, lag, deadline = op
                 datagram = engine.open(
@@ -263,8 +307,15 @@ def test_both_cores_open_and_end_requests_alike(ops: list[tuple[Any, ...]]) -> N
                 _, index, right, value, lag = op
                 msg_id = opened[index] if 0 <= index < len(opened) else b"\x07" * 20
                 address = ADDRESS if right else OTHER
-                answer = engine.receive_at(encode_response(msg_id, value), address, now, lag)
+                answer = engine.receive_at(encode_response(msg_id, value), address, now, lag, book)
                 answers.append(_comparable(answer, ids))
+                answers.append(
+                    (
+                        book.network_samples,
+                        book.srtt(ADDRESS),
+                        book.stats(ADDRESS) if ADDRESS in book else None,
+                    )
+                )
             elif op[0] == "resend":
                 if op[1] < len(opened) and opened[op[1]] in engine.pending:
                     retry = engine.pending[opened[op[1]]].retry
@@ -276,7 +327,7 @@ def test_both_cores_open_and_end_requests_alike(ops: list[tuple[Any, ...]]) -> N
         assert answers[: len(answers) // 2] == answers[len(answers) // 2 :], op
         if op[0] == "advance":
             now += op[1]
-    (rust_engine, _, _, rust_ids), (py_engine, _, _, py_ids) = sides
+    (rust_engine, _, _, rust_ids, _), (py_engine, _, _, py_ids, _) = sides
     assert sorted(rust_ids[k] for k in rust_engine.pending) == sorted(
         py_ids[k] for k in py_engine.pending
     )

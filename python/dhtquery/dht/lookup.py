@@ -381,7 +381,9 @@ class StreamingLookup:
         if ended:
             handle._final_depth = depth
             return
-        self._act(step, depth, asks)
+        if asks or step is not _ASK:
+            # (an answer with nobody new to ask, most of them: no _act call)
+            self._act(step, depth, asks)
 
     def _welcome(self, ask: tuple[bytes, Any]) -> None:
         """Learnt from an answer, and it answered us: a live contact the
