@@ -23,7 +23,9 @@ use crate::errors::{
 };
 use crate::query_id::QueryId;
 use crate::table::{Ended, PeerDone, PeerReport, Table};
-use crate::types::{BatchStatus, Reason, Status, MAX_EXPECTED_PEERS, MAX_RESULTS_LIMIT, MAX_TIMEOUT};
+use crate::types::{
+    BatchStatus, Reason, Status, MAX_EXPECTED_PEERS, MAX_RESULTS_LIMIT, MAX_TIMEOUT,
+};
 use crate::vocab::{vocab, Vocab};
 use parking_lot::{Mutex, MutexGuard};
 use pyo3::prelude::*;
@@ -385,6 +387,10 @@ impl QueryCore {
     }
 }
 
+/// `offer_answer`'s answer: the batch's `BatchStatus` (None: no entries)
+/// and `peer_done`'s status (None: the batch completed the query).
+type AnswerOffered<'py> = (Option<Bound<'py, PyTuple>>, Option<Py<PyAny>>);
+
 #[pymethods]
 impl QueryCore {
     #[new]
@@ -524,7 +530,7 @@ impl QueryCore {
         peer: &Bound<'py, PyAny>,
         entries: &Bound<'py, PyAny>,
         now: &Bound<'py, PyAny>,
-    ) -> PyResult<(Option<Bound<'py, PyTuple>>, Option<Py<PyAny>>)> {
+    ) -> PyResult<AnswerOffered<'py>> {
         let batch = if entries.is_truthy()? {
             Some(self.offer_batch(py, query_id, peer, entries, now)?)
         } else {

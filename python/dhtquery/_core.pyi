@@ -300,7 +300,7 @@ class DatagramEngine:
         address: object,
         now: float,
         lag: float,
-        peers: PeerBook | None = None,
+        peers: PeerBook | _PeerSink | None = None,
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None, float]:
         """As ``receive``; InvalidArgumentTypeError if the engine was made
         without ``requests``; ``now`` and ``lag`` checked as ``now``s."""
@@ -354,6 +354,9 @@ _Address: TypeAlias = Any
 #: (node id, address) pairs to send to now (GIVE_UP: those to count as
 #: failed); ``depth``: the depth of the peer that answered (answered), else 0.
 _Step: TypeAlias = tuple[LookupStep, int, list[tuple[builtins.bytes, _Address]]]
+
+class _PeerSink(Protocol):
+    def answered(self, address: Any, rtt: float, ok: bool, now: float, /) -> None: ...
 
 class _PeerSource(Protocol):
     def srtt(self, address: _Address, /) -> float | None: ...

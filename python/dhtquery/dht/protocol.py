@@ -547,7 +547,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                         log.exception("dhtquery: error in a request callback")
             elif status == DATAGRAM_REQUEST:
                 self._serve(first, value, addr)
-            elif status == DATAGRAM_ANSWERED or status == DATAGRAM_BAD_SHAPE:
+            elif status in (DATAGRAM_ANSWERED, DATAGRAM_BAD_SHAPE):
                 pending = request  # type: ignore[assignment]
                 if rtt < 0:
                     requests.answered_again(first)
