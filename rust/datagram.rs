@@ -708,7 +708,17 @@ impl Requests {
     /// the entry kept) left out, or `AMBIGUOUS_RTT` if it was sent more than
     /// once.
     fn end(&self, py: Python<'_>, request: &Bound<'_, PyAny>, now: f64, lag: f64) -> PyResult<f64> {
-        let query_id = request.get_item(ENTRY_QUERY_ID)?;
+        // An entry is a tuple (or a subclass's): its fields read in place,
+        // not through `__getitem__` with each index made an int (any other
+        // sequence still read by index).
+        let tuple = request.cast::<PyTuple>().ok();
+        let field = |index: usize| -> PyResult<Bound<'_, PyAny>> {
+            match tuple {
+                Some(tuple) => Ok(tuple.get_borrowed_item(index)?.to_owned()),
+                None => request.get_item(index),
+            }
+        };
+        let query_id = field(ENTRY_QUERY_ID)?;
         let Ok(query_id) = query_id.cast_exact::<QueryId>() else {
             return Err(type_error(format!(
                 "a request's query id must be a QueryId, got {}",
@@ -724,13 +734,19 @@ impl Requests {
                 resent.del_item(key)?;
             }
         }
-        let retry = request.get_item(ENTRY_RETRY)?;
-        if !retry.is_none() && retry.get_item(RETRY_TRIES)?.extract::<i64>()? > 1 {
-            return Ok(AMBIGUOUS_RTT);
+        let retry = field(ENTRY_RETRY)?;
+        if !retry.is_none() {
+            let tries = match retry.cast::<PyList>() {
+                Ok(list) => list.get_item(RETRY_TRIES)?,
+                Err(_) => retry.get_item(RETRY_TRIES)?,
+            };
+            if tries.extract::<i64>()? > 1 {
+                return Ok(AMBIGUOUS_RTT);
+            }
         }
-        let rtt = now - request.get_item(ENTRY_SENT)?.extract::<f64>()?;
-        let lagged = lag - request.get_item(ENTRY_LAG)?.extract::<f64>()?
-            + request.get_item(ENTRY_LAGGED)?.extract::<f64>()?;
+        let rtt = now - field(ENTRY_SENT)?.extract::<f64>()?;
+        let lagged =
+            lag - field(ENTRY_LAG)?.extract::<f64>()? + field(ENTRY_LAGGED)?.extract::<f64>()?;
         if lagged == 0.0 {
             return Ok(rtt);
         }
