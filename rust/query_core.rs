@@ -23,9 +23,7 @@ use crate::errors::{
 };
 use crate::query_id::QueryId;
 use crate::table::{Ended, PeerDone, PeerReport, Table};
-use crate::types::{
-    BatchStatus, Reason, Status, MAX_EXPECTED_PEERS, MAX_RESULTS_LIMIT, MAX_TIMEOUT,
-};
+use crate::types::{Reason, Status, MAX_EXPECTED_PEERS, MAX_RESULTS_LIMIT, MAX_TIMEOUT};
 use crate::vocab::{vocab, Vocab};
 use parking_lot::{Mutex, MutexGuard};
 use pyo3::prelude::*;
@@ -346,38 +344,6 @@ impl QueryCore {
         }
     }
 
-    /// `offer_many`'s work, its answer as the table's `BatchStatus`.
-    fn offer_batch(
-        &self,
-        py: Python<'_>,
-        query_id: &Bound<'_, PyAny>,
-        peer: &Bound<'_, PyAny>,
-        entries: &Bound<'_, PyAny>,
-        now: &Bound<'_, PyAny>,
-    ) -> PyResult<BatchStatus> {
-        let id = check_qid(query_id)?;
-        check_peer(peer)?;
-        let now = check_now(now)?;
-        // The query's parts come into the cache while the pairs are read
-        // (`locate`), and its seen keys while the keys are: a third, short
-        // lock, paid for by the wait it saves (a2 of `bench core` at
-        // `--quick`'s size, 201 reps interleaved in one process: main /
-        // this 1.096, against 1.058 for the build before it).
-        let hint = self.lock(py).locate(id);
-        let batch = Batch::check(entries)?;
-        let hint = self.lock(py).prefetch_at(id, hint, batch.pairs.len());
-        let entries = batch.entries(&self.key_hasher)?;
-        let keys = entries.iter().map(|entry| HashedKey {
-            key: entry.dedup.key(),
-            hash: entry.hash,
-        });
-        let answer = self.lock(py).offer_many(id, hint, keys, |index, start| {
-            let pair = &batch.pairs[index];
-            Held::new(&pair.item(), peer, &pair.key(), now - start)
-        });
-        Ok(answer)
-    }
-
     /// `finish(id, now, ALL_PEERS)` for the datagram engine, without the
     /// outcome it would not read (an RPC's one-result query, answered).
     pub(crate) fn finish_answered(&self, py: Python<'_>, id: u128, now: f64) {
@@ -386,10 +352,6 @@ impl QueryCore {
         drop(ended);
     }
 }
-
-/// `offer_answer`'s answer: the batch's `BatchStatus` (None: no entries)
-/// and `peer_done`'s status (None: the batch completed the query).
-type AnswerOffered<'py> = (Option<Bound<'py, PyTuple>>, Option<Py<PyAny>>);
 
 #[pymethods]
 impl QueryCore {
@@ -469,7 +431,26 @@ impl QueryCore {
         entries: &Bound<'py, PyAny>,
         now: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let answer = self.offer_batch(py, query_id, peer, entries, now)?;
+        let id = check_qid(query_id)?;
+        check_peer(peer)?;
+        let now = check_now(now)?;
+        // The query's parts come into the cache while the pairs are read
+        // (`locate`), and its seen keys while the keys are: a third, short
+        // lock, paid for by the wait it saves (a2 of `bench core` at
+        // `--quick`'s size, 201 reps interleaved in one process: main /
+        // this 1.096, against 1.058 for the build before it).
+        let hint = self.lock(py).locate(id);
+        let batch = Batch::check(entries)?;
+        let hint = self.lock(py).prefetch_at(id, hint, batch.pairs.len());
+        let entries = batch.entries(&self.key_hasher)?;
+        let keys = entries.iter().map(|entry| HashedKey {
+            key: entry.dedup.key(),
+            hash: entry.hash,
+        });
+        let answer = self.lock(py).offer_many(id, hint, keys, |index, start| {
+            let pair = &batch.pairs[index];
+            Held::new(&pair.item(), peer, &pair.key(), now - start)
+        });
         self.vocab.batch_status(py, answer)
     }
 
@@ -516,39 +497,6 @@ impl QueryCore {
                 }
             }
         }
-    }
-
-    /// One peer's whole answer: its `entries` offered as `offer_many` does
-    /// (unless there are none), then the peer done (ok) as `peer_done`
-    /// does unless the batch completed the query; `(batch status or None,
-    /// peer_done's status or None)`. (One call where
-    /// every answer of a lookup made two: see `_core.pyi`.)
-    fn offer_answer<'py>(
-        &self,
-        py: Python<'py>,
-        query_id: &Bound<'py, PyAny>,
-        peer: &Bound<'py, PyAny>,
-        entries: &Bound<'py, PyAny>,
-        now: &Bound<'py, PyAny>,
-    ) -> PyResult<AnswerOffered<'py>> {
-        let batch = if entries.is_truthy()? {
-            Some(self.offer_batch(py, query_id, peer, entries, now)?)
-        } else {
-            // (checked as offer_many would have)
-            check_now(now)?;
-            None
-        };
-        // A batch that completed the query: the caller ends it, and the
-        // peer is not counted in its outcome (as peer_done after the end).
-        let done = match batch {
-            Some(batch) if batch.status == Status::Completed => None,
-            _ => Some(self.peer_done(py, query_id, peer, PyBool::new(py, true).as_any())?),
-        };
-        let batch = match batch {
-            Some(batch) => Some(self.vocab.batch_status(py, batch)?),
-            None => None,
-        };
-        Ok((batch, done))
     }
 
     /// What the core knows of `query_id` (a `QueryState`), counting nothing.

@@ -228,31 +228,6 @@ def test_offer_many_counts_accepted_and_duplicates(core_module: ModuleType) -> N
     assert [record[0] for record in core.drain(query_id)] == [1, 2, 3]
 
 
-def test_offer_answer_offers_the_batch_then_ends_the_peer(core_module: ModuleType) -> None:
-    """offer_many then peer_done(ok) in one call; no batch: None in its
-    place; a batch that completes the query: no peer_done (None), the peer
-    not counted in the outcome, as when peer_done came after the end."""
-    core = core_module.QueryCore()
-    query_id = core.register(10.0, 2, 3, T0)
-    answer = core.offer_answer(query_id, "p1", [("a", 1), ("a", 1)], T0)
-    assert answer == ((SubmitStatus.NEW, 1, 1), SubmitStatus.NEW)
-    assert type(answer) is tuple and type(answer[0]) is types.BatchStatus
-    assert core.offer_answer(query_id, "p2", [], T0) == (None, SubmitStatus.NEW)
-    assert core.offer_answer(query_id, "p2", (), T0) == (None, SubmitStatus.DUPLICATE)
-    assert core.offer_answer(query_id, "p3", [("b", 2)], T0) == (
-        (SubmitStatus.COMPLETED, 1, 0),
-        None,
-    )
-    outcome = core.finish(query_id, T0)
-    assert (outcome.peers_ok, outcome.peers_failed) == (2, 0)
-    assert core.offer_answer(query_id, "p4", [("c", 3)], T0) == (
-        (SubmitStatus.LATE, 0, 0),
-        SubmitStatus.LATE,
-    )
-    with pytest.raises(InvalidArgumentError):
-        core.offer_answer(query_id, "p4", [], float("nan"))
-
-
 def test_offer_many_answers_each_batch_by_its_own_counts_whatever_its_size(
     core_module: ModuleType,
 ) -> None:

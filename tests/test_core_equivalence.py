@@ -99,14 +99,6 @@ class CoresAgree(RuleBasedStateMachine):
     def offer_many(self, index: int, peer: Any, entries: list[tuple[Any, int]]) -> None:
         self._both(lambda core, w: core.offer_many(self._query(w, index), peer, entries, self.now))
 
-    @rule(
-        index=st.integers(0, 40), peer=PEERS, entries=st.lists(st.tuples(KEYS, ITEMS), max_size=4)
-    )
-    def offer_answer(self, index: int, peer: Any, entries: list[tuple[Any, int]]) -> None:
-        self._both(
-            lambda core, w: core.offer_answer(self._query(w, index), peer, entries, self.now)
-        )
-
     @rule(index=st.integers(0, 40), peer=PEERS, ok=st.booleans())
     def peer_done(self, index: int, peer: Any, ok: bool) -> None:
         self._both(lambda core, w: core.peer_done(self._query(w, index), peer, ok))

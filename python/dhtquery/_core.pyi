@@ -145,15 +145,6 @@ class QueryCore:
         (counted, and now complete), FULL (counted; was already complete),
         DUPLICATE (this peer already reported: ignored), LATE or UNKNOWN
         (neither counted)."""
-    def offer_answer(
-        self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[_Key, object]], now: float
-    ) -> tuple[BatchStatus | None, SubmitStatus | None]:
-        """One peer's whole answer in one call: ``entries`` offered as by
-        ``offer_many`` (None in their place if ``entries`` is empty: nothing
-        offered, ``now`` still checked), then ``peer_done(query_id, peer,
-        True)`` (None in its place if the batch is COMPLETED: the caller
-        ends the query, and the peer is not counted in its outcome, as a
-        peer_done after the end); returns both answers."""
     def state(self, query_id: QueryId) -> QueryState:
         """What the core knows of ``query_id``: LIVE (registered, not ended),
         TOMBSTONE (ended less than ``grace`` ago: offers would be LATE) or

@@ -510,20 +510,6 @@ class QueryCore:
             return FULL
         return COMPLETED if query.is_complete() else NEW
 
-    def offer_answer(
-        self, query_id: QueryId, peer: Hashable, entries: Sequence[tuple[Key, object]], now: float
-    ) -> tuple[BatchStatus | None, SubmitStatus | None]:
-        if not entries:
-            # (checked as offer_many would have)
-            _check_now(now)
-            return (None, self.peer_done(query_id, peer, True))
-        batch = self.offer_many(query_id, peer, entries, now)
-        if batch.status == COMPLETED:
-            # the caller ends the query: the peer is not counted in its
-            # outcome (as peer_done after the end)
-            return (batch, None)
-        return (batch, self.peer_done(query_id, peer, True))
-
     def state(self, query_id: QueryId) -> QueryState:
         _check_qid(query_id)
         if query_id in self._queries:

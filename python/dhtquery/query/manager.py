@@ -193,19 +193,19 @@ class QueryManager:
         maybe none) offered as ``submit_many`` does, then the peer done
         (ok) as ``peer_finished`` does. Returns whether the query has ended
         (by this answer, or before)."""
-        # (one core call: offer_many and peer_done)
-        batch, done = self._core.offer_answer(query_id, peer, entries, self._now())
-        if batch is not None:
+        core = self._core
+        if entries:
             # (submit_many's handling of the batch, written out again: this
             # runs once per answer of every lookup, and a shared helper would
             # put a Python call back on that path)
+            batch = core.offer_many(query_id, peer, entries, self._now())
             code = batch[0]
             if code == _NEW:
                 if batch[1]:
                     self._handles[query_id].wake()
             elif code == _COMPLETED:
                 self._end(query_id, None)
-        if done == _COMPLETED:
+        if core.peer_done(query_id, peer, True) == _COMPLETED:
             self._end(query_id, None)
         # (a query's handle leaves once it has ended)
         return query_id not in self._handles
