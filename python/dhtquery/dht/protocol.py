@@ -519,7 +519,12 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # up to 9.7 k).
             # An answer whose shape it judged (5, 6), the engine tells the
             # peer book too (the peer's RTT sample and success or failure,
-            # as _answered does for the others).
+            # as _answered does for the others): timeit, one process, 4056
+            # -> 3810 ns an answer against receive_at then PeerBook.answered.
+            # With the common answer handed over below (no _answered frame)
+            # and the lookup's _act skipped when nobody is to be asked:
+            # 393.7 k -> 382.2 k instructions a get_all (callgrind, bench
+            # profile with the manager's clock frozen, two runs each).
             status, first, value, request, rtt = requests.engine.receive_at(
                 data, addr, self.clock.now(), self._timer.lag, self._peers
             )
