@@ -289,7 +289,7 @@ def test_the_table_opens_resends_and_ends_a_request_in_the_engine(backend: str) 
     """``RpcTable.open_request`` and ``receive`` (the protocol's path):
     the datagram framed by the engine, sent again unchanged past its RTO,
     the first answer ends it with no RTT (Karn), the second is a
-    duplicate, as ``open_with`` and ``answer`` count them."""
+    duplicate."""
 
     async def scenario() -> tuple[list[bytes], tuple[Any, ...], str, Any, int]:
         clock = FakeClock()

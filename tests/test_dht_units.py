@@ -45,10 +45,10 @@ from dhtquery.dht.wire import (
     new_message_id,
     pack_request,
 )
-from dhtquery.query import ExpiryTimer, _core_py, new_core
+from dhtquery.query import ExpiryTimer, QueryManager, _core_py, new_core
 from dhtquery.testing import FakeClock
 
-from .dht_helpers import publisher_named, signed
+from .dht_helpers import answer, open_ping, publisher_named, signed
 
 MSG_ID = bytes(range(20))
 KEY = hashlib.sha1(b"a key").digest()
@@ -655,15 +655,31 @@ def test_a_response_id_with_the_wrong_padding_is_unknown_not_late(backend: str) 
         clock = FakeClock()
         timer = ExpiryTimer(clock)
         table = RpcTable(asyncio.get_running_loop(), new_core(backend), timer, clock)
-        msg_id = table.open_with(("127.0.0.1", 1), "ping", 0.001, None, None, None)
+        msg_id = open_ping(table, ("127.0.0.1", 1), 0.001)
         clock.advance(0.01)  # the request gives up; its id is a tombstone
         assert len(table) == 0
         forged = msg_id[:16] + b"\x01\x02\x03\x04"
-        assert table.answer(forged, ("127.0.0.1", 1))[0] == "unknown_id"
-        assert table.answer(msg_id, ("127.0.0.1", 1))[0] == "late_response"
+        assert answer(table, forged, ("127.0.0.1", 1))[0] == "unknown_id"
+        assert answer(table, msg_id, ("127.0.0.1", 1))[0] == "late_response"
         table.close()
 
     asyncio.run(scenario())
+
+
+def test_an_answer_before_the_node_listens_is_an_unknown_id(backend: str) -> None:
+    """A node that has not listened has no request table, so no request of
+    its own is out: an answer is counted as an unknown id and dropped,
+    not a handler error."""
+
+    async def scenario() -> dict[str, int]:
+        node = DhtNode(queries=QueryManager(core=new_core(backend)))
+        protocol = node._create_protocol()
+        protocol.datagram_received(encode_response(new_message_id(), "pong"), ("127.0.0.1", 1))
+        return dict(protocol.drops)
+
+    drops = asyncio.run(scenario())
+    assert drops.get("unknown_id") == 1
+    assert "handler_error" not in drops
 
 
 # ---------------------------------------------------------------- drop kinds

@@ -547,8 +547,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         try:
             if kind == REQUEST:
                 self._serve(msg_id, body, addr)
-            else:
-                self._take_response(msg_id, body, addr)
+            else:  # (no request table: no request of ours is out)
+                self.drop(RpcStatus.UNKNOWN.value)
         except Exception:  # a bug must cost one datagram, never the node
             log.exception("dhtquery: error handling a datagram from %s", addr)
             self.drop("handler_error")
@@ -978,14 +978,6 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 continue
             self._request(requests, *out, dequeued=True)
             room -= 1
-
-    def _take_response(self, msg_id: bytes, value: Any, addr: Address) -> None:
-        requests = self.requests
-        status, name, rtt, pending = requests.answer(msg_id, addr)
-        if pending is None:
-            self._unmatched(status, name, rtt, addr)
-            return
-        self._answered(requests, name, rtt, pending, value, addr)
 
     def _unmatched(self, status: RpcStatus, name: str, rtt: float, addr: Address) -> None:
         """An answer that ends no request: counted by kind; a late one still
