@@ -270,6 +270,40 @@ def test_record_store_caps_bytes_and_keeps_what_it_held() -> None:
     assert len(store) == 1
 
 
+def test_record_store_names_the_cap_that_refuses_any_record_of_a_key() -> None:
+    (first,) = _records(1)
+    store = RecordStore(StoreLimits(keys=1))
+    assert store.refusal(KEY) is None
+    store.put(KEY, first, 0.0)
+    assert store.refusal(KEY) is None  # held: a record may replace its slot's
+    full = store.refusal(b"\x01" * 20)
+    assert isinstance(full, StorageFull) and "1 keys" in str(full)
+    nothing = RecordStore(StoreLimits(bytes=1))
+    full = nothing.refusal(KEY)
+    assert isinstance(full, StorageFull) and "1 bytes" in str(full)
+    with pytest.raises(StorageFull, match="1 bytes"):  # as put would say
+        nothing.put(KEY, first, 0.0)
+
+
+def test_a_store_that_cannot_take_a_record_refuses_it_before_verifying(backend: str) -> None:
+    """A record sent to a node whose store is full (here a client's, which
+    keeps nothing) is refused and counted as store_refused without its
+    signature being verified: a flood of stores costs no Ed25519 work."""
+
+    async def scenario() -> tuple[bool, int, int, int]:
+        node = DhtNode(queries=QueryManager(core=new_core(backend)), limits=StoreLimits(bytes=1))
+        protocol = node._create_protocol()
+        record = signed("alice", b"data", KEY)
+        stored = protocol.rpc_store_record(("127.0.0.1", 1), b"\x02" * 20, KEY, record.to_wire())
+        return stored, protocol.stats["store_refused"], node.verifier.verified, len(protocol.drops)
+
+    stored, refused, verified, drops = asyncio.run(scenario())
+    assert not stored
+    assert refused == 1
+    assert verified == 0
+    assert drops == 0
+
+
 def test_record_store_refuses_a_bad_record() -> None:
     store = RecordStore()
     with pytest.raises(RecordError):

@@ -683,6 +683,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         # address: an unsolicited datagram's source proves nothing)
         records = self.records
         try:
+            full = records.refusal(key)
+            if full is not None:  # (refused before it is read and verified)
+                raise full
             records.put(key, records.verifier.from_wire(value, key), self.clock.now())
         except RecordError as exc:
             self.drop(exc.kind)
