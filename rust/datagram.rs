@@ -575,8 +575,7 @@ impl DatagramEngine {
             self.pending.bind(py),
             &request,
             timeout,
-            now,
-            lag,
+            &Times::new(py, now, lag),
             deadline,
             overdue.unwrap_or(&none),
         )
@@ -635,6 +634,8 @@ impl DatagramEngine {
         let pending = self.pending.bind(py);
         let none = py.None().into_bound(py);
         let (ours, stock) = (names.get_item(0)?, names.get_item(1)?);
+        // (the batch's floats made once: they are immutable)
+        let times = Times::new(py, now, lag);
         let mut earliest = f64::INFINITY;
         let mut refused = 0u32;
         for (index, ask) in asks.iter().enumerate() {
@@ -677,8 +678,7 @@ impl DatagramEngine {
                 pending,
                 &request,
                 first,
-                now,
-                lag,
+                &times,
                 Some(now + timeout),
                 overdue,
             )?;
@@ -754,6 +754,26 @@ fn ask_timing(
     Ok((first, timeout))
 }
 
+/// The time a request is opened at, and the floats its entry keeps of it
+/// (made once for a batch of requests: floats are immutable).
+struct Times<'py> {
+    now: f64,
+    now_float: Bound<'py, PyAny>,
+    lag: Bound<'py, PyAny>,
+    zero: Bound<'py, PyAny>,
+}
+
+impl<'py> Times<'py> {
+    fn new(py: Python<'py>, now: f64, lag: f64) -> Self {
+        Times {
+            now,
+            now_float: PyFloat::new(py, now).into_any(),
+            lag: PyFloat::new(py, lag).into_any(),
+            zero: PyFloat::new(py, 0.0).into_any(),
+        }
+    }
+}
+
 /// One request to open: where, which RPC, who hears its end, its body.
 struct Request<'a, 'py> {
     address: &'a Bound<'py, PyAny>,
@@ -796,19 +816,20 @@ impl Requests {
     /// Open one request (`open`'s work, its arguments checked): its query
     /// registered (due in `timeout`), its message id made, its datagram
     /// framed and its entry kept in `pending`; returns the datagram.
-    #[allow(clippy::too_many_arguments)]
     fn open_one<'py>(
         &self,
         pending: &Bound<'py, PyDict>,
         request: &Request<'_, 'py>,
         timeout: f64,
-        now: f64,
-        lag: f64,
+        times: &Times<'py>,
         deadline: Option<f64>,
         overdue: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let py = pending.py();
-        let query_id = self.core.get().register_checked(py, timeout, 1, 1, now);
+        let query_id = self
+            .core
+            .get()
+            .register_checked(py, timeout, 1, 1, times.now);
         let body = request.body;
         let datagram = PyBytes::new_with(py, HEADER_SIZE + body.len(), |buffer| {
             buffer[0] = KIND_REQUEST;
@@ -828,13 +849,12 @@ impl Requests {
                     PyFloat::new(py, deadline).into_any(),
                     1u8.into_pyobject(py)?.into_any(),
                     PyFloat::new(py, timeout).into_any(),
-                    PyFloat::new(py, now).into_any(),
+                    times.now_float.clone(),
                     overdue.clone(),
                 ],
             )?
             .into_any(),
         };
-        let zero = PyFloat::new(py, 0.0).into_any();
         let fields = [
             Bound::new(py, query_id)?.into_any(),
             request.address.clone(),
@@ -842,11 +862,11 @@ impl Requests {
             request.future.clone(),
             request.callback.clone(),
             request.context.clone(),
-            PyFloat::new(py, now).into_any(),
+            times.now_float.clone(),
             retry,
-            PyFloat::new(py, lag).into_any(),
-            zero.clone(),
-            zero,
+            times.lag.clone(),
+            times.zero.clone(),
+            times.zero.clone(),
         ];
         let entry = match &self.entry {
             Some(entry) => self

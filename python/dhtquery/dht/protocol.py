@@ -881,10 +881,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.stats["requests"] += asked
         if timer.armed_until > now + earliest:
             timer.arm(now + earliest)
-        for _ in range(refused):
+        if refused:
             # (uvloop: an address of another family than the socket's; the
             # request times out)
-            self.drop("socket_error")
+            for _ in range(refused):
+                self.drop("socket_error")
         return asked
 
     def _ask_each(
