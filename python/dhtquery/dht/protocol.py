@@ -809,8 +809,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         overdue: Callable[[Any], object] | None = None,
     ) -> None:
         """``request_callback`` with the body packed already by
-        ``wire.pack_request(name, args)``: a lookup sends the same request
-        to several peers.
+        ``wire.pack_request(name, args)``: the same request sent to several
+        peers (a lookup's asks go through ``ask_many``, which sends each as
+        this does).
 
         With ``overdue``, the request is retransmitted (RFC 6298: same
         message id, RTO doubled) within ``timeout`` (None: OVERDUE_SPAN of
