@@ -41,7 +41,6 @@ use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
 use crate::types::MAX_TIMEOUT;
 use pyo3::exceptions::PyValueError;
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
@@ -387,6 +386,13 @@ struct Requests {
     pad: [u8; MSG_ID_SIZE - 16],
     /// the tuple subclass a request's entry is made as (None: a tuple)
     entry: Option<Py<PyType>>,
+    /// `tuple.__new__`, to make one of `entry`. Allocating the subclass
+    /// with `PyType_GenericAlloc` and filling it saved ~1,000 instructions
+    /// a request (callgrind), but from Python 3.14 a tuple caches its hash
+    /// (`ob_hash`, which `tuple.__new__` resets to -1 after the allocation,
+    /// and the allocator leaves 0): an entry made that way would hash as 0
+    /// on 3.14, which the abi3 wheel runs on. Kept the call.
+    tuple_new: Py<PyAny>,
     /// core query id (16 bytes) of a request registered again (sent again
     /// or granted lag) -> its message id: an answer ends its entry here
     resent: Py<PyDict>,
@@ -752,39 +758,6 @@ fn ask_timing(
     Ok((first, timeout))
 }
 
-/// An entry of type `entry` (a tuple subclass, `_Pending`) holding
-/// `fields`: allocated as `tuple.__new__(entry, fields)` allocates it
-/// (`tp_alloc`, which a subclass defined in Python inherits from
-/// `PyType_GenericAlloc`) and filled, without that call and its temporary
-/// tuple: ~1,000 instructions less a request (callgrind; measured by time
-/// alone, it was within the noise).
-fn new_entry<'py, const N: usize>(
-    entry: &Bound<'py, PyType>,
-    fields: [Bound<'py, PyAny>; N],
-) -> PyResult<Bound<'py, PyAny>> {
-    let py = entry.py();
-    if entry.is(py.get_type::<PyTuple>()) {
-        return Ok(PyTuple::new(py, fields)?.into_any());
-    }
-    let size = ffi::Py_ssize_t::try_from(N).expect("a few fields");
-    // SAFETY: `entry` is a subclass of tuple (checked when the engine was
-    // made): the generic allocator gives a tuple of `size` empty slots
-    // (zeroed, refcount 1, its type's reference taken), each set once
-    // below before anyone else sees it. A slot left empty by an error is
-    // NULL, which tuple's dealloc and traverse skip.
-    unsafe {
-        let object = ffi::PyType_GenericAlloc(entry.as_type_ptr(), size);
-        let object = Bound::from_owned_ptr_or_err(py, object)?;
-        for (index, field) in (0..size).zip(fields) {
-            // (steals the field's reference)
-            if ffi::PyTuple_SetItem(object.as_ptr(), index, field.into_ptr()) != 0 {
-                return Err(PyErr::fetch(py));
-            }
-        }
-        Ok(object)
-    }
-}
-
 /// The time a request is opened at, and the floats its entry keeps of it
 /// (made once for a batch of requests: floats are immutable).
 struct Times<'py> {
@@ -900,7 +873,10 @@ impl Requests {
             times.zero.clone(),
         ];
         let entry = match &self.entry {
-            Some(entry) => new_entry(entry.bind(py), fields)?,
+            Some(entry) => self
+                .tuple_new
+                .bind(py)
+                .call1((entry.bind(py), PyTuple::new(py, fields)?))?,
             None => PyTuple::new(py, fields)?.into_any(),
         };
         pending.set_item(msg_id, entry)?;
@@ -951,6 +927,11 @@ impl Requests {
             }
         };
         Ok(Requests {
+            tuple_new: requests
+                .py()
+                .get_type::<PyTuple>()
+                .getattr("__new__")?
+                .unbind(),
             core: core.clone().unbind(),
             pad,
             entry,
