@@ -541,6 +541,24 @@ impl PeerBook {
         peers.iter().map(|peer| self.score_of(peer, now)).collect()
     }
 
+    /// `timing(address)`, for the datagram engine's `open_asks` (an
+    /// estimator made if the address had none, as the method does).
+    ///
+    /// # Errors
+    /// What the address's `hash()` or `==` raise; a bad address.
+    pub(crate) fn timing_of(&mut self, address: &Bound<'_, PyAny>) -> PyResult<(f64, f64, bool)> {
+        self.timing(address)
+    }
+
+    /// `successes(peer)`, for the datagram engine's `open_asks` (a record
+    /// made if the peer had none, as the method does).
+    ///
+    /// # Errors
+    /// What the peer's `hash()` or `==` raise.
+    pub(crate) fn successes_of(&mut self, peer: &Bound<'_, PyAny>) -> PyResult<u64> {
+        self.successes(peer)
+    }
+
     fn sample(&mut self, address: &Bound<'_, PyAny>, rtt: f64) -> PyResult<()> {
         let index = self.estimator(address)?;
         self.estimator_at_mut(index).observe(rtt);
