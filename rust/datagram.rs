@@ -35,9 +35,13 @@
 //! own tree first, which would then be walked again into Python objects,
 //! and its limits and errors are not msgpack-python's.
 
-use crate::errors::{check_float, check_now, type_error, type_name, value_error};
+use crate::errors::{check_float, check_now, float_repr, type_error, type_name, value_error};
+use crate::peers::PeerBook;
 use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
+use crate::types::MAX_TIMEOUT;
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
@@ -383,8 +387,12 @@ struct Requests {
     pad: [u8; MSG_ID_SIZE - 16],
     /// the tuple subclass a request's entry is made as (None: a tuple)
     entry: Option<Py<PyType>>,
-    /// `tuple.__new__`, to make one of `entry` (allocating the subclass
-    /// with unsafe FFI instead measured no faster, within the noise)
+    /// `tuple.__new__`, to make one of `entry`. Allocating the subclass
+    /// with `PyType_GenericAlloc` and filling it saved ~1,000 instructions
+    /// a request (callgrind), but from Python 3.14 a tuple caches its hash
+    /// (`ob_hash`, which `tuple.__new__` resets to -1 after the allocation,
+    /// and the allocator leaves 0): an entry made that way would hash as 0
+    /// on 3.14, which the abi3 wheel runs on. Kept the call.
     tuple_new: Py<PyAny>,
     /// core query id (16 bytes) of a request registered again (sent again
     /// or granted lag) -> its message id: an answer ends its entry here
@@ -494,8 +502,10 @@ impl DatagramEngine {
     }
 
     /// `receive`, and an answer's request ended too: its query in the
-    /// table's core finished at `now` and its round trip measured (see
-    /// `_core.pyi`).
+    /// table's core finished at `now` and its round trip measured; given
+    /// `peers` (a `PeerBook`), an answer whose shape was judged here is
+    /// fed to it as `peers.answered` would be (see `_core.pyi`).
+    #[pyo3(signature = (datagram, address, now, lag, peers = None))]
     fn receive_at<'py>(
         &self,
         py: Python<'py>,
@@ -503,6 +513,7 @@ impl DatagramEngine {
         address: &Bound<'py, PyAny>,
         now: &Bound<'py, PyAny>,
         lag: &Bound<'py, PyAny>,
+        peers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let requests = self.requests()?;
         let now = check_now(now)?;
@@ -513,6 +524,19 @@ impl DatagramEngine {
         } else {
             0.0
         };
+        if status >= CHECKED {
+            if let Some(peers) = peers.filter(|peers| !peers.is_none()) {
+                // (the protocol's one call per answer to its book, made
+                // here: a Python call less per answer)
+                let ok = status == CHECKED;
+                match peers.cast_exact::<PeerBook>() {
+                    Ok(book) => book.try_borrow_mut()?.answered_at(address, rtt, ok, now)?,
+                    Err(_) => {
+                        peers.call_method1(intern!(py, "answered"), (address, rtt, ok, now))?;
+                    }
+                }
+            }
+        }
         PyTuple::new(
             py,
             [
@@ -559,56 +583,238 @@ impl DatagramEngine {
             Some(deadline) if !deadline.is_none() => Some(check_float("deadline", deadline, true)?),
             _ => None,
         };
-        let query_id = requests.core.get().register_checked(py, timeout, 1, 1, now);
-        let body = body.as_bytes();
-        let datagram = PyBytes::new_with(py, HEADER_SIZE + body.len(), |buffer| {
-            buffer[0] = KIND_REQUEST;
-            buffer[1..17].copy_from_slice(&query_id.value.to_be_bytes());
-            buffer[17..HEADER_SIZE].copy_from_slice(&requests.pad);
-            buffer[HEADER_SIZE..].copy_from_slice(body);
-            Ok(())
-        })?;
-        let msg_id = PyBytes::new(py, &datagram.as_bytes()[1..HEADER_SIZE]);
         let none = py.None().into_bound(py);
-        let retry = match deadline {
-            None => none.clone(),
-            Some(deadline) => PyList::new(
-                py,
-                [
-                    datagram.clone().into_any(),
-                    PyFloat::new(py, deadline).into_any(),
-                    1u8.into_pyobject(py)?.into_any(),
-                    PyFloat::new(py, timeout).into_any(),
-                    PyFloat::new(py, now).into_any(),
-                    overdue.map_or_else(|| none.clone(), Clone::clone),
-                ],
-            )?
-            .into_any(),
+        let request = Request {
+            address,
+            name,
+            future,
+            callback,
+            context,
+            body: body.as_bytes(),
         };
-        let zero = PyFloat::new(py, 0.0).into_any();
-        let fields = [
-            Bound::new(py, query_id)?.into_any(),
-            address.clone(),
-            name.clone(),
-            future.clone(),
-            callback.clone(),
-            context.clone(),
-            PyFloat::new(py, now).into_any(),
-            retry,
-            PyFloat::new(py, lag).into_any(),
-            zero.clone(),
-            zero,
-        ];
-        let entry = match &requests.entry {
-            Some(entry) => requests
-                .tuple_new
-                .bind(py)
-                .call1((entry.bind(py), PyTuple::new(py, fields)?))?,
-            None => PyTuple::new(py, fields)?.into_any(),
-        };
-        self.pending.bind(py).set_item(msg_id, entry)?;
-        Ok(datagram)
+        requests.open_one(
+            self.pending.bind(py),
+            &request,
+            timeout,
+            &Times::new(py, now, lag),
+            deadline,
+            overdue.unwrap_or(&none),
+        )
     }
+
+    /// Open, frame and send a lookup's asks in one call (see `_core.pyi`):
+    /// per ask, the RPC and its timeout by the peer's timing in `peers`
+    /// (as `DhtProtocol._request` reads it for an overdue request), the
+    /// request opened as `open` opens it and its datagram given to `send`.
+    #[pyo3(signature = (asks, names, bodies, now, lag, peers, extensions, budget, span, first_span, callback, overdue, send))]
+    #[allow(clippy::too_many_arguments)]
+    fn open_asks<'py>(
+        &self,
+        py: Python<'py>,
+        asks: &Bound<'py, PyAny>,
+        names: &Bound<'py, PyAny>,
+        bodies: &Bound<'py, PyAny>,
+        now: &Bound<'py, PyAny>,
+        lag: &Bound<'py, PyAny>,
+        peers: &Bound<'py, PyAny>,
+        extensions: &Bound<'py, PyAny>,
+        budget: &Bound<'py, PyAny>,
+        span: &Bound<'py, PyAny>,
+        first_span: &Bound<'py, PyAny>,
+        callback: &Bound<'py, PyAny>,
+        overdue: &Bound<'py, PyAny>,
+        send: &Bound<'py, PyAny>,
+    ) -> PyResult<(f64, u32, usize)> {
+        let requests = self.requests()?;
+        let asks = exact_argument::<PyList>(asks, "asks", "a list")?;
+        let names = exact_argument::<PyTuple>(names, "names", "a tuple (ours, stock)")?;
+        if names.len() != 2 {
+            return Err(type_error(format!(
+                "names must be a tuple (ours, stock), got {} items",
+                names.len()
+            )));
+        }
+        let bodies = exact_argument::<PyDict>(bodies, "bodies", "a dict")?;
+        let extensions = exact_argument::<PyDict>(extensions, "extensions", "a dict")?;
+        let now = check_now(now)?;
+        let lag = check_float("lag", lag, true)?;
+        let budget = if budget.is_none() {
+            None
+        } else {
+            Some(check_timeout(py, budget)?)
+        };
+        let span = check_float("span", span, false)?;
+        let first_span = check_float("first_span", first_span, false)?;
+        if !send.is_callable() {
+            return Err(type_error(format!(
+                "send must be callable, got {}",
+                type_name(send)
+            )));
+        }
+        let book = peers.cast_exact::<PeerBook>().ok();
+        let pending = self.pending.bind(py);
+        let none = py.None().into_bound(py);
+        let (ours, stock) = (names.get_item(0)?, names.get_item(1)?);
+        // (the batch's floats made once: they are immutable)
+        let times = Times::new(py, now, lag);
+        let mut earliest = f64::INFINITY;
+        let mut refused = 0u32;
+        for (index, ask) in asks.iter().enumerate() {
+            let address = ask.get_item(1)?;
+            let known = extensions
+                .get_item(&address)?
+                .filter(|known| !known.is_none());
+            let is_stock = known
+                .as_ref()
+                .is_some_and(|known| known.is(PyBool::new(py, false)));
+            let name = if is_stock { &stock } else { &ours };
+            let Some(body) = bodies.get_item(name)? else {
+                // (its body is not packed yet: the caller packs it and
+                // sends the rest)
+                return Ok((earliest, refused, index));
+            };
+            let Ok(body) = body.cast_exact::<PyBytes>() else {
+                return Err(type_error(format!(
+                    "a body must be bytes, got {}",
+                    type_name(&body)
+                )));
+            };
+            let (first, timeout) = ask_timing(
+                peers,
+                book,
+                &address,
+                !is_stock && known.is_none(),
+                budget,
+                (span, first_span),
+            )?;
+            let request = Request {
+                address: &address,
+                name,
+                future: &none,
+                callback,
+                context: &ask,
+                body: body.as_bytes(),
+            };
+            let datagram = requests.open_one(
+                pending,
+                &request,
+                first,
+                &times,
+                Some(now + timeout),
+                overdue,
+            )?;
+            if first < earliest {
+                earliest = first;
+            }
+            if let Err(error) = send.call1((datagram, &address)) {
+                // uvloop: an address of another family than the socket's
+                if !error.is_instance_of::<PyValueError>(py) {
+                    return Err(error);
+                }
+                refused += 1;
+            }
+        }
+        Ok((earliest, refused, asks.len()))
+    }
+}
+
+/// When an ask to `address` is overdue and when it is given up, `(first,
+/// timeout)`, as `DhtProtocol._request` times an overdue request: from the
+/// peer's `timing` in `peers` (read in place if it is `book`), given up at
+/// `due` if `ours_unknown` (our RPC, `extensions` silent on the peer) and
+/// the peer answered before, else within `budget`, else `spans.0` of its
+/// base RTOs if measured, else `spans.1`.
+fn ask_timing(
+    peers: &Bound<'_, PyAny>,
+    book: Option<&Bound<'_, PeerBook>>,
+    address: &Bound<'_, PyAny>,
+    ours_unknown: bool,
+    budget: Option<f64>,
+    (span, first_span): (f64, f64),
+) -> PyResult<(f64, f64)> {
+    // (the book borrowed per ask and let go: `send` may run Python code)
+    let (due, measured, answered_before) = if let Some(book) = book {
+        let mut book = book.borrow_mut();
+        let (_, due, measured) = book.timing_of(address)?;
+        (
+            due,
+            measured,
+            ours_unknown && book.successes_of(address)? > 0,
+        )
+    } else {
+        let (_, due, measured): (f64, f64, bool) =
+            peers.call_method1("timing", (address,))?.extract()?;
+        let answered = ours_unknown
+            && peers
+                .call_method1("successes", (address,))?
+                .extract::<u64>()?
+                > 0;
+        (due, measured, answered)
+    };
+    let timeout = if answered_before {
+        // an extension RPC to a peer that answered others: one try at its
+        // RTO (a stock peer, most likely: see DhtProtocol._request)
+        due
+    } else {
+        match budget {
+            Some(budget) => budget,
+            None if measured => span * due,
+            None => first_span,
+        }
+    };
+    let first = if due < timeout { due } else { timeout };
+    if !(first > 0.0 && first <= MAX_TIMEOUT) {
+        // (only a PeerBook of Python's own could say so)
+        let py = address.py();
+        return Err(value_error(format!(
+            "timeout must be > 0 and <= {}, got {}",
+            float_repr(py, MAX_TIMEOUT)?,
+            float_repr(py, first)?
+        )));
+    }
+    Ok((first, timeout))
+}
+
+/// The time a request is opened at, and the floats its entry keeps of it
+/// (made once for a batch of requests: floats are immutable).
+struct Times<'py> {
+    now: f64,
+    now_float: Bound<'py, PyAny>,
+    lag: Bound<'py, PyAny>,
+    zero: Bound<'py, PyAny>,
+}
+
+impl<'py> Times<'py> {
+    fn new(py: Python<'py>, now: f64, lag: f64) -> Self {
+        Times {
+            now,
+            now_float: PyFloat::new(py, now).into_any(),
+            lag: PyFloat::new(py, lag).into_any(),
+            zero: PyFloat::new(py, 0.0).into_any(),
+        }
+    }
+}
+
+/// One request to open: where, which RPC, who hears its end, its body.
+struct Request<'a, 'py> {
+    address: &'a Bound<'py, PyAny>,
+    name: &'a Bound<'py, PyAny>,
+    future: &'a Bound<'py, PyAny>,
+    callback: &'a Bound<'py, PyAny>,
+    context: &'a Bound<'py, PyAny>,
+    body: &'a [u8],
+}
+
+/// `value`, an argument, as exactly a `T`, else `InvalidArgumentTypeError`
+/// ("{name} must be {what}").
+fn exact_argument<'a, 'py, T: PyTypeInfo>(
+    value: &'a Bound<'py, PyAny>,
+    name: &str,
+    what: &str,
+) -> PyResult<&'a Bound<'py, T>> {
+    value
+        .cast_exact::<T>()
+        .map_err(|_| type_error(format!("{name} must be {what}, got {}", type_name(value))))
 }
 
 /// `value`, one of the `requests` tuple's parts, as exactly a `T`, else
@@ -628,6 +834,72 @@ fn exact<'py, T: PyTypeInfo>(
 }
 
 impl Requests {
+    /// Open one request (`open`'s work, its arguments checked): its query
+    /// registered (due in `timeout`), its message id made, its datagram
+    /// framed and its entry kept in `pending`; returns the datagram.
+    fn open_one<'py>(
+        &self,
+        pending: &Bound<'py, PyDict>,
+        request: &Request<'_, 'py>,
+        timeout: f64,
+        times: &Times<'py>,
+        deadline: Option<f64>,
+        overdue: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let py = pending.py();
+        let query_id = self
+            .core
+            .get()
+            .register_checked(py, timeout, 1, 1, times.now);
+        let body = request.body;
+        let datagram = PyBytes::new_with(py, HEADER_SIZE + body.len(), |buffer| {
+            buffer[0] = KIND_REQUEST;
+            buffer[1..17].copy_from_slice(&query_id.value.to_be_bytes());
+            buffer[17..HEADER_SIZE].copy_from_slice(&self.pad);
+            buffer[HEADER_SIZE..].copy_from_slice(body);
+            Ok(())
+        })?;
+        let msg_id = PyBytes::new(py, &datagram.as_bytes()[1..HEADER_SIZE]);
+        let none = py.None().into_bound(py);
+        let retry = match deadline {
+            None => none.clone(),
+            Some(deadline) => PyList::new(
+                py,
+                [
+                    datagram.clone().into_any(),
+                    PyFloat::new(py, deadline).into_any(),
+                    1u8.into_pyobject(py)?.into_any(),
+                    PyFloat::new(py, timeout).into_any(),
+                    times.now_float.clone(),
+                    overdue.clone(),
+                ],
+            )?
+            .into_any(),
+        };
+        let fields = [
+            Bound::new(py, query_id)?.into_any(),
+            request.address.clone(),
+            request.name.clone(),
+            request.future.clone(),
+            request.callback.clone(),
+            request.context.clone(),
+            times.now_float.clone(),
+            retry,
+            times.lag.clone(),
+            times.zero.clone(),
+            times.zero.clone(),
+        ];
+        let entry = match &self.entry {
+            Some(entry) => self
+                .tuple_new
+                .bind(py)
+                .call1((entry.bind(py), PyTuple::new(py, fields)?))?,
+            None => PyTuple::new(py, fields)?.into_any(),
+        };
+        pending.set_item(msg_id, entry)?;
+        Ok(datagram)
+    }
+
     fn check(requests: &Bound<'_, PyAny>) -> PyResult<Self> {
         let wrong = || {
             type_error(format!(
@@ -690,7 +962,17 @@ impl Requests {
     /// the entry kept) left out, or `AMBIGUOUS_RTT` if it was sent more than
     /// once.
     fn end(&self, py: Python<'_>, request: &Bound<'_, PyAny>, now: f64, lag: f64) -> PyResult<f64> {
-        let query_id = request.get_item(ENTRY_QUERY_ID)?;
+        // An entry is a tuple (or a subclass's): its fields read in place,
+        // not through `__getitem__` with each index made an int (any other
+        // sequence still read by index).
+        let tuple = request.cast::<PyTuple>().ok();
+        let field = |index: usize| -> PyResult<Bound<'_, PyAny>> {
+            match tuple {
+                Some(tuple) => Ok(tuple.get_borrowed_item(index)?.to_owned()),
+                None => request.get_item(index),
+            }
+        };
+        let query_id = field(ENTRY_QUERY_ID)?;
         let Ok(query_id) = query_id.cast_exact::<QueryId>() else {
             return Err(type_error(format!(
                 "a request's query id must be a QueryId, got {}",
@@ -706,13 +988,19 @@ impl Requests {
                 resent.del_item(key)?;
             }
         }
-        let retry = request.get_item(ENTRY_RETRY)?;
-        if !retry.is_none() && retry.get_item(RETRY_TRIES)?.extract::<i64>()? > 1 {
-            return Ok(AMBIGUOUS_RTT);
+        let retry = field(ENTRY_RETRY)?;
+        if !retry.is_none() {
+            let tries = match retry.cast::<PyList>() {
+                Ok(list) => list.get_item(RETRY_TRIES)?,
+                Err(_) => retry.get_item(RETRY_TRIES)?,
+            };
+            if tries.extract::<i64>()? > 1 {
+                return Ok(AMBIGUOUS_RTT);
+            }
         }
-        let rtt = now - request.get_item(ENTRY_SENT)?.extract::<f64>()?;
-        let lagged = lag - request.get_item(ENTRY_LAG)?.extract::<f64>()?
-            + request.get_item(ENTRY_LAGGED)?.extract::<f64>()?;
+        let rtt = now - field(ENTRY_SENT)?.extract::<f64>()?;
+        let lagged =
+            lag - field(ENTRY_LAG)?.extract::<f64>()? + field(ENTRY_LAGGED)?.extract::<f64>()?;
         if lagged == 0.0 {
             return Ok(rtt);
         }

@@ -541,11 +541,50 @@ impl PeerBook {
         peers.iter().map(|peer| self.score_of(peer, now)).collect()
     }
 
+    /// `timing(address)`, for the datagram engine's `open_asks` (an
+    /// estimator made if the address had none, as the method does).
+    ///
+    /// # Errors
+    /// What the address's `hash()` or `==` raise; a bad address.
+    pub(crate) fn timing_of(&mut self, address: &Bound<'_, PyAny>) -> PyResult<(f64, f64, bool)> {
+        self.timing(address)
+    }
+
+    /// `successes(peer)`, for the datagram engine's `open_asks` (a record
+    /// made if the peer had none, as the method does).
+    ///
+    /// # Errors
+    /// What the peer's `hash()` or `==` raise.
+    pub(crate) fn successes_of(&mut self, peer: &Bound<'_, PyAny>) -> PyResult<u64> {
+        self.successes(peer)
+    }
+
     fn sample(&mut self, address: &Bound<'_, PyAny>, rtt: f64) -> PyResult<()> {
         let index = self.estimator(address)?;
         self.estimator_at_mut(index).observe(rtt);
         self.network.observe(rtt);
         self.network_samples += 1;
+        Ok(())
+    }
+
+    /// `answered`'s work, for the `DatagramEngine` that judged an
+    /// answer's shape: it feeds the book in the call that reads the answer.
+    pub(crate) fn answered_at(
+        &mut self,
+        address: &Bound<'_, PyAny>,
+        rtt: f64,
+        ok: bool,
+        now: f64,
+    ) -> PyResult<()> {
+        if rtt >= 0.0 {
+            self.sample(address, rtt)?;
+        }
+        let record = self.record(address)?;
+        if ok {
+            record.success(rtt, now);
+        } else {
+            record.failure();
+        }
         Ok(())
     }
 }
@@ -799,16 +838,7 @@ impl PeerBook {
         ok: bool,
         now: f64,
     ) -> PyResult<()> {
-        if rtt >= 0.0 {
-            self.sample(address, rtt)?;
-        }
-        let record = self.record(address)?;
-        if ok {
-            record.success(rtt, now);
-        } else {
-            record.failure();
-        }
-        Ok(())
+        self.answered_at(address, rtt, ok, now)
     }
 
     fn answered_late(&mut self, address: &Bound<'_, PyAny>, rtt: f64) -> PyResult<()> {

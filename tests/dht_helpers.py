@@ -17,6 +17,14 @@ from kademlia.storage import ForgetfulStorage
 from kademlia.utils import digest
 
 from dhtquery.dht import DhtNode, DhtProtocol, Publisher, Record
+from dhtquery.dht.rpc_table import (
+    DATAGRAM_ANSWERED,
+    DATAGRAM_NOT_PENDING,
+    DATAGRAM_WRONG_ADDRESS,
+    RpcStatus,
+    RpcTable,
+)
+from dhtquery.dht.wire import MSG_ID_SIZE, encode_response
 from dhtquery.testing import HOST, Address, LocalNetwork, loop_factory
 
 T = TypeVar("T")
@@ -186,3 +194,34 @@ def signed_package(package: Any, publisher: Publisher, *, seq: int = 1) -> bytes
     key = digest(f"pkg:{package.id}")
     record = Record.create(publisher, key, package.encode(), seq=seq)
     return bytes(msgpack.packb(record.to_wire(), use_bin_type=True))
+
+
+def open_ping(
+    table: RpcTable,
+    address: Any,
+    timeout: float,
+    future: asyncio.Future[Any] | None = None,
+    budget: float | None = None,
+) -> bytes:
+    """Open a ping through ``table`` the way the protocol opens requests
+    (``RpcTable.open_request``: registered and framed by the core's engine;
+    with ``budget``, retransmitted within it), and return its message id."""
+    datagram = table.open_request(address, "ping", timeout, future, None, None, b"\x90", budget)
+    return datagram[1 : 1 + MSG_ID_SIZE]
+
+
+def answer(
+    table: RpcTable, msg_id: bytes, address: Any, value: Any = "pong"
+) -> tuple[RpcStatus, str, float, Any]:
+    """Hand ``table`` an answer to ``msg_id`` from ``address``, read as the
+    protocol reads every datagram (``RpcTable.receive``, then ``unmatched``
+    for one that ends no request): (status, rpc name, rtt, the request if
+    it ended, to ``deliver``)."""
+    status, first, _, pending, rtt = table.receive(encode_response(msg_id, value), address)
+    if status == DATAGRAM_ANSWERED:
+        return RpcStatus.ANSWERED, pending.name, rtt, pending
+    if status == DATAGRAM_NOT_PENDING:
+        unmatched, name, late_rtt = table.unmatched(first)
+        return unmatched, name, late_rtt, None
+    assert status == DATAGRAM_WRONG_ADDRESS, (status, first)
+    return RpcStatus.WRONG_ADDRESS, pending.name, 0.0, None

@@ -16,7 +16,7 @@ from dhtquery.dht.rpc_table import CLIENT_PAD, RpcTable
 from dhtquery.query import ExpiryTimer
 from dhtquery.registry import P2PRegistry, Package, PackageId, Query
 from dhtquery.testing import HOST, FakeClock
-from tests.dht_helpers import RawPeer, address_of, open_nodes, run_paired
+from tests.dht_helpers import RawPeer, address_of, answer, open_nodes, open_ping, run_paired
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -167,15 +167,15 @@ def test_a_client_tables_ids_carry_the_marker_and_late_answers_stay_late(backend
         clock = FakeClock()
         timer = ExpiryTimer(clock)
         table = RpcTable(asyncio.get_running_loop(), new_core(backend), timer, clock, client=True)
-        msg_id = table.open_with(("127.0.0.1", 1), "ping", 0.001, None, None, None)
+        msg_id = open_ping(table, ("127.0.0.1", 1), 0.001)
         assert msg_id[16:] == CLIENT_PAD
         clock.advance(0.01)  # the request gives up; its id is a tombstone
         assert len(table) == 0
-        assert table.answer(msg_id, ("127.0.0.1", 1))[0] == "late_response"
+        assert answer(table, msg_id, ("127.0.0.1", 1))[0] == "late_response"
         # an id with our nodes' zero pad is none this table made
-        assert table.answer(msg_id[:16] + bytes(4), ("127.0.0.1", 1))[0] == "unknown_id"
-        answered = table.open_with(("127.0.0.1", 1), "ping", 1.0, None, None, None)
-        assert table.answer(answered, ("127.0.0.1", 1))[0] == "answered"
+        assert answer(table, msg_id[:16] + bytes(4), ("127.0.0.1", 1))[0] == "unknown_id"
+        answered = open_ping(table, ("127.0.0.1", 1), 1.0)
+        assert answer(table, answered, ("127.0.0.1", 1))[0] == "answered"
         table.close()
 
     run_paired(backend, scenario())

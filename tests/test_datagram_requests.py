@@ -160,6 +160,49 @@ def test_receive_at_judges_shapes_and_reads_requests(module: ModuleType) -> None
     assert engine.receive_at(b"\x01", ADDRESS, 10.2, 0.0) == (DROP, "short", None, None, 0.0)
 
 
+def test_receive_at_feeds_the_peer_book_an_answer_it_judged(module: ModuleType) -> None:
+    """Given the peer book, an answer whose shape the engine judged is told
+    to it as ``book.answered(address, rtt, shape ok, now)``: the RTT
+    sampled, a success; a wrong shape a failure; a request sent twice no
+    sample (Karn); an answer of an RPC it does not judge, nothing."""
+    engine, _ = _engine(module)
+    book = module.PeerBook()
+    good = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b")[1:21]
+    assert engine.receive_at(encode_response(good, b"n" * 20), ADDRESS, 10.1, 0.0, book)[0] == (
+        CHECKED
+    )
+    assert book.srtt(ADDRESS) == pytest.approx(0.1) and book.network_samples == 1
+    assert book.stats(ADDRESS)[:2] == (1, 0)
+    assert book.stats(ADDRESS)[4] == 10.1  # (last seen: the engine's now)
+    bad = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b")[1:21]
+    assert engine.receive_at(encode_response(bad, 5), ADDRESS, 10.2, 0.0, book)[0] == BAD_SHAPE
+    assert book.stats(ADDRESS)[:2] == (1, 1) and book.network_samples == 2
+    twice = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b", 15.0)[1:21]
+    engine.pending[twice].retry[2] = 2
+    assert engine.receive_at(encode_response(twice, b"n" * 20), ADDRESS, 10.3, 0.0, book)[4] == -1
+    assert book.stats(ADDRESS)[:2] == (2, 1) and book.network_samples == 2
+    unjudged = engine.open(1.0, 10.0, 0.0, OTHER, "find", None, None, None, b"b")[1:21]
+    assert engine.receive_at(encode_response(unjudged, 1), OTHER, 10.4, 0.0, book)[0] == ANSWERED
+    assert OTHER not in book and book.network_samples == 2
+
+
+def test_receive_at_tells_any_book_through_its_answered_method(module: ModuleType) -> None:
+    """A book of another kind (the other core's, a test's) is called."""
+    engine, _ = _engine(module)
+    calls = []
+
+    class Book:
+        def answered(self, address: Any, rtt: float, ok: bool, now: float) -> None:
+            calls.append((address, rtt, ok, now))
+
+    msg_id = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b")[1:21]
+    engine.receive_at(encode_response(msg_id, 5), ADDRESS, 10.5, 0.0, Book())
+    assert calls == [(ADDRESS, pytest.approx(0.5), False, 10.5)]
+    # (None: no book, as without the argument)
+    msg_id = engine.open(1.0, 10.0, 0.0, ADDRESS, "ping", None, None, None, b"b")[1:21]
+    assert engine.receive_at(encode_response(msg_id, 5), ADDRESS, 10.5, 0.0, None)[0] == BAD_SHAPE
+
+
 def test_an_engine_without_requests_opens_none(module: ModuleType) -> None:
     engine = module.DatagramEngine({})
     with pytest.raises(InvalidArgumentTypeError, match="without requests"):
@@ -246,11 +289,12 @@ def test_both_cores_open_and_end_requests_alike(ops: list[tuple[Any, ...]]) -> N
     sides = []
     for module in (rust, _core_py):
         engine, core = _engine(module)
-        sides.append((engine, core, [], {}))  # (engine, core, msg ids, msg/query id -> index)
+        # (engine, core, msg ids, msg/query id -> index, the peer book fed)
+        sides.append((engine, core, [], {}, module.PeerBook()))
     now = 100.0
     for op in ops:
         answers = []
-        for engine, core, opened, ids in sides:
+        for engine, core, opened, ids, book in sides:
             if op[0] == "open":
                 _, timeout, lag, deadline = op
                 datagram = engine.open(
@@ -263,8 +307,15 @@ def test_both_cores_open_and_end_requests_alike(ops: list[tuple[Any, ...]]) -> N
                 _, index, right, value, lag = op
                 msg_id = opened[index] if 0 <= index < len(opened) else b"\x07" * 20
                 address = ADDRESS if right else OTHER
-                answer = engine.receive_at(encode_response(msg_id, value), address, now, lag)
+                answer = engine.receive_at(encode_response(msg_id, value), address, now, lag, book)
                 answers.append(_comparable(answer, ids))
+                answers.append(
+                    (
+                        book.network_samples,
+                        book.srtt(ADDRESS),
+                        book.stats(ADDRESS) if ADDRESS in book else None,
+                    )
+                )
             elif op[0] == "resend":
                 if op[1] < len(opened) and opened[op[1]] in engine.pending:
                     retry = engine.pending[opened[op[1]]].retry
@@ -276,7 +327,7 @@ def test_both_cores_open_and_end_requests_alike(ops: list[tuple[Any, ...]]) -> N
         assert answers[: len(answers) // 2] == answers[len(answers) // 2 :], op
         if op[0] == "advance":
             now += op[1]
-    (rust_engine, _, _, rust_ids), (py_engine, _, _, py_ids) = sides
+    (rust_engine, _, _, rust_ids, _), (py_engine, _, _, py_ids, _) = sides
     assert sorted(rust_ids[k] for k in rust_engine.pending) == sorted(
         py_ids[k] for k in py_engine.pending
     )
@@ -289,7 +340,7 @@ def test_the_table_opens_resends_and_ends_a_request_in_the_engine(backend: str) 
     """``RpcTable.open_request`` and ``receive`` (the protocol's path):
     the datagram framed by the engine, sent again unchanged past its RTO,
     the first answer ends it with no RTT (Karn), the second is a
-    duplicate, as ``open_with`` and ``answer`` count them."""
+    duplicate."""
 
     async def scenario() -> tuple[list[bytes], tuple[Any, ...], str, Any, int]:
         clock = FakeClock()
@@ -367,3 +418,243 @@ def test_an_answered_requests_tombstone_is_expired_by_the_timer(backend: str) ->
         return tombstones, core.tombstones
 
     assert asyncio.run(scenario()) == (1, 0)
+
+
+# -- a lookup's asks in one call (open_asks) ---------------------------------
+
+NAMES = ("find_values", "find_value")
+BODIES = {"find_values": b"ours", "find_value": b"stock"}
+PEER_B = ("127.0.0.2", 4000)
+
+
+def _asks(*addresses: Any) -> list[tuple[bytes, Any]]:
+    return [(bytes([index]) * 20, address) for index, address in enumerate(addresses)]
+
+
+def _open_asks(
+    engine: Any,
+    book: Any,
+    asks: list[tuple[bytes, Any]],
+    *,
+    extensions: dict[Any, bool] | None = None,
+    bodies: dict[str, bytes] | None = None,
+    budget: float | None = None,
+    now: float = 10.0,
+    send: Any = None,
+) -> tuple[tuple[float, int, int], list[tuple[bytes, Any]]]:
+    sent: list[tuple[bytes, Any]] = []
+    answer = engine.open_asks(
+        asks,
+        NAMES,
+        BODIES if bodies is None else bodies,
+        now,
+        0.25,
+        book,
+        {} if extensions is None else extensions,
+        budget,
+        3.0,
+        3.0,
+        _callback,
+        _overdue,
+        (lambda datagram, address: sent.append((datagram, address))) if send is None else send,
+    )
+    return answer, sent
+
+
+def test_open_asks_opens_and_sends_each_ask_in_order(module: ModuleType) -> None:
+    """Peers never measured: overdue at the first RTO (1 s), retransmitted
+    within OVERDUE_SPAN of it (3 s); each entry as ``open`` keeps it, the
+    ask its context."""
+    engine, core = _engine(module)
+    asks = _asks(ADDRESS, OTHER)
+    answer, sent = _open_asks(engine, module.PeerBook(), asks)
+    assert answer == (1.0, 0, 2)
+    assert [address for _, address in sent] == [ADDRESS, OTHER]
+    for (datagram, address), ask in zip(sent, asks, strict=True):
+        assert (datagram[:1], datagram[17:21], datagram[21:]) == (b"\x00", PAD, b"ours")
+        entry = engine.pending[datagram[1:21]]
+        assert entry[1:7] == (address, "find_values", None, _callback, ask, 10.0)
+        assert entry.retry == [datagram, 13.0, 1, 1.0, 10.0, _overdue]
+        assert entry[8:] == (0.25, 0.0, 0.0)
+    assert core.in_flight == 2
+
+
+def test_open_asks_times_a_measured_peer_by_its_base_rto(module: ModuleType) -> None:
+    """Measured: overdue at the base RTO (the 50 ms floor here), within
+    three of them; or within the caller's budget."""
+    engine, _ = _engine(module)
+    book = module.PeerBook()
+    book.observe(ADDRESS, 0.01)
+    (earliest, _, _), sent = _open_asks(engine, book, _asks(ADDRESS))
+    assert earliest == 0.05
+    assert engine.pending[sent[0][0][1:21]].retry[1:4] == [10.0 + 3.0 * 0.05, 1, 0.05]
+    (earliest, _, _), sent = _open_asks(engine, book, _asks(ADDRESS), budget=2.0)
+    assert engine.pending[sent[0][0][1:21]].retry[1:4] == [12.0, 1, 0.05]
+
+
+def test_open_asks_gives_one_try_to_a_peer_that_answered_others(module: ModuleType) -> None:
+    """A peer that answered before, not known to answer ours: given up at
+    its RTO (a stock peer, most likely); known to answer ours: the span."""
+    engine, _ = _engine(module)
+    book = module.PeerBook()
+    book.success(ADDRESS, 0.01, 5.0)
+    _, sent = _open_asks(engine, book, _asks(ADDRESS), budget=2.0)
+    assert engine.pending[sent[0][0][1:21]].retry[1:4] == [11.0, 1, 1.0]
+    _, sent = _open_asks(engine, book, _asks(ADDRESS), extensions={ADDRESS: True}, budget=2.0)
+    assert engine.pending[sent[0][0][1:21]].retry[1:4] == [12.0, 1, 1.0]
+
+
+def test_open_asks_sends_a_peer_known_stock_the_stock_rpc(module: ModuleType) -> None:
+    engine, _ = _engine(module)
+    book = module.PeerBook()
+    book.success(OTHER, 0.01, 5.0)
+    _, sent = _open_asks(engine, book, _asks(ADDRESS, OTHER), extensions={OTHER: False})
+    assert [datagram[21:] for datagram, _ in sent] == [b"ours", b"stock"]
+    entry = engine.pending[sent[1][0][1:21]]
+    # (no one-try rule: the stock RPC is what it answers)
+    assert entry.name == "find_value" and entry.retry[1] == 13.0
+
+
+def test_open_asks_stops_at_an_ask_whose_body_is_not_packed(module: ModuleType) -> None:
+    engine, core = _engine(module)
+    asks = _asks(ADDRESS, OTHER, PEER_B)
+    answer, sent = _open_asks(
+        engine, module.PeerBook(), asks, extensions={OTHER: False}, bodies={"find_values": b"o"}
+    )
+    assert answer == (1.0, 0, 1)
+    assert [address for _, address in sent] == [ADDRESS]
+    assert core.in_flight == 1
+    # nothing opened or sent for the others: no asks, no timeout to arm
+    assert _open_asks(engine, module.PeerBook(), asks[1:], extensions={OTHER: False}, bodies={})[
+        0
+    ] == (float("inf"), 0, 0)
+
+
+def test_open_asks_counts_the_sends_refused_with_value_error(module: ModuleType) -> None:
+    """uvloop refuses an address of another family with ValueError: the
+    request stays (it times out); any other error is raised."""
+    engine, core = _engine(module)
+
+    def refuse(datagram: bytes, address: Any) -> None:
+        if address == OTHER:
+            raise ValueError("wrong family")
+
+    answer, _ = _open_asks(engine, module.PeerBook(), _asks(ADDRESS, OTHER), send=refuse)
+    assert answer == (1.0, 1, 2) and core.in_flight == 2
+
+    def broken(datagram: bytes, address: Any) -> None:
+        raise OSError("broken")
+
+    with pytest.raises(OSError, match="broken"):
+        _open_asks(engine, module.PeerBook(), _asks(ADDRESS), send=broken)
+
+
+def test_open_asks_refuses_bad_arguments(module: ModuleType) -> None:
+    engine, _ = _engine(module)
+    book = module.PeerBook()
+    good: dict[str, Any] = {
+        "asks": _asks(ADDRESS),
+        "names": NAMES,
+        "bodies": BODIES,
+        "now": 1.0,
+        "lag": 0.0,
+        "peers": book,
+        "extensions": {},
+        "budget": None,
+        "span": 3.0,
+        "first_span": 3.0,
+        "callback": None,
+        "overdue": None,
+        "send": lambda *args: None,
+    }
+    for name, value, error in [
+        ("asks", tuple(_asks(ADDRESS)), InvalidArgumentTypeError),
+        ("names", ["a", "b"], InvalidArgumentTypeError),
+        ("names", ("a",), InvalidArgumentTypeError),
+        ("bodies", [], InvalidArgumentTypeError),
+        ("extensions", None, InvalidArgumentTypeError),
+        ("now", -1.0, InvalidArgumentError),
+        ("lag", "0", InvalidArgumentTypeError),
+        ("budget", 0.0, InvalidArgumentError),
+        ("span", 0.0, InvalidArgumentError),
+        ("first_span", -1.0, InvalidArgumentError),
+        ("send", None, InvalidArgumentTypeError),
+    ]:
+        with pytest.raises(error, match=name if name != "budget" else "timeout"):
+            engine.open_asks(**{**good, name: value})
+    with pytest.raises(InvalidArgumentTypeError, match="a body must be bytes"):
+        engine.open_asks(**{**good, "bodies": {"find_values": "text"}})
+    assert engine.pending == {}
+    with pytest.raises(InvalidArgumentTypeError, match="without requests"):
+        module.DatagramEngine({}).open_asks(**good)
+
+
+# ("asks", addresses by index, budget or None, now) | ("observe", peer,
+# seconds) | ("success", peer) | ("ours", peer, bool or None): what
+# extensions says of it
+_PEERS = [ADDRESS, OTHER, PEER_B, ("127.0.0.1", 4002)]
+_ASK_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("asks"),
+            st.lists(st.integers(0, 3), max_size=5),
+            st.none() | st.floats(0.01, 5.0),
+            st.floats(0.0, 100.0),
+        ),
+        st.tuples(st.just("observe"), st.integers(0, 3), st.floats(0.0, 2.0)),
+        st.tuples(st.just("success"), st.integers(0, 3)),
+        st.tuples(st.just("ours"), st.integers(0, 3), st.none() | st.booleans()),
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ASK_OPS)
+def test_both_cores_open_asks_alike(ops: list[tuple[Any, ...]]) -> None:
+    """The Rust engine with its PeerBook, the Python one with its own, and
+    the Rust engine reading a Python PeerBook through its methods: the same
+    answers, entries, datagrams sent and peers' timing."""
+    rust = require_rust()
+    sides = []
+    for module, book_module in ((rust, rust), (_core_py, _core_py), (rust, _core_py)):
+        engine, core = _engine(module)
+        sides.append((engine, core, book_module.PeerBook(), {}, {}))
+    for op in ops:
+        answers: list[list[Any]] = []
+        for engine, core, book, extensions, ids in sides:
+            answer_of_side: list[Any] = []
+            answers.append(answer_of_side)
+            if op[0] == "asks":
+                _, indexes, budget, now = op
+                asks = _asks(*(_PEERS[index] for index in indexes))
+                answer, sent = _open_asks(
+                    engine, book, asks, extensions=extensions, budget=budget, now=now
+                )
+                for datagram, _ in sent:
+                    ids[datagram[1:21]] = len(ids)
+                answer_of_side.append(answer)
+                answer_of_side.append(
+                    [(ids[d[1:21]], d[21:], a, engine.pending[d[1:21]][1:3]) for d, a in sent]
+                )
+                answer_of_side.append([(*engine.pending[d[1:21]].retry[1:5],) for d, _ in sent])
+            elif op[0] == "observe":
+                book.observe(_PEERS[op[1]], op[2])
+            elif op[0] == "success":
+                book.success(_PEERS[op[1]], 0.01, 1.0)
+            elif op[2] is None:
+                extensions.pop(_PEERS[op[1]], None)
+            else:
+                extensions[_PEERS[op[1]]] = op[2]
+            # (read without making an estimator or a record: which of
+            # them the asks made is compared too)
+            answer_of_side.append(
+                (
+                    [(book.has_estimator(peer), peer in book, book.srtt(peer)) for peer in _PEERS],
+                    book.estimators,
+                    len(book),
+                    core.in_flight,
+                    len(engine.pending),
+                )
+            )
+        assert answers[0] == answers[1] == answers[2], op

@@ -45,6 +45,14 @@ def test_wrong_shape_is_no_answer_for_futures_and_callbacks(backend: str, run: R
             assert await eventually(lambda: bool(seen))
             assert seen == [("context", peer.address, "find_values", False, BAD_RESPONSE)]
             assert protocol.stats["bad_response"] == 2
+            # each a failure of the peer, told to the peer book once
+            assert protocol.peers.stats(peer.address)[:2] == (0, 2)
+            future = protocol.request(peer.address, "ping", (node.node.id,), 5.0)
+            request, _ = await peer.recv()
+            peer.send(b"\x01" + request[1:21] + _pack(b"n" * 20), node.address)
+            assert await future == (True, b"n" * 20)
+            assert protocol.peers.stats(peer.address)[:2] == (1, 2)
+            assert protocol.peers.srtt(peer.address) is not None
 
     run(scenario())
 

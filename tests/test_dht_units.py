@@ -45,10 +45,10 @@ from dhtquery.dht.wire import (
     new_message_id,
     pack_request,
 )
-from dhtquery.query import ExpiryTimer, _core_py, new_core
+from dhtquery.query import ExpiryTimer, QueryManager, _core_py, new_core
 from dhtquery.testing import FakeClock
 
-from .dht_helpers import publisher_named, signed
+from .dht_helpers import answer, open_ping, publisher_named, signed
 
 MSG_ID = bytes(range(20))
 KEY = hashlib.sha1(b"a key").digest()
@@ -268,6 +268,40 @@ def test_record_store_caps_bytes_and_keeps_what_it_held() -> None:
     assert store.get(KEY, 1.0) == [first]
     assert store.bytes_used == probe.bytes_used
     assert len(store) == 1
+
+
+def test_record_store_names_the_cap_that_refuses_any_record_of_a_key() -> None:
+    (first,) = _records(1)
+    store = RecordStore(StoreLimits(keys=1))
+    assert store.refusal(KEY) is None
+    store.put(KEY, first, 0.0)
+    assert store.refusal(KEY) is None  # held: a record may replace its slot's
+    full = store.refusal(b"\x01" * 20)
+    assert isinstance(full, StorageFull) and "1 keys" in str(full)
+    nothing = RecordStore(StoreLimits(bytes=1))
+    full = nothing.refusal(KEY)
+    assert isinstance(full, StorageFull) and "1 bytes" in str(full)
+    with pytest.raises(StorageFull, match="1 bytes"):  # as put would say
+        nothing.put(KEY, first, 0.0)
+
+
+def test_a_store_that_cannot_take_a_record_refuses_it_before_verifying(backend: str) -> None:
+    """A record sent to a node whose store is full (here a client's, which
+    keeps nothing) is refused and counted as store_refused without its
+    signature being verified: a flood of stores costs no Ed25519 work."""
+
+    async def scenario() -> tuple[bool, int, int, int]:
+        node = DhtNode(queries=QueryManager(core=new_core(backend)), limits=StoreLimits(bytes=1))
+        protocol = node._create_protocol()
+        record = signed("alice", b"data", KEY)
+        stored = protocol.rpc_store_record(("127.0.0.1", 1), b"\x02" * 20, KEY, record.to_wire())
+        return stored, protocol.stats["store_refused"], node.verifier.verified, len(protocol.drops)
+
+    stored, refused, verified, drops = asyncio.run(scenario())
+    assert not stored
+    assert refused == 1
+    assert verified == 0
+    assert drops == 0
 
 
 def test_record_store_refuses_a_bad_record() -> None:
@@ -655,15 +689,31 @@ def test_a_response_id_with_the_wrong_padding_is_unknown_not_late(backend: str) 
         clock = FakeClock()
         timer = ExpiryTimer(clock)
         table = RpcTable(asyncio.get_running_loop(), new_core(backend), timer, clock)
-        msg_id = table.open_with(("127.0.0.1", 1), "ping", 0.001, None, None, None)
+        msg_id = open_ping(table, ("127.0.0.1", 1), 0.001)
         clock.advance(0.01)  # the request gives up; its id is a tombstone
         assert len(table) == 0
         forged = msg_id[:16] + b"\x01\x02\x03\x04"
-        assert table.answer(forged, ("127.0.0.1", 1))[0] == "unknown_id"
-        assert table.answer(msg_id, ("127.0.0.1", 1))[0] == "late_response"
+        assert answer(table, forged, ("127.0.0.1", 1))[0] == "unknown_id"
+        assert answer(table, msg_id, ("127.0.0.1", 1))[0] == "late_response"
         table.close()
 
     asyncio.run(scenario())
+
+
+def test_an_answer_before_the_node_listens_is_an_unknown_id(backend: str) -> None:
+    """A node that has not listened has no request table, so no request of
+    its own is out: an answer is counted as an unknown id and dropped,
+    not a handler error."""
+
+    async def scenario() -> dict[str, int]:
+        node = DhtNode(queries=QueryManager(core=new_core(backend)))
+        protocol = node._create_protocol()
+        protocol.datagram_received(encode_response(new_message_id(), "pong"), ("127.0.0.1", 1))
+        return dict(protocol.drops)
+
+    drops = asyncio.run(scenario())
+    assert drops.get("unknown_id") == 1
+    assert "handler_error" not in drops
 
 
 # ---------------------------------------------------------------- drop kinds

@@ -255,7 +255,10 @@ class DatagramEngine:
     ``now`` (reason ``all_peers``), its query id's bytes leave ``resent``,
     and ``rtt`` is -1.0 if ``retry``'s ``tries`` is over 1 (Karn's rule),
     else ``now - sent`` less the loop's lag since (``lag - entry lag +
-    lagged``, if not 0; 0.0 if that is more); else ``rtt`` is 0.0.
+    lagged``, if not 0; 0.0 if that is more); else ``rtt`` is 0.0. Given
+    ``peers``, an answer whose shape the engine judged (5, 6) is told to it
+    after that as ``peers.answered(address, rtt, status == 5, now)``
+    (the protocol's one call per answer to its book, made in this one).
     """
 
     def __new__(
@@ -283,7 +286,12 @@ class DatagramEngine:
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None]:
         """InvalidArgumentTypeError unless ``datagram`` is bytes."""
     def receive_at(
-        self, datagram: builtins.bytes, address: object, now: float, lag: float
+        self,
+        datagram: builtins.bytes,
+        address: object,
+        now: float,
+        lag: float,
+        peers: PeerBook | _PeerSink | None = None,
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None, float]:
         """As ``receive``; InvalidArgumentTypeError if the engine was made
         without ``requests``; ``now`` and ``lag`` checked as ``now``s."""
@@ -305,6 +313,46 @@ class DatagramEngine:
         ``requests`` or ``body`` is not bytes; ``timeout`` checked as
         ``QueryCore.register``'s, ``now``, ``lag`` and ``deadline`` as
         ``now``s."""
+    def open_asks(
+        self,
+        asks: list[tuple[Any, Any]],
+        names: tuple[Any, Any],
+        bodies: dict[Any, builtins.bytes],
+        now: float,
+        lag: float,
+        peers: PeerBook | Any,
+        extensions: dict[Any, Any],
+        budget: float | None,
+        span: float,
+        first_span: float,
+        callback: Any,
+        overdue: Any,
+        send: Callable[[builtins.bytes, Any], object],
+    ) -> tuple[float, int, int]:
+        """A lookup's asks, each ``(node id, address)``, opened as ``open``
+        opens a request retransmitted until a deadline, and sent, in order,
+        in one call: ``(earliest, refused, asked)``.
+
+        Per ask: the RPC is ``names[1]`` if ``extensions[address]`` is
+        False (a peer known not to answer ours), else ``names[0]`` (an
+        extension RPC); its body ``bodies[name]`` (missing: stop, nothing
+        more opened, ``asked`` is the ask's index). ``peers.timing(address)``
+        gives ``(rto, due, measured)`` and the request is given up after
+        ``timeout``: ``due`` for ``names[0]`` to a peer ``extensions`` does
+        not know that answered before (``peers.successes(address) > 0``,
+        asked only then), else ``budget``, else ``span * due`` if measured,
+        else ``first_span``. It is opened with ``open(min(due, timeout),
+        now, lag, address, name, None, callback, ask, body, now + timeout,
+        overdue)`` and its datagram given to ``send(datagram, address)``; a
+        ValueError from ``send`` is counted in ``refused`` (the request
+        stays), any other error raised. ``earliest`` is the least first
+        timeout opened (inf: none). A ``PeerBook`` of this core is read in
+        place, any other object through those two methods.
+
+        InvalidArgumentTypeError as ``open`` and unless ``asks`` is a list,
+        ``names`` a tuple of two, ``bodies`` and ``extensions`` dicts, a
+        body bytes and ``send`` callable; ``budget`` checked as ``open``'s
+        ``timeout``, ``span`` and ``first_span`` as positive seconds."""
 
 @final
 class BatchReceiver:
@@ -337,6 +385,9 @@ _Address: TypeAlias = Any
 #: (node id, address) pairs to send to now (GIVE_UP: those to count as
 #: failed); ``depth``: the depth of the peer that answered (answered), else 0.
 _Step: TypeAlias = tuple[LookupStep, int, list[tuple[builtins.bytes, _Address]]]
+
+class _PeerSink(Protocol):
+    def answered(self, address: Any, rtt: float, ok: bool, now: float, /) -> None: ...
 
 class _PeerSource(Protocol):
     def srtt(self, address: _Address, /) -> float | None: ...

@@ -113,6 +113,10 @@ _ASK: Final = LookupStep.ASK
 _QUORUM: Final = LookupStep.QUORUM
 _GIVE_UP: Final = LookupStep.GIVE_UP
 _ENDED: Final = LookupStep.ENDED
+#: What a lookup asks: our RPC, or a stock peer's (known not to answer ours)
+_OURS: Final = "find_values"
+_STOCK: Final = "find_value"
+_NAMES: Final = (_OURS, _STOCK)
 
 
 def _core_class(manager: QueryManager) -> type[LookupCore]:
@@ -323,25 +327,19 @@ class StreamingLookup:
         if step is _ASK:
             if not asks:
                 return
-            protocol = self._protocol
-            handle = self._handle
-            extensions = protocol.extensions
-            for ask in asks:
-                address = ask[1]
-                handle._requests += 1
-                name = "find_value" if extensions.get(address) is False else "find_values"
-                body = self._bodies.get(name)
-                if body is None:
-                    body = self._bodies[name] = pack_request(
-                        name, (protocol.source_node.id, self._key)
-                    )
-                # (the ask, (node id, address), is the request's context;
-                # self._answered makes a bound method per request: kept on
-                # self, it would make every lookup a reference cycle, freed
-                # only by the GC)
-                protocol.request_packed(
-                    address, name, body, self._rpc_timeout, self._answered, ask, self._overdue
-                )
+            self._handle._requests += len(asks)
+            bodies = self._bodies
+            if not bodies:
+                bodies[_OURS] = pack_request(_OURS, (self._protocol.source_node.id, self._key))
+            # (the ask, (node id, address), is each request's context;
+            # self._answered makes a bound method per batch: kept on self,
+            # it would make every lookup a reference cycle, freed only by
+            # the GC)
+            asked = self._protocol.ask_many(
+                asks, _NAMES, bodies, self._rpc_timeout, self._answered, self._overdue
+            )
+            if asked < len(asks):
+                self._ask_stock(asks[asked:])
         elif step is _ENDED:
             return
         elif step is _QUORUM:
@@ -357,6 +355,15 @@ class StreamingLookup:
         else:
             reason = Reason.ADAPTIVE if step is LookupStep.ADAPTIVE else Reason.ALL_PEERS
             self._manager.finish(self._handle.id, reason)
+
+    def _ask_stock(self, asks: list[tuple[bytes, Any]]) -> None:
+        """``asks`` from the first to a peer known stock on: its body
+        (find_value's) packed once per lookup, when first needed."""
+        protocol = self._protocol
+        self._bodies[_STOCK] = pack_request(_STOCK, (protocol.source_node.id, self._key))
+        protocol.ask_many(
+            asks, _NAMES, self._bodies, self._rpc_timeout, self._answered, self._overdue
+        )
 
     def _overdue(self, ask: tuple[bytes, Any]) -> None:
         """A request passed its RTO and was sent again: ask the next
@@ -414,7 +421,9 @@ class StreamingLookup:
         if ended:
             handle._final_depth = depth
             return
-        self._act(step, depth, asks)
+        if asks or step is not _ASK:
+            # (an answer with nobody new to ask, most of them: no _act call)
+            self._act(step, depth, asks)
 
     def _welcome(self, ask: tuple[bytes, Any]) -> None:
         """Learnt from an answer, and it answered us: a live contact the

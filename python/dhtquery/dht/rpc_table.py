@@ -40,13 +40,16 @@ _GIVEN_UP_KEPT: Final = 4096
 _new_pending: Final = tuple.__new__
 #: A request ends as a one-result query "all of whose peers answered".
 _ANSWERED: Final = Reason.ALL_PEERS
-# What DatagramEngine.receive says a datagram is (see _core.pyi): 3 is
-# WRONG_ADDRESS, 6 BAD_SHAPE (an answer, judged by the shape of its RPC).
+# What DatagramEngine.receive says a datagram is (see _core.pyi): 5 and 6
+# are an answer judged by the shape of its RPC.
 DATAGRAM_DROP: Final = 0
 DATAGRAM_REQUEST: Final = 1
 DATAGRAM_ANSWERED: Final = 2
+#: an answer from another address than the one asked (its request waits on)
+DATAGRAM_WRONG_ADDRESS: Final = 3
 DATAGRAM_NOT_PENDING: Final = 4
 DATAGRAM_CHECKED: Final = 5
+DATAGRAM_BAD_SHAPE: Final = 6
 
 
 class RpcStatus(enum.StrEnum):
@@ -71,8 +74,8 @@ BAD_RESPONSE: Final = object()
 
 
 class _Pending(NamedTuple):
-    """A request on the wire. (A tuple, built with ``tuple.__new__`` in
-    ``open_with``: one per RPC, and a class with ``__init__`` cost three
+    """A request on the wire. (A tuple, made by the core's engine in
+    ``open_request``, one per RPC: a class with ``__init__`` cost three
     times as much to make.)"""
 
     query_id: QueryId
@@ -83,8 +86,8 @@ class _Pending(NamedTuple):
     context: Any
     sent: float
     #: None: one try; else the state of a request retransmitted until its
-    #: caller's deadline: a list (the engine's, see ``open_request``) or a
-    #: _Retry (``new_retry``'s), read by the _RETRY_* indexes
+    #: caller's deadline: a list (the engine's, see ``open_request``), read
+    #: by the _RETRY_* indexes
     retry: list[Any] | None
     #: the timer's ``lag`` when this was sent (or last granted lag), the
     #: time granted to it so far (see RpcTable._expired), and the part of
@@ -121,22 +124,6 @@ _RETRY_LAST_SENT: Final = 4
 _RETRY_OVERDUE: Final = 5
 
 
-class _Retry(list[Any]):
-    """A retry list (see _RETRY_DATAGRAM) made by ``new_retry`` for
-    ``open_with``, whose caller sets its ``datagram`` once it is framed."""
-
-    __slots__ = ()
-
-    @property
-    def datagram(self) -> bytes:
-        datagram: bytes = self[_RETRY_DATAGRAM]
-        return datagram
-
-    @datagram.setter
-    def datagram(self, datagram: bytes) -> None:
-        self[_RETRY_DATAGRAM] = datagram
-
-
 #: Sends of one request at most (the first and its retransmissions).
 MAX_TRIES: Final = 4
 # A retransmission with less time than this before the deadline is not worth it.
@@ -163,14 +150,14 @@ class RpcTable:
     by ``timer`` (the node's, shared with its lookups); ``on_timeout(address,
     name, sent)`` hears of each request given up.
 
-    A request opened with a ``retry`` (see ``open_with``) that is not
+    A request opened with a ``budget`` (see ``open_request``) that is not
     answered within its RTO is sent again (``send(datagram, address)``) with
     the RTO doubled, under the same message id, so an answer to any copy
     ends it (RFC 6298, 5.4-5.6), at most ``MAX_TRIES`` sends and never past
     the caller's deadline; ``on_retransmit(address, name, sent)`` hears of
-    each, and so does the retry's ``overdue(context)`` (a lookup asks
+    each, and so does the request's ``overdue(context)`` (a lookup asks
     another peer meanwhile). Its answer carries no RTT sample (Karn's rule):
-    ``answer`` gives it as -1.
+    ``receive`` gives it as -1.
 
     The local loop's lag is not the peer's fault: a request is judged (given
     up or sent again) only once it has waited its timeout with this node's
@@ -270,12 +257,15 @@ class RpcTable:
         budget: float | None = None,
         overdue: Callable[[Any], object] | None = None,
     ) -> bytes:
-        """``open_with``, and the request's datagram made (``body`` from
-        ``wire.pack_request``) and returned, to send: one call of the core's
-        engine registers the request, makes its message id, frames it and
-        keeps its entry. With ``budget`` (seconds from now) it is
-        retransmitted within that (as with ``new_retry(timeout, now +
-        budget, overdue)``)."""
+        """Register a request that ends into ``future`` or ``callback``
+        (called from the loop as the answer arrives or the request gives
+        up, without a loop iteration in between) after ``timeout``, and
+        return its datagram (``body`` from ``wire.pack_request``), to send:
+        one call of the core's engine registers the request, makes its
+        message id (the UUID's 122 random bits make it unguessable), frames
+        it and keeps its entry. With ``budget`` (seconds from now) it is
+        retransmitted within that, ``overdue(context)`` called at each
+        retransmission."""
         now = self._now()
         timer = self._timer
         datagram: bytes = self._open(
@@ -295,77 +285,10 @@ class RpcTable:
             timer.arm(now + timeout)
         return datagram
 
-    def open_with(
-        self,
-        address: Hashable,
-        name: str,
-        timeout: float,
-        future: asyncio.Future[Reply] | None,
-        callback: Callback | None,
-        context: Any,
-        retry: _Retry | None = None,
-    ) -> bytes:
-        """Register a request that ends into ``future`` or ``callback``
-        (called from the loop as the answer arrives or the request gives up,
-        without a loop iteration in between); returns its message id. With
-        ``retry`` (``new_retry``), set its ``datagram`` before the loop runs:
-        the request is retransmitted."""
-        now = self._now()
-        query_id = self._core.register(timeout, 1, 1, now)
-        # The UUID's 122 random bits make the id unguessable; rpcudp's ids
-        # are 20 bytes, so pad.
-        msg_id = query_id.bytes + self._pad
-        self._pending[msg_id] = _new_pending(
-            _Pending,
-            (
-                query_id,
-                address,
-                name,
-                future,
-                callback,
-                context,
-                now,
-                retry,
-                self._timer.lag,
-                0.0,
-                0.0,
-            ),
-        )
-        if self._timer.armed_until > now + timeout:
-            self._timer.arm(now + timeout)
-        return msg_id
-
-    def new_retry(
-        self, timeout: float, deadline: float, overdue: Callable[[Any], object] | None = None
-    ) -> _Retry:
-        """The retransmission state of a request whose first try waits
-        ``timeout`` and whose caller waits until ``deadline``; ``overdue``
-        (called with the request's context) hears of each retransmission."""
-        return _Retry((b"", deadline, 1, timeout, self._now(), overdue))
-
-    def answer(
-        self, msg_id: bytes, address: Hashable
-    ) -> tuple[RpcStatus, str, float, _Pending | None]:
-        """A response arrived: (status, rpc name, rtt in seconds, the
-        request if ANSWERED). The request has ended, but its caller is not
-        told yet: the caller of this judges the answer and calls
-        ``deliver`` on it. A late answer (to a request given up less than
-        ``grace`` ago) comes with its name and its real round trip too: the
-        peer is slow, not gone. (The protocol matches answers with
-        ``engine.receive``, then calls ``answered`` or ``unmatched``.)"""
-        pending = self._pending.get(msg_id)
-        if pending is None:
-            status, name, rtt = self.unmatched(msg_id)
-            return status, name, rtt, None
-        if pending.address != address:
-            # Keep waiting for the real peer: a forged answer must not end it.
-            return RpcStatus.WRONG_ADDRESS, pending.name, 0.0, None
-        del self._pending[msg_id]
-        return self.answered(msg_id, pending)
-
     def unmatched(self, msg_id: bytes) -> tuple[RpcStatus, str, float]:
         """What an answer to no request out is: (DUPLICATE, UNKNOWN or
-        LATE, with a late one's rpc name and round trip, as ``answer``)."""
+        LATE, with a late one's rpc name and round trip: the peer is slow,
+        not gone)."""
         if msg_id in self._answered_resent:
             return RpcStatus.DUPLICATE, "", 0.0
         status = self._late_or_unknown(msg_id)
@@ -381,15 +304,14 @@ class RpcTable:
         """An arriving datagram read in one call of the core's engine (see
         ``DatagramEngine.receive_at``): ``(status, first, value, pending,
         rtt)``; an answer from the address asked has ended its request
-        (finished in the core, its round trip measured as ``answered``
-        does: -1 if it was sent more than once), and its caller is to be
+        (finished in the core, its round trip measured with this node's
+        loop lag left out: -1 if it was sent more than once), and its caller is to be
         told (``deliver``). The protocol makes the engine's call itself (a
         Python call less per datagram), then ``answered_again`` as here.
 
-        Unlike ``answered``, no timer arm for the ended request's
-        tombstone: the timer was armed no later than the request's deadline
-        when it was opened, and when it fires it arms for the wheel's next
-        entry, tombstones included."""
+        No timer arm for the ended request's tombstone: the timer was armed
+        no later than the request's deadline when it was opened, and when it
+        fires it arms for the wheel's next entry, tombstones included."""
         answer: tuple[int, Any, Any, _Pending | None, float]
         answer = self._receive_at(datagram, address, self._now(), self._timer.lag)
         if answer[4] < 0:  # (only an answer to a request sent more than once)
@@ -404,28 +326,6 @@ class RpcTable:
         answered_resent[msg_id] = None
         if len(answered_resent) > _GIVEN_UP_KEPT:
             answered_resent.popitem(last=False)
-
-    def answered(self, msg_id: bytes, pending: _Pending) -> tuple[RpcStatus, str, float, _Pending]:
-        """``pending``, just taken out of the table (by the engine) with the
-        answer from its address, has ended: as ``answer``'s ANSWERED."""
-        now = self._now()
-        self._core.finish(pending.query_id, now, _ANSWERED)
-        timer = self._timer
-        if timer.armed_until > now + self._grace:
-            timer.arm(now + self._grace)
-        if self._resent:  # (an entry: it was sent again or granted lag)
-            self._resent.pop(pending.query_id.bytes, None)
-        retry = pending.retry
-        if retry is not None and retry[_RETRY_TRIES] > 1:
-            self.answered_again(msg_id)
-            # Karn: which copy was answered is unknown, so no RTT sample
-            return RpcStatus.ANSWERED, pending.name, _AMBIGUOUS, pending
-        rtt = now - pending.sent
-        lag = self._timer.lag - pending.lag + pending.lagged
-        if lag:
-            # the time this node's loop was late is not the peer's round trip
-            rtt = rtt - lag if rtt > lag else 0.0
-        return RpcStatus.ANSWERED, pending.name, rtt, pending
 
     def _late_or_unknown(self, msg_id: bytes) -> RpcStatus:
         if msg_id[16:] != self._pad:  # not an id this table made

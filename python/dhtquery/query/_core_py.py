@@ -795,7 +795,12 @@ class DatagramEngine:
         )
 
     def receive_at(
-        self, datagram: bytes, address: object, now: float, lag: float
+        self,
+        datagram: bytes,
+        address: object,
+        now: float,
+        lag: float,
+        peers: PeerBook | None = None,
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None, float]:
         core = self._opening()
         now = _check_now(now)
@@ -814,12 +819,16 @@ class DatagramEngine:
             resent.pop(query_id.bytes, None)
         retry = request[_ENTRY_RETRY]
         if retry is not None and retry[_RETRY_TRIES] > 1:
-            return (status, first, value, request, _AMBIGUOUS_RTT)
-        rtt = now - request[_ENTRY_SENT]
-        lagged = lag - request[_ENTRY_LAG] + request[_ENTRY_LAGGED]
-        if lagged:
-            # the time this node's loop was late is not the peer's round trip
-            rtt = rtt - lagged if rtt > lagged else 0.0
+            rtt = _AMBIGUOUS_RTT
+        else:
+            rtt = now - request[_ENTRY_SENT]
+            lagged = lag - request[_ENTRY_LAG] + request[_ENTRY_LAGGED]
+            if lagged:
+                # the time this node's loop was late is not the peer's round trip
+                rtt = rtt - lagged if rtt > lagged else 0.0
+        if peers is not None and status >= _CHECKED:
+            # (the protocol's call to its book per answer, made here)
+            peers.answered(address, rtt, status == _CHECKED, now)
         return (status, first, value, request, rtt)
 
     def open(
@@ -836,7 +845,7 @@ class DatagramEngine:
         deadline: float | None = None,
         overdue: Any = None,
     ) -> bytes:
-        core = self._opening()
+        self._opening()
         timeout = _check_float("timeout", timeout, allow_zero=False)
         if timeout > MAX_TIMEOUT:
             raise InvalidArgumentError(f"timeout must be <= {MAX_TIMEOUT}, got {timeout!r}")
@@ -846,6 +855,27 @@ class DatagramEngine:
             raise InvalidArgumentTypeError(f"body must be bytes, got {type(body).__name__}")
         if deadline is not None:
             deadline = _check_float("deadline", deadline, allow_zero=True)
+        return self._open_one(
+            timeout, now, lag, address, name, future, callback, context, body, deadline, overdue
+        )
+
+    def _open_one(
+        self,
+        timeout: float,
+        now: float,
+        lag: float,
+        address: Any,
+        name: Any,
+        future: Any,
+        callback: Any,
+        context: Any,
+        body: bytes,
+        deadline: float | None,
+        overdue: Any,
+    ) -> bytes:
+        """``open``'s work, its arguments checked."""
+        core = self._core
+        assert core is not None
         query_id = core.register(timeout, 1, 1, now)
         msg_id = query_id.bytes + self._pad
         datagram = b"\x00" + msg_id + body
@@ -854,6 +884,90 @@ class DatagramEngine:
         entry = self._entry
         self._pending[msg_id] = fields if entry is None else tuple.__new__(entry, fields)
         return datagram
+
+    def open_asks(
+        self,
+        asks: list[tuple[Any, Any]],
+        names: tuple[Any, Any],
+        bodies: dict[Any, bytes],
+        now: float,
+        lag: float,
+        peers: Any,
+        extensions: dict[Any, Any],
+        budget: float | None,
+        span: float,
+        first_span: float,
+        callback: Any,
+        overdue: Any,
+        send: Callable[[bytes, Any], object],
+    ) -> tuple[float, int, int]:
+        self._opening()
+        if type(asks) is not list:
+            raise InvalidArgumentTypeError(f"asks must be a list, got {type(asks).__name__}")
+        if type(names) is not tuple:
+            raise InvalidArgumentTypeError(
+                f"names must be a tuple (ours, stock), got {type(names).__name__}"
+            )
+        if len(names) != 2:
+            raise InvalidArgumentTypeError(
+                f"names must be a tuple (ours, stock), got {len(names)} items"
+            )
+        if type(bodies) is not dict:
+            raise InvalidArgumentTypeError(f"bodies must be a dict, got {type(bodies).__name__}")
+        if type(extensions) is not dict:
+            raise InvalidArgumentTypeError(
+                f"extensions must be a dict, got {type(extensions).__name__}"
+            )
+        now = _check_now(now)
+        lag = _check_float("lag", lag, allow_zero=True)
+        if budget is not None:
+            budget = _check_float("timeout", budget, allow_zero=False)
+            if budget > MAX_TIMEOUT:
+                raise InvalidArgumentError(f"timeout must be <= {MAX_TIMEOUT}, got {budget!r}")
+        span = _check_float("span", span, allow_zero=False)
+        first_span = _check_float("first_span", first_span, allow_zero=False)
+        if not callable(send):
+            raise InvalidArgumentTypeError(f"send must be callable, got {type(send).__name__}")
+        ours, stock = names
+        earliest = math.inf
+        refused = 0
+        for index, ask in enumerate(asks):
+            address = ask[1]
+            known = extensions.get(address)
+            is_stock = known is False
+            name = stock if is_stock else ours
+            body = bodies.get(name)
+            if body is None:
+                # (its body is not packed yet: the caller packs it and
+                # sends the rest)
+                return (earliest, refused, index)
+            if type(body) is not bytes:
+                raise InvalidArgumentTypeError(f"a body must be bytes, got {type(body).__name__}")
+            _, due, measured = peers.timing(address)
+            if not is_stock and known is None and peers.successes(address) > 0:
+                # an extension RPC to a peer that answered others: one try
+                # at its RTO (see DhtProtocol._request)
+                timeout = due
+            elif budget is not None:
+                timeout = budget
+            else:
+                timeout = span * due if measured else first_span
+            first = due if due < timeout else timeout
+            if not 0 < first <= MAX_TIMEOUT:
+                # (only a PeerBook of Python's own could say so)
+                raise InvalidArgumentError(
+                    f"timeout must be > 0 and <= {MAX_TIMEOUT!r}, got {first!r}"
+                )
+            datagram = self._open_one(
+                first, now, lag, address, name, None, callback, ask, body, now + timeout, overdue
+            )
+            if first < earliest:
+                earliest = first
+            try:
+                send(datagram, address)
+            except ValueError:  # uvloop: an address of another family
+                refused += 1
+        return (earliest, refused, len(asks))
 
     def _opening(self) -> QueryCore:
         if self._core is None:
