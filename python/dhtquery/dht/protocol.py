@@ -75,6 +75,7 @@ __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec", "peer_book_for"]
 
 _any = shapes.any_value
 _node_id = shapes.node_id
+_two_ids = shapes.node_id_pair
 _plain = shapes.plain
 
 log = logging.getLogger("dhtquery.dht")
@@ -581,8 +582,9 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             # and the lookup's _act skipped when nobody is to be asked:
             # 393.7 k -> 382.2 k instructions a get_all (callgrind, bench
             # profile with the manager's clock frozen, two runs each).
+            now = self.clock.now()
             status, first, value, request, rtt = requests.engine.receive_at(
-                data, addr, self.clock.now(), self._timer.lag, self._peers
+                data, addr, now, self._timer.lag, self._peers
             )
             if status == DATAGRAM_CHECKED:
                 # _answered's work for the common answer (of the right
@@ -607,7 +609,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                     except Exception:  # a caller's bug must not cost other requests
                         log.exception("dhtquery: error in a request callback")
             elif status == DATAGRAM_REQUEST:
-                self._serve(first, value, addr)
+                self._serve(first, value, addr, now)
             elif status in (DATAGRAM_ANSWERED, DATAGRAM_BAD_SHAPE):
                 pending = request  # type: ignore[assignment]
                 if rtt < 0:
@@ -635,7 +637,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             return
         try:
             if kind == REQUEST:
-                self._serve(msg_id, body, addr)
+                self._serve(msg_id, body, addr, self.clock.now())
             else:  # (no request table: no request of ours is out)
                 self.drop(RpcStatus.UNKNOWN.value)
         except Exception:  # a bug must cost one datagram, never the node
@@ -644,12 +646,12 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
 
     # -- serving ------------------------------------------------------
 
-    def _serve(self, msg_id: bytes, body: Any, addr: Address) -> None:
+    def _serve(self, msg_id: bytes, body: Any, addr: Address, now: float) -> None:
+        """Answer a request read at ``now`` (the datagram's one clock read)."""
         fair_share = self.fair_share
         if fair_share is not None and not fair_share.admit(addr):
             self.shed("fair_share")
             return
-        now = self.clock.now()
         answered = self.replay.get(addr, msg_id, now)
         if answered is not None:
             # a resent request: the answer sent the first time, not served
@@ -669,10 +671,17 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         if type(args) is not list or len(args) != len(checks):
             self.drop("bad_args")
             return
-        for check, arg in zip(checks, args, strict=True):
-            if not check(arg):
+        if spec is self._find_values_spec:
+            # (every lookup's request: its two ids checked in one call,
+            # not a call of the spec's node_id check each)
+            if not _two_ids(args):
                 self.drop("bad_args")
                 return
+        else:
+            for check, arg in zip(checks, args, strict=True):
+                if not check(arg):
+                    self.drop("bad_args")
+                    return
         # A client's request (its id carries the marker) is answered, but
         # welcome_if_new leaves it out of the routing table (and hands it
         # nothing); any other sender is welcomed once it answers a ping.
@@ -680,7 +689,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         self._serving = True
         try:
             if spec is self._find_values_spec:
-                packed = self._find_values_body(addr, *args)
+                packed = self._find_values_body(addr, args[0], args[1], now)
             else:
                 packed = pack_response(spec.handler(addr, *args))
         except WireError as exc:
@@ -728,7 +737,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         neighbors = [] if answer else self.router.find_neighbors(Node(key), exclude=source)
         return {"records": answer, "nodes": [list(node) for node in neighbors], "more": more}
 
-    def _find_values_body(self, sender: Address, nodeid: bytes, key: bytes) -> bytes:
+    def _find_values_body(self, sender: Address, nodeid: bytes, key: bytes, now: float) -> bytes:
         """``rpc_find_values``'s answer, packed (``wire.pack_response``).
         An answer with records does not depend on who asks: it is kept and
         framed again for the next request of the key until the store changes
@@ -736,14 +745,21 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         find_values of one record took 16.4 -> 11.2 us of CPU (medians of
         seven interleaved pairs, pair ratio 0.67): the answer's packing was
         ~3 us of it (msgpack of the record's seven fields)."""
-        source = Node(nodeid, sender[0], sender[1])
-        self.welcome_if_new(source)
+        source: Node | None = None
+        if self._serving_client:
+            # (welcome_if_new's first step, without the sender's Node, made
+            # only if needed: a client is never welcomed)
+            self.stats["client_requests"] += 1
+        else:
+            source = Node(nodeid, sender[0], sender[1])
+            self.welcome_if_new(source)
         records = self.records
-        now = self.clock.now()
         kept = self._packed.get(key)
         if kept is not None and kept[0] == records.generation and now < kept[1]:
             return kept[2]
         held, until = records.live(key, now)
+        if source is None:
+            source = Node(nodeid, sender[0], sender[1])
         body = pack_response(self._find_values(source, key, held))
         self._keep_packed(key, (records.generation, until, body) if held else None)
         return body
