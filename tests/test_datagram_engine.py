@@ -370,6 +370,28 @@ def test_an_answer_of_the_wrong_shape_still_ends_its_request(engine_module: Modu
     assert engine.receive(_response(MSG_IDS[2], good), ADDRESS)[0] == CHECKED
 
 
+@pytest.mark.parametrize(
+    ("entries", "status"),
+    [
+        # a key repeated: the dict keeps its last value, and so is judged
+        ([("records", []), ("records", 5)], BAD_SHAPE),
+        ([("records", 5), ("records", [])], CHECKED),
+        ([("records", []), ("nodes", [[b"n" * 20, "::1", 5]]), ("nodes", 1)], BAD_SHAPE),
+        # the words inside a nested map are not the answer's
+        ([("x", {"records": []})], BAD_SHAPE),
+        ([("records", []), ("x", {"nodes": 1})], CHECKED),
+    ],
+)
+def test_an_answer_is_judged_on_the_map_as_the_dict_keeps_it(
+    engine_module: ModuleType, entries: list[tuple[str, Any]], status: int
+) -> None:
+    body = bytes([0x80 | len(entries)]) + b"".join(_packed(k) + _packed(v) for k, v in entries)
+    pending = {MSG_IDS[0]: _pending(MSG_IDS[0])}  # find_values
+    engine = engine_module.DatagramEngine(pending, dict(SHAPES))
+    datagram = b"\x01" + MSG_IDS[0] + body
+    assert engine.receive(datagram, ADDRESS)[0] == status
+
+
 def test_an_rpc_the_shapes_do_not_name_is_left_to_the_caller(engine_module: ModuleType) -> None:
     pending = {MSG_IDS[3]: _pending(MSG_IDS[3])}  # "echo"
     engine = engine_module.DatagramEngine(pending, dict(SHAPES))
