@@ -6,6 +6,8 @@ counted them before it (``wire.decode`` then ``RpcTable.answer``)."""
 from __future__ import annotations
 
 import math
+import sys
+import tracemalloc
 from types import ModuleType
 from typing import Any
 
@@ -228,6 +230,67 @@ def test_a_request_is_handed_over_with_its_body(engine_module: ModuleType) -> No
     )
 
 
+# The strs the wire repeats (the Rust engine hands out one interned object
+# for each; msgpack-python interns every map key).
+WIRE_KEYS = ["records", "nodes", "more", "value"]
+RPC_NAMES = ["stun", "ping", "store", "find_node", "find_value", "find_values", "store_record"]
+
+
+def test_wire_words_are_read_as_plain_equal_strs(engine_module: ModuleType) -> None:
+    engine = engine_module.DatagramEngine({})
+    value = {key: [key, *RPC_NAMES] for key in WIRE_KEYS}
+    _, _, got, _ = engine.receive(_response(MSG_IDS[0], value), ADDRESS)
+    assert got == value
+    for key, items in got.items():
+        # a map key is the interned str (as msgpack makes it), so a caller's
+        # constant finds it by identity; and it is a plain str
+        assert key is sys.intern("".join(key))
+        assert type(key) is str and hash(key) == hash("".join(key))
+        for item in items:
+            assert type(item) is str
+            assert item == "".join(item) and hash(item) == hash("".join(item))
+    # a fresh equal str finds what an interned one keyed, and the other way
+    fresh = {"".join(key): index for index, key in enumerate(got)}
+    assert [fresh[key] for key in got] == list(range(len(WIRE_KEYS)))
+
+
+def test_a_request_names_its_rpc_with_an_equal_str(engine_module: ModuleType) -> None:
+    engine = engine_module.DatagramEngine({})
+    for name in [*RPC_NAMES, "find_values_", "find_valuez", "fin", ""]:
+        datagram = encode_request(MSG_IDS[1], name, (b"a" * 20,))
+        status, _, body, _ = engine.receive(datagram, ADDRESS)
+        assert (status, body) == (REQUEST, [name, [b"a" * 20]])
+        assert type(body[0]) is str
+
+
+def test_distinct_keys_by_the_thousand_leave_nothing_behind(engine_module: ModuleType) -> None:
+    """A hostile datagram of many distinct str keys and values: read as any
+    other, and once dropped nothing of it is kept (no table of strs grows
+    with what peers send)."""
+    engine = engine_module.DatagramEngine({})
+
+    def hostile(round_: int) -> bytes:
+        keys = [f"k{round_}-{index}" for index in range(2_000)]
+        return _response(MSG_IDS[0], {key: [key, key + "!"] for key in keys})
+
+    def read(round_: int) -> None:
+        status, _, value, _ = engine.receive(hostile(round_), ADDRESS)
+        assert status == NOT_PENDING and len(value) == 2_000
+
+    read(0)  # (the first round's one-off allocations)
+    tracemalloc.start()
+    try:
+        read(1)
+        before = tracemalloc.get_traced_memory()[0]
+        for round_ in range(2, 6):
+            read(round_)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # (2,000 strs kept a round would be ~500 KB over the four)
+    assert kept < 32_000
+
+
 @pytest.mark.parametrize(
     ("datagram", "kind"),
     [
@@ -305,6 +368,28 @@ def test_an_answer_of_the_wrong_shape_still_ends_its_request(engine_module: Modu
     pending[MSG_IDS[2]] = _pending(MSG_IDS[2])
     good = [[b"n" * 20, "::1", 5], [b"m" * 20, "10.0.0.1", 65535]]
     assert engine.receive(_response(MSG_IDS[2], good), ADDRESS)[0] == CHECKED
+
+
+@pytest.mark.parametrize(
+    ("entries", "status"),
+    [
+        # a key repeated: the dict keeps its last value, and so is judged
+        ([("records", []), ("records", 5)], BAD_SHAPE),
+        ([("records", 5), ("records", [])], CHECKED),
+        ([("records", []), ("nodes", [[b"n" * 20, "::1", 5]]), ("nodes", 1)], BAD_SHAPE),
+        # the words inside a nested map are not the answer's
+        ([("x", {"records": []})], BAD_SHAPE),
+        ([("records", []), ("x", {"nodes": 1})], CHECKED),
+    ],
+)
+def test_an_answer_is_judged_on_the_map_as_the_dict_keeps_it(
+    engine_module: ModuleType, entries: list[tuple[str, Any]], status: int
+) -> None:
+    body = bytes([0x80 | len(entries)]) + b"".join(_packed(k) + _packed(v) for k, v in entries)
+    pending = {MSG_IDS[0]: _pending(MSG_IDS[0])}  # find_values
+    engine = engine_module.DatagramEngine(pending, dict(SHAPES))
+    datagram = b"\x01" + MSG_IDS[0] + body
+    assert engine.receive(datagram, ADDRESS)[0] == status
 
 
 def test_an_rpc_the_shapes_do_not_name_is_left_to_the_caller(engine_module: ModuleType) -> None:

@@ -210,6 +210,42 @@ def test_take_reads_the_expiry_against_the_wall_clock(core_module: ModuleType) -
     assert cache.take([value], KEY, {}, A)[1] == 0
 
 
+def test_take_reads_a_list_as_it_is_at_each_step(core_module: ModuleType) -> None:
+    """Values read in place, as ``enumerate`` reads a list: one the wall
+    clock's call changes is read as it has become (and its length then is
+    the index returned)."""
+    values: list[Any] = []
+
+    def wall() -> float:
+        values[1:] = []  # (the second value gone, a third never there)
+        return WALL - 1
+
+    cache = core_module.RecordCache(8, wall)
+    first, second = _wire(name="a", expires=int(WALL)), _wire(name="b", signature=b"t" * 64)
+    cache.put(first, "a")
+    cache.put(second, "b")
+    values[:] = [first, second, None]
+    assert cache.take(values, KEY, {}, A) == ([(b"s" * 64, "a")], 1)
+    values[:] = (first,)
+    assert cache.take(tuple([first, second]), KEY, {}, A) == (
+        [(b"s" * 64, "a"), (b"t" * 64, "b")],
+        2,
+    )
+
+
+def test_a_slot_noted_by_take_is_found_with_a_tuple_made_afresh(cache: Any) -> None:
+    value = _wire(name="".join(["n", "ame"]), seq=3)
+    cache.put(value, "record")
+    latest: dict[Any, Any] = {}
+    cache.take([value], KEY, latest, A)
+    assert latest[(b"k" * 32, "name")] == (3, A)
+    # and one the caller noted, with its own tuple, is read by take
+    fresh: dict[Any, Any] = {(b"".join([b"k" * 32]), "na" + "me"): (3, B)}
+    assert cache.take([value], KEY, fresh, A) == ([(b"s" * 64, "record")], 1)
+    fresh = {(b"k" * 32, "name"): (4, B)}
+    assert cache.take([value], KEY, fresh, A) == ([], 0)
+
+
 def test_take_leaves_what_is_not_a_list_of_records_to_the_caller(cache: Any) -> None:
     cache.put(_wire(), "record")
     assert cache.take({"records": []}, KEY, {}, A) == ([], 0)
