@@ -411,3 +411,32 @@ def test_candidates_made_once_read_the_book_as_it_is_at_each_start_in_both_cores
                 answers.append(answer)
         starts.append(answers)
     assert starts[0] == starts[1]
+
+
+def test_candidates_find_estimators_made_forgotten_or_replaced_since_the_last_start(
+    core_module: ModuleType,
+) -> None:
+    # (each address an IP of its own: no per-IP fallback hides a stale slot)
+    ids = [(n + 1).to_bytes(20, "big") for n in range(10)]
+    addresses = [(f"10.0.{n}.1", 4000 + n) for n in range(10)]
+    book = core_module.PeerBook(peers_kept=12)
+    snapshot = core_module.Candidates(ids, addresses)
+
+    def same_start() -> None:
+        args = (OWN, KEY, 2, 8, 3, True, 0.75, 1, book, lambda: NOW + 5.0, bool, bool)
+        from_snapshot = core_module.LookupCore(*args).start(snapshot, 0)
+        assert from_snapshot == core_module.LookupCore(*args).start((ids, addresses), 0)
+
+    same_start()  # (no estimator yet: none found, and that kept)
+    for n, address in enumerate(addresses):  # made since
+        book.answered(address, 0.02 + 0.05 * (9 - n), True, NOW)
+    same_start()
+    for n in (1, 3, 5):  # forgotten
+        book.forget_estimator(addresses[n])
+    same_start()
+    for n in (1, 3, 5):  # their places taken by others
+        book.answered((f"10.9.{n}.1", 5000 + n), 0.01, True, NOW)
+    same_start()
+    for n in (1, 3, 5):  # made again, at other places
+        book.answered(addresses[n], 0.03 * n, True, NOW)
+    same_start()
