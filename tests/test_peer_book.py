@@ -431,12 +431,16 @@ def test_candidates_find_estimators_made_forgotten_or_replaced_since_the_last_st
     for n, address in enumerate(addresses):  # made since
         book.answered(address, 0.02 + 0.05 * (9 - n), True, NOW)
     same_start()
-    for n in (1, 3, 5):  # forgotten
+    # the fastest two of the k closest forgotten (still their IPs' estimators)
+    for n in (6, 7):
         book.forget_estimator(addresses[n])
     same_start()
-    for n in (1, 3, 5):  # their places taken by others
+    book.rtt_by_ip = False  # (and no longer read as their IPs')
+    same_start()
+    book.rtt_by_ip = True
+    for n in (6, 7):  # their places taken by others
         book.answered((f"10.9.{n}.1", 5000 + n), 0.01, True, NOW)
     same_start()
-    for n in (1, 3, 5):  # made again, at other places
+    for n in (6, 7):  # made again, at other places
         book.answered(addresses[n], 0.03 * n, True, NOW)
     same_start()
