@@ -52,6 +52,8 @@ mod _core {
     #[pymodule_export]
     use crate::datagram::DatagramEngine;
     #[pymodule_export]
+    use crate::lookup::Candidates;
+    #[pymodule_export]
     use crate::lookup::LookupCore;
     #[pymodule_export]
     use crate::peers::PeerBook;
@@ -84,6 +86,7 @@ mod _core {
             "MAX_RESULTS_LIMIT",
             "MAX_TIMEOUT",
             "BatchReceiver",
+            "Candidates",
             "DatagramEngine",
             "LookupCore",
             "PeerBook",

@@ -12,14 +12,14 @@
 //! two. Python ints cost an allocation per XOR and per comparison.
 
 use crate::errors::{check_int, repr, type_error, type_name, value_error};
-use crate::peers::PeerBook;
+use crate::peers::{hash_of, PeerBook, SrttSlots};
 use foldhash::fast::RandomState;
-use hashbrown::hash_map::Entry;
-use hashbrown::{HashMap, HashSet};
+use hashbrown::{HashSet, HashTable};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyTuple};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Mutex, OnceLock};
 
 /// Round trips this close (seconds) count as equal (`types.RTT_BAND`).
 const RTT_BAND: f64 = 0.01;
@@ -128,10 +128,176 @@ fn xor(a: &Words, b: &Words) -> Words {
     [a[0] ^ b[0], a[1] ^ b[1], a[2] ^ b[2], a[3] ^ b[3]]
 }
 
+/// An id's hash in every lookup's index: one hasher per process (its seed
+/// random), so that `Candidates` hash their ids once for every lookup.
+fn hash_id(id: &Id) -> u64 {
+    static HASHER: OnceLock<RandomState> = OnceLock::new();
+    HASHER.get_or_init(RandomState::default).hash_one(id)
+}
+
+/// A candidate of a `Candidates` snapshot, read once.
+struct SnapshotEntry {
+    id: Id,
+    /// `hash_id(id)`
+    id_hash: u64,
+    py_id: Py<PyBytes>,
+    address: Py<PyAny>,
+    /// the address's `PeerBook` hash (None: its `hash()` raised; raised
+    /// again where a book reads it)
+    hash: Option<u64>,
+}
+
+/// Where the book `layout` names found each entry's round trip.
+struct BookSlots {
+    layout: (u64, u64),
+    slots: Vec<SrttSlots>,
+}
+
+/// The candidates a lookup starts from (a routing table's, `ContactTable.
+/// lookup_candidates`), read once for every lookup until the table
+/// changes: ids as integers, checked distinct, addresses with their hash,
+/// and where the `PeerBook` keeps their round trips. Read per lookup, 20
+/// candidates cost `start` 28.6 k instructions, 7.9 k of them reading the
+/// ids and addresses and 6.3 k hashing and finding the addresses in the
+/// book (callgrind, `bench profile --frozen-clock`).
+#[pyclass(module = "dhtquery._core", name = "Candidates", frozen)]
+pub struct Candidates {
+    entries: Vec<SnapshotEntry>,
+    /// (a lock: a snapshot is shared, and read by each lookup's start)
+    book: Mutex<BookSlots>,
+}
+
+/// `candidates`' `(ids, addresses)` lists.
+fn candidate_lists<'py>(
+    candidates: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    let pair = match candidates.cast_exact::<PyTuple>() {
+        Ok(pair) if pair.len() == 2 => pair,
+        _ => {
+            return Err(type_error(format!(
+                "candidates must be a Candidates or a tuple (ids, addresses), got {}",
+                type_name(candidates)
+            )))
+        }
+    };
+    checked_lists(&pair.get_item(0)?, &pair.get_item(1)?)
+}
+
+fn checked_lists<'py>(
+    ids: &Bound<'py, PyAny>,
+    addresses: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    let (Ok(ids), Ok(addresses)) = (ids.cast_exact::<PyList>(), addresses.cast_exact::<PyList>())
+    else {
+        return Err(type_error(
+            "candidates' ids and addresses must be lists".to_owned(),
+        ));
+    };
+    if ids.len() != addresses.len() {
+        return Err(value_error(format!(
+            "candidates: {} ids but {} addresses",
+            ids.len(),
+            addresses.len()
+        )));
+    }
+    Ok((ids.clone(), addresses.clone()))
+}
+
+impl Candidates {
+    /// `ids` and `addresses` (lists of the same length) read.
+    fn read(ids: &Bound<'_, PyList>, addresses: &Bound<'_, PyList>) -> PyResult<Self> {
+        let mut entries = Vec::with_capacity(ids.len());
+        for (node_id, address) in ids.iter().zip(addresses.iter()) {
+            let id = read_id(&node_id)?;
+            entries.push(SnapshotEntry {
+                id,
+                id_hash: hash_id(&id),
+                py_id: node_id.cast_into_exact::<PyBytes>()?.unbind(),
+                hash: hash_of(&address).ok(),
+                address: address.unbind(),
+            });
+        }
+        let mut seen: HashSet<&Id, RandomState> =
+            HashSet::with_capacity_and_hasher(entries.len(), RandomState::default());
+        for entry in &entries {
+            if !seen.insert(&entry.id) {
+                return Err(value_error("candidates: an id is there twice".to_owned()));
+            }
+        }
+        drop(seen);
+        Ok(Candidates {
+            entries,
+            book: Mutex::new(BookSlots {
+                layout: (u64::MAX, 0),
+                slots: Vec::new(),
+            }),
+        })
+    }
+
+    /// The SRTTs `book` has for the entries at `positions`, in order: looked
+    /// for where this snapshot has not found them in the book as it is.
+    fn srtts(
+        &self,
+        py: Python<'_>,
+        book: &PeerBook,
+        positions: &[u32],
+    ) -> PyResult<Vec<Option<f64>>> {
+        let srtt = |position: u32, slots: &mut SrttSlots| {
+            let entry = &self.entries[position as usize];
+            book.srtt_at(entry.address.bind(py), entry.hash, slots)
+        };
+        // (sized once: collected through `?`, the vector grew 4, 8, 16, 32,
+        // 1.2 k instructions of 20 candidates' start: callgrind)
+        let mut srtts = Vec::with_capacity(positions.len());
+        let Ok(mut kept) = self.book.try_lock() else {
+            // (read by another thread's lookup now: looked for, not kept)
+            for &position in positions {
+                srtts.push(srtt(position, &mut SrttSlots::UNRESOLVED.clone())?);
+            }
+            return Ok(srtts);
+        };
+        let layout = book.layout();
+        if kept.layout != layout {
+            kept.layout = layout;
+            kept.slots.clear();
+            kept.slots.resize(self.entries.len(), SrttSlots::UNRESOLVED);
+        }
+        for &position in positions {
+            srtts.push(srtt(position, &mut kept.slots[position as usize])?);
+        }
+        Ok(srtts)
+    }
+}
+
+#[pymethods]
+impl Candidates {
+    #[new]
+    fn new(ids: &Bound<'_, PyAny>, addresses: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let (ids, addresses) = checked_lists(ids, addresses)?;
+        Self::read(&ids, &addresses)
+    }
+
+    fn __len__(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// A candidate's id as the lookup's index reads it: its length, its
+/// `hash_id` and its distance to the key (the id: distance ^ key).
+#[derive(Clone, Copy)]
+struct Key {
+    len: u8,
+    hash: u64,
+    distance: Words,
+}
+
 /// One candidate the lookup has known (kept once known: the Python twin's
 /// dicts and sets keyed by id, as flags and fields).
 struct Candidate {
     distance: Words,
+    /// its id's `hash_id` and length (the id: `distance` ^ target)
+    hash: u64,
+    len: u8,
     py_id: Py<PyBytes>,
     address: Py<PyAny>,
     srtt: Rtt,
@@ -195,7 +361,8 @@ pub struct LookupCore {
     failed_recently: Py<PyAny>,
     recently_failed: Py<PyAny>,
     candidates: Vec<Candidate>,
-    index: HashMap<Id, u32, RandomState>,
+    /// candidates by id (`hash_id`)
+    index: HashTable<u32>,
     /// candidates not failed, closest first (equal distances in arrival
     /// order); the first ksize are "the k closest"
     ranked: Vec<u32>,
@@ -272,34 +439,109 @@ fn splitmix64(state: &mut u64) -> u64 {
 /// The positions of `distances` ordered by (distance, position): equal
 /// distances in order; the `keep` first alone if given (selected, then those
 /// sorted: O(n)).
+///
+/// Sorted as one u64 per candidate, the first bits of its distance (from
+/// the highest bit any distance has) over its position: for distinct ids
+/// of one length those bits all but always tell the distances apart, and a
+/// run of equal ones is ordered by the whole distances after. (Sorted as
+/// (word, word, position) tuples, ranking 20 candidates cost 3.7 k
+/// instructions, as u128 or u64 keys 2.6 k, 2.1 k with runs of equal bits
+/// looked for in one pass: callgrind of `bench profile --frozen-clock`,
+/// inclusive.)
 fn ranked_positions(distances: &[Words], keep: Option<usize>) -> Vec<u32> {
+    // bits a key's position takes, at its bottom
+    let low = usize::BITS - distances.len().saturating_sub(1).leading_zeros();
+    if low > 32 {
+        return ranked_exactly(distances, keep);
+    }
+    let mask = (1u64 << low) - 1;
+    let mut any = [0u128; 4];
+    for distance in distances {
+        for (bits, word) in any.iter_mut().zip(distance) {
+            *bits |= word;
+        }
+    }
+    let shift = leading_zeros(&any).min(448);
+    let mut keys: Vec<u64> = distances
+        .iter()
+        .zip(0u64..)
+        .map(|(distance, position)| (bits_at(distance, shift) & !mask) | position)
+        .collect();
+    if let Some(keep) = keep {
+        if keys.len() > keep {
+            keys.select_nth_unstable(keep - 1);
+            let last = keys[keep - 1] >> low;
+            if keys[keep..].iter().any(|&key| key >> low == last) {
+                // (the cut falls inside a run of equal bits: the whole
+                // distances decide who is in)
+                return ranked_exactly(distances, Some(keep));
+            }
+            keys.truncate(keep);
+        }
+    }
+    keys.sort_unstable();
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "a position, of at most 32 bits"
+    )]
+    let position = |key: u64| (key & mask) as u32;
+    // (runs of equal bits are rare: looked for in one pass first)
+    let mut start = if keys.windows(2).any(|pair| pair[0] >> low == pair[1] >> low) {
+        0
+    } else {
+        keys.len()
+    };
+    while start < keys.len() {
+        let bits = keys[start] >> low;
+        let end = start
+            + keys[start..]
+                .iter()
+                .take_while(|&&key| key >> low == bits)
+                .count();
+        if end - start > 1 {
+            keys[start..end].sort_unstable_by(|&a, &b| {
+                distances[position(a) as usize]
+                    .cmp(&distances[position(b) as usize])
+                    .then(a.cmp(&b))
+            });
+        }
+        start = end;
+    }
+    keys.iter().map(|&key| position(key)).collect()
+}
+
+/// Bits above the highest set one of `words` (512: none set).
+fn leading_zeros(words: &Words) -> u32 {
+    let mut zeros = 0;
+    for word in words {
+        if *word != 0 {
+            return zeros + word.leading_zeros();
+        }
+        zeros += 128;
+    }
+    zeros
+}
+
+/// The 64 bits of `words` from bit `shift` (0: the highest; at most 448).
+fn bits_at(words: &Words, shift: u32) -> u64 {
+    let word = (shift / 128) as usize;
+    let bit = shift % 128;
+    let mut window = words[word] << bit;
+    if bit > 0 && word + 1 < words.len() {
+        window |= words[word + 1] >> (128 - bit);
+    }
+    #[allow(clippy::cast_possible_truncation, reason = "the top 64 bits")]
+    let top = (window >> 64) as u64;
+    top
+}
+
+/// `ranked_positions`, the distances compared whole.
+fn ranked_exactly(distances: &[Words], keep: Option<usize>) -> Vec<u32> {
     #[allow(
         clippy::cast_possible_truncation,
         reason = "a routing table holds far fewer than 2**32 contacts"
     )]
     let position = |index: usize| index as u32;
-    if distances
-        .iter()
-        .all(|distance| distance[0] == 0 && distance[1] == 0)
-    {
-        // Ids of up to 32 bytes (kademlia's are 20): the last two words
-        // alone differ, sorted as plain tuples (the 512-bit arrays compared
-        // through a closure: 6,700 instructions to sort 20, against 3,600:
-        // callgrind).
-        let mut keyed: Vec<(u128, u128, u32)> = distances
-            .iter()
-            .enumerate()
-            .map(|(index, distance)| (distance[2], distance[3], position(index)))
-            .collect();
-        if let Some(keep) = keep {
-            if keyed.len() > keep {
-                keyed.select_nth_unstable(keep - 1);
-                keyed.truncate(keep);
-            }
-        }
-        keyed.sort_unstable();
-        return keyed.iter().map(|&(_, _, index)| index).collect();
-    }
     let closer = |a: &u32, b: &u32| {
         distances[*a as usize]
             .cmp(&distances[*b as usize])
@@ -382,33 +624,55 @@ impl LookupCore {
         }
     }
 
+    /// The candidate of id `id`, if known.
+    fn find(&self, id: &Id) -> Option<u32> {
+        self.find_at(id.len, hash_id(id), &xor(&id.words, &self.target))
+    }
+
+    /// `find`, of an id of length `len`, hash `hash` and `distance`.
+    fn find_at(&self, len: u8, hash: u64, distance: &Words) -> Option<u32> {
+        let candidates = &self.candidates;
+        self.index
+            .find(hash, |&index| {
+                let candidate = &candidates[index as usize];
+                candidate.len == len && candidate.distance == *distance
+            })
+            .copied()
+    }
+
     /// A candidate's slot: the one it had if known (its fields renewed), a
     /// new one else.
     fn slot(&mut self, id: Id, py_id: Py<PyBytes>, address: Py<PyAny>) -> u32 {
-        let distance = xor(&id.words, &self.target);
-        self.slot_at(id, distance, py_id, address)
+        let key = Key {
+            len: id.len,
+            hash: hash_id(&id),
+            distance: xor(&id.words, &self.target),
+        };
+        self.slot_at(key, py_id, address)
     }
 
-    /// `slot`, of an id whose `distance` is known.
-    fn slot_at(&mut self, id: Id, distance: Words, py_id: Py<PyBytes>, address: Py<PyAny>) -> u32 {
-        // (one hash and probe for the look-up and the insert)
-        let slot = match self.index.entry(id) {
-            Entry::Occupied(known) => {
-                let index = *known.get();
-                let candidate = &mut self.candidates[index as usize];
-                candidate.py_id = py_id;
-                candidate.address = address;
-                return index;
-            }
-            Entry::Vacant(slot) => slot,
-        };
+    /// `slot`, of an id known by its `Key`.
+    fn slot_at(&mut self, key: Key, py_id: Py<PyBytes>, address: Py<PyAny>) -> u32 {
+        if let Some(index) = self.find_at(key.len, key.hash, &key.distance) {
+            let candidate = &mut self.candidates[index as usize];
+            candidate.py_id = py_id;
+            candidate.address = address;
+            return index;
+        }
+        self.add(key, py_id, address)
+    }
+
+    /// A new candidate (its id not known)'s slot.
+    fn add(&mut self, key: Key, py_id: Py<PyBytes>, address: Py<PyAny>) -> u32 {
         #[allow(
             clippy::cast_possible_truncation,
             reason = "a lookup knows far fewer than 2**32 candidates"
         )]
         let index = self.candidates.len() as u32;
         self.candidates.push(Candidate {
-            distance,
+            distance: key.distance,
+            hash: key.hash,
+            len: key.len,
             py_id,
             address,
             srtt: Rtt::Unset,
@@ -417,7 +681,9 @@ impl LookupCore {
             asked: false,
             unmeasured: false,
         });
-        slot.insert(index);
+        let candidates = &self.candidates;
+        self.index
+            .insert_unique(key.hash, index, |&other| candidates[other as usize].hash);
         index
     }
 
@@ -435,7 +701,7 @@ impl LookupCore {
     }
 
     fn discard_unmeasured(&mut self, id: &Id) {
-        if let Some(&index) = self.index.get(id) {
+        if let Some(index) = self.find(id) {
             let candidate = &mut self.candidates[index as usize];
             if candidate.unmeasured {
                 candidate.unmeasured = false;
@@ -466,7 +732,7 @@ impl LookupCore {
             if id == self.own {
                 continue;
             }
-            if let Some(&index) = self.index.get(&id) {
+            if let Some(index) = self.find(&id) {
                 let known = &self.candidates[index as usize];
                 if known.place != Place::Out || known.asked {
                     continue;
@@ -507,7 +773,7 @@ impl LookupCore {
     }
 
     fn drop_ranked(&mut self, id: &Id) {
-        if let Some(&index) = self.index.get(id) {
+        if let Some(index) = self.find(id) {
             if let Some(position) = self.ranked.iter().position(|&other| other == index) {
                 self.ranked.remove(position);
                 self.candidates[index as usize].place = Place::Out;
@@ -790,7 +1056,7 @@ impl LookupCore {
             failed_recently: check_callable("failed_recently", failed_recently)?,
             recently_failed: check_callable("recently_failed", recently_failed)?,
             candidates: Vec::new(),
-            index: HashMap::with_hasher(RandomState::default()),
+            index: HashTable::new(),
             ranked: Vec::new(),
             skipped: Vec::new(),
             late: Vec::new(),
@@ -802,110 +1068,109 @@ impl LookupCore {
         })
     }
 
-    /// Start from `candidates` (ids, addresses), with `holders` holders
-    /// already (this node's own records).
+    /// Start from `candidates` (a `Candidates`, or its (ids, addresses)),
+    /// with `holders` holders already (this node's own records).
     fn start<'py>(
         &mut self,
         py: Python<'py>,
         candidates: &Bound<'py, PyAny>,
         holders: &Bound<'py, PyAny>,
     ) -> Answer<'py> {
-        let pair = match candidates.cast_exact::<PyTuple>() {
-            Ok(pair) if pair.len() == 2 => pair,
-            _ => {
-                return Err(type_error(format!(
-                    "candidates must be a tuple (ids, addresses), got {}",
-                    type_name(candidates)
-                )))
-            }
+        let snapshot = candidates.cast_exact::<Candidates>().ok();
+        let lists = match snapshot {
+            Some(_) => None,
+            None => Some(candidate_lists(candidates)?),
         };
-        let (ids, addresses) = (pair.get_item(0)?, pair.get_item(1)?);
-        let (Ok(ids), Ok(addresses)) =
-            (ids.cast_exact::<PyList>(), addresses.cast_exact::<PyList>())
-        else {
-            return Err(type_error(
-                "candidates' ids and addresses must be lists".to_owned(),
-            ));
-        };
-        if ids.len() != addresses.len() {
-            return Err(value_error(format!(
-                "candidates: {} ids but {} addresses",
-                ids.len(),
-                addresses.len()
-            )));
-        }
         self.holders = i64::from(check_int("holders", holders, 0, MAX_COUNT)?);
         if self.holders >= self.quorum {
             return Self::answer(py, QUORUM, 0, PyList::empty(py));
         }
-        // Each id read once: its distance, and a set of references to find
-        // one there twice. The candidates are then ranked as positions, by
-        // (distance, position): equal distances in order. (Sorted as
-        // entries of (distance, position, id), 148 bytes moved at each step
-        // of the sort, and each id hashed twice, start cost 53,600
-        // instructions for 20 candidates, now 34,100: callgrind of the
-        // profile client's 20, loopback SRTTs.)
-        let count = ids.len();
-        let mut read: Vec<Id> = Vec::with_capacity(count);
-        for node_id in ids.iter() {
-            read.push(read_id(&node_id)?);
-        }
-        let mut seen: HashSet<&Id, RandomState> =
-            HashSet::with_capacity_and_hasher(count, RandomState::default());
-        for id in &read {
-            if !seen.insert(id) {
-                return Err(value_error("candidates: an id is there twice".to_owned()));
+        let read;
+        let candidates = match (snapshot, lists) {
+            (Some(snapshot), _) => snapshot.get(),
+            (None, Some((ids, addresses))) => {
+                read = Candidates::read(&ids, &addresses)?;
+                &read
             }
-        }
-        drop(seen);
-        let distances: Vec<Words> = read.iter().map(|id| xor(&id.words, &self.target)).collect();
-        let ksize = self.ksize;
-        let take = |this: &mut Self, position: u32| -> PyResult<u32> {
-            let position = position as usize;
-            let py_id = ids
-                .get_item(position)?
-                .cast_into_exact::<PyBytes>()?
-                .unbind();
-            let address = addresses.get_item(position)?.unbind();
-            Ok(this.slot_at(read[position], distances[position], py_id, address))
+            (None, None) => unreachable!("lists read when not a snapshot"),
         };
-        self.candidates.reserve(ksize.min(count));
-        self.index.reserve(ksize.min(count));
-        self.ranked.reserve(ksize.min(count));
-        if self.recently_failed(py)? {
+        // The candidates are ranked as positions, by (distance, position):
+        // equal distances in order.
+        let entries = &candidates.entries;
+        let distances: Vec<Words> = entries
+            .iter()
+            .map(|entry| xor(&entry.id.words, &self.target))
+            .collect();
+        let ksize = self.ksize;
+        let reserved = ksize.min(entries.len());
+        self.candidates.reserve(reserved);
+        let made = &self.candidates;
+        self.index
+            .reserve(reserved, |&other| made[other as usize].hash);
+        self.ranked.reserve(reserved);
+        // (the snapshot's ids are distinct: with none known before, each is
+        // added without a look-up, its hash the snapshot's)
+        let known = !self.index.is_empty();
+        let take = |this: &mut Self, position: u32| -> u32 {
+            let entry = &entries[position as usize];
+            let (py_id, address) = (entry.py_id.clone_ref(py), entry.address.clone_ref(py));
+            let key = Key {
+                len: entry.id.len,
+                hash: entry.id_hash,
+                distance: distances[position as usize],
+            };
+            if known {
+                this.slot_at(key, py_id, address)
+            } else {
+                this.add(key, py_id, address)
+            }
+        };
+        // the ranked ones' positions, in order
+        let taken = if self.recently_failed(py)? {
+            let mut taken: Vec<u32> = Vec::with_capacity(reserved);
             // Contacts that failed lately do not take places in the k
             // closest (kept aside, as a last resort: see fill).
             for position in ranked_positions(&distances, None) {
-                let address = addresses.get_item(position as usize)?.unbind();
-                if self.failed_recently(py, &address)? {
+                if self.failed_recently(py, &entries[position as usize].address)? {
                     if self.skipped.len() < ksize {
-                        let index = take(self, position)?;
+                        let index = take(self, position);
                         self.candidates[index as usize].place = Place::Skipped;
                         self.skipped.push(index);
                     }
                 } else {
-                    let index = take(self, position)?;
+                    let index = take(self, position);
                     self.candidates[index as usize].place = Place::Ranked;
                     self.ranked.push(index);
+                    taken.push(position);
                     if self.ranked.len() == ksize {
                         break;
                     }
                 }
             }
+            taken
         } else {
             // the k closest alone
-            for position in ranked_positions(&distances, Some(ksize)) {
-                let index = take(self, position)?;
+            let closest = ranked_positions(&distances, Some(ksize));
+            for &position in &closest {
+                let index = take(self, position);
                 self.candidates[index as usize].place = Place::Ranked;
                 self.ranked.push(index);
             }
-        }
+            closest
+        };
+        let rtts = match &self.peers {
+            Peers::Book(book) => candidates.srtts(py, &book.bind(py).borrow(), &taken)?,
+            Peers::Methods { .. } => {
+                let mut srtts = Vec::with_capacity(taken.len());
+                for &position in &taken {
+                    srtts.push(self.srtt_of(py, &entries[position as usize].address)?);
+                }
+                srtts
+            }
+        };
         let mut slowest = 0.0;
-        for position in 0..self.ranked.len() {
-            let index = self.ranked[position] as usize;
-            let address = self.candidates[index].address.clone_ref(py);
-            let rtt = self.srtt_of(py, &address)?;
-            self.candidates[index].srtt = rtt.map_or(Rtt::Unknown, Rtt::Measured);
+        for (&index, rtt) in self.ranked.iter().zip(rtts) {
+            self.candidates[index as usize].srtt = rtt.map_or(Rtt::Unknown, Rtt::Measured);
             if let Some(rtt) = rtt {
                 if rtt > slowest {
                     slowest = rtt;
@@ -929,8 +1194,8 @@ impl LookupCore {
     ) -> Answer<'py> {
         let id = read_id(node_id)?;
         self.request_ended(&id);
-        let depth = match self.index.get(&id) {
-            Some(&index) => self.candidates[index as usize].depth.max(1),
+        let depth = match self.find(&id) {
+            Some(index) => self.candidates[index as usize].depth.max(1),
             None => 1,
         };
         if ended {
@@ -962,7 +1227,7 @@ impl LookupCore {
         self.request_ended(&id);
         if mode == STOCK {
             // asked again, the way a stock peer understands
-            if let Some(&index) = self.index.get(&id) {
+            if let Some(index) = self.find(&id) {
                 self.candidates[index as usize].asked = false;
             }
         } else {
@@ -1006,7 +1271,7 @@ impl LookupCore {
     /// one). For `bench scale --trace`.
     fn position(&self, node_id: &Bound<'_, PyAny>) -> PyResult<(u32, i64)> {
         let id = read_id(node_id)?;
-        let Some(&index) = self.index.get(&id) else {
+        let Some(index) = self.find(&id) else {
             return Ok((1, -1));
         };
         let depth = self.candidates[index as usize].depth.max(1);
@@ -1031,7 +1296,7 @@ impl LookupCore {
 
 #[cfg(test)]
 mod tests {
-    use super::{ranked_positions, splitmix64, xor, Words};
+    use super::{bits_at, ranked_exactly, ranked_positions, splitmix64, xor, Words};
 
     /// Positions by (distance, position), the `keep` first: the reference.
     fn sorted(distances: &[Words], keep: usize) -> Vec<u32> {
@@ -1039,6 +1304,23 @@ mod tests {
         order.sort_by_key(|&index| (distances[index as usize], index));
         order.truncate(keep);
         order
+    }
+
+    /// Either ranking, of a few `keep`s and of all, against the reference.
+    fn assert_ranked(distances: &[Words]) {
+        for keep in [1, 3, 20, 64] {
+            assert_eq!(
+                ranked_positions(distances, Some(keep)),
+                sorted(distances, keep)
+            );
+            assert_eq!(
+                ranked_exactly(distances, Some(keep)),
+                sorted(distances, keep)
+            );
+        }
+        let count = distances.len();
+        assert_eq!(ranked_positions(distances, None), sorted(distances, count));
+        assert_eq!(ranked_exactly(distances, None), sorted(distances, count));
     }
 
     #[test]
@@ -1057,17 +1339,33 @@ mod tests {
             if round % 2 == 1 && count > 0 {
                 distances[count / 2][1] = 1;
             }
-            for keep in [1, 3, 20, 64] {
-                assert_eq!(
-                    ranked_positions(&distances, Some(keep)),
-                    sorted(&distances, keep)
-                );
-            }
-            assert_eq!(
-                ranked_positions(&distances, None),
-                sorted(&distances, count)
-            );
+            assert_ranked(&distances);
         }
+    }
+
+    #[test]
+    fn ranked_positions_tell_apart_distances_equal_in_their_first_64_bits() {
+        // 20-byte ids: the first 64 significant bits equal, the last ones
+        // not (and some distances equal), drawn over many rounds
+        let mut state = 7;
+        for _ in 0..200 {
+            let count = 1 + (splitmix64(&mut state) % 40) as usize;
+            let distances: Vec<Words> = (0..count)
+                .map(|_| {
+                    let low = u128::from(splitmix64(&mut state) % 8);
+                    [0, 0, 0xFFFF_FFFF, (u128::from(u64::MAX) << 64) | low]
+                })
+                .collect();
+            assert_ranked(&distances);
+        }
+    }
+
+    #[test]
+    fn bits_at_reads_64_bits_across_words() {
+        let words: Words = [0, 1, 1 << 127, 5];
+        assert_eq!(bits_at(&words, 255), 0xC000_0000_0000_0000);
+        assert_eq!(bits_at(&words, 448), 5);
+        assert_eq!(bits_at(&[0, 0, u128::MAX << 64, 0], 256), u64::MAX);
     }
 
     #[test]

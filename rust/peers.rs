@@ -14,6 +14,7 @@ use hashbrown::HashTable;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const RTT_ALPHA: f64 = 1.0 / 8.0; // gain of the smoothed RTT (RFC 6298, 2.3)
 const RTT_BETA: f64 = 1.0 / 4.0; // gain of the RTT variation
@@ -188,7 +189,7 @@ fn never_seen_score() -> f64 {
 
 /// A key's hash for the table: Python's, its bits spread (an int's hash is
 /// the int, and hashbrown reads the top bits).
-fn hash_of(key: &Bound<'_, PyAny>) -> PyResult<u64> {
+pub(crate) fn hash_of(key: &Bound<'_, PyAny>) -> PyResult<u64> {
     #[allow(clippy::cast_sign_loss, reason = "the bits, not the number")]
     let bits = key.hash()? as u64;
     let mixed = bits.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -212,6 +213,9 @@ struct OrderedTable<V> {
     /// is skipped
     order: VecDeque<(u32, u64)>,
     next_seq: u64,
+    /// entries made and removed so far: a slot found before is still the
+    /// key's while this has not moved
+    changes: u64,
 }
 
 impl<V> OrderedTable<V> {
@@ -222,6 +226,7 @@ impl<V> OrderedTable<V> {
             free: Vec::new(),
             order: VecDeque::new(),
             next_seq: 0,
+            changes: 0,
         }
     }
 
@@ -271,6 +276,7 @@ impl<V> OrderedTable<V> {
 
     /// Add `key` (not in the table) with `value`; its slot.
     fn insert(&mut self, key: &Bound<'_, PyAny>, hash: u64, value: V) -> u32 {
+        self.changes += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
         let entry = Slot {
@@ -295,6 +301,7 @@ impl<V> OrderedTable<V> {
     }
 
     fn remove(&mut self, slot: u32) -> V {
+        self.changes += 1;
         let entry = self.slots[slot as usize].take().expect("a live slot");
         if let Ok(found) = self.table.find_entry(entry.hash, |&s| s == slot) {
             found.remove();
@@ -332,8 +339,32 @@ struct Shared {
     holders: u8,
 }
 
+/// Books made so far: each book's `identity`.
+static BOOKS: AtomicU64 = AtomicU64::new(0);
+/// A slot of `SrttSlots` not looked for yet / looked for and not there.
+const UNRESOLVED: u32 = u32::MAX - 1;
+const NOT_FOUND: u32 = u32::MAX;
+
+/// Where `srtt_of` found an address's round trip: its estimator and its
+/// IP's list (each looked for when first needed). A lookup's `Candidates`
+/// keep them from one lookup to the next while the book's `layout` stays.
+#[derive(Clone, Copy)]
+pub(crate) struct SrttSlots {
+    estimator: u32,
+    ip: u32,
+}
+
+impl SrttSlots {
+    pub(crate) const UNRESOLVED: SrttSlots = SrttSlots {
+        estimator: UNRESOLVED,
+        ip: UNRESOLVED,
+    };
+}
+
 #[pyclass(module = "dhtquery._core", name = "PeerBook")]
 pub struct PeerBook {
+    /// this book among all (`layout`)
+    identity: u64,
     /// estimators, held by `rtt` and `by_ip`; freed when neither does
     estimators: Vec<Option<Shared>>,
     free_estimators: Vec<u32>,
@@ -488,14 +519,64 @@ impl PeerBook {
     /// # Errors
     /// What the address's `hash()` or `==` raise.
     pub fn srtt_of(&self, address: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
-        if let Some(index) = self.find_estimator(address)? {
-            if let Some(srtt) = self.estimator_at(index).srtt {
+        let mut slots = SrttSlots::UNRESOLVED;
+        self.srtt_at(address, None, &mut slots)
+    }
+
+    /// The book and the state of its estimator and IP tables: `SrttSlots`
+    /// found while it is the same are still right (an estimator leaves, and
+    /// its index is reused, only when an entry leaves a table).
+    pub(crate) fn layout(&self) -> (u64, u64) {
+        (self.identity, self.rtt.changes + self.by_ip.changes)
+    }
+
+    /// `srtt_of(address)`, its estimator and IP list looked for (`hash`:
+    /// the address's `hash_of`, if known) only where `slots` has not found
+    /// them yet: `slots` found at this book's `layout`.
+    ///
+    /// # Errors
+    /// What the address's `hash()` or `==` raise.
+    pub(crate) fn srtt_at(
+        &self,
+        address: &Bound<'_, PyAny>,
+        hash: Option<u64>,
+        slots: &mut SrttSlots,
+    ) -> PyResult<Option<f64>> {
+        if slots.estimator == UNRESOLVED {
+            slots.estimator = if self.rtt.len() == 0 {
+                NOT_FOUND
+            } else {
+                let hash = match hash {
+                    Some(hash) => hash,
+                    None => hash_of(address)?,
+                };
+                self.rtt
+                    .find(address, hash)?
+                    .map_or(NOT_FOUND, |slot| *self.rtt.value(slot))
+            };
+        }
+        if slots.estimator != NOT_FOUND {
+            if let Some(srtt) = self.estimator_at(slots.estimator).srtt {
                 return Ok(Some(srtt));
             }
         }
+        // (the first measured estimator of the address's IP: measured_of_ip)
+        if !self.rtt_by_ip || self.by_ip.len() == 0 {
+            return Ok(None);
+        }
+        if slots.ip == UNRESOLVED {
+            let ip = ip_of(address)?;
+            slots.ip = self.by_ip.find(&ip, hash_of(&ip)?)?.unwrap_or(NOT_FOUND);
+        }
+        if slots.ip == NOT_FOUND {
+            return Ok(None);
+        }
         Ok(self
-            .measured_of_ip(address)?
-            .and_then(|estimator| estimator.srtt))
+            .by_ip
+            .value(slots.ip)
+            .iter()
+            .map(|&index| self.estimator_at(index))
+            .find_map(|estimator| estimator.srtt))
     }
 
     fn first_rto_of(&self, address: &Bound<'_, PyAny>) -> PyResult<f64> {
@@ -636,6 +717,7 @@ impl PeerBook {
         let first_rto_samples = count("first_rto_samples", first_rto_samples, 0, u32::MAX, 8)?;
         let cap = seconds("first_rto_cap", first_rto_cap, 1.0)?;
         Ok(PeerBook {
+            identity: BOOKS.fetch_add(1, Ordering::Relaxed),
             estimators: Vec::new(),
             free_estimators: Vec::new(),
             rtt: OrderedTable::new(),

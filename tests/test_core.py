@@ -35,6 +35,7 @@ PUBLIC_NAMES = [
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
     "BatchReceiver",
+    "Candidates",
     "DatagramEngine",
     "LookupCore",
     "PeerBook",

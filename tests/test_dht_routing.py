@@ -95,3 +95,45 @@ def test_candidate_addresses_are_the_candidates_ids_and_addresses_until_a_change
     assert table.candidate_addresses()[0] is ids  # (kept between changes)
     table.remove_contact(nodes[0])
     assert nodes[0].id not in table.candidate_addresses()[0]
+
+
+class _Snapshot:
+    """A stand-in Candidates: what it was made from."""
+
+    def __init__(self, ids: list[bytes], addresses: list[tuple[str, int]]) -> None:
+        self.ids = list(ids)
+        self.addresses = list(addresses)
+
+
+class _OtherSnapshot(_Snapshot):
+    pass
+
+
+def test_lookup_candidates_are_made_once_until_a_change_and_never_stale() -> None:
+    rng = random.Random(4)
+    own = Node(rng.randbytes(20))
+    table = ContactTable(_Pinger(), 20, own)
+    _fill(table, [Node(rng.randbytes(20), "127.0.0.1", 1000 + i) for i in range(30)])
+    first = table.lookup_candidates(_Snapshot)
+    assert (first.ids, first.addresses) == table.candidate_addresses()
+    assert table.lookup_candidates(_Snapshot) is first  # (kept between changes)
+    # a change of each kind: the next lookup gets the table as it is now
+    gone = table.candidates()[1][0]
+    table.remove_contact(gone)
+    assert table.snapshot is None  # (what a lookup's start reads in place)
+    after_remove = table.lookup_candidates(_Snapshot)
+    assert after_remove is not first and gone.id not in after_remove.ids
+    newcomer = Node(rng.randbytes(20), "127.0.0.1", 3000)
+    _fill(table, [newcomer])
+    after_add = table.lookup_candidates(_Snapshot)
+    assert newcomer.id in after_add.ids and after_add is not after_remove
+    moved = Node(newcomer.id, "127.0.0.2", 3001)  # (a known id at a new address)
+    _fill(table, [moved])
+    after_move = table.lookup_candidates(_Snapshot)
+    assert after_move.addresses[after_move.ids.index(newcomer.id)] == ("127.0.0.2", 3001)
+    table.flush()
+    assert table.lookup_candidates(_Snapshot) is not after_move
+    # another maker (another backend's Candidates) gets its own
+    other = table.lookup_candidates(_OtherSnapshot)
+    assert type(other) is _OtherSnapshot
+    assert (other.ids, other.addresses) == table.candidate_addresses()

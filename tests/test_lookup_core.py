@@ -190,6 +190,53 @@ def test_start_refuses_duplicate_ids_and_mismatched_lists(make: Any) -> None:
         make().start(((node(1),), (addr(1),)), 0)
 
 
+def test_start_from_candidates_answers_as_from_their_lists(
+    core_module: ModuleType, make: Any, world: World
+) -> None:
+    world.srtts = {addr(n): 0.02 * (n % 5) for n in range(0, 40, 3)}
+    for numbers in ([], [9, 3, 5, 1, 7], list(range(40, 0, -1))):
+        lists = table(*numbers)
+        snapshot = core_module.Candidates(*lists)
+        assert len(snapshot) == len(numbers)
+        for seed in range(3):
+            assert make(seed=seed).start(snapshot, 0) == make(seed=seed).start(lists, 0)
+
+
+def test_candidates_refuse_what_start_refuses(core_module: ModuleType) -> None:
+    make = core_module.Candidates
+    with pytest.raises(InvalidArgumentError, match="twice"):
+        make([node(1), node(1)], [addr(1), addr(1)])
+    with pytest.raises(InvalidArgumentError, match="ids but"):
+        make([node(1)], [])
+    with pytest.raises(InvalidArgumentTypeError, match="lists"):
+        make((node(1),), (addr(1),))
+    with pytest.raises(InvalidArgumentError, match="1 to 64 bytes"):
+        make([b""], [addr(1)])
+    with pytest.raises(InvalidArgumentTypeError, match="bytes"):
+        make(["abc"], [addr(1)])
+
+
+def test_one_cores_candidates_are_refused_by_the_other() -> None:
+    rust = require_rust()
+    lists = table(1, 2)
+    args = (OWN, KEY, 3, 20, 3, True, FAIR, 7, World(), float, bool, lambda: False)
+    with pytest.raises(InvalidArgumentTypeError, match="Candidates"):
+        rust.LookupCore(*args).start(_core_py.Candidates(*lists), 0)
+    with pytest.raises(InvalidArgumentTypeError, match="Candidates"):
+        _core_py.LookupCore(*args).start(rust.Candidates(*lists), 0)
+
+
+def test_candidates_with_an_unhashable_address_raise_where_the_book_reads_it(
+    core_module: ModuleType,
+) -> None:
+    book = core_module.PeerBook()
+    book.answered(addr(1), 0.02, True, 0.0)
+    snapshot = core_module.Candidates([node(1), node(2)], [addr(1), ["10.0.0.1", 4002]])
+    core = core_module.LookupCore(OWN, KEY, 3, 20, 3, True, FAIR, 7, book, float, bool, bool)
+    with pytest.raises(TypeError):
+        core.start(snapshot, 0)
+
+
 @pytest.mark.parametrize("bad", [b"", bytes(65)])
 def test_an_id_of_0_or_over_64_bytes_is_refused(make: Any, bad: bytes) -> None:
     with pytest.raises(InvalidArgumentError, match="1 to 64 bytes"):
@@ -564,7 +611,16 @@ def test_both_cores_give_the_same_answers(data: st.DataObject) -> None:
         if answer is not None and answer[0] is LookupStep.ASK:
             out.extend(node_id for node_id, _ in answer[2])
 
-    track(_both(cores, "start", candidates, local))
+    if data.draw(st.booleans(), label="snapshot"):
+        # (each core's own Candidates of the same lists)
+        snapshots = (rust.Candidates(*candidates), _core_py.Candidates(*candidates))
+        answers = [
+            core.start(snapshot, local) for core, snapshot in zip(cores, snapshots, strict=True)
+        ]
+        assert _normal(answers[0]) == _normal(answers[1])
+        track(answers[1])
+    else:
+        track(_both(cores, "start", candidates, local))
     for _ in range(data.draw(st.integers(0, 30), label="steps")):
         op = data.draw(st.sampled_from(["answer", "fail", "overdue", "world", "stray"]))
         if op == "world":

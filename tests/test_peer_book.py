@@ -365,3 +365,82 @@ def test_a_lookup_reading_the_book_answers_as_one_calling_it_in_both_cores(
         named = [(ids[n], *addresses[n]) for n in contacts]
         steps = [core.answered(asked[0][0], named, False, False) for core in cores]
         assert all(step == steps[0] for step in steps), steps
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("answered"), st.integers(0, 39), st.floats(0.02, 0.5), st.booleans()),
+            st.tuples(st.just("forget"), st.integers(0, 39)),
+            st.tuples(st.just("by_ip"), st.booleans()),
+            st.tuples(st.just("start"), st.integers(0, 2**64 - 1)),
+        ),
+        max_size=40,
+    ),
+    table=st.lists(st.integers(0, 39), min_size=1, max_size=20, unique=True),
+)
+def test_candidates_made_once_read_the_book_as_it_is_at_each_start_in_both_cores(
+    ops: list[tuple[Any, ...]], table: list[int]
+) -> None:
+    # One Candidates for every lookup (the routing table's, kept until it
+    # changes) while the book changes: estimators made, forgotten, pushed
+    # out by its bound (their places reused), the IP fallback switched.
+    # Each start must answer as a start from the lists, read afresh.
+    rust = require_rust()
+    python = importlib.import_module("dhtquery.query._core_py")
+    ids = [(n + 1).to_bytes(20, "big") for n in range(40)]
+    addresses = [(f"10.0.{n % 7}.1", 4000 + n) for n in range(40)]
+    lists = ([ids[n] for n in table], [addresses[n] for n in table])
+    starts = []
+    for module in (rust, python):
+        book = module.PeerBook(peers_kept=12)
+        snapshot = module.Candidates(*lists)
+        answers = []
+        for op in ops:
+            if op[0] == "answered":
+                book.answered(addresses[op[1]], op[2], op[3], NOW)
+            elif op[0] == "forget":
+                book.forget_estimator(addresses[op[1]])
+            elif op[0] == "by_ip":
+                book.rtt_by_ip = op[1]
+            else:
+                args = (OWN, KEY, 2, 8, 3, True, 0.75, op[1], book, lambda: NOW + 5.0, bool, bool)
+                answer = module.LookupCore(*args).start(snapshot, 0)
+                assert answer == module.LookupCore(*args).start(lists, 0)
+                answers.append(answer)
+        starts.append(answers)
+    assert starts[0] == starts[1]
+
+
+def test_candidates_find_estimators_made_forgotten_or_replaced_since_the_last_start(
+    core_module: ModuleType,
+) -> None:
+    # (each address an IP of its own: no per-IP fallback hides a stale slot)
+    ids = [(n + 1).to_bytes(20, "big") for n in range(10)]
+    addresses = [(f"10.0.{n}.1", 4000 + n) for n in range(10)]
+    book = core_module.PeerBook(peers_kept=12)
+    snapshot = core_module.Candidates(ids, addresses)
+
+    def same_start() -> None:
+        args = (OWN, KEY, 2, 8, 3, True, 0.75, 1, book, lambda: NOW + 5.0, bool, bool)
+        from_snapshot = core_module.LookupCore(*args).start(snapshot, 0)
+        assert from_snapshot == core_module.LookupCore(*args).start((ids, addresses), 0)
+
+    same_start()  # (no estimator yet: none found, and that kept)
+    for n, address in enumerate(addresses):  # made since
+        book.answered(address, 0.02 + 0.05 * (9 - n), True, NOW)
+    same_start()
+    # the fastest two of the k closest forgotten (still their IPs' estimators)
+    for n in (6, 7):
+        book.forget_estimator(addresses[n])
+    same_start()
+    book.rtt_by_ip = False  # (and no longer read as their IPs')
+    same_start()
+    book.rtt_by_ip = True
+    for n in (6, 7):  # their places taken by others
+        book.answered((f"10.9.{n}.1", 5000 + n), 0.01, True, NOW)
+    same_start()
+    for n in (6, 7):  # made again, at other places
+        book.answered(addresses[n], 0.03 * n, True, NOW)
+    same_start()

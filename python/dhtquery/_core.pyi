@@ -44,6 +44,7 @@ __all__ = [
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
     "BatchReceiver",
+    "Candidates",
     "DatagramEngine",
     "LookupCore",
     "PeerBook",
@@ -394,6 +395,22 @@ class _PeerSource(Protocol):
     def scores(self, addresses: list[_Address], now: float, /) -> list[float]: ...
 
 @final
+class Candidates:
+    """The candidates a lookup starts from (a routing table's), read once
+    for every lookup until they change: ``ids`` (bytes of 1 to 64, distinct)
+    and ``addresses`` (their ``(host, port)``, same order), as
+    ``LookupCore.start`` reads them. The Rust core keeps each id as an
+    integer, each address's hash and where a ``PeerBook`` last found its
+    round trip (looked for again once the book's estimators change), so
+    that a lookup's start reads none of them again. Make a new one when the
+    candidates change (``ContactTable.lookup_candidates``): the lists are
+    read when it is made. InvalidArgumentTypeError / InvalidArgumentError
+    as ``LookupCore.start`` for bad lists."""
+
+    def __new__(cls, ids: list[builtins.bytes], addresses: list[_Address]) -> Self: ...
+    def __len__(self) -> int: ...
+
+@final
 class LookupCore:
     """The decisions of one streaming lookup (``dhtquery.dht.lookup``): the
     k closest candidates to ``key`` by XOR distance (ids read as big-endian
@@ -431,10 +448,16 @@ class LookupCore:
         failed_recently: Callable[[_Address], bool],
         recently_failed: Callable[[], object],
     ) -> Self: ...
-    def start(self, candidates: tuple[list[builtins.bytes], list[_Address]], holders: int) -> _Step:
-        """Start from ``candidates`` (ids and addresses, ids distinct) with
+    def start(
+        self,
+        candidates: Candidates | tuple[list[builtins.bytes], list[_Address]],
+        holders: int,
+    ) -> _Step:
+        """Start from ``candidates`` (a :class:`Candidates`, or its ids and
+        addresses, ids distinct: read as a Candidates is made) with
         ``holders`` holders already (this node's records): QUORUM at once if
-        that is the quorum, else whom to ask."""
+        that is the quorum, else whom to ask. Ties of distance are ranked in
+        the candidates' order."""
     def answered(
         self,
         node_id: builtins.bytes,

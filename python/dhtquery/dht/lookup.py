@@ -83,7 +83,7 @@ from .rpc_table import BAD_RESPONSE
 from .wire import pack_request
 
 if TYPE_CHECKING:
-    from .._core import LookupCore
+    from .._core import Candidates, LookupCore
     from ..query import QueryId
     from .protocol import DhtProtocol
 
@@ -109,6 +109,9 @@ FAIR_SCORE: Final = PeerStats().score(0.0)
 _seed = random.Random().getrandbits
 #: backend name -> its LookupCore class (the backend of the query manager)
 _CORES: dict[str, type[LookupCore]] = {}
+#: LookupCore class -> its backend's Candidates (the snapshot a lookup
+#: starts from: ContactTable.lookup_candidates)
+_SNAPSHOTS: dict[type[LookupCore], type[Candidates]] = {}
 _ASK: Final = LookupStep.ASK
 _QUORUM: Final = LookupStep.QUORUM
 _GIVE_UP: Final = LookupStep.GIVE_UP
@@ -123,7 +126,9 @@ def _core_class(manager: QueryManager) -> type[LookupCore]:
     backend = manager.backend
     core = _CORES.get(backend)
     if core is None:
-        core = _CORES[backend] = load_core(backend)[1].LookupCore
+        module = load_core(backend)[1]
+        core = _CORES[backend] = module.LookupCore
+        _SNAPSHOTS[core] = module.Candidates
     return core
 
 
@@ -319,8 +324,16 @@ class StreamingLookup:
             self._manager.submit_many(self._handle.id, own_address, entries)
         if self._ended():
             return
-        # the table's contacts and its replacement caches (ContactTable.candidates)
-        self._act(*self._core.start(self._protocol.router.candidate_addresses(), holders))
+        # the table's contacts and its replacement caches (ContactTable.candidates),
+        # read by the core once until the table changes (the snapshot read
+        # in place while it is the core's kind: no Python call)
+        core = self._core
+        router = self._protocol.router
+        make = _SNAPSHOTS[type(core)]
+        candidates = router.snapshot
+        if type(candidates) is not make:
+            candidates = router.lookup_candidates(make)
+        self._act(*core.start(candidates, holders))
 
     def _act(self, step: LookupStep, depth: int, asks: list[tuple[bytes, Any]]) -> None:
         """Do what the core said: send to ``asks``, or end the lookup."""

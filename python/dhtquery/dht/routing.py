@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kademlia.node import Node
 from kademlia.routing import RoutingTable
 
 __all__ = ["ContactTable"]
+
+_Snapshot = TypeVar("_Snapshot")
 
 
 class ContactTable(RoutingTable):  # type: ignore[misc]
@@ -24,6 +27,10 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
         self._contacts: tuple[list[int], list[Node]] | None = None
         self._candidates: tuple[list[int], list[Node]] | None = None
         self._candidate_addresses: tuple[list[bytes], list[tuple[str, int]]] | None = None
+        #: what lookup_candidates() made last, None after a change (read in
+        #: place by each lookup's start: no call while the table is
+        #: unchanged)
+        self.snapshot: Any = None
         #: ids of bucket heads being pinged because their bucket is full
         self._pinging: set[bytes] = set()
         super().__init__(protocol, ksize, node)
@@ -80,6 +87,22 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
             )
         return pairs
 
+    def lookup_candidates(
+        self, make: Callable[[list[bytes], list[tuple[str, int]]], _Snapshot]
+    ) -> _Snapshot:
+        """``candidate_addresses()`` as ``make`` (the lookup core's
+        ``Candidates``) reads them, made once until the table changes:
+        every lookup starts from them, and the table changes rarely
+        against thousands of lookups. A snapshot of the table as it was
+        is never handed out after a change (``snapshot``, the last made, is
+        None then). ``make``: a class (the kind of snapshot kept is told
+        by its type)."""
+        snapshot = self.snapshot
+        if type(snapshot) is make:
+            return snapshot  # type: ignore[no-any-return]
+        made = self.snapshot = make(*self.candidate_addresses())
+        return made
+
     def find_neighbors(
         self, node: Node, k: int | None = None, exclude: Node | None = None
     ) -> list[Node]:
@@ -115,18 +138,18 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
     # add of a known contact can carry a new address: it invalidates too.
 
     def flush(self) -> None:
-        self._contacts = self._candidates = self._candidate_addresses = None
+        self._contacts = self._candidates = self._candidate_addresses = self.snapshot = None
         super().flush()
 
     def split_bucket(self, index: int) -> None:
-        self._contacts = self._candidates = self._candidate_addresses = None
+        self._contacts = self._candidates = self._candidate_addresses = self.snapshot = None
         super().split_bucket(index)
 
     def add_contact(self, node: Node) -> None:
         """kademlia's add_contact, but a full bucket pings its head once at
         a time: stock makes a ping Task per newcomer to a full bucket, so a
         flood of new ids made a flood of Tasks."""
-        self._contacts = self._candidates = self._candidate_addresses = None
+        self._contacts = self._candidates = self._candidate_addresses = self.snapshot = None
         index = self.get_bucket_for(node)
         bucket = self.buckets[index]
         if bucket.add_node(node):
@@ -143,7 +166,7 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
         task.add_done_callback(lambda _: self._pinging.discard(head.id))
 
     def remove_contact(self, node: Node) -> None:
-        self._contacts = self._candidates = self._candidate_addresses = None
+        self._contacts = self._candidates = self._candidate_addresses = self.snapshot = None
         super().remove_contact(node)
 
     def remove_address(self, address: tuple[str, int]) -> bool:

@@ -54,6 +54,7 @@ __all__ = [
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
     "BatchReceiver",
+    "Candidates",
     "DatagramEngine",
     "LookupCore",
     "PeerBook",
@@ -1077,6 +1078,37 @@ def _check_id(node_id: object) -> bytes:
     return node_id
 
 
+def _checked_lists(ids: object, addresses: object) -> tuple[list[bytes], list[Any]]:
+    if type(ids) is not list or type(addresses) is not list:
+        raise InvalidArgumentTypeError("candidates' ids and addresses must be lists")
+    if len(ids) != len(addresses):
+        raise InvalidArgumentError(f"candidates: {len(ids)} ids but {len(addresses)} addresses")
+    return ids, addresses
+
+
+class Candidates:
+    """The candidates a lookup starts from, read once for every lookup until
+    they change: ids (1 to 64 bytes, distinct) as integers, and addresses.
+    See ``_core.pyi``."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, ids: list[bytes], addresses: list[Any]) -> None:
+        ids, addresses = _checked_lists(ids, addresses)
+        for node_id in ids:
+            _check_id(node_id)
+        if len(set(ids)) != len(ids):
+            raise InvalidArgumentError("candidates: an id is there twice")
+        #: (id as an int, id, address), in the given order
+        self._entries = [
+            (int.from_bytes(node_id, "big"), node_id, address)
+            for node_id, address in zip(ids, addresses, strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class LookupCore:
     """The decisions of one streaming lookup (``dhtquery.dht.lookup``):
     which candidates are the k closest, whom to ask next, when the lookup
@@ -1195,28 +1227,26 @@ class LookupCore:
         return z ^ (z >> 31)
 
     def start(
-        self, candidates: tuple[list[bytes], list[Any]], holders: int
+        self, candidates: Candidates | tuple[list[bytes], list[Any]], holders: int
     ) -> tuple[LookupStep, int, list[tuple[bytes, Any]]]:
-        if type(candidates) is not tuple or len(candidates) != 2:
-            raise InvalidArgumentTypeError(
-                f"candidates must be a tuple (ids, addresses), got {type(candidates).__name__}"
-            )
-        ids, addresses = candidates
-        if type(ids) is not list or type(addresses) is not list:
-            raise InvalidArgumentTypeError("candidates' ids and addresses must be lists")
-        if len(ids) != len(addresses):
-            raise InvalidArgumentError(f"candidates: {len(ids)} ids but {len(addresses)} addresses")
+        if type(candidates) is Candidates:
+            snapshot = candidates
+            lists = None
+        else:
+            if type(candidates) is not tuple or len(candidates) != 2:
+                raise InvalidArgumentTypeError(
+                    "candidates must be a Candidates or a tuple (ids, addresses),"
+                    f" got {type(candidates).__name__}"
+                )
+            lists = _checked_lists(*candidates)
         self._holders = _check_int("holders", holders, 0, MAX_EXPECTED_PEERS)
         if holders >= self._quorum:
             return (LookupStep.QUORUM, 0, [])
+        if lists is not None:
+            snapshot = Candidates(*lists)
         target = self._target
-        for node_id in ids:
-            _check_id(node_id)
-        if len(set(ids)) != len(ids):
-            raise InvalidArgumentError("candidates: an id is there twice")
         entries = [
-            (int.from_bytes(node_id, "big") ^ target, node_id, address)
-            for node_id, address in zip(ids, addresses, strict=True)
+            (long_id ^ target, node_id, address) for long_id, node_id, address in snapshot._entries
         ]
         ksize = self._ksize
         key = _distance
