@@ -379,3 +379,17 @@ def test_a_contact_is_read_as_the_reference_reads_it(
     engine = engine_module.DatagramEngine(pending, dict(SHAPES))
     expected = CHECKED if shapes.contacts([contact]) else BAD_SHAPE
     assert engine.receive(_response(MSG_IDS[2], [contact]), ADDRESS)[0] == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.binary(max_size=70), st.text(max_size=3), st.integers(), st.none()),
+        min_size=2,
+        max_size=2,
+    )
+)
+def test_node_id_pair_is_node_id_of_each(args: list[Any]) -> None:
+    """The serving path's one-call check of find_values' two ids reads them
+    as node_id does."""
+    assert shapes.node_id_pair(args) == (shapes.node_id(args[0]) and shapes.node_id(args[1]))

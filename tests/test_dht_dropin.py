@@ -84,6 +84,42 @@ def test_rpc_methods_of_a_protocol_subclass_are_served_and_callable(backend: str
     assert replies[3] == (False, None)
 
 
+def test_stun_and_an_rpc_no_method_calls_go_as_stock_does(backend: str, run: Run) -> None:
+    async def scenario() -> tuple[Any, Any, Any]:
+        ours, other = _node(EchoNode, backend), _node(DhtNode, backend)
+        stock = StockEchoServer()
+        async with started(ours, other, stock):
+            for server in (ours, other, stock):
+                await server.listen(0, "127.0.0.1")
+            protocol = ours.protocol
+            assert protocol is not None
+            return (
+                # kademlia's rpc_stun, called as rpcudp made it callable
+                await protocol.stun(address_of(stock)),
+                await protocol.stun(other.address),
+                # an RPC this class does not serve: through request()
+                await protocol.request(address_of(stock), "echo", ("by name",)),
+            )
+
+    to_stock, to_ours, by_name = run(scenario())
+    assert to_stock[0] and to_ours[0]
+    assert to_stock[1][0] == to_ours[1][0] == "127.0.0.1"
+    assert by_name == (True, "by name")
+
+
+def test_the_protocol_reads_its_attributes_without_a_getattr_hook() -> None:
+    # rpcudp's __getattr__ in the MRO made every attribute read of a
+    # protocol go through a hook CPython cannot specialise (see DhtProtocol)
+    for cls in (DhtProtocol, EchoProtocol):
+        assert not [base for base in cls.__mro__ if "__getattr__" in vars(base)]
+        assert cls.__getattribute__ is object.__getattribute__
+        # still stock's protocol class to whoever checks (kademlia's suite does)
+        assert issubclass(cls, KademliaProtocol)
+    # a caller for each rpc_<name>; no attribute made up for other names
+    assert callable(EchoProtocol.echo) and callable(DhtProtocol.stun)
+    assert not hasattr(EchoProtocol, "no_such_rpc")
+
+
 def test_a_stock_protocol_class_runs_stock_kademlia_and_says_what_it_lacks(
     backend: str, run: Run
 ) -> None:

@@ -72,6 +72,11 @@ def _hostile(node_id: bytes) -> dict[str, list[bytes]]:
                 ["ping", 5],  # arguments not an array
                 ["find_node", [node_id, "a key"]],
                 ["find_values", [node_id, 7]],
+                # (find_values' two ids are checked in one call: each way)
+                ["find_values", [node_id]],
+                ["find_values", [b"", key]],
+                ["find_values", [node_id.hex(), key]],
+                ["find_values", [node_id, key * 4]],
                 ["store", [node_id, key, [1, 2]]],  # not a plain value
                 ["store", [node_id, key, None]],
             )

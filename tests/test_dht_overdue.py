@@ -170,7 +170,7 @@ def test_a_peer_answering_after_one_and_a_half_seconds_is_found_by_get_all(
             serve = slow_protocol._serve
             held: list[tuple[float, tuple[bytes, Any, Any]]] = []
 
-            def serve_late(msg_id: bytes, body: Any, addr: Any) -> None:
+            def serve_late(msg_id: bytes, body: Any, addr: Any, now: float) -> None:
                 held.append((clock.now(), (msg_id, body, addr)))
 
             slow_protocol._serve = serve_late  # type: ignore[method-assign]
@@ -183,7 +183,7 @@ def test_a_peer_answering_after_one_and_a_half_seconds_is_found_by_get_all(
                     await asyncio.sleep(0.001)
                     clock.advance(0.05)
                     while held and held[0][0] + 1.5 <= clock.now() + 1e-9:
-                        serve(*held.pop(0)[1])
+                        serve(*held.pop(0)[1], slow.clock.now())
                 return await task
 
             handle = querier.get_all("slow key", quorum=1, timeout=10.0)

@@ -93,3 +93,18 @@ def test_replay_cache_lets_answers_past_their_age_go() -> None:
     cache.put(ADDRESS, b"new", b"fresh", 106.0)  # the others are 6 s old
     assert len(cache) == 1 and cache.size_bytes == 5
     assert cache.get(ADDRESS, b"new", 106.0) == b"fresh"
+
+
+def test_replay_cache_lets_old_answers_go_after_the_oldest_left_by_count() -> None:
+    # put() reads the oldest only once one may be past max_age: answers
+    # that left by count make its note of when that is early, never late
+    cache = ReplayCache(max_age=5.0, max_count=4)
+    for i in range(5):
+        cache.put(ADDRESS, bytes([i]), b"a", 100.0 + i)  # the first leaves by count
+    assert [cache.get(ADDRESS, bytes([i]), 104.0) for i in range(5)] == [None] + [b"a"] * 4
+    cache.put(ADDRESS, bytes([4]), b"b", 106.5)  # kept again: no count bound hit
+    # 101.0 is past max_age and leaves; 102.0 and 103.0 stay
+    assert len(cache) == 3 and cache.size_bytes == 3
+    assert cache.get(ADDRESS, bytes([2]), 106.5) == b"a"
+    cache.put(ADDRESS, b"y", b"c", 108.5)  # 102.0 and 103.0 past max_age now
+    assert len(cache) == 2 and cache.get(ADDRESS, bytes([4]), 108.5) == b"b"

@@ -160,7 +160,7 @@ def test_a_peer_answering_after_one_and_a_half_seconds_is_reached(backend: str, 
             serve = slow_protocol._serve
             held: list[tuple[float, tuple[bytes, Any, Any]]] = []
 
-            def serve_late(msg_id: bytes, body: Any, addr: Any) -> None:
+            def serve_late(msg_id: bytes, body: Any, addr: Any, now: float) -> None:
                 # every request answered 1.5 s (on the asker's clock) late
                 held.append((clock.now(), (msg_id, body, addr)))
 
@@ -174,7 +174,7 @@ def test_a_peer_answering_after_one_and_a_half_seconds_is_reached(backend: str, 
                     await asyncio.sleep(0.001)
                     clock.advance(0.05)
                     while held and held[0][0] + 1.5 <= clock.now() + 1e-9:
-                        serve(*held.pop(0)[1])
+                        serve(*held.pop(0)[1], slow.clock.now())
                 return await task
 
             found = await drive(node.bootstrap([slow.address]))

@@ -120,7 +120,7 @@ def test_a_late_answer_teaches_the_rtt_and_keeps_the_peer(backend: str, run: Run
             serve = slow_protocol._serve
             held: list[tuple[bytes, Any, Any]] = []
 
-            def serve_late(msg_id: bytes, body: Any, addr: Any) -> None:
+            def serve_late(msg_id: bytes, body: Any, addr: Any, now: float) -> None:
                 held.append((msg_id, body, addr))
 
             # The pings that verified the joiners were answered on the frozen
@@ -136,7 +136,7 @@ def test_a_late_answer_teaches_the_rtt_and_keeps_the_peer(backend: str, run: Run
                 ok, _ = await reply
                 assert not ok
                 late_before = protocol.drops["late_response"]
-                serve(*held[-1])  # the answer, 200 ms after the request
+                serve(*held[-1], slow.clock.now())  # the answer, 200 ms after the request
                 assert await eventually(
                     lambda before=late_before: protocol.drops["late_response"] > before
                 )

@@ -377,16 +377,16 @@ class SlowProtocol(DhtProtocol):
     delay = 0.0
     delayed = 0  # requests waiting to be served
 
-    def _serve(self, msg_id: bytes, body: Any, addr: Address) -> None:
+    def _serve(self, msg_id: bytes, body: Any, addr: Address, now: float) -> None:
         if self.delay:
             self.delayed += 1
             asyncio.get_running_loop().call_later(self.delay, self._serve_late, msg_id, body, addr)
         else:
-            super()._serve(msg_id, body, addr)
+            super()._serve(msg_id, body, addr, now)
 
     def _serve_late(self, msg_id: bytes, body: Any, addr: Address) -> None:
         self.delayed -= 1
-        super()._serve(msg_id, body, addr)
+        super()._serve(msg_id, body, addr, self.clock.now())
 
 
 class SlowNode(DhtNode):

@@ -208,11 +208,11 @@ class ScaleProtocol(DhtProtocol):
             return
         super().welcome_if_new(node)
 
-    def _serve(self, msg_id: bytes, body: Any, addr: Any) -> None:
+    def _serve(self, msg_id: bytes, body: Any, addr: Any, now: float) -> None:
         # requests served, counted apart by the kind of client that sent
         # them: whose lookups make the load uneven
         served = self.stats["served"]
-        super()._serve(msg_id, body, addr)
+        super()._serve(msg_id, body, addr, now)
         kind = _CLIENTS.get(addr)
         if kind is not None and self.stats["served"] != served:
             self.stats[f"served_{kind}"] += 1

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
+from rpcudp.protocol import RPCProtocol
 
 from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
 from ..query import QueryManager, backend_of, new_core, new_peer_book, shapes
@@ -74,6 +75,7 @@ __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec", "peer_book_for"]
 
 _any = shapes.any_value
 _node_id = shapes.node_id
+_two_ids = shapes.node_id_pair
 _plain = shapes.plain
 
 log = logging.getLogger("dhtquery.dht")
@@ -269,7 +271,52 @@ class RpcSpec(NamedTuple):
     response: Callable[[Any], bool]
 
 
-class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
+def _caller(name: str) -> Callable[..., Awaitable[Reply]]:
+    """``protocol.name(address, *args)``: RPC ``name`` sent as kademlia's
+    own calls are (``_call``), as rpcudp's ``__getattr__`` made them."""
+
+    def call(self: DhtProtocol, address: Address, *args: Any) -> Awaitable[Reply]:
+        return self._call(address, name, *args)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"Send ``{name}`` to ``address``: (True, answer) or (False, None)."
+    return call
+
+
+def _add_callers(cls: type[DhtProtocol]) -> None:
+    """A caller for each ``rpc_<name>`` of ``cls`` that has no ``name``."""
+    for attribute in dir(cls):
+        name = attribute[4:]
+        if attribute.startswith("rpc_") and name.isidentifier() and not hasattr(cls, name):
+            setattr(cls, name, _caller(name))
+
+
+class _WithoutRpcudpBase(type):
+    """The metaclass of DhtProtocol: its MRO leaves out rpcudp's
+    ``RPCProtocol`` (kademlia's ``KademliaProtocol`` stays in it, and with
+    it ``isinstance(protocol, KademliaProtocol)``, which kademlia's own
+    suite asserts of a server's protocol).
+
+    Why: ``RPCProtocol`` defines ``__getattr__`` (any attribute is an RPC),
+    and a class with one in its MRO reads every attribute of its instances
+    through a Python-level hook that CPython 3.11 cannot specialise: ~300
+    instructions a read against ~20 specialised, and a lookup reads ~43
+    attributes of its protocol (callgrind, bench profile: 318.8 k -> 303.3 k
+    instructions a get_all). Nothing of ``RPCProtocol`` is used here: the
+    transport, the request table and the callers of ``rpc_<name>``
+    methods are this module's (an RPC of no ``rpc_`` method here is sent
+    with ``request``)."""
+
+    def mro(cls) -> list[type]:
+        return [base for base in super().mro() if base is not RPCProtocol]
+
+
+class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: ignore[misc]
+    """kademlia's ``KademliaProtocol``, served and called as it is (its
+    RPCs, its ``call_*`` methods, ``protocol.name(address, *args)`` for each
+    ``rpc_<name>``), on the transport and request table described above;
+    without rpcudp's base (see ``_WithoutRpcudpBase``)."""
+
     #: client mode (set before listening): our requests carry the client
     #: marker (wire.CLIENT_PAD), so our peers never add this node to
     #: their routing tables nor hand it values; nor does it hand any over.
@@ -287,6 +334,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     _parked_count: int = 0
     _records_refused: dict[Address, None] | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _add_callers(cls)
+
     def __init__(
         self,
         source_node: Node,
@@ -298,7 +349,11 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         reputation: Reputation | None = None,
         extra_rpcs: dict[str, RpcSpec] | None = None,
     ) -> None:
-        super().__init__(source_node, storage, ksize)
+        # (KademliaProtocol's __init__ and rpcudp's, without the stock
+        # routing table this one replaces)
+        self.transport: Any = None
+        self.storage = storage
+        self.source_node = source_node
         self.router = ContactTable(self, ksize, source_node)
         self.records = records
         self.queries = queries
@@ -527,8 +582,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # and the lookup's _act skipped when nobody is to be asked:
             # 393.7 k -> 382.2 k instructions a get_all (callgrind, bench
             # profile with the manager's clock frozen, two runs each).
+            now = self.clock.now()
             status, first, value, request, rtt = requests.engine.receive_at(
-                data, addr, self.clock.now(), self._timer.lag, self._peers
+                data, addr, now, self._timer.lag, self._peers
             )
             if status == DATAGRAM_CHECKED:
                 # _answered's work for the common answer (of the right
@@ -553,7 +609,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                     except Exception:  # a caller's bug must not cost other requests
                         log.exception("dhtquery: error in a request callback")
             elif status == DATAGRAM_REQUEST:
-                self._serve(first, value, addr)
+                self._serve(first, value, addr, now)
             elif status in (DATAGRAM_ANSWERED, DATAGRAM_BAD_SHAPE):
                 pending = request  # type: ignore[assignment]
                 if rtt < 0:
@@ -581,7 +637,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             return
         try:
             if kind == REQUEST:
-                self._serve(msg_id, body, addr)
+                self._serve(msg_id, body, addr, self.clock.now())
             else:  # (no request table: no request of ours is out)
                 self.drop(RpcStatus.UNKNOWN.value)
         except Exception:  # a bug must cost one datagram, never the node
@@ -590,12 +646,12 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     # -- serving ------------------------------------------------------
 
-    def _serve(self, msg_id: bytes, body: Any, addr: Address) -> None:
+    def _serve(self, msg_id: bytes, body: Any, addr: Address, now: float) -> None:
+        """Answer a request read at ``now`` (the datagram's one clock read)."""
         fair_share = self.fair_share
         if fair_share is not None and not fair_share.admit(addr):
             self.shed("fair_share")
             return
-        now = self.clock.now()
         answered = self.replay.get(addr, msg_id, now)
         if answered is not None:
             # a resent request: the answer sent the first time, not served
@@ -615,10 +671,17 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         if type(args) is not list or len(args) != len(checks):
             self.drop("bad_args")
             return
-        for check, arg in zip(checks, args, strict=True):
-            if not check(arg):
+        if spec is self._find_values_spec:
+            # (every lookup's request: its two ids checked in one call,
+            # not a call of the spec's node_id check each)
+            if not _two_ids(args):
                 self.drop("bad_args")
                 return
+        else:
+            for check, arg in zip(checks, args, strict=True):
+                if not check(arg):
+                    self.drop("bad_args")
+                    return
         # A client's request (its id carries the marker) is answered, but
         # welcome_if_new leaves it out of the routing table (and hands it
         # nothing); any other sender is welcomed once it answers a ping.
@@ -626,7 +689,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self._serving = True
         try:
             if spec is self._find_values_spec:
-                packed = self._find_values_body(addr, *args)
+                packed = self._find_values_body(addr, args[0], args[1], now)
             else:
                 packed = pack_response(spec.handler(addr, *args))
         except WireError as exc:
@@ -674,7 +737,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         neighbors = [] if answer else self.router.find_neighbors(Node(key), exclude=source)
         return {"records": answer, "nodes": [list(node) for node in neighbors], "more": more}
 
-    def _find_values_body(self, sender: Address, nodeid: bytes, key: bytes) -> bytes:
+    def _find_values_body(self, sender: Address, nodeid: bytes, key: bytes, now: float) -> bytes:
         """``rpc_find_values``'s answer, packed (``wire.pack_response``).
         An answer with records does not depend on who asks: it is kept and
         framed again for the next request of the key until the store changes
@@ -682,14 +745,21 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         find_values of one record took 16.4 -> 11.2 us of CPU (medians of
         seven interleaved pairs, pair ratio 0.67): the answer's packing was
         ~3 us of it (msgpack of the record's seven fields)."""
-        source = Node(nodeid, sender[0], sender[1])
-        self.welcome_if_new(source)
+        source: Node | None = None
+        if self._serving_client:
+            # (welcome_if_new's first step, without the sender's Node, made
+            # only if needed: a client is never welcomed)
+            self.stats["client_requests"] += 1
+        else:
+            source = Node(nodeid, sender[0], sender[1])
+            self.welcome_if_new(source)
         records = self.records
-        now = self.clock.now()
         kept = self._packed.get(key)
         if kept is not None and kept[0] == records.generation and now < kept[1]:
             return kept[2]
         held, until = records.live(key, now)
+        if source is None:
+            source = Node(nodeid, sender[0], sender[1])
         body = pack_response(self._find_values(source, key, held))
         self._keep_packed(key, (records.generation, until, body) if held else None)
         return body
@@ -1424,21 +1494,6 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         if self.transport is not None:
             self._pump_handover()
 
-    if not TYPE_CHECKING:  # (type checkers would read every typo as an RPC)
-
-        def __getattr__(self, name: str) -> Callable[..., Awaitable[Reply]]:
-            """rpcudp's way to call any RPC: ``await protocol.echo(address,
-            *args)`` sends ``echo`` and gives (True, answer) or (False, None),
-            through this protocol's request table (rpcudp's own
-            ``__getattr__`` would send it with a table nobody reads here)."""
-            if name.startswith(("_", "rpc_")):
-                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-            def call(address: Address, *args: Any) -> Awaitable[Reply]:
-                return self._call(address, name, *args)
-
-            return call
-
     def response_ok(self, name: str, value: Any) -> bool:
         """Has an answer to ``name`` the shape that RPC answers with?"""
         spec = self._rpcs.get(name)
@@ -1489,3 +1544,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             # A stock peer, alive but without our RPCs: keep it in the table.
             return result  # type: ignore[no-any-return]
         return self.handle_call_response(result, node)  # type: ignore[no-any-return]
+
+
+# (``stun``: kademlia's rpc_stun has no caller of its own)
+_add_callers(DhtProtocol)

@@ -30,6 +30,7 @@ __all__ = [
     "ip_literal",
     "is_bool",
     "node_id",
+    "node_id_pair",
     "plain",
 ]
 
@@ -41,6 +42,19 @@ _PLAIN_VALUE = (int, float, bool, str, bytes)
 
 def node_id(value: Any) -> bool:
     return type(value) is bytes and 0 < len(value) <= MAX_NODE_ID_SIZE
+
+
+def node_id_pair(value: list[Any]) -> bool:
+    """Two node ids, ``value`` being a list of two (the arguments of a
+    find_node, find_value or find_values request after its sender's):
+    ``node_id`` of each, written out (one call a request served, not two)."""
+    first, second = value
+    return (
+        type(first) is bytes
+        and 0 < len(first) <= MAX_NODE_ID_SIZE
+        and type(second) is bytes
+        and 0 < len(second) <= MAX_NODE_ID_SIZE
+    )
 
 
 def plain(value: Any) -> bool:
