@@ -28,7 +28,8 @@ from dhtquery.dht import (
     RttEstimator,
     StorageFull,
 )
-from dhtquery.dht.records import MAX_DATA
+from dhtquery.dht.lookup import LookupHandle
+from dhtquery.dht.records import MAX_DATA, latest
 from dhtquery.dht.routing import ContactTable
 from dhtquery.dht.rpc_table import RpcTable
 from dhtquery.dht.storage import PlainStorage, RecordStore, StoreLimits
@@ -45,7 +46,7 @@ from dhtquery.dht.wire import (
     new_message_id,
     pack_request,
 )
-from dhtquery.query import ExpiryTimer, QueryManager, _core_py, new_core
+from dhtquery.query import ExpiryTimer, QueryHandle, QueryManager, _core_py, new_core
 from dhtquery.testing import FakeClock
 
 from .dht_helpers import answer, open_ping, publisher_named, signed
@@ -321,6 +322,32 @@ def test_record_store_ttl_expiry() -> None:
     assert store.expire(115.0) == 1
     assert len(store) == 0 and store.key_count() == 0 and store.bytes_used == 0
     assert store.get(KEY, 115.0) == []
+
+
+def test_record_store_holds_says_whether_any_record_of_a_key_is_kept() -> None:
+    """``holds`` (what get_all asks before ``get``) is true while a key has
+    records, expired ones too, and false once ``get`` or ``expire`` has
+    dropped the last."""
+    store = RecordStore(StoreLimits(ttl=10.0))
+    (record,) = _records(1)
+    assert not store.holds(KEY)
+    store.put(KEY, record, 100.0)
+    assert store.holds(KEY)
+    assert store.holds(KEY) and store.get(KEY, 110.0) == []  # expired: get drops it
+    assert not store.holds(KEY)
+    store.put(KEY, record, 200.0)
+    assert store.expire(300.0) == 1 and not store.holds(KEY)
+
+
+def test_latest_keeps_each_slots_highest_sequence_and_every_plain_value() -> None:
+    old = signed("publisher", b"old", "key", seq=1)
+    new = signed("publisher", b"new", "key", seq=2)
+    other = signed("other", b"other", "key", seq=1)
+    plain, plain_again = Record.plain(b"plain"), Record.plain(b"plain")
+    another_plain = Record.plain(b"another")
+    records = [old, other, plain, new, plain_again, another_plain]
+    assert latest(records) == [new, other, plain, another_plain]
+    assert latest(iter([new, old])) == [new]
 
 
 def test_record_store_never_returns_a_record_whose_hash_no_longer_matches() -> None:
@@ -789,3 +816,24 @@ def test_protocol_per_address_state_is_bounded(
             assert ("10.0.0.11", 1000) in protocol.extensions
 
     run(scenario())
+
+
+def test_a_lookup_handle_starts_as_a_query_handle_does(backend: str) -> None:
+    """LookupHandle sets QueryHandle's fields itself (no super().__init__):
+    every one of them starts as QueryHandle's own would, plus its counts."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        manager = QueryManager(core=new_core(backend))
+        plain, lookup = QueryHandle(manager, 7, loop), LookupHandle(manager, 7, loop)
+        for name in QueryHandle.__slots__:
+            mine, theirs = getattr(lookup, name), getattr(plain, name)
+            if isinstance(theirs, asyncio.Future):
+                assert type(mine) is type(theirs) and mine.get_loop() is loop
+                assert not mine.done()
+            else:
+                assert mine == theirs, name
+        assert lookup._results is not plain._results and lookup._waiters is not plain._waiters
+        assert lookup.ended() is False and lookup.lookup_stats is None
+
+    asyncio.run(scenario())

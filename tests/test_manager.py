@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -16,6 +17,7 @@ from dhtquery import (
     QueryConfig,
     QueryManager,
     QueryOutcome,
+    QueryResult,
     SubmitStatus,
     new_core,
 )
@@ -323,3 +325,32 @@ def test_listeners_see_every_ending(backend: str, run: Run) -> None:
         return seen
 
     assert run(scenario()) == ["all_peers", "cancelled", "timeout"]
+
+
+def test_an_outcome_is_the_frozen_dataclass_its_fields_make(backend: str, run: Run) -> None:
+    """resolve() fills a QueryOutcome field by field (not through its
+    __init__): it equals the one its constructor makes, stays frozen, holds
+    QueryResults, and awaiting, listeners and resolve see the one object."""
+
+    async def scenario() -> tuple[QueryOutcome, list[QueryOutcome]]:
+        manager = QueryManager(core=new_core(backend))
+        seen: list[QueryOutcome] = []
+        manager.add_listener(seen.append)
+        handle = manager.start(expected_peers=0)
+        manager.submit(handle.id, "p1", "a", "first")
+        manager.submit(handle.id, "p2", "b", "second")
+        manager.finish(handle.id, "all_peers")
+        return await handle, seen
+
+    outcome, seen = run(scenario())
+    assert seen == [outcome] and seen[0] is outcome
+    assert all(type(result) is QueryResult for result in outcome.results)
+    assert [(r.item, r.peer, r.key) for r in outcome.results] == [
+        ("first", "p1", "a"),
+        ("second", "p2", "b"),
+    ]
+    made = QueryOutcome(**{f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)})
+    assert outcome == made and repr(outcome) == repr(made) and hash(outcome) == hash(made)
+    assert outcome.reason == "all_peers" and outcome.peers_ok == 0 and outcome.duplicates == 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.reason = "timeout"  # type: ignore[misc]

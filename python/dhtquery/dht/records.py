@@ -329,7 +329,12 @@ def latest(records: Iterable[Record]) -> list[Record]:
     the newer one arrives); plain values are kept as they are."""
     best: dict[tuple[bytes, str] | bytes, Record] = {}
     for record in records:
-        slot: tuple[bytes, str] | bytes = record.slot if record.signed else record.dedup_key
+        # (``slot`` if ``signed`` else ``dedup_key``, without the two
+        # properties' frames per record: callgrind, latest() of one record
+        # 5.9 k -> 4.7 k instructions)
+        slot: tuple[bytes, str] | bytes = (
+            (record.public_key, record.name) if record.signature else record.dedup_key
+        )
         held = best.get(slot)
         if held is None or record.seq > held.seq:
             best[slot] = record

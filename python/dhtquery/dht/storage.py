@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -82,6 +82,10 @@ class RecordStore:
         self._clock = SystemClock() if clock is None else clock
         self.verifier = RecordVerifier(self._clock.wall) if verifier is None else verifier
         self._keys: dict[bytes, dict[tuple[bytes, str], tuple[Record, float]]] = {}
+        #: ``holds(key)``: whether any record of ``key`` is held, expired or
+        #: not (``get`` tells the live ones); a C call, for a lookup to ask
+        #: before ``get``'s frame. (``_keys`` is never replaced.)
+        self.holds: Callable[[bytes], bool] = self._keys.__contains__
         self._bytes = 0
         #: changes with every record stored or dropped: what a cache of
         #: answers made from this store is checked against

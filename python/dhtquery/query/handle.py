@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Generator, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .types import CoreOutcome, Reason, ResultRecord
@@ -58,8 +59,28 @@ class QueryOutcome:
         return [result.item for result in self.results]
 
 
-def _as_result(record: ResultRecord) -> QueryResult:
-    return tuple.__new__(QueryResult, record)
+#: ``map(_new_tuple, _QUERY_RESULTS, records)``: the core's records (a
+#: QueryResult's fields, in order) as QueryResults, made in C with no Python
+#: frame per record (callgrind, a QueryResult made: 3.8 k -> 3.2 k
+#: instructions). The repeat never runs out: map stops at the records' end.
+_new_tuple = tuple.__new__
+_QUERY_RESULTS = repeat(QueryResult)
+
+
+# A QueryOutcome made as its frozen dataclass __init__ would, each field set
+# through its slot's descriptor rather than with object.__setattr__ (which
+# looks ``object``'s __setattr__ and the descriptor up for each field):
+# callgrind, an outcome made 14.4 k -> 5.7 k instructions.
+_new_outcome = object.__new__
+(
+    _set_query_id,
+    _set_reason,
+    _set_results,
+    _set_duration,
+    _set_peers_ok,
+    _set_peers_failed,
+    _set_duplicates,
+) = (QueryOutcome.__dict__[field.name].__set__ for field in fields(QueryOutcome))
 
 
 class QueryOwner(Protocol):
@@ -139,7 +160,7 @@ class QueryHandle:
     def _pull(self) -> None:
         records = self._owner.drain(self.id)
         if records:
-            self._results.extend(map(_as_result, records))
+            self._results.extend(map(_new_tuple, _QUERY_RESULTS, records))
 
     # -- called by the manager that made it -----------------------------
 
@@ -155,22 +176,24 @@ class QueryHandle:
     def resolve(self, outcome: CoreOutcome) -> QueryOutcome:
         """The query has ended as ``outcome`` says: settle the awaitable and
         wake the streams. Returns what awaiting the handle gives."""
-        if outcome.results:
-            self._results.extend(map(_as_result, outcome.results))
+        # (CoreOutcome's fields are QueryOutcome's, in the same order)
+        query_id, reason, records, duration, peers_ok, peers_failed, duplicates = outcome
+        if records:
+            self._results.extend(map(_new_tuple, _QUERY_RESULTS, records))
         future = self._future
-        if not future.done():
-            future.set_result(
-                QueryOutcome(
-                    query_id=outcome.query_id,
-                    reason=outcome.reason,
-                    results=tuple(self._results),
-                    duration=outcome.duration,
-                    peers_ok=outcome.peers_ok,
-                    peers_failed=outcome.peers_failed,
-                    duplicates=outcome.duplicates,
-                )
-            )
+        if future.done():
+            ended = future.result()
+        else:
+            ended = _new_outcome(QueryOutcome)
+            _set_query_id(ended, query_id)
+            _set_reason(ended, reason)
+            _set_results(ended, tuple(self._results))
+            _set_duration(ended, duration)
+            _set_peers_ok(ended, peers_ok)
+            _set_peers_failed(ended, peers_failed)
+            _set_duplicates(ended, duplicates)
+            future.set_result(ended)
         if self._waiters:
             # (a query awaited, not iterated, has none: no call)
             self.wake()
-        return future.result()
+        return ended

@@ -9,6 +9,7 @@ and no Task per query.
 from __future__ import annotations
 
 import asyncio
+from asyncio import _get_running_loop
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -119,7 +120,11 @@ class QueryManager:
         :class:`QueryHandle` made as ``handle_type(manager, query_id,
         loop)``), for a layer above that tells more about its queries (the
         DHT's lookups their request counts)."""
-        loop = self._bind_loop()
+        # (_bind_loop's checks, its frame left out while the loop is the
+        # bound one: callgrind, -0.3 k instructions a start)
+        loop = _get_running_loop()
+        if loop is not self._loop or loop is None or self._closed:
+            loop = self._bind_loop()
         config = self.config
         if timeout is None:
             timeout = config.default_timeout
@@ -225,7 +230,15 @@ class QueryManager:
         outcome = self._core.finish(query_id, now, reason)
         if outcome is None:
             return False
-        self._ended(outcome, now)
+        # (_ended written out: once per lookup, its frame cost more than
+        # the lines: callgrind, -0.5 k instructions a finish)
+        result = self._handles.pop(query_id).resolve(outcome)
+        for listener in self._listeners:
+            listener(result)
+        when = now + self._grace
+        timer = self._timer
+        if when < timer.armed_until:
+            timer.arm(when)
         return True
 
     # (the same: once per lookup, finish's frame calling _end's cost more
