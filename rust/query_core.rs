@@ -28,7 +28,6 @@ use crate::vocab::{vocab, Vocab};
 use parking_lot::{Mutex, MutexGuard};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyList, PyTuple};
-use smallvec::SmallVec;
 
 type CoreTable = Table<Held, Py<PyAny>>;
 
@@ -172,16 +171,12 @@ fn prefetch_list_item(list: &Bound<'_, PyList>, index: usize) {
 }
 
 /// A checked `offer_many` batch: each entry's (key, item) pair.
-/// Pairs (and entries) a batch keeps inline, on the stack: a lookup's
-/// answer offers one to a few records, and two heap allocations a call
-/// (the pairs, the entries) cost ~280 instructions of `offer_many`'s ~2,050;
-/// kept inline, net 306.5 k -> 306.1 k instructions a `get_all` (three
-/// calls; callgrind, bench profile: one record an answer). Larger batches
-/// (a Kademlia response's 20) spill to the heap as before.
-const INLINE_PAIRS: usize = 4;
-
+/// (Tried: the pairs and entries of up to 4 kept inline in a `SmallVec`:
+/// 306.5 k -> 306.1 k instructions a `get_all`, within what a build's layout
+/// moves; `bench core`'s a2, batches of 20, then measured 11.5x -> 10.4x
+/// the twin in 2 pairs, against its 10x target: dropped.)
 struct Batch<'py> {
-    pairs: SmallVec<[Pair<'py>; INLINE_PAIRS]>,
+    pairs: Vec<Pair<'py>>,
 }
 
 /// A pair of the batch, held, and its two items, read once (each
@@ -250,7 +245,7 @@ impl<'py> Batch<'py> {
         }
         // A subclass's __len__ may be Python code: no size hint for it.
         let hint = if exact { entries.len()? } else { 0 };
-        let mut pairs = SmallVec::with_capacity(hint);
+        let mut pairs = Vec::with_capacity(hint);
         if let Ok(list) = entries.cast_exact::<PyList>() {
             let len = list.len();
             for index in 0..len {
@@ -268,11 +263,7 @@ impl<'py> Batch<'py> {
     }
 
     /// Entry `index`, checked to be a pair, and its key asked for.
-    fn add(
-        pairs: &mut SmallVec<[Pair<'py>; INLINE_PAIRS]>,
-        index: usize,
-        entry: Bound<'py, PyAny>,
-    ) -> PyResult<()> {
+    fn add(pairs: &mut Vec<Pair<'py>>, index: usize, entry: Bound<'py, PyAny>) -> PyResult<()> {
         let pair = match entry.cast_into_exact::<PyTuple>() {
             Ok(pair) if pair.len() == 2 => Pair::new(pair)?,
             Ok(pair) => return Err(Self::not_a_pair(pairs, index, pair.as_any())),
@@ -304,8 +295,8 @@ impl<'py> Batch<'py> {
     /// pairs hold) rather than copied into a buffer of the batch's own, and
     /// the items taken here once rather than again for each record: a2 of
     /// `bench core` 12 % faster (median of 15, interleaved).
-    fn entries(&self, hasher: &KeyHasher) -> PyResult<SmallVec<[Entry<'_>; INLINE_PAIRS]>> {
-        let mut entries = SmallVec::with_capacity(self.pairs.len());
+    fn entries(&self, hasher: &KeyHasher) -> PyResult<Vec<Entry<'_>>> {
+        let mut entries = Vec::with_capacity(self.pairs.len());
         for (index, pair) in self.pairs.iter().enumerate() {
             let dedup = check_key(pair.key(), || format!("entries[{index}] key"))?;
             let hash = hasher.hash(dedup.key());
