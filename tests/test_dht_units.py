@@ -819,8 +819,8 @@ def test_protocol_per_address_state_is_bounded(
 
 
 def test_a_lookup_handle_starts_as_a_query_handle_does(backend: str) -> None:
-    """LookupHandle sets QueryHandle's fields itself (no super().__init__):
-    every one of them starts as QueryHandle's own would, plus its counts."""
+    """Every one of QueryHandle's fields starts in a LookupHandle as
+    QueryHandle's own would, plus its counts."""
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
