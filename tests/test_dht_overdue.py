@@ -37,6 +37,9 @@ from tests.dht_helpers import (
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 T = TypeVar("T")
 
+#: the killed-peers test's lookups' timeout, which they must not cost
+LOOKUP_TIMEOUT = 10.0
+
 
 def _contact(node: DhtNode) -> Node:
     host, port = node.address
@@ -218,8 +221,14 @@ class _CountingTransport:
 def test_killed_peers_do_not_cost_lookups_their_timeout(backend: str) -> None:
     """12 nodes (ksize 4, so a key has few holders), 3 killed abruptly
     after the client has met them all: every lookup still finds its record
-    in well under a second (the timeout is 10 s); once their requests have
-    failed, later lookups do not ask the killed peers again."""
+    in well under its timeout (10 s; under a second on a quiet machine);
+    once their requests have failed, later lookups do not ask those killed
+    peers again.
+
+    (Two bounds made exact after they failed on an overloaded machine: a
+    lookup took 1.1 s (3 busy loops on 2 cores, 2 runs of 25), and a
+    killed peer that the first round never asked (the 4th closest, reached
+    only when a live peer was overdue) counted as asked again.)"""
 
     async def scenario() -> tuple[list[float], list[LookupStats], list[bool], list[int]]:
         async with open_nodes(backend) as nodes:
@@ -254,9 +263,11 @@ def test_killed_peers_do_not_cost_lookups_their_timeout(backend: str) -> None:
             found: list[bool] = []
             stats: list[LookupStats] = []
             to_victims: list[int] = []
+            #: the killed peers the first round asked (and so found failed)
+            failed_first: set[Any] = set()
             for _ in range(2):  # two rounds: the second after the verdicts
                 sent_to.clear()
-                handles = [client.get_all(key, timeout=10.0) for key in keys]
+                handles = [client.get_all(key, timeout=LOOKUP_TIMEOUT) for key in keys]
                 outcomes = await asyncio.gather(*handles)
                 for key, handle, outcome in zip(keys, handles, outcomes, strict=True):
                     durations.append(outcome.duration)
@@ -264,12 +275,16 @@ def test_killed_peers_do_not_cost_lookups_their_timeout(backend: str) -> None:
                     assert handle.lookup_stats is not None
                     stats.append(handle.lookup_stats)
                 assert await eventually(lambda: client.pending_requests == 0, timeout=5.0)
-                to_victims.append(sum(1 for address in sent_to if address in victims))
+                asked = failed_first or victims
+                to_victims.append(sum(1 for address in sent_to if address in asked))
+                if not failed_first:
+                    failed_first = {address for address in sent_to if address in victims}
+                    assert all(protocol.failed_recently(address) for address in failed_first)
             return durations, stats, found, to_victims
 
     durations, stats, found, to_victims = run_paired(backend, scenario())
     assert all(found)
-    assert max(durations) < 1.0
+    assert max(durations) < LOOKUP_TIMEOUT / 4
     # the first round asked some killed peers; the second asks none of them
     # (a retransmission to a live peer on a loaded machine is allowed)
     assert to_victims[0] > 0
