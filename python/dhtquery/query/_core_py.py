@@ -1393,7 +1393,6 @@ class LookupCore:
     def final_depth(self) -> int:
         return self._final_depth
 
-
     # -- internals: the same steps, in the same order, as rust/lookup.rs ----
 
     def _learn(self, contacts: Sequence[Any], depth: int) -> None:
