@@ -32,13 +32,13 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
 
-/// The node's RecordCache (read in place), or any object with its `take`.
+/// The node's `RecordCache` (read in place), or any object with its `take`.
 enum Cache {
     Native(Py<RecordCache>),
     Method(Py<PyAny>),
 }
 
-/// The node's PeerBook (written in place), or any object with `provided`.
+/// The node's `PeerBook` (written in place), or any object with `provided`.
 enum Book {
     Native(Py<PeerBook>),
     Method(Py<PyAny>),

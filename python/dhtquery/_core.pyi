@@ -515,8 +515,9 @@ class _AnswersLookup(Protocol):
     def _overdue(self, answers: LookupAnswers, ask: tuple[builtins.bytes, _Address]) -> None: ...
 
 class _AnswersHandle(Protocol):
+    # (a QueryId of this core: the handle's own type checkers see the twin's)
     @property
-    def id(self) -> QueryId: ...
+    def id(self) -> Any: ...
     @property
     def ended(self) -> Callable[[], bool]: ...
     def wake(self) -> None: ...
@@ -548,7 +549,9 @@ class LookupAnswers:
         handle: _AnswersHandle,
         key: builtins.bytes,
         latest: dict[Any, Any],
-        shared: tuple[QueryCore, Callable[[], float], Callable[..., object], Any, Any],
+        # (queries: a QueryCore of this core, which type checkers see as the
+        # twin's where the manager hands it out)
+        shared: tuple[Any, Callable[[], float], Callable[..., object], Any, Any],
     ) -> Self: ...
     def answer(
         self,
