@@ -85,20 +85,73 @@ fn callable(value: Bound<'_, PyAny>, name: &str) -> PyResult<Py<PyAny>> {
     Ok(value.unbind())
 }
 
+/// A request's answer, as its callback is given it: `(context, address,
+/// name, ok, value)`.
+pub(crate) struct Reply<'a, 'py> {
+    pub context: &'a Bound<'py, PyAny>,
+    pub address: &'a Bound<'py, PyAny>,
+    pub name: &'a Bound<'py, PyAny>,
+    pub ok: &'a Bound<'py, PyAny>,
+    pub value: &'a Bound<'py, PyAny>,
+}
+
 impl LookupAnswers {
+    /// A request's answer (see `__call__`).
+    pub(crate) fn answer_to(slf: &Bound<'_, Self>, reply: &Reply<'_, '_>) -> PyResult<()> {
+        let Reply {
+            context,
+            address,
+            name,
+            ok,
+            value,
+        } = *reply;
+        let py = slf.py();
+        let this = slf.get();
+        let ours = intern!(py, "find_values");
+        let common = ok.is(PyBool::new(py, true))
+            && (name.is(ours)
+                || name
+                    .cast_exact::<PyString>()
+                    .is_ok_and(|name| name.to_str().is_ok_and(|text| text == "find_values")));
+        let Ok(answer) = value.cast_exact::<PyDict>() else {
+            return Self::hand_over(slf, reply);
+        };
+        if !common || this.ended.bind(py).call0()?.is_truthy()? {
+            return Self::hand_over(slf, reply);
+        }
+        let records = match answer.get_item(intern!(py, "records"))? {
+            None => PyList::empty(py).into_any(),
+            Some(raws) => {
+                let (records, taken) = this.take(py, &raws, address)?;
+                if taken != raws.len()? {
+                    // Some to check in full: Python's (it takes the
+                    // verified ones again, to the same effect: `take`
+                    // notes in `latest` only what it returns).
+                    return Self::hand_over(slf, reply);
+                }
+                records
+            }
+        };
+        let contacts = match answer.get_item(intern!(py, "nodes"))? {
+            Some(contacts) => contacts,
+            None => PyTuple::empty(py).into_any(),
+        };
+        Self::settle(slf, context, address, &records, &contacts)
+    }
+
     /// The answer to Python's `lookup._answered`, as it came.
-    fn hand_over(
-        slf: &Bound<'_, Self>,
-        context: &Bound<'_, PyAny>,
-        address: &Bound<'_, PyAny>,
-        name: &Bound<'_, PyAny>,
-        ok: &Bound<'_, PyAny>,
-        value: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
+    fn hand_over(slf: &Bound<'_, Self>, reply: &Reply<'_, '_>) -> PyResult<()> {
         let py = slf.py();
         slf.get().lookup.bind(py).call_method1(
             intern!(py, "_answered"),
-            (slf, context, address, name, ok, value),
+            (
+                slf,
+                reply.context,
+                reply.address,
+                reply.name,
+                reply.ok,
+                reply.value,
+            ),
         )?;
         Ok(())
     }
@@ -190,11 +243,10 @@ impl LookupAnswers {
 
     /// A request's answer (the protocol's callback: `(context, address,
     /// name, ok, value)`, the context the ask `(node id, address)`). The
-    /// requests are given this bound method, not the object: a method is
-    /// called by vectorcall, an object's `__call__` through `tp_call`, its
-    /// arguments packed in a tuple and parsed from it (callgrind, bench
-    /// profile: ~1.4 k instructions more an answer).
-    fn answer(
+    /// requests are given this object: the RPC table's engine hands it the
+    /// common answer itself (`DatagramEngine.dispatch_answers`), with no
+    /// Python call; the protocol calls it with any other.
+    fn __call__(
         slf: &Bound<'_, Self>,
         context: &Bound<'_, PyAny>,
         address: &Bound<'_, PyAny>,
@@ -202,38 +254,14 @@ impl LookupAnswers {
         ok: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let ours = intern!(py, "find_values");
-        let common = ok.is(PyBool::new(py, true))
-            && (name.is(ours)
-                || name
-                    .cast_exact::<PyString>()
-                    .is_ok_and(|name| name.to_str().is_ok_and(|text| text == "find_values")));
-        let Ok(answer) = value.cast_exact::<PyDict>() else {
-            return Self::hand_over(slf, context, address, name, ok, value);
+        let reply = Reply {
+            context,
+            address,
+            name,
+            ok,
+            value,
         };
-        if !common || this.ended.bind(py).call0()?.is_truthy()? {
-            return Self::hand_over(slf, context, address, name, ok, value);
-        }
-        let records = match answer.get_item(intern!(py, "records"))? {
-            None => PyList::empty(py).into_any(),
-            Some(raws) => {
-                let (records, taken) = this.take(py, &raws, address)?;
-                if taken != raws.len()? {
-                    // Some to check in full: Python's (it takes the
-                    // verified ones again, to the same effect: `take`
-                    // notes in `latest` only what it returns).
-                    return Self::hand_over(slf, context, address, name, ok, value);
-                }
-                records
-            }
-        };
-        let contacts = match answer.get_item(intern!(py, "nodes"))? {
-            Some(contacts) => contacts,
-            None => PyTuple::empty(py).into_any(),
-        };
-        Self::settle(slf, context, address, &records, &contacts)
+        Self::answer_to(slf, &reply)
     }
 
     /// An answer's records (`(dedup key, record)` pairs) and contacts, read:

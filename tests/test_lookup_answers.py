@@ -8,6 +8,7 @@ core's state and results, the lookup core's counts, the book's, ``latest``).
 from __future__ import annotations
 
 import enum
+from collections import deque
 from types import ModuleType
 from typing import Any
 
@@ -15,8 +16,11 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from dhtquery.errors import InvalidArgumentTypeError
+from dhtquery.dht.rpc_table import _Pending
+from dhtquery.dht.wire import encode_response
+from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
 from dhtquery.query import LookupStep, Reason, _core_py
+from dhtquery.query.shapes import FOUND_VALUES
 from tests.conftest import require_rust
 
 KEY = bytes(20)
@@ -164,7 +168,7 @@ def test_both_cores_export_lookupanswers(core_module: ModuleType) -> None:
 def test_the_common_answer_is_read_offered_and_counted_without_the_lookup(rig: Rig) -> None:
     asks = rig.start(1, 2, 3)
     rig.keep(wire(1))
-    rig.answers.answer(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
     # the records were new: the streams woken, nothing else called back
     assert rig.calls.log == [("wake",)]
     assert rig.counts() == (1, 1, -1, 2, 1)
@@ -176,8 +180,8 @@ def test_the_common_answer_is_read_offered_and_counted_without_the_lookup(rig: R
 def test_a_holder_that_brings_nothing_new_wakes_nobody(rig: Rig) -> None:
     asks = rig.start(1, 2, 3)
     rig.keep(wire(1))
-    rig.answers.answer(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
-    rig.answers.answer(asks[1], asks[1][1], "find_values", True, found([wire(1)]))
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
+    rig.answers(asks[1], asks[1][1], "find_values", True, found([wire(1)]))
     assert rig.calls.log == [("wake",)]
     assert rig.counts() == (2, 1, -1, 1, 2)
     rig.finish(rig.query_id, Reason.ADAPTIVE)
@@ -189,7 +193,7 @@ def test_the_quorum_finishes_the_query_all_peers_without_the_lookup(rig: Rig) ->
     asks = rig.start(1, 2, 3)
     rig.keep(wire(1))
     for ask in asks:
-        rig.answers.answer(ask, ask[1], "find_values", True, found([wire(1)]))
+        rig.answers(ask, ask[1], "find_values", True, found([wire(1)]))
     assert rig.calls.log == [
         ("wake",),
         ("finish", Reason.ALL_PEERS),
@@ -202,7 +206,7 @@ def test_max_results_reached_ends_the_query_and_notes_the_depth(core_module: Mod
     rig = Rig(core_module, max_results=1)
     asks = rig.start(1, 2, 3)
     rig.keep(wire(1))
-    rig.answers.answer(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
     assert rig.calls.log == [("finish", None), ("outcome", Reason.MAX_RESULTS, 1, 0)]
     assert rig.counts() == (1, 1, 1, 2, 0)
 
@@ -210,7 +214,7 @@ def test_max_results_reached_ends_the_query_and_notes_the_depth(core_module: Mod
 def test_contacts_with_nobody_to_ask_yet_are_left_for_the_lookup_to_act_on(rig: Rig) -> None:
     asks = rig.start(1, 2, 3)
     contacts = [[node(9), "10.0.0.9", 9]]
-    rig.answers.answer(asks[0], asks[0][1], "find_values", True, found([], contacts))
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([], contacts))
     # (no records: the peer done; a new candidate to ask)
     assert rig.calls.log == [
         ("_answered_then", asks[0], 1, LookupStep.ASK, [(node(9), ("10.0.0.9", 9))])
@@ -220,10 +224,10 @@ def test_contacts_with_nobody_to_ask_yet_are_left_for_the_lookup_to_act_on(rig: 
 
 def test_a_peer_learnt_from_an_answer_is_handed_back_to_be_welcomed(rig: Rig) -> None:
     asks = rig.start(1, 2, 3)
-    rig.answers.answer(asks[0], asks[0][1], "find_values", True, found([], [[node(9), "h", 9]]))
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([], [[node(9), "h", 9]]))
     ask = (node(9), ("h", 9))
     rig.calls.log.clear()
-    rig.answers.answer(ask, ask[1], "find_values", True, found([]))
+    rig.answers(ask, ask[1], "find_values", True, found([]))
     # depth 2: the lookup welcomes it (nothing to act on: step None)
     assert rig.calls.log == [("_answered_then", ask, 2, None, [])]
     assert rig.counts() == (2, 2, -1, 2, 0)
@@ -241,7 +245,7 @@ def test_a_peer_learnt_from_an_answer_is_handed_back_to_be_welcomed(rig: Rig) ->
 )
 def test_any_other_answer_goes_to_the_lookup(rig: Rig, name: str, ok: bool, value: Any) -> None:
     asks = rig.start(1, 2, 3)
-    rig.answers.answer(asks[0], asks[0][1], name, ok, value)
+    rig.answers(asks[0], asks[0][1], name, ok, value)
     assert rig.calls.log[0] == ("_answered", asks[0], name, ok)
     # (nothing noted of a record the lookup checks itself)
     assert rig.latest == {}
@@ -252,7 +256,7 @@ def test_an_answer_after_the_end_goes_to_the_lookup(rig: Rig) -> None:
     rig.keep(wire(1))
     rig.finish(rig.query_id, Reason.ADAPTIVE)
     rig.calls.log.clear()
-    rig.answers.answer(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
     assert rig.calls.log == [("_answered", asks[0], "find_values", True)]
     assert rig.counts()[0] == 0
 
@@ -364,7 +368,7 @@ def test_both_cores_answerers_do_the_same(data: st.DataObject) -> None:
             "odd": ("find_values", True, contacts),
         }[op]
         for rig in rigs:
-            rig.answers.answer(ask, ask[1], name, ok, value)
+            rig.answers(ask, ask[1], name, ok, value)
         seen = [_seen(rig, ids) for rig in rigs]
         assert seen[0] == seen[1]
         # the asks the core made are out now
@@ -378,3 +382,99 @@ def test_both_cores_answerers_do_the_same(data: st.DataObject) -> None:
     for rig in rigs:
         rig.finish(rig.query_id, Reason.ADAPTIVE)
     assert _normal(rigs[0].calls.log) == _normal(rigs[1].calls.log)
+
+
+# -- the engine hands the common answer over itself -----------------------------
+
+HANDLED = 7
+
+
+def _opened(rig: Rig, ask: Any, retransmitted: bool = False) -> tuple[Any, bytes, Any]:
+    """An engine of ``rig``'s core with a find_values request to ``ask`` out
+    (its callback the rig's answerer): (engine, the answer's datagram,
+    what the engine hands over with it: waiting queues, failures,
+    extensions)."""
+    module = rig.module
+    engine = module.DatagramEngine(
+        {}, {"find_values": FOUND_VALUES}, requests=(module.QueryCore(), b"pad!", {}, _Pending)
+    )
+    deadline = NOW + 5.0 if retransmitted else None
+    datagram = engine.open(
+        1.0,
+        NOW,
+        0.0,
+        ask[1],
+        "find_values",
+        None,
+        rig.answers,
+        ask,
+        b"b",
+        deadline,
+        rig.answers.overdue,
+    )
+    if retransmitted:
+        engine.pending[datagram[1:21]].retry[2] = 2
+    state = (deque(), deque(), {}, {ask[1]: True})
+    engine.dispatch_answers(*state)
+    answer = encode_response(datagram[1:21], found([wire(1)]))
+    return engine, answer, state
+
+
+def test_the_engine_hands_the_common_answer_to_its_lookupanswers(rig: Rig) -> None:
+    asks = rig.start(1, 2, 3)
+    rig.keep(wire(1))
+    engine, answer, _ = _opened(rig, asks[0])
+    status, _, value, _, rtt = engine.receive_at(answer, asks[0][1], NOW + 0.01, 0.0)
+    assert (status, value) == (HANDLED, None)
+    assert rtt == pytest.approx(0.01)
+    assert rig.calls.log == [("wake",)]
+    assert rig.counts() == (1, 1, -1, 2, 1)
+
+
+@pytest.mark.parametrize("why", ["waiting", "background", "failed", "unknown", "stock", "resent"])
+def test_the_engine_leaves_the_answer_to_the_protocol_when_it_has_more_to_do(
+    rig: Rig, why: str
+) -> None:
+    asks = rig.start(1, 2, 3)
+    rig.keep(wire(1))
+    engine, answer, (waiting, background, failed, extensions) = _opened(
+        rig, asks[0], retransmitted=why == "resent"
+    )
+    if why == "waiting":
+        waiting.append("a request")
+    elif why == "background":
+        background.append("a request")
+    elif why == "failed":
+        failed[("10.0.0.9", 9)] = 1.0
+    elif why == "unknown":
+        extensions.clear()
+    elif why == "stock":
+        extensions[asks[0][1]] = False
+    status, _, value, _, _ = engine.receive_at(answer, asks[0][1], NOW + 0.01, 0.0)
+    assert status == 5  # CHECKED
+    assert value == found([wire(1)])
+    assert rig.calls.log == []
+    assert rig.counts()[0] == 0
+
+
+def test_what_the_callback_raises_comes_back_as_the_value(rig: Rig) -> None:
+    asks = rig.start(1, 2, 3)
+    engine, answer, _ = _opened(rig, asks[0])
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a caller's bug")
+
+    rig.lookup._answered = broken  # type: ignore[method-assign]
+    # (a record never verified: handed to the lookup, which raises)
+    status, _, value, _, _ = engine.receive_at(answer, asks[0][1], NOW + 0.01, 0.0)
+    assert status == HANDLED
+    assert type(value) is RuntimeError and str(value) == "a caller's bug"
+
+
+def test_an_engine_dispatches_answers_once(core_module: ModuleType) -> None:
+    rig = Rig(core_module)
+    engine, _, state = _opened(rig, rig.start(1)[0])
+    with pytest.raises(InvalidArgumentError, match="already"):
+        engine.dispatch_answers(*state)
+    with pytest.raises(InvalidArgumentTypeError, match="extensions must be a dict"):
+        core_module.DatagramEngine({}).dispatch_answers([], [], {}, [])

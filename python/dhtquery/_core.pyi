@@ -24,7 +24,7 @@ Internally time is counted in ticks of 1 ms: a deadline is
 import builtins
 import socket
 import uuid
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence, Sized
 from typing import Any, Final, Protocol, Self, TypeAlias, final
 
 from dhtquery.query.types import (
@@ -296,7 +296,22 @@ class DatagramEngine:
         peers: PeerBook | _PeerSink | None = None,
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None, float]:
         """As ``receive``; InvalidArgumentTypeError if the engine was made
-        without ``requests``; ``now`` and ``lag`` checked as ``now``s."""
+        without ``requests``; ``now`` and ``lag`` checked as ``now``s. Once
+        told to (``dispatch_answers``), a CHECKED answer, not retransmitted
+        (its rtt not -1), whose request's callback is a
+        :class:`LookupAnswers` is handed to it in the call, ``callback(
+        context, address, name, True, value)``, if ``waiting`` and
+        ``waiting_background`` are empty, ``recently_failed`` too, and
+        ``extensions`` holds True for ``address``: the status is then
+        HANDLED (7), the value None or the exception the callback raised."""
+    def dispatch_answers(
+        self,
+        waiting: Sized,
+        waiting_background: Sized,
+        recently_failed: dict[Any, Any],
+        extensions: dict[Any, Any],
+    ) -> None:
+        """See ``receive_at`` (InvalidArgumentError if told before)."""
     def open(
         self,
         timeout: float,
@@ -524,8 +539,8 @@ class _AnswersHandle(Protocol):
 
 @final
 class LookupAnswers:
-    """The callbacks of a streaming lookup's requests: :meth:`answer` and
-    :meth:`overdue`. The common answer (ok, RPC ``find_values``, a dict, the
+    """The callbacks of a streaming lookup's requests: itself (its answers)
+    and :meth:`overdue`. The common answer (ok, RPC ``find_values``, a dict, the
     query running, every record taken by ``cache.take``) is handled in the
     call: ``book.provided(address, n)`` if it has records, the records
     offered to the query (``queries.offer_many`` at ``now()``: NEW with
@@ -553,7 +568,7 @@ class LookupAnswers:
         # twin's where the manager hands it out)
         shared: tuple[Any, Callable[[], float], Callable[..., object], Any, Any],
     ) -> Self: ...
-    def answer(
+    def __call__(
         self,
         context: tuple[builtins.bytes, _Address],
         address: _Address,
@@ -562,7 +577,8 @@ class LookupAnswers:
         value: Any,
     ) -> None:
         """A request's answer (the protocol's request callback, the context
-        the ask ``(node id, address)``)."""
+        the ask ``(node id, address)``); a DatagramEngine told to
+        (``dispatch_answers``) calls it itself."""
     def settle(
         self,
         ask: tuple[builtins.bytes, _Address],

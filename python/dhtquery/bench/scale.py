@@ -451,13 +451,13 @@ def _install_trace(network: LocalNetwork, traces: dict[Any, list[Any]]) -> None:
             self._answers = answers
             self._lookup = lookup
 
-        def answer(self, ask: Any, address: Any, name: str, ok: bool, value: Any) -> None:
+        def __call__(self, ask: Any, address: Any, name: str, ok: bool, value: Any) -> None:
             lookup = self._lookup
             holder = ok and type(value) is dict and bool(value.get("records") or value.get("value"))
             traces.setdefault(lookup._handle.id, []).append(
                 ["ans", loop.time(), rtt_of(address), ok, holder, lookup._ended()]
             )
-            self._answers.answer(ask, address, name, ok, value)
+            self._answers(ask, address, name, ok, value)
 
         def overdue(self, ask: Any) -> None:
             traces.setdefault(self._lookup._handle.id, []).append(

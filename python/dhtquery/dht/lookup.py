@@ -380,7 +380,7 @@ class StreamingLookup:
                 bodies[_OURS] = pack_request(_OURS, (self._protocol.source_node.id, self._key))
             # (the ask, (node id, address), is each request's context)
             asked = self._protocol.ask_many(
-                asks, _NAMES, bodies, self._rpc_timeout, answers.answer, answers.overdue
+                asks, _NAMES, bodies, self._rpc_timeout, answers, answers.overdue
             )
             if asked < len(asks):
                 self._ask_stock(answers, asks[asked:])
@@ -405,9 +405,7 @@ class StreamingLookup:
         (find_value's) packed once per lookup, when first needed."""
         protocol = self._protocol
         self._bodies[_STOCK] = pack_request(_STOCK, (protocol.source_node.id, self._key))
-        protocol.ask_many(
-            asks, _NAMES, self._bodies, self._rpc_timeout, answers.answer, answers.overdue
-        )
+        protocol.ask_many(asks, _NAMES, self._bodies, self._rpc_timeout, answers, answers.overdue)
 
     def _overdue(self, answers: LookupAnswers, ask: tuple[bytes, Any]) -> None:
         """A request passed its RTO and was sent again: ask the next

@@ -694,6 +694,10 @@ _WRONG_ADDRESS = 3
 _NOT_PENDING = 4
 _CHECKED = 5
 _BAD_SHAPE = 6
+_HANDLED = 7
+_ENTRY_NAME = 2
+_ENTRY_CALLBACK = 4
+_ENTRY_CONTEXT = 5
 # rpcudp's framing: a kind byte (0x00 request, 0x01 response), a 20-byte
 # message id, the msgpack body; request bodies over 8 KiB are refused.
 _HEADER_SIZE = 21
@@ -716,7 +720,7 @@ class DatagramEngine:
     (``shapes``: RPC name -> a code of ``dhtquery.query.shapes``). See
     ``_core.pyi`` for what ``receive`` returns."""
 
-    __slots__ = ("_core", "_entry", "_pad", "_pending", "_resent", "_shapes")
+    __slots__ = ("_core", "_dispatch", "_entry", "_pad", "_pending", "_resent", "_shapes")
 
     def __init__(
         self,
@@ -738,6 +742,9 @@ class DatagramEngine:
         self._pad = b""
         self._resent: dict[bytes, bytes] = {}
         self._entry: type[tuple[Any, ...]] | None = None
+        #: (waiting, waiting_background, recently_failed, extensions): see
+        #: dispatch_answers
+        self._dispatch: tuple[Any, Any, dict[Any, Any], dict[Any, Any]] | None = None
         if requests is not None:
             self._core, self._pad, self._resent, self._entry = _check_requests(requests)
 
@@ -831,7 +838,37 @@ class DatagramEngine:
         if peers is not None and status >= _CHECKED:
             # (the protocol's call to its book per answer, made here)
             peers.answered(address, rtt, status == _CHECKED, now)
+        dispatch = self._dispatch
+        if dispatch is not None and status == _CHECKED and rtt >= 0:
+            callback = request[_ENTRY_CALLBACK] if len(request) > _ENTRY_CONTEXT else None
+            waiting, waiting_background, recently_failed, extensions = dispatch
+            if (
+                type(callback) is LookupAnswers
+                and not recently_failed
+                and not waiting
+                and not waiting_background
+                and extensions.get(address) is True
+            ):
+                try:
+                    callback(request[_ENTRY_CONTEXT], address, request[_ENTRY_NAME], True, value)
+                except Exception as exc:  # (the protocol's to log)
+                    return (_HANDLED, first, exc, request, rtt)
+                return (_HANDLED, first, None, request, rtt)
         return (status, first, value, request, rtt)
+
+    def dispatch_answers(
+        self,
+        waiting: Any,
+        waiting_background: Any,
+        recently_failed: dict[Any, Any],
+        extensions: dict[Any, Any],
+    ) -> None:
+        for name, value in (("recently_failed", recently_failed), ("extensions", extensions)):
+            if type(value) is not dict:
+                raise InvalidArgumentTypeError(f"{name} must be a dict, got {type(value).__name__}")
+        if self._dispatch is not None:
+            raise InvalidArgumentError("this engine dispatches answers already")
+        self._dispatch = (waiting, waiting_background, recently_failed, extensions)
 
     def open(
         self,
@@ -1629,7 +1666,7 @@ class LookupAnswers:
         self._cache = cache
         self._book = book
 
-    def answer(self, context: Any, address: Any, name: str, ok: bool, value: Any) -> None:
+    def __call__(self, context: Any, address: Any, name: str, ok: bool, value: Any) -> None:
         if ok is not True or name != "find_values" or type(value) is not dict or self._ended():
             self._lookup._answered(self, context, address, name, ok, value)
             return
