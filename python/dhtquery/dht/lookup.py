@@ -46,8 +46,12 @@ are the query core's ``LookupCore`` (Rust, or its pure-Python twin, the
 backend of the node's query manager): each answer, failure and overdue
 request is one call into it, which says what to do next (``LookupStep``)
 and whom to send to. This module sends, times, checks records and offers
-them into the query; an answer's copies of records verified before are
-read in one call of the node's ``RecordCache`` (``take``), the others here.
+them into the query. A lookup's requests have as callback the core's
+``LookupAnswers``: the common answer (a find_values dict whose records were
+all verified before, read by the node's ``RecordCache.take``) it reads,
+offers and counts in one native call, handed to it by the RPC table's
+engine itself, and it calls this module back only to welcome a peer or act
+on a step (``_answered_then``) and with any other answer (``_answered``).
 Measured against the same decisions made here in Python (issue 14): see
 README.md, "Client CPU per lookup".
 
