@@ -35,6 +35,7 @@
 //! own tree first, which would then be walked again into Python objects,
 //! and its limits and errors are not msgpack-python's.
 
+use crate::answers::{LookupAnswers, Reply};
 use crate::errors::{check_float, check_now, float_repr, type_error, type_name, value_error};
 use crate::peers::PeerBook;
 use crate::query_core::{check_timeout, QueryCore};
@@ -47,6 +48,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::{ffi, PyTypeInfo};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::OnceLock;
 
 pub const DROP: u8 = 0;
 pub const REQUEST: u8 = 1;
@@ -55,6 +57,9 @@ pub const WRONG_ADDRESS: u8 = 3;
 pub const NOT_PENDING: u8 = 4;
 pub const CHECKED: u8 = 5;
 pub const BAD_SHAPE: u8 = 6;
+/// A `CHECKED` answer handed to its request's callback, a
+/// `LookupAnswers`, in the call (see `dispatch_answers`).
+pub const HANDLED: u8 = 7;
 
 const KIND_REQUEST: u8 = 0x00;
 const KIND_RESPONSE: u8 = 0x01;
@@ -514,6 +519,8 @@ struct Requests {
 const ENTRY_QUERY_ID: usize = 0;
 const ENTRY_ADDRESS: usize = 1;
 const ENTRY_NAME: usize = 2;
+const ENTRY_CALLBACK: usize = 4;
+const ENTRY_CONTEXT: usize = 5;
 const ENTRY_SENT: usize = 6;
 const ENTRY_RETRY: usize = 7;
 const ENTRY_LAG: usize = 8;
@@ -528,6 +535,79 @@ pub struct DatagramEngine {
     pending: Py<PyDict>,
     shapes: Option<Py<PyDict>>,
     requests: Option<Requests>,
+    dispatch: OnceLock<Dispatch>,
+}
+
+/// What the protocol reads before it hands an answer to its callback (see
+/// `DhtProtocol.datagram_received`): while both queues of requests waiting
+/// for the window are empty, no request failed lately, and the peer is
+/// known to answer our RPCs, the protocol would only call the callback.
+struct Dispatch {
+    waiting: Py<PyAny>,
+    waiting_background: Py<PyAny>,
+    recently_failed: Py<PyDict>,
+    extensions: Py<PyDict>,
+}
+
+/// What became of an answer `Dispatch` was given.
+enum Dispatched {
+    /// not handed over (the protocol's)
+    Not,
+    /// handed to its callback, which returned
+    Returned,
+    /// handed to its callback, which raised
+    Raised(PyErr),
+}
+
+impl Dispatch {
+    /// `request`'s callback called with the answer `value` from `address`,
+    /// if it is a `LookupAnswers` and the protocol would do nothing else.
+    fn answer(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+        address: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<Dispatched> {
+        let Ok(entry) = request.cast::<PyTuple>() else {
+            return Ok(Dispatched::Not);
+        };
+        if entry.len() <= ENTRY_CONTEXT {
+            return Ok(Dispatched::Not);
+        }
+        let callback = entry.get_borrowed_item(ENTRY_CALLBACK)?;
+        let Ok(answers) = callback.cast_exact::<LookupAnswers>() else {
+            return Ok(Dispatched::Not);
+        };
+        if !self.recently_failed.bind(py).is_empty()
+            || self.waiting.bind(py).len()? != 0
+            || self.waiting_background.bind(py).len()? != 0
+        {
+            return Ok(Dispatched::Not);
+        }
+        let known = self.extensions.bind(py).get_item(address)?;
+        if !known.is_some_and(|known| known.is(PyBool::new(py, true))) {
+            return Ok(Dispatched::Not);
+        }
+        let name = entry.get_borrowed_item(ENTRY_NAME)?;
+        let context = entry.get_borrowed_item(ENTRY_CONTEXT)?;
+        let ok = PyBool::new(py, true);
+        Ok(
+            match LookupAnswers::answer_to(
+                &answers,
+                &Reply {
+                    context: &context,
+                    address,
+                    name: &name,
+                    ok: &ok,
+                    value,
+                },
+            ) {
+                Ok(()) => Dispatched::Returned,
+                Err(error) => Dispatched::Raised(error),
+            },
+        )
+    }
 }
 
 fn answer<'py>(
@@ -588,6 +668,7 @@ impl DatagramEngine {
             pending: pending.clone().unbind(),
             shapes,
             requests,
+            dispatch: OnceLock::new(),
         })
     }
 
@@ -647,6 +728,18 @@ impl DatagramEngine {
                 }
             }
         }
+        let (status, value) = match self.dispatch.get() {
+            Some(dispatch) if status == CHECKED && rtt >= 0.0 => {
+                match dispatch.answer(py, &request, address, &value)? {
+                    Dispatched::Not => (status, value),
+                    Dispatched::Returned => (HANDLED, py.None().into_bound(py)),
+                    Dispatched::Raised(error) => {
+                        (HANDLED, error.into_value(py).into_bound(py).into_any())
+                    }
+                }
+            }
+            _ => (status, value),
+        };
         PyTuple::new(
             py,
             [
@@ -657,6 +750,44 @@ impl DatagramEngine {
                 PyFloat::new(py, rtt).into_any(),
             ],
         )
+    }
+
+    /// From now on, `receive_at` hands a `CHECKED` answer (not
+    /// retransmitted: Karn's rule, which the protocol applies first) whose
+    /// request's callback is a `LookupAnswers` to it in the call, and says
+    /// `HANDLED` (the value: None, or what the callback raised), while
+    /// `waiting` and `waiting_background` (the protocol's queues) are empty,
+    /// `recently_failed` too, and `extensions` holds True for the address:
+    /// what `DhtProtocol.datagram_received` would have done (see
+    /// `_core.pyi`). Once per engine.
+    fn dispatch_answers(
+        &self,
+        waiting: &Bound<'_, PyAny>,
+        waiting_background: &Bound<'_, PyAny>,
+        recently_failed: &Bound<'_, PyAny>,
+        extensions: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let dict = |value: &Bound<'_, PyAny>, name: &str| -> PyResult<Py<PyDict>> {
+            match value.cast_exact::<PyDict>() {
+                Ok(dict) => Ok(dict.clone().unbind()),
+                Err(_) => Err(type_error(format!(
+                    "{name} must be a dict, got {}",
+                    type_name(value)
+                ))),
+            }
+        };
+        let dispatch = Dispatch {
+            waiting: waiting.clone().unbind(),
+            waiting_background: waiting_background.clone().unbind(),
+            recently_failed: dict(recently_failed, "recently_failed")?,
+            extensions: dict(extensions, "extensions")?,
+        };
+        if self.dispatch.set(dispatch).is_err() {
+            return Err(value_error(
+                "this engine dispatches answers already".to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     /// Open a request to `address`: its one-result query registered in the

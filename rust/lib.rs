@@ -20,6 +20,7 @@
 //!   msgpack, matching an answer to its request) in one call; `batch`:
 //!   many datagrams per system call (`recvmmsg`), measured, not used yet.
 
+pub mod answers;
 pub mod batch;
 pub mod buffer;
 pub mod cache;
@@ -47,6 +48,8 @@ mod _core {
     use pyo3::prelude::*;
     use pyo3::types::PyList;
 
+    #[pymodule_export]
+    use crate::answers::LookupAnswers;
     #[pymodule_export]
     use crate::batch::BatchReceiver;
     #[pymodule_export]
@@ -88,6 +91,7 @@ mod _core {
             "BatchReceiver",
             "Candidates",
             "DatagramEngine",
+            "LookupAnswers",
             "LookupCore",
             "PeerBook",
             "QueryCore",

@@ -46,6 +46,11 @@ const TIMEOUT: u32 = 2;
 
 static STEPS: PyOnceLock<[Py<PyAny>; 6]> = PyOnceLock::new();
 
+/// `LookupStep.QUORUM`.
+pub(crate) fn steps_quorum(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    Ok(steps(py)?[QUORUM].bind(py).clone())
+}
+
 fn steps(py: Python<'_>) -> PyResult<&'static [Py<PyAny>; 6]> {
     STEPS.get_or_try_init(py, || {
         let types = py.import("dhtquery.query.types")?;
@@ -374,6 +379,12 @@ pub struct LookupCore {
     unmeasured: i64,
     holders: i64,
     failed_by_rto: bool,
+    /// answers counted (`settle`): the handle's `peers_answered`
+    answers: i64,
+    /// the deepest of their depths
+    max_depth: u32,
+    /// the depth at which the lookup was complete (-1: not yet)
+    final_depth: i64,
 }
 
 /// Where a lookup reads round trips and scores: the core's `PeerBook`,
@@ -563,6 +574,64 @@ fn distance_of(candidates: &[Candidate], index: u32) -> &Words {
 }
 
 impl LookupCore {
+    /// `answered`'s work, the id read: `(step, depth, asks)`.
+    fn answered_at<'py>(
+        &mut self,
+        py: Python<'py>,
+        id: &Id,
+        contacts: &Bound<'py, PyAny>,
+        holder: bool,
+        ended: bool,
+    ) -> PyResult<(usize, u32, Bound<'py, PyList>)> {
+        self.request_ended(id);
+        let depth = match self.find(id) {
+            Some(index) => self.candidates[index as usize].depth.max(1),
+            None => 1,
+        };
+        if ended {
+            return Ok((ENDED, depth, PyList::empty(py)));
+        }
+        if contacts.is_truthy()? {
+            self.learn(py, contacts, depth + 1)?;
+        }
+        if holder {
+            self.holders += 1;
+            if self.holders >= self.quorum {
+                self.final_depth = i64::from(depth);
+                return Ok((QUORUM, depth, PyList::empty(py)));
+            }
+        }
+        let (step, asks) = self.fill(py, false)?;
+        Ok((step, depth, asks))
+    }
+
+    /// An answer's step for `LookupAnswers` (`settle`): `answered`'s, the
+    /// answer counted (`answers`, `max_depth`, and `final_depth` if
+    /// `ended`: the query ended by it). Returns `(step, depth, asks, act)`,
+    /// `act` whether the lookup has something to do (asks, or a step other
+    /// than ASK, while the query runs).
+    pub(crate) fn settle<'py>(
+        &mut self,
+        py: Python<'py>,
+        node_id: &Bound<'py, PyAny>,
+        contacts: &Bound<'py, PyAny>,
+        holder: bool,
+        ended: bool,
+    ) -> PyResult<(Bound<'py, PyAny>, u32, Bound<'py, PyList>, bool)> {
+        let id = read_id(node_id)?;
+        self.answers += 1;
+        let (step, depth, asks) = self.answered_at(py, &id, contacts, holder, ended)?;
+        if depth > self.max_depth {
+            self.max_depth = depth;
+        }
+        if ended {
+            self.final_depth = i64::from(depth);
+        }
+        let act = !ended && (step != ASK || !asks.is_empty());
+        let step = steps(py)?[step].clone_ref(py).into_bound(py);
+        Ok((step, depth, asks, act))
+    }
+
     fn draw(&mut self) -> u64 {
         splitmix64(&mut self.rng)
     }
@@ -1065,6 +1134,9 @@ impl LookupCore {
             unmeasured: 0,
             holders: 0,
             failed_by_rto: false,
+            answers: 0,
+            max_depth: 0,
+            final_depth: -1,
         })
     }
 
@@ -1083,6 +1155,7 @@ impl LookupCore {
         };
         self.holders = i64::from(check_int("holders", holders, 0, MAX_COUNT)?);
         if self.holders >= self.quorum {
+            self.final_depth = 0;
             return Self::answer(py, QUORUM, 0, PyList::empty(py));
         }
         let read;
@@ -1193,24 +1266,7 @@ impl LookupCore {
         ended: bool,
     ) -> Answer<'py> {
         let id = read_id(node_id)?;
-        self.request_ended(&id);
-        let depth = match self.find(&id) {
-            Some(index) => self.candidates[index as usize].depth.max(1),
-            None => 1,
-        };
-        if ended {
-            return Self::answer(py, ENDED, depth, PyList::empty(py));
-        }
-        if contacts.is_truthy()? {
-            self.learn(py, contacts, depth + 1)?;
-        }
-        if holder {
-            self.holders += 1;
-            if self.holders >= self.quorum {
-                return Self::answer(py, QUORUM, depth, PyList::empty(py));
-            }
-        }
-        let (step, asks) = self.fill(py, false)?;
+        let (step, depth, asks) = self.answered_at(py, &id, contacts, holder, ended)?;
         Self::answer(py, step, depth, asks)
     }
 
@@ -1291,6 +1347,22 @@ impl LookupCore {
     #[getter]
     fn holders(&self) -> i64 {
         self.holders
+    }
+
+    /// Answers counted by `LookupAnswers` (read by the lookup's handle).
+    #[getter]
+    fn answers(&self) -> i64 {
+        self.answers
+    }
+
+    #[getter]
+    fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+
+    #[getter]
+    fn final_depth(&self) -> i64 {
+        self.final_depth
     }
 }
 

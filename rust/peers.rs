@@ -886,7 +886,7 @@ impl PeerBook {
     }
 
     #[pyo3(signature = (peer, count = 1))]
-    fn provided(&mut self, peer: &Bound<'_, PyAny>, count: i64) -> PyResult<()> {
+    pub(crate) fn provided(&mut self, peer: &Bound<'_, PyAny>, count: i64) -> PyResult<()> {
         self.record(peer)?.provided += count;
         Ok(())
     }

@@ -23,7 +23,9 @@ use crate::errors::{
 };
 use crate::query_id::QueryId;
 use crate::table::{Ended, PeerDone, PeerReport, Table};
-use crate::types::{Reason, Status, MAX_EXPECTED_PEERS, MAX_RESULTS_LIMIT, MAX_TIMEOUT};
+use crate::types::{
+    BatchStatus, Reason, Status, MAX_EXPECTED_PEERS, MAX_RESULTS_LIMIT, MAX_TIMEOUT,
+};
 use crate::vocab::{vocab, Vocab};
 use parking_lot::{Mutex, MutexGuard};
 use pyo3::prelude::*;
@@ -350,6 +352,69 @@ impl QueryCore {
 
     /// `finish(id, now, ALL_PEERS)` for the datagram engine, without the
     /// outcome it would not read (an RPC's one-result query, answered).
+    /// `offer_many`'s work, its arguments but `entries` checked already
+    /// (`peer` hashable): also the lookup's answerer's (`LookupAnswers`),
+    /// with no call through Python.
+    pub(crate) fn offer_batch(
+        &self,
+        py: Python<'_>,
+        id: u128,
+        peer: &Bound<'_, PyAny>,
+        entries: &Bound<'_, PyAny>,
+        now: f64,
+    ) -> PyResult<BatchStatus> {
+        let hint = self.lock(py).locate(id);
+        let batch = Batch::check(entries)?;
+        let hint = self.lock(py).prefetch_at(id, hint, batch.pairs.len());
+        let entries = batch.entries(&self.key_hasher)?;
+        let keys = entries.iter().map(|entry| HashedKey {
+            key: entry.dedup.key(),
+            hash: entry.hash,
+        });
+        Ok(self.lock(py).offer_many(id, hint, keys, |index, start| {
+            let pair = &batch.pairs[index];
+            Held::new(&pair.item(), peer, &pair.key(), now - start)
+        }))
+    }
+
+    /// `peer_done`'s work, its arguments read already (`hash`: the peer's).
+    pub(crate) fn peer_done_at(
+        &self,
+        py: Python<'_>,
+        id: u128,
+        peer: &Bound<'_, PyAny>,
+        hash: isize,
+        ok: bool,
+    ) -> PyResult<Status> {
+        let mut report = PeerReport {
+            hash,
+            peer: Some(peer.clone().unbind()),
+            ok,
+        };
+        let mut from = 0;
+        loop {
+            let answer = self.lock(py).peer_done(
+                id,
+                &mut report,
+                from,
+                |a, b| a.as_ptr() == b.as_ptr(),
+                |a| a.clone_ref(py),
+            );
+            match answer {
+                PeerDone::Status(status) => return Ok(status),
+                PeerDone::Compare { candidates, upto } => {
+                    // As a set does: stored == new, with the lock released.
+                    for candidate in &candidates {
+                        if candidate.bind(py).eq(peer)? {
+                            return Ok(Status::Duplicate);
+                        }
+                    }
+                    from = upto;
+                }
+            }
+        }
+    }
+
     pub(crate) fn finish_answered(&self, py: Python<'_>, id: u128, now: f64) {
         let ended = self.lock(py).finish(id, now, Some(Reason::AllPeers));
         // (dropped here, the lock released: see the locking rules)
@@ -438,23 +503,7 @@ impl QueryCore {
         let id = check_qid(query_id)?;
         check_peer(peer)?;
         let now = check_now(now)?;
-        // The query's parts come into the cache while the pairs are read
-        // (`locate`), and its seen keys while the keys are: a third, short
-        // lock, paid for by the wait it saves (a2 of `bench core` at
-        // `--quick`'s size, 201 reps interleaved in one process: main /
-        // this 1.096, against 1.058 for the build before it).
-        let hint = self.lock(py).locate(id);
-        let batch = Batch::check(entries)?;
-        let hint = self.lock(py).prefetch_at(id, hint, batch.pairs.len());
-        let entries = batch.entries(&self.key_hasher)?;
-        let keys = entries.iter().map(|entry| HashedKey {
-            key: entry.dedup.key(),
-            hash: entry.hash,
-        });
-        let answer = self.lock(py).offer_many(id, hint, keys, |index, start| {
-            let pair = &batch.pairs[index];
-            Held::new(&pair.item(), peer, &pair.key(), now - start)
-        });
+        let answer = self.offer_batch(py, id, peer, entries, now)?;
         self.vocab.batch_status(py, answer)
     }
 
@@ -473,34 +522,8 @@ impl QueryCore {
                 type_name(ok)
             )));
         };
-        let ok = ok.is_true();
-        let mut report = PeerReport {
-            hash,
-            peer: Some(peer.clone().unbind()),
-            ok,
-        };
-        let mut from = 0;
-        loop {
-            let answer = self.lock(py).peer_done(
-                id,
-                &mut report,
-                from,
-                |a, b| a.as_ptr() == b.as_ptr(),
-                |a| a.clone_ref(py),
-            );
-            match answer {
-                PeerDone::Status(status) => return Ok(self.vocab.status(py, status)),
-                PeerDone::Compare { candidates, upto } => {
-                    // As a set does: stored == new, with the lock released.
-                    for candidate in &candidates {
-                        if candidate.bind(py).eq(peer)? {
-                            return Ok(self.vocab.status(py, Status::Duplicate));
-                        }
-                    }
-                    from = upto;
-                }
-            }
-        }
+        let status = self.peer_done_at(py, id, peer, hash, ok.is_true())?;
+        Ok(self.vocab.status(py, status))
     }
 
     /// What the core knows of `query_id` (a `QueryState`), counting nothing.

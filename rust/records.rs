@@ -252,7 +252,7 @@ impl RecordCache {
     /// at the first that is not: `(taken, index)`, `index` the position of
     /// the first value left for the caller to check in full
     /// (`len(values)`: none; 0 if `values` is not a list or tuple).
-    fn take<'py>(
+    pub(crate) fn take<'py>(
         &self,
         py: Python<'py>,
         values: &Bound<'py, PyAny>,

@@ -37,6 +37,7 @@ PUBLIC_NAMES = [
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
+    "LookupAnswers",
     "LookupCore",
     "PeerBook",
     "QueryCore",

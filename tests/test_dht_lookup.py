@@ -17,7 +17,10 @@ from kademlia.utils import digest
 
 from dhtquery import QueryConfig, QueryOutcome, QueryResult
 from dhtquery.dht import DhtNode, LookupStats
-from dhtquery.dht.lookup import HEDGE
+from dhtquery.dht.lookup import HEDGE, StreamingLookup
+from dhtquery.dht.rpc_table import DATAGRAM_HANDLED
+from dhtquery.dht.wire import decode as decode_wire
+from dhtquery.dht.wire import encode_response
 
 from .dht_helpers import (
     Nodes,
@@ -601,3 +604,60 @@ def test_a_nodes_ksize_changed_after_a_lookup_is_the_next_ones(backend: str) -> 
             assert (first.lookup_stats.requests, second.lookup_stats.requests) == (3, 1)
 
     run_paired(backend, scenario())
+
+
+def test_an_answer_the_engine_hands_to_the_lookup_is_read_and_its_errors_logged(
+    backend: str, run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer known to answer our RPCs, nothing waiting, nothing failed: its
+    answer goes from the RPC table's engine straight to the lookup's
+    ``LookupAnswers`` (status HANDLED); what that raises is logged as a
+    callback's error, and the node goes on."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node, protocol = await nodes.dht_and_protocol()
+            peer = await nodes.raw()
+            peer_id = os.urandom(20)
+            protocol.router.add_contact(Node(peer_id, *peer.address))
+            protocol.extensions[peer.address] = True
+            engine = protocol.requests.engine
+            statuses: list[int] = []
+
+            class Spy:
+                """The engine, each status it says noted."""
+
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(engine, name)
+
+                def receive_at(self, *args: Any) -> Any:
+                    answer = engine.receive_at(*args)
+                    statuses.append(answer[0])
+                    return answer
+
+            protocol.requests.engine = Spy()
+            seen: list[Any] = []
+            original = StreamingLookup._answered_then
+
+            def broken(self: Any, *args: Any) -> None:
+                seen.append(args[2:4])  # (depth, step)
+                raise RuntimeError("a bug in the lookup")
+
+            StreamingLookup._answered_then = broken  # type: ignore[method-assign]
+            try:
+                handle = node.get_all("nobody else", quorum=1, timeout=5.0)
+                request, _ = await peer.recv()
+                msg_id = decode_wire(request)[1]
+                # no records, nobody named: the lookup has nobody left
+                peer.send(encode_response(msg_id, {"records": [], "nodes": []}), node.address)
+                assert await eventually(lambda: bool(seen))
+            finally:
+                StreamingLookup._answered_then = original  # type: ignore[method-assign]
+            assert seen[0][0] == 1
+            assert statuses == [DATAGRAM_HANDLED]
+            assert "error in a request callback" in caplog.text
+            assert "a bug in the lookup" in caplog.text
+            assert protocol.drops["handler_error"] == 0
+            handle.cancel()
+
+    run(scenario())

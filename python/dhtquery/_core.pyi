@@ -24,7 +24,7 @@ Internally time is counted in ticks of 1 ms: a deadline is
 import builtins
 import socket
 import uuid
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence, Sized
 from typing import Any, Final, Protocol, Self, TypeAlias, final
 
 from dhtquery.query.types import (
@@ -46,6 +46,7 @@ __all__ = [
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
+    "LookupAnswers",
     "LookupCore",
     "PeerBook",
     "QueryCore",
@@ -295,7 +296,22 @@ class DatagramEngine:
         peers: PeerBook | _PeerSink | None = None,
     ) -> tuple[int, Any, Any, tuple[Any, ...] | None, float]:
         """As ``receive``; InvalidArgumentTypeError if the engine was made
-        without ``requests``; ``now`` and ``lag`` checked as ``now``s."""
+        without ``requests``; ``now`` and ``lag`` checked as ``now``s. Once
+        told to (``dispatch_answers``), a CHECKED answer, not retransmitted
+        (its rtt not -1), whose request's callback is a
+        :class:`LookupAnswers` is handed to it in the call, ``callback(
+        context, address, name, True, value)``, if ``waiting`` and
+        ``waiting_background`` are empty, ``recently_failed`` too, and
+        ``extensions`` holds True for ``address``: the status is then
+        HANDLED (7), the value None or the exception the callback raised."""
+    def dispatch_answers(
+        self,
+        waiting: Sized,
+        waiting_background: Sized,
+        recently_failed: dict[Any, Any],
+        extensions: dict[Any, Any],
+    ) -> None:
+        """See ``receive_at`` (InvalidArgumentError if told before)."""
     def open(
         self,
         timeout: float,
@@ -479,6 +495,101 @@ class LookupCore:
     def in_flight(self) -> int: ...
     @property
     def holders(self) -> int: ...
+    @property
+    def answers(self) -> int:
+        """Answers counted by a :class:`LookupAnswers` of this core."""
+    @property
+    def max_depth(self) -> int:
+        """The deepest of those answers' depths (0: none)."""
+    @property
+    def final_depth(self) -> int:
+        """The depth at which the lookup was complete: 0 if ``start`` said
+        QUORUM, else the depth of the answer that made the quorum or ended
+        the query (-1: none did)."""
+
+class _AnswersLookup(Protocol):
+    """What a :class:`LookupAnswers` calls back (``dht.StreamingLookup``)."""
+
+    def _answered(
+        self,
+        answers: LookupAnswers,
+        ask: tuple[builtins.bytes, _Address],
+        address: _Address,
+        name: str,
+        ok: bool,
+        value: Any,
+    ) -> None: ...
+    def _answered_then(
+        self,
+        answers: LookupAnswers,
+        ask: tuple[builtins.bytes, _Address],
+        depth: int,
+        step: LookupStep | None,
+        asks: list[tuple[builtins.bytes, _Address]],
+    ) -> None: ...
+    def _overdue(self, answers: LookupAnswers, ask: tuple[builtins.bytes, _Address]) -> None: ...
+
+class _AnswersHandle(Protocol):
+    # (a QueryId of this core: the handle's own type checkers see the twin's)
+    @property
+    def id(self) -> Any: ...
+    @property
+    def ended(self) -> Callable[[], bool]: ...
+    def wake(self) -> None: ...
+
+@final
+class LookupAnswers:
+    """The callbacks of a streaming lookup's requests: itself (its answers)
+    and :meth:`overdue`. The common answer (ok, RPC ``find_values``, a dict, the
+    query running, every record taken by ``cache.take``) is handled in the
+    call: ``book.provided(address, n)`` if it has records, the records
+    offered to the query (``queries.offer_many`` at ``now()``: NEW with
+    some accepted wakes ``handle.wake()``, COMPLETED calls ``finish(id,
+    None)``), the peer done (``queries.peer_done``, ok; COMPLETED:
+    ``finish``), ``core`` told (:meth:`LookupCore.answered`, counted in
+    ``answers``, ``max_depth``, ``final_depth``); then, if the lookup has
+    something to do or the peer was learnt from an answer (depth > 1):
+    ``finish(id, Reason.ALL_PEERS)`` if the step is QUORUM at depth 1, else
+    ``lookup._answered_then(self, ask, depth, step, asks)`` (``step`` None
+    if there is nothing to do: the query ended, or ASK with nobody to
+    ask).
+    Any other answer goes to ``lookup._answered(self, context, address,
+    name, ok, value)``, which reads it and calls :meth:`settle`.
+    ``shared``: ``(queries, now, finish, cache, book)``."""
+
+    def __new__(
+        cls,
+        lookup: _AnswersLookup,
+        core: LookupCore,
+        handle: _AnswersHandle,
+        key: builtins.bytes,
+        latest: dict[Any, Any],
+        # (queries: a QueryCore of this core, which type checkers see as the
+        # twin's where the manager hands it out)
+        shared: tuple[Any, Callable[[], float], Callable[..., object], Any, Any],
+    ) -> Self: ...
+    def __call__(
+        self,
+        context: tuple[builtins.bytes, _Address],
+        address: _Address,
+        name: str,
+        ok: bool,
+        value: Any,
+    ) -> None:
+        """A request's answer (the protocol's request callback, the context
+        the ask ``(node id, address)``); a DatagramEngine told to
+        (``dispatch_answers``) calls it itself."""
+    def settle(
+        self,
+        ask: tuple[builtins.bytes, _Address],
+        address: _Address,
+        records: Sequence[tuple[builtins.bytes, Any]],
+        contacts: Sequence[Sequence[Any]],
+    ) -> None:
+        """An answer's records (``(dedup key, record)`` pairs) and contacts,
+        read: the rest of the common answer's handling."""
+    def overdue(self, ask: tuple[builtins.bytes, _Address]) -> None:
+        """A request passed its RTO: ``lookup._overdue(self, ask)``."""
 
 #: (successes, failures, rtt_ms, provided, last_seen, consecutive_failures,
 #: invalid): dht.reputation.PeerStats's fields, in order

@@ -439,13 +439,33 @@ def _install_trace(network: LocalNetwork, traces: dict[Any, list[Any]]) -> None:
     def rtt_of(address: Any) -> float:
         return 2 * link.delay_to(address) if link is not None else 0.0
 
-    act, answered, overdue = (
-        StreamingLookup._act,
-        StreamingLookup._answered,
-        StreamingLookup._overdue,
-    )
+    act = StreamingLookup._act
 
-    def traced_act(self: Any, step: Any, depth: int, asks: list[Any]) -> None:
+    class TracedAnswers:
+        """A lookup's requests' callback (its LookupAnswers), each answer
+        and overdue request traced first."""
+
+        __slots__ = ("_answers", "_lookup")
+
+        def __init__(self, answers: Any, lookup: Any) -> None:
+            self._answers = answers
+            self._lookup = lookup
+
+        def __call__(self, ask: Any, address: Any, name: str, ok: bool, value: Any) -> None:
+            lookup = self._lookup
+            holder = ok and type(value) is dict and bool(value.get("records") or value.get("value"))
+            traces.setdefault(lookup._handle.id, []).append(
+                ["ans", loop.time(), rtt_of(address), ok, holder, lookup._ended()]
+            )
+            self._answers(ask, address, name, ok, value)
+
+        def overdue(self, ask: Any) -> None:
+            traces.setdefault(self._lookup._handle.id, []).append(
+                ["late", loop.time(), rtt_of(ask[1])]
+            )
+            self._answers.overdue(ask)
+
+    def traced_act(self: Any, answers: Any, step: Any, depth: int, asks: list[Any]) -> None:
         if step is LookupStep.ASK:
             protocol = self._protocol
             events = traces.setdefault(self._handle.id, [])
@@ -469,22 +489,12 @@ def _install_trace(network: LocalNetwork, traces: dict[Any, list[Any]]) -> None:
                         f"{address[0]}:{address[1]}",
                     ]
                 )
-        act(self, step, depth, asks)
-
-    def traced_answered(self: Any, ask: Any, address: Any, name: str, ok: bool, value: Any) -> None:
-        holder = ok and type(value) is dict and bool(value.get("records") or value.get("value"))
-        traces.setdefault(self._handle.id, []).append(
-            ["ans", loop.time(), rtt_of(address), ok, holder, self._ended()]
-        )
-        answered(self, ask, address, name, ok, value)
-
-    def traced_overdue(self: Any, ask: Any) -> None:
-        traces.setdefault(self._handle.id, []).append(["late", loop.time(), rtt_of(ask[1])])
-        overdue(self, ask)
+            # (the requests' callback traced: it calls the lookup back with
+            # the untraced one, wrapped again here when it asks)
+            answers = TracedAnswers(answers, self)
+        act(self, answers, step, depth, asks)
 
     StreamingLookup._act = traced_act  # type: ignore[method-assign]
-    StreamingLookup._answered = traced_answered  # type: ignore[method-assign]
-    StreamingLookup._overdue = traced_overdue  # type: ignore[method-assign]
 
 
 async def run_lookups(

@@ -46,8 +46,12 @@ are the query core's ``LookupCore`` (Rust, or its pure-Python twin, the
 backend of the node's query manager): each answer, failure and overdue
 request is one call into it, which says what to do next (``LookupStep``)
 and whom to send to. This module sends, times, checks records and offers
-them into the query; an answer's copies of records verified before are
-read in one call of the node's ``RecordCache`` (``take``), the others here.
+them into the query. A lookup's requests have as callback the core's
+``LookupAnswers``: the common answer (a find_values dict whose records were
+all verified before, read by the node's ``RecordCache.take``) it reads,
+offers and counts in one native call, handed to it by the RPC table's
+engine itself, and it calls this module back only to welcome a peer or act
+on a step (``_answered_then``) and with any other answer (``_answered``).
 Measured against the same decisions made here in Python (issue 14): see
 README.md, "Client CPU per lookup".
 
@@ -83,7 +87,7 @@ from .rpc_table import BAD_RESPONSE
 from .wire import pack_request
 
 if TYPE_CHECKING:
-    from .._core import Candidates, LookupCore
+    from .._core import Candidates, LookupAnswers, LookupCore
     from ..query import QueryId
     from .protocol import DhtProtocol
 
@@ -112,6 +116,9 @@ _CORES: dict[str, type[LookupCore]] = {}
 #: LookupCore class -> its backend's Candidates (the snapshot a lookup
 #: starts from: ContactTable.lookup_candidates)
 _SNAPSHOTS: dict[type[LookupCore], type[Candidates]] = {}
+#: LookupCore class -> its backend's LookupAnswers (a lookup's requests'
+#: callback)
+_ANSWERS: dict[type[LookupCore], type[LookupAnswers]] = {}
 _ASK: Final = LookupStep.ASK
 _QUORUM: Final = LookupStep.QUORUM
 _GIVE_UP: Final = LookupStep.GIVE_UP
@@ -131,6 +138,7 @@ def _core_class(manager: QueryManager) -> type[LookupCore]:
         module = load_core(backend)[1]
         core = _CORES[backend] = module.LookupCore
         _SNAPSHOTS[core] = module.Candidates
+        _ANSWERS[core] = module.LookupAnswers
     return core
 
 
@@ -166,14 +174,14 @@ class LookupHandle(QueryHandle):
     lookup: awaitable and iterable as any handle, and ``lookup_stats`` once
     the lookup has ended."""
 
-    # The counts live on the handle itself (the lookup writes them): a
+    # The counts live on the handle itself (the lookup writes them), or in
+    # the lookup's core (its answers, counted there by LookupAnswers): a
     # lookup referencing its handle and the handle its lookup would make
-    # every lookup a reference cycle, freed only by the cyclic GC.
+    # every lookup a reference cycle, freed only by the cyclic GC (the core
+    # references neither).
     __slots__ = (
-        "_answered",
+        "_core",
         "_failed",
-        "_final_depth",
-        "_max_depth",
         "_requests",
         "_resent",
         "ended",
@@ -192,25 +200,26 @@ class LookupHandle(QueryHandle):
         self.ended: Callable[[], bool] = self._future.done
         self._requests = 0
         self._resent = 0
-        self._answered = 0
         self._failed = 0
-        self._max_depth = 0
-        #: depth of the answer that completed the lookup (-1: none did)
-        self._final_depth = -1
+        #: the lookup's core (set by StreamingLookup): its answers, the
+        #: deepest, and the depth of the answer that completed the lookup
+        #: (-1: none did)
+        self._core: LookupCore | None = None
 
     @property
     def lookup_stats(self) -> LookupStats | None:
         """The lookup's :class:`LookupStats` once it has ended (None while
         it runs). Nothing that happens after the end (a late answer, a
         retransmission of a request still out) is counted."""
-        if not self.done():
+        core = self._core
+        if not self.done() or core is None:
             return None
-        final = self._final_depth
+        final = core.final_depth
         return LookupStats(
             requests=self._requests,
             retransmissions=self._resent,
-            hops=final if final >= 0 else self._max_depth,
-            peers_answered=self._answered,
+            hops=final if final >= 0 else core.max_depth,
+            peers_answered=core.answers,
             peers_failed=self._failed,
         )
 
@@ -223,13 +232,14 @@ class LookupSetup:
     the lookups another book)."""
 
     __slots__ = (
+        "answers_class",
         "core_class",
         "manager",
         "own_id",
         "peer_finished",
         "peers",
         "protocol",
-        "submit_answer",
+        "shared",
         "tail",
         "take",
     )
@@ -238,6 +248,7 @@ class LookupSetup:
         self.protocol = protocol
         self.manager = manager
         self.core_class = _core_class(manager)
+        self.answers_class = _ANSWERS[self.core_class]
         self.own_id = protocol.source_node.id
         self.peers = protocol.peers
         #: LookupCore's last arguments
@@ -253,12 +264,21 @@ class LookupSetup:
         # With expected_peers 0, peer_finished only counts the outcome's
         # peers_ok / peers_failed: it never completes the query.
         self.peer_finished = manager.peer_finished
-        # (an answer's records and its peer's end, in one call)
-        self.submit_answer = manager.submit_answer
         # an answer's records read through the verified ones, in one core
         # call (RecordCache.take; timeit, best of 7, one record: 1.39 us one
         # by one through RecordVerifier.from_wire, 0.80 us taken)
-        self.take = protocol.records.verifier.cache.take
+        cache = protocol.records.verifier.cache
+        self.take = cache.take
+        #: what every lookup's LookupAnswers shares: it offers an answer's
+        #: records into the manager's core itself, and tells the manager
+        #: what submit_answer would act on (the handle's wake, finish)
+        self.shared = (
+            manager.core,
+            manager.clock.now,
+            manager.finish,
+            cache,
+            protocol.reputation.book,
+        )
 
 
 class StreamingLookup:
@@ -273,7 +293,7 @@ class StreamingLookup:
         "_peer_finished",
         "_protocol",
         "_rpc_timeout",
-        "_submit_answer",
+        "_setup",
         "_take",
     )
 
@@ -291,7 +311,7 @@ class StreamingLookup:
         self._protocol = setup.protocol
         self._manager = setup.manager
         self._peer_finished = setup.peer_finished
-        self._submit_answer = setup.submit_answer
+        self._setup = setup
         self._handle = handle
         # (bound once: asked after every answer)
         self._ended = handle.ended
@@ -316,6 +336,7 @@ class StreamingLookup:
             _seed(64),
             *setup.tail,
         )
+        handle._core = self._core
 
     def start(self, local: list[Record], own_address: Any) -> None:
         holders = 0
@@ -338,10 +359,22 @@ class StreamingLookup:
         candidates = router.snapshot
         if type(candidates) is not make:
             candidates = router.lookup_candidates(make)
-        self._act(*core.start(candidates, holders))
+        step, depth, asks = core.start(candidates, holders)
+        if step is _ASK and not asks:
+            return
+        # The requests' callback: it holds this lookup, which does not hold
+        # it (the requests out do, as they held a bound method before).
+        setup = self._setup
+        answers = setup.answers_class(
+            self, core, self._handle, self._key, self._latest, setup.shared
+        )
+        self._act(answers, step, depth, asks)
 
-    def _act(self, step: LookupStep, depth: int, asks: list[tuple[bytes, Any]]) -> None:
-        """Do what the core said: send to ``asks``, or end the lookup."""
+    def _act(
+        self, answers: LookupAnswers, step: LookupStep, depth: int, asks: list[tuple[bytes, Any]]
+    ) -> None:
+        """Do what the core said: send to ``asks`` (``answers`` hears of
+        them), or end the lookup."""
         if step is _ASK:
             if not asks:
                 return
@@ -349,19 +382,16 @@ class StreamingLookup:
             bodies = self._bodies
             if not bodies:
                 bodies[_OURS] = pack_request(_OURS, (self._protocol.source_node.id, self._key))
-            # (the ask, (node id, address), is each request's context;
-            # self._answered makes a bound method per batch: kept on self,
-            # it would make every lookup a reference cycle, freed only by
-            # the GC)
+            # (the ask, (node id, address), is each request's context)
             asked = self._protocol.ask_many(
-                asks, _NAMES, bodies, self._rpc_timeout, self._answered, self._overdue
+                asks, _NAMES, bodies, self._rpc_timeout, answers, answers.overdue
             )
             if asked < len(asks):
-                self._ask_stock(asks[asked:])
+                self._ask_stock(answers, asks[asked:])
         elif step is _ENDED:
             return
         elif step is _QUORUM:
-            self._handle._final_depth = depth
+            # (the core noted the depth: final_depth)
             self._manager.finish(self._handle.id, _ALL_PEERS)
         elif step is _GIVE_UP:
             # Every peer still out is past its RTO and a holder has
@@ -374,28 +404,36 @@ class StreamingLookup:
             reason = Reason.ADAPTIVE if step is LookupStep.ADAPTIVE else Reason.ALL_PEERS
             self._manager.finish(self._handle.id, reason)
 
-    def _ask_stock(self, asks: list[tuple[bytes, Any]]) -> None:
+    def _ask_stock(self, answers: LookupAnswers, asks: list[tuple[bytes, Any]]) -> None:
         """``asks`` from the first to a peer known stock on: its body
         (find_value's) packed once per lookup, when first needed."""
         protocol = self._protocol
         self._bodies[_STOCK] = pack_request(_STOCK, (protocol.source_node.id, self._key))
-        protocol.ask_many(
-            asks, _NAMES, self._bodies, self._rpc_timeout, self._answered, self._overdue
-        )
+        protocol.ask_many(asks, _NAMES, self._bodies, self._rpc_timeout, answers, answers.overdue)
 
-    def _overdue(self, ask: tuple[bytes, Any]) -> None:
+    def _overdue(self, answers: LookupAnswers, ask: tuple[bytes, Any]) -> None:
         """A request passed its RTO and was sent again: ask the next
-        candidate now. The request stays out (its answer still counts)."""
+        candidate now. The request stays out (its answer still counts).
+        (Called by ``answers.overdue``.)"""
         if self._ended():
             return
         self._handle._resent += 1
-        self._act(*self._core.overdue(ask[0], ask[1]))
+        self._act(answers, *self._core.overdue(ask[0], ask[1]))
 
     # -- answers ------------------------------------------------------
 
     def _answered(
-        self, ask: tuple[bytes, Any], address: Any, name: str, ok: bool, value: Any
+        self,
+        answers: LookupAnswers,
+        ask: tuple[bytes, Any],
+        address: Any,
+        name: str,
+        ok: bool,
+        value: Any,
     ) -> None:
+        """An answer ``answers`` leaves to Python (not ok, after the end,
+        not a find_values dict, or records to check in full): read here,
+        its records and contacts handed back to ``answers.settle``."""
         core = self._core
         if not ok:
             if value is BAD_RESPONSE:
@@ -409,39 +447,35 @@ class StreamingLookup:
             else:
                 self._failed(address)
                 mode = LookupFailure.TIMEOUT
-            self._act(*core.failed(ask[0], mode, self._ended()))
+            self._act(answers, *core.failed(ask[0], mode, self._ended()))
             return
-        handle = self._handle
         if self._ended():
             depth = core.answered(ask[0], (), False, True)[1]
             if depth > 1:
                 self._welcome(ask)
             return
-        handle._answered += 1
         if type(value) is dict and name == "find_values":
-            # the common answer, read inline (as _records does)
-            raws = value.get("records", ())
-            records, taken = self._take(raws, self._key, self._latest, address)
-            if taken != len(raws):
-                records += self._check(raws, taken, address)
+            records = self._records(value, address)
             contacts = value.get("nodes", ())
         else:
             records, contacts = self._read(name, value, address)
-        if records:
-            self._protocol.reputation.book.provided(address, len(records))
-        # (True: max_results reached by this answer's records)
-        ended = self._submit_answer(handle.id, address, records)
-        step, depth, asks = core.answered(ask[0], contacts, bool(records), ended)
+        answers.settle(ask, address, records, contacts)
+
+    def _answered_then(
+        self,
+        answers: LookupAnswers,
+        ask: tuple[bytes, Any],
+        depth: int,
+        step: LookupStep | None,
+        asks: list[tuple[bytes, Any]],
+    ) -> None:
+        """What an answer leaves to Python once ``answers`` has counted it:
+        welcome its peer if learnt from an answer (``depth`` > 1), and act
+        on ``step`` (None: nothing to do)."""
         if depth > 1:
             self._welcome(ask)
-        if depth > handle._max_depth:
-            handle._max_depth = depth
-        if ended:
-            handle._final_depth = depth
-            return
-        if asks or step is not _ASK:
-            # (an answer with nobody new to ask, most of them: no _act call)
-            self._act(step, depth, asks)
+        if step is not None:
+            self._act(answers, step, depth, asks)
 
     def _welcome(self, ask: tuple[bytes, Any]) -> None:
         """Learnt from an answer, and it answered us: a live contact the

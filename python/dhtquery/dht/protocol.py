@@ -48,6 +48,7 @@ from .rpc_table import (
     DATAGRAM_BAD_SHAPE,
     DATAGRAM_CHECKED,
     DATAGRAM_DROP,
+    DATAGRAM_HANDLED,
     DATAGRAM_NOT_PENDING,
     DATAGRAM_REQUEST,
     Callback,
@@ -480,6 +481,12 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             backlog=self._backlog if self._fileno >= 0 else None,
             shapes=self._engine_shapes,
         )
+        # (what datagram_received reads before it hands a CHECKED answer
+        # to its callback: the engine hands a lookup's to it itself while
+        # all say there is nothing else to do; none of these is replaced)
+        self._requests.engine.dispatch_answers(
+            self._waiting, self._waiting_background, self.recently_failed, self.extensions
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._requests is not None:
@@ -586,7 +593,15 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             status, first, value, request, rtt = requests.engine.receive_at(
                 data, addr, now, self._timer.lag, self._peers
             )
-            if status == DATAGRAM_CHECKED:
+            if status == DATAGRAM_HANDLED:
+                # The common answer to a lookup's request, handed to its
+                # LookupAnswers by the engine itself, which checked that
+                # nothing below was to be done first (dispatch_answers in
+                # connection_made): 239.9 k -> 234.1 k instructions a get_all
+                # (callgrind, bench profile, frozen clock).
+                if value is not None:  # a caller's bug must not cost other requests
+                    log.error("dhtquery: error in a request callback", exc_info=value)
+            elif status == DATAGRAM_CHECKED:
                 # _answered's work for the common answer (of the right
                 # shape, the book fed), written out here: a Python call
                 # less per answer.

@@ -50,6 +50,10 @@ DATAGRAM_WRONG_ADDRESS: Final = 3
 DATAGRAM_NOT_PENDING: Final = 4
 DATAGRAM_CHECKED: Final = 5
 DATAGRAM_BAD_SHAPE: Final = 6
+#: a CHECKED answer the engine handed to its request's callback itself (a
+#: LookupAnswers: see DatagramEngine.dispatch_answers); the value is None,
+#: or what the callback raised
+DATAGRAM_HANDLED: Final = 7
 
 
 class RpcStatus(enum.StrEnum):

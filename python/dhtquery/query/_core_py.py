@@ -56,6 +56,7 @@ __all__ = [
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
+    "LookupAnswers",
     "LookupCore",
     "PeerBook",
     "QueryCore",
@@ -693,6 +694,10 @@ _WRONG_ADDRESS = 3
 _NOT_PENDING = 4
 _CHECKED = 5
 _BAD_SHAPE = 6
+_HANDLED = 7
+_ENTRY_NAME = 2
+_ENTRY_CALLBACK = 4
+_ENTRY_CONTEXT = 5
 # rpcudp's framing: a kind byte (0x00 request, 0x01 response), a 20-byte
 # message id, the msgpack body; request bodies over 8 KiB are refused.
 _HEADER_SIZE = 21
@@ -715,7 +720,7 @@ class DatagramEngine:
     (``shapes``: RPC name -> a code of ``dhtquery.query.shapes``). See
     ``_core.pyi`` for what ``receive`` returns."""
 
-    __slots__ = ("_core", "_entry", "_pad", "_pending", "_resent", "_shapes")
+    __slots__ = ("_core", "_dispatch", "_entry", "_pad", "_pending", "_resent", "_shapes")
 
     def __init__(
         self,
@@ -737,6 +742,9 @@ class DatagramEngine:
         self._pad = b""
         self._resent: dict[bytes, bytes] = {}
         self._entry: type[tuple[Any, ...]] | None = None
+        #: (waiting, waiting_background, recently_failed, extensions): see
+        #: dispatch_answers
+        self._dispatch: tuple[Any, Any, dict[Any, Any], dict[Any, Any]] | None = None
         if requests is not None:
             self._core, self._pad, self._resent, self._entry = _check_requests(requests)
 
@@ -830,7 +838,37 @@ class DatagramEngine:
         if peers is not None and status >= _CHECKED:
             # (the protocol's call to its book per answer, made here)
             peers.answered(address, rtt, status == _CHECKED, now)
+        dispatch = self._dispatch
+        if dispatch is not None and status == _CHECKED and rtt >= 0:
+            callback = request[_ENTRY_CALLBACK] if len(request) > _ENTRY_CONTEXT else None
+            waiting, waiting_background, recently_failed, extensions = dispatch
+            if (
+                type(callback) is LookupAnswers
+                and not recently_failed
+                and not waiting
+                and not waiting_background
+                and extensions.get(address) is True
+            ):
+                try:
+                    callback(request[_ENTRY_CONTEXT], address, request[_ENTRY_NAME], True, value)
+                except Exception as exc:  # (the protocol's to log)
+                    return (_HANDLED, first, exc, request, rtt)
+                return (_HANDLED, first, None, request, rtt)
         return (status, first, value, request, rtt)
+
+    def dispatch_answers(
+        self,
+        waiting: Any,
+        waiting_background: Any,
+        recently_failed: dict[Any, Any],
+        extensions: dict[Any, Any],
+    ) -> None:
+        for name, value in (("recently_failed", recently_failed), ("extensions", extensions)):
+            if type(value) is not dict:
+                raise InvalidArgumentTypeError(f"{name} must be a dict, got {type(value).__name__}")
+        if self._dispatch is not None:
+            raise InvalidArgumentError("this engine dispatches answers already")
+        self._dispatch = (waiting, waiting_background, recently_failed, extensions)
 
     def open(
         self,
@@ -1119,16 +1157,19 @@ class LookupCore:
     __slots__ = (
         "_adaptive",
         "_alpha",
+        "_answers",
         "_asked",
         "_clock",
         "_depth",
         "_failed_by_rto",
         "_failed_recently",
         "_fair_score",
+        "_final_depth",
         "_holders",
         "_in_flight",
         "_ksize",
         "_late",
+        "_max_depth",
         "_own_id",
         "_quorum",
         "_ranked",
@@ -1218,6 +1259,11 @@ class LookupCore:
         self._unmeasured: set[bytes] = set()
         self._holders = 0
         self._failed_by_rto = False
+        #: answers counted (settle), the deepest of their depths, and the
+        #: depth at which the lookup was complete (-1: not yet)
+        self._answers = 0
+        self._max_depth = 0
+        self._final_depth = -1
 
     def _draw(self) -> int:
         # splitmix64 (Steele, Lea, Flood 2014), as the Rust core's
@@ -1241,6 +1287,7 @@ class LookupCore:
             lists = _checked_lists(*candidates)
         self._holders = _check_int("holders", holders, 0, MAX_EXPECTED_PEERS)
         if holders >= self._quorum:
+            self._final_depth = 0
             return (LookupStep.QUORUM, 0, [])
         if lists is not None:
             snapshot = Candidates(*lists)
@@ -1291,9 +1338,25 @@ class LookupCore:
         if holder:
             self._holders += 1
             if self._holders >= self._quorum:
+                self._final_depth = depth
                 return (LookupStep.QUORUM, depth, [])
         step, _, asks = self._fill(False)
         return (step, depth, asks)
+
+    def _settle(
+        self, node_id: bytes, contacts: Sequence[Any], holder: bool, ended: bool
+    ) -> tuple[LookupStep, int, list[tuple[bytes, Any]], bool]:
+        """``answered``, the answer counted (for LookupAnswers): ``(step,
+        depth, asks, act)``, ``act`` whether the lookup has something to
+        do (asks, or a step other than ASK, while the query runs). (The
+        Rust core's answerer calls its own in Rust: not in the API.)"""
+        self._answers += 1
+        step, depth, asks = self.answered(node_id, contacts, holder, ended)
+        if depth > self._max_depth:
+            self._max_depth = depth
+        if ended:
+            self._final_depth = depth
+        return (step, depth, asks, not ended and (step is not _ASK or bool(asks)))
 
     def failed(
         self, node_id: bytes, mode: LookupFailure, ended: bool
@@ -1354,6 +1417,18 @@ class LookupCore:
     @property
     def holders(self) -> int:
         return self._holders
+
+    @property
+    def answers(self) -> int:
+        return self._answers
+
+    @property
+    def max_depth(self) -> int:
+        return self._max_depth
+
+    @property
+    def final_depth(self) -> int:
+        return self._final_depth
 
     # -- internals: the same steps, in the same order, as rust/lookup.rs ----
 
@@ -1504,6 +1579,139 @@ class LookupCore:
             # near as any, and asking more would only add traffic)
             self._unmeasured.add(node_id)
         return (node_id, entry[2])
+
+
+class LookupAnswers:
+    """The callback of a streaming lookup's requests: the common answer (a
+    ``find_values`` dict whose records ``cache.take`` takes all) read and
+    counted here, Python's lookup called back only for what it must do
+    (``lookup._answered_then``: welcome a peer learnt from an answer, act
+    on the step) and for every other answer (``lookup._answered``, which
+    reads the records and hands them to ``settle``). ``shared``: ``(queries,
+    now, finish, cache, book)``, the query core and the manager's clock and
+    ``finish``, the node's RecordCache and PeerBook. See ``_core.pyi``."""
+
+    __slots__ = (
+        "_book",
+        "_cache",
+        "_core",
+        "_ended",
+        "_finish",
+        "_handle",
+        "_key",
+        "_latest",
+        "_lookup",
+        "_now",
+        "_queries",
+        "_query_id",
+    )
+
+    def __init__(
+        self,
+        lookup: Any,
+        core: LookupCore,
+        handle: Any,
+        key: bytes,
+        latest: dict[Any, Any],
+        shared: tuple[QueryCore, Callable[[], float], Callable[..., object], Any, Any],
+    ) -> None:
+        if type(core) is not LookupCore:
+            raise InvalidArgumentTypeError(
+                f"core must be a LookupCore of this core, got {type(core).__name__}"
+            )
+        if type(key) is not bytes:
+            raise InvalidArgumentTypeError(f"key must be bytes, got {type(key).__name__}")
+        if type(latest) is not dict:
+            raise InvalidArgumentTypeError(f"latest must be a dict, got {type(latest).__name__}")
+        query_id = handle.id
+        if type(query_id) is not QueryId:
+            raise InvalidArgumentTypeError(
+                f"handle.id must be a QueryId of this core, got {type(query_id).__name__}"
+            )
+        ended = handle.ended
+        if not callable(ended):
+            raise InvalidArgumentTypeError(
+                f"handle.ended must be callable, got {type(ended).__name__}"
+            )
+        if type(shared) is not tuple or len(shared) != 5:
+            raise InvalidArgumentTypeError(
+                "shared must be a (queries, now, finish, cache, book) tuple, got "
+                + type(shared).__name__
+            )
+        queries, now, finish, cache, book = shared
+        if type(queries) is not QueryCore:
+            raise InvalidArgumentTypeError(
+                f"queries must be a QueryCore of this core, got {type(queries).__name__}"
+            )
+        for name, function in (
+            ("now", now),
+            ("finish", finish),
+            ("cache.take", getattr(cache, "take", None)),
+            ("book.provided", getattr(book, "provided", None)),
+        ):
+            if not callable(function):
+                raise InvalidArgumentTypeError(
+                    f"{name} must be callable, got {type(function).__name__}"
+                )
+        self._lookup = lookup
+        self._core = core
+        self._handle = handle
+        self._ended = ended
+        self._query_id = query_id
+        self._key = key
+        self._latest = latest
+        self._queries = queries
+        self._now = now
+        self._finish = finish
+        self._cache = cache
+        self._book = book
+
+    def __call__(self, context: Any, address: Any, name: str, ok: bool, value: Any) -> None:
+        if ok is not True or name != "find_values" or type(value) is not dict or self._ended():
+            self._lookup._answered(self, context, address, name, ok, value)
+            return
+        raws = value.get("records", ())
+        records, taken = self._cache.take(raws, self._key, self._latest, address)
+        if taken != len(raws):
+            # Some to check in full: Python's (it takes the verified ones
+            # again, to the same effect: take notes in latest only what it
+            # returns).
+            self._lookup._answered(self, context, address, name, ok, value)
+            return
+        self.settle(context, address, records, value.get("nodes", ()))
+
+    def settle(
+        self,
+        ask: tuple[bytes, Any],
+        address: Any,
+        records: Sequence[tuple[bytes, Any]],
+        contacts: Sequence[Any],
+    ) -> None:
+        node_id = ask[0]
+        count = len(records)
+        if count:
+            self._book.provided(address, count)
+        # QueryManager.submit_answer's work
+        queries = self._queries
+        if count:
+            code, accepted, _ = queries.offer_many(self._query_id, address, records, self._now())
+            if code == NEW:
+                if accepted:
+                    self._handle.wake()
+            elif code == COMPLETED:
+                self._finish(self._query_id, None)
+        if queries.peer_done(self._query_id, address, True) == COMPLETED:
+            self._finish(self._query_id, None)
+        step, depth, asks, act = self._core._settle(node_id, contacts, count > 0, self._ended())
+        if act and depth <= 1 and step is LookupStep.QUORUM:
+            # (the lookup's _act would only finish the query)
+            self._finish(self._query_id, Reason.ALL_PEERS)
+            return
+        if depth > 1 or act:
+            self._lookup._answered_then(self, ask, depth, step if act else None, asks)
+
+    def overdue(self, ask: tuple[bytes, Any]) -> None:
+        self._lookup._overdue(self, ask)
 
 
 def _distance(entry: tuple[int, bytes, Any]) -> int:

@@ -291,7 +291,12 @@ class QueryManager:
 
     @property
     def core(self) -> QueryCore:
-        """The query core this manager runs on."""
+        """The query core this manager runs on. A layer above may offer a
+        query's results into it itself (the DHT's lookups do, natively:
+        ``LookupAnswers``); it then tells the manager what ``submit_many``
+        and ``peer_finished`` act on: the query's handle woken
+        (``handle.wake()``) when a batch is NEW with results accepted, and
+        ``finish(query_id)`` when the core says COMPLETED."""
         return self._core
 
     @property

@@ -1,0 +1,347 @@
+//! `LookupAnswers`: the callback of a streaming lookup's requests
+//! (`dhtquery.dht.lookup`), so that the common answer (a `find_values`
+//! dict whose records were all verified before) is read and counted in one
+//! native call from the protocol's `datagram_received`: its records taken
+//! from the `RecordCache`, the peer's reputation told, the records offered
+//! to the query and the peer done in the query core, the lookup's core told
+//! and its counters kept. Python is called back only for what it must do:
+//! wake the query's streams (`handle.wake()`), end the query
+//! (`finish(query_id, None)`, the manager's), welcome a peer learnt from an
+//! answer or act on the step (`lookup._answered_then`), and every other
+//! answer (`lookup._answered`: not ok, after the end, not a `find_values`
+//! dict, records to check in full), which reads the records and hands them
+//! back to `settle`. `_core_py.LookupAnswers` is the reference.
+//!
+//! Why a callable and not a method the lookup calls: the lookup's
+//! `_answered` frame was most of an answer's cost (with `submit_answer`'s
+//! and six native calls' argument parsing): see README.md, "Client CPU per
+//! lookup". It holds the lookup, which does not hold it (no reference
+//! cycle: the requests' entries hold it, as they held the lookup's bound
+//! method).
+
+use crate::errors::{check_peer, type_error, type_name};
+use crate::lookup::steps_quorum;
+use crate::lookup::LookupCore;
+use crate::peers::PeerBook;
+use crate::query_core::QueryCore;
+use crate::query_id::QueryId;
+use crate::records::RecordCache;
+use crate::types::{Reason, Status};
+use crate::vocab::vocab;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
+
+/// The node's `RecordCache` (read in place), or any object with its `take`.
+enum Cache {
+    Native(Py<RecordCache>),
+    Method(Py<PyAny>),
+}
+
+/// The node's `PeerBook` (written in place), or any object with `provided`.
+enum Book {
+    Native(Py<PeerBook>),
+    Method(Py<PyAny>),
+}
+
+#[pyclass(frozen, module = "dhtquery._core", name = "LookupAnswers")]
+pub struct LookupAnswers {
+    lookup: Py<PyAny>,
+    core: Py<LookupCore>,
+    handle: Py<PyAny>,
+    ended: Py<PyAny>,
+    query_id: Py<QueryId>,
+    id: u128,
+    key: Py<PyBytes>,
+    latest: Py<PyDict>,
+    queries: Py<QueryCore>,
+    now: Py<PyAny>,
+    finish: Py<PyAny>,
+    cache: Cache,
+    book: Book,
+}
+
+fn exact<'py, T: pyo3::PyTypeInfo>(
+    value: &Bound<'py, PyAny>,
+    name: &str,
+    what: &str,
+) -> PyResult<Bound<'py, T>> {
+    match value.cast_exact::<T>() {
+        Ok(value) => Ok(value.clone()),
+        Err(_) => Err(type_error(format!(
+            "{name} must be {what}, got {}",
+            type_name(value)
+        ))),
+    }
+}
+
+fn callable(value: Bound<'_, PyAny>, name: &str) -> PyResult<Py<PyAny>> {
+    if !value.is_callable() {
+        return Err(type_error(format!(
+            "{name} must be callable, got {}",
+            type_name(&value)
+        )));
+    }
+    Ok(value.unbind())
+}
+
+/// A request's answer, as its callback is given it: `(context, address,
+/// name, ok, value)`.
+pub(crate) struct Reply<'a, 'py> {
+    pub context: &'a Bound<'py, PyAny>,
+    pub address: &'a Bound<'py, PyAny>,
+    pub name: &'a Bound<'py, PyAny>,
+    pub ok: &'a Bound<'py, PyAny>,
+    pub value: &'a Bound<'py, PyAny>,
+}
+
+impl LookupAnswers {
+    /// A request's answer (see `__call__`).
+    pub(crate) fn answer_to(slf: &Bound<'_, Self>, reply: &Reply<'_, '_>) -> PyResult<()> {
+        let Reply {
+            context,
+            address,
+            name,
+            ok,
+            value,
+        } = *reply;
+        let py = slf.py();
+        let this = slf.get();
+        let ours = intern!(py, "find_values");
+        let common = ok.is(PyBool::new(py, true))
+            && (name.is(ours)
+                || name
+                    .cast_exact::<PyString>()
+                    .is_ok_and(|name| name.to_str().is_ok_and(|text| text == "find_values")));
+        let Ok(answer) = value.cast_exact::<PyDict>() else {
+            return Self::hand_over(slf, reply);
+        };
+        if !common || this.ended.bind(py).call0()?.is_truthy()? {
+            return Self::hand_over(slf, reply);
+        }
+        let records = match answer.get_item(intern!(py, "records"))? {
+            None => PyList::empty(py).into_any(),
+            Some(raws) => {
+                let (records, taken) = this.take(py, &raws, address)?;
+                if taken != raws.len()? {
+                    // Some to check in full: Python's (it takes the
+                    // verified ones again, to the same effect: `take`
+                    // notes in `latest` only what it returns).
+                    return Self::hand_over(slf, reply);
+                }
+                records
+            }
+        };
+        let contacts = match answer.get_item(intern!(py, "nodes"))? {
+            Some(contacts) => contacts,
+            None => PyTuple::empty(py).into_any(),
+        };
+        Self::settle(slf, context, address, &records, &contacts)
+    }
+
+    /// The answer to Python's `lookup._answered`, as it came.
+    fn hand_over(slf: &Bound<'_, Self>, reply: &Reply<'_, '_>) -> PyResult<()> {
+        let py = slf.py();
+        slf.get().lookup.bind(py).call_method1(
+            intern!(py, "_answered"),
+            (
+                slf,
+                reply.context,
+                reply.address,
+                reply.name,
+                reply.ok,
+                reply.value,
+            ),
+        )?;
+        Ok(())
+    }
+
+    fn take<'py>(
+        &self,
+        py: Python<'py>,
+        raws: &Bound<'py, PyAny>,
+        address: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyAny>, usize)> {
+        let key = self.key.bind(py).as_any();
+        let latest = self.latest.bind(py).as_any();
+        match &self.cache {
+            Cache::Native(cache) => {
+                let (records, taken) = cache
+                    .bind(py)
+                    .borrow()
+                    .take(py, raws, key, latest, address)?;
+                Ok((records.into_any(), taken))
+            }
+            Cache::Method(take) => {
+                let answer = take.bind(py).call1((raws, key, latest, address))?;
+                answer.extract()
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl LookupAnswers {
+    #[new]
+    fn new(
+        lookup: &Bound<'_, PyAny>,
+        core: &Bound<'_, PyAny>,
+        handle: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+        latest: &Bound<'_, PyAny>,
+        shared: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let py = lookup.py();
+        let core = exact::<LookupCore>(core, "core", "a LookupCore of this core")?;
+        let key = exact::<PyBytes>(key, "key", "bytes")?;
+        let latest = exact::<PyDict>(latest, "latest", "a dict")?;
+        let query_id = handle.getattr(intern!(py, "id"))?;
+        let query_id = exact::<QueryId>(&query_id, "handle.id", "a QueryId of this core")?;
+        let ended = callable(handle.getattr(intern!(py, "ended"))?, "handle.ended")?;
+        let wrong = || {
+            type_error(format!(
+                "shared must be a (queries, now, finish, cache, book) tuple, got {}",
+                type_name(shared)
+            ))
+        };
+        let Ok(parts) = shared.cast_exact::<PyTuple>() else {
+            return Err(wrong());
+        };
+        if parts.len() != 5 {
+            return Err(wrong());
+        }
+        let queries =
+            exact::<QueryCore>(&parts.get_item(0)?, "queries", "a QueryCore of this core")?;
+        let now = callable(parts.get_item(1)?, "now")?;
+        let finish = callable(parts.get_item(2)?, "finish")?;
+        let cache = parts.get_item(3)?;
+        let cache = match cache.cast_exact::<RecordCache>() {
+            Ok(cache) => Cache::Native(cache.clone().unbind()),
+            Err(_) => Cache::Method(callable(cache.getattr("take")?, "cache.take")?),
+        };
+        let book = parts.get_item(4)?;
+        let book = match book.cast_exact::<PeerBook>() {
+            Ok(book) => Book::Native(book.clone().unbind()),
+            Err(_) => Book::Method(callable(book.getattr("provided")?, "book.provided")?),
+        };
+        Ok(LookupAnswers {
+            lookup: lookup.clone().unbind(),
+            core: core.unbind(),
+            handle: handle.clone().unbind(),
+            ended,
+            id: query_id.get().value,
+            query_id: query_id.unbind(),
+            key: key.unbind(),
+            latest: latest.unbind(),
+            queries: queries.unbind(),
+            now,
+            finish,
+            cache,
+            book,
+        })
+    }
+
+    /// A request's answer (the protocol's callback: `(context, address,
+    /// name, ok, value)`, the context the ask `(node id, address)`). The
+    /// requests are given this object: the RPC table's engine hands it the
+    /// common answer itself (`DatagramEngine.dispatch_answers`), with no
+    /// Python call; the protocol calls it with any other.
+    fn __call__(
+        slf: &Bound<'_, Self>,
+        context: &Bound<'_, PyAny>,
+        address: &Bound<'_, PyAny>,
+        name: &Bound<'_, PyAny>,
+        ok: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let reply = Reply {
+            context,
+            address,
+            name,
+            ok,
+            value,
+        };
+        Self::answer_to(slf, &reply)
+    }
+
+    /// An answer's records (`(dedup key, record)` pairs) and contacts, read:
+    /// the rest of its handling (see the module's docs).
+    fn settle(
+        slf: &Bound<'_, Self>,
+        ask: &Bound<'_, PyAny>,
+        address: &Bound<'_, PyAny>,
+        records: &Bound<'_, PyAny>,
+        contacts: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let node_id = ask.get_item(0)?;
+        let count = records.len()?;
+        if count > 0 {
+            let count = i64::try_from(count).unwrap_or(i64::MAX);
+            match &this.book {
+                Book::Native(book) => book.bind(py).borrow_mut().provided(address, count)?,
+                Book::Method(provided) => {
+                    provided.bind(py).call1((address, count))?;
+                }
+            }
+        }
+        // QueryManager.submit_answer's work: the records offered, the
+        // streams woken if some were new, the query ended if complete;
+        // then the peer done (ok).
+        let hash = check_peer(address)?;
+        let queries = this.queries.get();
+        if count > 0 {
+            let now = crate::errors::check_now(&this.now.bind(py).call0()?)?;
+            let batch = queries.offer_batch(py, this.id, address, records, now)?;
+            if batch.status == Status::New {
+                if batch.accepted > 0 {
+                    this.handle.bind(py).call_method0(intern!(py, "wake"))?;
+                }
+            } else if batch.status == Status::Completed {
+                this.finish
+                    .bind(py)
+                    .call1((this.query_id.bind(py), py.None()))?;
+            }
+        }
+        if queries.peer_done_at(py, this.id, address, hash, true)? == Status::Completed {
+            this.finish
+                .bind(py)
+                .call1((this.query_id.bind(py), py.None()))?;
+        }
+        let ended = this.ended.bind(py).call0()?.is_truthy()?;
+        let (step, depth, asks, act) =
+            this.core
+                .bind(py)
+                .borrow_mut()
+                .settle(py, &node_id, contacts, count > 0, ended)?;
+        if act && depth <= 1 && step.is(&steps_quorum(py)?) {
+            // The quorum, by a peer of the table: the lookup's _act would
+            // only finish the query (all_peers), done here without its
+            // frames (_answered_then's and _act's).
+            let reason = vocab(py)?.reason(py, Reason::AllPeers);
+            this.finish
+                .bind(py)
+                .call1((this.query_id.bind(py), reason))?;
+            return Ok(());
+        }
+        if depth > 1 || act {
+            let step = if act { step } else { py.None().into_bound(py) };
+            this.lookup
+                .bind(py)
+                .call_method1(intern!(py, "_answered_then"), (slf, ask, depth, step, asks))?;
+        }
+        Ok(())
+    }
+
+    /// A request of the lookup passed its RTO (the protocol's `overdue`
+    /// callback): `lookup._overdue(self, ask)`.
+    fn overdue(slf: &Bound<'_, Self>, ask: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        slf.get()
+            .lookup
+            .bind(py)
+            .call_method1(intern!(py, "_overdue"), (slf, ask))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,480 @@
+"""``LookupAnswers``, the callback of a streaming lookup's requests: every
+test runs against both cores (ids ``rs`` / ``py``), and a property test
+drives both with the same random answers and compares everything they do
+(the calls back into the lookup, the handle and the manager, the query
+core's state and results, the lookup core's counts, the book's, ``latest``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from types import ModuleType
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from dhtquery.dht.rpc_table import _Pending
+from dhtquery.dht.wire import encode_response
+from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
+from dhtquery.query import LookupStep, Reason, _core_py
+from dhtquery.query.shapes import FOUND_VALUES
+from tests.conftest import require_rust
+
+KEY = bytes(20)
+OWN = b"\xff" * 20
+FAIR = 0.75
+NOW = 100.0
+WALL = 1_000_000.0
+
+
+def node(n: int) -> bytes:
+    return n.to_bytes(20, "big")
+
+
+def addr(n: int) -> tuple[str, int]:
+    return ("10.0.0.1", 4000 + n)
+
+
+def wire(n: int, seq: int = 1, target: bytes = KEY, expires: int = 0) -> list[Any]:
+    """A record's wire array (public key, target, name, seq, expires, data,
+    signature): ``n`` names its slot, ``seq`` and ``n`` its signature."""
+    return [
+        n.to_bytes(32, "big"),
+        target,
+        f"pkg{n}",
+        seq,
+        expires,
+        b"data%d" % n,
+        (n * 1000 + seq).to_bytes(64, "big"),
+    ]
+
+
+class Calls:
+    """Everything an answerer calls back, in order."""
+
+    def __init__(self) -> None:
+        self.log: list[Any] = []
+
+
+class Lookup:
+    """The lookup an answerer calls back (``_answered``, ``_answered_then``,
+    ``_overdue``), as ``dht.StreamingLookup`` does but with no network: an
+    answer it is handed is read by the cache alone (records it does not
+    take are left out) and settled."""
+
+    def __init__(self, calls: Calls, cache: Any, latest: dict[Any, Any], handle: Handle) -> None:
+        self.calls = calls
+        self.cache = cache
+        self.latest = latest
+        self.handle = handle
+
+    def _answered(
+        self, answers: Any, ask: Any, address: Any, name: str, ok: bool, value: Any
+    ) -> None:
+        self.calls.log.append(("_answered", ask, name, ok))
+        if not ok or self.handle.ended():
+            return
+        if type(value) is dict:
+            records = self.cache.take(value.get("records", ()), KEY, self.latest, address)[0]
+            contacts = value.get("nodes", ())
+        else:
+            records, contacts = [], []
+        answers.settle(ask, address, records, contacts)
+
+    def _answered_then(self, answers: Any, ask: Any, depth: int, step: Any, asks: Any) -> None:
+        self.calls.log.append(("_answered_then", ask, depth, step, asks))
+
+    def _overdue(self, answers: Any, ask: Any) -> None:
+        self.calls.log.append(("_overdue", ask))
+
+
+class Handle:
+    def __init__(self, calls: Calls, query_id: Any) -> None:
+        self.calls = calls
+        self.id = query_id
+        self.done = False
+
+    def ended(self) -> bool:
+        return self.done
+
+    def wake(self) -> None:
+        self.calls.log.append(("wake",))
+
+
+class Rig:
+    """One core's answerer and all it touches."""
+
+    def __init__(self, module: ModuleType, quorum: int = 3, max_results: int = 20) -> None:
+        self.module = module
+        self.calls = Calls()
+        self.queries = module.QueryCore()
+        self.query_id = self.queries.register(10.0, max_results, 0, NOW)
+        self.cache = module.RecordCache(100, lambda: WALL)
+        self.book = module.PeerBook()
+        self.latest: dict[Any, Any] = {}
+        self.handle = Handle(self.calls, self.query_id)
+        self.lookup = Lookup(self.calls, self.cache, self.latest, self.handle)
+        self.core = module.LookupCore(
+            OWN, KEY, 3, 20, quorum, True, FAIR, 7, self.book, lambda: NOW, bool, bool
+        )
+        self.answers = module.LookupAnswers(
+            self.lookup,
+            self.core,
+            self.handle,
+            KEY,
+            self.latest,
+            (self.queries, lambda: NOW, self.finish, self.cache, self.book),
+        )
+
+    def finish(self, query_id: Any, reason: Any) -> bool:
+        self.calls.log.append(("finish", reason))
+        outcome = self.queries.finish(query_id, NOW, reason)
+        if outcome is None:
+            return False
+        self.handle.done = True
+        self.calls.log.append(("outcome", outcome.reason, len(outcome.results), outcome.peers_ok))
+        return True
+
+    def keep(self, *values: list[Any]) -> None:
+        for value in values:
+            self.cache.put(value, f"record-{value[6].hex()[-6:]}")
+
+    def start(self, *numbers: int) -> list[tuple[bytes, Any]]:
+        step, _, asks = self.core.start(([node(n) for n in numbers], [addr(n) for n in numbers]), 0)
+        assert step is LookupStep.ASK
+        return asks
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        core = self.core
+        return (core.answers, core.max_depth, core.final_depth, core.in_flight, core.holders)
+
+
+@pytest.fixture
+def rig(core_module: ModuleType) -> Rig:
+    return Rig(core_module)
+
+
+def found(records: list[list[Any]], nodes: list[Any] | None = None) -> dict[str, Any]:
+    return {"records": records, "nodes": nodes or [], "more": False}
+
+
+def test_both_cores_export_lookupanswers(core_module: ModuleType) -> None:
+    assert "LookupAnswers" in core_module.__all__
+
+
+def test_the_common_answer_is_read_offered_and_counted_without_the_lookup(rig: Rig) -> None:
+    asks = rig.start(1, 2, 3)
+    rig.keep(wire(1))
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
+    # the records were new: the streams woken, nothing else called back
+    assert rig.calls.log == [("wake",)]
+    assert rig.counts() == (1, 1, -1, 2, 1)
+    assert [item for item, *_ in rig.queries.drain(rig.query_id)] == ["record-0003e9"]
+    assert rig.book.stats(asks[0][1])[3] == 1  # provided
+    assert rig.latest == {(wire(1)[0], "pkg1"): (1, asks[0][1])}
+
+
+def test_a_holder_that_brings_nothing_new_wakes_nobody(rig: Rig) -> None:
+    asks = rig.start(1, 2, 3)
+    rig.keep(wire(1))
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
+    rig.answers(asks[1], asks[1][1], "find_values", True, found([wire(1)]))
+    assert rig.calls.log == [("wake",)]
+    assert rig.counts() == (2, 1, -1, 1, 2)
+    rig.finish(rig.query_id, Reason.ADAPTIVE)
+    outcome = rig.calls.log[-1]
+    assert outcome == ("outcome", Reason.ADAPTIVE, 1, 2)
+
+
+def test_the_quorum_finishes_the_query_all_peers_without_the_lookup(rig: Rig) -> None:
+    asks = rig.start(1, 2, 3)
+    rig.keep(wire(1))
+    for ask in asks:
+        rig.answers(ask, ask[1], "find_values", True, found([wire(1)]))
+    assert rig.calls.log == [
+        ("wake",),
+        ("finish", Reason.ALL_PEERS),
+        ("outcome", Reason.ALL_PEERS, 1, 3),
+    ]
+    assert rig.counts() == (3, 1, 1, 0, 3)
+
+
+def test_max_results_reached_ends_the_query_and_notes_the_depth(core_module: ModuleType) -> None:
+    rig = Rig(core_module, max_results=1)
+    asks = rig.start(1, 2, 3)
+    rig.keep(wire(1))
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
+    assert rig.calls.log == [("finish", None), ("outcome", Reason.MAX_RESULTS, 1, 0)]
+    assert rig.counts() == (1, 1, 1, 2, 0)
+
+
+def test_contacts_with_nobody_to_ask_yet_are_left_for_the_lookup_to_act_on(rig: Rig) -> None:
+    asks = rig.start(1, 2, 3)
+    contacts = [[node(9), "10.0.0.9", 9]]
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([], contacts))
+    # (no records: the peer done; a new candidate to ask)
+    assert rig.calls.log == [
+        ("_answered_then", asks[0], 1, LookupStep.ASK, [(node(9), ("10.0.0.9", 9))])
+    ]
+    assert rig.counts() == (1, 1, -1, 3, 0)
+
+
+def test_a_peer_learnt_from_an_answer_is_handed_back_to_be_welcomed(rig: Rig) -> None:
+    asks = rig.start(1, 2, 3)
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([], [[node(9), "h", 9]]))
+    ask = (node(9), ("h", 9))
+    rig.calls.log.clear()
+    rig.answers(ask, ask[1], "find_values", True, found([]))
+    # depth 2: the lookup welcomes it (nothing to act on: step None)
+    assert rig.calls.log == [("_answered_then", ask, 2, None, [])]
+    assert rig.counts() == (2, 2, -1, 2, 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "ok", "value"),
+    [
+        ("find_values", False, None),
+        ("find_value", True, {"value": b"x"}),
+        ("find_values", True, [["id", "h", 1]]),
+        ("find_values", True, found([wire(7)])),  # a record never verified
+    ],
+    ids=["failed", "stock", "not-a-dict", "unverified"],
+)
+def test_any_other_answer_goes_to_the_lookup(rig: Rig, name: str, ok: bool, value: Any) -> None:
+    asks = rig.start(1, 2, 3)
+    rig.answers(asks[0], asks[0][1], name, ok, value)
+    assert rig.calls.log[0] == ("_answered", asks[0], name, ok)
+    # (nothing noted of a record the lookup checks itself)
+    assert rig.latest == {}
+
+
+def test_an_answer_after_the_end_goes_to_the_lookup(rig: Rig) -> None:
+    asks = rig.start(1, 2, 3)
+    rig.keep(wire(1))
+    rig.finish(rig.query_id, Reason.ADAPTIVE)
+    rig.calls.log.clear()
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
+    assert rig.calls.log == [("_answered", asks[0], "find_values", True)]
+    assert rig.counts()[0] == 0
+
+
+def test_overdue_is_the_lookups(rig: Rig) -> None:
+    asks = rig.start(1)
+    rig.answers.overdue(asks[0])
+    assert rig.calls.log == [("_overdue", asks[0])]
+
+
+def test_bad_arguments_name_themselves(core_module: ModuleType) -> None:
+    rig = Rig(core_module)
+    shared = (rig.queries, lambda: NOW, rig.finish, rig.cache, rig.book)
+    with pytest.raises(InvalidArgumentTypeError, match="core must be"):
+        core_module.LookupAnswers(rig.lookup, object(), rig.handle, KEY, {}, shared)
+    with pytest.raises(InvalidArgumentTypeError, match="key must be bytes"):
+        core_module.LookupAnswers(rig.lookup, rig.core, rig.handle, "k", {}, shared)
+    with pytest.raises(InvalidArgumentTypeError, match="latest must be a dict"):
+        core_module.LookupAnswers(rig.lookup, rig.core, rig.handle, KEY, [], shared)
+    with pytest.raises(InvalidArgumentTypeError, match="shared must be"):
+        core_module.LookupAnswers(rig.lookup, rig.core, rig.handle, KEY, {}, shared[:4])
+    with pytest.raises(InvalidArgumentTypeError, match="queries must be"):
+        core_module.LookupAnswers(rig.lookup, rig.core, rig.handle, KEY, {}, (None, *shared[1:]))
+
+
+# -- both cores, the same random answers ---------------------------------------
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return (type(value), value)
+    if isinstance(value, list | tuple):
+        return (type(value), [_normal(item) for item in value])
+    return value
+
+
+def _seen(rig: Rig, ids: list[bytes]) -> Any:
+    """Everything of a rig a test can compare across cores."""
+    return (
+        _normal(rig.calls.log),
+        rig.counts(),
+        [rig.core.position(i) for i in ids],
+        rig.queries.state(rig.query_id),
+        [(item, peer, key) for item, peer, key, _ in rig.queries.drain(rig.query_id)],
+        [rig.book.stats(addr(n))[3] for n in range(12)],
+        sorted(rig.latest.items()),
+    )
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_both_cores_answerers_do_the_same(data: st.DataObject) -> None:
+    rust = require_rust()
+    quorum = data.draw(st.integers(1, 4), label="quorum")
+    max_results = data.draw(st.integers(1, 6), label="max_results")
+    rigs = (Rig(rust, quorum, max_results), Rig(_core_py, quorum, max_results))
+    ids = [node(n) for n in range(12)]
+    # records verified before (kept), some of them with another sequence too
+    kept = data.draw(st.lists(st.integers(0, 5), unique=True), label="kept")
+    values = {n: wire(n) for n in range(6)}
+    for rig in rigs:
+        rig.keep(*(values[n] for n in kept), *(wire(n, seq=2) for n in kept[:2]))
+    table = data.draw(st.lists(st.integers(0, 5), min_size=1, max_size=6, unique=True))
+    starts = [rig.start(*table) for rig in rigs]
+    assert _normal(starts[0]) == _normal(starts[1])
+    out = list(starts[1])
+    for _ in range(data.draw(st.integers(0, 20), label="steps")):
+        if not out:
+            break
+        ask = data.draw(st.sampled_from(out), label="ask")
+        op = data.draw(
+            st.sampled_from(["common"] * 4 + ["fail", "stock", "odd", "end", "overdue"]),
+            label="op",
+        )
+        if op == "end":
+            for rig in rigs:
+                rig.finish(rig.query_id, Reason.ADAPTIVE)
+            continue
+        if op == "overdue":
+            for rig in rigs:
+                rig.answers.overdue(ask)
+            continue
+        out.remove(ask)
+        records = [
+            wire(n, seq=seq, target=target)
+            for n, seq, target in data.draw(
+                st.lists(
+                    st.tuples(
+                        st.integers(0, 6),
+                        st.sampled_from([1, 1, 1, 2]),
+                        st.sampled_from([KEY, KEY, b"\x01" * 20]),
+                    ),
+                    max_size=4,
+                ),
+                label="records",
+            )
+        ]
+        contacts = [
+            [node(n), *addr(n)] for n in data.draw(st.lists(st.integers(0, 11), max_size=4))
+        ]
+        name, ok, value = {
+            "common": ("find_values", True, found(records, contacts)),
+            "fail": ("find_values", False, None),
+            "stock": ("find_value", True, {"value": b"plain"}),
+            "odd": ("find_values", True, contacts),
+        }[op]
+        for rig in rigs:
+            rig.answers(ask, ask[1], name, ok, value)
+        seen = [_seen(rig, ids) for rig in rigs]
+        assert seen[0] == seen[1]
+        # the asks the core made are out now
+        then = rigs[1].calls.log
+        for entry in then:
+            if entry[0] == "_answered_then" and entry[3] is LookupStep.ASK:
+                out.extend(a for a in entry[4] if a not in out)
+        for rig in rigs:
+            rig.calls.log.clear()
+    # (the outcome: peers ok, duplicates, results)
+    for rig in rigs:
+        rig.finish(rig.query_id, Reason.ADAPTIVE)
+    assert _normal(rigs[0].calls.log) == _normal(rigs[1].calls.log)
+
+
+# -- the engine hands the common answer over itself -----------------------------
+
+HANDLED = 7
+
+
+def _opened(rig: Rig, ask: Any, retransmitted: bool = False) -> tuple[Any, bytes, Any]:
+    """An engine of ``rig``'s core with a find_values request to ``ask`` out
+    (its callback the rig's answerer): (engine, the answer's datagram,
+    what the engine hands over with it: waiting queues, failures,
+    extensions)."""
+    module = rig.module
+    engine = module.DatagramEngine(
+        {}, {"find_values": FOUND_VALUES}, requests=(module.QueryCore(), b"pad!", {}, _Pending)
+    )
+    deadline = NOW + 5.0 if retransmitted else None
+    datagram = engine.open(
+        1.0,
+        NOW,
+        0.0,
+        ask[1],
+        "find_values",
+        None,
+        rig.answers,
+        ask,
+        b"b",
+        deadline,
+        rig.answers.overdue,
+    )
+    if retransmitted:
+        engine.pending[datagram[1:21]].retry[2] = 2
+    state = (deque(), deque(), {}, {ask[1]: True})
+    engine.dispatch_answers(*state)
+    answer = encode_response(datagram[1:21], found([wire(1)]))
+    return engine, answer, state
+
+
+def test_the_engine_hands_the_common_answer_to_its_lookupanswers(rig: Rig) -> None:
+    asks = rig.start(1, 2, 3)
+    rig.keep(wire(1))
+    engine, answer, _ = _opened(rig, asks[0])
+    status, _, value, _, rtt = engine.receive_at(answer, asks[0][1], NOW + 0.01, 0.0)
+    assert (status, value) == (HANDLED, None)
+    assert rtt == pytest.approx(0.01)
+    assert rig.calls.log == [("wake",)]
+    assert rig.counts() == (1, 1, -1, 2, 1)
+
+
+@pytest.mark.parametrize("why", ["waiting", "background", "failed", "unknown", "stock", "resent"])
+def test_the_engine_leaves_the_answer_to_the_protocol_when_it_has_more_to_do(
+    rig: Rig, why: str
+) -> None:
+    asks = rig.start(1, 2, 3)
+    rig.keep(wire(1))
+    engine, answer, (waiting, background, failed, extensions) = _opened(
+        rig, asks[0], retransmitted=why == "resent"
+    )
+    if why == "waiting":
+        waiting.append("a request")
+    elif why == "background":
+        background.append("a request")
+    elif why == "failed":
+        failed[("10.0.0.9", 9)] = 1.0
+    elif why == "unknown":
+        extensions.clear()
+    elif why == "stock":
+        extensions[asks[0][1]] = False
+    status, _, value, _, _ = engine.receive_at(answer, asks[0][1], NOW + 0.01, 0.0)
+    assert status == 5  # CHECKED
+    assert value == found([wire(1)])
+    assert rig.calls.log == []
+    assert rig.counts()[0] == 0
+
+
+def test_what_the_callback_raises_comes_back_as_the_value(rig: Rig) -> None:
+    asks = rig.start(1, 2, 3)
+    engine, answer, _ = _opened(rig, asks[0])
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a caller's bug")
+
+    rig.lookup._answered = broken  # type: ignore[method-assign]
+    # (a record never verified: handed to the lookup, which raises)
+    status, _, value, _, _ = engine.receive_at(answer, asks[0][1], NOW + 0.01, 0.0)
+    assert status == HANDLED
+    assert type(value) is RuntimeError and str(value) == "a caller's bug"
+
+
+def test_an_engine_dispatches_answers_once(core_module: ModuleType) -> None:
+    rig = Rig(core_module)
+    engine, _, state = _opened(rig, rig.start(1)[0])
+    with pytest.raises(InvalidArgumentError, match="already"):
+        engine.dispatch_answers(*state)
+    with pytest.raises(InvalidArgumentTypeError, match="extensions must be a dict"):
+        core_module.DatagramEngine({}).dispatch_answers([], [], {}, [])
