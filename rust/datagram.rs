@@ -36,10 +36,12 @@
 //! and its limits and errors are not msgpack-python's.
 
 use crate::errors::{check_float, check_now, float_repr, type_error, type_name, value_error};
-use crate::peers::PeerBook;
+use crate::peers::{hash_of, OrderedTable, PeerBook};
 use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
+use crate::replay::{replay_key, ReplayCache};
 use crate::types::MAX_TIMEOUT;
+use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -55,6 +57,12 @@ pub const WRONG_ADDRESS: u8 = 3;
 pub const NOT_PENDING: u8 = 4;
 pub const CHECKED: u8 = 5;
 pub const BAD_SHAPE: u8 = 6;
+/// A request shed by the fair share (`serve`'s): the protocol counts it.
+pub const SHED: u8 = 7;
+/// A resent request, answered again from the replay cache.
+pub const REPLAYED: u8 = 8;
+/// A `find_values` request answered from its kept answer.
+pub const SERVED: u8 = 9;
 
 const KIND_REQUEST: u8 = 0x00;
 const KIND_RESPONSE: u8 = 0x01;
@@ -528,6 +536,120 @@ pub struct DatagramEngine {
     pending: Py<PyDict>,
     shapes: Option<Py<PyDict>>,
     requests: Option<Requests>,
+    /// what `receive_at` serves requests with (`serve`); None: it hands
+    /// every request over
+    serving: Mutex<Option<Serving>>,
+    /// `find_values` answers kept packed, by key (`keep_answer`)
+    kept: Mutex<KeptAnswers>,
+}
+
+/// What the engine serves requests with (`serve`).
+struct Serving {
+    replay: Py<ReplayCache>,
+    records: Py<PyAny>,
+    client_pad: [u8; MSG_ID_SIZE - 16],
+    fair_share: Option<Py<PyAny>>,
+}
+
+/// A key's `find_values` answer, packed: valid while the record store's
+/// `generation` is `generation` and the time is before `until`.
+struct Kept {
+    generation: i64,
+    until: f64,
+    body: Py<PyBytes>,
+    size: usize,
+}
+
+/// The kept answers, bounded by count and bytes (the oldest made leave
+/// first, as the protocol's dict did).
+struct KeptAnswers {
+    table: OrderedTable<Kept>,
+    bytes: usize,
+    max_count: usize,
+    max_bytes: usize,
+}
+
+impl KeptAnswers {
+    fn forget(&mut self, key: &Bound<'_, PyAny>, hash: u64) -> PyResult<()> {
+        if let Some(slot) = self.table.find(key, hash)? {
+            self.bytes -= self.table.remove(slot).size;
+        }
+        Ok(())
+    }
+
+    fn keep(&mut self, key: &Bound<'_, PyAny>, hash: u64, kept: Kept) -> PyResult<()> {
+        self.forget(key, hash)?;
+        if kept.size > self.max_bytes {
+            return Ok(());
+        }
+        self.bytes += kept.size;
+        self.table.insert(key, hash, kept);
+        while self.table.len() > self.max_count || self.bytes > self.max_bytes {
+            match self.table.pop_oldest() {
+                Some(old) => self.bytes -= old.size,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The key's answer if it is still valid at `now` with the store at
+    /// `generation`.
+    fn valid<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        hash: u64,
+        generation: Option<i64>,
+        now: f64,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(slot) = self.table.find(key, hash)? else {
+            return Ok(None);
+        };
+        let kept = self.table.value(slot);
+        if Some(kept.generation) != generation
+            || now.partial_cmp(&kept.until) != Some(std::cmp::Ordering::Less)
+        {
+            return Ok(None);
+        }
+        Ok(Some(kept.body.bind(key.py()).clone()))
+    }
+}
+
+/// The store's `generation` as the kept answers compare it: an exact int
+/// that fits in 64 bits, else None (no kept answer is valid).
+fn generation_of(records: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    let generation = records.getattr(intern!(records.py(), "generation"))?;
+    Ok(generation
+        .cast_exact::<PyInt>()
+        .ok()
+        .and_then(|int| int.extract::<i64>().ok()))
+}
+
+/// Where a `find_values` request's body, as msgpack packs `["find_values",
+/// [id, key]]` (stock rpcudp's and ours: fixarray, fixstr, fixarray, bin 8
+/// each), has its sender's id and its key, both 1 to 64 bytes: `(id, key)`
+/// as ranges of the body. Any other encoding (valid msgpack of the same
+/// value too) is decoded and served by the protocol as before.
+fn find_values_request(body: &[u8]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    const HEAD: &[u8] = b"\x92\xabfind_values\x92\xc4";
+    if body.len() < HEAD.len() + 1 || &body[..HEAD.len()] != HEAD {
+        return None;
+    }
+    let id_size = usize::from(body[HEAD.len()]);
+    let id_start = HEAD.len() + 1;
+    let id_end = id_start + id_size;
+    if !(1..=MAX_NODE_ID_SIZE).contains(&id_size) || body.len() < id_end + 2 {
+        return None;
+    }
+    if body[id_end] != 0xc4 {
+        return None;
+    }
+    let key_size = usize::from(body[id_end + 1]);
+    let key_start = id_end + 2;
+    if !(1..=MAX_NODE_ID_SIZE).contains(&key_size) || body.len() != key_start + key_size {
+        return None;
+    }
+    Some((id_start..id_end, key_start..body.len()))
 }
 
 fn answer<'py>(
@@ -588,6 +710,13 @@ impl DatagramEngine {
             pending: pending.clone().unbind(),
             shapes,
             requests,
+            serving: Mutex::new(None),
+            kept: Mutex::new(KeptAnswers {
+                table: OrderedTable::new(),
+                bytes: 0,
+                max_count: 0,
+                max_bytes: 0,
+            }),
         })
     }
 
@@ -628,6 +757,21 @@ impl DatagramEngine {
         let requests = self.requests()?;
         let now = check_now(now)?;
         let lag = check_float("lag", lag, true)?;
+        if let Ok(bytes) = datagram.cast_exact::<PyBytes>() {
+            let data = bytes.as_bytes();
+            if data.len() > HEADER_SIZE && data[0] == KIND_REQUEST {
+                // (the parts cloned out: the fair share is Python code)
+                let serving = self.serving.lock().as_ref().map(|serving| Serving {
+                    replay: serving.replay.clone_ref(py),
+                    records: serving.records.clone_ref(py),
+                    client_pad: serving.client_pad,
+                    fair_share: serving.fair_share.as_ref().map(|fair| fair.clone_ref(py)),
+                });
+                if let Some(serving) = serving {
+                    return self.serve_request(py, &serving, data, address, now);
+                }
+            }
+        }
         let (status, first, value, request) = self.read(py, datagram, address)?;
         let rtt = if status == ANSWERED || status >= CHECKED {
             requests.end(py, &request, now, lag)?
@@ -657,6 +801,122 @@ impl DatagramEngine {
                 PyFloat::new(py, rtt).into_any(),
             ],
         )
+    }
+
+    /// Serve requests in `receive_at` (see `_core.pyi`): shed by
+    /// `fair_share`, answered again from `replay`, a `find_values` answered
+    /// from its kept answer while `records`' generation holds.
+    #[pyo3(signature = (replay, records, client_pad, fair_share = None, *, max_answers = 1024, max_answer_bytes = 1024 * 1024))]
+    fn serve(
+        &self,
+        replay: &Bound<'_, PyAny>,
+        records: &Bound<'_, PyAny>,
+        client_pad: &Bound<'_, PyAny>,
+        fair_share: Option<&Bound<'_, PyAny>>,
+        max_answers: usize,
+        max_answer_bytes: usize,
+    ) -> PyResult<()> {
+        self.requests()?;
+        let replay = exact_argument::<ReplayCache>(replay, "replay", "a ReplayCache of this core")?;
+        let pad = match client_pad.cast_exact::<PyBytes>() {
+            Ok(bytes) if bytes.as_bytes().len() == MSG_ID_SIZE - 16 => {
+                let mut out = [0u8; MSG_ID_SIZE - 16];
+                out.copy_from_slice(bytes.as_bytes());
+                out
+            }
+            _ => {
+                return Err(value_error(format!(
+                    "client_pad must be 4 bytes, got {}",
+                    client_pad.repr()?
+                )))
+            }
+        };
+        let fair_share = fair_share.filter(|fair| !fair.is_none());
+        *self.serving.lock() = Some(Serving {
+            replay: replay.clone().unbind(),
+            records: records.clone().unbind(),
+            client_pad: pad,
+            fair_share: fair_share.map(|fair| fair.clone().unbind()),
+        });
+        let mut kept = self.kept.lock();
+        kept.max_count = max_answers;
+        kept.max_bytes = max_answer_bytes;
+        Ok(())
+    }
+
+    /// Keep `body` as `key`'s packed `find_values` answer, valid while the
+    /// store's generation is `generation` and before `until`.
+    fn keep_answer(
+        &self,
+        key: &Bound<'_, PyAny>,
+        generation: &Bound<'_, PyAny>,
+        until: f64,
+        body: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let key = exact_argument::<PyBytes>(key, "key", "bytes")?;
+        let body = exact_argument::<PyBytes>(body, "body", "bytes")?;
+        let generation = exact_argument::<PyInt>(generation, "generation", "an int")?.extract()?;
+        let hash = hash_of(key.as_any())?;
+        self.kept.lock().keep(
+            key.as_any(),
+            hash,
+            Kept {
+                generation,
+                until,
+                body: body.clone().unbind(),
+                size: body.as_bytes().len(),
+            },
+        )
+    }
+
+    /// Forget `key`'s kept answer, if any.
+    fn forget_answer(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key = exact_argument::<PyBytes>(key, "key", "bytes")?;
+        let hash = hash_of(key.as_any())?;
+        self.kept.lock().forget(key.as_any(), hash)
+    }
+
+    /// Forget every kept answer.
+    fn forget_answers(&self) {
+        let mut kept = self.kept.lock();
+        kept.table = OrderedTable::new();
+        kept.bytes = 0;
+    }
+
+    /// `key`'s kept answer if it is valid at `now` with the store at
+    /// `generation`.
+    fn kept_answer<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        generation: &Bound<'py, PyAny>,
+        now: f64,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let key = exact_argument::<PyBytes>(key, "key", "bytes")?;
+        let generation = generation
+            .cast_exact::<PyInt>()
+            .ok()
+            .and_then(|int| int.extract::<i64>().ok());
+        let hash = hash_of(key.as_any())?;
+        self.kept.lock().valid(key.as_any(), hash, generation, now)
+    }
+
+    /// The kept answers, oldest first: key -> (generation, until, body).
+    fn kept_answers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        let kept = self.kept.lock();
+        for (key, entry) in kept.table.in_order() {
+            out.set_item(
+                key.bind(py),
+                (entry.generation, entry.until, entry.body.bind(py)),
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// Bytes of the kept answers.
+    #[getter]
+    fn kept_bytes(&self) -> usize {
+        self.kept.lock().bytes
     }
 
     /// Open a request to `address`: its one-result query registered in the
@@ -1119,7 +1379,119 @@ impl Requests {
     }
 }
 
+/// `receive_at`'s five items.
+fn five<'py>(
+    py: Python<'py>,
+    status: u8,
+    first: Bound<'py, PyAny>,
+    value: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let none = py.None().into_bound(py);
+    PyTuple::new(
+        py,
+        [
+            status.into_pyobject(py)?.into_any(),
+            first,
+            value,
+            none,
+            PyFloat::new(py, 0.0).into_any(),
+        ],
+    )
+}
+
 impl DatagramEngine {
+    /// `receive_at` for a request (its datagram `data`, longer than its
+    /// header) while serving: read, shed by the fair share, answered again
+    /// from the replay cache, answered from a kept `find_values` answer (the
+    /// answer framed and kept for a resend), or handed over (`REQUEST`).
+    /// (A client's `find_values` of a kept key: 31.7 k -> see README
+    /// instructions a request served, bench profile --serve, callgrind.)
+    fn serve_request<'py>(
+        &self,
+        py: Python<'py>,
+        serving: &Serving,
+        data: &[u8],
+        address: &Bound<'py, PyAny>,
+        now: f64,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let none = py.None().into_bound(py);
+        let body = &data[HEADER_SIZE..];
+        if body.len() > MAX_REQUEST_BODY {
+            let (status, kind, _, _) = dropped(py, "oversize_request");
+            return five(py, status, kind, none);
+        }
+        // (a find_values in the common encoding is read in place: no list,
+        // str or bytes made unless it is handed over)
+        let find_values = find_values_request(body);
+        let mut value = None;
+        if find_values.is_none() {
+            match decode_body(py, body) {
+                Ok((decoded, _)) => value = Some(decoded),
+                Err(error) => {
+                    let kind = match error {
+                        DecodeError::Malformed => "malformed",
+                        DecodeError::BadUtf8 => "bad_utf8",
+                    };
+                    let (status, kind, _, _) = dropped(py, kind);
+                    return five(py, status, kind, none);
+                }
+            }
+        }
+        let msg_id = PyBytes::new(py, &data[1..HEADER_SIZE]);
+        if let Some(fair_share) = &serving.fair_share {
+            // (every request the node reads is counted there)
+            let admitted = fair_share
+                .bind(py)
+                .call_method1(intern!(py, "admit"), (address,))?
+                .is_truthy()?;
+            if !admitted {
+                return five(py, SHED, PyString::new(py, "fair_share").into_any(), none);
+            }
+        }
+        let (replay_key, replay_hash) = replay_key(address, msg_id.as_any())?;
+        let replay = serving.replay.bind(py);
+        let answered = replay
+            .try_borrow()?
+            .get_key(&replay_key, replay_hash, now)?;
+        if let Some(answered) = answered {
+            return five(py, REPLAYED, none, answered.into_any());
+        }
+        if let Some((id, key)) = find_values {
+            let key = PyBytes::new(py, &body[key]);
+            let hash = hash_of(key.as_any())?;
+            let generation = generation_of(serving.records.bind(py))?;
+            let kept = self
+                .kept
+                .lock()
+                .valid(key.as_any(), hash, generation, now)?;
+            if let Some(kept) = kept {
+                let kept = kept.as_bytes();
+                let datagram = PyBytes::new_with(py, HEADER_SIZE + kept.len(), |buffer| {
+                    buffer[0] = KIND_RESPONSE;
+                    buffer[1..HEADER_SIZE].copy_from_slice(&data[1..HEADER_SIZE]);
+                    buffer[HEADER_SIZE..].copy_from_slice(kept);
+                    Ok(())
+                })?;
+                replay
+                    .try_borrow_mut()?
+                    .put_key(&replay_key, replay_hash, &datagram, now)?;
+                // a client (its id carries the marker) is never welcomed
+                let sender = if data[1 + 16..HEADER_SIZE] == serving.client_pad {
+                    none
+                } else {
+                    PyBytes::new(py, &body[id]).into_any()
+                };
+                return five(py, SERVED, sender, datagram.into_any());
+            }
+            match decode_body(py, body) {
+                Ok((decoded, _)) => value = Some(decoded),
+                Err(_) => unreachable!("a find_values request read in place is msgpack"),
+            }
+        }
+        let value = value.unwrap_or(none);
+        five(py, REQUEST, msg_id.into_any(), value)
+    }
+
     fn requests(&self) -> PyResult<&Requests> {
         self.requests.as_ref().ok_or_else(|| {
             type_error("this engine opens no requests: it was made without requests=".to_owned())

@@ -50,6 +50,12 @@ DATAGRAM_WRONG_ADDRESS: Final = 3
 DATAGRAM_NOT_PENDING: Final = 4
 DATAGRAM_CHECKED: Final = 5
 DATAGRAM_BAD_SHAPE: Final = 6
+#: (receive_at while serving, see DatagramEngine.serve) a request shed by
+#: the fair share; a resend answered again from the replay cache; a
+#: find_values answered from its kept answer
+DATAGRAM_SHED: Final = 7
+DATAGRAM_REPLAYED: Final = 8
+DATAGRAM_SERVED: Final = 9
 
 
 class RpcStatus(enum.StrEnum):
