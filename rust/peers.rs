@@ -260,6 +260,35 @@ impl<V> OrderedTable<V> {
         }
     }
 
+    /// The slot of `hash` whose entry `matches` (given its key and value):
+    /// for a table whose key is more than its Python key.
+    pub(crate) fn find_with(
+        &self,
+        hash: u64,
+        mut matches: impl FnMut(&Py<PyAny>, &V) -> PyResult<bool>,
+    ) -> PyResult<Option<u32>> {
+        let mut failed = None;
+        let found = self.table.find(hash, |&slot| {
+            let Some(entry) = &self.slots[slot as usize] else {
+                return false;
+            };
+            if entry.hash != hash {
+                return false;
+            }
+            match matches(&entry.key, &entry.value) {
+                Ok(same) => same,
+                Err(err) => {
+                    failed.get_or_insert(err);
+                    false
+                }
+            }
+        });
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(found.copied()),
+        }
+    }
+
     pub(crate) fn value(&self, slot: u32) -> &V {
         &self.slots[slot as usize]
             .as_ref()

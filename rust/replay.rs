@@ -7,21 +7,28 @@
 //!
 //! Bounded by count and bytes (the oldest out first) and by age: an answer
 //! older than `max_age` is not a resend's and leaves as the next one comes
-//! in. Keys are `(address, msg_id)` tuples, hashed and compared as Python
-//! does, so any hashable address is kept apart as the twin's dict keeps it.
+//! in. The address is hashed and compared as Python does (any hashable is
+//! kept apart as the twin's dict keeps it), the message id (bytes) by its
+//! bytes: the engine looks a request up from its datagram, no key made.
+//! (A key tuple made, hashed and kept per request served cost ~1 k
+//! instructions with its share of the garbage collector's passes,
+//! callgrind, bench profile --serve.)
 
 use crate::errors::{type_error, type_name};
 use crate::peers::{hash_of, OrderedTable};
+use foldhash::fast::RandomState;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::PyBytes;
+use std::hash::BuildHasher;
 
-/// Answers kept at most, and their bytes (the twin's `DEFAULT_COUNT`,
-/// `DEFAULT_BYTES`).
+/// Answers kept at most, and their bytes (the twin's `REPLAY_COUNT`,
+/// `REPLAY_BYTES`).
 pub const DEFAULT_COUNT: usize = 1024;
 pub const DEFAULT_BYTES: usize = 1024 * 1024;
 
-/// One answer: when it was sent, and its datagram.
+/// One answer: to whom, when it was sent, its datagram.
 struct Answer {
+    address: Py<PyAny>,
     when: f64,
     datagram: Py<PyBytes>,
     size: usize,
@@ -29,7 +36,10 @@ struct Answer {
 
 #[pyclass(module = "dhtquery._core", name = "ReplayCache")]
 pub struct ReplayCache {
+    /// keyed by the message id (bytes), the address in the answer
     answers: OrderedTable<Answer>,
+    /// the message ids' hasher (seeded per cache: ids are the senders')
+    hasher: RandomState,
     bytes: usize,
     /// when the oldest answer kept passes `max_age`, or earlier (answers
     /// that left by count or bytes leave a younger oldest): no answer is
@@ -43,38 +53,52 @@ pub struct ReplayCache {
     max_bytes: usize,
 }
 
-/// The cache's key for a request: `(address, msg_id)`, and its hash.
-pub(crate) fn replay_key<'py>(
-    address: &Bound<'py, PyAny>,
-    msg_id: &Bound<'py, PyAny>,
-) -> PyResult<(Bound<'py, PyTuple>, u64)> {
-    let key = PyTuple::new(address.py(), [address, msg_id])?;
-    let hash = hash_of(key.as_any())?;
-    Ok((key, hash))
+fn message_id<'a, 'py>(msg_id: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
+    msg_id
+        .cast_exact::<PyBytes>()
+        .map_err(|_| type_error(format!("msg_id must be bytes, got {}", type_name(msg_id))))
 }
 
 impl ReplayCache {
-    /// `get`'s work, given the key and its hash.
-    pub(crate) fn get_key<'py>(
+    /// The hash a request's answer is kept under.
+    pub(crate) fn hash(&self, address: &Bound<'_, PyAny>, msg_id: &[u8]) -> PyResult<u64> {
+        Ok(self.hasher.hash_one(msg_id) ^ hash_of(address)?)
+    }
+
+    fn find(&self, address: &Bound<'_, PyAny>, msg_id: &[u8], hash: u64) -> PyResult<Option<u32>> {
+        let py = address.py();
+        self.answers.find_with(hash, |key, answer| {
+            let same_id = key
+                .bind(py)
+                .cast::<PyBytes>()
+                .is_ok_and(|key| key.as_bytes() == msg_id);
+            Ok(same_id && (answer.address.is(address) || answer.address.bind(py).eq(address)?))
+        })
+    }
+
+    /// `get`'s work, given the request's hash.
+    pub(crate) fn get_at<'py>(
         &self,
-        key: &Bound<'py, PyTuple>,
+        address: &Bound<'py, PyAny>,
+        msg_id: &[u8],
         hash: u64,
         now: f64,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let Some(slot) = self.answers.find(key.as_any(), hash)? else {
+        let Some(slot) = self.find(address, msg_id, hash)? else {
             return Ok(None);
         };
         let answer = self.answers.value(slot);
         if now - answer.when > self.max_age {
             return Ok(None);
         }
-        Ok(Some(answer.datagram.bind(key.py()).clone()))
+        Ok(Some(answer.datagram.bind(address.py()).clone()))
     }
 
-    /// `put`'s work, given the key and its hash.
-    pub(crate) fn put_key(
+    /// `put`'s work, given the request's hash.
+    pub(crate) fn put_at(
         &mut self,
-        key: &Bound<'_, PyTuple>,
+        address: &Bound<'_, PyAny>,
+        msg_id: &Bound<'_, PyBytes>,
         hash: u64,
         datagram: &Bound<'_, PyBytes>,
         now: f64,
@@ -83,14 +107,15 @@ impl ReplayCache {
         if size > self.max_bytes {
             return Ok(());
         }
-        let answers = &mut self.answers;
-        if let Some(slot) = answers.find(key.as_any(), hash)? {
-            self.bytes -= answers.remove(slot).size;
+        if let Some(slot) = self.find(address, msg_id.as_bytes(), hash)? {
+            self.bytes -= self.answers.remove(slot).size;
         }
+        let answers = &mut self.answers;
         answers.insert(
-            key.as_any(),
+            msg_id.as_any(),
             hash,
             Answer {
+                address: address.clone().unbind(),
                 when: now,
                 datagram: datagram.clone().unbind(),
                 size,
@@ -129,6 +154,7 @@ impl ReplayCache {
     fn new(max_age: f64, max_count: usize, max_bytes: usize) -> Self {
         ReplayCache {
             answers: OrderedTable::new(),
+            hasher: RandomState::default(),
             bytes: 0,
             expires: 0.0,
             max_age,
@@ -155,8 +181,9 @@ impl ReplayCache {
         msg_id: &Bound<'py, PyAny>,
         now: f64,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let (key, hash) = replay_key(address, msg_id)?;
-        self.get_key(&key, hash, now)
+        let msg_id = message_id(msg_id)?.as_bytes();
+        let hash = self.hash(address, msg_id)?;
+        self.get_at(address, msg_id, hash, now)
     }
 
     /// Keep the answer sent to a request; the oldest leave first.
@@ -167,13 +194,14 @@ impl ReplayCache {
         datagram: &Bound<'_, PyAny>,
         now: f64,
     ) -> PyResult<()> {
+        let msg_id = message_id(msg_id)?;
         let Ok(datagram) = datagram.cast_exact::<PyBytes>() else {
             return Err(type_error(format!(
                 "datagram must be bytes, got {}",
                 type_name(datagram)
             )));
         };
-        let (key, hash) = replay_key(address, msg_id)?;
-        self.put_key(&key, hash, datagram, now)
+        let hash = self.hash(address, msg_id.as_bytes())?;
+        self.put_at(address, msg_id, hash, datagram, now)
     }
 }

@@ -2281,14 +2281,15 @@ class ReplayCache:
         return self._bytes
 
     def get(self, address: Hashable, msg_id: bytes, now: float) -> bytes | None:
+        _check_exact(msg_id, bytes, "msg_id", "bytes")
         kept = self._answers.get((address, msg_id))
         if kept is None or now - kept[0] > self.max_age:
             return None
         return kept[1]
 
     def put(self, address: Hashable, msg_id: bytes, datagram: bytes, now: float) -> None:
-        if type(datagram) is not bytes:
-            raise InvalidArgumentTypeError(f"datagram must be bytes, got {type(datagram).__name__}")
+        _check_exact(msg_id, bytes, "msg_id", "bytes")
+        _check_exact(datagram, bytes, "datagram", "bytes")
         size = len(datagram)
         if size > self.max_bytes:
             return
