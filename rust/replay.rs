@@ -21,11 +21,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::hash::BuildHasher;
 
-/// Answers kept at most, and their bytes (the twin's `REPLAY_COUNT`,
-/// `REPLAY_BYTES`).
-pub const DEFAULT_COUNT: usize = 1024;
-pub const DEFAULT_BYTES: usize = 1024 * 1024;
-
 /// One answer: to whom, when it was sent, its datagram.
 struct Answer {
     address: Py<PyAny>,
@@ -149,8 +144,11 @@ impl ReplayCache {
 
 #[pymethods]
 impl ReplayCache {
+    /// (Answers kept at most, and their bytes, by default: the twin's
+    /// `REPLAY_COUNT` and `REPLAY_BYTES`, written out so the signature shows
+    /// them.)
     #[new]
-    #[pyo3(signature = (max_age, *, max_count = DEFAULT_COUNT, max_bytes = DEFAULT_BYTES))]
+    #[pyo3(signature = (max_age, *, max_count = 1024, max_bytes = 1_048_576))]
     fn new(max_age: f64, max_count: usize, max_bytes: usize) -> Self {
         ReplayCache {
             answers: OrderedTable::new(),

@@ -9,6 +9,7 @@ answers) comparing every answer and counter."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from types import ModuleType
 from typing import Any
 
@@ -52,11 +53,13 @@ class _FairShare:
         return not (self.shed_every and len(self.asked) % self.shed_every == 0)
 
 
-def _engine(module: ModuleType, fair_share: Any = None, **bounds: int) -> tuple[Any, Any, _Records]:
+def _engine(
+    module: ModuleType, fair_share: Any = None, stats: Any = None, **bounds: int
+) -> tuple[Any, Any, _Records]:
     engine = module.DatagramEngine({}, {}, requests=(module.QueryCore(), PAD, {}, Entry))
     replay = module.ReplayCache(5.0)
     records = _Records()
-    engine.serve(replay, records, CLIENT_PAD, fair_share, **bounds)
+    engine.serve(replay, records, CLIENT_PAD, fair_share, stats=stats, **bounds)
     return engine, replay, records
 
 
@@ -71,7 +74,8 @@ def module(request: pytest.FixtureRequest) -> ModuleType:
 
 
 def test_a_kept_answer_is_served_framed_and_kept_for_a_resend(module: ModuleType) -> None:
-    engine, replay, _ = _engine(module)
+    stats: Counter[str] = Counter()
+    engine, replay, _ = _engine(module, stats=stats)
     engine.keep_answer(KEYS[0], 0, 100.0, b"answer")
     datagram = _find_values(KEYS[0])
     msg_id = datagram[1:21]
@@ -82,14 +86,17 @@ def test_a_kept_answer_is_served_framed_and_kept_for_a_resend(module: ModuleType
     assert again == (REPLAYED, None, served[2], None, 0.0)
     # another sender's request with that id is no resend of this one
     assert engine.receive_at(datagram, OTHER, 11.0, 0.0)[0] == SERVED
+    assert stats == {"served": 2, "client_requests": 2, "replayed": 1}
 
 
 def test_a_peer_sender_is_handed_back_its_id_to_welcome(module: ModuleType) -> None:
-    engine, _, _ = _engine(module)
+    stats: dict[str, int] = {}
+    engine, _, _ = _engine(module, stats=stats)
     engine.keep_answer(KEYS[0], 0, 100.0, b"answer")
     datagram = _find_values(KEYS[0], os.urandom(16) + PEER_PAD, sender=b"p" * 7)
     status, sender, _, _, _ = engine.receive_at(datagram, ADDRESS, 10.0, 0.0)
     assert (status, sender) == (SERVED, b"p" * 7)
+    assert stats == {"served": 1}  # (not a client's request)
 
 
 def test_an_answer_no_longer_valid_is_handed_over(module: ModuleType) -> None:
@@ -195,6 +202,8 @@ def test_serve_refuses_what_it_cannot_serve_with(module: ModuleType) -> None:
     with pytest.raises(InvalidArgumentTypeError):
         engine.keep_answer(KEYS[0], 0, 1.0, "body")
     with pytest.raises(InvalidArgumentTypeError):
+        engine.serve(module.ReplayCache(1.0), _Records(), CLIENT_PAD, stats=[])
+    with pytest.raises(InvalidArgumentTypeError):
         module.DatagramEngine({}).serve(module.ReplayCache(1.0), _Records(), CLIENT_PAD)
 
 
@@ -266,8 +275,11 @@ def test_both_engines_serve_alike(operations: list[Any], shed_every: int) -> Non
     sides = []
     for module in (require_rust(), _core_py):
         fair_share = _FairShare(shed_every)
-        engine, replay, records = _engine(module, fair_share, max_answers=2, max_answer_bytes=12)
-        sides.append((engine, replay, records, fair_share))
+        stats: Counter[str] = Counter()
+        engine, replay, records = _engine(
+            module, fair_share, stats, max_answers=2, max_answer_bytes=12
+        )
+        sides.append((engine, replay, records, fair_share, stats))
     now = 1.0
     for operation in operations:
         if operation[0] == "receive":
@@ -275,18 +287,19 @@ def test_both_engines_serve_alike(operations: list[Any], shed_every: int) -> Non
             now += step
             ours, twin = (side[0].receive_at(datagram, address, now, 0.0) for side in sides)
             assert _same(ours, twin), (datagram.hex(), ours, twin)
-        for engine, _, records, _ in sides:
+        for engine, _, records, _, _ in sides:
             if operation[0] == "keep":
                 engine.keep_answer(*operation[1:3], now + operation[3], operation[4])
             elif operation[0] == "forget":
                 engine.forget_answer(operation[1])
             elif operation[0] == "generation":
                 records.generation = operation[1]
-        (rust, rust_replay, _, rust_fair), (python, replay, _, fair) = sides
+        (rust, rust_replay, _, rust_fair, rust_stats), (python, replay, _, fair, stats) = sides
         assert rust.kept_answers() == python.kept_answers()
         assert rust.kept_bytes == python.kept_bytes
         assert (len(rust_replay), rust_replay.size_bytes) == (len(replay), replay.size_bytes)
         assert rust_fair.asked == fair.asked
+        assert rust_stats == stats
     for msg_id in _MSG_IDS:
         for address in (ADDRESS, OTHER):
             assert sides[0][1].get(address, msg_id, now) == sides[1][1].get(address, msg_id, now)

@@ -481,6 +481,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             self.records,
             CLIENT_PAD,
             self._fair_share,
+            stats=self.stats,
             max_answers=PACKED_ANSWERS_KEPT,
             max_answer_bytes=PACKED_ANSWERS_BYTES,
         )
@@ -653,12 +654,9 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                         log.exception("dhtquery: error in a request callback")
             elif status == DATAGRAM_SERVED:
                 # a find_values answered by the engine from its kept answer
-                # (framed, kept for a resend): sent and counted here
+                # (framed, kept for a resend, counted in stats): sent here
                 self.transport.sendto(value, addr)
-                self.stats["served"] += 1
-                if first is None:
-                    self.stats["client_requests"] += 1
-                else:  # (the sender's id: welcomed once it answers a ping)
+                if first is not None:  # (the sender's id: welcomed once it answers a ping)
                     self._serving = True
                     try:
                         self.welcome_if_new(Node(first, addr[0], addr[1]))
@@ -670,8 +668,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                 self._serve_admitted(first, value, addr, now)
             elif status == DATAGRAM_REPLAYED:
                 # a resent request: the answer sent the first time, not
-                # served again (see replay.py)
-                self.stats["replayed"] += 1
+                # served again (see replay.py; counted by the engine)
                 self.transport.sendto(value, addr)
             elif status == DATAGRAM_SHED:
                 self.shed(first)

@@ -734,6 +734,13 @@ def _find_values_request(datagram: bytes) -> tuple[bytes, bytes] | None:
     return datagram[at + 1 : id_end], datagram[id_end + 2 :]
 
 
+def _count(stats: dict[str, int] | None, name: str) -> None:
+    """``stats[name] += 1`` in the dict's own storage (as the core writes
+    it: a ``Counter``'s ``__setitem__`` is not called)."""
+    if stats is not None:
+        dict.__setitem__(stats, name, dict.get(stats, name, 0) + 1)
+
+
 def _check_exact(value: Any, kind: type, name: str, what: str) -> None:
     if type(value) is not kind:
         raise InvalidArgumentTypeError(f"{name} must be {what}, got {type(value).__name__}")
@@ -783,8 +790,8 @@ class DatagramEngine:
         self._entry: type[tuple[Any, ...]] | None = None
         if requests is not None:
             self._core, self._pad, self._resent, self._entry = _check_requests(requests)
-        #: (replay, records, client_pad, fair_share) while serving
-        self._serving: tuple[ReplayCache, Any, bytes, Any] | None = None
+        #: (replay, records, client_pad, fair_share, stats) while serving
+        self._serving: tuple[ReplayCache, Any, bytes, Any, dict[str, int] | None] | None = None
         #: key -> (generation, until, body): find_values answers kept packed
         self._kept: dict[bytes, tuple[int, float, bytes]] = {}
         self._kept_bytes = 0
@@ -893,7 +900,7 @@ class DatagramEngine:
 
     def _serve_request(
         self,
-        serving: tuple[ReplayCache, Any, bytes, Any],
+        serving: tuple[ReplayCache, Any, bytes, Any, dict[str, int] | None],
         datagram: bytes,
         address: Any,
         now: float,
@@ -901,7 +908,7 @@ class DatagramEngine:
         """``receive_at`` for a request while serving (see ``_core.pyi``)."""
         if len(datagram) - _HEADER_SIZE > _MAX_REQUEST_BODY:
             return (_DROP, "oversize_request", None, None, 0.0)
-        replay, records, client_pad, fair_share = serving
+        replay, records, client_pad, fair_share, stats = serving
         found = _find_values_request(datagram)
         value = None
         if found is None:
@@ -918,6 +925,7 @@ class DatagramEngine:
             return (_SHED, "fair_share", None, None, 0.0)
         answered = replay.get(address, msg_id, now)
         if answered is not None:
+            _count(stats, "replayed")
             return (_REPLAYED, None, answered, None, 0.0)
         if found is not None:
             sender, key = found
@@ -931,13 +939,11 @@ class DatagramEngine:
             ):
                 answer = b"\x01" + msg_id + kept[2]
                 replay.put(address, msg_id, answer, now)
-                return (
-                    _SERVED,
-                    None if msg_id[16:] == client_pad else sender,
-                    answer,
-                    None,
-                    0.0,
-                )
+                _count(stats, "served")
+                if msg_id[16:] == client_pad:
+                    _count(stats, "client_requests")
+                    return (_SERVED, None, answer, None, 0.0)
+                return (_SERVED, sender, answer, None, 0.0)
             value = _unpackb(
                 datagram[_HEADER_SIZE:], raw=False, strict_map_key=False, use_list=True
             )
@@ -950,6 +956,7 @@ class DatagramEngine:
         client_pad: bytes,
         fair_share: Any = None,
         *,
+        stats: dict[str, int] | None = None,
         max_answers: int = 1024,
         max_answer_bytes: int = 1024 * 1024,
     ) -> None:
@@ -960,7 +967,11 @@ class DatagramEngine:
             )
         if type(client_pad) is not bytes or len(client_pad) != _MSG_ID_SIZE - 16:
             raise InvalidArgumentError(f"client_pad must be 4 bytes, got {client_pad!r}")
-        self._serving = (replay, records, client_pad, fair_share)
+        if stats is not None and not isinstance(stats, dict):
+            raise InvalidArgumentTypeError(
+                f"stats must be a dict or None, got {type(stats).__name__}"
+            )
+        self._serving = (replay, records, client_pad, fair_share, stats)
         self._max_answers = max_answers
         self._max_answer_bytes = max_answer_bytes
 
