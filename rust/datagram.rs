@@ -1508,10 +1508,11 @@ impl DatagramEngine {
         }
         let msg_id = &data[1..HEADER_SIZE];
         let replay = serving.replay.bind(py);
-        let (answered, replay_hash) = {
+        let (answered, replay_hash, found) = {
             let replay = replay.try_borrow()?;
             let hash = replay.hash(address, msg_id)?;
-            (replay.get_at(address, msg_id, hash, now)?, hash)
+            let (answered, found) = replay.get_at(address, msg_id, hash, now)?;
+            (answered, hash, found)
         };
         if let Some(answered) = answered {
             count(serving.stats.as_ref(), intern!(py, "replayed"))?;
@@ -1528,10 +1529,14 @@ impl DatagramEngine {
                     buffer[HEADER_SIZE..].copy_from_slice(kept);
                     Ok(())
                 })?;
-                let msg_id = PyBytes::new(py, msg_id);
-                replay
-                    .try_borrow_mut()?
-                    .put_at(address, &msg_id, replay_hash, &datagram, now)?;
+                replay.try_borrow_mut()?.put_at(
+                    address,
+                    msg_id,
+                    replay_hash,
+                    &datagram,
+                    now,
+                    Some(found),
+                )?;
                 // a client (its id carries the marker) is never welcomed
                 let stats = serving.stats.as_ref();
                 count(stats, intern!(py, "served"))?;

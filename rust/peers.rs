@@ -260,6 +260,12 @@ impl<V> OrderedTable<V> {
         }
     }
 
+    /// Entries made and removed so far (a slot found while this stays is
+    /// still the key's).
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// The slot of `hash` whose entry `matches` (given its key and value):
     /// for a table whose key is more than its Python key.
     pub(crate) fn find_with(

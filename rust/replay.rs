@@ -21,9 +21,40 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::hash::BuildHasher;
 
-/// One answer: to whom, when it was sent, its datagram.
+/// Where `get_at` found a request's answer (`slot`), when the cache had
+/// made and removed `changes` entries.
+#[derive(Clone, Copy)]
+pub(crate) struct Found {
+    slot: Option<u32>,
+    changes: u64,
+}
+
+/// A request's message id, kept in place when it is rpcudp's 20 bytes.
+enum MessageId {
+    Wire([u8; 20]),
+    Other(Box<[u8]>),
+}
+
+impl MessageId {
+    fn new(bytes: &[u8]) -> Self {
+        match <[u8; 20]>::try_from(bytes) {
+            Ok(wire) => MessageId::Wire(wire),
+            Err(_) => MessageId::Other(bytes.into()),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            MessageId::Wire(wire) => wire,
+            MessageId::Other(other) => other,
+        }
+    }
+}
+
+/// One answer: its message id (the table's key is the address), when it
+/// was sent, its datagram.
 struct Answer {
-    address: Py<PyAny>,
+    msg_id: MessageId,
     when: f64,
     datagram: Py<PyBytes>,
     size: usize,
@@ -31,7 +62,7 @@ struct Answer {
 
 #[pyclass(module = "dhtquery._core", name = "ReplayCache")]
 pub struct ReplayCache {
-    /// keyed by the message id (bytes), the address in the answer
+    /// keyed by the address, the message id in the answer
     answers: OrderedTable<Answer>,
     /// the message ids' hasher (seeded per cache: ids are the senders')
     hasher: RandomState,
@@ -63,54 +94,69 @@ impl ReplayCache {
     fn find(&self, address: &Bound<'_, PyAny>, msg_id: &[u8], hash: u64) -> PyResult<Option<u32>> {
         let py = address.py();
         self.answers.find_with(hash, |key, answer| {
-            let same_id = key
-                .bind(py)
-                .cast::<PyBytes>()
-                .is_ok_and(|key| key.as_bytes() == msg_id);
-            Ok(same_id && (answer.address.is(address) || answer.address.bind(py).eq(address)?))
+            Ok(answer.msg_id.bytes() == msg_id && (key.is(address) || key.bind(py).eq(address)?))
         })
     }
 
-    /// `get`'s work, given the request's hash.
+    /// `get`'s work, given the request's hash; and where the request is
+    /// (for `put_at`, while nothing else is put or leaves).
     pub(crate) fn get_at<'py>(
         &self,
         address: &Bound<'py, PyAny>,
         msg_id: &[u8],
         hash: u64,
         now: f64,
-    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let Some(slot) = self.find(address, msg_id, hash)? else {
-            return Ok(None);
+    ) -> PyResult<(Option<Bound<'py, PyBytes>>, Found)> {
+        let slot = self.find(address, msg_id, hash)?;
+        let found = Found {
+            slot,
+            changes: self.answers.changes(),
         };
-        let answer = self.answers.value(slot);
-        if now - answer.when > self.max_age {
-            return Ok(None);
-        }
-        Ok(Some(answer.datagram.bind(address.py()).clone()))
+        Ok((self.answer_at(address.py(), slot, now), found))
     }
 
-    /// `put`'s work, given the request's hash.
+    fn answer_at<'py>(
+        &self,
+        py: Python<'py>,
+        slot: Option<u32>,
+        now: f64,
+    ) -> Option<Bound<'py, PyBytes>> {
+        let slot = slot?;
+        let answer = self.answers.value(slot);
+        if now - answer.when > self.max_age {
+            return None;
+        }
+        Some(answer.datagram.bind(py).clone())
+    }
+
+    /// `put`'s work, given the request's hash (and where `get_at` found
+    /// it: not looked for again if the cache has not changed since).
     pub(crate) fn put_at(
         &mut self,
         address: &Bound<'_, PyAny>,
-        msg_id: &Bound<'_, PyBytes>,
+        msg_id: &[u8],
         hash: u64,
         datagram: &Bound<'_, PyBytes>,
         now: f64,
+        found: Option<Found>,
     ) -> PyResult<()> {
         let size = datagram.as_bytes().len();
         if size > self.max_bytes {
             return Ok(());
         }
-        if let Some(slot) = self.find(address, msg_id.as_bytes(), hash)? {
+        let slot = match found {
+            Some(found) if found.changes == self.answers.changes() => found.slot,
+            _ => self.find(address, msg_id, hash)?,
+        };
+        if let Some(slot) = slot {
             self.bytes -= self.answers.remove(slot).size;
         }
         let answers = &mut self.answers;
         answers.insert(
-            msg_id.as_any(),
+            address,
             hash,
             Answer {
-                address: address.clone().unbind(),
+                msg_id: MessageId::new(msg_id),
                 when: now,
                 datagram: datagram.clone().unbind(),
                 size,
@@ -181,7 +227,7 @@ impl ReplayCache {
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let msg_id = message_id(msg_id)?.as_bytes();
         let hash = self.hash(address, msg_id)?;
-        self.get_at(address, msg_id, hash, now)
+        Ok(self.get_at(address, msg_id, hash, now)?.0)
     }
 
     /// Keep the answer sent to a request; the oldest leave first.
@@ -199,7 +245,8 @@ impl ReplayCache {
                 type_name(datagram)
             )));
         };
-        let hash = self.hash(address, msg_id.as_bytes())?;
-        self.put_at(address, msg_id, hash, datagram, now)
+        let msg_id = msg_id.as_bytes();
+        let hash = self.hash(address, msg_id)?;
+        self.put_at(address, msg_id, hash, datagram, now, None)
     }
 }
