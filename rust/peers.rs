@@ -235,29 +235,11 @@ impl<V> OrderedTable<V> {
     }
 
     pub(crate) fn find(&self, key: &Bound<'_, PyAny>, hash: u64) -> PyResult<Option<u32>> {
-        let mut failed = None;
-        let found = self.table.find(hash, |&slot| {
-            let Some(entry) = &self.slots[slot as usize] else {
-                return false;
-            };
-            if entry.hash != hash {
-                return false;
-            }
-            if entry.key.is(key) {
-                return true;
-            }
-            match entry.key.bind(key.py()).eq(key) {
-                Ok(same) => same,
-                Err(err) => {
-                    failed.get_or_insert(err);
-                    false
-                }
-            }
-        });
-        match failed {
-            Some(err) => Err(err),
-            None => Ok(found.copied()),
-        }
+        let py = key.py();
+        self.find_with(
+            hash,
+            |entry, _| Ok(entry.is(key) || entry.bind(py).eq(key)?),
+        )
     }
 
     /// Entries made and removed so far (a slot found while this stays is

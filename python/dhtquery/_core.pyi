@@ -327,16 +327,20 @@ class DatagramEngine:
         without ``requests``; ``now`` and ``lag`` checked as ``now``s."""
     def serve(
         self,
-        replay: ReplayCache,
+        replay: _Replay,
         records: Any,
         client_pad: builtins.bytes,
         fair_share: _FairShare | None = None,
         *,
+        stats: dict[str, int] | None = None,
         max_answers: int = 1024,
         max_answer_bytes: int = 1048576,
     ) -> None:
         """Serve requests in ``receive_at`` (see above), and bound the kept
-        answers. InvalidArgumentTypeError if the engine was made without
+        answers. ``stats`` (a dict, or a subclass: a ``Counter``) counts
+        what the engine serves itself (``served`` and ``client_requests``
+        for 9, ``replayed`` for 8), written in the dict's own storage
+        (``dict.__setitem__``, not the subclass's). InvalidArgumentTypeError if the engine was made without
         ``requests`` or ``replay`` is not this core's ReplayCache;
         InvalidArgumentError unless ``client_pad`` is 4 bytes."""
     def keep_answer(
@@ -644,6 +648,16 @@ _Wire: TypeAlias = Sequence[Any]
 
 class _FairShare(Protocol):
     def admit(self, source: Any, /) -> bool: ...
+
+class _Replay(Protocol):
+    """A ``ReplayCache`` (the engine takes only its own core's)."""
+
+    def get(
+        self, address: Hashable, msg_id: builtins.bytes, now: float, /
+    ) -> builtins.bytes | None: ...
+    def put(
+        self, address: Hashable, msg_id: builtins.bytes, datagram: builtins.bytes, now: float, /
+    ) -> None: ...
 
 @final
 class ReplayCache:
