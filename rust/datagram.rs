@@ -1484,16 +1484,26 @@ impl DatagramEngine {
                 }
             }
         }
-        if let Some(fair_share) = &serving.fair_share {
-            // (every request the node reads is counted there)
-            let admitted = fair_share
-                .bind(py)
-                .call_method1(intern!(py, "admit"), (address,))?
-                .is_truthy()?;
-            if !admitted {
-                return five(py, SHED, PyString::new(py, "fair_share").into_any(), none);
+        // The fair share is asked about a request answered here, before it
+        // is; one handed over is asked about by the protocol (`_serve`), so
+        // each request once, in the order they came.
+        let admitted = || -> PyResult<bool> {
+            match &serving.fair_share {
+                Some(fair_share) => fair_share
+                    .bind(py)
+                    .call_method1(intern!(py, "admit"), (address,))?
+                    .is_truthy(),
+                None => Ok(true),
             }
-        }
+        };
+        let shed = || {
+            five(
+                py,
+                SHED,
+                PyString::new(py, "fair_share").into_any(),
+                py.None().into_bound(py),
+            )
+        };
         let msg_id = &data[1..HEADER_SIZE];
         let replay = serving.replay.bind(py);
         let (answered, replay_hash, found) = {
@@ -1503,6 +1513,9 @@ impl DatagramEngine {
             (answered, hash, found)
         };
         if let Some(answered) = answered {
+            if !admitted()? {
+                return shed();
+            }
             count(serving.stats.as_ref(), intern!(py, "replayed"))?;
             return five(py, REPLAYED, none, answered.into_any());
         }
@@ -1510,6 +1523,9 @@ impl DatagramEngine {
             let generation = generation_of(serving.records.bind(py))?;
             let kept = self.kept.lock().valid(py, &body[key], generation, now)?;
             if let Some(kept) = kept {
+                if !admitted()? {
+                    return shed();
+                }
                 let kept = kept.as_bytes();
                 let datagram = PyBytes::new_with(py, HEADER_SIZE + kept.len(), |buffer| {
                     buffer[0] = KIND_RESPONSE;

@@ -152,9 +152,12 @@ def test_a_malformed_request_is_dropped_before_the_fair_share(module: ModuleType
     assert fair_share.asked == []
 
 
-def test_the_fair_share_sees_every_request_and_what_it_refuses_is_shed(
+def test_the_fair_share_is_asked_before_an_answer_and_what_it_refuses_is_shed(
     module: ModuleType,
 ) -> None:
+    """The fair share is asked about each request the engine answers, before
+    it does (one it hands over, the protocol asks about): each request
+    once, as the protocol asked before the engine served."""
     fair_share = _FairShare(shed_every=2)
     engine, replay, _ = _engine(module, fair_share)
     engine.keep_answer(KEYS[0], 0, 100.0, b"answer")
@@ -163,9 +166,11 @@ def test_the_fair_share_sees_every_request_and_what_it_refuses_is_shed(
     assert engine.receive_at(datagram, ADDRESS, 1.0, 0.0) == (SHED, "fair_share", None, None, 0.0)
     assert engine.receive_at(datagram, ADDRESS, 1.0, 0.0)[0] == REPLAYED
     ping = frame_request(os.urandom(20), pack_request("ping", (SENDER,)))
-    assert engine.receive_at(ping, OTHER, 1.0, 0.0)[:2] == (SHED, "fair_share")
+    assert engine.receive_at(ping, OTHER, 1.0, 0.0)[0] == REQUEST  # (not asked here)
+    refused = _find_values(KEYS[0])
+    assert engine.receive_at(refused, OTHER, 1.0, 0.0)[:2] == (SHED, "fair_share")
     assert fair_share.asked == [ADDRESS, ADDRESS, ADDRESS, OTHER]
-    assert len(replay) == 1
+    assert len(replay) == 1  # (a request shed is not answered, nor kept)
 
 
 def test_kept_answers_stay_within_their_bounds_oldest_made_out_first(module: ModuleType) -> None:

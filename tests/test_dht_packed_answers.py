@@ -151,3 +151,46 @@ def test_a_subclass_serving_find_values_its_way_is_not_bypassed(backend: str) ->
             assert protocol.packed_answers == {}
 
     run_paired(backend, scenario())
+
+
+def test_a_kept_answer_is_served_by_the_engine_and_a_peer_still_verified(backend: str) -> None:
+    """A find_values of a kept key is answered in the engine's call (no
+    Python serving: the counters say so), and a sender that is not a
+    client is still welcomed: pinged to verify its id, as before."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht()
+            protocol = node.protocol
+            assert isinstance(protocol, DhtProtocol)
+            record = signed("alice", b"data", KEY)
+            node.records.put(KEY, record, node.clock.now())
+            peer = await nodes.raw()
+            first = await _ask(peer, node)  # (served in Python: kept)
+            assert KEY in protocol.packed_answers
+            served, clients = protocol.stats["served"], protocol.stats["client_requests"]
+            assert await _ask(peer, node) == first  # from the engine
+            assert protocol.stats["served"] == served + 1
+            assert protocol.stats["client_requests"] == clients + 1
+            assert protocol.stats["verify_pings"] == 0
+            sender = os.urandom(20)
+            msg_id = os.urandom(16) + b"\x00\x00\x00\x00"  # (no client marker)
+            peer.send(
+                frame_request(msg_id, pack_request("find_values", (sender, KEY))), node.address
+            )
+            got = [await peer.recv() for _ in range(2)]
+            kinds = sorted((data[:1], data[1:21] == msg_id) for data, _ in got)
+            assert kinds == [(b"\x00", False), (b"\x01", True)]  # a ping, and the answer
+            answer = next(data for data, _ in got if data[:1] == b"\x01")
+            assert decode(answer)[2] == first
+            assert protocol.stats["served"] == served + 2
+            assert protocol.stats["client_requests"] == clients + 1
+            assert protocol.stats["verify_pings"] == 1
+            # the same request resent: the same bytes, from the replay cache
+            peer.send(
+                frame_request(msg_id, pack_request("find_values", (sender, KEY))), node.address
+            )
+            again, _ = await peer.recv()
+            assert again == answer and protocol.stats["replayed"] == 1
+
+    run_paired(backend, scenario())

@@ -269,8 +269,6 @@ class DatagramEngine:
     ``rtt`` 0.0:
 
     - a body over 8,192 bytes or not msgpack: dropped (0), as ``receive``;
-    - ``fair_share.admit(address)`` asked (if given) for every other
-      request; False: ``(7, "fair_share", None, None, 0.0)``, shed;
     - ``replay.get(address, msg_id, now)`` (a ``ReplayCache`` of this core)
       holds an answer: ``(8, None, answer, None, 0.0)``, a resend, to send
       again;
@@ -283,7 +281,11 @@ class DatagramEngine:
       body``), already put in ``replay``; ``sender`` is None for a client's
       request (its message id ends with ``client_pad``), else ``id``;
     - else ``(1, msg_id, body, None, 0.0)``, the body decoded, as
-      ``receive`` says.
+      ``receive`` says (the fair share not asked: the caller serves it).
+
+    Before answering a request (8 or 9), ``fair_share.admit(address)`` is
+    asked (if given); False: ``(7, "fair_share", None, None, 0.0)``, shed
+    (not answered, nothing kept).
 
     Kept answers: ``keep_answer(key, generation, until, body)`` (bytes,
     an int, a float, bytes) keeps ``body`` as ``key``'s, in place of any
@@ -340,9 +342,10 @@ class DatagramEngine:
         answers. ``stats`` (a dict, or a subclass: a ``Counter``) counts
         what the engine serves itself (``served`` and ``client_requests``
         for 9, ``replayed`` for 8), written in the dict's own storage
-        (``dict.__setitem__``, not the subclass's). InvalidArgumentTypeError if the engine was made without
-        ``requests`` or ``replay`` is not this core's ReplayCache;
-        InvalidArgumentError unless ``client_pad`` is 4 bytes."""
+        (``dict.__setitem__``, not the subclass's). InvalidArgumentTypeError
+        if the engine was made without ``requests`` or ``replay`` is not this
+        core's ReplayCache; InvalidArgumentError unless ``client_pad`` is 4
+        bytes."""
     def keep_answer(
         self, key: builtins.bytes, generation: int, until: float, body: builtins.bytes
     ) -> None:

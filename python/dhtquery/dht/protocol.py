@@ -333,6 +333,8 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
     #: its retransmissions): the others wait here, counted in the hand-over
     #: bound. A peer that did not answer is skipped from then on. (Both made
     #: on first use; the second bounded like recently_failed.)
+    #: whether a subclass replaces _serve (then every request goes to it)
+    _serve_hooked: bool = False
     _parked: dict[Address, list[tuple[Node, bytes, Record]]] | None = None
     _parked_count: int = 0
     _records_refused: dict[Address, None] | None = None
@@ -340,6 +342,10 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _add_callers(cls)
+        if "_serve" in cls.__dict__:
+            # a subclass that hooks serving sees every request (the engine
+            # answers none itself: see _serve_in_engine)
+            cls._serve_hooked = True
 
     def __init__(
         self,
@@ -470,11 +476,12 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         return self._requests.engine.kept_answers()
 
     def _serve_in_engine(self) -> None:
-        """Have the core's engine serve what it can of each request in the
-        call that reads it (DatagramEngine.serve): the fair share asked,
-        a resend answered from the replay cache, a find_values from its
-        kept answer; the rest is handed to _serve_admitted."""
-        if self._requests is None:
+        """Have the core's engine answer what it can of each request in the
+        call that reads it (DatagramEngine.serve): a resend from the replay
+        cache, a find_values from its kept answer, the fair share asked
+        first; the rest is handed to _serve (unless a subclass replaces
+        _serve: then it sees every request, as before)."""
+        if self._requests is None or self._serve_hooked:
             return
         self._requests.engine.serve(
             self.replay,
@@ -663,9 +670,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                     finally:
                         self._serving = False
             elif status == DATAGRAM_REQUEST:
-                # (the fair share asked and the replay cache missed, in
-                # the engine)
-                self._serve_admitted(first, value, addr, now)
+                self._serve(first, value, addr, now)
             elif status == DATAGRAM_REPLAYED:
                 # a resent request: the answer sent the first time, not
                 # served again (see replay.py; counted by the engine)
@@ -721,11 +726,6 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             self.stats["replayed"] += 1
             self.transport.sendto(answered, addr)
             return
-        self._serve_admitted(msg_id, body, addr, now)
-
-    def _serve_admitted(self, msg_id: bytes, body: Any, addr: Address, now: float) -> None:
-        """Answer a request the fair share admitted and that is no resend
-        (a new one, or its answer no longer kept)."""
         if type(body) is not list or len(body) != 2 or type(body[0]) is not str:
             self.drop("bad_request")
             return

@@ -921,10 +921,12 @@ class DatagramEngine:
             except _MSGPACK_ERRORS:
                 return (_DROP, "malformed", None, None, 0.0)
         msg_id = datagram[1:_HEADER_SIZE]
-        if fair_share is not None and not fair_share.admit(address):
-            return (_SHED, "fair_share", None, None, 0.0)
+        # (the fair share asked about a request answered here, before it is;
+        # one handed over is asked about by the protocol)
         answered = replay.get(address, msg_id, now)
         if answered is not None:
+            if fair_share is not None and not fair_share.admit(address):
+                return (_SHED, "fair_share", None, None, 0.0)
             _count(stats, "replayed")
             return (_REPLAYED, None, answered, None, 0.0)
         if found is not None:
@@ -937,6 +939,8 @@ class DatagramEngine:
                 and kept[0] == generation
                 and now < kept[1]
             ):
+                if fair_share is not None and not fair_share.admit(address):
+                    return (_SHED, "fair_share", None, None, 0.0)
                 answer = b"\x01" + msg_id + kept[2]
                 replay.put(address, msg_id, answer, now)
                 _count(stats, "served")
