@@ -1622,3 +1622,42 @@ impl DatagramEngine {
         Ok((status, msg_id, value, request))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::find_values_request;
+
+    fn body(id: &[u8], key: &[u8]) -> Vec<u8> {
+        let mut out = b"\x92\xabfind_values\x92".to_vec();
+        for part in [id, key] {
+            out.push(0xc4);
+            out.push(u8::try_from(part.len()).expect("a short part"));
+            out.extend_from_slice(part);
+        }
+        out
+    }
+
+    #[test]
+    fn a_find_values_in_the_usual_encoding_is_read_in_place() {
+        let data = body(&[1; 20], &[2; 7]);
+        let (id, key) = find_values_request(&data).expect("read");
+        assert_eq!((&data[id], &data[key]), (&[1u8; 20][..], &[2u8; 7][..]));
+    }
+
+    #[test]
+    fn anything_else_is_left_to_the_decoder() {
+        assert!(find_values_request(&body(&[], &[2; 20])).is_none()); // no id
+        assert!(find_values_request(&body(&[1; 20], &[])).is_none()); // no key
+        assert!(find_values_request(&body(&[1; 65], &[2; 20])).is_none()); // too long
+        let mut extra = body(&[1; 20], &[2; 20]);
+        extra.push(0);
+        assert!(find_values_request(&extra).is_none());
+        let whole = body(&[1; 20], &[2; 20]);
+        for end in 0..whole.len() {
+            assert!(find_values_request(&whole[..end]).is_none(), "{end}");
+        }
+        let mut other = whole.clone();
+        other[2] = b'F';
+        assert!(find_values_request(&other).is_none());
+    }
+}
