@@ -12,7 +12,8 @@
 //! bytes: the engine looks a request up from its datagram, no key made.
 //! (A key tuple made, hashed and kept per request served cost ~1 k
 //! instructions with its share of the garbage collector's passes,
-//! callgrind, bench profile --serve.)
+//! callgrind, bench profile --serve. From Python, a miss and a put: 1.9 us
+//! with the twin's `OrderedDict`, 0.7-0.8 us here, timeit, two runs.)
 
 use crate::errors::{type_error, type_name};
 use crate::peers::{hash_of, OrderedTable};
