@@ -37,18 +37,21 @@
 
 use crate::answers::{LookupAnswers, Reply};
 use crate::errors::{check_float, check_now, float_repr, type_error, type_name, value_error};
-use crate::peers::PeerBook;
+use crate::peers::{OrderedTable, PeerBook};
 use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
+use crate::replay::ReplayCache;
 use crate::types::MAX_TIMEOUT;
+use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::{ffi, PyTypeInfo};
+use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub const DROP: u8 = 0;
 pub const REQUEST: u8 = 1;
@@ -60,6 +63,12 @@ pub const BAD_SHAPE: u8 = 6;
 /// A `CHECKED` answer handed to its request's callback, a
 /// `LookupAnswers`, in the call (see `dispatch_answers`).
 pub const HANDLED: u8 = 7;
+/// A request shed by the fair share (`serve`'s): the protocol counts it.
+pub const SHED: u8 = 8;
+/// A resent request, answered again from the replay cache.
+pub const REPLAYED: u8 = 9;
+/// A `find_values` request answered from its kept answer.
+pub const SERVED: u8 = 10;
 
 const KIND_REQUEST: u8 = 0x00;
 const KIND_RESPONSE: u8 = 0x01;
@@ -494,6 +503,22 @@ fn entry_field<'py>(request: &Bound<'py, PyAny>, index: usize) -> PyResult<Bound
     }
 }
 
+/// `value`, the last 4 bytes of a message id (a pad), else
+/// `InvalidArgumentError` ("{name} must be 4 bytes").
+fn pad_of(value: &Bound<'_, PyAny>, name: &str) -> PyResult<[u8; MSG_ID_SIZE - 16]> {
+    match value.cast_exact::<PyBytes>() {
+        Ok(bytes) if bytes.as_bytes().len() == MSG_ID_SIZE - 16 => {
+            let mut out = [0u8; MSG_ID_SIZE - 16];
+            out.copy_from_slice(bytes.as_bytes());
+            Ok(out)
+        }
+        _ => Err(value_error(format!(
+            "{name} must be 4 bytes, got {}",
+            value.repr()?
+        ))),
+    }
+}
+
 /// What an engine given the RPC table's core (`requests`) keeps to open
 /// requests (`open`) and to end them as their answers arrive (`receive_at`).
 struct Requests {
@@ -536,6 +561,11 @@ pub struct DatagramEngine {
     shapes: Option<Py<PyDict>>,
     requests: Option<Requests>,
     dispatch: OnceLock<Dispatch>,
+    /// what `receive_at` serves requests with (`serve`); None: it hands
+    /// every request over
+    serving: Mutex<Option<Arc<Serving>>>,
+    /// `find_values` answers kept packed, by key (`keep_answer`)
+    kept: Mutex<KeptAnswers>,
 }
 
 /// What the protocol reads before it hands an answer to its callback (see
@@ -610,6 +640,159 @@ impl Dispatch {
     }
 }
 
+/// What the engine serves requests with (`serve`).
+struct Serving {
+    replay: Py<ReplayCache>,
+    records: Py<PyAny>,
+    client_pad: [u8; MSG_ID_SIZE - 16],
+    fair_share: Option<Py<PyAny>>,
+    /// the protocol's counters (a dict, or a subclass's: a `Counter`)
+    stats: Option<Py<PyDict>>,
+}
+
+/// `stats[name] += 1`, the dict's own storage written (a `Counter`'s item
+/// assignment from Python goes through its class's `__setitem__` slot,
+/// there because `Counter` defines `__delitem__`: ~1.4 k instructions an
+/// increment, callgrind, against ~0.1 k here).
+fn count(stats: Option<&Py<PyDict>>, name: &Bound<'_, PyString>) -> PyResult<()> {
+    let Some(stats) = stats else {
+        return Ok(());
+    };
+    let py = name.py();
+    let stats = stats.bind(py);
+    let total = match stats.get_item(name)? {
+        // (an int's add made here: PyNumber_Add's dispatch cost ~70
+        // instructions an increment, callgrind)
+        Some(value) => match value
+            .cast_exact::<PyInt>()
+            .ok()
+            .and_then(|int| int.extract::<i64>().ok())
+        {
+            Some(total) if total < i64::MAX => (total + 1).into_pyobject(py)?.into_any(),
+            _ => value.add(1)?,
+        },
+        None => 1u8.into_pyobject(py)?.into_any(),
+    };
+    stats.set_item(name, total)
+}
+
+/// A key's `find_values` answer, packed: valid while the record store's
+/// `generation` is `generation` and the time is before `until`.
+struct Kept {
+    generation: i64,
+    until: f64,
+    body: Py<PyBytes>,
+    size: usize,
+}
+
+/// The kept answers, bounded by count and bytes (the oldest made leave
+/// first, as the protocol's dict did). Keyed by the key's bytes, hashed
+/// here: a request's key is looked up from its datagram, no bytes object
+/// made (~350 instructions a request served with Python's hash, callgrind).
+struct KeptAnswers {
+    table: OrderedTable<Kept>,
+    /// the keys' hasher (seeded per engine: keys are the askers')
+    hasher: foldhash::fast::RandomState,
+    bytes: usize,
+    max_count: usize,
+    max_bytes: usize,
+}
+
+impl KeptAnswers {
+    fn find(&self, py: Python<'_>, key: &[u8]) -> PyResult<(Option<u32>, u64)> {
+        let hash = self.hasher.hash_one(key);
+        let slot = self.table.find_with(hash, |kept, _| {
+            Ok(kept
+                .bind(py)
+                .cast::<PyBytes>()
+                .is_ok_and(|kept| kept.as_bytes() == key))
+        })?;
+        Ok((slot, hash))
+    }
+
+    fn forget(&mut self, key: &Bound<'_, PyBytes>) -> PyResult<u64> {
+        let (slot, hash) = self.find(key.py(), key.as_bytes())?;
+        if let Some(slot) = slot {
+            self.bytes -= self.table.remove(slot).size;
+        }
+        Ok(hash)
+    }
+
+    fn keep(&mut self, key: &Bound<'_, PyBytes>, kept: Kept) -> PyResult<()> {
+        let hash = self.forget(key)?;
+        if kept.size > self.max_bytes {
+            return Ok(());
+        }
+        self.bytes += kept.size;
+        self.table.insert(key.as_any(), hash, kept);
+        while self.table.len() > self.max_count || self.bytes > self.max_bytes {
+            match self.table.pop_oldest() {
+                Some(old) => self.bytes -= old.size,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The key's answer if it is still valid at `now` with the store at
+    /// `generation`.
+    fn valid<'py>(
+        &self,
+        py: Python<'py>,
+        key: &[u8],
+        generation: Option<i64>,
+        now: f64,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(slot) = self.find(py, key)?.0 else {
+            return Ok(None);
+        };
+        let kept = self.table.value(slot);
+        if Some(kept.generation) != generation
+            || now.partial_cmp(&kept.until) != Some(std::cmp::Ordering::Less)
+        {
+            return Ok(None);
+        }
+        Ok(Some(kept.body.bind(py).clone()))
+    }
+}
+
+/// The store's `generation` as the kept answers compare it: an exact int
+/// that fits in 64 bits, else None (no kept answer is valid).
+fn generation_of(records: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    let generation = records.getattr(intern!(records.py(), "generation"))?;
+    Ok(generation
+        .cast_exact::<PyInt>()
+        .ok()
+        .and_then(|int| int.extract::<i64>().ok()))
+}
+
+/// Where a `find_values` request's body, as msgpack packs `["find_values",
+/// [id, key]]` (stock rpcudp's and ours: fixarray, fixstr, fixarray, bin 8
+/// each), has its sender's id and its key, both 1 to 64 bytes: `(id, key)`
+/// as ranges of the body. Any other encoding (valid msgpack of the same
+/// value too) is decoded and served by the protocol as before.
+fn find_values_request(body: &[u8]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    const HEAD: &[u8] = b"\x92\xabfind_values\x92\xc4";
+    if body.len() < HEAD.len() + 1 || &body[..HEAD.len()] != HEAD {
+        return None;
+    }
+    let id_size = usize::from(body[HEAD.len()]);
+    let id_start = HEAD.len() + 1;
+    let id_end = id_start + id_size;
+    if !(1..=MAX_NODE_ID_SIZE).contains(&id_size) || body.len() < id_end + 2 {
+        return None;
+    }
+    if body[id_end] != 0xc4 {
+        return None;
+    }
+    let key_size = usize::from(body[id_end + 1]);
+    let key_start = id_end + 2;
+    if !(1..=MAX_NODE_ID_SIZE).contains(&key_size) || body.len() != key_start + key_size {
+        return None;
+    }
+    Some((id_start..id_end, key_start..body.len()))
+}
+
 fn answer<'py>(
     py: Python<'py>,
     status: u8,
@@ -669,6 +852,14 @@ impl DatagramEngine {
             shapes,
             requests,
             dispatch: OnceLock::new(),
+            serving: Mutex::new(None),
+            kept: Mutex::new(KeptAnswers {
+                table: OrderedTable::new(),
+                hasher: foldhash::fast::RandomState::default(),
+                bytes: 0,
+                max_count: 0,
+                max_bytes: 0,
+            }),
         })
     }
 
@@ -709,6 +900,16 @@ impl DatagramEngine {
         let requests = self.requests()?;
         let now = check_now(now)?;
         let lag = check_float("lag", lag, true)?;
+        if let Ok(bytes) = datagram.cast_exact::<PyBytes>() {
+            let data = bytes.as_bytes();
+            if data.len() > HEADER_SIZE && data[0] == KIND_REQUEST {
+                // (shared out of the lock: the fair share is Python code)
+                let serving = self.serving.lock().clone();
+                if let Some(serving) = serving {
+                    return self.serve_request(py, &serving, data, address, now);
+                }
+            }
+        }
         let (status, first, value, request) = self.read(py, datagram, address)?;
         let rtt = if status == ANSWERED || status >= CHECKED {
             requests.end(py, &request, now, lag)?
@@ -788,6 +989,127 @@ impl DatagramEngine {
             ));
         }
         Ok(())
+    }
+
+    /// Serve requests in `receive_at` (see `_core.pyi`): shed by
+    /// `fair_share`, answered again from `replay`, a `find_values` answered
+    /// from its kept answer while `records`' generation holds.
+    #[pyo3(signature = (replay, records, client_pad, fair_share = None, *, stats = None, max_answers = 1024, max_answer_bytes = 1_048_576))]
+    #[allow(clippy::too_many_arguments)]
+    fn serve(
+        &self,
+        replay: &Bound<'_, PyAny>,
+        records: &Bound<'_, PyAny>,
+        client_pad: &Bound<'_, PyAny>,
+        fair_share: Option<&Bound<'_, PyAny>>,
+        stats: Option<&Bound<'_, PyAny>>,
+        max_answers: usize,
+        max_answer_bytes: usize,
+    ) -> PyResult<()> {
+        self.requests()?;
+        let replay = exact_argument::<ReplayCache>(replay, "replay", "a ReplayCache of this core")?;
+        let pad = pad_of(client_pad, "client_pad")?;
+        let fair_share = fair_share.filter(|fair| !fair.is_none());
+        let stats = match stats.filter(|stats| !stats.is_none()) {
+            None => None,
+            Some(stats) => Some(
+                stats
+                    .cast::<PyDict>()
+                    .map_err(|_| {
+                        type_error(format!(
+                            "stats must be a dict or None, got {}",
+                            type_name(stats)
+                        ))
+                    })?
+                    .clone()
+                    .unbind(),
+            ),
+        };
+        *self.serving.lock() = Some(Arc::new(Serving {
+            replay: replay.clone().unbind(),
+            records: records.clone().unbind(),
+            client_pad: pad,
+            fair_share: fair_share.map(|fair| fair.clone().unbind()),
+            stats,
+        }));
+        let mut kept = self.kept.lock();
+        kept.max_count = max_answers;
+        kept.max_bytes = max_answer_bytes;
+        Ok(())
+    }
+
+    /// Keep `body` as `key`'s packed `find_values` answer, valid while the
+    /// store's generation is `generation` and before `until`.
+    fn keep_answer(
+        &self,
+        key: &Bound<'_, PyAny>,
+        generation: &Bound<'_, PyAny>,
+        until: f64,
+        body: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let key = exact_argument::<PyBytes>(key, "key", "bytes")?;
+        let body = exact_argument::<PyBytes>(body, "body", "bytes")?;
+        let generation = exact_argument::<PyInt>(generation, "generation", "an int")?.extract()?;
+        self.kept.lock().keep(
+            key,
+            Kept {
+                generation,
+                until,
+                body: body.clone().unbind(),
+                size: body.as_bytes().len(),
+            },
+        )
+    }
+
+    /// Forget `key`'s kept answer, if any.
+    fn forget_answer(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key = exact_argument::<PyBytes>(key, "key", "bytes")?;
+        self.kept.lock().forget(key)?;
+        Ok(())
+    }
+
+    /// Forget every kept answer.
+    fn forget_answers(&self) {
+        let mut kept = self.kept.lock();
+        kept.table = OrderedTable::new();
+        kept.bytes = 0;
+    }
+
+    /// `key`'s kept answer if it is valid at `now` with the store at
+    /// `generation`.
+    fn kept_answer<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        generation: &Bound<'py, PyAny>,
+        now: f64,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let key = exact_argument::<PyBytes>(key, "key", "bytes")?;
+        let generation = generation
+            .cast_exact::<PyInt>()
+            .ok()
+            .and_then(|int| int.extract::<i64>().ok());
+        self.kept
+            .lock()
+            .valid(key.py(), key.as_bytes(), generation, now)
+    }
+
+    /// The kept answers, oldest first: key -> (generation, until, body).
+    fn kept_answers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        let kept = self.kept.lock();
+        for (key, entry) in kept.table.in_order() {
+            out.set_item(
+                key.bind(py),
+                (entry.generation, entry.until, entry.body.bind(py)),
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// Bytes of the kept answers.
+    #[getter]
+    fn kept_bytes(&self) -> usize {
+        self.kept.lock().bytes
     }
 
     /// Open a request to `address`: its one-result query registered in the
@@ -1155,20 +1477,7 @@ impl Requests {
             return Err(wrong());
         }
         let core = exact::<QueryCore>(parts.get_item(0)?, "core", "a QueryCore of this core")?;
-        let pad = parts.get_item(1)?;
-        let pad = match pad.cast_exact::<PyBytes>() {
-            Ok(bytes) if bytes.as_bytes().len() == MSG_ID_SIZE - 16 => {
-                let mut out = [0u8; MSG_ID_SIZE - 16];
-                out.copy_from_slice(bytes.as_bytes());
-                out
-            }
-            _ => {
-                return Err(value_error(format!(
-                    "requests' pad must be 4 bytes, got {}",
-                    pad.repr()?
-                )))
-            }
-        };
+        let pad = pad_of(&parts.get_item(1)?, "requests' pad")?;
         let resent = exact::<PyDict>(parts.get_item(2)?, "resent", "a dict")?;
         let entry = parts.get_item(3)?;
         let entry = if entry.is_none() {
@@ -1250,7 +1559,137 @@ impl Requests {
     }
 }
 
+static ZERO: PyOnceLock<Py<PyFloat>> = PyOnceLock::new();
+
+/// `receive_at`'s five items (a request's `rtt`: one 0.0 object, made once).
+fn five<'py>(
+    py: Python<'py>,
+    status: u8,
+    first: Bound<'py, PyAny>,
+    value: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let zero = ZERO.get_or_init(py, || PyFloat::new(py, 0.0).unbind());
+    // (a Rust tuple converted, not `PyTuple::new`: a third caller of that
+    // made it a call of its own where it was inlined in `open_one` and
+    // `receive_at`, +0.4 k instructions a get_all, callgrind)
+    (status, first, value, py.None(), zero.clone_ref(py)).into_pyobject(py)
+}
+
 impl DatagramEngine {
+    /// `receive_at` for a request (its datagram `data`, longer than its
+    /// header) while serving: read, shed by the fair share, answered again
+    /// from the replay cache, answered from a kept `find_values` answer (the
+    /// answer framed and kept for a resend), or handed over (`REQUEST`).
+    /// (A client's `find_values` of a kept key: 31.7 k -> see README
+    /// instructions a request served, bench profile --serve, callgrind.)
+    fn serve_request<'py>(
+        &self,
+        py: Python<'py>,
+        serving: &Serving,
+        data: &[u8],
+        address: &Bound<'py, PyAny>,
+        now: f64,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let none = py.None().into_bound(py);
+        let body = &data[HEADER_SIZE..];
+        if body.len() > MAX_REQUEST_BODY {
+            let (status, kind, _, _) = dropped(py, "oversize_request");
+            return five(py, status, kind, none);
+        }
+        // (a find_values in the common encoding is read in place: no list,
+        // str or bytes made unless it is handed over)
+        let find_values = find_values_request(body);
+        let mut value = None;
+        if find_values.is_none() {
+            match decode_body(py, body) {
+                Ok((decoded, _)) => value = Some(decoded),
+                Err(error) => {
+                    let kind = match error {
+                        DecodeError::Malformed => "malformed",
+                        DecodeError::BadUtf8 => "bad_utf8",
+                    };
+                    let (status, kind, _, _) = dropped(py, kind);
+                    return five(py, status, kind, none);
+                }
+            }
+        }
+        // The fair share is asked about a request answered here, before it
+        // is; one handed over is asked about by the protocol (`_serve`), so
+        // each request once, in the order they came.
+        let admitted = || -> PyResult<bool> {
+            match &serving.fair_share {
+                Some(fair_share) => fair_share
+                    .bind(py)
+                    .call_method1(intern!(py, "admit"), (address,))?
+                    .is_truthy(),
+                None => Ok(true),
+            }
+        };
+        let shed = || {
+            five(
+                py,
+                SHED,
+                PyString::new(py, "fair_share").into_any(),
+                py.None().into_bound(py),
+            )
+        };
+        let msg_id = &data[1..HEADER_SIZE];
+        let replay = serving.replay.bind(py);
+        let (answered, replay_hash, found) = {
+            let replay = replay.try_borrow()?;
+            let hash = replay.hash(address, msg_id)?;
+            let (answered, found) = replay.get_at(address, msg_id, hash, now)?;
+            (answered, hash, found)
+        };
+        if let Some(answered) = answered {
+            if !admitted()? {
+                return shed();
+            }
+            count(serving.stats.as_ref(), intern!(py, "replayed"))?;
+            return five(py, REPLAYED, none, answered.into_any());
+        }
+        if let Some((id, key)) = find_values {
+            let generation = generation_of(serving.records.bind(py))?;
+            let kept = self.kept.lock().valid(py, &body[key], generation, now)?;
+            if let Some(kept) = kept {
+                if !admitted()? {
+                    return shed();
+                }
+                let kept = kept.as_bytes();
+                let datagram = PyBytes::new_with(py, HEADER_SIZE + kept.len(), |buffer| {
+                    buffer[0] = KIND_RESPONSE;
+                    buffer[1..HEADER_SIZE].copy_from_slice(&data[1..HEADER_SIZE]);
+                    buffer[HEADER_SIZE..].copy_from_slice(kept);
+                    Ok(())
+                })?;
+                replay.try_borrow_mut()?.put_at(
+                    address,
+                    msg_id,
+                    replay_hash,
+                    &datagram,
+                    now,
+                    Some(found),
+                )?;
+                // a client (its id carries the marker) is never welcomed
+                let stats = serving.stats.as_ref();
+                count(stats, intern!(py, "served"))?;
+                let sender = if data[1 + 16..HEADER_SIZE] == serving.client_pad {
+                    count(stats, intern!(py, "client_requests"))?;
+                    none
+                } else {
+                    PyBytes::new(py, &body[id]).into_any()
+                };
+                return five(py, SERVED, sender, datagram.into_any());
+            }
+            match decode_body(py, body) {
+                Ok((decoded, _)) => value = Some(decoded),
+                Err(_) => unreachable!("a find_values request read in place is msgpack"),
+            }
+        }
+        let value = value.unwrap_or(none);
+        five(py, REQUEST, PyBytes::new(py, msg_id).into_any(), value)
+    }
+
     fn requests(&self) -> PyResult<&Requests> {
         self.requests.as_ref().ok_or_else(|| {
             type_error("this engine opens no requests: it was made without requests=".to_owned())
@@ -1310,5 +1749,44 @@ impl DatagramEngine {
             Some(_) => BAD_SHAPE,
         };
         Ok((status, msg_id, value, request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_values_request;
+
+    fn body(id: &[u8], key: &[u8]) -> Vec<u8> {
+        let mut out = b"\x92\xabfind_values\x92".to_vec();
+        for part in [id, key] {
+            out.push(0xc4);
+            out.push(u8::try_from(part.len()).expect("a short part"));
+            out.extend_from_slice(part);
+        }
+        out
+    }
+
+    #[test]
+    fn a_find_values_in_the_usual_encoding_is_read_in_place() {
+        let data = body(&[1; 20], &[2; 7]);
+        let (id, key) = find_values_request(&data).expect("read");
+        assert_eq!((&data[id], &data[key]), (&[1u8; 20][..], &[2u8; 7][..]));
+    }
+
+    #[test]
+    fn anything_else_is_left_to_the_decoder() {
+        assert!(find_values_request(&body(&[], &[2; 20])).is_none()); // no id
+        assert!(find_values_request(&body(&[1; 20], &[])).is_none()); // no key
+        assert!(find_values_request(&body(&[1; 65], &[2; 20])).is_none()); // too long
+        let mut extra = body(&[1; 20], &[2; 20]);
+        extra.push(0);
+        assert!(find_values_request(&extra).is_none());
+        let whole = body(&[1; 20], &[2; 20]);
+        for end in 0..whole.len() {
+            assert!(find_values_request(&whole[..end]).is_none(), "{end}");
+        }
+        let mut other = whole.clone();
+        other[2] = b'F';
+        assert!(find_values_request(&other).is_none());
     }
 }

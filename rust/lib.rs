@@ -17,7 +17,9 @@
 //! - `peers`: every peer's RTT estimator and reputation record (`PeerBook`),
 //!   which the lookup reads directly.
 //! - `datagram`: the engine reading each arriving datagram (framing,
-//!   msgpack, matching an answer to its request) in one call; `batch`:
+//!   msgpack, matching an answer to its request, serving the common
+//!   request) in one call; `replay`: the answers kept for resent requests;
+//!   `batch`:
 //!   many datagrams per system call (`recvmmsg`), measured, not used yet.
 
 pub mod answers;
@@ -35,6 +37,7 @@ pub mod query;
 pub mod query_core;
 pub mod query_id;
 pub mod records;
+pub mod replay;
 pub mod slab;
 pub mod table;
 pub mod types;
@@ -66,6 +69,8 @@ mod _core {
     use crate::query_id::QueryId;
     #[pymodule_export]
     use crate::records::RecordCache;
+    #[pymodule_export]
+    use crate::replay::ReplayCache;
 
     #[pymodule_export]
     const MAX_TIMEOUT: f64 = crate::types::MAX_TIMEOUT;
@@ -97,6 +102,7 @@ mod _core {
             "QueryCore",
             "QueryId",
             "RecordCache",
+            "ReplayCache",
         ];
         m.setattr("__all__", PyList::new(py, public)?)?;
         Ok(())

@@ -196,7 +196,7 @@ pub(crate) fn hash_of(key: &Bound<'_, PyAny>) -> PyResult<u64> {
     Ok(mixed ^ (mixed >> 29))
 }
 
-struct Slot<V> {
+pub(crate) struct Slot<V> {
     key: Py<PyAny>,
     hash: u64,
     seq: u64,
@@ -205,7 +205,7 @@ struct Slot<V> {
 
 /// A map keyed by Python objects that remembers the order its entries were
 /// made in (a dict, as the twin's): the oldest leaves first.
-struct OrderedTable<V> {
+pub(crate) struct OrderedTable<V> {
     table: HashTable<u32>,
     slots: Vec<Option<Slot<V>>>,
     free: Vec<u32>,
@@ -219,7 +219,7 @@ struct OrderedTable<V> {
 }
 
 impl<V> OrderedTable<V> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         OrderedTable {
             table: HashTable::new(),
             slots: Vec::new(),
@@ -230,11 +230,31 @@ impl<V> OrderedTable<V> {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.table.len()
     }
 
-    fn find(&self, key: &Bound<'_, PyAny>, hash: u64) -> PyResult<Option<u32>> {
+    pub(crate) fn find(&self, key: &Bound<'_, PyAny>, hash: u64) -> PyResult<Option<u32>> {
+        let py = key.py();
+        self.find_with(
+            hash,
+            |entry, _| Ok(entry.is(key) || entry.bind(py).eq(key)?),
+        )
+    }
+
+    /// Entries made and removed so far (a slot found while this stays is
+    /// still the key's).
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The slot of `hash` whose entry `matches` (given its key and value):
+    /// for a table whose key is more than its Python key.
+    pub(crate) fn find_with(
+        &self,
+        hash: u64,
+        mut matches: impl FnMut(&Py<PyAny>, &V) -> PyResult<bool>,
+    ) -> PyResult<Option<u32>> {
         let mut failed = None;
         let found = self.table.find(hash, |&slot| {
             let Some(entry) = &self.slots[slot as usize] else {
@@ -243,10 +263,7 @@ impl<V> OrderedTable<V> {
             if entry.hash != hash {
                 return false;
             }
-            if entry.key.is(key) {
-                return true;
-            }
-            match entry.key.bind(key.py()).eq(key) {
+            match matches(&entry.key, &entry.value) {
                 Ok(same) => same,
                 Err(err) => {
                     failed.get_or_insert(err);
@@ -260,14 +277,14 @@ impl<V> OrderedTable<V> {
         }
     }
 
-    fn value(&self, slot: u32) -> &V {
+    pub(crate) fn value(&self, slot: u32) -> &V {
         &self.slots[slot as usize]
             .as_ref()
             .expect("a live slot")
             .value
     }
 
-    fn value_mut(&mut self, slot: u32) -> &mut V {
+    pub(crate) fn value_mut(&mut self, slot: u32) -> &mut V {
         &mut self.slots[slot as usize]
             .as_mut()
             .expect("a live slot")
@@ -275,7 +292,7 @@ impl<V> OrderedTable<V> {
     }
 
     /// Add `key` (not in the table) with `value`; its slot.
-    fn insert(&mut self, key: &Bound<'_, PyAny>, hash: u64, value: V) -> u32 {
+    pub(crate) fn insert(&mut self, key: &Bound<'_, PyAny>, hash: u64, value: V) -> u32 {
         self.changes += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -300,7 +317,7 @@ impl<V> OrderedTable<V> {
         slot
     }
 
-    fn remove(&mut self, slot: u32) -> V {
+    pub(crate) fn remove(&mut self, slot: u32) -> V {
         self.changes += 1;
         let entry = self.slots[slot as usize].take().expect("a live slot");
         if let Ok(found) = self.table.find_entry(entry.hash, |&s| s == slot) {
@@ -319,8 +336,32 @@ impl<V> OrderedTable<V> {
         entry.value
     }
 
+    /// The live entries, oldest first: (key, value).
+    pub(crate) fn in_order(&self) -> impl Iterator<Item = (&Py<PyAny>, &V)> {
+        self.order.iter().filter_map(|&(slot, seq)| {
+            self.slots[slot as usize]
+                .as_ref()
+                .filter(|entry| entry.seq == seq)
+                .map(|entry| (&entry.key, &entry.value))
+        })
+    }
+
+    /// The oldest entry's value (stale order entries before it dropped).
+    pub(crate) fn oldest(&mut self) -> Option<&V> {
+        while let Some(&(slot, seq)) = self.order.front() {
+            if self.slots[slot as usize]
+                .as_ref()
+                .is_some_and(|entry| entry.seq == seq)
+            {
+                return Some(self.value(slot));
+            }
+            self.order.pop_front();
+        }
+        None
+    }
+
     /// Take the oldest entry out.
-    fn pop_oldest(&mut self) -> Option<V> {
+    pub(crate) fn pop_oldest(&mut self) -> Option<V> {
         while let Some((slot, seq)) = self.order.pop_front() {
             if self.slots[slot as usize]
                 .as_ref()

@@ -43,6 +43,7 @@ PUBLIC_NAMES = [
     "QueryCore",
     "QueryId",
     "RecordCache",
+    "ReplayCache",
 ]
 LIMITS = ["MAX_EXPECTED_PEERS", "MAX_NOW", "MAX_RESULTS_LIMIT", "MAX_TIMEOUT"]
 

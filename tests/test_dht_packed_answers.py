@@ -1,4 +1,5 @@
-"""find_values answers served from packed bytes (DhtProtocol._packed): the
+"""find_values answers served from packed bytes (DhtProtocol.packed_answers, kept in the
+core's engine, which serves a kept key itself): the
 same bytes a fresh answer would be, never stale once the store changes or a
 record expires, never for a protocol that serves find_values its own way.
 Real UDP on 127.0.0.1 (a raw socket asks), an injected clock for expiry."""
@@ -51,12 +52,12 @@ def test_a_hot_key_is_answered_from_its_packed_answer_with_the_same_bytes(backen
             node.records.put(KEY, record, node.clock.now())
             peer = await nodes.raw()
             first = await _ask(peer, node)
-            assert KEY in protocol._packed
+            assert KEY in protocol.packed_answers
             second = await _ask(peer, node)
             assert first == second == {"records": [record.to_wire()], "nodes": [], "more": False}
             # the bytes kept are what a fresh answer packs to
             fresh = protocol.rpc_find_values(peer.address, os.urandom(20), KEY)
-            assert protocol._packed[KEY][2] == msgpack.packb(fresh, use_bin_type=True)
+            assert protocol.packed_answers[KEY][2] == msgpack.packb(fresh, use_bin_type=True)
 
     run_paired(backend, scenario())
 
@@ -81,7 +82,7 @@ def test_a_record_stored_or_expired_is_in_the_next_answer(backend: str) -> None:
             assert answer["records"] == [] and answer["nodes"] == []
             protocol = node.protocol
             assert isinstance(protocol, DhtProtocol)
-            assert KEY not in protocol._packed
+            assert KEY not in protocol.packed_answers
 
     run_paired(backend, scenario())
 
@@ -96,7 +97,7 @@ def test_an_answer_without_records_is_not_kept(backend: str) -> None:
             peer = await nodes.raw()
             answer = await _ask(peer, node)
             assert answer["records"] == [] and answer["nodes"]
-            assert protocol._packed == {}
+            assert protocol.packed_answers == {}
 
     run_paired(backend, scenario())
 
@@ -116,8 +117,10 @@ def test_the_packed_answers_stay_within_their_bound(
                 await _ask(peer, node, key)
             protocol = node.protocol
             assert isinstance(protocol, DhtProtocol)
-            assert list(protocol._packed) == keys[2:]  # the oldest made left first
-            assert protocol._packed_bytes == sum(len(e[2]) for e in protocol._packed.values())
+            assert list(protocol.packed_answers) == keys[2:]  # the oldest made left first
+            assert protocol.requests.engine.kept_bytes == sum(
+                len(e[2]) for e in protocol.packed_answers.values()
+            )
 
     run_paired(backend, scenario())
 
@@ -145,6 +148,49 @@ def test_a_subclass_serving_find_values_its_way_is_not_bypassed(backend: str) ->
                 assert (await _ask(peer, node))["more"] is True
             protocol = node.protocol
             assert isinstance(protocol, _Annotating)
-            assert protocol._packed == {}
+            assert protocol.packed_answers == {}
+
+    run_paired(backend, scenario())
+
+
+def test_a_kept_answer_is_served_by_the_engine_and_a_peer_still_verified(backend: str) -> None:
+    """A find_values of a kept key is answered in the engine's call (no
+    Python serving: the counters say so), and a sender that is not a
+    client is still welcomed: pinged to verify its id, as before."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht()
+            protocol = node.protocol
+            assert isinstance(protocol, DhtProtocol)
+            record = signed("alice", b"data", KEY)
+            node.records.put(KEY, record, node.clock.now())
+            peer = await nodes.raw()
+            first = await _ask(peer, node)  # (served in Python: kept)
+            assert KEY in protocol.packed_answers
+            served, clients = protocol.stats["served"], protocol.stats["client_requests"]
+            assert await _ask(peer, node) == first  # from the engine
+            assert protocol.stats["served"] == served + 1
+            assert protocol.stats["client_requests"] == clients + 1
+            assert protocol.stats["verify_pings"] == 0
+            sender = os.urandom(20)
+            msg_id = os.urandom(16) + b"\x00\x00\x00\x00"  # (no client marker)
+            peer.send(
+                frame_request(msg_id, pack_request("find_values", (sender, KEY))), node.address
+            )
+            got = [await peer.recv() for _ in range(2)]
+            kinds = sorted((data[:1], data[1:21] == msg_id) for data, _ in got)
+            assert kinds == [(b"\x00", False), (b"\x01", True)]  # a ping, and the answer
+            answer = next(data for data, _ in got if data[:1] == b"\x01")
+            assert decode(answer)[2] == first
+            assert protocol.stats["served"] == served + 2
+            assert protocol.stats["client_requests"] == clients + 1
+            assert protocol.stats["verify_pings"] == 1
+            # the same request resent: the same bytes, from the replay cache
+            peer.send(
+                frame_request(msg_id, pack_request("find_values", (sender, KEY))), node.address
+            )
+            again, _ = await peer.recv()
+            assert again == answer and protocol.stats["replayed"] == 1
 
     run_paired(backend, scenario())

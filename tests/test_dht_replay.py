@@ -1,15 +1,15 @@
 """A request resent with its message id is answered from the replay cache:
-the same bytes as the first answer, served (and applied) once."""
+the same bytes as the first answer, served (and applied) once. The cache is
+the core's (``ReplayCache``, Rust and the twin: every test runs on both)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Coroutine
+from types import ModuleType
 from typing import Any
 
 import msgpack
-
-from dhtquery.dht.replay import ReplayCache
 
 from .dht_helpers import RawPeer, open_nodes
 
@@ -17,8 +17,8 @@ Run = Callable[[Coroutine[Any, Any, Any]], Any]
 ADDRESS = ("127.0.0.1", 4000)
 
 
-def test_replay_cache_answers_a_resend_within_its_age() -> None:
-    cache = ReplayCache(max_age=5.0)
+def test_replay_cache_answers_a_resend_within_its_age(core_module: ModuleType) -> None:
+    cache = core_module.ReplayCache(max_age=5.0)
     cache.put(ADDRESS, b"id-1", b"answer", 100.0)
     assert cache.get(ADDRESS, b"id-1", 104.0) == b"answer"
     assert cache.get(ADDRESS, b"id-1", 105.5) is None  # too old: served afresh
@@ -26,15 +26,17 @@ def test_replay_cache_answers_a_resend_within_its_age() -> None:
     assert cache.get(("127.0.0.1", 4001), b"id-1", 101.0) is None  # another sender
 
 
-def test_replay_cache_is_bounded_by_count_and_bytes_oldest_out_first() -> None:
-    by_count = ReplayCache(max_age=5.0, max_count=3)
+def test_replay_cache_is_bounded_by_count_and_bytes_oldest_out_first(
+    core_module: ModuleType,
+) -> None:
+    by_count = core_module.ReplayCache(max_age=5.0, max_count=3)
     for i in range(5):
         by_count.put(ADDRESS, bytes([i]), b"x" * 10, 0.0)
     assert len(by_count) == 3 and by_count.size_bytes == 30
     assert by_count.get(ADDRESS, bytes([0]), 0.0) is None
     assert by_count.get(ADDRESS, bytes([4]), 0.0) == b"x" * 10
 
-    by_bytes = ReplayCache(max_age=5.0, max_bytes=100)
+    by_bytes = core_module.ReplayCache(max_age=5.0, max_bytes=100)
     for i in range(5):
         by_bytes.put(ADDRESS, bytes([i]), b"y" * 40, 0.0)
     assert by_bytes.size_bytes <= 100 and len(by_bytes) == 2
@@ -86,8 +88,8 @@ def test_a_resent_request_gets_the_first_answer_and_is_served_once(run: Run, bac
     run(scenario())
 
 
-def test_replay_cache_lets_answers_past_their_age_go() -> None:
-    cache = ReplayCache(max_age=5.0)
+def test_replay_cache_lets_answers_past_their_age_go(core_module: ModuleType) -> None:
+    cache = core_module.ReplayCache(max_age=5.0)
     for i in range(10):
         cache.put(ADDRESS, bytes([i]), b"old", 100.0)
     cache.put(ADDRESS, b"new", b"fresh", 106.0)  # the others are 6 s old
@@ -95,10 +97,12 @@ def test_replay_cache_lets_answers_past_their_age_go() -> None:
     assert cache.get(ADDRESS, b"new", 106.0) == b"fresh"
 
 
-def test_replay_cache_lets_old_answers_go_after_the_oldest_left_by_count() -> None:
+def test_replay_cache_lets_old_answers_go_after_the_oldest_left_by_count(
+    core_module: ModuleType,
+) -> None:
     # put() reads the oldest only once one may be past max_age: answers
     # that left by count make its note of when that is early, never late
-    cache = ReplayCache(max_age=5.0, max_count=4)
+    cache = core_module.ReplayCache(max_age=5.0, max_count=4)
     for i in range(5):
         cache.put(ADDRESS, bytes([i]), b"a", 100.0 + i)  # the first leaves by count
     assert [cache.get(ADDRESS, bytes([i]), 104.0) for i in range(5)] == [None] + [b"a"] * 4

@@ -52,6 +52,7 @@ __all__ = [
     "QueryCore",
     "QueryId",
     "RecordCache",
+    "ReplayCache",
 ]
 
 # Limits enforced on arguments (an argument past one raises
@@ -261,6 +262,36 @@ class DatagramEngine:
     ``peers``, an answer whose shape the engine judged (5, 6) is told to it
     after that as ``peers.answered(address, rtt, status == 5, now)``
     (the protocol's one call per answer to its book, made in this one).
+
+    After ``serve(replay, records, client_pad, fair_share=None, *,
+    max_answers=1024, max_answer_bytes=1048576)``, ``receive_at`` serves
+    what it can of a request (a datagram of kind 0 longer than its
+    header) in the same call; its answer's ``pending`` is None and its
+    ``rtt`` 0.0:
+
+    - a body over 8,192 bytes or not msgpack: dropped (0), as ``receive``;
+    - ``replay.get(address, msg_id, now)`` (a ``ReplayCache`` of this core)
+      holds an answer: ``(9, None, answer, None, 0.0)``, a resend, to send
+      again;
+    - a find_values whose body is msgpack's usual encoding of
+      ``["find_values", [id, key]]`` (fixarray, fixstr, fixarray, bin 8 each;
+      ``id`` and ``key`` of 1 to 64 bytes) and whose key has an answer kept
+      (``keep_answer``) that is valid (its generation is ``records.generation``,
+      an int, and ``now`` is before its ``until``): ``(10, sender, datagram,
+      None, 0.0)``: ``datagram`` is the answer framed (``b"\\x01" + msg_id +
+      body``), already put in ``replay``; ``sender`` is None for a client's
+      request (its message id ends with ``client_pad``), else ``id``;
+    - else ``(1, msg_id, body, None, 0.0)``, the body decoded, as
+      ``receive`` says (the fair share not asked: the caller serves it).
+
+    Before answering a request (9 or 10), ``fair_share.admit(address)`` is
+    asked (if given); False: ``(8, "fair_share", None, None, 0.0)``, shed
+    (not answered, nothing kept).
+
+    Kept answers: ``keep_answer(key, generation, until, body)`` (bytes,
+    an int, a float, bytes) keeps ``body`` as ``key``'s, in place of any
+    before; at most ``max_answers`` of them and ``max_answer_bytes`` of
+    bodies (a larger body is not kept; the oldest kept leave first).
     """
 
     def __new__(
@@ -312,6 +343,44 @@ class DatagramEngine:
         extensions: dict[Any, Any],
     ) -> None:
         """See ``receive_at`` (InvalidArgumentError if told before)."""
+    def serve(
+        self,
+        replay: _Replay,
+        records: Any,
+        client_pad: builtins.bytes,
+        fair_share: _FairShare | None = None,
+        *,
+        stats: dict[str, int] | None = None,
+        max_answers: int = 1024,
+        max_answer_bytes: int = 1048576,
+    ) -> None:
+        """Serve requests in ``receive_at`` (see above), and bound the kept
+        answers. ``stats`` (a dict, or a subclass: a ``Counter``) counts
+        what the engine serves itself (``served`` and ``client_requests``
+        for 10, ``replayed`` for 9), written in the dict's own storage
+        (``dict.__setitem__``, not the subclass's). InvalidArgumentTypeError
+        if the engine was made without ``requests`` or ``replay`` is not this
+        core's ReplayCache; InvalidArgumentError unless ``client_pad`` is 4
+        bytes."""
+    def keep_answer(
+        self, key: builtins.bytes, generation: int, until: float, body: builtins.bytes
+    ) -> None:
+        """InvalidArgumentTypeError unless ``key`` and ``body`` are bytes and
+        ``generation`` an int."""
+    def forget_answer(self, key: builtins.bytes) -> None:
+        """Forget ``key``'s kept answer, if any."""
+    def forget_answers(self) -> None:
+        """Forget every kept answer."""
+    def kept_answer(
+        self, key: builtins.bytes, generation: object, now: float
+    ) -> builtins.bytes | None:
+        """``key``'s kept answer if valid at ``now`` with the store at
+        ``generation`` (an int), else None."""
+    def kept_answers(self) -> dict[builtins.bytes, tuple[int, float, builtins.bytes]]:
+        """The kept answers, oldest first: key -> (generation, until, body)."""
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of the kept answers' bodies."""
     def open(
         self,
         timeout: float,
@@ -690,6 +759,49 @@ class PeerBook:
 #: A signed record's wire array, by position: public key, target, name,
 #: seq, expires, data, signature (``dht.records``, ``docs/signed-records.md``)
 _Wire: TypeAlias = Sequence[Any]
+
+class _FairShare(Protocol):
+    def admit(self, source: Any, /) -> bool: ...
+
+class _Replay(Protocol):
+    """A ``ReplayCache`` (the engine takes only its own core's)."""
+
+    def get(
+        self, address: Hashable, msg_id: builtins.bytes, now: float, /
+    ) -> builtins.bytes | None: ...
+    def put(
+        self, address: Hashable, msg_id: builtins.bytes, datagram: builtins.bytes, now: float, /
+    ) -> None: ...
+
+@final
+class ReplayCache:
+    """The answers sent to recent requests (``dhtquery.dht.replay`` says
+    why): ``(address, msg_id)`` -> the datagram answered and when; the
+    address hashed and compared as Python does, ``msg_id`` bytes. At most
+    ``max_count`` answers and ``max_bytes`` of them (the oldest out first;
+    an answer larger than ``max_bytes`` is not kept); an answer older than
+    ``max_age`` seconds is not given, and leaves when a later ``put`` finds
+    it the oldest."""
+
+    max_age: float
+    max_count: int
+    max_bytes: int
+    def __new__(
+        cls, max_age: float, *, max_count: int = 1024, max_bytes: int = 1048576
+    ) -> Self: ...
+    def __len__(self) -> int: ...
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the answers kept."""
+    def get(self, address: Hashable, msg_id: builtins.bytes, now: float) -> builtins.bytes | None:
+        """The answer sent to this request, if answered within ``max_age``
+        (and still kept). InvalidArgumentTypeError unless ``msg_id`` is
+        bytes."""
+    def put(
+        self, address: Hashable, msg_id: builtins.bytes, datagram: builtins.bytes, now: float
+    ) -> None:
+        """Keep the answer sent to a request. InvalidArgumentTypeError
+        unless ``msg_id`` and ``datagram`` are bytes."""
 
 @final
 class RecordCache:

@@ -208,13 +208,18 @@ class ScaleProtocol(DhtProtocol):
             return
         super().welcome_if_new(node)
 
-    def _serve(self, msg_id: bytes, body: Any, addr: Any, now: float) -> None:
+    def datagram_received(self, data: bytes, addr: Any) -> None:
         # requests served, counted apart by the kind of client that sent
-        # them: whose lookups make the load uneven
+        # them: whose lookups make the load uneven. (Around the whole
+        # datagram, not _serve: the core's engine answers a kept
+        # find_values itself, and a class replacing _serve would lose that.)
+        kind = _CLIENTS.get(addr[:2])  # (IPv6: the protocol reads (host, port))
+        if kind is None:
+            super().datagram_received(data, addr)
+            return
         served = self.stats["served"]
-        super()._serve(msg_id, body, addr, now)
-        kind = _CLIENTS.get(addr)
-        if kind is not None and self.stats["served"] != served:
+        super().datagram_received(data, addr)
+        if self.stats["served"] != served:
             self.stats[f"served_{kind}"] += 1
 
 
@@ -958,7 +963,7 @@ def summarize(
             "served_max": max(served, default=0),
             "max_over_mean": max(served, default=0) / mean_served if mean_served else 0.0,
             "p99": _quantile(served, 0.99),
-            # the requests of each kind of client alone (ScaleProtocol._serve)
+            # the requests of each kind of client alone (ScaleProtocol.datagram_received)
             "by_client": {
                 kind: _load_of(
                     [

@@ -39,7 +39,7 @@ from ..errors import InvalidArgumentError, NotListeningError, RecordError, Stora
 from ..query import QueryManager, backend_of, new_core, new_peer_book, shapes
 from .fairness import OVERLOAD_FRACTION, OVERLOAD_MIN_BYTES, FairShare
 from .records import Record
-from .replay import ReplayCache
+from .replay import replay_cache
 from .reputation import Reputation
 from .routing import ContactTable
 from .rpc_table import (
@@ -50,7 +50,10 @@ from .rpc_table import (
     DATAGRAM_DROP,
     DATAGRAM_HANDLED,
     DATAGRAM_NOT_PENDING,
+    DATAGRAM_REPLAYED,
     DATAGRAM_REQUEST,
+    DATAGRAM_SERVED,
+    DATAGRAM_SHED,
     Callback,
     Reply,
     RpcStatus,
@@ -69,7 +72,7 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
-    from ..query import PeerBook
+    from ..query import PeerBook, ReplayCache
     from .rpc_table import _Pending
 
 __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec", "peer_book_for"]
@@ -331,6 +334,8 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
     #: its retransmissions): the others wait here, counted in the hand-over
     #: bound. A peer that did not answer is skipped from then on. (Both made
     #: on first use; the second bounded like recently_failed.)
+    #: whether a subclass replaces _serve (then every request goes to it)
+    _serve_hooked: bool = False
     _parked: dict[Address, list[tuple[Node, bytes, Record]]] | None = None
     _parked_count: int = 0
     _records_refused: dict[Address, None] | None = None
@@ -338,6 +343,10 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _add_callers(cls)
+        if "_serve" in cls.__dict__:
+            # a subclass that hooks serving sees every request (the engine
+            # answers none itself: see _serve_in_engine)
+            cls._serve_hooked = True
 
     def __init__(
         self,
@@ -403,12 +412,15 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         self._fionread = array.array("i", [0])
         #: sheds a greedy source's requests while this node is overloaded
         #: (fairness.py); None without a socket to read the load from
-        self.fair_share: FairShare | None = None
+        self._fair_share: FairShare | None = None
         #: the transport's socket, kept for _queued_bytes (an attribute read
         #: per look, not a get_extra_info call)
         self._socket: Any = None
-        #: the answers to recent requests, sent again for a resent one
-        self.replay = ReplayCache(max_age=self.config.default_timeout)
+        #: the answers to recent requests, sent again for a resent one (the
+        #: core's, which its engine reads and feeds: see _serve_in_engine)
+        self.replay: ReplayCache = replay_cache(
+            backend_of(queries.core), self.config.default_timeout
+        )
         self._rpcs: dict[str, RpcSpec] = {
             name: RpcSpec(checks, getattr(self, f"rpc_{name}"), _RESPONSE_SHAPE[name])
             for name, checks in _REQUEST_ARGS.items()
@@ -422,9 +434,6 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         self._find_values_spec = (
             spec if own and spec is not None and spec.handler == (self.rpc_find_values) else None
         )
-        #: key -> (the store's generation, until when, the answer packed)
-        self._packed: dict[bytes, tuple[int, float, bytes]] = {}
-        self._packed_bytes = 0
         #: RPC name -> the shape code the core's DatagramEngine checks its
         #: answers against: the RPCs whose spec has the built-in check
         #: (a spec of another check is applied here; kept up by add_rpc)
@@ -439,10 +448,51 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         if name in STOCK_RPCS:
             raise InvalidArgumentError(f"name must not be one of kademlia's RPCs, got {name!r}")
         self._rpcs[name] = spec
+        if name == "find_values" and self._requests is not None:
+            # (served another way from now on: no kept answer of ours)
+            self._requests.engine.forget_answers()
         if spec.response is _RESPONSE_SHAPE.get(name):
             self._engine_shapes[name] = _RESPONSE_SHAPES[name]
         else:
             self._engine_shapes.pop(name, None)
+
+    @property
+    def fair_share(self) -> FairShare | None:
+        """Sheds a greedy source's requests while this node is overloaded
+        (fairness.py); None without a socket to read the load from (or
+        set to None: every request served)."""
+        return self._fair_share
+
+    @fair_share.setter
+    def fair_share(self, fair_share: FairShare | None) -> None:
+        self._fair_share = fair_share
+        self._serve_in_engine()
+
+    @property
+    def packed_answers(self) -> dict[bytes, tuple[int, float, bytes]]:
+        """The find_values answers kept packed, oldest first: key -> (the
+        store's generation, until when, the answer packed)."""
+        if self._requests is None:
+            return {}
+        return self._requests.engine.kept_answers()
+
+    def _serve_in_engine(self) -> None:
+        """Have the core's engine answer what it can of each request in the
+        call that reads it (DatagramEngine.serve): a resend from the replay
+        cache, a find_values from its kept answer, the fair share asked
+        first; the rest is handed to _serve (unless a subclass replaces
+        _serve: then it sees every request, as before)."""
+        if self._requests is None or self._serve_hooked:
+            return
+        self._requests.engine.serve(
+            self.replay,
+            self.records,
+            CLIENT_PAD,
+            self._fair_share,
+            stats=self.stats,
+            max_answers=PACKED_ANSWERS_KEPT,
+            max_answer_bytes=PACKED_ANSWERS_BYTES,
+        )
 
     # -- transport ----------------------------------------------------
 
@@ -464,7 +514,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                 mark = max(int(buffer * OVERLOAD_FRACTION), OVERLOAD_MIN_BYTES)
                 if mark < buffer:
                     self._socket = sock
-                    self.fair_share = FairShare(self._queued_bytes, mark)
+                    self._fair_share = FairShare(self._queued_bytes, mark)
         # Requests are one-result queries in a core of their own (of the
         # same backend as the node's lookups), so the node's query metrics
         # count lookups, not RPCs; both cores share the node's one timer.
@@ -487,6 +537,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         self._requests.engine.dispatch_answers(
             self._waiting, self._waiting_background, self.recently_failed, self.extensions
         )
+        self._serve_in_engine()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._requests is not None:
@@ -623,8 +674,24 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                         callback(pending.context, addr, name, True, value)
                     except Exception:  # a caller's bug must not cost other requests
                         log.exception("dhtquery: error in a request callback")
+            elif status == DATAGRAM_SERVED:
+                # a find_values answered by the engine from its kept answer
+                # (framed, kept for a resend, counted in stats): sent here
+                self.transport.sendto(value, addr)
+                if first is not None:  # (the sender's id: welcomed once it answers a ping)
+                    self._serving = True
+                    try:
+                        self.welcome_if_new(Node(first, addr[0], addr[1]))
+                    finally:
+                        self._serving = False
             elif status == DATAGRAM_REQUEST:
                 self._serve(first, value, addr, now)
+            elif status == DATAGRAM_REPLAYED:
+                # a resent request: the answer sent the first time, not
+                # served again (see replay.py; counted by the engine)
+                self.transport.sendto(value, addr)
+            elif status == DATAGRAM_SHED:
+                self.shed(first)
             elif status in (DATAGRAM_ANSWERED, DATAGRAM_BAD_SHAPE):
                 pending = request  # type: ignore[assignment]
                 if rtt < 0:
@@ -663,7 +730,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
 
     def _serve(self, msg_id: bytes, body: Any, addr: Address, now: float) -> None:
         """Answer a request read at ``now`` (the datagram's one clock read)."""
-        fair_share = self.fair_share
+        fair_share = self._fair_share
         if fair_share is not None and not fair_share.admit(addr):
             self.shed("fair_share")
             return
@@ -768,33 +835,26 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         else:
             source = Node(nodeid, sender[0], sender[1])
             self.welcome_if_new(source)
+        # The answers are kept in the core's engine, which answers a
+        # request of a kept key itself (DatagramEngine.serve); one gets here
+        # when the key's answer is not kept (or no longer valid), or for a
+        # request encoded otherwise than msgpack's usual way.
         records = self.records
-        kept = self._packed.get(key)
-        if kept is not None and kept[0] == records.generation and now < kept[1]:
-            return kept[2]
+        table = self._requests
+        if table is not None:
+            kept = table.engine.kept_answer(key, records.generation, now)
+            if kept is not None:
+                return kept
         held, until = records.live(key, now)
         if source is None:
             source = Node(nodeid, sender[0], sender[1])
         body = pack_response(self._find_values(source, key, held))
-        self._keep_packed(key, (records.generation, until, body) if held else None)
+        if table is not None:
+            if held:
+                table.engine.keep_answer(key, records.generation, until, body)
+            else:  # (an answer without records names contacts for its asker)
+                table.engine.forget_answer(key)
         return body
-
-    def _keep_packed(self, key: bytes, entry: tuple[int, float, bytes] | None) -> None:
-        """Keep ``entry`` as the key's packed answer (None: forget the
-        key's: an answer without records names contacts for its asker)."""
-        packed = self._packed
-        old = packed.pop(key, None)
-        if old is not None:
-            self._packed_bytes -= len(old[2])
-        if entry is None:
-            return
-        size = len(entry[2])
-        if size > PACKED_ANSWERS_BYTES:
-            return
-        packed[key] = entry
-        self._packed_bytes += size
-        while len(packed) > PACKED_ANSWERS_KEPT or self._packed_bytes > PACKED_ANSWERS_BYTES:
-            self._packed_bytes -= len(packed.pop(next(iter(packed)))[2])
 
     def rpc_store_record(self, sender: Address, nodeid: bytes, key: bytes, value: Any) -> bool:
         source = Node(nodeid, sender[0], sender[1])

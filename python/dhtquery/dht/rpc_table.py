@@ -54,6 +54,12 @@ DATAGRAM_BAD_SHAPE: Final = 6
 #: LookupAnswers: see DatagramEngine.dispatch_answers); the value is None,
 #: or what the callback raised
 DATAGRAM_HANDLED: Final = 7
+#: (receive_at while serving, see DatagramEngine.serve) a request shed by
+#: the fair share; a resend answered again from the replay cache; a
+#: find_values answered from its kept answer
+DATAGRAM_SHED: Final = 8
+DATAGRAM_REPLAYED: Final = 9
+DATAGRAM_SERVED: Final = 10
 
 
 class RpcStatus(enum.StrEnum):

@@ -12,6 +12,7 @@ from .backend import (
     new_core,
     new_peer_book,
     new_record_cache,
+    new_replay_cache,
 )
 from .clock import Clock, SystemClock
 from .config import QueryConfig
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from ._core_py import QueryCore as QueryCore
     from ._core_py import QueryId as QueryId
     from ._core_py import RecordCache as RecordCache
+    from ._core_py import ReplayCache as ReplayCache
 
 __all__ = [
     "BACKENDS",
@@ -78,4 +80,5 @@ __all__ = [
     "new_core",
     "new_peer_book",
     "new_record_cache",
+    "new_replay_cache",
 ]

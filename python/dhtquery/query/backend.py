@@ -19,7 +19,7 @@ from ..errors import BackendUnavailableError, InvalidArgumentError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._core_py import PeerBook, QueryCore, RecordCache
+    from ._core_py import PeerBook, QueryCore, RecordCache, ReplayCache
 
 __all__ = [
     "BACKENDS",
@@ -29,6 +29,7 @@ __all__ = [
     "new_core",
     "new_peer_book",
     "new_record_cache",
+    "new_replay_cache",
 ]
 
 ENV_VAR: Final = "DHTQUERY_BACKEND"
@@ -94,6 +95,14 @@ def new_record_cache(kept: int, wall: Callable[[], float], backend: str = "auto"
     ``kept``; ``wall``: the clock their expiry is read against) of the
     chosen backend."""
     cache: RecordCache = load_core(backend)[1].RecordCache(kept, wall)
+    return cache
+
+
+def new_replay_cache(max_age: float, backend: str = "auto", **bounds: int) -> ReplayCache:
+    """A fresh ``ReplayCache`` (the answers sent to recent requests, for a
+    resend; ``bounds``: ``max_count``, ``max_bytes``) of the chosen
+    backend: the one its ``DatagramEngine`` serves with."""
+    cache: ReplayCache = load_core(backend)[1].ReplayCache(max_age, **bounds)
     return cache
 
 
