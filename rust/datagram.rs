@@ -37,6 +37,7 @@
 
 use crate::answers::{LookupAnswers, Reply};
 use crate::errors::{check_float, check_now, float_repr, type_error, type_name, value_error};
+use crate::fairness::FairShare;
 use crate::peers::{OrderedTable, PeerBook};
 use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
@@ -640,12 +641,20 @@ impl Dispatch {
     }
 }
 
+/// The fair share a request answered here is admitted by: the core's own
+/// (admitted in Rust, no Python call: see `fairness.rs`), or any object's
+/// `admit` method.
+enum Fair {
+    Core(Py<FairShare>),
+    Other(Py<PyAny>),
+}
+
 /// What the engine serves requests with (`serve`).
 struct Serving {
     replay: Py<ReplayCache>,
     records: Py<PyAny>,
     client_pad: [u8; MSG_ID_SIZE - 16],
-    fair_share: Option<Py<PyAny>>,
+    fair_share: Option<Fair>,
     /// the protocol's counters (a dict, or a subclass's: a `Counter`)
     stats: Option<Py<PyDict>>,
 }
@@ -1029,7 +1038,10 @@ impl DatagramEngine {
             replay: replay.clone().unbind(),
             records: records.clone().unbind(),
             client_pad: pad,
-            fair_share: fair_share.map(|fair| fair.clone().unbind()),
+            fair_share: fair_share.map(|fair| match fair.cast_exact::<FairShare>() {
+                Ok(core) => Fair::Core(core.clone().unbind()),
+                Err(_) => Fair::Other(fair.clone().unbind()),
+            }),
             stats,
         }));
         let mut kept = self.kept.lock();
@@ -1618,7 +1630,10 @@ impl DatagramEngine {
         // each request once, in the order they came.
         let admitted = || -> PyResult<bool> {
             match &serving.fair_share {
-                Some(fair_share) => fair_share
+                Some(Fair::Core(fair_share)) => {
+                    fair_share.bind(py).try_borrow_mut()?.admit_source(address)
+                }
+                Some(Fair::Other(fair_share)) => fair_share
                     .bind(py)
                     .call_method1(intern!(py, "admit"), (address,))?
                     .is_truthy(),

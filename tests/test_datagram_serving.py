@@ -156,6 +156,30 @@ def test_a_malformed_request_is_dropped_before_the_fair_share(module: ModuleType
     assert fair_share.asked == []
 
 
+def test_the_cores_own_fair_share_admits_and_sheds_in_the_engine(module: ModuleType) -> None:
+    """The core's FairShare (which the engine admits with, no Python call)
+    given to its engine: a heavy source is shed under load, a light one
+    served, the shed counted in the fair share; the load read as it says."""
+    looks = []
+
+    def queued() -> int:
+        looks.append(1)
+        return 10_000  # past the mark: under load
+
+    fair_share = module.FairShare(queued, 1000, window=10, floor=1, check_every=1)
+    engine, _, _ = _engine(module, fair_share)
+    engine.keep_answer(KEYS[0], 0, 100.0, b"answer")
+    served = [engine.receive_at(_find_values(KEYS[0]), ADDRESS, 1.0, 0.0)[0] for _ in range(3)]
+    assert served == [SERVED] * 3  # one source alone is never heavy
+    assert engine.receive_at(_find_values(KEYS[0]), OTHER, 1.0, 0.0)[0] == SERVED
+    # 4 of 5 requests in the window, past 1.5 x an equal share (3.75)
+    shed = engine.receive_at(_find_values(KEYS[0]), ADDRESS, 1.0, 0.0)
+    assert shed == (SHED, "fair_share", None, None, 0.0)
+    assert engine.receive_at(_find_values(KEYS[0]), OTHER, 1.0, 0.0)[0] == SERVED
+    assert fair_share.shed == 1 and fair_share.under_load
+    assert len(looks) == 6  # check_every=1: a look per request
+
+
 def test_the_fair_share_is_asked_before_an_answer_and_what_it_refuses_is_shed(
     module: ModuleType,
 ) -> None:

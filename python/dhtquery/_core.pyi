@@ -46,6 +46,7 @@ __all__ = [
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
+    "FairShare",
     "LookupAnswers",
     "LookupCore",
     "PeerBook",
@@ -286,7 +287,8 @@ class DatagramEngine:
 
     Before answering a request (9 or 10), ``fair_share.admit(address)`` is
     asked (if given); False: ``(8, "fair_share", None, None, 0.0)``, shed
-    (not answered, nothing kept).
+    (not answered, nothing kept). This core's ``FairShare`` is admitted
+    without a Python call (its ``queued()`` aside).
 
     Kept answers: ``keep_answer(key, generation, until, body)`` (bytes,
     an int, a float, bytes) keeps ``body`` as ``key``'s, in place of any
@@ -772,6 +774,43 @@ class _Replay(Protocol):
     def put(
         self, address: Hashable, msg_id: builtins.bytes, datagram: builtins.bytes, now: float, /
     ) -> None: ...
+
+@final
+class FairShare:
+    """Which requests an overloaded node sheds (``dhtquery.dht.fairness``
+    says why). ``admit(source)`` counts a request from ``source`` (any
+    hashable, compared as Python does) and says whether to serve it.
+    ``queued()`` (the bytes in the node's receive queue) is read at the
+    first ``admit``, once every ``check_every`` after, and again before a
+    shed; a look that finds it past ``mark`` makes the node *under load*,
+    past half of ``mark`` *warm*. Requests are counted in a window of the
+    last ``window`` counted only while warm (one that finds it cold after
+    a warm one forgets the window). Under load, a request is shed (False,
+    ``shed`` + 1) when its source has more than ``floor`` requests in the
+    window and more than ``factor`` x the window's length over its number
+    of sources, unless the look before a shed (made when the last was not
+    at this request) finds the node no longer under load.
+    InvalidArgumentError unless ``window`` and ``check_every`` are >= 1,
+    ``factor`` > 0, ``floor`` and ``mark`` >= 0."""
+
+    shed: int
+    def __new__(
+        cls,
+        queued: Callable[[], int],
+        mark: int,
+        *,
+        window: int = 1024,
+        factor: float = 1.5,
+        floor: int = 64,
+        check_every: int = 32,
+    ) -> Self: ...
+    def admit(self, source: Hashable) -> bool:
+        """Count a request from ``source``; False if it is to be shed."""
+    @property
+    def under_load(self) -> bool:
+        """Whether the last look found the node overloaded."""
+    def share(self, source: Hashable) -> float:
+        """``source``'s fraction of the window's requests (0.0 empty)."""
 
 @final
 class ReplayCache:

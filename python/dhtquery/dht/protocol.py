@@ -36,8 +36,8 @@ from kademlia.protocol import KademliaProtocol
 from rpcudp.protocol import RPCProtocol
 
 from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
-from ..query import QueryManager, backend_of, new_core, new_peer_book, shapes
-from .fairness import OVERLOAD_FRACTION, OVERLOAD_MIN_BYTES, FairShare
+from ..query import QueryManager, backend_of, new_core, new_fair_share, new_peer_book, shapes
+from .fairness import OVERLOAD_FRACTION, OVERLOAD_MIN_BYTES
 from .records import Record
 from .replay import replay_cache
 from .reputation import Reputation
@@ -72,7 +72,7 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
-    from ..query import PeerBook, ReplayCache
+    from ..query import FairShare, PeerBook, ReplayCache
     from .rpc_table import _Pending
 
 __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec", "peer_book_for"]
@@ -514,7 +514,9 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                 mark = max(int(buffer * OVERLOAD_FRACTION), OVERLOAD_MIN_BYTES)
                 if mark < buffer:
                     self._socket = sock
-                    self._fair_share = FairShare(self._queued_bytes, mark)
+                    self._fair_share = new_fair_share(
+                        self._queued_bytes, mark, backend_of(self.queries.core)
+                    )
         # Requests are one-result queries in a core of their own (of the
         # same backend as the node's lookups), so the node's query metrics
         # count lookups, not RPCs; both cores share the node's one timer.
