@@ -265,7 +265,7 @@ class DatagramEngine:
     (the protocol's one call per answer to its book, made in this one).
 
     After ``serve(replay, records, client_pad, fair_share=None, *,
-    max_answers=1024, max_answer_bytes=1048576)``, ``receive_at`` serves
+    max_answers=1024, max_answer_bytes=1048576, ping=None)``, ``receive_at`` serves
     what it can of a request (a datagram of kind 0 longer than its
     header) in the same call; its answer's ``pending`` is None and its
     ``rtt`` 0.0:
@@ -282,6 +282,11 @@ class DatagramEngine:
       None, 0.0)``: ``datagram`` is the answer framed (``b"\\x01" + msg_id +
       body``), already put in ``replay``; ``sender`` is None for a client's
       request (its message id ends with ``client_pad``), else ``id``;
+    - given ``ping`` (bytes: the body of the answer to a ping, this node's
+      id packed), a ping whose body is msgpack's usual encoding of
+      ``["ping", [id]]`` (fixarray, fixstr, fixarray, bin 8; ``id`` of 1 to
+      64 bytes): ``(10, sender, datagram, None, 0.0)`` as a find_values
+      answered, ``ping`` its body;
     - else ``(1, msg_id, body, None, 0.0)``, the body decoded, as
       ``receive`` says (the fair share not asked: the caller serves it).
 
@@ -355,6 +360,7 @@ class DatagramEngine:
         stats: dict[str, int] | None = None,
         max_answers: int = 1024,
         max_answer_bytes: int = 1048576,
+        ping: builtins.bytes | None = None,
     ) -> None:
         """Serve requests in ``receive_at`` (see above), and bound the kept
         answers. ``stats`` (a dict, or a subclass: a ``Counter``) counts
