@@ -25,8 +25,9 @@ source is an address (IP and port): a sender can split its flood over many
 ports, and then the barrage defences apply (see the protocol); this one is
 for the one greedy client.
 
-The count is kept for every request while the queue is warm; whether the
-node is overloaded is read from the socket once every ``CHECK_EVERY``
+The count is kept for every request while the queue is warm (~0.13 us an
+admit with the Rust core, ~1 us with the twin's deque and Counter); whether
+the node is overloaded is read from the socket once every ``CHECK_EVERY``
 requests (SO_MEMINFO, ~0.8 us), and again before a request is shed.
 
 ``FairShare`` is the query core's (Rust, or the pure-Python twin: the same
