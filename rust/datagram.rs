@@ -37,6 +37,7 @@
 
 use crate::answers::{LookupAnswers, Reply};
 use crate::errors::{check_float, check_now, float_repr, type_error, type_name, value_error};
+use crate::fairness::FairShare;
 use crate::peers::{OrderedTable, PeerBook};
 use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
@@ -51,6 +52,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 use pyo3::{ffi, PyTypeInfo};
 use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 pub const DROP: u8 = 0;
@@ -640,12 +642,23 @@ impl Dispatch {
     }
 }
 
+/// The fair share a request answered here is admitted by: the core's own
+/// (admitted in Rust, no Python call: see `fairness.rs`), or any object's
+/// `admit` method.
+enum Fair {
+    Core(Py<FairShare>),
+    Other(Py<PyAny>),
+}
+
 /// What the engine serves requests with (`serve`).
 struct Serving {
     replay: Py<ReplayCache>,
     records: Py<PyAny>,
     client_pad: [u8; MSG_ID_SIZE - 16],
-    fair_share: Option<Py<PyAny>>,
+    fair_share: Option<Fair>,
+    /// the body of the answer to a ping (this node's id packed), if the
+    /// engine answers pings
+    ping: Option<Py<PyBytes>>,
     /// the protocol's counters (a dict, or a subclass's: a `Counter`)
     stats: Option<Py<PyDict>>,
 }
@@ -771,6 +784,23 @@ fn generation_of(records: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
 /// each), has its sender's id and its key, both 1 to 64 bytes: `(id, key)`
 /// as ranges of the body. Any other encoding (valid msgpack of the same
 /// value too) is decoded and served by the protocol as before.
+/// Where a `ping` request's body, as msgpack packs `["ping", [id]]` (stock
+/// rpcudp's and ours: fixarray, fixstr, fixarray, bin 8), has its sender's
+/// id (1 to 64 bytes): a range of the body. Any other encoding is decoded
+/// and served by the protocol.
+fn ping_request(body: &[u8]) -> Option<std::ops::Range<usize>> {
+    const HEAD: &[u8] = b"\x92\xa4ping\x91\xc4";
+    if body.len() < HEAD.len() + 1 || &body[..HEAD.len()] != HEAD {
+        return None;
+    }
+    let id_start = HEAD.len() + 1;
+    let id_size = usize::from(body[HEAD.len()]);
+    if !(1..=MAX_NODE_ID_SIZE).contains(&id_size) || body.len() != id_start + id_size {
+        return None;
+    }
+    Some(id_start..body.len())
+}
+
 fn find_values_request(body: &[u8]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
     const HEAD: &[u8] = b"\x92\xabfind_values\x92\xc4";
     if body.len() < HEAD.len() + 1 || &body[..HEAD.len()] != HEAD {
@@ -994,7 +1024,7 @@ impl DatagramEngine {
     /// Serve requests in `receive_at` (see `_core.pyi`): shed by
     /// `fair_share`, answered again from `replay`, a `find_values` answered
     /// from its kept answer while `records`' generation holds.
-    #[pyo3(signature = (replay, records, client_pad, fair_share = None, *, stats = None, max_answers = 1024, max_answer_bytes = 1_048_576))]
+    #[pyo3(signature = (replay, records, client_pad, fair_share = None, *, stats = None, max_answers = 1024, max_answer_bytes = 1_048_576, ping = None))]
     #[allow(clippy::too_many_arguments)]
     fn serve(
         &self,
@@ -1005,8 +1035,17 @@ impl DatagramEngine {
         stats: Option<&Bound<'_, PyAny>>,
         max_answers: usize,
         max_answer_bytes: usize,
+        ping: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.requests()?;
+        let ping = match ping.filter(|ping| !ping.is_none()) {
+            None => None,
+            Some(ping) => Some(
+                exact_argument::<PyBytes>(ping, "ping", "bytes or None")?
+                    .clone()
+                    .unbind(),
+            ),
+        };
         let replay = exact_argument::<ReplayCache>(replay, "replay", "a ReplayCache of this core")?;
         let pad = pad_of(client_pad, "client_pad")?;
         let fair_share = fair_share.filter(|fair| !fair.is_none());
@@ -1029,8 +1068,12 @@ impl DatagramEngine {
             replay: replay.clone().unbind(),
             records: records.clone().unbind(),
             client_pad: pad,
-            fair_share: fair_share.map(|fair| fair.clone().unbind()),
+            fair_share: fair_share.map(|fair| match fair.cast_exact::<FairShare>() {
+                Ok(core) => Fair::Core(core.clone().unbind()),
+                Err(_) => Fair::Other(fair.clone().unbind()),
+            }),
             stats,
+            ping,
         }));
         let mut kept = self.kept.lock();
         kept.max_count = max_answers;
@@ -1599,8 +1642,13 @@ impl DatagramEngine {
         // (a find_values in the common encoding is read in place: no list,
         // str or bytes made unless it is handed over)
         let find_values = find_values_request(body);
+        // (a ping is answered here only given its answer: `serve(ping=)`)
+        let ping = match (&find_values, &serving.ping) {
+            (None, Some(_)) => ping_request(body),
+            _ => None,
+        };
         let mut value = None;
-        if find_values.is_none() {
+        if find_values.is_none() && ping.is_none() {
             match decode_body(py, body) {
                 Ok((decoded, _)) => value = Some(decoded),
                 Err(error) => {
@@ -1618,7 +1666,10 @@ impl DatagramEngine {
         // each request once, in the order they came.
         let admitted = || -> PyResult<bool> {
             match &serving.fair_share {
-                Some(fair_share) => fair_share
+                Some(Fair::Core(fair_share)) => {
+                    fair_share.bind(py).try_borrow_mut()?.admit_source(address)
+                }
+                Some(Fair::Other(fair_share)) => fair_share
                     .bind(py)
                     .call_method1(intern!(py, "admit"), (address,))?
                     .is_truthy(),
@@ -1648,39 +1699,39 @@ impl DatagramEngine {
             count(serving.stats.as_ref(), intern!(py, "replayed"))?;
             return five(py, REPLAYED, none, answered.into_any());
         }
-        if let Some((id, key)) = find_values {
-            let generation = generation_of(serving.records.bind(py))?;
-            let kept = self.kept.lock().valid(py, &body[key], generation, now)?;
-            if let Some(kept) = kept {
-                if !admitted()? {
-                    return shed();
-                }
-                let kept = kept.as_bytes();
-                let datagram = PyBytes::new_with(py, HEADER_SIZE + kept.len(), |buffer| {
-                    buffer[0] = KIND_RESPONSE;
-                    buffer[1..HEADER_SIZE].copy_from_slice(&data[1..HEADER_SIZE]);
-                    buffer[HEADER_SIZE..].copy_from_slice(kept);
-                    Ok(())
-                })?;
-                replay.try_borrow_mut()?.put_at(
-                    address,
-                    msg_id,
-                    replay_hash,
-                    &datagram,
-                    now,
-                    Some(found),
-                )?;
-                // a client (its id carries the marker) is never welcomed
-                let stats = serving.stats.as_ref();
-                count(stats, intern!(py, "served"))?;
-                let sender = if data[1 + 16..HEADER_SIZE] == serving.client_pad {
-                    count(stats, intern!(py, "client_requests"))?;
-                    none
-                } else {
-                    PyBytes::new(py, &body[id]).into_any()
-                };
-                return five(py, SERVED, sender, datagram.into_any());
+        if let Some((id, kept)) =
+            self.own_answer(py, serving, body, find_values.as_ref(), ping, now)?
+        {
+            if !admitted()? {
+                return shed();
             }
+            let kept = kept.as_bytes();
+            let datagram = PyBytes::new_with(py, HEADER_SIZE + kept.len(), |buffer| {
+                buffer[0] = KIND_RESPONSE;
+                buffer[1..HEADER_SIZE].copy_from_slice(&data[1..HEADER_SIZE]);
+                buffer[HEADER_SIZE..].copy_from_slice(kept);
+                Ok(())
+            })?;
+            replay.try_borrow_mut()?.put_at(
+                address,
+                msg_id,
+                replay_hash,
+                &datagram,
+                now,
+                Some(found),
+            )?;
+            // a client (its id carries the marker) is never welcomed
+            let stats = serving.stats.as_ref();
+            count(stats, intern!(py, "served"))?;
+            let sender = if data[1 + 16..HEADER_SIZE] == serving.client_pad {
+                count(stats, intern!(py, "client_requests"))?;
+                none
+            } else {
+                PyBytes::new(py, &body[id]).into_any()
+            };
+            return five(py, SERVED, sender, datagram.into_any());
+        }
+        if find_values.is_some() {
             match decode_body(py, body) {
                 Ok((decoded, _)) => value = Some(decoded),
                 Err(_) => unreachable!("a find_values request read in place is msgpack"),
@@ -1688,6 +1739,36 @@ impl DatagramEngine {
         }
         let value = value.unwrap_or(none);
         five(py, REQUEST, PyBytes::new(py, msg_id).into_any(), value)
+    }
+
+    /// What the engine answers itself (a request not answered from the
+    /// replay cache): a `find_values` of a kept key (its sender's id, the
+    /// kept answer), a `ping` given its answer (its sender's id, this node's
+    /// id packed); the sender's id as a range of `body`.
+    fn own_answer<'py>(
+        &self,
+        py: Python<'py>,
+        serving: &Serving,
+        body: &[u8],
+        find_values: Option<&(Range<usize>, Range<usize>)>,
+        ping: Option<Range<usize>>,
+        now: f64,
+    ) -> PyResult<Option<(Range<usize>, Bound<'py, PyBytes>)>> {
+        Ok(match (find_values, ping) {
+            (Some((id, key)), _) => {
+                let generation = generation_of(serving.records.bind(py))?;
+                let kept = self
+                    .kept
+                    .lock()
+                    .valid(py, &body[key.clone()], generation, now)?;
+                kept.map(|kept| (id.clone(), kept))
+            }
+            (None, Some(id)) => serving
+                .ping
+                .as_ref()
+                .map(|ping| (id, ping.bind(py).clone())),
+            (None, None) => None,
+        })
     }
 
     fn requests(&self) -> PyResult<&Requests> {

@@ -19,6 +19,7 @@
 //! - `datagram`: the engine reading each arriving datagram (framing,
 //!   msgpack, matching an answer to its request, serving the common
 //!   request) in one call; `replay`: the answers kept for resent requests;
+//!   `fairness`: which requests an overloaded node sheds;
 //!   `batch`:
 //!   many datagrams per system call (`recvmmsg`), measured, not used yet.
 
@@ -29,6 +30,7 @@ pub mod cache;
 pub mod datagram;
 pub mod dedup;
 pub mod errors;
+pub mod fairness;
 pub mod index;
 pub mod latency;
 pub mod lookup;
@@ -57,6 +59,8 @@ mod _core {
     use crate::batch::BatchReceiver;
     #[pymodule_export]
     use crate::datagram::DatagramEngine;
+    #[pymodule_export]
+    use crate::fairness::FairShare;
     #[pymodule_export]
     use crate::lookup::Candidates;
     #[pymodule_export]
@@ -96,6 +100,7 @@ mod _core {
             "BatchReceiver",
             "Candidates",
             "DatagramEngine",
+            "FairShare",
             "LookupAnswers",
             "LookupCore",
             "PeerBook",

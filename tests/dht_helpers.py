@@ -173,6 +173,18 @@ async def eventually(predicate: Callable[[], bool], *, timeout: float = 2.0) -> 
     return predicate()
 
 
+def serve_by_hand(protocol: DhtProtocol, hook: Callable[[bytes, Any, Any, float], None]) -> Any:
+    """Hand ``hook`` every request the protocol serves in Python (its
+    ``_serve`` replaced on the instance) and every ping (which the core's
+    engine would answer itself); the protocol's own ``_serve``, returned,
+    serves what ``hook`` holds."""
+    serve = protocol._serve
+    protocol._serve = hook  # type: ignore[method-assign]
+    protocol._ping_answer = None
+    protocol._serve_in_engine()
+    return serve
+
+
 def publisher_named(name: str) -> Publisher:
     """A publisher key of its own for each ``name``, the same every run."""
     return Publisher(hashlib.sha256(f"test publisher {name}".encode()).digest())

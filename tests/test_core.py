@@ -37,6 +37,7 @@ PUBLIC_NAMES = [
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
+    "FairShare",
     "LookupAnswers",
     "LookupCore",
     "PeerBook",

@@ -24,7 +24,7 @@ from dhtquery.dht.rpc_table import DATAGRAM_REQUEST as REQUEST
 from dhtquery.dht.rpc_table import DATAGRAM_SERVED as SERVED
 from dhtquery.dht.rpc_table import DATAGRAM_SHED as SHED
 from dhtquery.dht.rpc_table import _Pending as Entry
-from dhtquery.dht.wire import CLIENT_PAD, frame_request, pack_request
+from dhtquery.dht.wire import CLIENT_PAD, frame_request, pack_request, pack_response
 from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
 from dhtquery.query import _core_py
 from tests.conftest import require_rust
@@ -35,6 +35,7 @@ PAD = b"\x00\x00\x00\x01"
 PEER_PAD = b"\x00\x00\x00\x00"
 KEYS = [bytes([n]) * 20 for n in range(3)]
 SENDER = b"s" * 20
+PING_ANSWER = pack_response(b"n" * 20)  # (this node's id, packed)
 
 
 class _Records:
@@ -58,7 +59,7 @@ class _FairShare:
 
 
 def _engine(
-    module: ModuleType, fair_share: Any = None, stats: Any = None, **bounds: int
+    module: ModuleType, fair_share: Any = None, stats: Any = None, **bounds: Any
 ) -> tuple[Any, Any, _Records]:
     engine = module.DatagramEngine({}, {}, requests=(module.QueryCore(), PAD, {}, Entry))
     replay = module.ReplayCache(5.0)
@@ -156,6 +157,74 @@ def test_a_malformed_request_is_dropped_before_the_fair_share(module: ModuleType
     assert fair_share.asked == []
 
 
+def _ping(msg_id: bytes | None = None, sender: bytes = SENDER) -> bytes:
+    msg_id = msg_id if msg_id is not None else os.urandom(16) + CLIENT_PAD
+    return frame_request(msg_id, pack_request("ping", (sender,)))
+
+
+def test_a_ping_is_answered_with_the_nodes_id_given_its_answer(module: ModuleType) -> None:
+    """Given a ping's answer (``serve(ping=)``), the engine answers a ping
+    as kademlia's rpc_ping does (this node's id; the sender's id handed
+    back to be welcomed unless it is a client), kept for a resend and
+    counted; without one, or in another encoding, a ping is handed over."""
+    fair_share = _FairShare()
+    stats: Counter[str] = Counter()
+    engine, replay, _ = _engine(module, fair_share, stats, ping=PING_ANSWER)
+    client = _ping()
+    assert engine.receive_at(client, ADDRESS, 1.0, 0.0) == (
+        SERVED,
+        None,
+        b"\x01" + client[1:21] + PING_ANSWER,
+        None,
+        0.0,
+    )
+    assert replay.get(ADDRESS, client[1:21], 1.0) == b"\x01" + client[1:21] + PING_ANSWER
+    peer = _ping(os.urandom(16) + PEER_PAD)
+    assert engine.receive_at(peer, OTHER, 1.0, 0.0)[:2] == (SERVED, SENDER)
+    assert engine.receive_at(peer, OTHER, 1.0, 0.0)[0] == REPLAYED
+    assert stats == {"served": 2, "client_requests": 1, "replayed": 1}
+    assert fair_share.asked == [ADDRESS, OTHER, OTHER]
+    # an id as a str (not msgpack's usual bin 8): handed over, decoded
+    other = frame_request(os.urandom(20), pack_request("ping", ("s" * 20,)))
+    assert engine.receive_at(other, ADDRESS, 1.0, 0.0)[:3] == (
+        REQUEST,
+        other[1:21],
+        ["ping", ["s" * 20]],
+    )
+    engine, _, _ = _engine(module)  # no ping answer: every ping handed over
+    assert engine.receive_at(client, ADDRESS, 1.0, 0.0)[:3] == (
+        REQUEST,
+        client[1:21],
+        ["ping", [SENDER]],
+    )
+    with pytest.raises(InvalidArgumentTypeError):
+        _engine(module, ping="answer")
+
+
+def test_the_cores_own_fair_share_admits_and_sheds_in_the_engine(module: ModuleType) -> None:
+    """The core's FairShare (which the engine admits with, no Python call)
+    given to its engine: a heavy source is shed under load, a light one
+    served, the shed counted in the fair share; the load read as it says."""
+    looks = []
+
+    def queued() -> int:
+        looks.append(1)
+        return 10_000  # past the mark: under load
+
+    fair_share = module.FairShare(queued, 1000, window=10, floor=1, check_every=1)
+    engine, _, _ = _engine(module, fair_share)
+    engine.keep_answer(KEYS[0], 0, 100.0, b"answer")
+    served = [engine.receive_at(_find_values(KEYS[0]), ADDRESS, 1.0, 0.0)[0] for _ in range(3)]
+    assert served == [SERVED] * 3  # one source alone is never heavy
+    assert engine.receive_at(_find_values(KEYS[0]), OTHER, 1.0, 0.0)[0] == SERVED
+    # 4 of 5 requests in the window, past 1.5 x an equal share (3.75)
+    shed = engine.receive_at(_find_values(KEYS[0]), ADDRESS, 1.0, 0.0)
+    assert shed == (SHED, "fair_share", None, None, 0.0)
+    assert engine.receive_at(_find_values(KEYS[0]), OTHER, 1.0, 0.0)[0] == SERVED
+    assert fair_share.shed == 1 and fair_share.under_load
+    assert len(looks) == 6  # check_every=1: a look per request
+
+
 def test_the_fair_share_is_asked_before_an_answer_and_what_it_refuses_is_shed(
     module: ModuleType,
 ) -> None:
@@ -223,15 +292,18 @@ _MSG_IDS = [bytes([n]) * 16 + pad for n in range(3) for pad in (CLIENT_PAD, PEER
 
 @st.composite
 def _requests(draw: st.DrawFn) -> tuple[bytes, Any]:
-    """A request datagram: find_values of a few keys (the usual encoding,
-    or hostile: truncated, a byte flipped, bytes added), another RPC, noise;
+    """A request datagram: find_values of a few keys or a ping (the usual
+    encoding, or hostile: truncated, a byte flipped, bytes added), another
+    RPC, noise;
     message ids from a few, so that requests are often resent."""
     msg_id = draw(st.sampled_from(_MSG_IDS) | st.binary(min_size=20, max_size=20))
-    how = draw(st.sampled_from(["find_values"] * 4 + ["other", "hostile", "noise"]))
+    how = draw(st.sampled_from(["find_values"] * 4 + ["ping"] * 2 + ["other", "hostile", "noise"]))
     key = draw(st.sampled_from([*KEYS, b"", bytes(64), bytes(65)]))
-    sender = draw(st.sampled_from([SENDER, b"x", bytes(65)]))
+    sender = draw(st.sampled_from([SENDER, b"x", b"", bytes(64), bytes(65)]))
     body = pack_request("find_values", (sender, key))
-    if how == "other":
+    if how == "ping" or (how == "hostile" and draw(st.booleans())):
+        body = pack_request("ping", (sender,))
+    elif how == "other":
         body = pack_request(draw(st.sampled_from(["ping", "find_node", "store"])), (sender, key))
     elif how == "hostile":
         at = draw(st.integers(0, len(body) - 1))
@@ -274,19 +346,24 @@ def _same(left: tuple[Any, ...], right: tuple[Any, ...]) -> bool:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_OPERATIONS, min_size=1, max_size=30), st.integers(0, 4))
-def test_both_engines_serve_alike(operations: list[Any], shed_every: int) -> None:
+@given(st.lists(_OPERATIONS, min_size=1, max_size=30), st.integers(0, 4), st.booleans())
+def test_both_engines_serve_alike(operations: list[Any], shed_every: int, pings: bool) -> None:
     """The same operations on both cores (answers kept, forgotten, made
     stale by the store's generation or by time; requests well-formed,
-    malformed, hostile and resent): the same answer to every datagram, the
-    same answers kept and resent, the fair share asked about the same
-    requests."""
+    malformed, hostile and resent; pings answered by the engine or handed
+    over): the same answer to every datagram, the same answers kept and
+    resent, the fair share asked about the same requests."""
     sides = []
     for module in (require_rust(), _core_py):
         fair_share = _FairShare(shed_every)
         stats: Counter[str] = Counter()
         engine, replay, records = _engine(
-            module, fair_share, stats, max_answers=2, max_answer_bytes=12
+            module,
+            fair_share,
+            stats,
+            max_answers=2,
+            max_answer_bytes=12,
+            ping=PING_ANSWER if pings else None,
         )
         sides.append((engine, replay, records, fair_share, stats))
     now = 1.0

@@ -31,6 +31,7 @@ from tests.dht_helpers import (
     open_nodes,
     open_ping,
     run_paired,
+    serve_by_hand,
     signed,
 )
 
@@ -170,13 +171,12 @@ def test_a_peer_answering_after_one_and_a_half_seconds_is_found_by_get_all(
             record = signed("publisher", b"slow value", "slow key")
             slow.records.put(digest("slow key"), record, slow.clock.now())
             querier.protocol.router.add_contact(_contact(slow))  # type: ignore[union-attr]
-            serve = slow_protocol._serve
             held: list[tuple[float, tuple[bytes, Any, Any]]] = []
 
             def serve_late(msg_id: bytes, body: Any, addr: Any, now: float) -> None:
                 held.append((clock.now(), (msg_id, body, addr)))
 
-            slow_protocol._serve = serve_late  # type: ignore[method-assign]
+            serve = serve_by_hand(slow_protocol, serve_late)
 
             async def drive(operation: Awaitable[T]) -> T:
                 task = asyncio.ensure_future(operation)

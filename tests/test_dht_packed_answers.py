@@ -194,3 +194,58 @@ def test_a_kept_answer_is_served_by_the_engine_and_a_peer_still_verified(backend
             assert again == answer and protocol.stats["replayed"] == 1
 
     run_paired(backend, scenario())
+
+
+class _Pong(DhtProtocol):
+    """Answers a ping its own way (as a subclass may)."""
+
+    def rpc_ping(self, sender: Any, nodeid: bytes) -> bytes:
+        super().rpc_ping(sender, nodeid)
+        return b"pong"
+
+
+class _PongNode(DhtNode):
+    protocol_class = _Pong
+
+
+def test_a_ping_is_answered_by_the_engine_and_its_sender_still_verified(backend: str) -> None:
+    """A ping is answered in the engine's call with this node's id, as
+    kademlia's rpc_ping answers (no Python serving: _serve is not called),
+    a client counted as one, any other sender welcomed (pinged to verify
+    its id); a subclass's own rpc_ping is not bypassed."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht()
+            protocol = node.protocol
+            assert isinstance(protocol, DhtProtocol)
+            served: list[Any] = []
+            serve = protocol._serve
+
+            def counted(*request: Any) -> None:
+                served.append(request)
+                serve(*request)
+
+            protocol._serve = counted  # type: ignore[method-assign]
+            peer = await nodes.raw()
+            before, clients = protocol.stats["served"], protocol.stats["client_requests"]
+            msg_id = os.urandom(16) + CLIENT_PAD
+            peer.send(frame_request(msg_id, pack_request("ping", (os.urandom(20),))), node.address)
+            data, _ = await peer.recv()
+            assert decode(data) == (1, msg_id, node.node.id)
+            assert served == []
+            assert protocol.stats["served"] == before + 1
+            assert protocol.stats["client_requests"] == clients + 1
+            msg_id = os.urandom(16) + b"\x00\x00\x00\x00"  # (no client marker)
+            peer.send(frame_request(msg_id, pack_request("ping", (os.urandom(20),))), node.address)
+            got = [await peer.recv() for _ in range(2)]
+            kinds = sorted((data[:1], data[1:21] == msg_id) for data, _ in got)
+            assert kinds == [(b"\x00", False), (b"\x01", True)]  # a ping, and the answer
+            assert protocol.stats["verify_pings"] == 1 and served == []
+            own = await nodes.dht(node_class=_PongNode)
+            msg_id = os.urandom(16) + CLIENT_PAD
+            peer.send(frame_request(msg_id, pack_request("ping", (os.urandom(20),))), own.address)
+            data, _ = await peer.recv()
+            assert decode(data)[2] == b"pong"
+
+    run_paired(backend, scenario())

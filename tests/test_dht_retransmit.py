@@ -15,7 +15,7 @@ from kademlia.utils import digest
 
 from dhtquery.query import QueryManager, new_core
 from dhtquery.testing import FakeClock
-from tests.dht_helpers import eventually, open_nodes, run_paired
+from tests.dht_helpers import eventually, open_nodes, run_paired, serve_by_hand
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 T = TypeVar("T")
@@ -157,14 +157,13 @@ def test_a_peer_answering_after_one_and_a_half_seconds_is_reached(backend: str, 
             slow = await nodes.dht()
             slow_protocol = slow.protocol
             assert slow_protocol is not None and node.protocol is not None
-            serve = slow_protocol._serve
             held: list[tuple[float, tuple[bytes, Any, Any]]] = []
 
             def serve_late(msg_id: bytes, body: Any, addr: Any, now: float) -> None:
                 # every request answered 1.5 s (on the asker's clock) late
                 held.append((clock.now(), (msg_id, body, addr)))
 
-            slow_protocol._serve = serve_late  # type: ignore[method-assign]
+            serve = serve_by_hand(slow_protocol, serve_late)
 
             async def drive(operation: Awaitable[T]) -> T:
                 task = asyncio.ensure_future(operation)

@@ -13,7 +13,7 @@ from dhtquery.dht.protocol import LIVENESS_TIMEOUT
 from dhtquery.dht.rtt import RttEstimator
 from dhtquery.query import QueryManager, new_core
 from dhtquery.testing import FakeClock
-from tests.dht_helpers import eventually, open_nodes
+from tests.dht_helpers import eventually, open_nodes, serve_by_hand
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -117,7 +117,6 @@ def test_a_late_answer_teaches_the_rtt_and_keeps_the_peer(backend: str, run: Run
             protocol = first.protocol
             slow_protocol = slow.protocol
             assert protocol is not None and slow_protocol is not None
-            serve = slow_protocol._serve
             held: list[tuple[bytes, Any, Any]] = []
 
             def serve_late(msg_id: bytes, body: Any, addr: Any, now: float) -> None:
@@ -127,7 +126,7 @@ def test_a_late_answer_teaches_the_rtt_and_keeps_the_peer(backend: str, run: Run
             # clock (0 s): the RTT is to be learnt from the late answers alone.
             assert await nodes.settle()
             protocol.peers.forget_estimator(slow.address)
-            slow_protocol._serve = serve_late  # type: ignore[method-assign]
+            serve = serve_by_hand(slow_protocol, serve_late)
             for round_number in range(5):
                 reply = protocol.request(slow.address, "ping", (first.node.id,), 0.05)
                 sent = round_number + 1

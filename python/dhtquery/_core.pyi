@@ -46,6 +46,7 @@ __all__ = [
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
+    "FairShare",
     "LookupAnswers",
     "LookupCore",
     "PeerBook",
@@ -264,7 +265,7 @@ class DatagramEngine:
     (the protocol's one call per answer to its book, made in this one).
 
     After ``serve(replay, records, client_pad, fair_share=None, *,
-    max_answers=1024, max_answer_bytes=1048576)``, ``receive_at`` serves
+    max_answers=1024, max_answer_bytes=1048576, ping=None)``, ``receive_at`` serves
     what it can of a request (a datagram of kind 0 longer than its
     header) in the same call; its answer's ``pending`` is None and its
     ``rtt`` 0.0:
@@ -281,12 +282,18 @@ class DatagramEngine:
       None, 0.0)``: ``datagram`` is the answer framed (``b"\\x01" + msg_id +
       body``), already put in ``replay``; ``sender`` is None for a client's
       request (its message id ends with ``client_pad``), else ``id``;
+    - given ``ping`` (bytes: the body of the answer to a ping, this node's
+      id packed), a ping whose body is msgpack's usual encoding of
+      ``["ping", [id]]`` (fixarray, fixstr, fixarray, bin 8; ``id`` of 1 to
+      64 bytes): ``(10, sender, datagram, None, 0.0)`` as a find_values
+      answered, ``ping`` its body;
     - else ``(1, msg_id, body, None, 0.0)``, the body decoded, as
       ``receive`` says (the fair share not asked: the caller serves it).
 
     Before answering a request (9 or 10), ``fair_share.admit(address)`` is
     asked (if given); False: ``(8, "fair_share", None, None, 0.0)``, shed
-    (not answered, nothing kept).
+    (not answered, nothing kept). This core's ``FairShare`` is admitted
+    without a Python call (its ``queued()`` aside).
 
     Kept answers: ``keep_answer(key, generation, until, body)`` (bytes,
     an int, a float, bytes) keeps ``body`` as ``key``'s, in place of any
@@ -353,6 +360,7 @@ class DatagramEngine:
         stats: dict[str, int] | None = None,
         max_answers: int = 1024,
         max_answer_bytes: int = 1048576,
+        ping: builtins.bytes | None = None,
     ) -> None:
         """Serve requests in ``receive_at`` (see above), and bound the kept
         answers. ``stats`` (a dict, or a subclass: a ``Counter``) counts
@@ -772,6 +780,43 @@ class _Replay(Protocol):
     def put(
         self, address: Hashable, msg_id: builtins.bytes, datagram: builtins.bytes, now: float, /
     ) -> None: ...
+
+@final
+class FairShare:
+    """Which requests an overloaded node sheds (``dhtquery.dht.fairness``
+    says why). ``admit(source)`` counts a request from ``source`` (any
+    hashable, compared as Python does) and says whether to serve it.
+    ``queued()`` (the bytes in the node's receive queue) is read at the
+    first ``admit``, once every ``check_every`` after, and again before a
+    shed; a look that finds it past ``mark`` makes the node *under load*,
+    past half of ``mark`` *warm*. Requests are counted in a window of the
+    last ``window`` counted only while warm (one that finds it cold after
+    a warm one forgets the window). Under load, a request is shed (False,
+    ``shed`` + 1) when its source has more than ``floor`` requests in the
+    window and more than ``factor`` x the window's length over its number
+    of sources, unless the look before a shed (made when the last was not
+    at this request) finds the node no longer under load.
+    InvalidArgumentError unless ``window`` and ``check_every`` are >= 1,
+    ``factor`` > 0, ``floor`` and ``mark`` >= 0."""
+
+    shed: int
+    def __new__(
+        cls,
+        queued: Callable[[], int],
+        mark: int,
+        *,
+        window: int = 1024,
+        factor: float = 1.5,
+        floor: int = 64,
+        check_every: int = 32,
+    ) -> Self: ...
+    def admit(self, source: Hashable) -> bool:
+        """Count a request from ``source``; False if it is to be shed."""
+    @property
+    def under_load(self) -> bool:
+        """Whether the last look found the node overloaded."""
+    def share(self, source: Hashable) -> float:
+        """``source``'s fraction of the window's requests (0.0 empty)."""
 
 @final
 class ReplayCache:

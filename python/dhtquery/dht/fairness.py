@@ -25,19 +25,23 @@ source is an address (IP and port): a sender can split its flood over many
 ports, and then the barrage defences apply (see the protocol); this one is
 for the one greedy client.
 
-The count is kept for every request (a deque append and a Counter update,
-~0.2 us); whether the node is overloaded is read from the socket once every
-``CHECK_EVERY`` requests (SO_MEMINFO, ~0.8 us), and again before a request
-is shed.
+The count is kept for every request while the queue is warm (~0.13 us an
+admit with the Rust core, ~1 us with the twin's deque and Counter); whether
+the node is overloaded is read from the socket once every ``CHECK_EVERY``
+requests (SO_MEMINFO, ~0.8 us), and again before a request is shed.
+
+``FairShare`` is the query core's (Rust, or the pure-Python twin: the same
+answers), so that the core's ``DatagramEngine`` admits a request it answers
+without a Python call; this module's ``FairShare`` is the default core's,
+and a node makes its own core's (``new_fair_share``). Its defaults are the
+figures below.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from collections.abc import Callable, Hashable
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ..errors import InvalidArgumentError
+from ..query import load_core
 
 __all__ = [
     "CHECK_EVERY",
@@ -65,109 +69,13 @@ OVERLOAD_MIN_BYTES: Final = 512 * 1024
 CHECK_EVERY: Final = 32
 
 
-class FairShare:
-    """Which requests an overloaded node sheds (see the module's doc).
+if TYPE_CHECKING:
+    from ..query import FairShare as FairShare
 
-    ``queued()`` gives the bytes waiting in the node's receive queue; it is
-    read once every ``check_every`` calls of ``admit`` (and before a shed).
-    The node is overloaded past ``mark`` bytes. Requests are counted only
-    while the queue is past half the mark (*warm*): a node that keeps up
-    pays one comparison a request (~0.05 us against ~0.45 us counting), and
-    a queue on its way to the mark fills the window first (1,024 requests
-    arrive within ms when they come faster than they are served)."""
 
-    __slots__ = (
-        "_check_every",
-        "_counts",
-        "_factor",
-        "_floor",
-        "_mark",
-        "_queued",
-        "_recent",
-        "_since_check",
-        "_under_load",
-        "_warm",
-        "_window",
-        "shed",
-    )
-
-    def __init__(
-        self,
-        queued: Callable[[], int],
-        mark: int,
-        *,
-        window: int = WINDOW,
-        factor: float = FACTOR,
-        floor: int = FLOOR,
-        check_every: int = CHECK_EVERY,
-    ) -> None:
-        if window < 1 or check_every < 1 or factor <= 0 or floor < 0 or mark < 0:
-            raise InvalidArgumentError(
-                f"window ({window}) and check_every ({check_every}) must be >= 1, "
-                f"factor ({factor}) > 0, floor ({floor}) and mark ({mark}) >= 0"
-            )
-        self._queued = queued
-        self._mark = mark
-        self._recent: deque[Hashable] = deque()
-        self._counts: Counter[Hashable] = Counter()
-        self._factor = factor
-        self._floor = floor
-        self._check_every = check_every
-        self._since_check = check_every  # look at the first request
-        self._warm = False
-        self._under_load = False
-        #: the window's length (a deque's maxlen would drop without telling)
-        self._window = window
-        #: requests shed so far
-        self.shed = 0
-
-    def admit(self, source: Hashable) -> bool:
-        """Count a request from ``source``; False if it is to be shed."""
-        self._since_check += 1
-        if self._since_check >= self._check_every:
-            self._look()
-        if not self._warm:
-            return True
-        recent = self._recent
-        counts = self._counts
-        recent.append(source)
-        counts[source] += 1
-        if len(recent) > self._window:
-            oldest = recent.popleft()
-            left = counts[oldest] - 1
-            if left:
-                counts[oldest] = left
-            else:
-                del counts[oldest]
-        if not self._under_load:
-            return True
-        sent = counts[source]
-        if sent <= self._floor or sent <= self._factor * len(recent) / len(counts):
-            return True
-        if self._since_check:
-            # About to shed on a look up to check_every requests old: look
-            # again, or a source would be refused after the queue drained.
-            self._look()
-            if not self._under_load:
-                return True
-        self.shed += 1
-        return False
-
-    def _look(self) -> None:
-        self._since_check = 0
-        queued = self._queued()
-        self._under_load = queued > self._mark
-        warm = 2 * queued > self._mark
-        if self._warm and not warm:  # cooled down: the next warm-up counts afresh
-            self._recent.clear()
-            self._counts.clear()
-        self._warm = warm
-
-    @property
-    def under_load(self) -> bool:
-        """Whether the last look found the node overloaded."""
-        return self._under_load
-
-    def share(self, source: Hashable) -> float:
-        """``source``'s fraction of the window's requests."""
-        return self._counts.get(source, 0) / len(self._recent) if self._recent else 0.0
+def __getattr__(name: str) -> Any:
+    # (read when asked for, not at import: the default core is the one
+    # DHTQUERY_BACKEND names when it is used)
+    if name == "FairShare":
+        return load_core()[1].FairShare
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

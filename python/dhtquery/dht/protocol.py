@@ -36,8 +36,8 @@ from kademlia.protocol import KademliaProtocol
 from rpcudp.protocol import RPCProtocol
 
 from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
-from ..query import QueryManager, backend_of, new_core, new_peer_book, shapes
-from .fairness import OVERLOAD_FRACTION, OVERLOAD_MIN_BYTES, FairShare
+from ..query import QueryManager, backend_of, new_core, new_fair_share, new_peer_book, shapes
+from .fairness import OVERLOAD_FRACTION, OVERLOAD_MIN_BYTES
 from .records import Record
 from .replay import replay_cache
 from .reputation import Reputation
@@ -72,7 +72,7 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
-    from ..query import PeerBook, ReplayCache
+    from ..query import FairShare, PeerBook, ReplayCache
     from .rpc_table import _Pending
 
 __all__ = ["STOCK_RPCS", "DhtProtocol", "RpcSpec", "peer_book_for"]
@@ -434,6 +434,20 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         self._find_values_spec = (
             spec if own and spec is not None and spec.handler == (self.rpc_find_values) else None
         )
+        #: the body of the answer to a ping (this node's id packed), with
+        #: which the core's engine answers a ping itself (as kademlia's
+        #: rpc_ping: the sender welcomed, this node's id answered); None if
+        #: a subclass or an extra spec serves ping its way
+        spec = self._rpcs.get("ping")
+        own = type(self).rpc_ping is KademliaProtocol.rpc_ping
+        self._ping_answer = (
+            pack_response(self.source_node.id)
+            if own
+            and spec is not None
+            and spec.handler == self.rpc_ping
+            and spec.args == _REQUEST_ARGS["ping"]
+            else None
+        )
         #: RPC name -> the shape code the core's DatagramEngine checks its
         #: answers against: the RPCs whose spec has the built-in check
         #: (a spec of another check is applied here; kept up by add_rpc)
@@ -479,8 +493,8 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
     def _serve_in_engine(self) -> None:
         """Have the core's engine answer what it can of each request in the
         call that reads it (DatagramEngine.serve): a resend from the replay
-        cache, a find_values from its kept answer, the fair share asked
-        first; the rest is handed to _serve (unless a subclass replaces
+        cache, a find_values from its kept answer, a ping, the fair share
+        asked first; the rest is handed to _serve (unless a subclass replaces
         _serve: then it sees every request, as before)."""
         if self._requests is None or self._serve_hooked:
             return
@@ -492,6 +506,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             stats=self.stats,
             max_answers=PACKED_ANSWERS_KEPT,
             max_answer_bytes=PACKED_ANSWERS_BYTES,
+            ping=self._ping_answer,
         )
 
     # -- transport ----------------------------------------------------
@@ -514,7 +529,9 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                 mark = max(int(buffer * OVERLOAD_FRACTION), OVERLOAD_MIN_BYTES)
                 if mark < buffer:
                     self._socket = sock
-                    self._fair_share = FairShare(self._queued_bytes, mark)
+                    self._fair_share = new_fair_share(
+                        self._queued_bytes, mark, backend_of(self.queries.core)
+                    )
         # Requests are one-result queries in a core of their own (of the
         # same backend as the node's lookups), so the node's query metrics
         # count lookups, not RPCs; both cores share the node's one timer.
@@ -675,8 +692,9 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                     except Exception:  # a caller's bug must not cost other requests
                         log.exception("dhtquery: error in a request callback")
             elif status == DATAGRAM_SERVED:
-                # a find_values answered by the engine from its kept answer
-                # (framed, kept for a resend, counted in stats): sent here
+                # a find_values answered by the engine from its kept answer,
+                # or a ping (framed, kept for a resend, counted in stats):
+                # sent here
                 self.transport.sendto(value, addr)
                 if first is not None:  # (the sender's id: welcomed once it answers a ping)
                     self._serving = True

@@ -10,6 +10,7 @@ from .backend import (
     backend_of,
     load_core,
     new_core,
+    new_fair_share,
     new_peer_book,
     new_record_cache,
     new_replay_cache,
@@ -41,6 +42,7 @@ from .types import (
 
 if TYPE_CHECKING:
     # For annotations: both cores have this interface (the Rust one too).
+    from ._core_py import FairShare as FairShare
     from ._core_py import PeerBook as PeerBook
     from ._core_py import QueryCore as QueryCore
     from ._core_py import QueryId as QueryId
@@ -78,6 +80,7 @@ __all__ = [
     "backend_of",
     "load_core",
     "new_core",
+    "new_fair_share",
     "new_peer_book",
     "new_record_cache",
     "new_replay_cache",

@@ -18,7 +18,7 @@ import math
 import os
 import socket as _socket
 import uuid as _uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeAlias
 
@@ -56,6 +56,7 @@ __all__ = [
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
+    "FairShare",
     "LookupAnswers",
     "LookupCore",
     "PeerBook",
@@ -739,6 +740,23 @@ def _find_values_request(datagram: bytes) -> tuple[bytes, bytes] | None:
     return datagram[at + 1 : id_end], datagram[id_end + 2 :]
 
 
+_PING_HEAD = b"\x92\xa4ping\x91\xc4"
+_PING_AT = _HEADER_SIZE + len(_PING_HEAD)
+
+
+def _ping_request(datagram: bytes) -> bytes | None:
+    """A ping request's sender id, if its body is msgpack's usual encoding
+    of ``["ping", [id]]`` (fixarray, fixstr, fixarray, bin 8; an id of 1 to
+    64 bytes), else None (see the core's ``ping_request``)."""
+    at = _PING_AT
+    if len(datagram) <= at or not datagram.startswith(_PING_HEAD, _HEADER_SIZE):
+        return None
+    id_size = datagram[at]
+    if not 1 <= id_size <= _MAX_ID_SIZE or len(datagram) != at + 1 + id_size:
+        return None
+    return datagram[at + 1 :]
+
+
 def _count(stats: dict[str, int] | None, name: str) -> None:
     """``stats[name] += 1`` in the dict's own storage (as the core writes
     it: a ``Counter``'s ``__setitem__`` is not called)."""
@@ -749,6 +767,11 @@ def _count(stats: dict[str, int] | None, name: str) -> None:
 def _check_exact(value: Any, kind: type, name: str, what: str) -> None:
     if type(value) is not kind:
         raise InvalidArgumentTypeError(f"{name} must be {what}, got {type(value).__name__}")
+
+
+#: what a DatagramEngine serves with (``serve``): the replay cache, the
+#: record store, the client pad, the fair share, the stats, a ping's answer
+_Serving: TypeAlias = tuple["ReplayCache", Any, bytes, Any, "dict[str, int] | None", "bytes | None"]
 
 
 class DatagramEngine:
@@ -800,7 +823,7 @@ class DatagramEngine:
         if requests is not None:
             self._core, self._pad, self._resent, self._entry = _check_requests(requests)
         #: (replay, records, client_pad, fair_share, stats) while serving
-        self._serving: tuple[ReplayCache, Any, bytes, Any, dict[str, int] | None] | None = None
+        self._serving: _Serving | None = None
         #: key -> (generation, until, body): find_values answers kept packed
         self._kept: dict[bytes, tuple[int, float, bytes]] = {}
         self._kept_bytes = 0
@@ -939,7 +962,7 @@ class DatagramEngine:
 
     def _serve_request(
         self,
-        serving: tuple[ReplayCache, Any, bytes, Any, dict[str, int] | None],
+        serving: _Serving,
         datagram: bytes,
         address: Any,
         now: float,
@@ -947,10 +970,12 @@ class DatagramEngine:
         """``receive_at`` for a request while serving (see ``_core.pyi``)."""
         if len(datagram) - _HEADER_SIZE > _MAX_REQUEST_BODY:
             return (_DROP, "oversize_request", None, None, 0.0)
-        replay, records, client_pad, fair_share, stats = serving
+        replay, records, client_pad, fair_share, stats, ping = serving
         found = _find_values_request(datagram)
+        # (a ping is answered here only given its answer: serve(ping=))
+        pinger = _ping_request(datagram) if found is None and ping is not None else None
         value = None
-        if found is None:
+        if found is None and pinger is None:
             try:
                 value = _unpackb(
                     datagram[_HEADER_SIZE:], raw=False, strict_map_key=False, use_list=True
@@ -968,6 +993,8 @@ class DatagramEngine:
                 return (_SHED, "fair_share", None, None, 0.0)
             _count(stats, "replayed")
             return (_REPLAYED, None, answered, None, 0.0)
+        # what is answered here: a find_values of a kept key, a ping
+        ours: tuple[bytes, bytes] | None = None
         if found is not None:
             sender, key = found
             generation = getattr(records, "generation")  # noqa: B009 (as the core reads it)
@@ -978,15 +1005,21 @@ class DatagramEngine:
                 and kept[0] == generation
                 and now < kept[1]
             ):
-                if fair_share is not None and not fair_share.admit(address):
-                    return (_SHED, "fair_share", None, None, 0.0)
-                answer = b"\x01" + msg_id + kept[2]
-                replay.put(address, msg_id, answer, now)
-                _count(stats, "served")
-                if msg_id[16:] == client_pad:
-                    _count(stats, "client_requests")
-                    return (_SERVED, None, answer, None, 0.0)
-                return (_SERVED, sender, answer, None, 0.0)
+                ours = sender, kept[2]
+        elif pinger is not None and ping is not None:
+            ours = pinger, ping
+        if ours is not None:
+            sender, body = ours
+            if fair_share is not None and not fair_share.admit(address):
+                return (_SHED, "fair_share", None, None, 0.0)
+            answer = b"\x01" + msg_id + body
+            replay.put(address, msg_id, answer, now)
+            _count(stats, "served")
+            if msg_id[16:] == client_pad:
+                _count(stats, "client_requests")
+                return (_SERVED, None, answer, None, 0.0)
+            return (_SERVED, sender, answer, None, 0.0)
+        if found is not None:
             value = _unpackb(
                 datagram[_HEADER_SIZE:], raw=False, strict_map_key=False, use_list=True
             )
@@ -1002,6 +1035,7 @@ class DatagramEngine:
         stats: dict[str, int] | None = None,
         max_answers: int = 1024,
         max_answer_bytes: int = 1024 * 1024,
+        ping: bytes | None = None,
     ) -> None:
         self._opening()
         if type(replay) is not ReplayCache:
@@ -1014,7 +1048,9 @@ class DatagramEngine:
             raise InvalidArgumentTypeError(
                 f"stats must be a dict or None, got {type(stats).__name__}"
             )
-        self._serving = (replay, records, client_pad, fair_share, stats)
+        if ping is not None and type(ping) is not bytes:
+            raise InvalidArgumentTypeError(f"ping must be bytes or None, got {type(ping).__name__}")
+        self._serving = (replay, records, client_pad, fair_share, stats, ping)
         self._max_answers = max_answers
         self._max_answer_bytes = max_answer_bytes
 
@@ -2540,3 +2576,112 @@ class ReplayCache:
                 return
             answers.popitem(last=False)
             self._bytes -= len(dropped)
+
+
+class FairShare:
+    """Which requests an overloaded node sheds (``dhtquery.dht.fairness``
+    says why, ``_core.pyi`` gives the contract).
+
+    ``queued()`` gives the bytes waiting in the node's receive queue; it is
+    read once every ``check_every`` calls of ``admit`` (and before a shed).
+    The node is overloaded past ``mark`` bytes. Requests are counted only
+    while the queue is past half the mark (*warm*): a node that keeps up
+    pays one comparison a request (~0.05 us against ~0.45 us counting), and
+    a queue on its way to the mark fills the window first (1,024 requests
+    arrive within ms when they come faster than they are served)."""
+
+    __slots__ = (
+        "_check_every",
+        "_counts",
+        "_factor",
+        "_floor",
+        "_mark",
+        "_queued",
+        "_recent",
+        "_since_check",
+        "_under_load",
+        "_warm",
+        "_window",
+        "shed",
+    )
+
+    def __init__(
+        self,
+        queued: Callable[[], int],
+        mark: int,
+        *,
+        window: int = 1024,
+        factor: float = 1.5,
+        floor: int = 64,
+        check_every: int = 32,
+    ) -> None:
+        if window < 1 or check_every < 1 or factor <= 0 or floor < 0 or mark < 0:
+            raise InvalidArgumentError(
+                f"window ({window}) and check_every ({check_every}) must be >= 1, "
+                f"factor ({factor}) > 0, floor ({floor}) and mark ({mark}) >= 0"
+            )
+        self._queued = queued
+        self._mark = mark
+        self._recent: deque[Hashable] = deque()
+        self._counts: Counter[Hashable] = Counter()
+        self._factor = factor
+        self._floor = floor
+        self._check_every = check_every
+        self._since_check = check_every  # look at the first request
+        self._warm = False
+        self._under_load = False
+        #: the window's length (a deque's maxlen would drop without telling)
+        self._window = window
+        #: requests shed so far
+        self.shed = 0
+
+    def admit(self, source: Hashable) -> bool:
+        """Count a request from ``source``; False if it is to be shed."""
+        self._since_check += 1
+        if self._since_check >= self._check_every:
+            self._look()
+        if not self._warm:
+            return True
+        recent = self._recent
+        counts = self._counts
+        recent.append(source)
+        counts[source] += 1
+        if len(recent) > self._window:
+            oldest = recent.popleft()
+            left = counts[oldest] - 1
+            if left:
+                counts[oldest] = left
+            else:
+                del counts[oldest]
+        if not self._under_load:
+            return True
+        sent = counts[source]
+        if sent <= self._floor or sent <= self._factor * len(recent) / len(counts):
+            return True
+        if self._since_check:
+            # About to shed on a look up to check_every requests old: look
+            # again, or a source would be refused after the queue drained.
+            self._look()
+            if not self._under_load:
+                return True
+        self.shed += 1
+        return False
+
+    def _look(self) -> None:
+        self._since_check = 0
+        queued = self._queued()
+        self._under_load = queued > self._mark
+        warm = 2 * queued > self._mark
+        if self._warm and not warm:  # cooled down: the next warm-up counts afresh
+            self._recent.clear()
+            self._counts.clear()
+        self._warm = warm
+
+    @property
+    def under_load(self) -> bool:
+        """Whether the last look found the node overloaded."""
+        return self._under_load
+
+    def share(self, source: Hashable) -> float:
+        """``source``'s fraction of the window's requests."""
+        return self._counts.get(source, 0) / len(self._recent) if self._recent else 0.0

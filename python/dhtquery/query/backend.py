@@ -19,7 +19,7 @@ from ..errors import BackendUnavailableError, InvalidArgumentError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._core_py import PeerBook, QueryCore, RecordCache, ReplayCache
+    from ._core_py import FairShare, PeerBook, QueryCore, RecordCache, ReplayCache
 
 __all__ = [
     "BACKENDS",
@@ -27,6 +27,7 @@ __all__ = [
     "backend_of",
     "load_core",
     "new_core",
+    "new_fair_share",
     "new_peer_book",
     "new_record_cache",
     "new_replay_cache",
@@ -104,6 +105,18 @@ def new_replay_cache(max_age: float, backend: str = "auto", **bounds: int) -> Re
     backend: the one its ``DatagramEngine`` serves with."""
     cache: ReplayCache = load_core(backend)[1].ReplayCache(max_age, **bounds)
     return cache
+
+
+def new_fair_share(
+    queued: Callable[[], int], mark: int, backend: str = "auto", **settings: Any
+) -> FairShare:
+    """A fresh ``FairShare`` (which requests an overloaded node sheds:
+    ``dhtquery.dht.fairness``; ``queued()`` the bytes in its receive queue,
+    overloaded past ``mark``; ``settings``: ``window``, ``factor``,
+    ``floor``, ``check_every``) of the chosen backend: the one its
+    ``DatagramEngine`` admits requests with, no Python call."""
+    fair: FairShare = load_core(backend)[1].FairShare(queued, mark, **settings)
+    return fair
 
 
 def backend_of(core: object) -> str:
