@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import enum
 import importlib
 import os
 import shutil
@@ -79,3 +80,14 @@ def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T]
             return asyncio_runner.run(asyncio.wait_for(coro, TEST_TIMEOUT))
 
     return runner
+
+
+def typed_form(value: Any) -> Any:
+    """``value`` with the type of each enum, list and tuple in it kept, so
+    that the two cores' answers compare equal only if their types match too
+    (an IntEnum equals its int; a tuple is not a list)."""
+    if isinstance(value, enum.Enum):
+        return (type(value), value)
+    if isinstance(value, list | tuple):
+        return (type(value), [typed_form(item) for item in value])
+    return value

@@ -7,7 +7,6 @@ core's state and results, the lookup core's counts, the book's, ``latest``).
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from types import ModuleType
 from typing import Any
@@ -21,7 +20,7 @@ from dhtquery.dht.wire import encode_response
 from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
 from dhtquery.query import LookupStep, Reason, _core_py
 from dhtquery.query.shapes import FOUND_VALUES
-from tests.conftest import require_rust
+from tests.conftest import require_rust, typed_form
 
 KEY = bytes(20)
 OWN = b"\xff" * 20
@@ -285,18 +284,10 @@ def test_bad_arguments_name_themselves(core_module: ModuleType) -> None:
 # -- both cores, the same random answers ---------------------------------------
 
 
-def _normal(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return (type(value), value)
-    if isinstance(value, list | tuple):
-        return (type(value), [_normal(item) for item in value])
-    return value
-
-
 def _seen(rig: Rig, ids: list[bytes]) -> Any:
     """Everything of a rig a test can compare across cores."""
     return (
-        _normal(rig.calls.log),
+        typed_form(rig.calls.log),
         rig.counts(),
         [rig.core.position(i) for i in ids],
         rig.queries.state(rig.query_id),
@@ -325,7 +316,7 @@ def test_both_cores_answerers_do_the_same(data: st.DataObject) -> None:
         rig.keep(*(values[n] for n in kept), *(wire(n, seq=2) for n in kept[:2]))
     table = data.draw(st.lists(st.integers(0, 5), min_size=1, max_size=6, unique=True))
     starts = [rig.start(*table) for rig in rigs]
-    assert _normal(starts[0]) == _normal(starts[1])
+    assert typed_form(starts[0]) == typed_form(starts[1])
     out = list(starts[1])
     for _ in range(data.draw(st.integers(0, 20), label="steps")):
         if not out:
@@ -381,7 +372,7 @@ def test_both_cores_answerers_do_the_same(data: st.DataObject) -> None:
     # (the outcome: peers ok, duplicates, results)
     for rig in rigs:
         rig.finish(rig.query_id, Reason.ADAPTIVE)
-    assert _normal(rigs[0].calls.log) == _normal(rigs[1].calls.log)
+    assert typed_form(rigs[0].calls.log) == typed_form(rigs[1].calls.log)
 
 
 # -- the engine hands the common answer over itself -----------------------------

@@ -4,7 +4,6 @@ with the same random operations and compares every answer."""
 
 from __future__ import annotations
 
-import enum
 from types import ModuleType
 from typing import Any
 
@@ -15,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
 from dhtquery.query import LookupFailure, LookupStep, _core_py
 from dhtquery.query.types import HEDGE, RTT_BAND
-from tests.conftest import require_rust
+from tests.conftest import require_rust, typed_form
 
 KEY = bytes(20)
 OWN = b"\xff" * 20
@@ -526,14 +525,6 @@ SRTTS = st.one_of(st.none(), st.sampled_from([0.001, 0.004, 0.02, 0.05, 0.051, 0
 SCORES = st.sampled_from([0.0, 0.005, 0.3, 0.5, 0.74, 0.75, 0.9, 1.0])
 
 
-def _normal(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return (type(value), value)
-    if isinstance(value, list | tuple):
-        return (type(value), [_normal(item) for item in value])
-    return value
-
-
 def _state(core: Any, ids: list[bytes]) -> Any:
     return (core.in_flight, core.holders, [core.position(i) for i in ids])
 
@@ -546,7 +537,7 @@ def _both(cores: tuple[Any, Any], method: str, *args: Any) -> Any:
     for core in cores:
         try:
             raw = _state(core, *args) if method == "state" else getattr(core, method)(*args)
-            answers.append(("ok", _normal(raw)))
+            answers.append(("ok", typed_form(raw)))
         except Exception as exc:  # compared by class
             raw = None
             answers.append(("raised", type(exc).__name__))
@@ -617,7 +608,7 @@ def test_both_cores_give_the_same_answers(data: st.DataObject) -> None:
         answers = [
             core.start(snapshot, local) for core, snapshot in zip(cores, snapshots, strict=True)
         ]
-        assert _normal(answers[0]) == _normal(answers[1])
+        assert typed_form(answers[0]) == typed_form(answers[1])
         track(answers[1])
     else:
         track(_both(cores, "start", candidates, local))
