@@ -100,17 +100,12 @@ class QueryOwner(Protocol):
 class QueryHandle:
     """A running query. Made by :meth:`QueryManager.start`; see module doc."""
 
-    __slots__ = ("_future", "_owner", "_results", "_waiters", "done", "id")
+    __slots__ = ("_future", "_owner", "_results", "_waiters", "id")
 
     def __init__(self, owner: QueryOwner, query_id: QueryId, loop: asyncio.AbstractEventLoop):
         self.id = query_id
         self._owner = owner
-        future: asyncio.Future[QueryOutcome] = loop.create_future()
-        self._future = future
-        #: ``done()``: whether the query has ended. The future's own bound
-        #: method, not a Python method calling it: a lookup asks it after
-        #: every answer (the dht layer's LookupHandle.ended), with no frame.
-        self.done: Callable[[], bool] = future.done
+        self._future: asyncio.Future[QueryOutcome] = loop.create_future()
         # Results taken out of the core so far; iterators keep their own index.
         self._results: list[QueryResult] = []
         self._waiters: list[asyncio.Future[None]] = []
@@ -123,6 +118,9 @@ class QueryHandle:
 
     def __await__(self) -> Generator[Any, None, QueryOutcome]:
         return self._future.__await__()
+
+    def done(self) -> bool:
+        return self._future.done()
 
     @property
     def outcome(self) -> QueryOutcome | None:
