@@ -5,8 +5,9 @@
 //!
 //! Why it exists: issue 14 asks whether batching the receive side pays
 //! (measured by the DHT bench's echo rows: the same echo through
-//! `datagram_received`, and through `add_reader` with this receiver). The
-//! DHT protocol does not use it (yet): see the bench's figures in README.
+//! `datagram_received`, and through `add_reader` with this receiver). A
+//! node's `BatchedTransport` reads with it, and its protocol hands the
+//! batch to `DatagramEngine.receive_batch` (see there).
 
 use crate::errors::{check_int, type_error, type_name, value_error};
 use parking_lot::Mutex;
@@ -38,12 +39,13 @@ pub struct BatchReceiver {
     buffers: Mutex<Buffers>,
 }
 
-/// `(host, port)` for IPv4, `(host, port, flowinfo, scope_id)` for IPv6,
-/// as `socket.recvfrom` gives them (an IPv6 host in Rust's notation: no
+/// `(host, port)` for IPv4, `(host, port, flowinfo, scope_id)` for IPv6
+/// (`(host, port)` if `pairs`), as `socket.recvfrom` gives them (an IPv6 host in Rust's notation: no
 /// `%scope` suffix, and `::a.b.c.d` as hex groups).
 fn address<'py>(
     py: Python<'py>,
     storage: &libc::sockaddr_storage,
+    pairs: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
@@ -56,6 +58,9 @@ fn address<'py>(
             // SAFETY: the kernel wrote a sockaddr_in6 (family AF_INET6)
             let sin6 = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
             let host = Ipv6Addr::from(sin6.sin6_addr.s6_addr).to_string();
+            if pairs {
+                return (host, u16::from_be(sin6.sin6_port)).into_pyobject(py);
+            }
             (
                 host,
                 u16::from_be(sin6.sin6_port),
@@ -116,6 +121,35 @@ impl BatchReceiver {
             .call_method0("fileno")?
             .extract()
             .map_err(|_| type_error(format!("sock must be a socket, got {}", type_name(sock))))?;
+        let list = PyList::empty(py);
+        for datagram in self.read(py, fd, false)? {
+            list.append((datagram.data, datagram.address))?;
+        }
+        Ok(list)
+    }
+}
+
+/// A datagram `BatchReceiver::read` took: its bytes, its source as Python
+/// has it, and as the kernel gave it (to answer it without reading the
+/// tuple back: `DatagramEngine.receive_batch`).
+pub(crate) struct Received<'py> {
+    pub data: Bound<'py, PyBytes>,
+    pub address: Bound<'py, PyTuple>,
+    pub source: libc::sockaddr_storage,
+    pub source_len: libc::socklen_t,
+}
+
+impl BatchReceiver {
+    /// The datagrams waiting in `fd` (non-blocking), at most `count`, copied
+    /// out of the buffers (so that handling them may call Python, which may
+    /// read again). An IPv6 source is `(host, port)` if `pairs`, else as
+    /// `socket.recvfrom` gives it.
+    pub(crate) fn read<'py>(
+        &self,
+        py: Python<'py>,
+        fd: i32,
+        pairs: bool,
+    ) -> PyResult<Vec<Received<'py>>> {
         if fd < 0 {
             return Err(value_error("sock is closed".to_owned()));
         }
@@ -126,11 +160,12 @@ impl BatchReceiver {
             .try_lock()
             .ok_or_else(|| value_error("receive is running already".to_owned()))?;
         let buffers = &mut *guard;
+        let name_size =
+            u32::try_from(std::mem::size_of::<libc::sockaddr_storage>()).unwrap_or(u32::MAX);
         for index in 0..self.count {
             let header = &mut buffers.headers[index].msg_hdr;
             header.msg_name = std::ptr::from_mut(&mut buffers.addresses[index]).cast();
-            header.msg_namelen =
-                u32::try_from(std::mem::size_of::<libc::sockaddr_storage>()).unwrap_or(u32::MAX);
+            header.msg_namelen = name_size;
             header.msg_iov = std::ptr::from_mut(&mut buffers.iovecs[index]);
             header.msg_iovlen = 1;
             header.msg_control = std::ptr::null_mut();
@@ -149,11 +184,10 @@ impl BatchReceiver {
                 std::ptr::null_mut(),
             )
         };
-        let list = PyList::empty(py);
         if received < 0 {
             let error = std::io::Error::last_os_error();
             if error.kind() == std::io::ErrorKind::WouldBlock {
-                return Ok(list);
+                return Ok(Vec::new());
             }
             return Err(PyOSError::new_err((
                 error.raw_os_error().unwrap_or(0),
@@ -165,13 +199,18 @@ impl BatchReceiver {
             reason = "received >= 0 here, and at most count"
         )]
         let received = received as usize;
+        let mut out = Vec::with_capacity(received);
         for index in 0..received {
             let length = (buffers.headers[index].msg_len as usize).min(self.size);
             let start = index * self.size;
-            let data = PyBytes::new(py, &buffers.data[start..start + length]);
-            let from = address(py, &buffers.addresses[index])?;
-            list.append((data, from))?;
+            let source = buffers.addresses[index];
+            out.push(Received {
+                data: PyBytes::new(py, &buffers.data[start..start + length]),
+                address: address(py, &source, pairs)?,
+                source,
+                source_len: buffers.headers[index].msg_hdr.msg_namelen,
+            });
         }
-        Ok(list)
+        Ok(out)
     }
 }

@@ -36,8 +36,10 @@
 //! and its limits and errors are not msgpack-python's.
 
 use crate::answers::{LookupAnswers, Reply};
+use crate::batch::BatchReceiver;
 use crate::errors::{check_float, check_now, float_repr, type_error, type_name, value_error};
 use crate::fairness::FairShare;
+use crate::outbox::DatagramSocket;
 use crate::peers::{OrderedTable, PeerBook};
 use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
@@ -71,6 +73,8 @@ pub const SHED: u8 = 8;
 pub const REPLAYED: u8 = 9;
 /// A `find_values` request answered from its kept answer.
 pub const SERVED: u8 = 10;
+/// `receive_batch`: handling a datagram raised (the value: the exception).
+pub const FAILED: u8 = 11;
 
 const KIND_REQUEST: u8 = 0x00;
 const KIND_RESPONSE: u8 = 0x01;
@@ -927,60 +931,111 @@ impl DatagramEngine {
         lag: &Bound<'py, PyAny>,
         peers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let requests = self.requests()?;
         let now = check_now(now)?;
         let lag = check_float("lag", lag, true)?;
-        if let Ok(bytes) = datagram.cast_exact::<PyBytes>() {
-            let data = bytes.as_bytes();
-            if data.len() > HEADER_SIZE && data[0] == KIND_REQUEST {
-                // (shared out of the lock: the fair share is Python code)
-                let serving = self.serving.lock().clone();
-                if let Some(serving) = serving {
-                    return self.serve_request(py, &serving, data, address, now);
-                }
-            }
-        }
-        let (status, first, value, request) = self.read(py, datagram, address)?;
-        let rtt = if status == ANSWERED || status >= CHECKED {
-            requests.end(py, &request, now, lag)?
-        } else {
-            0.0
-        };
-        if status >= CHECKED {
-            if let Some(peers) = peers.filter(|peers| !peers.is_none()) {
-                // (the protocol's one call per answer to its book, made
-                // here: a Python call less per answer)
-                let ok = status == CHECKED;
-                match peers.cast_exact::<PeerBook>() {
-                    Ok(book) => book.try_borrow_mut()?.answered_at(address, rtt, ok, now)?,
-                    Err(_) => {
-                        peers.call_method1(intern!(py, "answered"), (address, rtt, ok, now))?;
-                    }
-                }
-            }
-        }
-        let (status, value) = match self.dispatch.get() {
-            Some(dispatch) if status == CHECKED && rtt >= 0.0 => {
-                match dispatch.answer(py, &request, address, &value)? {
-                    Dispatched::Not => (status, value),
-                    Dispatched::Returned => (HANDLED, py.None().into_bound(py)),
-                    Dispatched::Raised(error) => {
-                        (HANDLED, error.into_value(py).into_bound(py).into_any())
-                    }
-                }
-            }
-            _ => (status, value),
-        };
+        let peers = peers.filter(|peers| !peers.is_none());
+        let parts = self.receive_one(py, datagram, address, now, lag, peers)?;
         PyTuple::new(
             py,
             [
-                status.into_pyobject(py)?.into_any(),
-                first,
-                value,
-                request,
-                PyFloat::new(py, rtt).into_any(),
+                parts.status.into_pyobject(py)?.into_any(),
+                parts.first,
+                parts.value,
+                parts.request,
+                PyFloat::new(py, parts.rtt).into_any(),
             ],
         )
+    }
+
+    /// Every datagram waiting in `socket`'s socket (at most `receiver`'s
+    /// count, one `recvmmsg`), each handled as `receive_at` handles it at
+    /// `now`, in the order they came: an answer served (`SERVED` to a
+    /// client, `REPLAYED`) sent back through `socket` at once, a `HANDLED`
+    /// answer done; any other outcome given to `dispatch(status, first,
+    /// value, request, rtt, address)`, as `receive_at` would have returned
+    /// it, and a datagram whose handling raised given as `(FAILED, None,
+    /// the exception, None, 0.0, address)`. A falsy return of `dispatch`
+    /// stops the batch (the transport closed). Returns how many were read.
+    /// (See `_core.pyi`; why: README, "Batch receiving".)
+    #[pyo3(signature = (receiver, socket, now, lag, peers, dispatch))]
+    #[allow(clippy::too_many_arguments)]
+    fn receive_batch<'py>(
+        &self,
+        py: Python<'py>,
+        receiver: &Bound<'py, PyAny>,
+        socket: &Bound<'py, PyAny>,
+        now: &Bound<'py, PyAny>,
+        lag: &Bound<'py, PyAny>,
+        peers: &Bound<'py, PyAny>,
+        dispatch: &Bound<'py, PyAny>,
+    ) -> PyResult<usize> {
+        let receiver =
+            exact_argument::<BatchReceiver>(receiver, "receiver", "a BatchReceiver of this core")?;
+        let socket =
+            exact_argument::<DatagramSocket>(socket, "socket", "a DatagramSocket of this core")?;
+        self.requests()?;
+        let now = check_now(now)?;
+        let lag = check_float("lag", lag, true)?;
+        let peers = Some(peers).filter(|peers| !peers.is_none());
+        if !dispatch.is_callable() {
+            return Err(type_error(format!(
+                "dispatch must be callable, got {}",
+                type_name(dispatch)
+            )));
+        }
+        let socket = socket.get();
+        if socket.is_closed() {
+            return Ok(0);
+        }
+        let batch = receiver.get().read(py, socket.fd(), true)?;
+        let count = batch.len();
+        let rtt_zero = || PyFloat::new(py, 0.0).into_any();
+        for received in batch {
+            let address = received.address.as_any();
+            let parts = match self.receive_one(py, received.data.as_any(), address, now, lag, peers)
+            {
+                Ok(parts) => parts,
+                Err(error) => {
+                    let none = py.None().into_bound(py);
+                    let go_on = dispatch.call1((
+                        FAILED,
+                        none.clone(),
+                        error.into_value(py).into_bound(py),
+                        none,
+                        rtt_zero(),
+                        address,
+                    ))?;
+                    if !go_on.is_truthy()? {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let status = parts.status;
+            if (status == REPLAYED || (status == SERVED && parts.first.is_none()))
+                && parts.value.is_exact_instance_of::<PyBytes>()
+            {
+                // (cast checked above)
+                let datagram = parts.value.cast_exact::<PyBytes>()?;
+                socket.answer(datagram, &received.source, received.source_len, address)?;
+                continue;
+            }
+            if status == HANDLED && parts.value.is_none() {
+                continue;
+            }
+            let go_on = dispatch.call1((
+                status,
+                parts.first,
+                parts.value,
+                parts.request,
+                PyFloat::new(py, parts.rtt),
+                address,
+            ))?;
+            if !go_on.is_truthy()? {
+                break;
+            }
+        }
+        Ok(count)
     }
 
     /// From now on, `receive_at` hands a `CHECKED` answer (not
@@ -1251,9 +1306,11 @@ impl DatagramEngine {
         };
         let span = check_float("span", span, false)?;
         let first_span = check_float("first_span", first_span, false)?;
-        if !send.is_callable() {
+        // (a DatagramSocket sends with no Python call: see outbox.rs)
+        let native = send.cast_exact::<DatagramSocket>().ok();
+        if native.is_none() && !send.is_callable() {
             return Err(type_error(format!(
-                "send must be callable, got {}",
+                "send must be a DatagramSocket or callable, got {}",
                 type_name(send)
             )));
         }
@@ -1312,7 +1369,11 @@ impl DatagramEngine {
             if first < earliest {
                 earliest = first;
             }
-            if let Err(error) = send.call1((datagram, &address)) {
+            let outcome = match native {
+                Some(native) => native.get().send_to(&datagram, &address),
+                None => send.call1((datagram, &address)).map(|_| ()),
+            };
+            if let Err(error) = outcome {
                 // uvloop: an address of another family than the socket's
                 if !error.is_instance_of::<PyValueError>(py) {
                     return Err(error);
@@ -1602,20 +1663,41 @@ impl Requests {
     }
 }
 
-static ZERO: PyOnceLock<Py<PyFloat>> = PyOnceLock::new();
+/// What `receive_at` returns, as its five parts.
+pub(crate) struct Parts5<'py> {
+    pub status: u8,
+    pub first: Bound<'py, PyAny>,
+    pub value: Bound<'py, PyAny>,
+    pub request: Bound<'py, PyAny>,
+    pub rtt: f64,
+}
 
-/// `receive_at`'s five items (a request's `rtt`: one 0.0 object, made once).
+/// `receive_at`'s five items for a request the fair share shed.
+fn shed5(py: Python<'_>) -> Parts5<'_> {
+    let kind = PyString::new(py, "fair_share").into_any();
+    five(py, SHED, kind, py.None().into_bound(py))
+}
+
+/// `receive_at`'s five items for a datagram dropped as `kind`.
+fn dropped5<'py>(py: Python<'py>, kind: &str) -> Parts5<'py> {
+    let (status, kind, value, _) = dropped(py, kind);
+    five(py, status, kind, value)
+}
+
+/// `receive_at`'s five items for a request (no request entry, rtt 0.0).
 fn five<'py>(
     py: Python<'py>,
     status: u8,
     first: Bound<'py, PyAny>,
     value: Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let zero = ZERO.get_or_init(py, || PyFloat::new(py, 0.0).unbind());
-    // (a Rust tuple converted, not `PyTuple::new`: a third caller of that
-    // made it a call of its own where it was inlined in `open_one` and
-    // `receive_at`, +0.4 k instructions a get_all, callgrind)
-    (status, first, value, py.None(), zero.clone_ref(py)).into_pyobject(py)
+) -> Parts5<'py> {
+    Parts5 {
+        status,
+        first,
+        value,
+        request: py.None().into_bound(py),
+        rtt: 0.0,
+    }
 }
 
 impl DatagramEngine {
@@ -1632,12 +1714,11 @@ impl DatagramEngine {
         data: &[u8],
         address: &Bound<'py, PyAny>,
         now: f64,
-    ) -> PyResult<Bound<'py, PyTuple>> {
+    ) -> PyResult<Parts5<'py>> {
         let none = py.None().into_bound(py);
         let body = &data[HEADER_SIZE..];
         if body.len() > MAX_REQUEST_BODY {
-            let (status, kind, _, _) = dropped(py, "oversize_request");
-            return five(py, status, kind, none);
+            return Ok(dropped5(py, "oversize_request"));
         }
         // (a find_values in the common encoding is read in place: no list,
         // str or bytes made unless it is handed over)
@@ -1656,8 +1737,7 @@ impl DatagramEngine {
                         DecodeError::Malformed => "malformed",
                         DecodeError::BadUtf8 => "bad_utf8",
                     };
-                    let (status, kind, _, _) = dropped(py, kind);
-                    return five(py, status, kind, none);
+                    return Ok(dropped5(py, kind));
                 }
             }
         }
@@ -1676,14 +1756,6 @@ impl DatagramEngine {
                 None => Ok(true),
             }
         };
-        let shed = || {
-            five(
-                py,
-                SHED,
-                PyString::new(py, "fair_share").into_any(),
-                py.None().into_bound(py),
-            )
-        };
         let msg_id = &data[1..HEADER_SIZE];
         let replay = serving.replay.bind(py);
         let (answered, replay_hash, found) = {
@@ -1694,16 +1766,16 @@ impl DatagramEngine {
         };
         if let Some(answered) = answered {
             if !admitted()? {
-                return shed();
+                return Ok(shed5(py));
             }
             count(serving.stats.as_ref(), intern!(py, "replayed"))?;
-            return five(py, REPLAYED, none, answered.into_any());
+            return Ok(five(py, REPLAYED, none, answered.into_any()));
         }
         if let Some((id, kept)) =
             self.own_answer(py, serving, body, find_values.as_ref(), ping, now)?
         {
             if !admitted()? {
-                return shed();
+                return Ok(shed5(py));
             }
             let kept = kept.as_bytes();
             let datagram = PyBytes::new_with(py, HEADER_SIZE + kept.len(), |buffer| {
@@ -1729,7 +1801,7 @@ impl DatagramEngine {
             } else {
                 PyBytes::new(py, &body[id]).into_any()
             };
-            return five(py, SERVED, sender, datagram.into_any());
+            return Ok(five(py, SERVED, sender, datagram.into_any()));
         }
         if find_values.is_some() {
             match decode_body(py, body) {
@@ -1738,7 +1810,73 @@ impl DatagramEngine {
             }
         }
         let value = value.unwrap_or(none);
-        five(py, REQUEST, PyBytes::new(py, msg_id).into_any(), value)
+        Ok(five(
+            py,
+            REQUEST,
+            PyBytes::new(py, msg_id).into_any(),
+            value,
+        ))
+    }
+
+    /// `receive_at`'s work, its parts not made into a tuple (see there).
+    fn receive_one<'py>(
+        &self,
+        py: Python<'py>,
+        datagram: &Bound<'py, PyAny>,
+        address: &Bound<'py, PyAny>,
+        now: f64,
+        lag: f64,
+        peers: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Parts5<'py>> {
+        let requests = self.requests()?;
+        if let Ok(bytes) = datagram.cast_exact::<PyBytes>() {
+            let data = bytes.as_bytes();
+            if data.len() > HEADER_SIZE && data[0] == KIND_REQUEST {
+                // (shared out of the lock: the fair share is Python code)
+                let serving = self.serving.lock().clone();
+                if let Some(serving) = serving {
+                    return self.serve_request(py, &serving, data, address, now);
+                }
+            }
+        }
+        let (status, first, value, request) = self.read(py, datagram, address)?;
+        let rtt = if status == ANSWERED || status >= CHECKED {
+            requests.end(py, &request, now, lag)?
+        } else {
+            0.0
+        };
+        if status >= CHECKED {
+            if let Some(peers) = peers {
+                // (the protocol's one call per answer to its book, made
+                // here: a Python call less per answer)
+                let ok = status == CHECKED;
+                match peers.cast_exact::<PeerBook>() {
+                    Ok(book) => book.try_borrow_mut()?.answered_at(address, rtt, ok, now)?,
+                    Err(_) => {
+                        peers.call_method1(intern!(py, "answered"), (address, rtt, ok, now))?;
+                    }
+                }
+            }
+        }
+        let (status, value) = match self.dispatch.get() {
+            Some(dispatch) if status == CHECKED && rtt >= 0.0 => {
+                match dispatch.answer(py, &request, address, &value)? {
+                    Dispatched::Not => (status, value),
+                    Dispatched::Returned => (HANDLED, py.None().into_bound(py)),
+                    Dispatched::Raised(error) => {
+                        (HANDLED, error.into_value(py).into_bound(py).into_any())
+                    }
+                }
+            }
+            _ => (status, value),
+        };
+        Ok(Parts5 {
+            status,
+            first,
+            value,
+            request,
+            rtt,
+        })
     }
 
     /// What the engine answers itself (a request not answered from the

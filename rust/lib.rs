@@ -34,6 +34,7 @@ pub mod fairness;
 pub mod index;
 pub mod latency;
 pub mod lookup;
+pub mod outbox;
 pub mod peers;
 pub mod query;
 pub mod query_core;
@@ -65,6 +66,8 @@ mod _core {
     use crate::lookup::Candidates;
     #[pymodule_export]
     use crate::lookup::LookupCore;
+    #[pymodule_export]
+    use crate::outbox::DatagramSocket;
     #[pymodule_export]
     use crate::peers::PeerBook;
     #[pymodule_export]
@@ -100,6 +103,7 @@ mod _core {
             "BatchReceiver",
             "Candidates",
             "DatagramEngine",
+            "DatagramSocket",
             "FairShare",
             "LookupAnswers",
             "LookupCore",

@@ -37,6 +37,7 @@ PUBLIC_NAMES = [
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
+    "DatagramSocket",
     "FairShare",
     "LookupAnswers",
     "LookupCore",

@@ -625,7 +625,9 @@ def test_an_answer_the_engine_hands_to_the_lookup_is_read_and_its_errors_logged(
             statuses: list[int] = []
 
             class Spy:
-                """The engine, each status it says noted."""
+                """The engine, each status it says noted (by datagram, or
+                each it hands Python from a batch: a HANDLED answer that
+                raised is one)."""
 
                 def __getattr__(self, name: str) -> Any:
                     return getattr(engine, name)
@@ -634,6 +636,15 @@ def test_an_answer_the_engine_hands_to_the_lookup_is_read_and_its_errors_logged(
                     answer = engine.receive_at(*args)
                     statuses.append(answer[0])
                     return answer
+
+                def receive_batch(self, *args: Any) -> Any:
+                    *head, dispatch = args
+
+                    def noted(status: int, *rest: Any) -> Any:
+                        statuses.append(status)
+                        return dispatch(status, *rest)
+
+                    return engine.receive_batch(*head, noted)
 
             protocol.requests.engine = Spy()
             seen: list[Any] = []

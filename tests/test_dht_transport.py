@@ -12,12 +12,13 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
+from kademlia.utils import digest
 
 from dhtquery.dht import DhtNode
 from dhtquery.dht.transport import MAX_QUEUED_BYTES, BatchedTransport, listen_batched
 from dhtquery.query import QueryConfig, QueryManager, new_core
 
-from .dht_helpers import eventually, open_nodes
+from .dht_helpers import eventually, open_nodes, signed
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -252,5 +253,62 @@ def test_nodes_on_either_transport_store_and_find_each_others_values(
             assert await second.set(b"key", b"value")
             assert await first.get(b"key") == b"value"
             assert first.stats.get("dropped", 0) == second.stats.get("dropped", 0) == 0
+
+    run(scenario())
+
+
+def test_a_batched_node_serves_and_asks_through_its_core_socket(
+    run: Run[None], backend: str
+) -> None:
+    """A node on the batched transport reads a wake-up's datagrams in one
+    core call (DatagramEngine.receive_batch): the holder's kept answers and
+    the client's asks leave through the core's DatagramSocket (counted in
+    its ``sent``), and the lookups find what they look for."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            holder = await nodes.dht(batched_receive=True)
+            # (a client's requests are answered by the core alone; a node's
+            # go to Python, which welcomes their sender)
+            client = await nodes.dht(bootstrap=[holder.address], batched_receive=True, client=True)
+            holder.records.put(
+                digest("wanted"), signed("publisher", b"found", "wanted"), holder.clock.now()
+            )
+            for _ in range(3):  # the first packs the answer, the rest are served kept
+                outcome = await client.get_all("wanted", quorum=1, timeout=5.0)
+                assert [record.item.data for record in outcome.results] == [b"found"]
+            assert isinstance(holder.transport, BatchedTransport)
+            assert isinstance(client.transport, BatchedTransport)
+            assert holder.transport.native_socket.sent >= 2  # kept answers, sent by the core
+            assert client.transport.native_socket.sent >= 3  # the lookups' asks
+            assert holder.protocol is not None and holder.protocol.drops["handler_error"] == 0
+
+    run(scenario())
+
+
+def test_a_wrapper_set_on_a_batched_protocol_gets_every_datagram(
+    run: Run[None], backend: str
+) -> None:
+    """``protocol.datagram_received`` replaced on the instance (a wrapper
+    counting or losing datagrams, as the benches and tests set them) is
+    called for each datagram: the batch path steps aside for it."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            holder = await nodes.dht(batched_receive=True)
+            client = await nodes.dht(bootstrap=[holder.address], batched_receive=True)
+            protocol = holder.protocol
+            assert protocol is not None
+            seen: list[Any] = []
+            received = protocol.datagram_received
+
+            def counted(data: bytes, addr: Any) -> None:
+                seen.append(addr)
+                received(data, addr)
+
+            protocol.datagram_received = counted  # type: ignore[method-assign]
+            assert await client.set(b"key", b"value")
+            assert seen  # every request of the store reached the wrapper
+            assert await client.get(b"key") == b"value"
 
     run(scenario())

@@ -46,6 +46,7 @@ __all__ = [
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
+    "DatagramSocket",
     "FairShare",
     "LookupAnswers",
     "LookupCore",
@@ -342,6 +343,32 @@ class DatagramEngine:
         ``waiting_background`` are empty, ``recently_failed`` too, and
         ``extensions`` holds True for ``address``: the status is then
         HANDLED (7), the value None or the exception the callback raised."""
+    def receive_batch(
+        self,
+        receiver: BatchReceiver,
+        socket: DatagramSocket,
+        now: float,
+        lag: float,
+        peers: PeerBook | _PeerSink | None,
+        dispatch: Callable[[int, Any, Any, tuple[Any, ...] | None, float, Any], object],
+    ) -> int:
+        """Every datagram waiting in ``socket``'s socket (at most
+        ``receiver.count``: one ``recvmmsg`` in the Rust core), each handled
+        as ``receive_at(datagram, address, now, lag, peers)`` handles it, in
+        the order they came (an IPv6 source as ``(host, port)``). An answer
+        served to a client (SERVED with no sender id) or again (REPLAYED) is
+        sent back through ``socket`` at once; a HANDLED answer whose
+        callback returned is done; anything else is given to
+        ``dispatch(status, first, value, request, rtt, address)`` as
+        ``receive_at`` returns it, and a datagram whose handling raised as
+        ``(FAILED (11), None, the exception, None, 0.0, address)``. A falsy
+        return of ``dispatch`` stops the batch (the rest is dropped, as a
+        closing transport drops it); what it raises propagates. Returns how
+        many datagrams were read (0: none waited, or ``socket`` is closed).
+
+        InvalidArgumentTypeError unless ``receiver`` and ``socket`` are of
+        this core and ``dispatch`` callable, or as ``receive_at``; OSError
+        for a socket error."""
     def dispatch_answers(
         self,
         waiting: Sized,
@@ -421,7 +448,7 @@ class DatagramEngine:
         first_span: float,
         callback: Any,
         overdue: Any,
-        send: Callable[[builtins.bytes, Any], object],
+        send: DatagramSocket | Callable[[builtins.bytes, Any], object],
     ) -> tuple[float, int, int]:
         """A lookup's asks, each ``(node id, address)``, opened as ``open``
         opens a request retransmitted until a deadline, and sent, in order,
@@ -437,16 +464,53 @@ class DatagramEngine:
         asked only then), else ``budget``, else ``span * due`` if measured,
         else ``first_span``. It is opened with ``open(min(due, timeout),
         now, lag, address, name, None, callback, ask, body, now + timeout,
-        overdue)`` and its datagram given to ``send(datagram, address)``; a
-        ValueError from ``send`` is counted in ``refused`` (the request
-        stays), any other error raised. ``earliest`` is the least first
+        overdue)`` and its datagram given to ``send(datagram, address)``
+        (``send.send``: a ``DatagramSocket``, no Python call in the Rust
+        core); a ValueError from ``send`` is counted in ``refused`` (the
+        request stays), any other error raised. ``earliest`` is the least first
         timeout opened (inf: none). A ``PeerBook`` of this core is read in
         place, any other object through those two methods.
 
         InvalidArgumentTypeError as ``open`` and unless ``asks`` is a list,
         ``names`` a tuple of two, ``bodies`` and ``extensions`` dicts, a
-        body bytes and ``send`` callable; ``budget`` checked as ``open``'s
+        body bytes and ``send`` a DatagramSocket or callable; ``budget`` checked as ``open``'s
         ``timeout``, ``span`` and ``first_span`` as positive seconds."""
+
+@final
+class DatagramSocket:
+    """The core's way out to a transport's own UDP socket (``sock``: bound,
+    non-blocking, AF_INET or AF_INET6): ``send`` sends at once with one
+    ``sendto`` (MSG_DONTWAIT; the Rust core makes no Python call) while the
+    socket is open here (no ``close()``) and ``queued`` (the transport's
+    queue of datagrams waiting for room: any sized container) is empty and
+    the address an IP literal of the socket's family; otherwise, or when
+    the kernel refuses the datagram, it calls ``fallback(datagram,
+    address)`` (the transport's ``sendto``, which queues, counts or reports
+    as it always did).
+
+    InvalidArgumentTypeError unless ``sock`` is a socket, ``queued`` sized
+    and ``fallback`` callable; InvalidArgumentError if ``sock`` is closed or
+    of another family."""
+
+    def __new__(
+        cls,
+        sock: socket.socket,
+        queued: Sized,
+        fallback: Callable[[builtins.bytes, Any], object],
+    ) -> Self: ...
+    def send(self, datagram: builtins.bytes, address: Any) -> None:
+        """Send ``datagram`` to ``address`` (see the class);
+        InvalidArgumentTypeError unless ``datagram`` is bytes; what
+        ``fallback`` raises propagates."""
+    def close(self) -> None:
+        """From now on every datagram goes to ``fallback``."""
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def fileno(self) -> int: ...
+    @property
+    def sent(self) -> int:
+        """Datagrams sent at once (not through ``fallback``)."""
 
 @final
 class BatchReceiver:
@@ -455,7 +519,7 @@ class BatchReceiver:
     keeps, the twin one ``recvfrom`` per datagram. For a caller that owns
     its socket (``loop.add_reader``) rather than getting a
     ``datagram_received`` call per datagram; measured by the DHT bench's
-    echo rows, not used by the DHT protocol.
+    echo rows, and read by a node's ``BatchedTransport``.
 
     ``count`` (1 to 1,024): datagrams per call at most; ``size`` (1 to
     65,536): bytes kept of each (a longer one comes cut, as ``recvfrom``

@@ -221,7 +221,10 @@ class DhtNode(Server):  # type: ignore[misc]
         else:
             receiver = batch_receiver(self._batch_core)
             self.transport, protocol = await listen_batched(
-                self._create_protocol, (interface, port), receiver
+                self._create_protocol,
+                (interface, port),
+                receiver,
+                self._batch_core.DatagramSocket,
             )
             self.protocol = protocol  # type: ignore[assignment]
             log.debug("node %i listening on %s:%i", self.node.long_id, interface, port)

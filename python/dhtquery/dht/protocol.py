@@ -36,7 +36,15 @@ from kademlia.protocol import KademliaProtocol
 from rpcudp.protocol import RPCProtocol
 
 from ..errors import InvalidArgumentError, NotListeningError, RecordError, StorageFull
-from ..query import QueryManager, backend_of, new_core, new_fair_share, new_peer_book, shapes
+from ..query import (
+    QueryManager,
+    backend_of,
+    load_core,
+    new_core,
+    new_fair_share,
+    new_peer_book,
+    shapes,
+)
 from .fairness import OVERLOAD_FRACTION, OVERLOAD_MIN_BYTES
 from .records import Record
 from .replay import replay_cache
@@ -48,6 +56,7 @@ from .rpc_table import (
     DATAGRAM_BAD_SHAPE,
     DATAGRAM_CHECKED,
     DATAGRAM_DROP,
+    DATAGRAM_FAILED,
     DATAGRAM_HANDLED,
     DATAGRAM_NOT_PENDING,
     DATAGRAM_REPLAYED,
@@ -555,6 +564,12 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             self._waiting, self._waiting_background, self.recently_failed, self.extensions
         )
         self._serve_in_engine()
+        native_socket = getattr(transport, "native_socket", None)
+        core_module = load_core(backend_of(queries.core))[1]
+        if native_socket is not None and type(native_socket) is core_module.DatagramSocket:
+            # A wake-up's datagrams read and handled in one core call, an
+            # answer served sent back in it: see _read_batch.
+            transport.read_batches_with(self._read_batch)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._requests is not None:
@@ -661,6 +676,51 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             status, first, value, request, rtt = requests.engine.receive_at(
                 data, addr, now, self._timer.lag, self._peers
             )
+        except Exception:  # a bug must cost one datagram, never the node
+            log.exception("dhtquery: error handling a datagram from %s", addr)
+            self.drop("handler_error")
+            return
+        self._dispatch(status, first, value, request, rtt, addr)
+
+    def _read_batch(self, receiver: Any, native_socket: Any) -> bool:
+        """Every datagram waiting at a wake-up, read and handled in one core
+        call (``DatagramEngine.receive_batch``: one ``recvmmsg``, each
+        datagram as ``receive_at`` handles it, an answer served sent back
+        through ``native_socket`` at once); ``_dispatch`` is called only for
+        what Python must act on. (The transport's reader, set in
+        ``connection_made``: see ``BatchedTransport.read_batches_with``.)
+        False, nothing read: ``datagram_received`` was replaced on this
+        instance (a wrapper counting or losing datagrams), which then gets
+        each, as it would from any transport."""
+        # (read per wake-up: a wrapper may be set on the instance at any
+        # time; the class's own function, bound, is the only one skipped)
+        received = self.datagram_received
+        if getattr(received, "__func__", None) is not DhtProtocol.datagram_received:
+            return False
+        requests = self._requests
+        assert requests is not None  # (set in connection_made, before reading)
+        # (one clock read a wake-up: every datagram of the batch was waiting
+        # at it)
+        requests.engine.receive_batch(
+            receiver, native_socket, self.clock.now(), self._timer.lag, self._peers, self._dispatch
+        )
+        return True
+
+    def _dispatch(
+        self,
+        status: int,
+        first: Any,
+        value: Any,
+        request: tuple[Any, ...] | None,
+        rtt: float,
+        addr: Address,
+    ) -> bool:
+        """Act on what the engine made of a datagram from ``addr`` (see
+        ``_core.pyi``, ``DatagramEngine.receive_at``); False once the
+        transport is closing (the rest of a batch is not handled)."""
+        requests = self._requests
+        assert requests is not None
+        try:
             if status == DATAGRAM_HANDLED:
                 # The common answer to a lookup's request, handed to its
                 # LookupAnswers by the engine itself, which checked that
@@ -703,7 +763,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                     finally:
                         self._serving = False
             elif status == DATAGRAM_REQUEST:
-                self._serve(first, value, addr, now)
+                self._serve(first, value, addr, self.clock.now())
             elif status == DATAGRAM_REPLAYED:
                 # a resent request: the answer sent the first time, not
                 # served again (see replay.py; counted by the engine)
@@ -722,11 +782,16 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                 self.drop(first)
             elif status == DATAGRAM_NOT_PENDING:
                 self._unmatched(*requests.unmatched(first), addr)
+            elif status == DATAGRAM_FAILED:
+                # (receive_batch: handling it raised, value the exception)
+                log.error("dhtquery: error handling a datagram from %s", addr, exc_info=value)
+                self.drop("handler_error")
             else:  # a forged answer must not end the request: it waits on
                 self.drop(RpcStatus.WRONG_ADDRESS.value)
         except Exception:  # a bug must cost one datagram, never the node
             log.exception("dhtquery: error handling a datagram from %s", addr)
             self.drop("handler_error")
+        return not self.transport.is_closing()
 
     def _datagram_decoded(self, data: bytes, addr: Address) -> None:
         """The datagram path without the engine (no request table yet)."""
@@ -1073,7 +1138,8 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             _FIRST_SPAN,
             callback,
             overdue,
-            transport.sendto,
+            # (BatchedTransport's: sent with no Python call per datagram)
+            getattr(transport, "native_socket", None) or transport.sendto,
         )
         self.stats["requests"] += asked
         if timer.armed_until > now + earliest:

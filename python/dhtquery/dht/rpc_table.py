@@ -60,6 +60,8 @@ DATAGRAM_HANDLED: Final = 7
 DATAGRAM_SHED: Final = 8
 DATAGRAM_REPLAYED: Final = 9
 DATAGRAM_SERVED: Final = 10
+#: (receive_batch) handling the datagram raised; the value is the exception
+DATAGRAM_FAILED: Final = 11
 
 
 class RpcStatus(enum.StrEnum):

@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any, Final
+
+from ..errors import InvalidArgumentError
 
 __all__ = ["BATCH", "MAX_QUEUED_BYTES", "BatchedTransport", "batch_receiver", "listen_batched"]
 
@@ -47,6 +50,7 @@ _DATAGRAM_SIZE: Final = 65_536
 MAX_QUEUED_BYTES: Final = 1 << 20
 
 _receivers = threading.local()
+log = logging.getLogger("dhtquery.dht")
 
 
 def batch_receiver(core: Any) -> Any:
@@ -74,6 +78,7 @@ class BatchedTransport(asyncio.DatagramTransport):
         sock: socket.socket,
         protocol: asyncio.DatagramProtocol,
         receiver: Any,
+        socket_class: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__()
         self._loop = loop
@@ -90,6 +95,16 @@ class BatchedTransport(asyncio.DatagramTransport):
         self._queued: collections.deque[tuple[bytes, Any]] = collections.deque()
         self._queued_bytes = 0
         self._extra = {"socket": sock, "sockname": sock.getsockname()}
+        self._receiver = receiver
+        #: the core's way out to this socket (a core's ``DatagramSocket``:
+        #: sends with no Python call while nothing waits in the queue), or
+        #: None
+        self.native_socket: Any = (
+            None if socket_class is None else socket_class(sock, self._queued, self.sendto)
+        )
+        #: what reads a wake-up's datagrams instead of the loop below (see
+        #: ``read_batches_with``)
+        self._batch_reader: Callable[[Any, Any], bool] | None = None
 
     def _start(self) -> None:
         self._protocol.connection_made(self)
@@ -98,7 +113,33 @@ class BatchedTransport(asyncio.DatagramTransport):
 
     # -- reading ----------------------------------------------------------
 
+    def read_batches_with(self, reader: Callable[[Any, Any], bool]) -> None:
+        """From now on each wake-up calls ``reader(receiver,
+        native_socket)``, which reads and handles every datagram waiting
+        (the protocol's, through its core: ``DatagramEngine.receive_batch``,
+        no Python call per datagram), instead of ``datagram_received`` per
+        datagram; if it returns False (it read nothing), the datagrams go
+        to ``datagram_received`` as before. Needs ``native_socket``."""
+        if self.native_socket is None:
+            raise InvalidArgumentError("this transport was made without a socket_class")
+        self._batch_reader = reader
+
     def _read_ready(self) -> None:
+        reader = self._batch_reader
+        if reader is not None:
+            try:
+                if reader(self._receiver, self.native_socket):
+                    return
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            except Exception:
+                # A bug in the reader must not leave the datagrams unread
+                # (the loop would call again at once, for ever): this
+                # wake-up's go to datagram_received one by one.
+                log.exception("dhtquery: error reading a batch of datagrams")
         try:
             batch = self._receive(self._sock)
         except (BlockingIOError, InterruptedError):
@@ -196,6 +237,8 @@ class BatchedTransport(asyncio.DatagramTransport):
         if self._closing:
             return
         self._closing = True
+        if self.native_socket is not None:
+            self.native_socket.close()
         self.pause_reading()
         if not self._queued:
             self._finish()
@@ -220,10 +263,12 @@ async def listen_batched(
     protocol_factory: Callable[[], asyncio.DatagramProtocol],
     local_addr: tuple[str, int],
     receiver: Any,
+    socket_class: Callable[..., Any] | None = None,
 ) -> tuple[BatchedTransport, asyncio.DatagramProtocol]:
     """``loop.create_datagram_endpoint(protocol_factory, local_addr=...)``
     with a ``BatchedTransport``: the socket bound as asyncio binds it (the
-    address resolved, IPv4 or IPv6 by the host's form)."""
+    address resolved, IPv4 or IPv6 by the host's form). ``socket_class``:
+    a core's ``DatagramSocket``, for the transport's ``native_socket``."""
     loop = asyncio.get_running_loop()
     host, port = local_addr
     infos = await loop.getaddrinfo(
@@ -242,7 +287,7 @@ async def listen_batched(
             error = exc
             continue
         protocol = protocol_factory()
-        transport = BatchedTransport(loop, sock, protocol, receiver)
+        transport = BatchedTransport(loop, sock, protocol, receiver, socket_class)
         try:
             transport._start()
         except BaseException:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import bisect
 import builtins
 import heapq
+import ipaddress
 import math
 import os
 import socket as _socket
 import uuid as _uuid
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence, Sized
 from typing import Any, TypeAlias
 
 import msgpack
@@ -56,6 +57,7 @@ __all__ = [
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
+    "DatagramSocket",
     "FairShare",
     "LookupAnswers",
     "LookupCore",
@@ -703,6 +705,7 @@ _ENTRY_CONTEXT = 5
 _SHED = 8
 _REPLAYED = 9
 _SERVED = 10
+_FAILED = 11
 # rpcudp's framing: a kind byte (0x00 request, 0x01 response), a 20-byte
 # message id, the msgpack body; request bodies over 8 KiB are refused.
 _HEADER_SIZE = 21
@@ -946,6 +949,55 @@ class DatagramEngine:
                 return (_HANDLED, first, None, request, rtt)
         return (status, first, value, request, rtt)
 
+    def receive_batch(
+        self,
+        receiver: BatchReceiver,
+        socket: DatagramSocket,
+        now: float,
+        lag: float,
+        peers: PeerBook | None,
+        dispatch: Callable[[int, Any, Any, tuple[Any, ...] | None, float, Any], object],
+    ) -> int:
+        if type(receiver) is not BatchReceiver:
+            raise InvalidArgumentTypeError(
+                f"receiver must be a BatchReceiver of this core, got {type(receiver).__name__}"
+            )
+        if type(socket) is not DatagramSocket:
+            raise InvalidArgumentTypeError(
+                f"socket must be a DatagramSocket of this core, got {type(socket).__name__}"
+            )
+        self._opening()
+        now = _check_now(now)
+        lag = _check_float("lag", lag, allow_zero=True)
+        if not callable(dispatch):
+            raise InvalidArgumentTypeError(
+                f"dispatch must be callable, got {type(dispatch).__name__}"
+            )
+        if socket.closed:
+            return 0
+        batch = receiver.receive(socket._sock)
+        for datagram, address in batch:
+            if len(address) != 2:
+                address = address[:2]
+            try:
+                status, first, value, request, rtt = self.receive_at(
+                    datagram, address, now, lag, peers
+                )
+            except Exception as exc:
+                if not dispatch(_FAILED, None, exc, None, 0.0, address):
+                    break
+                continue
+            if (status == _REPLAYED or (status == _SERVED and first is None)) and type(
+                value
+            ) is bytes:
+                socket.send(value, address)
+                continue
+            if status == _HANDLED and value is None:
+                continue
+            if not dispatch(status, first, value, request, rtt, address):
+                break
+        return len(batch)
+
     def dispatch_answers(
         self,
         waiting: Any,
@@ -1164,7 +1216,7 @@ class DatagramEngine:
         first_span: float,
         callback: Any,
         overdue: Any,
-        send: Callable[[bytes, Any], object],
+        send: DatagramSocket | Callable[[bytes, Any], object],
     ) -> tuple[float, int, int]:
         self._opening()
         if type(asks) is not list:
@@ -1191,8 +1243,12 @@ class DatagramEngine:
                 raise InvalidArgumentError(f"timeout must be <= {MAX_TIMEOUT}, got {budget!r}")
         span = _check_float("span", span, allow_zero=False)
         first_span = _check_float("first_span", first_span, allow_zero=False)
-        if not callable(send):
-            raise InvalidArgumentTypeError(f"send must be callable, got {type(send).__name__}")
+        if type(send) is DatagramSocket:
+            send = send.send
+        elif not callable(send):
+            raise InvalidArgumentTypeError(
+                f"send must be a DatagramSocket or callable, got {type(send).__name__}"
+            )
         ours, stock = names
         earliest = math.inf
         refused = 0
@@ -1284,6 +1340,87 @@ def _check_requests(
 
 _MAX_BATCH = 1024
 _MAX_BATCH_SIZE = 65_536
+
+
+class DatagramSocket:
+    """Sends to a transport's own socket while its queue is empty and it is
+    open, else through ``fallback`` (the transport's ``sendto``). The Rust
+    core makes one ``sendto`` system call with no Python call; this twin
+    calls the socket's. See ``_core.pyi``."""
+
+    __slots__ = ("_closed", "_fallback", "_family", "_queued", "_sent", "_sock")
+
+    def __init__(
+        self, sock: _socket.socket, queued: Sized, fallback: Callable[[bytes, Any], object]
+    ) -> None:
+        if not isinstance(sock, _socket.socket):
+            raise InvalidArgumentTypeError(f"sock must be a socket, got {type(sock).__name__}")
+        if sock.fileno() < 0:
+            raise InvalidArgumentError("sock is closed")
+        if sock.family not in (_socket.AF_INET, _socket.AF_INET6):
+            raise InvalidArgumentError(
+                f"sock must be of family AF_INET or AF_INET6, got {int(sock.family)}"
+            )
+        try:
+            len(queued)
+        except TypeError:
+            raise InvalidArgumentTypeError(
+                f"queued must be a sized container, got {type(queued).__name__}"
+            ) from None
+        if not callable(fallback):
+            raise InvalidArgumentTypeError(
+                f"fallback must be callable, got {type(fallback).__name__}"
+            )
+        self._sock = sock
+        self._family = sock.family
+        self._queued = queued
+        self._fallback = fallback
+        self._closed = False
+        self._sent = 0
+
+    def send(self, datagram: bytes, address: Any) -> None:
+        if type(datagram) is not bytes:
+            raise InvalidArgumentTypeError(f"datagram must be bytes, got {type(datagram).__name__}")
+        if not self._closed and not self._queued and _ip_literal_of(address, self._family):
+            try:
+                self._sock.sendto(datagram, _socket.MSG_DONTWAIT, address)
+            except (OSError, ValueError, TypeError, OverflowError):
+                pass
+            else:
+                self._sent += 1
+                return
+        self._fallback(datagram, address)
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+
+def _ip_literal_of(address: Any, family: int) -> bool:
+    """Is ``address`` ``(host, port, ...)`` with ``host`` an IP literal of
+    ``family`` and ``port`` an int of 16 bits? (What the Rust core sends
+    itself; anything else goes to the fallback.)"""
+    if type(address) is not tuple or len(address) < 2:
+        return False
+    host, port = address[0], address[1]
+    if type(host) is not str or type(port) is not int or not 0 <= port <= 0xFFFF:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.version == (4 if family == _socket.AF_INET else 6)
 
 
 class BatchReceiver:

@@ -1,0 +1,340 @@
+"""A wake-up's datagrams in one core call: ``DatagramSocket`` (the core's way
+out to a transport's own socket) and ``DatagramEngine.receive_batch`` (every
+datagram waiting read, each handled as ``receive_at`` handles it, an answer
+served sent back at once, the rest handed to Python in order). Real UDP
+sockets on 127.0.0.1, both cores, and a property test sending both the same
+datagrams and comparing what each hands over and sends back."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from dhtquery.dht.rpc_table import DATAGRAM_DROP as DROP
+from dhtquery.dht.rpc_table import DATAGRAM_FAILED as FAILED
+from dhtquery.dht.rpc_table import DATAGRAM_REQUEST as REQUEST
+from dhtquery.dht.rpc_table import DATAGRAM_SERVED as SERVED
+from dhtquery.dht.wire import CLIENT_PAD, frame_request, pack_request
+from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
+from dhtquery.query import _core_py
+from tests.conftest import require_rust
+from tests.test_datagram_serving import KEYS, PING_ANSWER, _engine, _find_values
+from tests.test_dht_transport import _socket
+
+ANSWER = b"kept answer of key 0"
+
+
+@pytest.fixture(params=["rust", "python"], ids=["rs", "py"])
+def module(request: pytest.FixtureRequest) -> ModuleType:
+    return require_rust() if request.param == "rust" else _core_py
+
+
+@contextmanager
+def _pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A node's socket (non-blocking) and a peer's (blocking, 2 s), closed
+    on the way out."""
+    node, peer = _socket(), _socket()
+    node.setblocking(False)
+    try:
+        yield node, peer
+    finally:
+        node.close()
+        peer.close()
+
+
+def _drain(sock: socket.socket) -> list[bytes]:
+    """Every datagram waiting in ``sock`` (none blocks)."""
+    out = []
+    sock.setblocking(False)
+    try:
+        for _ in range(1000):
+            out.append(sock.recv(65_536))
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(2.0)
+    return out
+
+
+class _Fallback:
+    """A transport's sendto, as the core's socket falls back on: noted."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, Any]] = []
+
+    def __call__(self, datagram: bytes, address: Any) -> None:
+        self.calls.append((datagram, address))
+
+
+# -- DatagramSocket -------------------------------------------------------
+
+
+def test_a_datagram_socket_sends_at_once_while_nothing_waits(module: ModuleType) -> None:
+    with _pair() as (node, peer):
+        fallback = _Fallback()
+        native = module.DatagramSocket(node, [], fallback)
+        native.send(b"hello", peer.getsockname())
+        assert peer.recv(100) == b"hello"
+        assert (native.sent, fallback.calls, native.closed) == (1, [], False)
+        assert native.fileno == node.fileno()
+
+
+def test_a_datagram_socket_falls_back_while_datagrams_wait_after_close_or_for_a_name(
+    module: ModuleType,
+) -> None:
+    with _pair() as (node, peer):
+        fallback = _Fallback()
+        queued: list[Any] = [b"waiting"]
+        native = module.DatagramSocket(node, queued, fallback)
+        to = peer.getsockname()
+        native.send(b"behind the queue", to)
+        queued.clear()
+        native.send(b"by name", ("localhost", to[1]))
+        native.send(b"of the other family", ("::1", to[1]))
+        native.send(b"port out of range", ("127.0.0.1", 70_000))
+        native.close()
+        native.send(b"after close", to)
+        assert native.closed
+        assert native.sent == 0
+        assert [data for data, _ in fallback.calls] == [
+            b"behind the queue",
+            b"by name",
+            b"of the other family",
+            b"port out of range",
+            b"after close",
+        ]
+        assert _drain(peer) == []  # (the fallback here sends nothing)
+
+
+def test_a_datagram_socket_refused_by_the_kernel_goes_to_its_fallback(
+    module: ModuleType,
+) -> None:
+    """A send the kernel refuses (here: to port 0) is the fallback's to
+    report, as the transport reports it (error_received)."""
+    with _pair() as (node, _):
+        fallback = _Fallback()
+        native = module.DatagramSocket(node, [], fallback)
+        native.send(b"nowhere", ("127.0.0.1", 0))
+        assert (native.sent, len(fallback.calls)) == (0, 1)
+
+
+def test_a_datagram_socket_refuses_bad_arguments_by_name(module: ModuleType) -> None:
+    with _pair() as (node, _):
+        with pytest.raises(InvalidArgumentTypeError, match="sock must be a socket"):
+            module.DatagramSocket("not a socket", [], _Fallback())
+        with pytest.raises(InvalidArgumentTypeError, match="queued must be a sized container"):
+            module.DatagramSocket(node, 5, _Fallback())
+        with pytest.raises(InvalidArgumentTypeError, match="fallback must be callable"):
+            module.DatagramSocket(node, [], None)
+        native = module.DatagramSocket(node, [], _Fallback())
+        with pytest.raises(InvalidArgumentTypeError, match="datagram must be bytes"):
+            native.send("text", ("127.0.0.1", 1))
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            with pytest.raises(InvalidArgumentError, match="family AF_INET or AF_INET6"):
+                module.DatagramSocket(unix, [], _Fallback())
+        finally:
+            unix.close()
+        closed = _socket()
+        closed.close()
+        with pytest.raises(InvalidArgumentError, match="sock is closed"):
+            module.DatagramSocket(closed, [], _Fallback())
+
+
+# -- receive_batch ----------------------------------------------------------
+
+
+class _Dispatch:
+    """The protocol's side of receive_batch: what it is handed, noted; it
+    says to go on until told to stop after ``stop_after`` calls."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.stop_after = stop_after
+
+    def __call__(self, *parts: Any) -> bool:
+        self.calls.append(parts)
+        return self.stop_after is None or len(self.calls) < self.stop_after
+
+
+def _serving(module: ModuleType, **kwargs: Any) -> tuple[Any, Any]:
+    engine, _, records = _engine(module, **kwargs)
+    engine.keep_answer(KEYS[0], records.generation, 1e9, ANSWER)
+    return engine, module.BatchReceiver(64, 65_536)
+
+
+def test_a_batch_sends_kept_answers_at_once_and_hands_the_rest_over_in_order(
+    module: ModuleType,
+) -> None:
+    with _pair() as (node, peer):
+        engine, receiver = _serving(module)
+        fallback = _Fallback()
+        native = module.DatagramSocket(node, [], fallback)
+        dispatch = _Dispatch()
+        to = node.getsockname()
+        kept_id = os.urandom(16) + CLIENT_PAD
+        peer.sendto(_find_values(KEYS[0], kept_id), to)  # served here
+        peer.sendto(_find_values(KEYS[1]), to)  # not kept: Python's
+        peer.sendto(b"\x00short", to)  # dropped: counted by Python
+        peer.sendto(_find_values(KEYS[0], kept_id), to)  # a resend: replayed
+        read = engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch)
+        assert read == 4
+        assert [call[0] for call in dispatch.calls] == [REQUEST, DROP]
+        _, _, value, request, rtt, address = dispatch.calls[0]
+        assert value[1][1] == KEYS[1] and request is None and rtt == 0.0
+        assert address == peer.getsockname()
+        assert dispatch.calls[1][1] == "short"
+        answers = _drain(peer)
+        assert answers == [b"\x01" + kept_id + ANSWER] * 2
+        assert (native.sent, fallback.calls) == (2, [])
+        # nothing more waits: a second call reads none
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch) == 0
+
+
+def test_a_batch_answer_to_a_node_goes_to_python_to_welcome_its_sender(
+    module: ModuleType,
+) -> None:
+    """A ping's answer is sent by Python, which welcomes the sender once it
+    answers (SERVED with the sender's id): not sent here."""
+    with _pair() as (node, peer):
+        engine, _, _ = _engine(module)
+        engine.serve(module.ReplayCache(5.0), object(), CLIENT_PAD, ping=PING_ANSWER)
+        receiver = module.BatchReceiver(8, 65_536)
+        native = module.DatagramSocket(node, [], _Fallback())
+        dispatch = _Dispatch()
+        sender = os.urandom(20)
+        peer.sendto(
+            frame_request(os.urandom(20), pack_request("ping", (sender,))), node.getsockname()
+        )
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch) == 1
+        assert [(call[0], call[1]) for call in dispatch.calls] == [(SERVED, sender)]
+        assert native.sent == 0
+
+
+def test_a_batch_stops_when_dispatch_says_the_transport_closed(module: ModuleType) -> None:
+    with _pair() as (node, peer):
+        engine, receiver = _serving(module)
+        native = module.DatagramSocket(node, [], _Fallback())
+        dispatch = _Dispatch(stop_after=1)
+        for _ in range(3):
+            peer.sendto(b"\x07junk", node.getsockname())
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch) == 3
+        assert len(dispatch.calls) == 1
+
+
+def test_a_datagram_whose_handling_raises_is_handed_over_as_failed(module: ModuleType) -> None:
+    """The node goes on: the error is one datagram's (FAILED, the
+    exception), the next datagram is handled."""
+
+    class Broken:
+        def admit(self, source: Any) -> bool:
+            raise RuntimeError("a broken fair share")
+
+    with _pair() as (node, peer):
+        engine, receiver = _serving(module, fair_share=Broken())
+        native = module.DatagramSocket(node, [], _Fallback())
+        dispatch = _Dispatch()
+        peer.sendto(_find_values(KEYS[0]), node.getsockname())
+        peer.sendto(b"\x00short", node.getsockname())
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch) == 2
+        assert [call[0] for call in dispatch.calls] == [FAILED, DROP]
+        failed = dispatch.calls[0]
+        assert isinstance(failed[2], RuntimeError) and failed[1] is None and failed[3] is None
+
+
+def test_a_closed_datagram_socket_reads_nothing(module: ModuleType) -> None:
+    with _pair() as (node, peer):
+        engine, receiver = _serving(module)
+        native = module.DatagramSocket(node, [], _Fallback())
+        native.close()
+        peer.sendto(b"\x00short", node.getsockname())
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, _Dispatch()) == 0
+
+
+def test_receive_batch_refuses_bad_arguments_by_name(module: ModuleType) -> None:
+    with _pair() as (node, _):
+        engine, receiver = _serving(module)
+        native = module.DatagramSocket(node, [], _Fallback())
+        with pytest.raises(InvalidArgumentTypeError, match="receiver must be a BatchReceiver"):
+            engine.receive_batch(object(), native, 1.0, 0.0, None, _Dispatch())
+        with pytest.raises(InvalidArgumentTypeError, match="socket must be a DatagramSocket"):
+            engine.receive_batch(receiver, node, 1.0, 0.0, None, _Dispatch())
+        with pytest.raises(InvalidArgumentTypeError, match="dispatch must be callable"):
+            engine.receive_batch(receiver, native, 1.0, 0.0, None, None)
+        plain = module.DatagramEngine({})
+        with pytest.raises(InvalidArgumentTypeError, match="opens no requests"):
+            plain.receive_batch(receiver, native, 1.0, 0.0, None, _Dispatch())
+
+
+# -- both cores alike -------------------------------------------------------
+
+_DATAGRAMS = st.lists(
+    st.one_of(
+        st.sampled_from(KEYS).map(lambda key: ("find_values", key)),
+        st.just(("resend", b"")),
+        st.just(("ping", b"")),
+        st.binary(max_size=40).map(lambda noise: ("noise", noise)),
+        st.binary(min_size=22, max_size=40).map(lambda noise: ("request noise", noise)),
+    ),
+    min_size=1,
+    max_size=24,
+)
+
+
+def _typed(parts: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A dispatch call in a form both cores give alike (an exception by its
+    type and text)."""
+    return tuple(
+        (type(part).__name__, str(part)) if isinstance(part, BaseException) else part
+        for part in parts
+    )
+
+
+def _run_batch(module: ModuleType, datagrams: list[bytes]) -> tuple[list[Any], list[bytes], int]:
+    with _pair() as (node, peer):
+        engine, receiver = _serving(module)
+        engine.serve(module.ReplayCache(5.0), _Generation(), CLIENT_PAD, ping=PING_ANSWER)
+        engine.keep_answer(KEYS[0], 0, 1e9, ANSWER)
+        native = module.DatagramSocket(node, [], _Fallback())
+        dispatch = _Dispatch()
+        for datagram in datagrams:
+            peer.sendto(datagram, node.getsockname())
+        read = engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch)
+        calls = [_typed(call[:5]) for call in dispatch.calls]
+        return calls, _drain(peer), read
+
+
+class _Generation:
+    generation = 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=_DATAGRAMS)
+def test_both_cores_batch_the_same_datagrams_alike(plan: list[tuple[str, bytes]]) -> None:
+    rust = require_rust()
+    datagrams = []
+    last_id = os.urandom(16) + CLIENT_PAD
+    for kind, data in plan:
+        if kind == "find_values":
+            last_id = os.urandom(16) + CLIENT_PAD
+            datagrams.append(_find_values(data, last_id))
+        elif kind == "resend":
+            datagrams.append(_find_values(KEYS[0], last_id))
+        elif kind == "ping":
+            datagrams.append(frame_request(os.urandom(20), pack_request("ping", (os.urandom(20),))))
+        elif kind == "request noise":
+            datagrams.append(b"\x00" + data)
+        else:
+            datagrams.append(data)
+    ours = _run_batch(rust, datagrams)
+    twin = _run_batch(_core_py, datagrams)
+    assert ours == twin
+    assert ours[2] == len(datagrams)
