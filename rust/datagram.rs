@@ -50,7 +50,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySet, PyString, PyTuple, PyType,
+};
 use pyo3::{ffi, PyTypeInfo};
 use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -956,8 +958,10 @@ impl DatagramEngine {
     /// it, and a datagram whose handling raised given as `(FAILED, None,
     /// the exception, None, 0.0, address)`. A falsy return of `dispatch`
     /// stops the batch (the transport closed). Returns how many were read.
+    /// An answer served to a node whose id is in `known` (the routing
+    /// table's contacts: nothing to welcome) is sent here too.
     /// (See `_core.pyi`; why: README, "Batch receiving".)
-    #[pyo3(signature = (receiver, socket, now, lag, peers, dispatch))]
+    #[pyo3(signature = (receiver, socket, now, lag, peers, dispatch, known = None))]
     #[allow(clippy::too_many_arguments)]
     fn receive_batch<'py>(
         &self,
@@ -968,6 +972,7 @@ impl DatagramEngine {
         lag: &Bound<'py, PyAny>,
         peers: &Bound<'py, PyAny>,
         dispatch: &Bound<'py, PyAny>,
+        known: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<usize> {
         let receiver =
             exact_argument::<BatchReceiver>(receiver, "receiver", "a BatchReceiver of this core")?;
@@ -983,6 +988,10 @@ impl DatagramEngine {
                 type_name(dispatch)
             )));
         }
+        let known = match known.filter(|known| !known.is_none()) {
+            None => None,
+            Some(known) => Some(exact_argument::<PySet>(known, "known", "a set or None")?),
+        };
         let socket = socket.get();
         if socket.is_closed() {
             return Ok(0);
@@ -1012,7 +1021,16 @@ impl DatagramEngine {
                 }
             };
             let status = parts.status;
-            if (status == REPLAYED || (status == SERVED && parts.first.is_none()))
+            // (served to a client, or to a node known already: Python
+            // would only send it; a new node is Python's to welcome)
+            let nobody_to_welcome = || -> PyResult<bool> {
+                Ok(parts.first.is_none()
+                    || match known {
+                        Some(known) => known.contains(&parts.first)?,
+                        None => false,
+                    })
+            };
+            if (status == REPLAYED || (status == SERVED && nobody_to_welcome()?))
                 && parts.value.is_exact_instance_of::<PyBytes>()
             {
                 // (cast checked above)

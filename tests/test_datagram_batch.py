@@ -338,3 +338,25 @@ def test_both_cores_batch_the_same_datagrams_alike(plan: list[tuple[str, bytes]]
     twin = _run_batch(_core_py, datagrams)
     assert ours == twin
     assert ours[2] == len(datagrams)
+
+
+def test_an_answer_to_a_known_node_is_sent_at_once_and_to_a_new_one_handed_over(
+    module: ModuleType,
+) -> None:
+    """A node's request (SERVED with its id) is answered by the core when
+    its id is in ``known`` (the routing table's contacts: nothing to
+    welcome), and handed to Python when it is not."""
+    with _pair() as (node, peer):
+        engine, receiver = _serving(module)
+        native = module.DatagramSocket(node, [], _Fallback())
+        dispatch = _Dispatch()
+        friend, stranger = b"f" * 20, b"n" * 20
+        for sender in (friend, stranger):
+            msg_id = os.urandom(20)  # (a node's id: no client marker)
+            peer.sendto(_find_values(KEYS[0], msg_id, sender), node.getsockname())
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch, {friend}) == 2
+        assert [(call[0], call[1]) for call in dispatch.calls] == [(SERVED, stranger)]
+        assert native.sent == 1
+        assert len(_drain(peer)) == 1
+        with pytest.raises(InvalidArgumentTypeError, match="known must be a set or None"):
+            engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch, [friend])

@@ -351,13 +351,15 @@ class DatagramEngine:
         lag: float,
         peers: PeerBook | _PeerSink | None,
         dispatch: Callable[[int, Any, Any, tuple[Any, ...] | None, float, Any], object],
+        known: set[builtins.bytes] | None = None,
     ) -> int:
         """Every datagram waiting in ``socket``'s socket (at most
         ``receiver.count``: one ``recvmmsg`` in the Rust core), each handled
         as ``receive_at(datagram, address, now, lag, peers)`` handles it, in
         the order they came (an IPv6 source as ``(host, port)``). An answer
-        served to a client (SERVED with no sender id) or again (REPLAYED) is
-        sent back through ``socket`` at once; a HANDLED answer whose
+        served to a client (SERVED with no sender id) or to a node whose id
+        is in ``known`` (the routing table's contacts: nobody to welcome),
+        or served again (REPLAYED), is sent back through ``socket`` at once; a HANDLED answer whose
         callback returned is done; anything else is given to
         ``dispatch(status, first, value, request, rtt, address)`` as
         ``receive_at`` returns it, and a datagram whose handling raised as
@@ -367,7 +369,8 @@ class DatagramEngine:
         many datagrams were read (0: none waited, or ``socket`` is closed).
 
         InvalidArgumentTypeError unless ``receiver`` and ``socket`` are of
-        this core and ``dispatch`` callable, or as ``receive_at``; OSError
+        this core, ``dispatch`` callable and ``known`` a set or None, or as
+        ``receive_at``; OSError
         for a socket error."""
     def dispatch_answers(
         self,

@@ -701,8 +701,18 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         assert requests is not None  # (set in connection_made, before reading)
         # (one clock read a wake-up: every datagram of the batch was waiting
         # at it)
+        router = self.router
+        known = router.ids
+        if known is None:  # (the table changed since: once per change)
+            known = router.known_ids()
         requests.engine.receive_batch(
-            receiver, native_socket, self.clock.now(), self._timer.lag, self._peers, self._dispatch
+            receiver,
+            native_socket,
+            self.clock.now(),
+            self._timer.lag,
+            self._peers,
+            self._dispatch,
+            known,
         )
         return True
 

@@ -31,6 +31,10 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
         #: place by each lookup's start: no call while the table is
         #: unchanged)
         self.snapshot: Any = None
+        #: the contacts' ids, or None after a change (``known_ids``): read
+        #: in place by the core's DatagramEngine.receive_batch, which sends
+        #: an answer to a known node itself (nothing to welcome)
+        self.ids: set[bytes] | None = None
         #: ids of bucket heads being pinged because their bucket is full
         self._pinging: set[bytes] = set()
         super().__init__(protocol, ksize, node)
@@ -43,6 +47,14 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
             nodes = [node for bucket in self.buckets for node in bucket.nodes.values()]
             contacts = self._contacts = ([node.long_id for node in nodes], nodes)
         return contacts
+
+    def known_ids(self) -> set[bytes]:
+        """The contacts' ids (``is_new_node`` is False for these, True for
+        any other); shared until the table changes: do not modify it."""
+        ids = self.ids
+        if ids is None:
+            ids = self.ids = {node.id for node in self.contacts()[1]}
+        return ids
 
     def candidates(self) -> tuple[list[int], list[Node]]:
         """``contacts()`` and the buckets' replacement caches: every peer
@@ -139,10 +151,12 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
 
     def flush(self) -> None:
         self._contacts = self._candidates = self._candidate_addresses = self.snapshot = None
+        self.ids = None
         super().flush()
 
     def split_bucket(self, index: int) -> None:
         self._contacts = self._candidates = self._candidate_addresses = self.snapshot = None
+        self.ids = None
         super().split_bucket(index)
 
     def add_contact(self, node: Node) -> None:
@@ -150,6 +164,7 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
         a time: stock makes a ping Task per newcomer to a full bucket, so a
         flood of new ids made a flood of Tasks."""
         self._contacts = self._candidates = self._candidate_addresses = self.snapshot = None
+        self.ids = None
         index = self.get_bucket_for(node)
         bucket = self.buckets[index]
         if bucket.add_node(node):
@@ -167,6 +182,7 @@ class ContactTable(RoutingTable):  # type: ignore[misc]
 
     def remove_contact(self, node: Node) -> None:
         self._contacts = self._candidates = self._candidate_addresses = self.snapshot = None
+        self.ids = None
         super().remove_contact(node)
 
     def remove_address(self, address: tuple[str, int]) -> bool:

@@ -957,6 +957,7 @@ class DatagramEngine:
         lag: float,
         peers: PeerBook | None,
         dispatch: Callable[[int, Any, Any, tuple[Any, ...] | None, float, Any], object],
+        known: set[bytes] | None = None,
     ) -> int:
         if type(receiver) is not BatchReceiver:
             raise InvalidArgumentTypeError(
@@ -973,6 +974,10 @@ class DatagramEngine:
             raise InvalidArgumentTypeError(
                 f"dispatch must be callable, got {type(dispatch).__name__}"
             )
+        if known is not None and type(known) is not set:
+            raise InvalidArgumentTypeError(
+                f"known must be a set or None, got {type(known).__name__}"
+            )
         if socket.closed:
             return 0
         batch = receiver.receive(socket._sock)
@@ -987,9 +992,12 @@ class DatagramEngine:
                 if not dispatch(_FAILED, None, exc, None, 0.0, address):
                     break
                 continue
-            if (status == _REPLAYED or (status == _SERVED and first is None)) and type(
-                value
-            ) is bytes:
+            # (served to a client, or to a node known already: nobody to
+            # welcome)
+            if (
+                status == _REPLAYED
+                or (status == _SERVED and (first is None or (known is not None and first in known)))
+            ) and type(value) is bytes:
                 socket.send(value, address)
                 continue
             if status == _HANDLED and value is None:
