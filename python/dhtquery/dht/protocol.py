@@ -680,6 +680,8 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             log.exception("dhtquery: error handling a datagram from %s", addr)
             self.drop("handler_error")
             return
+        if status == DATAGRAM_HANDLED and value is None:
+            return  # (the common answer, done: no _dispatch frame for it)
         self._dispatch(status, first, value, request, rtt, addr)
 
     def _read_batch(self, receiver: Any, native_socket: Any) -> bool:
