@@ -312,3 +312,50 @@ def test_a_wrapper_set_on_a_batched_protocol_gets_every_datagram(
             assert await client.get(b"key") == b"value"
 
     run(scenario())
+
+
+class _CountingTransport:
+    """A wrapper of a node's transport, as the testing hosts' links are:
+    its ``sendto`` counted, every other attribute the wrapped one's."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.sent = 0
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        self.sent += 1
+        self.transport.sendto(data, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+def test_a_wrapper_of_a_batched_transport_sees_every_datagram_sent(
+    run: Run[None], backend: str
+) -> None:
+    """A transport wrapped after the connection (a link adding delay or
+    loss) must see every datagram: the core's socket is not used past it,
+    neither for answers served nor for a lookup's asks."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            holder = await nodes.dht(batched_receive=True)
+            client = await nodes.dht(bootstrap=[holder.address], batched_receive=True, client=True)
+            holder.records.put(
+                digest("wanted"), signed("publisher", b"found", "wanted"), holder.clock.now()
+            )
+            assert holder.protocol is not None and client.protocol is not None
+            native = (holder.transport.native_socket, client.transport.native_socket)  # type: ignore[union-attr]
+            before = (native[0].sent, native[1].sent)
+            wrappers = []
+            for node in (holder, client):
+                wrapper = _CountingTransport(node.protocol.transport)  # type: ignore[union-attr]
+                node.protocol.transport = wrapper  # type: ignore[union-attr]
+                wrappers.append(wrapper)
+            for _ in range(3):
+                outcome = await client.get_all("wanted", quorum=1, timeout=5.0)
+                assert [record.item.data for record in outcome.results] == [b"found"]
+            assert (native[0].sent, native[1].sent) == before
+            assert wrappers[0].sent >= 3 and wrappers[1].sent >= 3
+
+    run(scenario())

@@ -345,6 +345,10 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
     #: on first use; the second bounded like recently_failed.)
     #: whether a subclass replaces _serve (then every request goes to it)
     _serve_hooked: bool = False
+    #: the transport that reads in batches (``BatchedTransport``) and its
+    #: core socket, while ``transport`` is that one (not a wrapper)
+    _native_transport: Any = None
+    _native_socket: Any = None
     _parked: dict[Address, list[tuple[Node, bytes, Record]]] | None = None
     _parked_count: int = 0
     _records_refused: dict[Address, None] | None = None
@@ -569,6 +573,8 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         if native_socket is not None and type(native_socket) is core_module.DatagramSocket:
             # A wake-up's datagrams read and handled in one core call, an
             # answer served sent back in it: see _read_batch.
+            self._native_socket = native_socket
+            self._native_transport = transport
             transport.read_batches_with(self._read_batch)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -697,7 +703,11 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         # (read per wake-up: a wrapper may be set on the instance at any
         # time; the class's own function, bound, is the only one skipped)
         received = self.datagram_received
-        if getattr(received, "__func__", None) is not DhtProtocol.datagram_received:
+        if (
+            getattr(received, "__func__", None) is not DhtProtocol.datagram_received
+            # (a wrapper of the transport: its sendto sees every datagram)
+            or self.transport is not self._native_transport
+        ):
             return False
         requests = self._requests
         assert requests is not None  # (set in connection_made, before reading)
@@ -1150,8 +1160,9 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             _FIRST_SPAN,
             callback,
             overdue,
-            # (BatchedTransport's: sent with no Python call per datagram)
-            getattr(transport, "native_socket", None) or transport.sendto,
+            # (BatchedTransport's, unless a wrapper's sendto is to see them:
+            # sent with no Python call per datagram)
+            self._native_socket if transport is self._native_transport else transport.sendto,
         )
         self.stats["requests"] += asked
         if timer.armed_until > now + earliest:
