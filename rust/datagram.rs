@@ -39,7 +39,7 @@ use crate::answers::{LookupAnswers, Reply};
 use crate::batch::BatchReceiver;
 use crate::errors::{check_float, check_now, float_repr, type_error, type_name, value_error};
 use crate::fairness::FairShare;
-use crate::outbox::DatagramSocket;
+use crate::outbox::{DatagramSocket, Reply as Answer};
 use crate::peers::{OrderedTable, PeerBook};
 use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
@@ -952,8 +952,8 @@ impl DatagramEngine {
     /// Every datagram waiting in `socket`'s socket (at most `receiver`'s
     /// count, one `recvmmsg`), each handled as `receive_at` handles it at
     /// `now`, in the order they came: an answer served (`SERVED` to a
-    /// client, `REPLAYED`) sent back through `socket` at once, a `HANDLED`
-    /// answer done; any other outcome given to `dispatch(status, first,
+    /// client, `REPLAYED`) sent back through `socket` after the batch (one
+    /// `sendmmsg`), a `HANDLED` answer done; any other outcome given to `dispatch(status, first,
     /// value, request, rtt, address)`, as `receive_at` would have returned
     /// it, and a datagram whose handling raised given as `(FAILED, None,
     /// the exception, None, 0.0, address)`. A falsy return of `dispatch`
@@ -998,6 +998,9 @@ impl DatagramEngine {
         }
         let batch = receiver.get().read(py, socket.fd(), true)?;
         let count = batch.len();
+        // The answers served here, sent together after the batch: one
+        // sendmmsg, not a sendto each (see README, "Batch receiving").
+        let mut replies: Vec<Answer<'py>> = Vec::new();
         let rtt_zero = || PyFloat::new(py, 0.0).into_any();
         for received in batch {
             let address = received.address.as_any();
@@ -1033,9 +1036,13 @@ impl DatagramEngine {
             if (status == REPLAYED || (status == SERVED && nobody_to_welcome()?))
                 && parts.value.is_exact_instance_of::<PyBytes>()
             {
-                // (cast checked above)
-                let datagram = parts.value.cast_exact::<PyBytes>()?;
-                socket.answer(datagram, &received.source, received.source_len, address)?;
+                replies.push(Answer {
+                    // (cast checked above)
+                    datagram: parts.value.cast_into_exact::<PyBytes>()?,
+                    source: received.source,
+                    source_len: received.source_len,
+                    address: received.address.into_any(),
+                });
                 continue;
             }
             if status == HANDLED && parts.value.is_none() {
@@ -1053,6 +1060,7 @@ impl DatagramEngine {
                 break;
             }
         }
+        socket.answer_many(py, &replies)?;
         Ok(count)
     }
 

@@ -20,6 +20,14 @@ use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// An answer to send back where its request came from (see `answer_many`).
+pub(crate) struct Reply<'py> {
+    pub datagram: Bound<'py, PyBytes>,
+    pub source: libc::sockaddr_storage,
+    pub source_len: libc::socklen_t,
+    pub address: Bound<'py, PyAny>,
+}
+
 #[pyclass(frozen, module = "dhtquery._core", name = "DatagramSocket")]
 pub struct DatagramSocket {
     fd: i32,
@@ -129,20 +137,60 @@ impl DatagramSocket {
         Ok(())
     }
 
-    /// `datagram` back to where a datagram came from (`source`, as the
-    /// kernel gave it; `address`, as Python has it, for the fallback).
-    pub(crate) fn answer(
-        &self,
-        datagram: &Bound<'_, PyBytes>,
-        source: &libc::sockaddr_storage,
-        source_len: libc::socklen_t,
-        address: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        let py = datagram.py();
-        if self.open(py)? && self.send_raw(datagram.as_bytes(), source, source_len) {
-            return Ok(());
+    /// Each of `replies` back to where its request came from (`source`, as
+    /// the kernel gave it: no address read back from Python), in one
+    /// `sendmmsg` system call; what the kernel does not take, or all of
+    /// them while the fast path is shut, through the fallback, in order.
+    pub(crate) fn answer_many(&self, py: Python<'_>, replies: &[Reply<'_>]) -> PyResult<()> {
+        let mut sent = 0;
+        if !replies.is_empty() && self.open(py)? {
+            let mut iovecs: Vec<libc::iovec> = replies
+                .iter()
+                .map(|reply| {
+                    let data = reply.datagram.as_bytes();
+                    libc::iovec {
+                        iov_base: data.as_ptr().cast_mut().cast(),
+                        iov_len: data.len(),
+                    }
+                })
+                .collect();
+            let mut headers: Vec<libc::mmsghdr> = replies
+                .iter()
+                .zip(iovecs.iter_mut())
+                .map(|(reply, iovec)| {
+                    // SAFETY: all-zero is a valid mmsghdr
+                    let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    header.msg_hdr.msg_name = std::ptr::from_ref(&reply.source).cast_mut().cast();
+                    header.msg_hdr.msg_namelen = reply.source_len;
+                    header.msg_hdr.msg_iov = std::ptr::from_mut(iovec);
+                    header.msg_hdr.msg_iovlen = 1;
+                    header
+                })
+                .collect();
+            let count = u32::try_from(headers.len()).unwrap_or(u32::MAX);
+            // SAFETY: the headers point into `iovecs`, `replies`' bytes and
+            // sources, all alive until the call returns; the kernel only
+            // reads them (and writes each header's msg_len)
+            let done = unsafe {
+                libc::sendmmsg(
+                    self.fd,
+                    headers.as_mut_ptr(),
+                    count,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if done > 0 {
+                #[allow(clippy::cast_sign_loss, reason = "done > 0 here")]
+                let done = done as usize;
+                sent = done;
+                self.sent.fetch_add(done as u64, Ordering::Relaxed);
+            }
         }
-        self.fallback.bind(py).call1((datagram, address))?;
+        for reply in &replies[sent..] {
+            self.fallback
+                .bind(py)
+                .call1((&reply.datagram, &reply.address))?;
+        }
         Ok(())
     }
 

@@ -171,7 +171,7 @@ def _serving(module: ModuleType, **kwargs: Any) -> tuple[Any, Any]:
     return engine, module.BatchReceiver(64, 65_536)
 
 
-def test_a_batch_sends_kept_answers_at_once_and_hands_the_rest_over_in_order(
+def test_a_batch_sends_kept_answers_after_it_and_hands_the_rest_over_in_order(
     module: ModuleType,
 ) -> None:
     with _pair() as (node, peer):
@@ -360,3 +360,21 @@ def test_an_answer_to_a_known_node_is_sent_at_once_and_to_a_new_one_handed_over(
         assert len(_drain(peer)) == 1
         with pytest.raises(InvalidArgumentTypeError, match="known must be a set or None"):
             engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch, [friend])
+
+
+def test_a_batch_answers_go_to_the_fallback_in_order_while_datagrams_wait(
+    module: ModuleType,
+) -> None:
+    """While the transport's queue holds datagrams, the answers served in a
+    batch wait behind them: each given to the fallback, in order."""
+    with _pair() as (node, peer):
+        engine, receiver = _serving(module)
+        fallback = _Fallback()
+        native = module.DatagramSocket(node, [b"waiting"], fallback)
+        ids = [os.urandom(16) + CLIENT_PAD for _ in range(3)]
+        for msg_id in ids:
+            peer.sendto(_find_values(KEYS[0], msg_id), node.getsockname())
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, _Dispatch()) == 3
+        assert native.sent == 0
+        assert [data for data, _ in fallback.calls] == [b"\x01" + i + ANSWER for i in ids]
+        assert {address for _, address in fallback.calls} == {peer.getsockname()}

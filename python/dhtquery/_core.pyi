@@ -359,7 +359,8 @@ class DatagramEngine:
         the order they came (an IPv6 source as ``(host, port)``). An answer
         served to a client (SERVED with no sender id) or to a node whose id
         is in ``known`` (the routing table's contacts: nobody to welcome),
-        or served again (REPLAYED), is sent back through ``socket`` at once; a HANDLED answer whose
+        or served again (REPLAYED), is sent back through ``socket`` after
+        the batch (one ``sendmmsg`` in the Rust core), in order; a HANDLED answer whose
         callback returned is done; anything else is given to
         ``dispatch(status, first, value, request, rtt, address)`` as
         ``receive_at`` returns it, and a datagram whose handling raised as

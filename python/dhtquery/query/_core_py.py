@@ -981,6 +981,9 @@ class DatagramEngine:
         if socket.closed:
             return 0
         batch = receiver.receive(socket._sock)
+        # (the answers served here go out after the batch, as the Rust
+        # core's one sendmmsg sends them)
+        replies: list[tuple[bytes, Any]] = []
         for datagram, address in batch:
             if len(address) != 2:
                 address = address[:2]
@@ -998,12 +1001,14 @@ class DatagramEngine:
                 status == _REPLAYED
                 or (status == _SERVED and (first is None or (known is not None and first in known)))
             ) and type(value) is bytes:
-                socket.send(value, address)
+                replies.append((value, address))
                 continue
             if status == _HANDLED and value is None:
                 continue
             if not dispatch(status, first, value, request, rtt, address):
                 break
+        for value, address in replies:
+            socket.send(value, address)
         return len(batch)
 
     def dispatch_answers(
