@@ -19,8 +19,9 @@
 //! cycle: the requests' entries hold it, as they held the lookup's bound
 //! method).
 
+use crate::asker::Asker;
 use crate::errors::{check_peer, type_error, type_name};
-use crate::lookup::steps_quorum;
+use crate::lookup::{steps_ask, steps_quorum};
 use crate::lookup::LookupCore;
 use crate::peers::PeerBook;
 use crate::query_core::QueryCore;
@@ -59,6 +60,16 @@ pub struct LookupAnswers {
     finish: Py<PyAny>,
     cache: Cache,
     book: Book,
+    asking: Option<Asking>,
+}
+
+/// What sends an answer's asks from the core: the protocol's `Asker`, the
+/// lookup's request bodies (by RPC name, the dict the lookup adds to) and
+/// its budget (`rpc_timeout`).
+struct Asking {
+    asker: Py<Asker>,
+    bodies: Py<PyDict>,
+    budget: Py<PyAny>,
 }
 
 fn exact<'py, T: pyo3::PyTypeInfo>(
@@ -96,6 +107,11 @@ pub(crate) struct Reply<'a, 'py> {
 }
 
 impl LookupAnswers {
+    /// The lookup's handle (its `_requests` counted by the `Asker`).
+    pub(crate) fn handle<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.handle.bind(py)
+    }
+
     /// A request's answer (see `__call__`).
     pub(crate) fn answer_to(slf: &Bound<'_, Self>, reply: &Reply<'_, '_>) -> PyResult<()> {
         let Reply {
@@ -137,6 +153,43 @@ impl LookupAnswers {
             None => PyTuple::empty(py).into_any(),
         };
         Self::settle(slf, context, address, &records, &contacts)
+    }
+
+    /// Step ASK with `asks` (not empty) after an answer: the peer welcomed
+    /// first if learnt from an answer (`lookup._welcome`, Python's), then
+    /// the asks sent by the `Asker` (no Python frame), or by the lookup's
+    /// `_act` if the asker leaves them to Python; a stock peer's asks whose
+    /// body is not packed yet by `lookup._ask_stock`.
+    fn ask(
+        slf: &Bound<'_, Self>,
+        asking: &Asking,
+        ask: &Bound<'_, PyAny>,
+        depth: u32,
+        step: &Bound<'_, PyAny>,
+        asks: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let lookup = slf.get().lookup.bind(py);
+        if depth > 1 {
+            lookup.call_method1(intern!(py, "_welcome"), (ask,))?;
+        }
+        let asked = asking.asker.get().ask_for(
+            slf,
+            asks,
+            asking.bodies.bind(py),
+            asking.budget.bind(py),
+        )?;
+        match asked {
+            None => {
+                lookup.call_method1(intern!(py, "_act"), (slf, step, depth, asks))?;
+            }
+            Some(asked) if asked < asks.len() => {
+                let rest = asks.get_slice(asked, asks.len());
+                lookup.call_method1(intern!(py, "_ask_stock"), (slf, rest))?;
+            }
+            Some(_) => {}
+        }
+        Ok(())
     }
 
     /// The answer to Python's `lookup._answered`, as it came.
@@ -183,6 +236,7 @@ impl LookupAnswers {
 #[pymethods]
 impl LookupAnswers {
     #[new]
+    #[pyo3(signature = (lookup, core, handle, key, latest, shared, asking=None))]
     fn new(
         lookup: &Bound<'_, PyAny>,
         core: &Bound<'_, PyAny>,
@@ -190,6 +244,7 @@ impl LookupAnswers {
         key: &Bound<'_, PyAny>,
         latest: &Bound<'_, PyAny>,
         shared: &Bound<'_, PyAny>,
+        asking: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let py = lookup.py();
         let core = exact::<LookupCore>(core, "core", "a LookupCore of this core")?;
@@ -224,6 +279,10 @@ impl LookupAnswers {
             Ok(book) => Book::Native(book.clone().unbind()),
             Err(_) => Book::Method(callable(book.getattr("provided")?, "book.provided")?),
         };
+        let asking = match asking {
+            Some(asking) if !asking.is_none() => Some(read_asking(asking)?),
+            _ => None,
+        };
         Ok(LookupAnswers {
             lookup: lookup.clone().unbind(),
             core: core.unbind(),
@@ -238,6 +297,7 @@ impl LookupAnswers {
             finish,
             cache,
             book,
+            asking,
         })
     }
 
@@ -325,6 +385,13 @@ impl LookupAnswers {
                 .call1((this.query_id.bind(py), reason))?;
             return Ok(());
         }
+        if act {
+            if let Some(asking) = &this.asking {
+                if step.is(&steps_ask(py)?) {
+                    return Self::ask(slf, asking, ask, depth, &step, &asks);
+                }
+            }
+        }
         if depth > 1 || act {
             let step = if act { step } else { py.None().into_bound(py) };
             this.lookup
@@ -344,4 +411,27 @@ impl LookupAnswers {
             .call_method1(intern!(py, "_overdue"), (slf, ask))?;
         Ok(())
     }
+}
+
+/// `asking`: `(asker, bodies, budget)`.
+fn read_asking(asking: &Bound<'_, PyAny>) -> PyResult<Asking> {
+    let wrong = || {
+        type_error(format!(
+            "asking must be an (asker, bodies, budget) tuple or None, got {}",
+            type_name(asking)
+        ))
+    };
+    let Ok(parts) = asking.cast_exact::<PyTuple>() else {
+        return Err(wrong());
+    };
+    if parts.len() != 3 {
+        return Err(wrong());
+    }
+    let asker = exact::<Asker>(&parts.get_item(0)?, "asker", "an Asker of this core")?;
+    let bodies = exact::<PyDict>(&parts.get_item(1)?, "bodies", "a dict")?;
+    Ok(Asking {
+        asker: asker.unbind(),
+        bodies: bodies.unbind(),
+        budget: parts.get_item(2)?.unbind(),
+    })
 }

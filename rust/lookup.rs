@@ -46,6 +46,11 @@ const TIMEOUT: u32 = 2;
 
 static STEPS: PyOnceLock<[Py<PyAny>; 6]> = PyOnceLock::new();
 
+/// `LookupStep.ASK`.
+pub(crate) fn steps_ask(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    Ok(steps(py)?[ASK].bind(py).clone())
+}
+
 /// `LookupStep.QUORUM`.
 pub(crate) fn steps_quorum(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     Ok(steps(py)?[QUORUM].bind(py).clone())

@@ -87,7 +87,7 @@ from .rpc_table import BAD_RESPONSE
 from .wire import pack_request
 
 if TYPE_CHECKING:
-    from .._core import Candidates, LookupAnswers, LookupCore
+    from .._core import Asker, Candidates, LookupAnswers, LookupCore
     from ..query import QueryId
     from .protocol import DhtProtocol
 
@@ -119,6 +119,9 @@ _SNAPSHOTS: dict[type[LookupCore], type[Candidates]] = {}
 #: LookupCore class -> its backend's LookupAnswers (a lookup's requests'
 #: callback)
 _ANSWERS: dict[type[LookupCore], type[LookupAnswers]] = {}
+#: LookupCore class -> its backend's Asker (a lookup's asks sent from the
+#: core)
+_ASKERS: dict[type[LookupCore], type[Asker]] = {}
 _ASK: Final = LookupStep.ASK
 _QUORUM: Final = LookupStep.QUORUM
 _GIVE_UP: Final = LookupStep.GIVE_UP
@@ -139,6 +142,7 @@ def _core_class(manager: QueryManager) -> type[LookupCore]:
         core = _CORES[backend] = module.LookupCore
         _SNAPSHOTS[core] = module.Candidates
         _ANSWERS[core] = module.LookupAnswers
+        _ASKERS[core] = module.Asker
     return core
 
 
@@ -233,6 +237,7 @@ class LookupSetup:
 
     __slots__ = (
         "answers_class",
+        "asker",
         "core_class",
         "manager",
         "own_id",
@@ -279,6 +284,9 @@ class LookupSetup:
             cache,
             protocol.reputation.book,
         )
+        #: every lookup's asks sent from the core as ask_many sends them
+        #: (its first ones, and those an answer leads to: LookupAnswers)
+        self.asker = protocol.asker(_NAMES, _ASKERS[self.core_class])
 
 
 class StreamingLookup:
@@ -363,11 +371,25 @@ class StreamingLookup:
         if step is _ASK and not asks:
             return
         # The requests' callback: it holds this lookup, which does not hold
-        # it (the requests out do, as they held a bound method before).
+        # it (the requests out do, as they held a bound method before). It
+        # sends the asks an answer leads to itself (setup.asker), with the
+        # lookup's bodies (ours packed now, a stock peer's when first
+        # needed: _ask_stock).
         setup = self._setup
+        bodies = self._bodies
+        if step is _ASK:
+            bodies[_OURS] = pack_request(_OURS, (self._protocol.source_node.id, self._key))
+        asker = setup.asker
+        budget = self._rpc_timeout
         answers = setup.answers_class(
-            self, core, self._handle, self._key, self._latest, setup.shared
+            self, core, self._handle, self._key, self._latest, setup.shared, (asker, bodies, budget)
         )
+        if step is _ASK:
+            asked = asker.ask(answers, asks, bodies, budget)
+            if asked is not None:
+                if asked < len(asks):
+                    self._ask_stock(answers, asks[asked:])
+                return
         self._act(answers, step, depth, asks)
 
     def _act(

@@ -1,0 +1,230 @@
+//! `Asker`: a streaming lookup's asks opened, framed and sent from the core
+//! (`DatagramEngine.open_asks`), with what `DhtProtocol.ask_many` and the
+//! lookup's `_act` do around it, so that an answer that leads to new asks
+//! (`LookupAnswers.settle`, step ASK) sends them with no Python frame: it
+//! took four (`_answered_then`, `_act`, `ask_many` and its checks) plus
+//! the transport's. One per protocol, shared by its lookups (as
+//! `LookupSetup.shared`). `_core_py.Asker` is the reference.
+//!
+//! It takes `ask_many`'s fast path only: the protocol's own queue empty,
+//! the window with room for every ask, the transport open, the RPC table's
+//! engine of this core; else it says `None` and the caller takes the Python
+//! path (`lookup._act`), which queues, refuses or sends one by one as
+//! before. The protocol's attributes that are replaced at run time (by
+//! tests, benches and the multi-host harness: `transport`,
+//! `max_outstanding`, `_requests`) are read per call; the rest once.
+
+use crate::answers::LookupAnswers;
+use crate::datagram::DatagramEngine;
+use crate::errors::{check_float, check_now, type_error, type_name};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
+
+#[pyclass(frozen, module = "dhtquery._core", name = "Asker")]
+pub struct Asker {
+    protocol: Py<PyAny>,
+    /// the protocol's queue of its own requests waiting for the window
+    waiting: Py<PyAny>,
+    peers: Py<PyAny>,
+    extensions: Py<PyDict>,
+    stats: Py<PyDict>,
+    timer: Py<PyAny>,
+    now: Py<PyAny>,
+    drop: Py<PyAny>,
+    names: Py<PyTuple>,
+    span: Py<PyFloat>,
+    first_span: Py<PyFloat>,
+}
+
+fn callable<'py>(value: Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    if !value.is_callable() {
+        return Err(type_error(format!(
+            "{name} must be callable, got {}",
+            type_name(&value)
+        )));
+    }
+    Ok(value)
+}
+
+impl Asker {
+    /// `ask`, from the core (`LookupAnswers.settle`): `answers` known to be
+    /// ours, `asks` and `bodies` of their types.
+    pub(crate) fn ask_for<'py>(
+        &self,
+        answers: &Bound<'py, LookupAnswers>,
+        asks: &Bound<'py, PyList>,
+        bodies: &Bound<'py, PyDict>,
+        budget: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<usize>> {
+        let py = answers.py();
+        let protocol = self.protocol.bind(py);
+        // ask_many's conditions for one engine call (else _ask_each, which
+        // queues or refuses: Python's)
+        if self.waiting.bind(py).len()? > 0 {
+            return Ok(None);
+        }
+        let requests = protocol.getattr(intern!(py, "_requests"))?;
+        if requests.is_none() {
+            return Ok(None);
+        }
+        let engine = requests.getattr(intern!(py, "engine"))?;
+        let Ok(engine) = engine.cast_exact::<DatagramEngine>() else {
+            return Ok(None);
+        };
+        let engine = engine.get();
+        let on_wire = engine.pending.bind(py).len();
+        let room: isize = protocol
+            .getattr(intern!(py, "max_outstanding"))?
+            .extract()?;
+        if isize::try_from(on_wire + asks.len()).unwrap_or(isize::MAX) > room {
+            return Ok(None);
+        }
+        let transport = protocol.getattr(intern!(py, "transport"))?;
+        if transport
+            .call_method0(intern!(py, "is_closing"))?
+            .is_truthy()?
+        {
+            return Ok(None);
+        }
+        // the lookup's _act: its requests counted (sent or not)
+        let handle = answers.get().handle(py);
+        let counted = handle
+            .getattr(intern!(py, "_requests"))?
+            .add(asks.len())?;
+        handle.setattr(intern!(py, "_requests"), counted)?;
+        let now = self.now.bind(py).call0()?;
+        let at = check_now(&now)?;
+        let timer = self.timer.bind(py);
+        let (earliest, refused, asked) = engine.open_asks(
+            py,
+            asks.as_any(),
+            self.names.bind(py).as_any(),
+            bodies.as_any(),
+            &now,
+            &timer.getattr(intern!(py, "lag"))?,
+            self.peers.bind(py),
+            self.extensions.bind(py).as_any(),
+            budget,
+            self.span.bind(py).as_any(),
+            self.first_span.bind(py).as_any(),
+            answers.as_any(),
+            &answers.getattr(intern!(py, "overdue"))?,
+            &transport.getattr(intern!(py, "sendto"))?,
+        )?;
+        let stats = self.stats.bind(py);
+        let key = intern!(py, "requests");
+        let before = match stats.get_item(key)? {
+            Some(count) => count,
+            None => 0i64.into_pyobject(py)?.into_any(),
+        };
+        stats.set_item(key, before.add(asked)?)?;
+        let due = at + earliest;
+        let armed: f64 = timer.getattr(intern!(py, "armed_until"))?.extract()?;
+        if armed > due {
+            timer.call_method1(intern!(py, "arm"), (due,))?;
+        }
+        // (uvloop: an address of another family than the socket's; the
+        // request times out)
+        let drop = self.drop.bind(py);
+        for _ in 0..refused {
+            drop.call1((intern!(py, "socket_error"),))?;
+        }
+        Ok(Some(asked))
+    }
+}
+
+#[pymethods]
+impl Asker {
+    #[new]
+    fn new(
+        protocol: &Bound<'_, PyAny>,
+        names: &Bound<'_, PyAny>,
+        span: &Bound<'_, PyAny>,
+        first_span: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let py = protocol.py();
+        let wrong_names = || {
+            type_error(format!(
+                "names must be a tuple of two str (ours, stock), got {}",
+                type_name(names)
+            ))
+        };
+        let Ok(parts) = names.cast_exact::<PyTuple>() else {
+            return Err(wrong_names());
+        };
+        if parts.len() != 2 || parts.iter().any(|name| !name.is_exact_instance_of::<PyString>()) {
+            return Err(wrong_names());
+        }
+        let span = PyFloat::new(py, check_float("span", span, false)?);
+        let first_span = PyFloat::new(py, check_float("first_span", first_span, false)?);
+        let waiting = protocol.getattr(intern!(py, "_waiting"))?;
+        // (a deque: only its length is read)
+        waiting.len()?;
+        let extensions = protocol.getattr(intern!(py, "extensions"))?;
+        let Ok(extensions) = extensions.cast_exact::<PyDict>() else {
+            return Err(type_error(format!(
+                "protocol.extensions must be a dict, got {}",
+                type_name(&extensions)
+            )));
+        };
+        let stats = protocol.getattr(intern!(py, "stats"))?;
+        let Ok(stats) = stats.cast::<PyDict>() else {
+            return Err(type_error(format!(
+                "protocol.stats must be a dict, got {}",
+                type_name(&stats)
+            )));
+        };
+        let now = callable(
+            protocol
+                .getattr(intern!(py, "clock"))?
+                .getattr(intern!(py, "now"))?,
+            "protocol.clock.now",
+        )?;
+        let drop = callable(protocol.getattr(intern!(py, "drop"))?, "protocol.drop")?;
+        Ok(Asker {
+            protocol: protocol.clone().unbind(),
+            waiting: waiting.unbind(),
+            peers: protocol.getattr(intern!(py, "_peers"))?.unbind(),
+            extensions: extensions.clone().unbind(),
+            stats: stats.clone().unbind(),
+            timer: protocol.getattr(intern!(py, "_timer"))?.unbind(),
+            now: now.unbind(),
+            drop: drop.unbind(),
+            names: parts.clone().unbind(),
+            span: span.unbind(),
+            first_span: first_span.unbind(),
+        })
+    }
+
+    /// A lookup's `asks` sent as `DhtProtocol.ask_many` sends them when
+    /// the window has room (see `_core.pyi`): how many were asked, or None
+    /// (nothing done: the caller takes the Python path).
+    fn ask(
+        &self,
+        answers: &Bound<'_, PyAny>,
+        asks: &Bound<'_, PyAny>,
+        bodies: &Bound<'_, PyAny>,
+        budget: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<usize>> {
+        let Ok(answers) = answers.cast_exact::<LookupAnswers>() else {
+            return Err(type_error(format!(
+                "answers must be a LookupAnswers of this core, got {}",
+                type_name(answers)
+            )));
+        };
+        let Ok(asks) = asks.cast_exact::<PyList>() else {
+            return Err(type_error(format!(
+                "asks must be a list, got {}",
+                type_name(asks)
+            )));
+        };
+        let Ok(bodies) = bodies.cast_exact::<PyDict>() else {
+            return Err(type_error(format!(
+                "bodies must be a dict, got {}",
+                type_name(bodies)
+            )));
+        };
+        self.ask_for(answers, asks, bodies, budget)
+    }
+}
