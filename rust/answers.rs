@@ -7,7 +7,9 @@
 //! and its counters kept. Python is called back only for what it must do:
 //! wake the query's streams (`handle.wake()`), end the query
 //! (`finish(query_id, None)`, the manager's), welcome a peer learnt from an
-//! answer or act on the step (`lookup._answered_then`), and every other
+//! answer or act on the step (`lookup._answered_then`; with an `Asker`, the
+//! step ASK's asks are sent from here, `lookup._welcome` called first for
+//! a peer learnt from an answer: see `asker.rs`), and every other
 //! answer (`lookup._answered`: not ok, after the end, not a `find_values`
 //! dict, records to check in full), which reads the records and hands them
 //! back to `settle`. `_core_py.LookupAnswers` is the reference.
@@ -21,8 +23,8 @@
 
 use crate::asker::Asker;
 use crate::errors::{check_peer, type_error, type_name};
-use crate::lookup::{steps_ask, steps_quorum};
 use crate::lookup::LookupCore;
+use crate::lookup::{steps_ask, steps_quorum};
 use crate::peers::PeerBook;
 use crate::query_core::QueryCore;
 use crate::query_id::QueryId;
@@ -72,7 +74,7 @@ struct Asking {
     budget: Py<PyAny>,
 }
 
-fn exact<'py, T: pyo3::PyTypeInfo>(
+pub(crate) fn exact<'py, T: pyo3::PyTypeInfo>(
     value: &Bound<'py, PyAny>,
     name: &str,
     what: &str,
@@ -86,7 +88,7 @@ fn exact<'py, T: pyo3::PyTypeInfo>(
     }
 }
 
-fn callable(value: Bound<'_, PyAny>, name: &str) -> PyResult<Py<PyAny>> {
+pub(crate) fn callable(value: Bound<'_, PyAny>, name: &str) -> PyResult<Py<PyAny>> {
     if !value.is_callable() {
         return Err(type_error(format!(
             "{name} must be callable, got {}",

@@ -1816,9 +1816,12 @@ class LookupAnswers:
     on the step) and for every other answer (``lookup._answered``, which
     reads the records and hands them to ``settle``). ``shared``: ``(queries,
     now, finish, cache, book)``, the query core and the manager's clock and
-    ``finish``, the node's RecordCache and PeerBook. See ``_core.pyi``."""
+    ``finish``, the node's RecordCache and PeerBook; ``asking``: ``(asker,
+    bodies, budget)``, to send a step ASK's asks itself (``Asker.ask``,
+    ``lookup._act`` if it says None). See ``_core.pyi``."""
 
     __slots__ = (
+        "_asking",
         "_book",
         "_cache",
         "_core",
@@ -1831,7 +1834,6 @@ class LookupAnswers:
         "_now",
         "_queries",
         "_query_id",
-        "_asking",
     )
 
     def __init__(
@@ -1906,7 +1908,9 @@ class LookupAnswers:
                     f"asker must be an Asker of this core, got {type(asker).__name__}"
                 )
             if type(bodies) is not dict:
-                raise InvalidArgumentTypeError(f"bodies must be a dict, got {type(bodies).__name__}")
+                raise InvalidArgumentTypeError(
+                    f"bodies must be a dict, got {type(bodies).__name__}"
+                )
         self._asking = asking
 
     def __call__(self, context: Any, address: Any, name: str, ok: bool, value: Any) -> None:
