@@ -157,22 +157,22 @@ impl LookupAnswers {
         Self::settle(slf, context, address, &records, &contacts)
     }
 
-    /// Step ASK with `asks` (not empty) after an answer: the peer welcomed
-    /// first if learnt from an answer (`lookup._welcome`, Python's), then
-    /// the asks sent by the `Asker` (no Python frame), or by the lookup's
-    /// `_act` if the asker leaves them to Python; a stock peer's asks whose
-    /// body is not packed yet by `lookup._ask_stock`.
+    /// Step ASK with `asks` (not empty): the peer of an answer welcomed
+    /// first if learnt from an answer (`welcome`: `lookup._welcome`,
+    /// Python's), then the asks sent by the `Asker` (no Python frame), or
+    /// by the lookup's `_act` if the asker leaves them to Python; a stock
+    /// peer's asks whose body is not packed yet by `lookup._ask_stock`.
     fn ask(
         slf: &Bound<'_, Self>,
         asking: &Asking,
-        ask: &Bound<'_, PyAny>,
+        welcome: Option<&Bound<'_, PyAny>>,
         depth: u32,
         step: &Bound<'_, PyAny>,
         asks: &Bound<'_, PyList>,
     ) -> PyResult<()> {
         let py = slf.py();
         let lookup = slf.get().lookup.bind(py);
-        if depth > 1 {
+        if let Some(ask) = welcome {
             lookup.call_method1(intern!(py, "_welcome"), (ask,))?;
         }
         let asked = asking.asker.get().ask_for(
@@ -390,7 +390,8 @@ impl LookupAnswers {
         if act {
             if let Some(asking) = &this.asking {
                 if step.is(&steps_ask(py)?) {
-                    return Self::ask(slf, asking, ask, depth, &step, &asks);
+                    let learnt = (depth > 1).then_some(ask);
+                    return Self::ask(slf, asking, learnt, depth, &step, &asks);
                 }
             }
         }
@@ -404,13 +405,41 @@ impl LookupAnswers {
     }
 
     /// A request of the lookup passed its RTO (the protocol's `overdue`
-    /// callback): `lookup._overdue(self, ask)`.
+    /// callback): `lookup._overdue(self, ask)`; with an `Asker`, its work
+    /// done here (the lookup's `_resent` counted, the core told, the next
+    /// asks sent as after an answer).
     fn overdue(slf: &Bound<'_, Self>, ask: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        slf.get()
-            .lookup
+        let this = slf.get();
+        let Some(asking) = &this.asking else {
+            this.lookup
+                .bind(py)
+                .call_method1(intern!(py, "_overdue"), (slf, ask))?;
+            return Ok(());
+        };
+        if this.ended.bind(py).call0()?.is_truthy()? {
+            return Ok(());
+        }
+        let handle = this.handle.bind(py);
+        let resent = handle.getattr(intern!(py, "_resent"))?.add(1)?;
+        handle.setattr(intern!(py, "_resent"), resent)?;
+        let answer =
+            this.core
+                .bind(py)
+                .borrow_mut()
+                .overdue(py, &ask.get_item(0)?, &ask.get_item(1)?)?;
+        let step = answer.get_item(0)?;
+        let depth: u32 = answer.get_item(1)?.extract()?;
+        let asks = answer.get_item(2)?.cast_into_exact::<PyList>()?;
+        if step.is(&steps_ask(py)?) {
+            if asks.is_empty() {
+                return Ok(());
+            }
+            return Self::ask(slf, asking, None, depth, &step, &asks);
+        }
+        this.lookup
             .bind(py)
-            .call_method1(intern!(py, "_overdue"), (slf, ask))?;
+            .call_method1(intern!(py, "_act"), (slf, step, depth, asks))?;
         Ok(())
     }
 }

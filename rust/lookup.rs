@@ -1303,7 +1303,7 @@ impl LookupCore {
 
     /// The request to `node_id` (at `address`) passed its RTO and was sent
     /// again: ask the next candidate now.
-    fn overdue<'py>(
+    pub(crate) fn overdue<'py>(
         &mut self,
         py: Python<'py>,
         node_id: &Bound<'py, PyAny>,

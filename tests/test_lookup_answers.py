@@ -108,6 +108,7 @@ class Handle:
         self.id = query_id
         self.done = False
         self._requests = 0
+        self._resent = 0
 
     def ended(self) -> bool:
         return self.done
@@ -421,6 +422,54 @@ def test_asks_go_to_the_lookups_act_when_ask_many_would_not_send_them_at_once(
     assert protocol.stats == {}
 
 
+def test_an_overdue_request_has_the_next_candidate_asked_from_the_core(
+    core_module: ModuleType,
+) -> None:
+    rig = Rig(core_module, asking=True)
+    asks = rig.start(1, 2, 3, 4)
+    rig.answers.overdue(asks[0])
+    # (the lookup's _overdue done in the call: counted, the core told, the
+    # fourth candidate asked)
+    assert rig.calls.log[0] == ("sendto", b"\x00ours", addr(4))
+    assert [entry[0] for entry in rig.calls.log] == ["sendto", "arm"]
+    assert (rig.handle._resent, rig.handle._requests) == (1, 1)
+    assert [entry[0] for entry in rig.protocol.on_wire()] == [(node(4), addr(4))]
+    rig.calls.log.clear()
+    # a later retransmission of the same request: counted, nobody asked
+    rig.answers.overdue(asks[0])
+    assert rig.calls.log == []
+    assert rig.handle._resent == 2
+    # nobody left to ask, no holder heard from: it waits
+    rig.answers.overdue(asks[1])
+    assert rig.calls.log == []
+    # after the end: nothing, not counted
+    rig.finish(rig.query_id, Reason.ADAPTIVE)
+    rig.calls.log.clear()
+    rig.answers.overdue(asks[2])
+    assert rig.calls.log == [] and rig.handle._resent == 3
+
+
+def test_an_overdue_request_whose_step_is_not_ask_goes_to_the_lookups_act(
+    core_module: ModuleType,
+) -> None:
+    rig = Rig(core_module, asking=True)
+    asks = rig.start(1, 2, 3)
+    rig.keep(wire(1))
+    rig.answers(asks[0], asks[0][1], "find_values", True, found([wire(1)]))
+    rig.answers.overdue(asks[1])
+    rig.calls.log.clear()
+    # a holder heard from, everyone else past their RTO: give up on them
+    rig.answers.overdue(asks[2])
+    assert rig.calls.log == [("_act", LookupStep.GIVE_UP, 0, [asks[1], asks[2]])]
+
+
+def test_an_overdue_request_past_the_end_of_a_lookup_without_asker_is_the_lookups(
+    rig: Rig,
+) -> None:
+    rig.answers.overdue(rig.start(1)[0])
+    assert rig.calls.log == [("_overdue", (node(1), addr(1)))]
+
+
 def test_a_window_with_room_for_exactly_the_asks_sends_them(core_module: ModuleType) -> None:
     rig = Rig(core_module, asking=True)
     rig.protocol.max_outstanding = 1
@@ -510,6 +559,7 @@ def _seen(rig: Rig, ids: list[bytes]) -> Any:
         [rig.book.stats(addr(n))[3] for n in range(12)],
         sorted(rig.latest.items()),
         rig.handle._requests,
+        rig.handle._resent,
         dict(rig.protocol.stats),
         typed_form(rig.protocol.on_wire()),
     )

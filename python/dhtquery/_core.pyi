@@ -688,7 +688,11 @@ class LookupAnswers:
         """An answer's records (``(dedup key, record)`` pairs) and contacts,
         read: the rest of the common answer's handling."""
     def overdue(self, ask: tuple[builtins.bytes, _Address]) -> None:
-        """A request passed its RTO: ``lookup._overdue(self, ask)``."""
+        """A request passed its RTO: ``lookup._overdue(self, ask)``; with
+        ``asking``, its work done here: nothing if ``handle.ended()``, else
+        ``handle._resent += 1``, ``core.overdue(*ask)`` and its step ASK's
+        asks sent as after an answer (no welcome), any other step to
+        ``lookup._act(self, step, depth, asks)``."""
 
 @final
 class Asker:

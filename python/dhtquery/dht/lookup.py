@@ -289,8 +289,9 @@ class LookupSetup:
             protocol.reputation.book,
         )
         #: every lookup's asks sent from the core as ask_many sends them
-        #: (its first ones, and those an answer leads to: LookupAnswers)
-        self.asker = protocol.asker(_NAMES, _ASKERS[self.core_class])
+        #: (its first ones, and those an answer leads to: LookupAnswers);
+        #: None: every ask through _act (bench scale's --trace wraps it)
+        self.asker: Asker | None = protocol.asker(_NAMES, _ASKERS[self.core_class])
 
 
 class StreamingLookup:
@@ -383,10 +384,16 @@ class StreamingLookup:
         # callgrind, bench profile, 235.4 k -> 233.3 k instructions a
         # get_all; see rust/asker.rs for the asks after an answer)
         setup = self._setup
+        asker = setup.asker
+        if asker is None:
+            answers = setup.answers_class(
+                self, core, self._handle, self._key, self._latest, setup.shared
+            )
+            self._act(answers, step, depth, asks)
+            return
         bodies = self._bodies
         if step is _ASK:
             bodies[_OURS] = pack_request(_OURS, (self._protocol.source_node.id, self._key))
-        asker = setup.asker
         budget = self._rpc_timeout
         answers = setup.answers_class(
             self, core, self._handle, self._key, self._latest, setup.shared, (asker, bodies, budget)
@@ -443,7 +450,9 @@ class StreamingLookup:
     def _overdue(self, answers: LookupAnswers, ask: tuple[bytes, Any]) -> None:
         """A request passed its RTO and was sent again: ask the next
         candidate now. The request stays out (its answer still counts).
-        (Called by ``answers.overdue``.)"""
+        (Called by ``answers.overdue`` made without an Asker: with one, it
+        does this itself, ``_act`` called only where the protocol would
+        queue the asks or the step is not ASK.)"""
         if self._ended():
             return
         self._handle._resent += 1

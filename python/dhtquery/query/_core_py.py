@@ -1957,21 +1957,45 @@ class LookupAnswers:
         asking = self._asking
         if act and asking is not None and step is LookupStep.ASK:
             # (Rust: the asks sent without the lookup's frames)
-            lookup = self._lookup
             if depth > 1:
-                lookup._welcome(ask)
-            asker, bodies, budget = asking
-            asked = asker.ask(self, asks, bodies, budget)
-            if asked is None:
-                lookup._act(self, step, depth, asks)
-            elif asked < len(asks):
-                lookup._ask_stock(self, asks[asked:])
+                self._lookup._welcome(ask)
+            self._ask(asking, depth, step, asks)
             return
         if depth > 1 or act:
             self._lookup._answered_then(self, ask, depth, step if act else None, asks)
 
+    def _ask(
+        self,
+        asking: tuple[Asker, dict[str, bytes], float | None],
+        depth: int,
+        step: LookupStep,
+        asks: list[tuple[bytes, Any]],
+    ) -> None:
+        """Step ASK's ``asks`` (not empty) sent by the Asker, else by the
+        lookup's ``_act``; a stock peer's whose body is not packed yet by
+        ``lookup._ask_stock``."""
+        asker, bodies, budget = asking
+        asked = asker.ask(self, asks, bodies, budget)
+        if asked is None:
+            self._lookup._act(self, step, depth, asks)
+        elif asked < len(asks):
+            self._lookup._ask_stock(self, asks[asked:])
+
     def overdue(self, ask: tuple[bytes, Any]) -> None:
-        self._lookup._overdue(self, ask)
+        asking = self._asking
+        if asking is None:
+            self._lookup._overdue(self, ask)
+            return
+        # (the lookup's _overdue, done here as after an answer)
+        if self._ended():
+            return
+        self._handle._resent += 1
+        step, depth, asks = self._core.overdue(ask[0], ask[1])
+        if step is LookupStep.ASK:
+            if asks:
+                self._ask(asking, depth, step, asks)
+            return
+        self._lookup._act(self, step, depth, asks)
 
 
 class Asker:
