@@ -15,12 +15,13 @@
 //! `max_outstanding`, `_requests`) are read per call; the rest once.
 //!
 //! Measured (cachegrind, instructions per `get_all`, slope between 1,000
-//! and 3,000 lookups, frozen clock, one run each, base = main at deb6e79's
-//! Python with this build's `_core`): `bench profile` 235.4 k -> 233.3 k
-//! (its lookups ask three holders: only the first asks, from `start`, take
-//! this path); `benches/profile_empty_peers.py` (half the peers hold
-//! nothing: 5.46 requests a lookup, 2.46 answers that lead to an ask)
-//! 350.0 k -> 334.2 k, about 5.6 k an answer that leads to asks.
+//! and 3,000 lookups, frozen clock, two pairs of runs, base = main at
+//! deb6e79's Python with this build's `_core`): `bench profile` 235.4 k ->
+//! 233.3 k and 234.9 k -> 232.2 k (its lookups ask three holders: only the
+//! first asks, from `start`, take this path); `benches/profile_empty_peers.py`
+//! (half the peers hold nothing: 5.46 requests a lookup, 2.46 answers
+//! that lead to an ask) 350.0 k -> 334.2 k and 350.0 k -> 334.6 k, about
+//! 5.6 k an answer that leads to asks.
 
 use crate::answers::{callable, exact, LookupAnswers};
 use crate::datagram::DatagramEngine;

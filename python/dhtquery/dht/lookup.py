@@ -381,8 +381,9 @@ class StreamingLookup:
         # lookup's bodies (ours packed now, a stock peer's when first
         # needed: _ask_stock).
         # (the first asks by the asker too, not _act and ask_many:
-        # callgrind, bench profile, 235.4 k -> 233.3 k instructions a
-        # get_all; see rust/asker.rs for the asks after an answer)
+        # cachegrind, bench profile, 235.4 k -> 233.3 k and 234.9 k ->
+        # 232.2 k instructions a get_all in two pairs of runs; see
+        # rust/asker.rs for the asks after an answer)
         setup = self._setup
         asker = setup.asker
         if asker is None:
