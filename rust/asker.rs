@@ -73,10 +73,14 @@ impl Asker {
         };
         let engine = engine.get();
         let on_wire = engine.pending.bind(py).len();
-        let room: isize = protocol
-            .getattr(intern!(py, "max_outstanding"))?
-            .extract()?;
-        if isize::try_from(on_wire + asks.len()).unwrap_or(isize::MAX) > room {
+        let wanted = on_wire + asks.len();
+        let room = protocol.getattr(intern!(py, "max_outstanding"))?;
+        let full = match room.extract::<usize>() {
+            Ok(room) => wanted > room,
+            // (not a size: compared as Python compares it)
+            Err(_) => room.lt(wanted)?,
+        };
+        if full {
             return Ok(None);
         }
         let transport = protocol.getattr(intern!(py, "transport"))?;

@@ -470,11 +470,17 @@ def test_an_overdue_request_past_the_end_of_a_lookup_without_asker_is_the_lookup
     assert rig.calls.log == [("_overdue", (node(1), addr(1)))]
 
 
-def test_a_window_with_room_for_exactly_the_asks_sends_them(core_module: ModuleType) -> None:
+@pytest.mark.parametrize("room", [1, 1.0, 1.5, -1])
+def test_a_window_with_room_for_exactly_the_asks_sends_them(
+    core_module: ModuleType, room: float
+) -> None:
     rig = Rig(core_module, asking=True)
-    rig.protocol.max_outstanding = 1
+    rig.protocol.max_outstanding = room  # type: ignore[assignment]
     _lead_to_nine(rig)
-    assert rig.calls.log[0] == ("sendto", b"\x00ours", NINE[1])
+    if room >= 1:
+        assert rig.calls.log[0] == ("sendto", b"\x00ours", NINE[1])
+    else:
+        assert rig.calls.log == [("_act", LookupStep.ASK, 1, [NINE])]
 
 
 def test_a_stock_peers_asks_go_to_the_lookup_when_its_body_is_not_packed(
