@@ -7,7 +7,9 @@
 //! and its counters kept. Python is called back only for what it must do:
 //! wake the query's streams (`handle.wake()`), end the query
 //! (`finish(query_id, None)`, the manager's), welcome a peer learnt from an
-//! answer or act on the step (`lookup._answered_then`), and every other
+//! answer or act on the step (`lookup._answered_then`; with an `Asker`, the
+//! step ASK's asks are sent from here, `lookup._welcome` called first for
+//! a peer learnt from an answer: see `asker.rs`), and every other
 //! answer (`lookup._answered`: not ok, after the end, not a `find_values`
 //! dict, records to check in full), which reads the records and hands them
 //! back to `settle`. `_core_py.LookupAnswers` is the reference.
@@ -19,9 +21,10 @@
 //! cycle: the requests' entries hold it, as they held the lookup's bound
 //! method).
 
+use crate::asker::Asker;
 use crate::errors::{check_peer, type_error, type_name};
-use crate::lookup::steps_quorum;
 use crate::lookup::LookupCore;
+use crate::lookup::{steps_ask, steps_quorum};
 use crate::peers::PeerBook;
 use crate::query_core::QueryCore;
 use crate::query_id::QueryId;
@@ -59,9 +62,19 @@ pub struct LookupAnswers {
     finish: Py<PyAny>,
     cache: Cache,
     book: Book,
+    asking: Option<Asking>,
 }
 
-fn exact<'py, T: pyo3::PyTypeInfo>(
+/// What sends an answer's asks from the core: the protocol's `Asker`, the
+/// lookup's request bodies (by RPC name, the dict the lookup adds to) and
+/// its budget (`rpc_timeout`).
+struct Asking {
+    asker: Py<Asker>,
+    bodies: Py<PyDict>,
+    budget: Py<PyAny>,
+}
+
+pub(crate) fn exact<'py, T: pyo3::PyTypeInfo>(
     value: &Bound<'py, PyAny>,
     name: &str,
     what: &str,
@@ -75,7 +88,7 @@ fn exact<'py, T: pyo3::PyTypeInfo>(
     }
 }
 
-fn callable(value: Bound<'_, PyAny>, name: &str) -> PyResult<Py<PyAny>> {
+pub(crate) fn callable(value: Bound<'_, PyAny>, name: &str) -> PyResult<Py<PyAny>> {
     if !value.is_callable() {
         return Err(type_error(format!(
             "{name} must be callable, got {}",
@@ -96,6 +109,11 @@ pub(crate) struct Reply<'a, 'py> {
 }
 
 impl LookupAnswers {
+    /// The lookup's handle (its `_requests` counted by the `Asker`).
+    pub(crate) fn handle<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.handle.bind(py)
+    }
+
     /// A request's answer (see `__call__`).
     pub(crate) fn answer_to(slf: &Bound<'_, Self>, reply: &Reply<'_, '_>) -> PyResult<()> {
         let Reply {
@@ -137,6 +155,43 @@ impl LookupAnswers {
             None => PyTuple::empty(py).into_any(),
         };
         Self::settle(slf, context, address, &records, &contacts)
+    }
+
+    /// Step ASK with `asks` (not empty): the peer of an answer welcomed
+    /// first if learnt from an answer (`welcome`: `lookup._welcome`,
+    /// Python's), then the asks sent by the `Asker` (no Python frame), or
+    /// by the lookup's `_act` if the asker leaves them to Python; a stock
+    /// peer's asks whose body is not packed yet by `lookup._ask_stock`.
+    fn ask(
+        slf: &Bound<'_, Self>,
+        asking: &Asking,
+        welcome: Option<&Bound<'_, PyAny>>,
+        depth: u32,
+        step: &Bound<'_, PyAny>,
+        asks: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let lookup = slf.get().lookup.bind(py);
+        if let Some(ask) = welcome {
+            lookup.call_method1(intern!(py, "_welcome"), (ask,))?;
+        }
+        let asked = asking.asker.get().ask_for(
+            slf,
+            asks,
+            asking.bodies.bind(py),
+            asking.budget.bind(py),
+        )?;
+        match asked {
+            None => {
+                lookup.call_method1(intern!(py, "_act"), (slf, step, depth, asks))?;
+            }
+            Some(asked) if asked < asks.len() => {
+                let rest = asks.get_slice(asked, asks.len());
+                lookup.call_method1(intern!(py, "_ask_stock"), (slf, rest))?;
+            }
+            Some(_) => {}
+        }
+        Ok(())
     }
 
     /// The answer to Python's `lookup._answered`, as it came.
@@ -183,6 +238,7 @@ impl LookupAnswers {
 #[pymethods]
 impl LookupAnswers {
     #[new]
+    #[pyo3(signature = (lookup, core, handle, key, latest, shared, asking=None))]
     fn new(
         lookup: &Bound<'_, PyAny>,
         core: &Bound<'_, PyAny>,
@@ -190,6 +246,7 @@ impl LookupAnswers {
         key: &Bound<'_, PyAny>,
         latest: &Bound<'_, PyAny>,
         shared: &Bound<'_, PyAny>,
+        asking: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let py = lookup.py();
         let core = exact::<LookupCore>(core, "core", "a LookupCore of this core")?;
@@ -224,6 +281,10 @@ impl LookupAnswers {
             Ok(book) => Book::Native(book.clone().unbind()),
             Err(_) => Book::Method(callable(book.getattr("provided")?, "book.provided")?),
         };
+        let asking = match asking {
+            Some(asking) if !asking.is_none() => Some(read_asking(asking)?),
+            _ => None,
+        };
         Ok(LookupAnswers {
             lookup: lookup.clone().unbind(),
             core: core.unbind(),
@@ -238,6 +299,7 @@ impl LookupAnswers {
             finish,
             cache,
             book,
+            asking,
         })
     }
 
@@ -325,6 +387,14 @@ impl LookupAnswers {
                 .call1((this.query_id.bind(py), reason))?;
             return Ok(());
         }
+        if act {
+            if let Some(asking) = &this.asking {
+                if step.is(&steps_ask(py)?) {
+                    let learnt = (depth > 1).then_some(ask);
+                    return Self::ask(slf, asking, learnt, depth, &step, &asks);
+                }
+            }
+        }
         if depth > 1 || act {
             let step = if act { step } else { py.None().into_bound(py) };
             this.lookup
@@ -335,13 +405,64 @@ impl LookupAnswers {
     }
 
     /// A request of the lookup passed its RTO (the protocol's `overdue`
-    /// callback): `lookup._overdue(self, ask)`.
+    /// callback): `lookup._overdue(self, ask)`; with an `Asker`, its work
+    /// done here (the lookup's `_resent` counted, the core told, the next
+    /// asks sent as after an answer).
     fn overdue(slf: &Bound<'_, Self>, ask: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        slf.get()
-            .lookup
+        let this = slf.get();
+        let Some(asking) = &this.asking else {
+            this.lookup
+                .bind(py)
+                .call_method1(intern!(py, "_overdue"), (slf, ask))?;
+            return Ok(());
+        };
+        if this.ended.bind(py).call0()?.is_truthy()? {
+            return Ok(());
+        }
+        let handle = this.handle.bind(py);
+        let resent = handle.getattr(intern!(py, "_resent"))?.add(1)?;
+        handle.setattr(intern!(py, "_resent"), resent)?;
+        let answer =
+            this.core
+                .bind(py)
+                .borrow_mut()
+                .overdue(py, &ask.get_item(0)?, &ask.get_item(1)?)?;
+        let step = answer.get_item(0)?;
+        let depth: u32 = answer.get_item(1)?.extract()?;
+        let asks = answer.get_item(2)?.cast_into_exact::<PyList>()?;
+        if step.is(&steps_ask(py)?) {
+            if asks.is_empty() {
+                return Ok(());
+            }
+            return Self::ask(slf, asking, None, depth, &step, &asks);
+        }
+        this.lookup
             .bind(py)
-            .call_method1(intern!(py, "_overdue"), (slf, ask))?;
+            .call_method1(intern!(py, "_act"), (slf, step, depth, asks))?;
         Ok(())
     }
+}
+
+/// `asking`: `(asker, bodies, budget)`.
+fn read_asking(asking: &Bound<'_, PyAny>) -> PyResult<Asking> {
+    let wrong = || {
+        type_error(format!(
+            "asking must be an (asker, bodies, budget) tuple or None, got {}",
+            type_name(asking)
+        ))
+    };
+    let Ok(parts) = asking.cast_exact::<PyTuple>() else {
+        return Err(wrong());
+    };
+    if parts.len() != 3 {
+        return Err(wrong());
+    }
+    let asker = exact::<Asker>(&parts.get_item(0)?, "asker", "an Asker of this core")?;
+    let bodies = exact::<PyDict>(&parts.get_item(1)?, "bodies", "a dict")?;
+    Ok(Asking {
+        asker: asker.unbind(),
+        bodies: bodies.unbind(),
+        budget: parts.get_item(2)?.unbind(),
+    })
 }

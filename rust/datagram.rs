@@ -565,7 +565,7 @@ const AMBIGUOUS_RTT: f64 = -1.0;
 
 #[pyclass(frozen, module = "dhtquery._core", name = "DatagramEngine")]
 pub struct DatagramEngine {
-    pending: Py<PyDict>,
+    pub(crate) pending: Py<PyDict>,
     shapes: Option<Py<PyDict>>,
     requests: Option<Requests>,
     dispatch: OnceLock<Dispatch>,
@@ -1295,7 +1295,7 @@ impl DatagramEngine {
     /// request opened as `open` opens it and its datagram given to `send`.
     #[pyo3(signature = (asks, names, bodies, now, lag, peers, extensions, budget, span, first_span, callback, overdue, send))]
     #[allow(clippy::too_many_arguments)]
-    fn open_asks<'py>(
+    pub(crate) fn open_asks<'py>(
         &self,
         py: Python<'py>,
         asks: &Bound<'py, PyAny>,

@@ -13,7 +13,8 @@
 //! - `cache`: prefetch hints for the hot paths.
 //! - `errors`: the argument checks; `query_id`, `query_core`: the classes.
 //! - `lookup`: a streaming lookup's decisions (whom to ask, when it is
-//!   over), the lookup's sends and timers staying in Python.
+//!   over); `answers`: its requests' callback, reading the common answer;
+//!   `asker`: its asks sent (`ask_many`'s fast path) without Python frames.
 //! - `peers`: every peer's RTT estimator and reputation record (`PeerBook`),
 //!   which the lookup reads directly.
 //! - `datagram`: the engine reading each arriving datagram (framing,
@@ -24,6 +25,7 @@
 //!   many datagrams per system call (`recvmmsg`), measured, not used yet.
 
 pub mod answers;
+pub mod asker;
 pub mod batch;
 pub mod buffer;
 pub mod cache;
@@ -56,6 +58,8 @@ mod _core {
 
     #[pymodule_export]
     use crate::answers::LookupAnswers;
+    #[pymodule_export]
+    use crate::asker::Asker;
     #[pymodule_export]
     use crate::batch::BatchReceiver;
     #[pymodule_export]
@@ -100,6 +104,7 @@ mod _core {
             "MAX_NOW",
             "MAX_RESULTS_LIMIT",
             "MAX_TIMEOUT",
+            "Asker",
             "BatchReceiver",
             "Candidates",
             "DatagramEngine",

@@ -46,6 +46,11 @@ const TIMEOUT: u32 = 2;
 
 static STEPS: PyOnceLock<[Py<PyAny>; 6]> = PyOnceLock::new();
 
+/// `LookupStep.ASK`.
+pub(crate) fn steps_ask(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    Ok(steps(py)?[ASK].bind(py).clone())
+}
+
 /// `LookupStep.QUORUM`.
 pub(crate) fn steps_quorum(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     Ok(steps(py)?[QUORUM].bind(py).clone())
@@ -1298,7 +1303,7 @@ impl LookupCore {
 
     /// The request to `node_id` (at `address`) passed its RTO and was sent
     /// again: ask the next candidate now.
-    fn overdue<'py>(
+    pub(crate) fn overdue<'py>(
         &mut self,
         py: Python<'py>,
         node_id: &Bound<'py, PyAny>,

@@ -34,6 +34,7 @@ PUBLIC_NAMES = [
     "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
+    "Asker",
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",

@@ -43,6 +43,7 @@ __all__ = [
     "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
+    "Asker",
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
@@ -673,6 +674,17 @@ class _AnswersLookup(Protocol):
         asks: list[tuple[builtins.bytes, _Address]],
     ) -> None: ...
     def _overdue(self, answers: LookupAnswers, ask: tuple[builtins.bytes, _Address]) -> None: ...
+    def _welcome(self, ask: tuple[builtins.bytes, _Address]) -> None: ...
+    def _act(
+        self,
+        answers: LookupAnswers,
+        step: LookupStep,
+        depth: int,
+        asks: list[tuple[builtins.bytes, _Address]],
+    ) -> None: ...
+    def _ask_stock(
+        self, answers: LookupAnswers, asks: list[tuple[builtins.bytes, _Address]]
+    ) -> None: ...
 
 class _AnswersHandle(Protocol):
     # (a QueryId of this core: the handle's own type checkers see the twin's)
@@ -700,7 +712,16 @@ class LookupAnswers:
     ask).
     Any other answer goes to ``lookup._answered(self, context, address,
     name, ok, value)``, which reads it and calls :meth:`settle`.
-    ``shared``: ``(queries, now, finish, cache, book)``."""
+    ``shared``: ``(queries, now, finish, cache, book)``.
+
+    With ``asking``, ``(asker, bodies, budget)`` (an :class:`Asker` of this
+    core, the lookup's request bodies by RPC name, its ``rpc_timeout``),
+    the step ASK with asks is done here instead of by
+    ``lookup._answered_then``: ``lookup._welcome(ask)`` if depth > 1, then
+    ``asker.ask(self, asks, bodies, budget)``; if that says None,
+    ``lookup._act(self, step, depth, asks)``; if it asked fewer than all
+    (a stock peer's body not packed yet), ``lookup._ask_stock(self, the
+    rest)``."""
 
     def __new__(
         cls,
@@ -712,6 +733,7 @@ class LookupAnswers:
         # (queries: a QueryCore of this core, which type checkers see as the
         # twin's where the manager hands it out)
         shared: tuple[Any, Callable[[], float], Callable[..., object], Any, Any],
+        asking: tuple[Asker, dict[str, builtins.bytes], float | None] | None = None,
     ) -> Self: ...
     def __call__(
         self,
@@ -734,7 +756,53 @@ class LookupAnswers:
         """An answer's records (``(dedup key, record)`` pairs) and contacts,
         read: the rest of the common answer's handling."""
     def overdue(self, ask: tuple[builtins.bytes, _Address]) -> None:
-        """A request passed its RTO: ``lookup._overdue(self, ask)``."""
+        """A request passed its RTO: ``lookup._overdue(self, ask)``; with
+        ``asking``, its work done here: nothing if ``handle.ended()``, else
+        ``handle._resent += 1``, ``core.overdue(*ask)`` and its step ASK's
+        asks sent as after an answer (no welcome), any other step to
+        ``lookup._act(self, step, depth, asks)``."""
+
+@final
+class Asker:
+    """A streaming lookup's asks sent from the core as
+    ``DhtProtocol.ask_many`` sends them when the window has room, with no
+    Python frame when :class:`LookupAnswers` calls it (one per protocol,
+    shared by its lookups).
+
+    ``protocol`` is read once for ``_waiting`` (its queue of requests
+    waiting for the window: only its length), ``_peers``, ``extensions``
+    (a dict), ``stats`` (a dict, a Counter), ``_timer`` (``lag``,
+    ``armed_until``, ``arm``), ``clock.now`` and ``drop`` (callables), and
+    per :meth:`ask` for ``_requests``, ``max_outstanding`` and
+    ``transport`` (replaced at run time by tests and harnesses).
+    InvalidArgumentTypeError unless ``names`` is a tuple of two str,
+    ``extensions`` a dict, ``stats`` a dict, ``now`` and ``drop``
+    callable; ``span`` and ``first_span`` checked as positive seconds."""
+
+    def __new__(
+        cls, protocol: Any, names: tuple[str, str], span: float, first_span: float
+    ) -> Self: ...
+    def ask(
+        self,
+        answers: LookupAnswers,
+        asks: list[tuple[builtins.bytes, _Address]],
+        bodies: dict[str, builtins.bytes],
+        budget: float | None,
+    ) -> int | None:
+        """None (nothing done: the caller takes the Python path) if the
+        protocol's ``_waiting`` is not empty, it has no ``_requests``,
+        their ``engine`` is not a DatagramEngine of this core,
+        ``len(engine.pending) + len(asks) > max_outstanding``, or
+        ``transport.is_closing()``. Else the lookup's handle
+        (``answers``') ``_requests += len(asks)``, then ``engine.open_asks(asks, names,
+        bodies, now, timer.lag, peers, extensions, budget, span, first_span,
+        answers, answers.overdue, transport.sendto)`` at ``now = clock.now()``;
+        ``stats["requests"] += asked``; ``timer.arm(now + earliest)`` if
+        ``timer.armed_until`` is later; ``drop("socket_error")`` per
+        refused send; returns ``asked`` (fewer than ``len(asks)``: the next
+        one's body is not in ``bodies``). Errors as ``open_asks``'s, and
+        InvalidArgumentTypeError unless ``answers`` is a LookupAnswers of
+        this core, ``asks`` a list and ``bodies`` a dict."""
 
 #: (successes, failures, rtt_ms, provided, last_seen, consecutive_failures,
 #: invalid): dht.reputation.PeerStats's fields, in order

@@ -434,8 +434,10 @@ def _install_trace(network: LocalNetwork, traces: dict[Any, list[Any]]) -> None:
     """Diagnostics (``--trace``): every get_all lookup's requests and
     answers, timed, each with the true round trip to the peer (the link's),
     kept in ``traces`` by query id. Wraps StreamingLookup's methods in this
-    worker; what the lookup does is unchanged."""
-    from ..dht.lookup import StreamingLookup
+    worker; what the lookup does is unchanged (its asks all go through
+    ``_act``, the Python way, not sent from the core: its LookupSetup is
+    made without an Asker)."""
+    from ..dht.lookup import LookupSetup, StreamingLookup
     from ..query import LookupStep
 
     link = network.link
@@ -500,6 +502,13 @@ def _install_trace(network: LocalNetwork, traces: dict[Any, list[Any]]) -> None:
         act(self, answers, step, depth, asks)
 
     StreamingLookup._act = traced_act  # type: ignore[method-assign]
+    setup = LookupSetup.__init__
+
+    def untraced_asker(self: LookupSetup, protocol: Any, manager: Any) -> None:
+        setup(self, protocol, manager)
+        self.asker = None
+
+    LookupSetup.__init__ = untraced_asker  # type: ignore[method-assign]
 
 
 async def run_lookups(

@@ -54,6 +54,7 @@ __all__ = [
     "MAX_NOW",
     "MAX_RESULTS_LIMIT",
     "MAX_TIMEOUT",
+    "Asker",
     "BatchReceiver",
     "Candidates",
     "DatagramEngine",
@@ -1965,9 +1966,12 @@ class LookupAnswers:
     on the step) and for every other answer (``lookup._answered``, which
     reads the records and hands them to ``settle``). ``shared``: ``(queries,
     now, finish, cache, book)``, the query core and the manager's clock and
-    ``finish``, the node's RecordCache and PeerBook. See ``_core.pyi``."""
+    ``finish``, the node's RecordCache and PeerBook; ``asking``: ``(asker,
+    bodies, budget)``, to send a step ASK's asks itself (``Asker.ask``,
+    ``lookup._act`` if it says None). See ``_core.pyi``."""
 
     __slots__ = (
+        "_asking",
         "_book",
         "_cache",
         "_core",
@@ -1990,6 +1994,7 @@ class LookupAnswers:
         key: bytes,
         latest: dict[Any, Any],
         shared: tuple[QueryCore, Callable[[], float], Callable[..., object], Any, Any],
+        asking: tuple[Asker, dict[str, bytes], float | None] | None = None,
     ) -> None:
         if type(core) is not LookupCore:
             raise InvalidArgumentTypeError(
@@ -2041,6 +2046,22 @@ class LookupAnswers:
         self._finish = finish
         self._cache = cache
         self._book = book
+        if asking is not None:
+            if type(asking) is not tuple or len(asking) != 3:
+                raise InvalidArgumentTypeError(
+                    "asking must be an (asker, bodies, budget) tuple or None, got "
+                    + type(asking).__name__
+                )
+            asker, bodies, _ = asking
+            if type(asker) is not Asker:
+                raise InvalidArgumentTypeError(
+                    f"asker must be an Asker of this core, got {type(asker).__name__}"
+                )
+            if type(bodies) is not dict:
+                raise InvalidArgumentTypeError(
+                    f"bodies must be a dict, got {type(bodies).__name__}"
+                )
+        self._asking = asking
 
     def __call__(self, context: Any, address: Any, name: str, ok: bool, value: Any) -> None:
         if ok is not True or name != "find_values" or type(value) is not dict or self._ended():
@@ -2083,11 +2104,173 @@ class LookupAnswers:
             # (the lookup's _act would only finish the query)
             self._finish(self._query_id, Reason.ALL_PEERS)
             return
+        asking = self._asking
+        if act and asking is not None and step is LookupStep.ASK:
+            # (Rust: the asks sent without the lookup's frames)
+            if depth > 1:
+                self._lookup._welcome(ask)
+            self._ask(asking, depth, step, asks)
+            return
         if depth > 1 or act:
             self._lookup._answered_then(self, ask, depth, step if act else None, asks)
 
+    def _ask(
+        self,
+        asking: tuple[Asker, dict[str, bytes], float | None],
+        depth: int,
+        step: LookupStep,
+        asks: list[tuple[bytes, Any]],
+    ) -> None:
+        """Step ASK's ``asks`` (not empty) sent by the Asker, else by the
+        lookup's ``_act``; a stock peer's whose body is not packed yet by
+        ``lookup._ask_stock``."""
+        asker, bodies, budget = asking
+        asked = asker.ask(self, asks, bodies, budget)
+        if asked is None:
+            self._lookup._act(self, step, depth, asks)
+        elif asked < len(asks):
+            self._lookup._ask_stock(self, asks[asked:])
+
     def overdue(self, ask: tuple[bytes, Any]) -> None:
-        self._lookup._overdue(self, ask)
+        asking = self._asking
+        if asking is None:
+            self._lookup._overdue(self, ask)
+            return
+        # (the lookup's _overdue, done here as after an answer)
+        if self._ended():
+            return
+        self._handle._resent += 1
+        step, depth, asks = self._core.overdue(ask[0], ask[1])
+        if step is LookupStep.ASK:
+            if asks:
+                self._ask(asking, depth, step, asks)
+            return
+        self._lookup._act(self, step, depth, asks)
+
+
+class Asker:
+    """A streaming lookup's asks sent as ``DhtProtocol.ask_many`` sends them
+    when the window has room, in one call (``LookupAnswers`` calls it for
+    an answer's step ASK, the lookup for its first asks): see
+    ``_core.pyi``. Made once per protocol; reads the protocol's
+    ``_waiting``, ``_peers``, ``extensions``, ``stats``, ``_timer``,
+    ``clock.now`` and ``drop`` once, its ``_requests``, ``max_outstanding``
+    and ``transport`` per call (replaced at run time by tests and harnesses)."""
+
+    __slots__ = (
+        "_drop",
+        "_extensions",
+        "_first_span",
+        "_names",
+        "_now",
+        "_peers",
+        "_protocol",
+        "_span",
+        "_stats",
+        "_timer",
+        "_waiting",
+    )
+
+    def __init__(self, protocol: Any, names: tuple[str, str], span: float, first_span: float):
+        if (
+            type(names) is not tuple
+            or len(names) != 2
+            or any(type(name) is not str for name in names)
+        ):
+            raise InvalidArgumentTypeError(
+                f"names must be a tuple of two str (ours, stock), got {type(names).__name__}"
+            )
+        span = _check_float("span", span, allow_zero=False)
+        first_span = _check_float("first_span", first_span, allow_zero=False)
+        waiting = protocol._waiting
+        len(waiting)  # (a deque: only its length is read)
+        extensions = protocol.extensions
+        if type(extensions) is not dict:
+            raise InvalidArgumentTypeError(
+                f"protocol.extensions must be a dict, got {type(extensions).__name__}"
+            )
+        stats = protocol.stats
+        if not isinstance(stats, dict):
+            raise InvalidArgumentTypeError(
+                f"protocol.stats must be a dict, got {type(stats).__name__}"
+            )
+        now = protocol.clock.now
+        drop = protocol.drop
+        for name, function in (("protocol.clock.now", now), ("protocol.drop", drop)):
+            if not callable(function):
+                raise InvalidArgumentTypeError(
+                    f"{name} must be callable, got {type(function).__name__}"
+                )
+        self._protocol = protocol
+        self._waiting = waiting
+        self._peers = protocol._peers
+        self._extensions = extensions
+        self._stats = stats
+        self._timer = protocol._timer
+        self._now = now
+        self._drop = drop
+        self._names = names
+        self._span = span
+        self._first_span = first_span
+
+    def ask(
+        self,
+        answers: LookupAnswers,
+        asks: list[tuple[bytes, Any]],
+        bodies: dict[str, bytes],
+        budget: float | None,
+    ) -> int | None:
+        if type(answers) is not LookupAnswers:
+            raise InvalidArgumentTypeError(
+                f"answers must be a LookupAnswers of this core, got {type(answers).__name__}"
+            )
+        if type(asks) is not list:
+            raise InvalidArgumentTypeError(f"asks must be a list, got {type(asks).__name__}")
+        if type(bodies) is not dict:
+            raise InvalidArgumentTypeError(f"bodies must be a dict, got {type(bodies).__name__}")
+        # ask_many's conditions for one engine call (else Python's path,
+        # which queues or refuses)
+        if self._waiting:
+            return None
+        protocol = self._protocol
+        requests = protocol._requests
+        if requests is None:
+            return None
+        engine = requests.engine
+        if type(engine) is not DatagramEngine:
+            return None
+        if len(engine._pending) + len(asks) > protocol.max_outstanding:
+            return None
+        transport = protocol.transport
+        if transport.is_closing():
+            return None
+        # the lookup's _act: its requests counted (sent or not)
+        handle = answers._handle
+        handle._requests += len(asks)
+        now = self._now()
+        timer = self._timer
+        earliest, refused, asked = engine.open_asks(
+            asks,
+            self._names,
+            bodies,
+            now,
+            timer.lag,
+            self._peers,
+            self._extensions,
+            budget,
+            self._span,
+            self._first_span,
+            answers,
+            answers.overdue,
+            transport.sendto,
+        )
+        self._stats["requests"] += asked
+        due = _check_now(now) + earliest
+        if timer.armed_until > due:
+            timer.arm(due)
+        for _ in range(refused):
+            self._drop("socket_error")
+        return asked
 
 
 def _distance(entry: tuple[int, bytes, Any]) -> int:
