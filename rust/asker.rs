@@ -26,6 +26,7 @@
 use crate::answers::{callable, exact, LookupAnswers};
 use crate::datagram::DatagramEngine;
 use crate::errors::{check_float, check_now, type_error, type_name};
+use crate::outbox::DatagramSocket;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
@@ -84,12 +85,29 @@ impl Asker {
             return Ok(None);
         }
         let transport = protocol.getattr(intern!(py, "transport"))?;
-        if transport
-            .call_method0(intern!(py, "is_closing"))?
-            .is_truthy()?
-        {
+        // The batched transport's core socket, while the protocol's
+        // transport is that one itself (not a wrapper): its state read and
+        // the asks sent with no Python call (see outbox.rs).
+        let native = match protocol.getattr(intern!(py, "_native_transport")) {
+            Ok(native) if native.is(&transport) => protocol
+                .getattr(intern!(py, "_native_socket"))?
+                .cast_into_exact::<DatagramSocket>()
+                .ok(),
+            _ => None,
+        };
+        let closing = match &native {
+            Some(native) => native.get().is_closed(),
+            None => transport
+                .call_method0(intern!(py, "is_closing"))?
+                .is_truthy()?,
+        };
+        if closing {
             return Ok(None);
         }
+        let send = match native {
+            Some(native) => native.into_any(),
+            None => transport.getattr(intern!(py, "sendto"))?,
+        };
         // the lookup's _act: its requests counted (sent or not)
         let handle = answers.get().handle(py);
         let counted = handle.getattr(intern!(py, "_requests"))?.add(asks.len())?;
@@ -111,7 +129,7 @@ impl Asker {
             self.first_span.bind(py).as_any(),
             answers.as_any(),
             &answers.getattr(intern!(py, "overdue"))?,
-            &transport.getattr(intern!(py, "sendto"))?,
+            &send,
         )?;
         let stats = self.stats.bind(py);
         let key = intern!(py, "requests");

@@ -2242,7 +2242,14 @@ class Asker:
         if len(engine._pending) + len(asks) > protocol.max_outstanding:
             return None
         transport = protocol.transport
-        if transport.is_closing():
+        # (the batched transport's core socket while the protocol's
+        # transport is that one itself, not a wrapper)
+        native = getattr(protocol, "_native_socket", None)
+        if transport is not getattr(protocol, "_native_transport", None) or (
+            type(native) is not DatagramSocket
+        ):
+            native = None
+        if native.closed if native is not None else transport.is_closing():
             return None
         # the lookup's _act: its requests counted (sent or not)
         handle = answers._handle
@@ -2262,7 +2269,7 @@ class Asker:
             self._first_span,
             answers,
             answers.overdue,
-            transport.sendto,
+            native if native is not None else transport.sendto,
         )
         self._stats["requests"] += asked
         due = _check_now(now) + earliest
