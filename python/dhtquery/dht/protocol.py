@@ -683,12 +683,19 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             status, first, value, request, rtt = requests.engine.receive_at(
                 data, addr, now, self._timer.lag, self._peers
             )
+            # The two commonest outcomes done here, with no _dispatch frame
+            # (cachegrind, bench profile --serve: 13.7 k -> 11.9 k
+            # instructions a request served with it).
+            if status == DATAGRAM_HANDLED:
+                if value is None:  # (a lookup's answer, handled)
+                    return
+            elif status == DATAGRAM_SERVED and first is None:  # (to a client)
+                self.transport.sendto(value, addr)
+                return
         except Exception:  # a bug must cost one datagram, never the node
             log.exception("dhtquery: error handling a datagram from %s", addr)
             self.drop("handler_error")
             return
-        if status == DATAGRAM_HANDLED and value is None:
-            return  # (the common answer, done: no _dispatch frame for it)
         self._dispatch(status, first, value, request, rtt, addr)
 
     def _read_batch(self, receiver: Any, native_socket: Any) -> bool:
