@@ -281,13 +281,19 @@ def test_distinct_keys_by_the_thousand_leave_nothing_behind(engine_module: Modul
     tracemalloc.start()
     try:
         read(1)
-        before = tracemalloc.get_traced_memory()[0]
-        for round_ in range(2, 6):
-            read(round_)
-        kept = tracemalloc.get_traced_memory()[0] - before
+        # Two windows of four rounds: a table that kept what peers send
+        # grows in both; a one-off growth (the interpreter's table of
+        # interned strs resizing: msgpack interns map keys, and after
+        # other tests it was near a resize; 1.9 MB once) shows in one.
+        marks = [tracemalloc.get_traced_memory()[0]]
+        for window in range(2):
+            for round_ in range(2 + 4 * window, 6 + 4 * window):
+                read(round_)
+            marks.append(tracemalloc.get_traced_memory()[0])
     finally:
         tracemalloc.stop()
-    # (2,000 strs kept a round would be ~500 KB over the four)
+    kept = min(marks[1] - marks[0], marks[2] - marks[1])
+    # (2,000 strs kept a round would be ~500 KB over four)
     assert kept < 32_000
 
 
