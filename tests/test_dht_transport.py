@@ -257,6 +257,18 @@ def test_nodes_on_either_transport_store_and_find_each_others_values(
     run(scenario())
 
 
+async def _holder_and_client(nodes: Any) -> tuple[DhtNode, DhtNode]:
+    """Two nodes on the batched transport: one holding a record of
+    "wanted", and a client (whose requests the core answers alone: a node's
+    go to Python, which welcomes their sender)."""
+    holder = await nodes.dht(batched_receive=True)
+    client = await nodes.dht(bootstrap=[holder.address], batched_receive=True, client=True)
+    holder.records.put(
+        digest("wanted"), signed("publisher", b"found", "wanted"), holder.clock.now()
+    )
+    return holder, client
+
+
 def test_a_batched_node_serves_and_asks_through_its_core_socket(
     run: Run[None], backend: str
 ) -> None:
@@ -267,13 +279,7 @@ def test_a_batched_node_serves_and_asks_through_its_core_socket(
 
     async def scenario() -> None:
         async with open_nodes(backend) as nodes:
-            holder = await nodes.dht(batched_receive=True)
-            # (a client's requests are answered by the core alone; a node's
-            # go to Python, which welcomes their sender)
-            client = await nodes.dht(bootstrap=[holder.address], batched_receive=True, client=True)
-            holder.records.put(
-                digest("wanted"), signed("publisher", b"found", "wanted"), holder.clock.now()
-            )
+            holder, client = await _holder_and_client(nodes)
             for _ in range(3):  # the first packs the answer, the rest are served kept
                 outcome = await client.get_all("wanted", quorum=1, timeout=5.0)
                 assert [record.item.data for record in outcome.results] == [b"found"]
@@ -339,11 +345,7 @@ def test_a_wrapper_of_a_batched_transport_sees_every_datagram_sent(
 
     async def scenario() -> None:
         async with open_nodes(backend) as nodes:
-            holder = await nodes.dht(batched_receive=True)
-            client = await nodes.dht(bootstrap=[holder.address], batched_receive=True, client=True)
-            holder.records.put(
-                digest("wanted"), signed("publisher", b"found", "wanted"), holder.clock.now()
-            )
+            holder, client = await _holder_and_client(nodes)
             assert holder.protocol is not None and client.protocol is not None
             native = (holder.transport.native_socket, client.transport.native_socket)  # type: ignore[union-attr]
             before = (native[0].sent, native[1].sent)
