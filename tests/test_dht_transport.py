@@ -16,6 +16,7 @@ from kademlia.utils import digest
 
 from dhtquery.dht import DhtNode
 from dhtquery.dht.transport import MAX_QUEUED_BYTES, BatchedTransport, listen_batched
+from dhtquery.errors import InvalidArgumentError
 from dhtquery.query import QueryConfig, QueryManager, new_core
 
 from .dht_helpers import eventually, open_nodes, signed
@@ -55,12 +56,16 @@ def _socket() -> socket.socket:
 
 @asynccontextmanager
 async def recording(
-    core_module: ModuleType,
+    core_module: ModuleType, native: bool = False
 ) -> AsyncIterator[tuple[BatchedTransport, Recorder, socket.socket]]:
-    """A BatchedTransport on 127.0.0.1 (a batch of 4) with a Recorder, and a
-    plain socket to talk to it; both closed on the way out."""
+    """A BatchedTransport on 127.0.0.1 (a batch of 4; with the core's
+    DatagramSocket if ``native``) with a Recorder, and a plain socket to
+    talk to it; both closed on the way out."""
     transport, protocol = await listen_batched(
-        Recorder, ("127.0.0.1", 0), core_module.BatchReceiver(4, 65_536)
+        Recorder,
+        ("127.0.0.1", 0),
+        core_module.BatchReceiver(4, 65_536),
+        core_module.DatagramSocket if native else None,
     )
     assert isinstance(transport, BatchedTransport) and isinstance(protocol, Recorder)
     peer = _socket()
@@ -359,5 +364,34 @@ def test_a_wrapper_of_a_batched_transport_sees_every_datagram_sent(
                 assert [record.item.data for record in outcome.results] == [b"found"]
             assert (native[0].sent, native[1].sent) == before
             assert wrappers[0].sent >= 3 and wrappers[1].sent >= 3
+
+    run(scenario())
+
+
+def test_a_batch_reader_that_raises_leaves_no_datagram_unread(
+    run: Run[None], core_module: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader's bug is logged and that wake-up's datagrams go to
+    ``datagram_received`` one by one (left unread, the loop would call the
+    reader again at once, for ever); a reader needs the core's socket."""
+
+    async def scenario() -> None:
+        async with recording(core_module) as (transport, _, _):
+            with pytest.raises(InvalidArgumentError, match="without a socket_class"):
+                transport.read_batches_with(lambda receiver, native: True)
+        async with recording(core_module, native=True) as (transport, protocol, peer):
+            calls: list[Any] = []
+
+            def broken(receiver: Any, native: Any) -> bool:
+                calls.append(native)
+                raise RuntimeError("a bug in the reader")
+
+            transport.read_batches_with(broken)
+            for payload in (b"one", b"two"):
+                peer.sendto(payload, transport.get_extra_info("sockname"))
+            assert await eventually(lambda: len(protocol.datagrams) == 2)
+            assert [data for data, _ in protocol.datagrams] == [b"one", b"two"]
+            assert calls and calls[0] is transport.native_socket
+            assert "error reading a batch of datagrams" in caplog.text
 
     run(scenario())

@@ -7,7 +7,11 @@ owns its socket instead: registered with the loop through ``add_reader``, it
 reads every datagram waiting at a wake-up with the core's ``BatchReceiver``
 (the Rust core: one ``recvmmsg`` for up to ``BATCH`` datagrams) and hands
 them to the protocol one by one, so the protocol does not change. The loop
-stays the loop (asyncio or uvloop): no thread, no second runtime.
+stays the loop (asyncio or uvloop): no thread, no second runtime. Given a
+core's ``DatagramSocket`` class, the transport also makes the core's way
+out to its socket (``native_socket``), and a protocol that reads a whole
+wake-up in one core call says so with ``read_batches_with`` (the DHT
+protocol: ``DatagramEngine.receive_batch``, no Python call per datagram).
 
 Why: with 64 lookups in flight, answers arrive several to a wake-up. The
 bench's echo rows measure one ``recvmmsg`` a wake-up at ~8 us of CPU a round
