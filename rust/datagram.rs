@@ -35,7 +35,7 @@
 //! own tree first, which would then be walked again into Python objects,
 //! and its limits and errors are not msgpack-python's.
 
-use crate::answers::{LookupAnswers, Reply};
+use crate::answers::{callable, LookupAnswers, Reply};
 use crate::batch::BatchReceiver;
 use crate::errors::{check_float, check_now, float_repr, type_error, type_name, value_error};
 use crate::fairness::FairShare;
@@ -951,16 +951,16 @@ impl DatagramEngine {
 
     /// Every datagram waiting in `socket`'s socket (at most `receiver`'s
     /// count, one `recvmmsg`), each handled as `receive_at` handles it at
-    /// `now`, in the order they came: an answer served (`SERVED` to a
-    /// client, `REPLAYED`) sent back through `socket` after the batch (one
-    /// `sendmmsg`), a `HANDLED` answer done; any other outcome given to `dispatch(status, first,
-    /// value, request, rtt, address)`, as `receive_at` would have returned
-    /// it, and a datagram whose handling raised given as `(FAILED, None,
-    /// the exception, None, 0.0, address)`. A falsy return of `dispatch`
-    /// stops the batch (the transport closed). Returns how many were read.
-    /// An answer served to a node whose id is in `known` (the routing
-    /// table's contacts: nothing to welcome) is sent here too.
-    /// (See `_core.pyi`; why: README, "Batch receiving".)
+    /// `now`, in the order they came. An answer served to a client, or to a
+    /// node whose id is in `known` (the routing table's contacts: nothing
+    /// to welcome), or served again (`REPLAYED`) is sent back through
+    /// `socket` after the batch (one `sendmmsg`); a `HANDLED` answer is
+    /// done; any other outcome is given to `dispatch(status, first, value,
+    /// request, rtt, address)` as `receive_at` would have returned it, and
+    /// a datagram whose handling raised as `(FAILED, None, the exception,
+    /// None, 0.0, address)`. A falsy return of `dispatch` stops the batch
+    /// (the transport closed). Returns how many were read. (See
+    /// `_core.pyi`; why: README, "A wake-up in one core call".)
     #[pyo3(signature = (receiver, socket, now, lag, peers, dispatch, known = None))]
     #[allow(clippy::too_many_arguments)]
     fn receive_batch<'py>(
@@ -982,12 +982,7 @@ impl DatagramEngine {
         let now = check_now(now)?;
         let lag = check_float("lag", lag, true)?;
         let peers = Some(peers).filter(|peers| !peers.is_none());
-        if !dispatch.is_callable() {
-            return Err(type_error(format!(
-                "dispatch must be callable, got {}",
-                type_name(dispatch)
-            )));
-        }
+        callable(dispatch.clone(), "dispatch")?;
         let known = match known.filter(|known| !known.is_none()) {
             None => None,
             Some(known) => Some(exact_argument::<PySet>(known, "known", "a set or None")?),
@@ -1001,23 +996,27 @@ impl DatagramEngine {
         // The answers served here, sent together after the batch: one
         // sendmmsg, not a sendto each (see README, "Batch receiving").
         let mut replies: Vec<Answer<'py>> = Vec::new();
-        let rtt_zero = || PyFloat::new(py, 0.0).into_any();
+        // (what Python is handed: true to go on with the batch)
+        let hand_over = |parts: Parts5<'py>, address: &Bound<'py, PyAny>| -> PyResult<bool> {
+            dispatch
+                .call1((
+                    parts.status,
+                    parts.first,
+                    parts.value,
+                    parts.request,
+                    PyFloat::new(py, parts.rtt),
+                    address,
+                ))?
+                .is_truthy()
+        };
         for received in batch {
             let address = received.address.as_any();
             let parts = match self.receive_one(py, received.data.as_any(), address, now, lag, peers)
             {
                 Ok(parts) => parts,
                 Err(error) => {
-                    let none = py.None().into_bound(py);
-                    let go_on = dispatch.call1((
-                        FAILED,
-                        none.clone(),
-                        error.into_value(py).into_bound(py),
-                        none,
-                        rtt_zero(),
-                        address,
-                    ))?;
-                    if !go_on.is_truthy()? {
+                    let error = error.into_value(py).into_bound(py).into_any();
+                    if !hand_over(five(py, FAILED, py.None().into_bound(py), error), address)? {
                         break;
                     }
                     continue;
@@ -1048,15 +1047,7 @@ impl DatagramEngine {
             if status == HANDLED && parts.value.is_none() {
                 continue;
             }
-            let go_on = dispatch.call1((
-                status,
-                parts.first,
-                parts.value,
-                parts.request,
-                PyFloat::new(py, parts.rtt),
-                address,
-            ))?;
-            if !go_on.is_truthy()? {
+            if !hand_over(parts, address)? {
                 break;
             }
         }
