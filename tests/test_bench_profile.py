@@ -4,10 +4,13 @@ lookups against the transport that plays the peers."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from dhtquery.bench import profile_client
+from dhtquery.dht import wire
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -49,3 +52,42 @@ def test_the_profiler_runs_its_lookups_on_a_frozen_clock(run: Run, backend: str)
     samples = run(profile_client.measure(backend, 200, 1, False, "cached", frozen_clock=True))
     assert len(samples) == 1
     assert 0 < samples[0] < 100_000  # us per lookup
+
+
+def test_the_socket_profile_runs_its_lookups_through_real_sockets(run: Run, backend: str) -> None:
+    # (measure raises unless every lookup got the key's record: the peers'
+    # sockets answered each request, and the client's batched transport
+    # read them; its node is stopped and the peers' sockets closed after)
+    samples = run(profile_client.measure(backend, 200, 1, False, "cached", sockets=True))
+    assert len(samples) == 1
+    assert 0 < samples[0] < 100_000  # us per lookup
+
+
+def test_the_socket_peers_answer_each_request_with_the_keys_record(run: Run) -> None:
+    async def scenario() -> tuple[Any, bytes, int, list[Any]]:
+        loop = asyncio.get_running_loop()
+        record = profile_client.Record.create(
+            profile_client.PUBLISHER, b"k" * 20, b"the value"
+        ).to_wire()
+        peers = profile_client.SocketPeers(loop, {b"k" * 20: record})
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            client.bind(("127.0.0.1", 0))
+            client.setblocking(False)
+            msg_id = os.urandom(20)
+            body = wire.pack_request("find_values", (b"i" * 20, b"k" * 20))
+            # (a UDP send does not block; uvloop has no sock_sendto)
+            client.sendto(wire.frame_request(msg_id, body), peers.addresses[3])
+            data = await asyncio.wait_for(loop.sock_recv(client, 65536), 5.0)
+            return wire.decode(data), msg_id, len(peers.sockets), list(record)
+        finally:
+            client.close()
+            peers.close()
+            assert peers.sockets == []
+
+    (kind, got_id, answer), msg_id, count, record = run(scenario())
+    assert count == profile_client.PEERS
+    assert kind == wire.RESPONSE
+    assert got_id == msg_id
+    assert answer == {"records": [record], "nodes": [], "more": False}
+    assert record[5] == b"the value"

@@ -3,8 +3,8 @@ a tool for work on the client's hot path, not a benchmark of record.
 
     python -m dhtquery.bench profile [--loop uvloop|asyncio]
         [--backend rust|python] [--lookups 20000] [--repeat 5] [--profile]
-        [--verify cached|unchecked|cold|all] [--banded] [--serve] [--count-only]
-        [--frozen-clock]
+        [--verify cached|unchecked|cold|all] [--banded] [--sockets] [--serve]
+        [--count-only] [--frozen-clock]
 
 A ``DhtNode`` client knows 20 peers that do not exist: its transport answers
 each request itself, on the next loop iteration, as a holder of the key
@@ -33,6 +33,16 @@ every lookup ranks its candidates by time over score, equals in a drawn
 order (``dhtquery.dht.lookup``'s banded path, a real network's) rather than
 taking the closest on a loopback where time cannot rank them.
 
+``--sockets``: the client listens on a real UDP socket on 127.0.0.1 (its
+``BatchedTransport``: ``recvmmsg`` into ``DatagramEngine.receive_batch``,
+asks sent by the core's socket), and the 20 peers are real sockets in this
+process, each answering a request with the key's record (the answer's body
+packed once per request body): the path ``bench dht``'s client takes, with
+the kernel's work in it, yet one process, so that an instruction counter
+(``--count-only --frozen-clock`` under cachegrind) sees all of it. Without
+it the fake transport hands each answer to ``datagram_received``, which the
+batched path does not take.
+
 ``--serve``: the other side, CPU per ``find_values`` request a holder
 serves (a client's request of a key it holds one record of; ``--lookups``
 requests a run), datagrams handed to the protocol with no socket.
@@ -51,6 +61,7 @@ import hashlib
 import itertools
 import os
 import pstats
+import socket
 import statistics
 import sys
 import time
@@ -61,7 +72,16 @@ from kademlia.node import Node
 from kademlia.utils import digest
 
 from ..dht import DhtNode, Publisher, Record
-from ..dht.wire import CLIENT_PAD, decode, encode_response, frame_request, pack_request
+from ..dht.wire import (
+    CLIENT_PAD,
+    HEADER_SIZE,
+    decode,
+    encode_response,
+    frame_request,
+    frame_response,
+    pack_request,
+    pack_response,
+)
 from ..query import QueryConfig, QueryManager, new_core, new_peer_book
 from ..testing import loop_factory
 from . import dht as bench
@@ -142,6 +162,58 @@ class AnsweringTransport:
         pass
 
 
+class SocketPeers:
+    """``--sockets``: ``PEERS`` UDP sockets on 127.0.0.1, read by the loop,
+    each answering a find_values request as a holder of the key would (one
+    record). An answer's body is packed once per request body (a lookup's
+    requests of a key all carry the same), so that the peers' own work per
+    request is small; it is timed apart (``peer_seconds``)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, records: dict[bytes, Any]) -> None:
+        self._loop = loop
+        self._records = records
+        self._bodies: dict[bytes, bytes] = {}
+        self.peer_seconds = 0.0
+        self.sockets: list[socket.socket] = []
+        try:
+            for _ in range(PEERS):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.sockets.append(sock)
+                sock.bind(("127.0.0.1", 0))
+                sock.setblocking(False)
+                loop.add_reader(sock.fileno(), self._serve, sock)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [sock.getsockname() for sock in self.sockets]
+
+    def _serve(self, sock: socket.socket) -> None:
+        started = time.process_time()
+        bodies = self._bodies
+        # (bounded: what one wake-up finds, at most a batch's worth)
+        for _ in range(256):
+            try:
+                data, address = sock.recvfrom(65536)
+            except BlockingIOError:
+                break
+            body = bodies.get(data[HEADER_SIZE:])
+            if body is None:
+                _, _, (_, args) = decode(data)
+                answer = {"records": [self._records[args[1]]], "nodes": [], "more": False}
+                body = bodies[data[HEADER_SIZE:]] = pack_response(answer)
+            sock.sendto(frame_response(data[1:HEADER_SIZE], body), address)
+        self.peer_seconds += time.process_time() - started
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self.sockets = []
+
+
 async def measure(
     backend: str,
     lookups: int,
@@ -151,6 +223,7 @@ async def measure(
     banded: bool = False,
     count_only: bool = False,
     frozen_clock: bool = False,
+    sockets: bool = False,
 ) -> list[float]:
     keys = [f"profile-{index}" for index in range(KEYS)]
     # (the time limits only guard against a hang: under an instruction
@@ -169,54 +242,67 @@ async def measure(
         storage=bench.NullStorage(),
         verifier=bench._verifier(verify),
     )
-    protocol = node._create_protocol()
-    node.protocol = protocol
-    transport = AnsweringTransport(
-        asyncio.get_running_loop(),
-        protocol,
-        {digest(key): record.to_wire() for key, record in zip(keys, records, strict=True)},
-    )
-    protocol.connection_made(transport)
-    node.transport = transport
-    for index in range(PEERS):
-        protocol.router.add_contact(Node(os.urandom(20), "127.0.0.1", 5000 + index))
-    if banded:
-        # (a book of its own, fed once, for the lookups to read: the
-        # protocol's own estimators, fed by the answers, left as they are)
-        banded_book = new_peer_book(backend)
-        now = node.clock.now()
-        for i in range(PEERS):
-            srtt = 0.02 + 0.18 * i / (PEERS - 1)
-            banded_book.answered(("127.0.0.1", 5000 + i), srtt, True, now)
-        protocol.peers = banded_book
-    expected = [[(PUBLISHER.key_id, record.data)] for record in records]
-    op = bench.by_key(bench.get_all_lookup(node, keys, expected), KEYS)
-    drain = bench.DRAIN_SECONDS
-    await closed_loop(  # warm-up
-        op, concurrency=64, max_count=2_000, max_seconds=warm_seconds, drain_seconds=drain
-    )
-    per_lookup = []
-    profiler = cProfile.Profile() if profile else None
-    for _ in range(repeat):
-        transport.peer_seconds = 0.0
-        with gc_quiet():
-            started = time.process_time()
-            if profiler is not None:
-                profiler.enable()
-            phase = await closed_loop(
-                op,
-                concurrency=64,
-                max_count=lookups,
-                max_seconds=phase_seconds,
-                drain_seconds=drain,
-            )
-            if profiler is not None:
-                profiler.disable()
-            spent = time.process_time() - started - transport.peer_seconds
-        if phase.ok != phase.count:
-            raise RuntimeError(f"lookups failed: {dict(phase.failures)}")
-        per_lookup.append(spent / phase.count * 1e6)
-    node.stop()
+    wire = {digest(key): record.to_wire() for key, record in zip(keys, records, strict=True)}
+    loop = asyncio.get_running_loop()
+    transport: AnsweringTransport | SocketPeers
+    if sockets:
+        transport = SocketPeers(loop, wire)
+        try:
+            await node.listen(0, "127.0.0.1")
+        except BaseException:
+            transport.close()
+            raise
+        protocol = node._protocol()
+        addresses = transport.addresses
+    else:
+        protocol = node._create_protocol()
+        node.protocol = protocol
+        transport = AnsweringTransport(loop, protocol, wire)
+        protocol.connection_made(transport)
+        node.transport = transport
+        addresses = [("127.0.0.1", 5000 + index) for index in range(PEERS)]
+    for address in addresses:
+        protocol.router.add_contact(Node(os.urandom(20), *address))
+    try:
+        if banded:
+            # (a book of its own, fed once, for the lookups to read: the
+            # protocol's own estimators, fed by the answers, left as they are)
+            banded_book = new_peer_book(backend)
+            now = node.clock.now()
+            for i, address in enumerate(addresses):
+                srtt = 0.02 + 0.18 * i / (PEERS - 1)
+                banded_book.answered(address, srtt, True, now)
+            protocol.peers = banded_book
+        expected = [[(PUBLISHER.key_id, record.data)] for record in records]
+        op = bench.by_key(bench.get_all_lookup(node, keys, expected), KEYS)
+        drain = bench.DRAIN_SECONDS
+        await closed_loop(  # warm-up
+            op, concurrency=64, max_count=2_000, max_seconds=warm_seconds, drain_seconds=drain
+        )
+        per_lookup = []
+        profiler = cProfile.Profile() if profile else None
+        for _ in range(repeat):
+            transport.peer_seconds = 0.0
+            with gc_quiet():
+                started = time.process_time()
+                if profiler is not None:
+                    profiler.enable()
+                phase = await closed_loop(
+                    op,
+                    concurrency=64,
+                    max_count=lookups,
+                    max_seconds=phase_seconds,
+                    drain_seconds=drain,
+                )
+                if profiler is not None:
+                    profiler.disable()
+                spent = time.process_time() - started - transport.peer_seconds
+            if phase.ok != phase.count:
+                raise RuntimeError(f"lookups failed: {dict(phase.failures)}")
+            per_lookup.append(spent / phase.count * 1e6)
+    finally:
+        node.stop()
+        transport.close()
     if profiler is not None:
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(30)
     return per_lookup
@@ -233,6 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--verify", choices=(*bench.VERIFY_MODES, "all"), default="cached", help="see above"
     )
     parser.add_argument("--banded", action="store_true", help="see above")
+    parser.add_argument(
+        "--sockets",
+        action="store_true",
+        help="the client on a real UDP socket (the batched path), the peers real sockets "
+        "in this process: see above",
+    )
     parser.add_argument(
         "--count-only",
         action="store_true",
@@ -275,11 +367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.banded,
                 args.count_only,
                 args.frozen_clock,
+                args.sockets,
             )
         )
     print(
         f"get_all client CPU, {args.loop}/{args.backend}/{args.verify}"
-        f"{'/banded' if args.banded else ''}{'/frozen' if args.frozen_clock else ''}: "
+        f"{'/banded' if args.banded else ''}{'/frozen' if args.frozen_clock else ''}"
+        f"{'/sockets' if args.sockets else ''}: "
         f"median {statistics.median(samples):.1f} us/lookup "
         f"(min {min(samples):.1f}, max {max(samples):.1f}, {args.repeat} x "
         f"{args.lookups} lookups; the fake peers' work excluded)"
