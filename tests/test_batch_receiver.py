@@ -86,3 +86,57 @@ def test_bad_arguments_are_refused(
     receiver.close()
     with pytest.raises(InvalidArgumentError, match="closed"):
         batch.receive(receiver)
+
+
+def test_many_sources_each_come_with_their_own_address(core_module: ModuleType) -> None:
+    # More senders than the Rust receiver keeps addresses of (1,024): each
+    # datagram still names its own sender, twice over (the second round
+    # after the cache started again).
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    senders: list[socket.socket] = []
+    try:
+        for _ in range(1100):
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            senders.append(sender)
+            sender.bind(("127.0.0.1", 0))
+        batch = core_module.BatchReceiver(64, 64)
+        for _ in range(2):
+            got = []
+            for start in range(0, len(senders), 50):
+                # (50 at a time: within the receiver's socket buffer)
+                for index, sender in enumerate(senders[start : start + 50], start):
+                    sender.sendto(index.to_bytes(2, "big"), receiver.getsockname())
+                got += [item for call in _drain(batch, receiver) for item in call]
+            assert [(data, address) for data, address in got] == [
+                (index.to_bytes(2, "big"), sender.getsockname())
+                for index, sender in enumerate(senders)
+            ]
+    finally:
+        receiver.close()
+        for sender in senders:
+            sender.close()
+
+
+def test_the_rust_receiver_gives_a_peers_datagrams_one_address_object(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # (the core keeps a source's address: its host str made and hashed
+    # once, not per datagram; the twin's come from recvfrom, new each time)
+    from dhtquery import _core
+
+    receiver, sender = pair
+    _send(sender, receiver, [b"a", b"b"])
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        other.bind(("127.0.0.1", 0))
+        other_address = other.getsockname()
+        _send(other, receiver, [b"c"])
+        got = [item for call in _drain(_core.BatchReceiver(8, 64), receiver) for item in call]
+    finally:
+        other.close()
+    assert [data for data, _ in got] == [b"a", b"b", b"c"]
+    assert got[0][1] is got[1][1]
+    assert got[0][1] == sender.getsockname()
+    assert got[2][1] == other_address and got[2][1] is not got[0][1]
