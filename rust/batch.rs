@@ -124,7 +124,7 @@ fn address(py: Python<'_>, source: Source) -> PyResult<Bound<'_, PyTuple>> {
 /// The Python address of `source`, the one made before if it is kept.
 /// (cachegrind, `bench profile --sockets --count-only --frozen-clock`,
 /// slope between 1,000 and 3,000 lookups: 232.0 k -> 223.6 k instructions
-/// a get_all, three answers: the host formatted, a str, an int and a tuple
+/// a `get_all`, three answers: the host formatted, a str, an int and a tuple
 /// made and freed, and the str hashed by each dict it is looked up in, per
 /// datagram)
 fn cached_address<'py>(
