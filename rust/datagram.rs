@@ -1387,7 +1387,7 @@ impl DatagramEngine {
                 earliest = first;
             }
             let outcome = match native {
-                Some(native) => native.get().send_to(&datagram, &address),
+                Some(native) => DatagramSocket::send_to(native, &datagram, &address),
                 None => send.call1((datagram, &address)).map(|_| ()),
             };
             if let Err(error) = outcome {

@@ -149,6 +149,134 @@ def test_a_datagram_socket_refuses_bad_arguments_by_name(module: ModuleType) -> 
             module.DatagramSocket(closed, [], _Fallback())
 
 
+class _Soon:
+    """A loop's call_soon, as a deferring DatagramSocket is given it: the
+    callbacks noted, run when the test says."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+
+    def __call__(self, callback: Any) -> None:
+        self.callbacks.append(callback)
+
+    def run(self) -> None:
+        callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+def test_a_deferring_socket_sends_a_batch_at_its_flush_in_order(module: ModuleType) -> None:
+    with _pair() as (node, peer):
+        fallback, soon = _Fallback(), _Soon()
+        native = module.DatagramSocket(node, [], fallback, soon)
+        to = peer.getsockname()
+        for n in range(5):
+            native.send(b"ask %d" % n, to)
+        # (nothing sent yet; one flush scheduled for the five)
+        assert (native.waiting, native.sent, len(soon.callbacks)) == (5, 0, 1)
+        assert _drain(peer) == []
+        soon.run()
+        assert (native.waiting, native.sent, fallback.calls) == (0, 5, [])
+        assert [peer.recv(100) for _ in range(5)] == [b"ask %d" % n for n in range(5)]
+        native.send(b"next batch", to)
+        assert len(soon.callbacks) == 1  # (a new batch, a new flush)
+        native.flush()
+        soon.run()  # (the scheduled flush finds nothing left: a no-op)
+        assert (native.sent, peer.recv(100), _drain(peer)) == (6, b"next batch", [])
+
+
+def test_a_deferring_socket_sends_what_waits_before_anything_goes_to_its_fallback(
+    module: ModuleType,
+) -> None:
+    with _pair() as (node, peer):
+        sent: list[bytes] = []
+
+        def fallback(datagram: bytes, address: Any) -> None:
+            # (the transport's sendto: what the core deferred is out first)
+            sent.extend(_drain(peer))
+            sent.append(datagram)
+
+        native = module.DatagramSocket(node, [], fallback, _Soon())
+        to = peer.getsockname()
+        native.send(b"first", to)
+        native.send(b"second", to)
+        native.send(b"by name", ("localhost", to[1]))  # (the fallback's)
+        assert sent == [b"first", b"second", b"by name"]
+        assert (native.waiting, native.sent) == (0, 2)
+
+
+def test_a_deferring_socket_gives_its_fallback_what_waits_once_the_transport_queues(
+    module: ModuleType,
+) -> None:
+    with _pair() as (node, peer):
+        fallback, soon = _Fallback(), _Soon()
+        queued: list[Any] = []
+        native = module.DatagramSocket(node, queued, fallback, soon)
+        to = peer.getsockname()
+        native.send(b"one", to)
+        native.send(b"two", to)
+        queued.append(b"the kernel's buffer filled")
+        soon.run()
+        assert [data for data, _ in fallback.calls] == [b"one", b"two"]
+        assert (native.waiting, native.sent, _drain(peer)) == (0, 0, [])
+
+
+def test_closing_a_deferring_socket_sends_what_waits_first(module: ModuleType) -> None:
+    with _pair() as (node, peer):
+        fallback, soon = _Fallback(), _Soon()
+        native = module.DatagramSocket(node, [], fallback, soon)
+        to = peer.getsockname()
+        native.send(b"before close", to)
+        native.close()
+        native.send(b"after close", to)
+        assert peer.recv(100) == b"before close"
+        assert [data for data, _ in fallback.calls] == [b"after close"]
+        assert (native.closed, native.waiting, native.sent) == (True, 0, 1)
+
+
+def test_a_deferring_socket_sends_at_once_if_it_cannot_schedule_its_flush(
+    module: ModuleType,
+) -> None:
+    def closed_loop_call_soon(callback: Any) -> None:
+        raise RuntimeError("Event loop is closed")
+
+    with _pair() as (node, peer):
+        native = module.DatagramSocket(node, [], _Fallback(), closed_loop_call_soon)
+        native.send(b"now", peer.getsockname())
+        assert (peer.recv(100), native.waiting, native.sent) == (b"now", 0, 1)
+
+
+def test_a_flush_gives_every_datagram_to_the_fallback_then_raises_its_first_error(
+    module: ModuleType,
+) -> None:
+    with _pair() as (node, peer):
+        calls: list[bytes] = []
+
+        def fallback(datagram: bytes, address: Any) -> None:
+            calls.append(datagram)
+            raise OSError(f"refused {datagram!r}")
+
+        queued: list[Any] = []
+        native = module.DatagramSocket(node, queued, fallback, _Soon())
+        for name in (b"a", b"b", b"c"):
+            native.send(name, peer.getsockname())
+        queued.append(b"full")
+        with pytest.raises(OSError, match="refused b'a'"):
+            native.flush()
+        assert calls == [b"a", b"b", b"c"]
+        assert native.waiting == 0
+
+
+def test_a_deferring_socket_refuses_a_call_soon_that_is_not_callable(
+    module: ModuleType,
+) -> None:
+    with _pair() as (node, _):
+        with pytest.raises(InvalidArgumentTypeError, match="call_soon must be callable or None"):
+            module.DatagramSocket(node, [], _Fallback(), 5)
+        # (None: sends at once, as without it)
+        assert module.DatagramSocket(node, [], _Fallback(), None).waiting == 0
+
+
 # -- receive_batch ----------------------------------------------------------
 
 

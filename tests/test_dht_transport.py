@@ -103,6 +103,34 @@ def test_the_largest_datagram_arrives_uncut(run: Run[None], core_module: ModuleT
     run(scenario())
 
 
+def test_the_core_socket_sends_a_wake_ups_datagrams_at_its_end_before_the_transports(
+    run: Run[None], core_module: ModuleType
+) -> None:
+    """The core's sends wait for the end of the loop's turn (one flush for
+    the batch); a send by the transport itself sends them first."""
+
+    async def scenario() -> None:
+        async with recording(core_module, native=True) as (transport, _, peer):
+            native = transport.native_socket
+            to = peer.getsockname()
+            native.send(b"ask 1", to)
+            native.send(b"ask 2", to)
+            assert (native.waiting, native.sent) == (2, 0)
+            await asyncio.sleep(0)  # (the turn ends: its flush runs)
+            assert (native.waiting, native.sent) == (0, 2)
+            native.send(b"ask 3", to)
+            transport.sendto(b"the transport's own", to)
+            assert native.waiting == 0
+            assert [peer.recv(100) for _ in range(4)] == [
+                b"ask 1",
+                b"ask 2",
+                b"ask 3",
+                b"the transport's own",
+            ]
+
+    run(scenario())
+
+
 def test_sendto_reaches_the_address(run: Run[None], core_module: ModuleType) -> None:
     async def scenario() -> None:
         async with recording(core_module) as (transport, _, receiver):

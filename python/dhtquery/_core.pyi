@@ -493,29 +493,46 @@ class DatagramSocket:
     address)`` (the transport's ``sendto``, which queues, counts or reports
     as it always did).
 
-    InvalidArgumentTypeError unless ``sock`` is a socket, ``queued`` sized
-    and ``fallback`` callable; InvalidArgumentError if ``sock`` is closed or
-    of another family."""
+    Made with ``call_soon`` (the event loop's), ``send`` defers instead: the
+    datagram waits here (``waiting``), the first of a batch calls
+    ``call_soon(self.flush)``, and ``flush`` sends them all (the Rust core:
+    one ``sendmmsg``), what the kernel refuses through ``fallback`` in
+    order. A datagram that goes to ``fallback``, and ``close()``, send what
+    waits first: datagrams leave in the order they were given. If
+    ``call_soon`` raises (no loop to come back), what waits is sent at once.
+
+    InvalidArgumentTypeError unless ``sock`` is a socket, ``queued`` sized,
+    ``fallback`` callable and ``call_soon`` callable or None;
+    InvalidArgumentError if ``sock`` is closed or of another family."""
 
     def __new__(
         cls,
         sock: socket.socket,
         queued: Sized,
         fallback: Callable[[builtins.bytes, Any], object],
+        call_soon: Callable[[Callable[[], object]], object] | None = None,
     ) -> Self: ...
     def send(self, datagram: builtins.bytes, address: Any) -> None:
         """Send ``datagram`` to ``address`` (see the class);
         InvalidArgumentTypeError unless ``datagram`` is bytes; what
         ``fallback`` raises propagates."""
+    def flush(self) -> None:
+        """Send what waits (see the class); after each has been sent or
+        given to ``fallback``, the first exception ``fallback`` raised
+        propagates."""
     def close(self) -> None:
-        """From now on every datagram goes to ``fallback``."""
+        """Send what waits, then from now on every datagram goes to
+        ``fallback``."""
     @property
     def closed(self) -> bool: ...
     @property
     def fileno(self) -> int: ...
     @property
     def sent(self) -> int:
-        """Datagrams sent at once (not through ``fallback``)."""
+        """Datagrams the kernel took from here (not through ``fallback``)."""
+    @property
+    def waiting(self) -> int:
+        """Datagrams deferred, not sent yet."""
 
 @final
 class BatchReceiver:

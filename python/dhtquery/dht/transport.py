@@ -23,11 +23,20 @@ flight), spent a median 198.7 against 215.8 us of CPU a lookup (pair ratios
 Python each, so the system calls saved are a few percent of it (README,
 "The datagram path in the core").
 
-Sends go out at once (``sendto``); a datagram the kernel has no room for
-(``EAGAIN``: its send buffer is full) waits in a queue flushed when the
-socket is writable, as asyncio's transports do, up to ``MAX_QUEUED_BYTES``;
-beyond, it is dropped and counted by the protocol as ``send_queue_full``
-(UDP loses datagrams anyway, and requests are retransmitted).
+The core's sends are deferred to the end of the wake-up (the
+``native_socket`` is made with the loop's ``call_soon``): the asks a wake-up
+makes (lookups started, answers that lead to more asks) leave together in
+one ``sendmmsg``, which the kernel delivers in one pass, waking each peer's
+process once rather than per datagram (see ``rust/outbox.rs``, ``flush``).
+The transport's own ``sendto`` sends what the core deferred first, so that
+datagrams leave in the order they were given.
+
+The transport's own sends go out at once (``sendto``); a datagram the
+kernel has no room for (``EAGAIN``: its send buffer is full) waits in a
+queue flushed when the socket is writable, as asyncio's transports do, up to
+``MAX_QUEUED_BYTES``; beyond, it is dropped and counted by the protocol as
+``send_queue_full`` (UDP loses datagrams anyway, and requests are
+retransmitted).
 """
 
 from __future__ import annotations
@@ -104,7 +113,9 @@ class BatchedTransport(asyncio.DatagramTransport):
         #: sends with no Python call while nothing waits in the queue), or
         #: None
         self.native_socket: Any = (
-            None if socket_class is None else socket_class(sock, self._queued, self.sendto)
+            None
+            if socket_class is None
+            else socket_class(sock, self._queued, self.sendto, loop.call_soon)
         )
         #: what reads a wake-up's datagrams instead of the loop below (see
         #: ``read_batches_with``)
@@ -175,6 +186,10 @@ class BatchedTransport(asyncio.DatagramTransport):
     # -- writing ----------------------------------------------------------
 
     def sendto(self, data: Any, addr: Any = None) -> None:
+        native = self.native_socket
+        if native is not None and native.waiting:
+            # (what the core deferred goes first: the order kept)
+            native.flush()
         if self._closing:
             # (asyncio's datagram transport drops it the same way: a reply
             # made as the node stops has nowhere to go)

@@ -1358,14 +1358,28 @@ _MAX_BATCH_SIZE = 65_536
 
 class DatagramSocket:
     """Sends to a transport's own socket while its queue is empty and it is
-    open, else through ``fallback`` (the transport's ``sendto``). The Rust
-    core makes one ``sendto`` system call with no Python call; this twin
-    calls the socket's. See ``_core.pyi``."""
+    open, else through ``fallback`` (the transport's ``sendto``); made with
+    ``call_soon``, defers its sends to ``flush``. The Rust core makes one
+    ``sendto`` (one ``sendmmsg`` a flush) with no Python call; this twin
+    calls the socket's ``sendto`` per datagram. See ``_core.pyi``."""
 
-    __slots__ = ("_closed", "_fallback", "_family", "_queued", "_sent", "_sock")
+    __slots__ = (
+        "_call_soon",
+        "_closed",
+        "_fallback",
+        "_family",
+        "_queued",
+        "_sent",
+        "_sock",
+        "_waiting",
+    )
 
     def __init__(
-        self, sock: _socket.socket, queued: Sized, fallback: Callable[[bytes, Any], object]
+        self,
+        sock: _socket.socket,
+        queued: Sized,
+        fallback: Callable[[bytes, Any], object],
+        call_soon: Callable[[Callable[[], object]], object] | None = None,
     ) -> None:
         if not isinstance(sock, _socket.socket):
             raise InvalidArgumentTypeError(f"sock must be a socket, got {type(sock).__name__}")
@@ -1385,28 +1399,75 @@ class DatagramSocket:
             raise InvalidArgumentTypeError(
                 f"fallback must be callable, got {type(fallback).__name__}"
             )
+        if call_soon is not None and not callable(call_soon):
+            raise InvalidArgumentTypeError(
+                f"call_soon must be callable or None, got {type(call_soon).__name__}"
+            )
         self._sock = sock
         self._family = sock.family
         self._queued = queued
         self._fallback = fallback
+        self._call_soon = call_soon
         self._closed = False
         self._sent = 0
+        self._waiting: list[tuple[bytes, Any]] = []
+
+    def _open(self) -> bool:
+        return not self._closed and not self._queued
+
+    def _send_now(self, datagram: bytes, address: Any) -> bool:
+        try:
+            self._sock.sendto(datagram, _socket.MSG_DONTWAIT, address)
+        except (OSError, ValueError, TypeError, OverflowError):
+            return False
+        self._sent += 1
+        return True
 
     def send(self, datagram: bytes, address: Any) -> None:
         if type(datagram) is not bytes:
             raise InvalidArgumentTypeError(f"datagram must be bytes, got {type(datagram).__name__}")
-        if not self._closed and not self._queued and _ip_literal_of(address, self._family):
-            try:
-                self._sock.sendto(datagram, _socket.MSG_DONTWAIT, address)
-            except (OSError, ValueError, TypeError, OverflowError):
-                pass
-            else:
-                self._sent += 1
+        if self._open() and _ip_literal_of(address, self._family):
+            if self._call_soon is not None:
+                waiting = self._waiting
+                waiting.append((datagram, address))
+                if len(waiting) == 1:
+                    try:
+                        self._call_soon(self.flush)
+                    except Exception:
+                        # (no loop to come back: sent now instead)
+                        self.flush()
                 return
+            if self._send_now(datagram, address):
+                return
+        self.flush()
         self._fallback(datagram, address)
 
+    def flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return
+        sent = 0
+        if self._open():
+            for datagram, address in waiting:
+                # (the core's sendmmsg stops at the first the kernel refuses)
+                if not self._send_now(datagram, address):
+                    break
+                sent += 1
+        first_error: BaseException | None = None
+        for datagram, address in waiting[sent:]:
+            try:
+                self._fallback(datagram, address)
+            except Exception as exc:
+                if first_error is None:
+                    first_error = exc
+        if first_error is not None:
+            raise first_error
+
     def close(self) -> None:
-        self._closed = True
+        try:
+            self.flush()
+        finally:
+            self._closed = True
 
     @property
     def closed(self) -> bool:
@@ -1419,6 +1480,10 @@ class DatagramSocket:
     @property
     def sent(self) -> int:
         return self._sent
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
 
 
 def _ip_literal_of(address: Any, family: int) -> bool:
