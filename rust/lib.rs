@@ -19,7 +19,9 @@
 //!   which the lookup reads directly.
 //! - `datagram`: the engine reading each arriving datagram (framing,
 //!   msgpack, matching an answer to its request, serving the common
-//!   request) in one call; `replay`: the answers kept for resent requests;
+//!   request) in one call; `holder`: a holder's `find_values` answer read
+//!   in place (no Python object); `replay`: the answers kept for resent
+//!   requests;
 //!   `fairness`: which requests an overloaded node sheds;
 //!   `batch`:
 //!   many datagrams per system call (`recvmmsg`), measured, not used yet.
@@ -33,6 +35,7 @@ pub mod datagram;
 pub mod dedup;
 pub mod errors;
 pub mod fairness;
+pub mod holder;
 pub mod index;
 pub mod latency;
 pub mod lookup;

@@ -8,6 +8,7 @@
 //! is the reference: the same calls give the same answers.
 
 use crate::errors::{check_int, type_error, type_name, value_error};
+use crate::holder::WireRecord;
 use foldhash::fast::RandomState;
 use hashbrown::HashMap;
 use pyo3::prelude::*;
@@ -38,6 +39,9 @@ struct Entry {
     expires: Py<PyInt>,
     expires_value: u64,
     data: Py<PyBytes>,
+    /// the signature, an exact `bytes`: a record taken from an answer read
+    /// in place (`take_wire`) is keyed by it, no `bytes` made per answer
+    signature: Py<PyBytes>,
 }
 
 /// A wire field read as it must be: an exact `bytes` (msgpack's bin).
@@ -116,6 +120,23 @@ impl Entry {
             && exact_u64(&fields[3]) == Some(self.seq_value)
             && exact_u64(&fields[4]) == Some(self.expires_value)
     }
+
+    /// `matches` for the fields of an answer read in place: bytes and ints
+    /// compared as such (a str decoded from them would equal the name kept
+    /// exactly when its UTF-8 does; a lone surrogate kept has none and
+    /// equals no decoded str).
+    fn matches_wire(&self, py: Python<'_>, record: &WireRecord<'_>) -> bool {
+        record.data == self.data.bind(py).as_bytes()
+            && record.target == self.target.bind(py).as_bytes()
+            && record.public_key == self.public_key.bind(py).as_bytes()
+            && self
+                .name
+                .bind(py)
+                .to_str()
+                .is_ok_and(|kept| kept.as_bytes() == record.name)
+            && record.seq == self.seq_value
+            && record.expires == self.expires_value
+    }
 }
 
 #[pyclass(module = "dhtquery._core", name = "RecordCache")]
@@ -137,6 +158,89 @@ impl RecordCache {
     ) -> Option<&'a Entry> {
         let entry = self.entries.get(&signature_of(&fields[6])?)?;
         entry.matches(py, fields).then_some(entry)
+    }
+
+    /// `hit` for a record of an answer read in place.
+    fn hit_wire(&self, py: Python<'_>, record: &WireRecord<'_>) -> Option<&Entry> {
+        let signature: &Signature = record.signature.try_into().ok()?;
+        let entry = self.entries.get(signature)?;
+        entry.matches_wire(py, record).then_some(entry)
+    }
+
+    /// `take`'s rule over records read by `next(index)` (the entry of the
+    /// record at `index` and the signature to key it by, or None: not
+    /// kept, the read stops there) while `index < count()`.
+    fn take_each<'s, 'py>(
+        &'s self,
+        py: Python<'py>,
+        target: &[u8],
+        latest: &Bound<'py, PyDict>,
+        address: &Bound<'py, PyAny>,
+        count: impl Fn() -> usize,
+        mut next: impl FnMut(usize) -> PyResult<Option<(&'s Entry, Bound<'py, PyAny>)>>,
+    ) -> PyResult<(Bound<'py, PyList>, usize)> {
+        let taken = PyList::empty(py);
+        let mut index = 0;
+        while index < count() {
+            let Some((entry, signature)) = next(index)? else {
+                return Ok((taken, index));
+            };
+            if entry.target.bind(py).as_bytes() != target {
+                return Ok((taken, index));
+            }
+            if entry.expires_value != 0
+                && entry.expires.bind(py).le(self.wall.bind(py).call0()?)?
+            {
+                return Ok((taken, index));
+            }
+            let slot = entry.slot.bind(py);
+            match latest.get_item(slot)? {
+                None => {
+                    let seen = PyTuple::new(py, [entry.seq.bind(py).as_any(), address])?;
+                    latest.set_item(slot, seen)?;
+                }
+                Some(seen) => {
+                    // (another sequence than the one seen: the caller's)
+                    let Ok(seen) = seen.cast_exact::<PyTuple>() else {
+                        return Ok((taken, index));
+                    };
+                    if seen.len() != 2 || seen.get_item(0)?.ne(entry.seq.bind(py))? {
+                        return Ok((taken, index));
+                    }
+                }
+            }
+            taken.append((signature, entry.record.bind(py)))?;
+            index += 1;
+        }
+        Ok((taken, count()))
+    }
+
+    /// `take` of an answer's records read in place (`holder.rs`): the same
+    /// records taken, `latest` noted alike, `wall()` called as often; each
+    /// taken keyed by the signature kept (an equal `bytes`).
+    pub(crate) fn take_wire<'a, 'py>(
+        &self,
+        py: Python<'py>,
+        records: impl Iterator<Item = WireRecord<'a>>,
+        count: usize,
+        target: &Bound<'py, PyBytes>,
+        latest: &Bound<'py, PyDict>,
+        address: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyList>, usize)> {
+        let mut records = records;
+        self.take_each(
+            py,
+            target.as_bytes(),
+            latest,
+            address,
+            || count,
+            |_| {
+                Ok(records.next().and_then(|record| {
+                    let entry = self.hit_wire(py, &record)?;
+                    Some((entry, entry.signature.bind(py).clone().into_any()))
+                }))
+            },
+        )
     }
 }
 
@@ -207,7 +311,7 @@ impl RecordCache {
             )));
         };
         let signature = check_bytes("signature", &fields[6])?;
-        let Ok(signature) = Signature::try_from(signature.as_bytes()) else {
+        let Ok(key) = Signature::try_from(signature.as_bytes()) else {
             return Err(value_error(format!(
                 "value's signature must be {SIGNATURE_SIZE} bytes, got {}",
                 signature.as_bytes().len()
@@ -231,9 +335,14 @@ impl RecordCache {
             expires_value: check_u64("expires", &fields[4])?,
             expires: fields[4].cast::<PyInt>()?.clone().unbind(),
             data: check_bytes("data", &fields[5])?.clone().unbind(),
+            signature: match signature.cast_exact::<PyBytes>() {
+                Ok(exact) => exact.clone().unbind(),
+                // (a subclass's: an exact copy, as the wire's would be)
+                Err(_) => PyBytes::new(value.py(), signature.as_bytes()).unbind(),
+            },
         };
-        if self.entries.insert(signature, entry).is_none() {
-            self.order.push_back(signature);
+        if self.entries.insert(key, entry).is_none() {
+            self.order.push_back(key);
         }
         while self.entries.len() > self.kept {
             let Some(oldest) = self.order.pop_front() else {
@@ -272,7 +381,6 @@ impl RecordCache {
                 type_name(latest)
             )));
         };
-        let taken = PyList::empty(py);
         // The values read in place, as the twin's `enumerate` does (its
         // length read again at each step): collecting them first into a Vec
         // cost an allocation a call (~150 instructions, callgrind).
@@ -281,7 +389,7 @@ impl RecordCache {
             Some(_) => None,
             None => match values.cast_exact::<PyTuple>() {
                 Ok(tuple) => Some(tuple),
-                Err(_) => return Ok((taken, 0)),
+                Err(_) => return Ok((PyList::empty(py), 0)),
             },
         };
         let len = || match (list, tuple) {
@@ -289,48 +397,19 @@ impl RecordCache {
             (_, Some(tuple)) => tuple.len(),
             _ => 0,
         };
-        let target = target.as_bytes();
-        let mut index = 0;
-        while index < len() {
+        self.take_each(py, target.as_bytes(), latest, address, len, |index| {
             let value = match (list, tuple) {
                 (Some(list), _) => list.get_item(index)?,
                 (_, Some(tuple)) => tuple.get_item(index)?,
-                _ => break,
+                _ => return Ok(None),
             };
             let Some(fields) = wire_fields(&value) else {
-                return Ok((taken, index));
+                return Ok(None);
             };
-            let Some(entry) = self.hit(py, &fields) else {
-                return Ok((taken, index));
-            };
-            if entry.target.bind(py).as_bytes() != target {
-                return Ok((taken, index));
-            }
-            if entry.expires_value != 0
-                && entry.expires.bind(py).le(self.wall.bind(py).call0()?)?
-            {
-                return Ok((taken, index));
-            }
-            let slot = entry.slot.bind(py);
-            match latest.get_item(slot)? {
-                None => {
-                    let seen = PyTuple::new(py, [entry.seq.bind(py).as_any(), address])?;
-                    latest.set_item(slot, seen)?;
-                }
-                Some(seen) => {
-                    // (another sequence than the one seen: the caller's)
-                    let Ok(seen) = seen.cast_exact::<PyTuple>() else {
-                        return Ok((taken, index));
-                    };
-                    if seen.len() != 2 || seen.get_item(0)?.ne(entry.seq.bind(py))? {
-                        return Ok((taken, index));
-                    }
-                }
-            }
-            taken.append((&fields[6], entry.record.bind(py)))?;
-            index += 1;
-        }
-        Ok((taken, len()))
+            Ok(self
+                .hit(py, &fields)
+                .map(|entry| (entry, fields[6].clone())))
+        })
     }
 
     fn clear(&mut self) {
