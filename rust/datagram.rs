@@ -41,7 +41,7 @@ use crate::errors::{check_float, check_now, float_repr, type_error, type_name, v
 use crate::fairness::FairShare;
 use crate::holder::{holder_answer, HolderAnswer};
 use crate::outbox::{DatagramSocket, Reply as Answer};
-use crate::peers::{OrderedTable, PeerBook};
+use crate::peers::{same_address, OrderedTable, PeerBook};
 use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
 use crate::replay::ReplayCache;
@@ -2050,7 +2050,12 @@ impl DatagramEngine {
         let Some(request) = pending.get_item(&msg_id)? else {
             return Ok((NOT_PENDING, msg_id, body, none));
         };
-        if !entry_field(&request, ENTRY_ADDRESS)?.eq(address)? {
+        let asked = entry_field(&request, ENTRY_ADDRESS)?;
+        let same = match same_address(&asked, address) {
+            Some(same) => same,
+            None => asked.eq(address)?,
+        };
+        if !same {
             return Ok((WRONG_ADDRESS, msg_id, body, request));
         }
         let shape = match &self.shapes {

@@ -178,6 +178,40 @@ def test_a_record_scores_as_peer_stats_to_the_bit(book: Any) -> None:
     assert book.scores([A, C], NOW + 60) == [stats.score(NOW + 60), 0.75]
 
 
+class _Host(str):
+    """A host that is a str subclass: equal to its text, compared by Python."""
+
+
+def test_a_peer_is_found_by_any_address_equal_to_its_own(book: Any) -> None:
+    # (the core decides equal exact (str, int) tuples itself and leaves the
+    # rest to Python's ==: the answers are a dict's either way)
+    book.success(("10.0.0.1", 4000), 0.2, NOW)
+    host = "".join(["10.0.0.", "1"])  # (equal, not the same object)
+    equal = [
+        (host, 4000),
+        (host, 4000.0),  # (a float equal to the port)
+        (host, True * 4000),
+        (_Host(host), 4000),
+        tuple([host, 4000]),
+    ]
+    for answered, address in enumerate(equal, 1):
+        assert address in book and book.successes(address) == answered, address
+        book.answered(address, 0.2, True, NOW)
+    assert book.successes(("10.0.0.1", 4000)) == 1 + len(equal)
+    assert len(book) == 1
+    different = [("10.0.0.1", 4001), ("10.0.0.10", 4000), ("10.0.0.1",), ("10.0.0.1", 4000, 0, 0)]
+    for address in different:
+        assert address not in book, address
+    # a peer named by a port of 1 and by True is one peer, as in a dict
+    book.success(("h", 1), 0.1, NOW)
+    assert book.successes(("h", True)) == 1
+    # beyond 64 bits, and with a lone surrogate, Python decides
+    book.success(("h", 2**70), 0.1, NOW)
+    assert ("h", 2**70) in book and ("h", 2**70 + 1) not in book
+    book.success(("\udc80", 5), 0.1, NOW)
+    assert ("\udc80", 5) in book and ("\udc81", 5) not in book
+
+
 def test_records_are_bounded_oldest_out_first(core_module: ModuleType) -> None:
     book = core_module.PeerBook(max_peers=3)
     for peer in ("a", "b", "c"):
