@@ -21,7 +21,9 @@
 //! one `sendto` each: the kernel delivers a loopback batch in one pass and
 //! wakes each receiver once (measured: see `flush_waiting`). Anything that
 //! leaves through `fallback`, or `close()`, sends what waits first, so the
-//! datagrams leave in the order they were given.
+//! datagrams given to `send` leave in the order they were given (the
+//! answers `answer_many` sends at the end of a batch do not wait). A
+//! request's RTT now includes the rest of the turn it was opened in.
 
 use crate::errors::{type_error, type_name, value_error};
 use parking_lot::Mutex;
@@ -29,6 +31,7 @@ use pyo3::exceptions::PyException;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -48,10 +51,6 @@ struct Waiting {
     address: Py<PyAny>,
 }
 
-// (the sockaddr is plain data; the Python objects are only touched with
-// the GIL held, the list under its mutex)
-unsafe impl Send for Waiting {}
-
 /// Datagrams one `sendmmsg` takes at most (the kernel's `UIO_MAXIOV`).
 const MAX_BATCH: usize = 1024;
 
@@ -68,6 +67,10 @@ pub struct DatagramSocket {
     /// deferred datagrams, in order (the lock is never held over a Python
     /// call: a fallback may send again)
     waiting: Mutex<Vec<Waiting>>,
+    /// a flush is scheduled for what waits (set by the send that scheduled
+    /// it, cleared when a flush takes the list or scheduling failed: a
+    /// failure leaves the next send to schedule one)
+    scheduled: AtomicBool,
 }
 
 /// `address` (`(host, port)`, or `(host, port, flowinfo, scope_id)` for
@@ -162,19 +165,16 @@ impl DatagramSocket {
         if this.open(py)? {
             if let Some((to, to_len)) = socket_address(address, this.family) {
                 if let Some(call_soon) = &this.call_soon {
-                    let first = {
-                        let mut waiting = this.waiting.lock();
-                        waiting.push(Waiting {
-                            datagram: datagram.clone().unbind(),
-                            to,
-                            to_len,
-                            address: address.clone().unbind(),
-                        });
-                        waiting.len() == 1
-                    };
-                    if first {
+                    this.waiting.lock().push(Waiting {
+                        datagram: datagram.clone().unbind(),
+                        to,
+                        to_len,
+                        address: address.clone().unbind(),
+                    });
+                    if !this.scheduled.swap(true, Ordering::Relaxed) {
                         let flush = slf.getattr(intern!(py, "flush"))?;
                         if let Err(error) = call_soon.bind(py).call1((flush,)) {
+                            this.scheduled.store(false, Ordering::Relaxed);
                             if !error.is_instance_of::<PyException>(py) {
                                 return Err(error);
                             }
@@ -189,8 +189,17 @@ impl DatagramSocket {
                 }
             }
         }
-        this.flush_waiting(py)?;
-        this.fallback.bind(py).call1((datagram, address))?;
+        // What waits goes first; this datagram goes to the fallback even if
+        // one of those failed there (the first error is returned after).
+        let flushed = this.flush_waiting(py);
+        if let Err(error) = &flushed {
+            if !error.is_instance_of::<PyException>(py) {
+                return flushed;
+            }
+        }
+        let given = this.fallback.bind(py).call1((datagram, address));
+        flushed?;
+        given?;
         Ok(())
     }
 
@@ -259,6 +268,7 @@ impl DatagramSocket {
     /// peer's process is woken once for it rather than per `sendto`.)
     fn flush_waiting(&self, py: Python<'_>) -> PyResult<()> {
         let waiting = std::mem::take(&mut *self.waiting.lock());
+        self.scheduled.store(false, Ordering::Relaxed);
         if waiting.is_empty() {
             return Ok(());
         }
@@ -393,6 +403,7 @@ impl DatagramSocket {
             sent: AtomicU64::new(0),
             call_soon,
             waiting: Mutex::new(Vec::new()),
+            scheduled: AtomicBool::new(false),
         })
     }
 
@@ -411,6 +422,25 @@ impl DatagramSocket {
             )));
         };
         Self::send_to(slf, datagram, address)
+    }
+
+    /// What it holds, for the cyclic GC: the transport's `sendto` (its
+    /// fallback) holds the transport, which holds this socket.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.queued)?;
+        visit.call(&self.fallback)?;
+        if let Some(call_soon) = &self.call_soon {
+            visit.call(call_soon)?;
+        }
+        // (never held over a Python call, so free here; if not, what waits
+        // is left unvisited rather than the collector blocked)
+        if let Some(waiting) = self.waiting.try_lock() {
+            for item in waiting.iter() {
+                visit.call(&item.datagram)?;
+                visit.call(&item.address)?;
+            }
+        }
+        Ok(())
     }
 
     /// Send what waits (see `flush_waiting`).

@@ -267,6 +267,65 @@ def test_a_flush_gives_every_datagram_to_the_fallback_then_raises_its_first_erro
         assert native.waiting == 0
 
 
+def test_a_send_after_an_interrupted_schedule_schedules_the_flush_again(
+    module: ModuleType,
+) -> None:
+    calls = {"n": 0}
+    soon = _Soon()
+
+    def interrupted_once(callback: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        soon(callback)
+
+    with _pair() as (node, peer):
+        native = module.DatagramSocket(node, [], _Fallback(), interrupted_once)
+        to = peer.getsockname()
+        with pytest.raises(KeyboardInterrupt):
+            native.send(b"first", to)
+        native.send(b"second", to)  # (schedules the flush the first could not)
+        assert (native.waiting, len(soon.callbacks)) == (2, 1)
+        soon.run()
+        assert [peer.recv(100) for _ in range(2)] == [b"first", b"second"]
+
+
+def test_a_datagram_for_the_fallback_goes_there_even_if_one_waiting_failed_there(
+    module: ModuleType,
+) -> None:
+    with _pair() as (node, peer):
+        given: list[bytes] = []
+
+        def fallback(datagram: bytes, address: Any) -> None:
+            given.append(datagram)
+            if datagram == b"deferred":
+                raise OSError("refused the deferred one")
+
+        queued: list[Any] = []
+        native = module.DatagramSocket(node, queued, fallback, _Soon())
+        native.send(b"deferred", peer.getsockname())
+        queued.append(b"the kernel's buffer filled")
+        with pytest.raises(OSError, match="refused the deferred one"):
+            native.send(b"current", peer.getsockname())
+        assert given == [b"deferred", b"current"]
+
+
+def test_what_the_kernel_refuses_in_a_flush_goes_to_the_fallback_in_order(
+    module: ModuleType,
+) -> None:
+    with _pair() as (node, peer):
+        fallback, soon = _Fallback(), _Soon()
+        native = module.DatagramSocket(node, [], fallback, soon)
+        to = peer.getsockname()
+        # (70,000 bytes: more than a UDP datagram holds, refused by the kernel)
+        for datagram in (b"one", b"x" * 70_000, b"three"):
+            native.send(datagram, to)
+        soon.run()
+        assert peer.recv(100) == b"one"
+        assert [len(data) for data, _ in fallback.calls] == [70_000, 5]
+        assert (native.sent, native.waiting) == (1, 0)
+
+
 def test_a_deferring_socket_refuses_a_call_soon_that_is_not_callable(
     module: ModuleType,
 ) -> None:

@@ -5,7 +5,9 @@ loops)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from types import ModuleType
@@ -129,6 +131,24 @@ def test_the_core_socket_sends_a_wake_ups_datagrams_at_its_end_before_the_transp
             ]
 
     run(scenario())
+
+
+def test_a_closed_transport_with_a_core_socket_is_collected(
+    run: Run[None], core_module: ModuleType
+) -> None:
+    """The core's socket holds the transport's sendto (its fallback) and the
+    loop's call_soon, and the transport holds it: a cycle the collector must
+    see through the socket to free."""
+
+    async def scenario() -> weakref.ref[BatchedTransport]:
+        async with recording(core_module, native=True) as (transport, _, _peer):
+            ref = weakref.ref(transport)
+        await asyncio.sleep(0)  # (the transport's connection_lost runs)
+        return ref
+
+    ref = run(scenario())
+    gc.collect()
+    assert ref() is None
 
 
 def test_sendto_reaches_the_address(run: Run[None], core_module: ModuleType) -> None:

@@ -188,8 +188,16 @@ class BatchedTransport(asyncio.DatagramTransport):
     def sendto(self, data: Any, addr: Any = None) -> None:
         native = self.native_socket
         if native is not None and native.waiting:
-            # (what the core deferred goes first: the order kept)
-            native.flush()
+            # (what the core deferred goes first: the order kept; this one
+            # is sent even if one of those failed)
+            try:
+                native.flush()
+            finally:
+                self._send(data, addr)
+            return
+        self._send(data, addr)
+
+    def _send(self, data: Any, addr: Any) -> None:
         if self._closing:
             # (asyncio's datagram transport drops it the same way: a reply
             # made as the node stops has nowhere to go)
@@ -255,12 +263,16 @@ class BatchedTransport(asyncio.DatagramTransport):
     def close(self) -> None:
         if self._closing:
             return
-        self._closing = True
-        if self.native_socket is not None:
-            self.native_socket.close()
-        self.pause_reading()
-        if not self._queued:
-            self._finish()
+        try:
+            if self.native_socket is not None:
+                # (before closing: what the core deferred and the kernel
+                # cannot take now waits in the queue, which close() drains)
+                self.native_socket.close()
+        finally:
+            self._closing = True
+            self.pause_reading()
+            if not self._queued:
+                self._finish()
 
     def _finish(self) -> None:
         self._loop.call_soon(self._lost)

@@ -1369,6 +1369,7 @@ class DatagramSocket:
         "_fallback",
         "_family",
         "_queued",
+        "_scheduled",
         "_sent",
         "_sock",
         "_waiting",
@@ -1411,6 +1412,8 @@ class DatagramSocket:
         self._closed = False
         self._sent = 0
         self._waiting: list[tuple[bytes, Any]] = []
+        #: a flush is scheduled for what waits (see the Rust core's)
+        self._scheduled = False
 
     def _open(self) -> bool:
         return not self._closed and not self._queued
@@ -1428,22 +1431,32 @@ class DatagramSocket:
             raise InvalidArgumentTypeError(f"datagram must be bytes, got {type(datagram).__name__}")
         if self._open() and _ip_literal_of(address, self._family):
             if self._call_soon is not None:
-                waiting = self._waiting
-                waiting.append((datagram, address))
-                if len(waiting) == 1:
+                self._waiting.append((datagram, address))
+                if not self._scheduled:
+                    self._scheduled = True
                     try:
                         self._call_soon(self.flush)
-                    except Exception:
+                    except BaseException as exc:
+                        self._scheduled = False
+                        if not isinstance(exc, Exception):
+                            raise
                         # (no loop to come back: sent now instead)
                         self.flush()
                 return
             if self._send_now(datagram, address):
                 return
-        self.flush()
+        # What waits goes first; this datagram goes to the fallback even if
+        # one of those failed there (the first error is raised after).
+        try:
+            self.flush()
+        except Exception:
+            self._fallback(datagram, address)
+            raise
         self._fallback(datagram, address)
 
     def flush(self) -> None:
         waiting, self._waiting = self._waiting, []
+        self._scheduled = False
         if not waiting:
             return
         sent = 0
