@@ -115,7 +115,8 @@ class BatchedTransport(asyncio.DatagramTransport):
         self.native_socket: Any = (
             None
             if socket_class is None
-            else socket_class(sock, self._queued, self.sendto, loop.call_soon)
+            # (its fallback the transport's own send: it has flushed first)
+            else socket_class(sock, self._queued, self._send, loop.call_soon)
         )
         #: what reads a wake-up's datagrams instead of the loop below (see
         #: ``read_batches_with``)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import builtins
+import contextlib
 import heapq
 import ipaddress
 import math
@@ -1450,7 +1451,9 @@ class DatagramSocket:
         try:
             self.flush()
         except Exception:
-            self._fallback(datagram, address)
+            # (as the Rust core: the flush's error is the one raised)
+            with contextlib.suppress(Exception):
+                self._fallback(datagram, address)
             raise
         self._fallback(datagram, address)
 
