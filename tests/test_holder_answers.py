@@ -527,3 +527,27 @@ def test_both_paths_and_the_twin_do_the_same_with_random_answers(data: st.DataOb
             side.rig.calls.log.clear()
         assert seen[0] == seen[2]
         assert seen[1] == seen[2]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records=st.integers(1, 2),
+    edit=st.sampled_from(["flip", "insert", "delete"]),
+    at=st.integers(0, 10_000),
+    byte=st.integers(0, 255),
+)
+def test_a_canonical_answer_with_any_byte_changed_is_read_alike_by_all_three(
+    records: int, edit: str, at: int, byte: int
+) -> None:
+    # (a hostile or damaged body: whatever the in-place reader makes of it,
+    # the decoding engine and the twin make the same; nothing panics)
+    values = [wire(n) for n in range(1, records + 1)]
+    body = bytearray(canonical(values))
+    where = at % (len(body) + (1 if edit == "insert" else 0))
+    if edit == "flip":
+        body[where] = byte if body[where] != byte else byte ^ 0xFF
+    elif edit == "insert":
+        body.insert(where, byte)
+    else:
+        del body[where]
+    _compare(_keep(*values), bytes(body))
