@@ -50,6 +50,8 @@ def dht_figures(report: dict[str, Any], _stdout: str) -> Figures:
             stock = throughput["ok_per_s"]
         if not row["client"].startswith("dhtquery get_all") or not throughput:
             continue
+        if row["run"].startswith("round "):  # (--rounds: read from its target below)
+            continue
         name = f"{row['client'][len('dhtquery ') :]} {row['run']} {row['loop']}/{row['core']}"
         figures[f"{name} lookups/s"] = throughput["ok_per_s"]
         figures[f"{name} client CPU us"] = throughput.get("client_cpu_us_per_lookup", 0.0)
@@ -64,6 +66,9 @@ def dht_figures(report: dict[str, Any], _stdout: str) -> Figures:
         for name in list(figures):
             if name.startswith("get_all single") and name.endswith("lookups/s"):
                 figures[name.replace("lookups/s", "/ stock")] = figures[name] / stock
+    for verdict in report.get("targets", []):
+        if "ratios" in verdict and verdict["value"] is not None:  # (--rounds)
+            figures["get_all / stock, median of rounds"] = verdict["value"]
     return figures
 
 

@@ -76,6 +76,20 @@ def test_dht_figures_read_get_all_rows_and_the_stock_ratio() -> None:
     assert figures[f"{name} p99/1s ms"] == 4.0 and figures[f"{name} client CPU us"] == 150.0
 
 
+def test_dht_figures_take_the_rounds_median_not_each_round() -> None:
+    round_row = {
+        "client": "dhtquery get_all",
+        "run": "round 1",
+        "loop": "uvloop",
+        "core": "rust",
+        "throughput": {"ok_per_s": 4000.0},
+        "latency": None,
+    }
+    verdict = {"target": "... median of 3 interleaved rounds", "value": 4.2, "ratios": [4.2]}
+    figures = ab.dht_figures({"rows": [round_row], "targets": [verdict]}, "")
+    assert figures == {"get_all / stock, median of rounds": 4.2}
+
+
 def test_profile_figures_need_the_median_line() -> None:
     assert ab.profile_figures({}, "x\nget_all client CPU: median 95.6 us/lookup (min 1)") == {
         "client CPU us/lookup": 95.6
