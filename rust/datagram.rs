@@ -46,6 +46,7 @@ use crate::query_core::{check_timeout, QueryCore};
 use crate::query_id::QueryId;
 use crate::replay::ReplayCache;
 use crate::types::MAX_TIMEOUT;
+use crate::vocab::{vocab, Vocab};
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -566,13 +567,14 @@ struct Requests {
     pad: [u8; MSG_ID_SIZE - 16],
     /// the tuple subclass a request's entry is made as (None: a tuple)
     entry: Option<Py<PyType>>,
-    /// `tuple.__new__`, to make one of `entry`. Allocating the subclass
-    /// with `PyType_GenericAlloc` and filling it saved ~1,000 instructions
-    /// a request (callgrind), but from Python 3.14 a tuple caches its hash
-    /// (`ob_hash`, which `tuple.__new__` resets to -1 after the allocation,
-    /// and the allocator leaves 0): an entry made that way would hash as 0
-    /// on 3.14, which the abi3 wheel runs on. Kept the call.
-    tuple_new: Py<PyAny>,
+    /// to make one of `entry` as `tuple.__new__(entry, fields)` does,
+    /// through tuple's own `tp_new` (`Vocab::subtuple`; before, a call of
+    /// `tuple.__new__`). Allocating the subclass with `PyType_GenericAlloc`
+    /// and filling it would save more, but from Python 3.14 a tuple caches
+    /// its hash (`ob_hash`, which tuple's `tp_new` resets to -1 after the
+    /// allocation, and the allocator leaves 0): an entry made that way
+    /// would hash as 0 on 3.14, which the abi3 wheel runs on.
+    vocab: &'static Vocab,
     /// core query id (16 bytes) of a request registered again (sent again
     /// or granted lag) -> its message id: an answer ends its entry here
     resent: Py<PyDict>,
@@ -1614,9 +1616,9 @@ impl Requests {
         ];
         let entry = match &self.entry {
             Some(entry) => self
-                .tuple_new
-                .bind(py)
-                .call1((entry.bind(py), PyTuple::new(py, fields)?))?,
+                .vocab
+                .subtuple(entry.bind(py), PyTuple::new(py, fields)?)?
+                .into_any(),
             None => PyTuple::new(py, fields)?.into_any(),
         };
         pending.set_item(msg_id, entry)?;
@@ -1654,11 +1656,7 @@ impl Requests {
             }
         };
         Ok(Requests {
-            tuple_new: requests
-                .py()
-                .get_type::<PyTuple>()
-                .getattr("__new__")?
-                .unbind(),
+            vocab: vocab(requests.py())?,
             core: core.clone().unbind(),
             pad,
             entry,

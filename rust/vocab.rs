@@ -236,12 +236,28 @@ impl Vocab {
         cls: &Py<PyType>,
         values: Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        self.subtuple(cls.bind(values.py()), values)
+    }
+
+    /// An instance of `cls`, a subclass of tuple (the caller has checked),
+    /// built from `values` as `tuple.__new__(cls, values)` builds it, with
+    /// tuple's `tp_new` called directly: no `tuple.__new__` wrapper and
+    /// its argument checks (the RPC table's entries: callgrind, `bench
+    /// profile --sockets`, see `Requests::open_one`).
+    ///
+    /// # Errors
+    /// If Python cannot allocate it.
+    pub fn subtuple<'py>(
+        &self,
+        cls: &Bound<'py, PyType>,
+        values: Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let py = values.py();
         let args = PyTuple::new(py, [values])?;
         // SAFETY: tuple's tp_new, called with a subtype of tuple (checked at
-        // import), a 1-tuple of arguments and no keywords, as
-        // `tuple.__new__(cls, values)` calls it; it returns a new reference
-        // or NULL with an exception set.
+        // import, or by the caller), a 1-tuple of arguments and no keywords,
+        // as `tuple.__new__(cls, values)` calls it; it returns a new
+        // reference or NULL with an exception set.
         let built = unsafe {
             let object = (self.tuple_new)(cls.as_ptr().cast(), args.as_ptr(), std::ptr::null_mut());
             Bound::from_owned_ptr_or_err(py, object)?
