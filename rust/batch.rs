@@ -211,6 +211,29 @@ pub(crate) struct Received<'py> {
 }
 
 impl BatchReceiver {
+    /// From now on, `address` (equal to the one made for `source`: the
+    /// caller has compared them) is the Python address of `source`'s
+    /// datagrams: the engine's answers hand it the address their request
+    /// was sent to, so that the next answer from that peer is compared with
+    /// its request's address, and looked up in the peer book, as the same
+    /// object rather than an equal one read item by item (`same_address`).
+    /// Skipped while a read holds the buffers.
+    pub(crate) fn adopt(
+        &self,
+        source: &libc::sockaddr_storage,
+        pairs: bool,
+        address: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let Some(mut buffers) = self.buffers.try_lock() else {
+            return Ok(());
+        };
+        let source = self::source(source, pairs)?;
+        if let Some(kept) = buffers.known.get_mut(&source) {
+            *kept = address.clone().unbind();
+        }
+        Ok(())
+    }
+
     /// The datagrams waiting in `fd` (non-blocking), at most `count`, copied
     /// out of the buffers (so that handling them may call Python, which may
     /// read again). An IPv6 source is `(host, port)` if `pairs`, else as

@@ -1064,6 +1064,17 @@ impl DatagramEngine {
                 }
             };
             let status = parts.status;
+            if matches!(status, ANSWERED | CHECKED | BAD_SHAPE | HANDLED) {
+                // (an answer to a request: its source's address from now on
+                // the request's object, if an equal exact tuple; see `adopt`.
+                // cachegrind, `bench profile --sockets`: see the commit)
+                let asked = entry_field(&parts.request, ENTRY_ADDRESS)?;
+                if !asked.is(address) && same_address(&asked, address) == Some(true) {
+                    if let Ok(asked) = asked.cast_exact::<PyTuple>() {
+                        receiver.get().adopt(&received.source, true, asked)?;
+                    }
+                }
+            }
             // (served to a client, or to a node known already: Python
             // would only send it; a new node is Python's to welcome)
             let nobody_to_welcome = || -> PyResult<bool> {
@@ -1903,7 +1914,21 @@ impl DatagramEngine {
         // `take` comparing them, gone).
         let in_place = self.dispatch.get().is_some();
         let (status, first, body, request) = self.read_body(py, datagram, address, in_place)?;
-        let rtt = if status == ANSWERED || status >= CHECKED {
+        let matched = status == ANSWERED || status >= CHECKED;
+        // An answer's source equals its request's address (`read_body`
+        // compared them): the request's object from here on, the one the
+        // peer book and the lookup were given when it was asked, so that
+        // their look-ups of the peer find it the same object (the first
+        // test of `same_address`) rather than an equal one compared item by
+        // item. (cachegrind, `bench profile --sockets`: see the commit)
+        let asked;
+        let address = if matched {
+            asked = entry_field(&request, ENTRY_ADDRESS)?;
+            &asked
+        } else {
+            address
+        };
+        let rtt = if matched {
             requests.end(py, &request, now, lag)?
         } else {
             0.0

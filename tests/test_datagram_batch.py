@@ -18,11 +18,13 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from dhtquery.dht.rpc_table import DATAGRAM_CHECKED as CHECKED
 from dhtquery.dht.rpc_table import DATAGRAM_DROP as DROP
 from dhtquery.dht.rpc_table import DATAGRAM_FAILED as FAILED
 from dhtquery.dht.rpc_table import DATAGRAM_REQUEST as REQUEST
 from dhtquery.dht.rpc_table import DATAGRAM_SERVED as SERVED
-from dhtquery.dht.wire import CLIENT_PAD, frame_request, pack_request
+from dhtquery.dht.rpc_table import DATAGRAM_WRONG_ADDRESS as WRONG_ADDRESS
+from dhtquery.dht.wire import CLIENT_PAD, encode_response, frame_request, pack_request
 from dhtquery.errors import InvalidArgumentError, InvalidArgumentTypeError
 from dhtquery.query import _core_py
 from tests.conftest import require_rust
@@ -565,3 +567,40 @@ def test_a_batch_answers_go_to_the_fallback_in_order_while_datagrams_wait(
         assert native.sent == 0
         assert [data for data, _ in fallback.calls] == [b"\x01" + i + ANSWER for i in ids]
         assert {address for _, address in fallback.calls} == {peer.getsockname()}
+
+
+def test_after_an_answer_its_peers_datagrams_carry_the_requests_address_object() -> None:
+    """The Rust core's receiver hands a peer's later datagrams the very
+    tuple its answered request was sent to (equal to the one it made), so
+    that the next answer's source and the peer book's look-ups compare it
+    by identity. (An optimisation of the Rust core: the twin makes a tuple
+    per datagram, equal, which is all its answers promise.)"""
+    module = require_rust()
+    with _pair() as (node, peer):
+        core = module.QueryCore()
+        engine = module.DatagramEngine({}, {"ping": 2}, requests=(core, CLIENT_PAD, {}, None))
+        receiver = module.BatchReceiver(8, 65_536)
+        native = module.DatagramSocket(node, [], _Fallback())
+        dispatch = _Dispatch()
+        host, port = peer.getsockname()
+        asked = (str(host), int(port))  # equal to what the receiver makes, not the same
+        datagram = engine.open(0.5, 1.0, 0.0, asked, "ping", None, None, None, b"body")
+        msg_id = datagram[1:21]
+        peer.sendto(encode_response(msg_id, os.urandom(20)), node.getsockname())
+        peer.sendto(b"\x07junk", node.getsockname())
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch) == 2
+        (answered, *_, answer_from), (dropped, *_, junk_from) = dispatch.calls
+        assert (answered, dropped) == (CHECKED, DROP)
+        assert answer_from == asked and answer_from is not asked
+        # (the same batch: the junk's address was read with the answer's)
+        assert junk_from is answer_from
+        peer.sendto(b"\x07junk", node.getsockname())
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch) == 1
+        assert dispatch.calls[-1][0] == DROP and dispatch.calls[-1][-1] is asked
+        # an answer from another source is not its request's: nothing adopted
+        other = engine.open(0.5, 1.0, 0.0, ("127.0.0.1", 9), "ping", None, None, None, b"b")
+        peer.sendto(encode_response(other[1:21], os.urandom(20)), node.getsockname())
+        peer.sendto(b"\x07junk", node.getsockname())
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch) == 2
+        assert [call[0] for call in dispatch.calls[-2:]] == [WRONG_ADDRESS, DROP]
+        assert dispatch.calls[-1][-1] is asked
