@@ -68,7 +68,7 @@ def dht_figures(report: dict[str, Any], _stdout: str) -> Figures:
                 figures[name.replace("lookups/s", "/ stock")] = figures[name] / stock
     for verdict in report.get("targets", []):
         if "ratios" in verdict and verdict["value"] is not None:  # (--rounds)
-            figures["get_all / stock, median of rounds"] = verdict["value"]
+            figures[f"get_all / stock, median of rounds, {verdict['loop']}"] = verdict["value"]
     return figures
 
 

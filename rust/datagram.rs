@@ -559,6 +559,18 @@ fn pad_of(value: &Bound<'_, PyAny>, name: &str) -> PyResult<[u8; MSG_ID_SIZE - 1
     }
 }
 
+/// What `read_body` makes of a datagram: its status, its first part (a
+/// message id, or a drop's kind), its body, its request's entry (None
+/// if not an answer to one) and whether the answer's source is that
+/// request's address or an equal exact tuple.
+type BodyRead<'a, 'py> = (
+    u8,
+    Bound<'py, PyAny>,
+    Body<'a, 'py>,
+    Bound<'py, PyAny>,
+    bool,
+);
+
 /// What an engine given the RPC table's core (`requests`) keeps to open
 /// requests (`open`) and to end them as their answers arrive (`receive_at`).
 struct Requests {
@@ -569,8 +581,9 @@ struct Requests {
     entry: Option<Py<PyType>>,
     /// to make one of `entry` as `tuple.__new__(entry, fields)` does,
     /// through tuple's own `tp_new` (`Vocab::subtuple`; before, a call of
-    /// `tuple.__new__`: cachegrind, `bench profile --sockets`, 213.4 k ->
-    /// 210.8 k instructions a `get_all`, three requests). Allocating the subclass with `PyType_GenericAlloc`
+    /// `tuple.__new__`: cachegrind, `bench profile --sockets`, one run,
+    /// 213.4 k -> 210.8 k instructions a `get_all`, three requests; runs
+    /// differ by up to 1.6 k). Allocating the subclass with `PyType_GenericAlloc`
     /// and filling it would save more, but from Python 3.14 a tuple caches
     /// its hash (`ob_hash`, which tuple's `tp_new` resets to -1 after the
     /// allocation, and the allocator leaves 0): an entry made that way
@@ -1069,12 +1082,14 @@ impl DatagramEngine {
                 // (an answer to a request: its source's address from now on
                 // the request's object, if an equal exact tuple; see `adopt`.
                 // With the line in `receive_one` below, callgrind, `bench
-                // profile --sockets`, slope 1,000-3,000 lookups:
+                // profile --sockets`, slope 1,000-3,000 lookups, one run:
                 // `same_address` 6.0 k -> 0.6 k instructions a `get_all`)
-                let asked = entry_field(&parts.request, ENTRY_ADDRESS)?;
-                if !asked.is(address) && same_address(&asked, address) == Some(true) {
-                    if let Ok(asked) = asked.cast_exact::<PyTuple>() {
-                        receiver.get().adopt(&received.source, true, asked)?;
+                // (an optimisation: nothing in it may fail the batch)
+                if let Ok(asked) = entry_field(&parts.request, ENTRY_ADDRESS) {
+                    if !asked.is(address) && same_address(&asked, address) == Some(true) {
+                        if let Ok(asked) = asked.cast_exact::<PyTuple>() {
+                            receiver.get().adopt(&received.source, true, asked).ok();
+                        }
                     }
                 }
             }
@@ -1916,17 +1931,20 @@ impl DatagramEngine {
         // answer; the decoder's dict, lists, strs, bytes and ints, and
         // `take` comparing them, gone).
         let in_place = self.dispatch.get().is_some();
-        let (status, first, body, request) = self.read_body(py, datagram, address, in_place)?;
+        let (status, first, body, request, exact) =
+            self.read_body(py, datagram, address, in_place)?;
         let matched = status == ANSWERED || status >= CHECKED;
-        // An answer's source equals its request's address (`read_body`
-        // compared them): the request's object from here on, the one the
-        // peer book and the lookup were given when it was asked, so that
-        // their look-ups of the peer find it the same object (the first
-        // test of `same_address`) rather than an equal one compared item by
-        // item. (callgrind, `bench profile --sockets`: the peer book's
-        // `find_with` 5.5 k -> 1.3 k instructions a `get_all`)
+        // An answer's source is its request's address, or an equal exact
+        // tuple (`read_body`'s `same_address`): the request's object from
+        // here on, the one the peer book and the lookup were given when it
+        // was asked, so that their look-ups of the peer find it the same
+        // object (the first test of `same_address`) rather than an equal one
+        // compared item by item. (An address found equal only by Python's
+        // `==` goes on as it came.) callgrind, `bench profile --sockets`, one
+        // run: the peer book's `find_with` 5.5 k -> 1.3 k instructions a
+        // `get_all`.
         let asked;
-        let address = if matched {
+        let address = if matched && exact {
             asked = entry_field(&request, ENTRY_ADDRESS)?;
             &asked
         } else {
@@ -2014,20 +2032,22 @@ impl DatagramEngine {
         datagram: &Bound<'py, PyAny>,
         address: &Bound<'py, PyAny>,
     ) -> PyResult<Parts<'py>> {
-        let (status, first, body, request) = self.read_body(py, datagram, address, false)?;
+        let (status, first, body, request, _) = self.read_body(py, datagram, address, false)?;
         Ok((status, first, body.value(py)?, request))
     }
 
     /// `read`, a holder's `find_values` answer in its canonical encoding
     /// left undecoded if `in_place` and it is `CHECKED` (its shape
-    /// `found_values`', which a body `holder_answer` reads always has).
+    /// `found_values`', which a body `holder_answer` reads always has);
+    /// and whether an answer's source is its request's address or an equal
+    /// exact tuple (`same_address`; false if Python's `==` said so).
     fn read_body<'a, 'py>(
         &self,
         py: Python<'py>,
         datagram: &'a Bound<'py, PyAny>,
         address: &Bound<'py, PyAny>,
         in_place: bool,
-    ) -> PyResult<(u8, Bound<'py, PyAny>, Body<'a, 'py>, Bound<'py, PyAny>)> {
+    ) -> PyResult<BodyRead<'a, 'py>> {
         let Ok(datagram) = datagram.cast_exact::<PyBytes>() else {
             return Err(type_error(format!(
                 "datagram must be bytes, got {}",
@@ -2043,6 +2063,7 @@ impl DatagramEngine {
                 kind,
                 Body::Value(value, [None, None, None]),
                 request,
+                false,
             ))
         };
         if data.len() <= HEADER_SIZE {
@@ -2071,19 +2092,19 @@ impl DatagramEngine {
         };
         let msg_id = PyBytes::new(py, &data[1..HEADER_SIZE]).into_any();
         if kind == KIND_REQUEST {
-            return Ok((REQUEST, msg_id, body, none));
+            return Ok((REQUEST, msg_id, body, none, false));
         }
         let pending = self.pending.bind(py);
         let Some(request) = pending.get_item(&msg_id)? else {
-            return Ok((NOT_PENDING, msg_id, body, none));
+            return Ok((NOT_PENDING, msg_id, body, none, false));
         };
         let asked = entry_field(&request, ENTRY_ADDRESS)?;
-        let same = match same_address(&asked, address) {
-            Some(same) => same,
-            None => asked.eq(address)?,
+        let (same, exact) = match same_address(&asked, address) {
+            Some(same) => (same, same),
+            None => (asked.eq(address)?, false),
         };
         if !same {
-            return Ok((WRONG_ADDRESS, msg_id, body, request));
+            return Ok((WRONG_ADDRESS, msg_id, body, request, false));
         }
         let shape = match &self.shapes {
             Some(shapes) => shape_of(shapes.bind(py), &request)?,
@@ -2104,7 +2125,7 @@ impl DatagramEngine {
                 }
             }
         };
-        Ok((status, msg_id, body, request))
+        Ok((status, msg_id, body, request, exact))
     }
 }
 

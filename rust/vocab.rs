@@ -239,7 +239,7 @@ impl Vocab {
         self.subtuple(cls.bind(values.py()), values)
     }
 
-    /// An instance of `cls`, a subclass of tuple (the caller has checked),
+    /// An instance of `cls`, a subclass of tuple (else a `TypeError`),
     /// built from `values` as `tuple.__new__(cls, values)` builds it, with
     /// tuple's `tp_new` called directly: no `tuple.__new__` wrapper and
     /// its argument checks (the RPC table's entries: callgrind, `bench
@@ -253,6 +253,17 @@ impl Vocab {
         values: Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let py = values.py();
+        // (tuple's tp_new fills what it allocates as a tuple: a class that is
+        // not a subclass of tuple is refused, as `tuple.__new__` refuses it;
+        // one read of the type's flags)
+        // SAFETY: `cls` is a live type object.
+        let flags = unsafe { ffi::PyType_GetFlags(cls.as_ptr().cast()) };
+        if flags & ffi::Py_TPFLAGS_TUPLE_SUBCLASS == 0 {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "{} is not a subtype of tuple",
+                cls.name()?
+            )));
+        }
         let args = PyTuple::new(py, [values])?;
         // SAFETY: tuple's tp_new, called with a subtype of tuple (checked at
         // import, or by the caller), a 1-tuple of arguments and no keywords,

@@ -159,6 +159,24 @@ def test_issue_14s_target_is_read_as_the_median_of_the_rounds_ratios() -> None:
     assert "4.40x (goal >= 4x; rounds 4.40x, 3.50x, 5.00x): met" in dht.target_line(rounds)
 
 
+def test_rounds_are_read_under_each_loop_and_unpaired_ones_are_not_measured() -> None:
+    asyncio_rounds = [
+        dht.Row(r.client, r.run, "asyncio", r.core, throughput=r.throughput)
+        for r in (_round("dhtquery get_all", 1, 2_000), _round("kademlia get", 1, 1_000))
+    ]
+    failed = [
+        _round("dhtquery get_all", 1, 4_000),
+        dht.Row("kademlia get", "round 1", "uvloop", "-", error="boom"),
+    ]
+    verdicts = dht.targets(asyncio_rounds + failed, ["rust"])
+    verdicts = [v for v in verdicts if "rounds" in v["target"]]
+    assert [(v["loop"], v["value"], v["met"]) for v in verdicts] == [
+        ("asyncio", 2.0, False),
+        ("uvloop", None, None),
+    ]
+    assert dht.target_line(verdicts[1]).endswith(": -: not measured")
+
+
 def test_without_rounds_there_is_no_median_verdict() -> None:
     rows = [_row("kademlia get", 1_000, {}), _row("dhtquery get_all", 3_000, {})]
     assert not any("rounds" in v["target"] for v in dht.targets(rows, ["rust"]))
@@ -172,6 +190,8 @@ def test_rounds_are_bounded_and_not_mixed_with_the_other_runs() -> None:
             dht.parse_args(argv)
     with pytest.raises(SystemExit):
         dht.parse_args(["--rounds", "2", "--transports"])
+    with pytest.raises(SystemExit):  # (the rounds are the Rust core's)
+        dht.parse_args(["--rounds", "2", "--backends", "python"])
 
 
 def test_a_rounds_row_is_named_by_its_round_and_shows_no_latency() -> None:

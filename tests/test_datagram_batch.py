@@ -569,6 +569,16 @@ def test_a_batch_answers_go_to_the_fallback_in_order_while_datagrams_wait(
         assert {address for _, address in fallback.calls} == {peer.getsockname()}
 
 
+class _Book:
+    """A peer book that notes the address each answer was told with."""
+
+    def __init__(self) -> None:
+        self.told: list[Any] = []
+
+    def answered(self, address: Any, rtt: float, ok: bool, now: float) -> None:
+        self.told.append(address)
+
+
 def test_after_an_answer_its_peers_datagrams_carry_the_requests_address_object() -> None:
     """The Rust core's receiver hands a peer's later datagrams the very
     tuple its answered request was sent to (equal to the one it made), so
@@ -582,13 +592,16 @@ def test_after_an_answer_its_peers_datagrams_carry_the_requests_address_object()
         receiver = module.BatchReceiver(8, 65_536)
         native = module.DatagramSocket(node, [], _Fallback())
         dispatch = _Dispatch()
+        book = _Book()
         host, port = peer.getsockname()
         asked = (str(host), int(port))  # equal to what the receiver makes, not the same
         datagram = engine.open(0.5, 1.0, 0.0, asked, "ping", None, None, None, b"body")
         msg_id = datagram[1:21]
         peer.sendto(encode_response(msg_id, os.urandom(20)), node.getsockname())
         peer.sendto(b"\x07junk", node.getsockname())
-        assert engine.receive_batch(receiver, native, 1.0, 0.0, None, dispatch) == 2
+        assert engine.receive_batch(receiver, native, 1.0, 0.0, book, dispatch) == 2
+        # the peer book was told of the answer with the request's object
+        assert len(book.told) == 1 and book.told[0] is asked
         (answered, *_, answer_from), (dropped, *_, junk_from) = dispatch.calls
         assert (answered, dropped) == (CHECKED, DROP)
         assert answer_from == asked and answer_from is not asked
