@@ -11,6 +11,9 @@ socket, so it cannot show the kernel's share nor the batched path
         # perf report -i /tmp/client.data --no-children --sort dso --stdio -g none
     python benches/profile_network.py --cprofile     # Python's own view
     python benches/profile_network.py --latency      # 5 s at 1,000/s instead
+    python benches/profile_network.py --latency --pin 0,1   # this process on
+        # CPU 0, the nodes' on CPU 1 (0,0: both on one: the phase's slow
+        # mode, p99 ~1.5 ms, every time on a 2-core machine; apart, 0.4-1.3)
 
 With ``PYTHONPATH=<tree>/python`` it measures that tree (its own
 ``_core.abi3.so`` built in place): run two trees in turn to compare them.
@@ -40,6 +43,13 @@ from dhtquery.bench.load import closed_loop, open_loop, warm_up
 async def measure(args: argparse.Namespace) -> None:
     sizes = bench.QUICK
     with bench.network_process("dhtquery", "uvloop", sizes) as network:
+        if args.pin:
+            # (the latency phase has two modes, by where the scheduler puts
+            # the two processes: pinned, a run is in a known one)
+            client_cpu, network_cpu = args.pin
+            for worker in network.network.workers:
+                os.sched_setaffinity(worker.pid, {network_cpu})
+            os.sched_setaffinity(0, {client_cpu})
         keys = [bench.single_key(i) for i in range(sizes.single_keys)]
         expected = [
             [(bench.PUBLISHER.key_id, bench.single_value(i))] for i in range(sizes.single_keys)
@@ -105,7 +115,24 @@ def main() -> None:
     parser.add_argument("--perf", metavar="FILE", help="perf record into FILE during the loop")
     parser.add_argument("--cprofile", action="store_true", help="a cProfile listing of the loop")
     parser.add_argument("--latency", action="store_true", help="the latency phase instead")
+    parser.add_argument(
+        "--pin",
+        metavar="CLIENT,NETWORK",
+        type=_cpus,
+        help="run this process on CPU CLIENT and the nodes' process on CPU NETWORK "
+        "(the same CPU or not: the latency phase's two modes)",
+    )
     uvloop.run(measure(parser.parse_args()))
+
+
+def _cpus(text: str) -> tuple[int, int]:
+    client, _, network = text.partition(",")
+    try:
+        return int(client), int(network)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected two CPU numbers CLIENT,NETWORK, got {text!r}"
+        ) from None
 
 
 if __name__ == "__main__":
