@@ -82,6 +82,21 @@ class Side:
         self.failed: dict[Any, float] = {}
         self.extensions: dict[Any, bool] = {}
         self.engine.dispatch_answers(deque(), self.waiting, self.failed, self.extensions)
+        # (the values the cache was given: a record taken in place is keyed
+        # by the very signature object kept, a decoded one by a copy)
+        self.kept: list[list[Any]] = []
+        keep = rig.keep
+
+        def keeping(*values: list[Any]) -> None:
+            self.kept.extend(values)
+            keep(*values)
+
+        rig.keep = keeping  # type: ignore[method-assign]
+
+    def taken_in_place(self, state: Any) -> list[bool]:
+        """For each record ``state`` says was offered: whether its key is a
+        signature object the cache was given (the in-place path's mark)."""
+        return [any(key is kept[6] for kept in self.kept) for _, _, key in state[3]]
 
     def ask(
         self, ask: Any, name: str = "find_values", resent: bool = False, known: bool = True
@@ -217,18 +232,26 @@ def _compare(
     name: str = "find_values",
     resent: bool = False,
     known: bool = True,
+    in_place: bool | None = None,
 ) -> list[Any]:
     """``body`` answered to a request of each side (``prepare``d first):
-    what each did, asserted equal; returns the in-place side's."""
-    seen = []
+    what each did, asserted equal; returns the in-place side's. The
+    decoding engine and the twin never key a record by the object kept;
+    ``in_place`` True: the in-place engine offered records and took every
+    one in place; False: none (None: not asserted)."""
+    seen, taken = [], []
     for kind in KINDS:
         side = Side(kind)
         ask = side.rig.start(1, 2, 3)[0]
         prepare(side)
         msg_id = side.ask(ask, name, resent, known)
         seen.append(side.receive(msg_id, body, ask[1]))
+        taken.append(side.taken_in_place(seen[-1][1]))
     assert seen[0] == seen[2], "in place against the twin"
     assert seen[1] == seen[2], "decoded against the twin"
+    assert not any(taken[1]) and not any(taken[2]), "a copy decoded"
+    if in_place is not None:
+        assert taken[0] and all(taken[0]) if in_place else not any(taken[0]), taken[0]
     return seen[0]  # type: ignore[no-any-return]
 
 
@@ -240,7 +263,7 @@ def _keep(*values: list[Any]) -> Callable[[Side], None]:
 
 
 def test_a_holders_answer_is_handled_with_its_records_taken_as_bytes() -> None:
-    (status, *_), (log, *_rest) = _compare(_keep(wire(1)), canonical([wire(1)]))
+    (status, *_), (log, *_rest) = _compare(_keep(wire(1)), canonical([wire(1)]), in_place=True)
     assert status == HANDLED
     assert log == typed_form([("wake",)])
 
@@ -401,7 +424,8 @@ RECORD = packed_record(wire(1))
     ],
 )
 def test_any_other_encoding_or_shape_gives_what_decoding_it_gives(body: bytes, status: int) -> None:
-    (got, *_), _ = _compare(_keep(wire(1)), body)
+    # (decoded: no record taken in place)
+    (got, *_), _ = _compare(_keep(wire(1)), body, in_place=False)
     assert got == status
 
 
@@ -434,7 +458,7 @@ def test_an_answer_the_engine_does_not_take_in_place_is_decoded_as_before(
     body = canonical([wire(1)])
     name = why if why.startswith("find_") else "find_values"
     # ("unknown": the peer not known to answer our RPCs)
-    result = _compare(prepare, body, name, why == "resent", why != "unknown")[0]
+    result = _compare(prepare, body, name, why == "resent", why != "unknown", in_place=False)[0]
     assert result[0] == status
     if status != HANDLED:
         assert result[2] == typed_form(found([wire(1)]))
