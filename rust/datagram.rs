@@ -1078,18 +1078,16 @@ impl DatagramEngine {
                 }
             };
             let status = parts.status;
-            if matches!(status, ANSWERED | CHECKED | BAD_SHAPE | HANDLED) {
-                // (an answer to a request: its source's address from now on
-                // the request's object, if an equal exact tuple; see `adopt`.
-                // With the line in `receive_one` below, callgrind, `bench
-                // profile --sockets`, slope 1,000-3,000 lookups, one run:
-                // `same_address` 6.0 k -> 0.6 k instructions a `get_all`)
-                // (an optimisation: nothing in it may fail the batch)
-                if let Ok(asked) = entry_field(&parts.request, ENTRY_ADDRESS) {
-                    if !asked.is(address) && same_address(&asked, address) == Some(true) {
-                        if let Ok(asked) = asked.cast_exact::<PyTuple>() {
-                            receiver.get().adopt(&received.source, true, asked).ok();
-                        }
+            // (an answer handled as its request's address: that peer's
+            // datagrams from now on carry the request's object; see `adopt`.
+            // With `receive_one`'s swap, callgrind, `bench profile --sockets`,
+            // slope 1,000-3,000 lookups, one run: `same_address` 6.0 k ->
+            // 0.6 k instructions a `get_all`. An optimisation: nothing in it
+            // may fail the batch)
+            if let Some(asked) = &parts.asked {
+                if !asked.is(address) {
+                    if let Ok(asked) = asked.cast_exact::<PyTuple>() {
+                        receiver.get().adopt(&received.source, true, asked).ok();
                     }
                 }
             }
@@ -1753,6 +1751,10 @@ pub(crate) struct Parts5<'py> {
     pub value: Bound<'py, PyAny>,
     pub request: Bound<'py, PyAny>,
     pub rtt: f64,
+    /// an answer's request's address, when the answer's source was found
+    /// to be it or an equal exact tuple and was handled as it (see
+    /// `receive_one`); None otherwise
+    pub asked: Option<Bound<'py, PyAny>>,
 }
 
 /// `receive_at`'s five items for a request the fair share shed.
@@ -1780,6 +1782,7 @@ fn five<'py>(
         value,
         request: py.None().into_bound(py),
         rtt: 0.0,
+        asked: None,
     }
 }
 
@@ -1925,8 +1928,8 @@ impl DatagramEngine {
         // A holder's answer is read in place when an answer may be handed to
         // its lookup here (`dispatch_answers`): its records are taken from
         // the cache as bytes, no Python object decoded (see `holder.rs`).
-        // Instructions per `get_all` (`/work/scratch/cg_slope.sh`: bench
-        // profile --count-only --frozen-clock, slope between 1,000 and 3,000
+        // Instructions per `get_all` (cachegrind of `bench profile
+        // --count-only --frozen-clock`, slope between 1,000 and 3,000
         // lookups of 3 answers each): 233.8 k -> 222.1 k (-5.0 %, ~3.9 k an
         // answer; the decoder's dict, lists, strs, bytes and ints, and
         // `take` comparing them, gone).
@@ -1943,13 +1946,12 @@ impl DatagramEngine {
         // `==` goes on as it came.) callgrind, `bench profile --sockets`, one
         // run: the peer book's `find_with` 5.5 k -> 1.3 k instructions a
         // `get_all`.
-        let asked;
-        let address = if matched && exact {
-            asked = entry_field(&request, ENTRY_ADDRESS)?;
-            &asked
+        let asked = if matched && exact {
+            Some(entry_field(&request, ENTRY_ADDRESS)?)
         } else {
-            address
+            None
         };
+        let address = asked.as_ref().unwrap_or(address);
         let rtt = if matched {
             requests.end(py, &request, now, lag)?
         } else {
@@ -1986,6 +1988,7 @@ impl DatagramEngine {
             value,
             request,
             rtt,
+            asked,
         })
     }
 
