@@ -75,7 +75,8 @@ pub const HANDLED: u8 = 7;
 pub const SHED: u8 = 8;
 /// A resent request, answered again from the replay cache.
 pub const REPLAYED: u8 = 9;
-/// A `find_values` request answered from its kept answer.
+/// A request answered in the engine: a `find_values` or `find_value` from
+/// its kept answer, or a ping.
 pub const SERVED: u8 = 10;
 /// `receive_batch`: handling a datagram raised (the value: the exception).
 pub const FAILED: u8 = 11;
@@ -621,6 +622,9 @@ pub struct DatagramEngine {
     serving: Mutex<Option<Arc<Serving>>>,
     /// `find_values` answers kept packed, by key (`keep_answer`)
     kept: Mutex<KeptAnswers>,
+    /// `find_value` answers (a plain value found) kept packed, by key
+    /// (`keep_answer(rpc="find_value")`)
+    kept_values: Mutex<KeptAnswers>,
 }
 
 /// What the protocol reads before it hands an answer to its callback (see
@@ -720,6 +724,9 @@ struct Serving {
     /// the body of the answer to a ping (this node's id packed), if the
     /// engine answers pings
     ping: Option<Py<PyBytes>>,
+    /// the plain-value store whose `generation` validates the kept
+    /// `find_value` answers, if the engine answers `find_value`
+    values: Option<Py<PyAny>>,
     /// the protocol's counters (a dict, or a subclass's: a `Counter`)
     stats: Option<Py<PyDict>>,
 }
@@ -750,8 +757,8 @@ fn count(stats: Option<&Py<PyDict>>, name: &Bound<'_, PyString>) -> PyResult<()>
     stats.set_item(name, total)
 }
 
-/// A key's `find_values` answer, packed: valid while the record store's
-/// `generation` is `generation` and the time is before `until`.
+/// A key's `find_values` (or `find_value`) answer, packed: valid while the
+/// store's `generation` is `generation` and the time is before `until`.
 struct Kept {
     generation: i64,
     until: f64,
@@ -773,6 +780,16 @@ struct KeptAnswers {
 }
 
 impl KeptAnswers {
+    fn new() -> Self {
+        KeptAnswers {
+            table: OrderedTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            bytes: 0,
+            max_count: 0,
+            max_bytes: 0,
+        }
+    }
+
     fn find(&self, py: Python<'_>, key: &[u8]) -> PyResult<(Option<u32>, u64)> {
         let hash = self.hasher.hash_one(key);
         let slot = self.table.find_with(hash, |kept, _| {
@@ -840,16 +857,11 @@ fn generation_of(records: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
         .and_then(|int| int.extract::<i64>().ok()))
 }
 
-/// Where a `find_values` request's body, as msgpack packs `["find_values",
-/// [id, key]]` (stock rpcudp's and ours: fixarray, fixstr, fixarray, bin 8
-/// each), has its sender's id and its key, both 1 to 64 bytes: `(id, key)`
-/// as ranges of the body. Any other encoding (valid msgpack of the same
-/// value too) is decoded and served by the protocol as before.
 /// Where a `ping` request's body, as msgpack packs `["ping", [id]]` (stock
 /// rpcudp's and ours: fixarray, fixstr, fixarray, bin 8), has its sender's
 /// id (1 to 64 bytes): a range of the body. Any other encoding is decoded
 /// and served by the protocol.
-fn ping_request(body: &[u8]) -> Option<std::ops::Range<usize>> {
+fn ping_request(body: &[u8]) -> Option<Range<usize>> {
     const HEAD: &[u8] = b"\x92\xa4ping\x91\xc4";
     if body.len() < HEAD.len() + 1 || &body[..HEAD.len()] != HEAD {
         return None;
@@ -862,13 +874,30 @@ fn ping_request(body: &[u8]) -> Option<std::ops::Range<usize>> {
     Some(id_start..body.len())
 }
 
-fn find_values_request(body: &[u8]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
-    const HEAD: &[u8] = b"\x92\xabfind_values\x92\xc4";
-    if body.len() < HEAD.len() + 1 || &body[..HEAD.len()] != HEAD {
+/// Where a `find_values` request's body, as msgpack packs `["find_values",
+/// [id, key]]` (stock rpcudp's and ours: fixarray, fixstr, fixarray, bin 8
+/// each), has its sender's id and its key, both 1 to 64 bytes: `(id, key)`
+/// as ranges of the body. Any other encoding (valid msgpack of the same
+/// value too) is decoded and served by the protocol as before.
+fn find_values_request(body: &[u8]) -> Option<(Range<usize>, Range<usize>)> {
+    id_and_key(body, b"\x92\xabfind_values\x92\xc4")
+}
+
+/// `find_values_request` for a `find_value` request (stock `Server.get`'s):
+/// `["find_value", [id, key]]` packed the same way.
+fn find_value_request(body: &[u8]) -> Option<(Range<usize>, Range<usize>)> {
+    id_and_key(body, b"\x92\xaafind_value\x92\xc4")
+}
+
+/// The `(id, key)` ranges of a request's body that starts with `head` (the
+/// RPC's name and the arguments' array, up to the id's bin 8 marker) and
+/// holds its two arguments as bin 8 of 1 to 64 bytes each, nothing after.
+fn id_and_key(body: &[u8], head: &[u8]) -> Option<(Range<usize>, Range<usize>)> {
+    if body.len() < head.len() + 1 || &body[..head.len()] != head {
         return None;
     }
-    let id_size = usize::from(body[HEAD.len()]);
-    let id_start = HEAD.len() + 1;
+    let id_size = usize::from(body[head.len()]);
+    let id_start = head.len() + 1;
     let id_end = id_start + id_size;
     if !(1..=MAX_NODE_ID_SIZE).contains(&id_size) || body.len() < id_end + 2 {
         return None;
@@ -944,13 +973,8 @@ impl DatagramEngine {
             requests,
             dispatch: OnceLock::new(),
             serving: Mutex::new(None),
-            kept: Mutex::new(KeptAnswers {
-                table: OrderedTable::new(),
-                hasher: foldhash::fast::RandomState::default(),
-                bytes: 0,
-                max_count: 0,
-                max_bytes: 0,
-            }),
+            kept: Mutex::new(KeptAnswers::new()),
+            kept_values: Mutex::new(KeptAnswers::new()),
         })
     }
 
@@ -1163,8 +1187,10 @@ impl DatagramEngine {
 
     /// Serve requests in `receive_at` (see `_core.pyi`): shed by
     /// `fair_share`, answered again from `replay`, a `find_values` answered
-    /// from its kept answer while `records`' generation holds.
-    #[pyo3(signature = (replay, records, client_pad, fair_share = None, *, stats = None, max_answers = 1024, max_answer_bytes = 1_048_576, ping = None))]
+    /// from its kept answer while `records`' generation holds, a
+    /// `find_value` from its kept answer while `values`' generation holds
+    /// (given `values`), a ping (given `ping`).
+    #[pyo3(signature = (replay, records, client_pad, fair_share = None, *, stats = None, max_answers = 1024, max_answer_bytes = 1_048_576, ping = None, values = None))]
     #[allow(clippy::too_many_arguments)]
     fn serve(
         &self,
@@ -1176,8 +1202,12 @@ impl DatagramEngine {
         max_answers: usize,
         max_answer_bytes: usize,
         ping: Option<&Bound<'_, PyAny>>,
+        values: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.requests()?;
+        let values = values
+            .filter(|values| !values.is_none())
+            .map(|values| values.clone().unbind());
         let ping = match ping.filter(|ping| !ping.is_none()) {
             None => None,
             Some(ping) => Some(
@@ -1214,26 +1244,33 @@ impl DatagramEngine {
             }),
             stats,
             ping,
+            values,
         }));
-        let mut kept = self.kept.lock();
-        kept.max_count = max_answers;
-        kept.max_bytes = max_answer_bytes;
+        for kept in [&self.kept, &self.kept_values] {
+            let mut kept = kept.lock();
+            kept.max_count = max_answers;
+            kept.max_bytes = max_answer_bytes;
+        }
         Ok(())
     }
 
-    /// Keep `body` as `key`'s packed `find_values` answer, valid while the
-    /// store's generation is `generation` and before `until`.
+    /// Keep `body` as `key`'s packed answer to `rpc` (`find_values` or
+    /// `find_value`), valid while the store's generation is `generation`
+    /// and before `until`.
+    #[pyo3(signature = (key, generation, until, body, *, rpc = None))]
     fn keep_answer(
         &self,
         key: &Bound<'_, PyAny>,
         generation: &Bound<'_, PyAny>,
         until: f64,
         body: &Bound<'_, PyAny>,
+        rpc: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let kept = self.kept_of(rpc)?;
         let key = exact_argument::<PyBytes>(key, "key", "bytes")?;
         let body = exact_argument::<PyBytes>(body, "body", "bytes")?;
         let generation = exact_argument::<PyInt>(generation, "generation", "an int")?.extract()?;
-        self.kept.lock().keep(
+        kept.lock().keep(
             key,
             Kept {
                 generation,
@@ -1244,42 +1281,58 @@ impl DatagramEngine {
         )
     }
 
-    /// Forget `key`'s kept answer, if any.
-    fn forget_answer(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Forget `key`'s kept answer to `rpc`, if any.
+    #[pyo3(signature = (key, *, rpc = None))]
+    fn forget_answer(
+        &self,
+        key: &Bound<'_, PyAny>,
+        rpc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let kept = self.kept_of(rpc)?;
         let key = exact_argument::<PyBytes>(key, "key", "bytes")?;
-        self.kept.lock().forget(key)?;
+        kept.lock().forget(key)?;
         Ok(())
     }
 
-    /// Forget every kept answer.
+    /// Forget every kept answer (to both RPCs).
     fn forget_answers(&self) {
-        let mut kept = self.kept.lock();
-        kept.table = OrderedTable::new();
-        kept.bytes = 0;
+        for kept in [&self.kept, &self.kept_values] {
+            let mut kept = kept.lock();
+            kept.table = OrderedTable::new();
+            kept.bytes = 0;
+        }
     }
 
-    /// `key`'s kept answer if it is valid at `now` with the store at
-    /// `generation`.
+    /// `key`'s kept answer to `rpc` if it is valid at `now` with the store
+    /// at `generation`.
+    #[pyo3(signature = (key, generation, now, *, rpc = None))]
     fn kept_answer<'py>(
         &self,
         key: &Bound<'py, PyAny>,
         generation: &Bound<'py, PyAny>,
         now: f64,
+        rpc: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let kept = self.kept_of(rpc)?;
         let key = exact_argument::<PyBytes>(key, "key", "bytes")?;
         let generation = generation
             .cast_exact::<PyInt>()
             .ok()
             .and_then(|int| int.extract::<i64>().ok());
-        self.kept
-            .lock()
-            .valid(key.py(), key.as_bytes(), generation, now)
+        kept.lock().valid(key.py(), key.as_bytes(), generation, now)
     }
 
-    /// The kept answers, oldest first: key -> (generation, until, body).
-    fn kept_answers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    /// The kept answers to `rpc`, oldest first: key -> (generation, until,
+    /// body).
+    #[pyo3(signature = (*, rpc = None))]
+    fn kept_answers<'py>(
+        &self,
+        py: Python<'py>,
+        rpc: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let kept = self.kept_of(rpc)?;
         let out = PyDict::new(py);
-        let kept = self.kept.lock();
+        let kept = kept.lock();
         for (key, entry) in kept.table.in_order() {
             out.set_item(
                 key.bind(py),
@@ -1289,10 +1342,10 @@ impl DatagramEngine {
         Ok(out)
     }
 
-    /// Bytes of the kept answers.
+    /// Bytes of the kept answers (to both RPCs).
     #[getter]
     fn kept_bytes(&self) -> usize {
-        self.kept.lock().bytes
+        self.kept.lock().bytes + self.kept_values.lock().bytes
     }
 
     /// Open a request to `address`: its one-result query registered in the
@@ -1757,6 +1810,37 @@ pub(crate) struct Parts5<'py> {
     pub asked: Option<Bound<'py, PyAny>>,
 }
 
+/// A request the engine may answer itself, read in place from its body in
+/// msgpack's usual encoding (`serve_request`): ranges of the body.
+enum InPlace {
+    /// a `find_values`' sender id and key
+    FindValues(Range<usize>, Range<usize>),
+    /// a `find_value`'s sender id and key
+    FindValue(Range<usize>, Range<usize>),
+    /// a ping's sender id
+    Ping(Range<usize>),
+}
+
+impl InPlace {
+    /// The request `body` holds, if the engine may answer it: a
+    /// `find_values` always, a `find_value` given the store of plain values
+    /// (`serve(values=)`), a ping given its answer (`serve(ping=)`).
+    fn read(serving: &Serving, body: &[u8]) -> Option<InPlace> {
+        if let Some((id, key)) = find_values_request(body) {
+            return Some(InPlace::FindValues(id, key));
+        }
+        if serving.values.is_some() {
+            if let Some((id, key)) = find_value_request(body) {
+                return Some(InPlace::FindValue(id, key));
+            }
+        }
+        if serving.ping.is_some() {
+            return ping_request(body).map(InPlace::Ping);
+        }
+        None
+    }
+}
+
 /// `receive_at`'s five items for a request the fair share shed.
 fn shed5(py: Python<'_>) -> Parts5<'_> {
     let kind = PyString::new(py, "fair_share").into_any();
@@ -1789,8 +1873,9 @@ fn five<'py>(
 impl DatagramEngine {
     /// `receive_at` for a request (its datagram `data`, longer than its
     /// header) while serving: read, shed by the fair share, answered again
-    /// from the replay cache, answered from a kept `find_values` answer (the
-    /// answer framed and kept for a resend), or handed over (`REQUEST`).
+    /// from the replay cache, answered from a kept `find_values` or
+    /// `find_value` answer or as a ping (the answer framed and kept for a
+    /// resend), or handed over (`REQUEST`).
     /// (A client's `find_values` of a kept key: 31.7 k -> see README
     /// instructions a request served, bench profile --serve, callgrind.)
     fn serve_request<'py>(
@@ -1806,16 +1891,11 @@ impl DatagramEngine {
         if body.len() > MAX_REQUEST_BODY {
             return Ok(dropped5(py, "oversize_request"));
         }
-        // (a find_values in the common encoding is read in place: no list,
-        // str or bytes made unless it is handed over)
-        let find_values = find_values_request(body);
-        // (a ping is answered here only given its answer: `serve(ping=)`)
-        let ping = match (&find_values, &serving.ping) {
-            (None, Some(_)) => ping_request(body),
-            _ => None,
-        };
+        // (a request the engine may answer, in the common encoding, is read
+        // in place: no list, str or bytes made unless it is handed over)
+        let own = InPlace::read(serving, body);
         let mut value = None;
-        if find_values.is_none() && ping.is_none() {
+        if own.is_none() {
             match decode_body(py, body) {
                 Ok((decoded, _)) => value = Some(decoded),
                 Err(error) => {
@@ -1857,9 +1937,7 @@ impl DatagramEngine {
             count(serving.stats.as_ref(), intern!(py, "replayed"))?;
             return Ok(five(py, REPLAYED, none, answered.into_any()));
         }
-        if let Some((id, kept)) =
-            self.own_answer(py, serving, body, find_values.as_ref(), ping, now)?
-        {
+        if let Some((id, kept)) = self.own_answer(py, serving, body, own.as_ref(), now)? {
             if !admitted()? {
                 return Ok(shed5(py));
             }
@@ -1889,10 +1967,10 @@ impl DatagramEngine {
             };
             return Ok(five(py, SERVED, sender, datagram.into_any()));
         }
-        if find_values.is_some() {
+        if own.is_some() {
             match decode_body(py, body) {
                 Ok((decoded, _)) => value = Some(decoded),
-                Err(_) => unreachable!("a find_values request read in place is msgpack"),
+                Err(_) => unreachable!("a request read in place is msgpack"),
             }
         }
         let value = value.unwrap_or(none);
@@ -1993,33 +2071,55 @@ impl DatagramEngine {
     }
 
     /// What the engine answers itself (a request not answered from the
-    /// replay cache): a `find_values` of a kept key (its sender's id, the
-    /// kept answer), a `ping` given its answer (its sender's id, this node's
+    /// replay cache): a `find_values` or a `find_value` of a kept key (its
+    /// sender's id, the kept answer), a `ping` given its answer (its sender's id, this node's
     /// id packed); the sender's id as a range of `body`.
     fn own_answer<'py>(
         &self,
         py: Python<'py>,
         serving: &Serving,
         body: &[u8],
-        find_values: Option<&(Range<usize>, Range<usize>)>,
-        ping: Option<Range<usize>>,
+        request: Option<&InPlace>,
         now: f64,
     ) -> PyResult<Option<(Range<usize>, Bound<'py, PyBytes>)>> {
-        Ok(match (find_values, ping) {
-            (Some((id, key)), _) => {
-                let generation = generation_of(serving.records.bind(py))?;
-                let kept = self
-                    .kept
-                    .lock()
-                    .valid(py, &body[key.clone()], generation, now)?;
-                kept.map(|kept| (id.clone(), kept))
+        let (id, kept, key, store) = match request {
+            None => return Ok(None),
+            Some(InPlace::Ping(id)) => {
+                return Ok(serving
+                    .ping
+                    .as_ref()
+                    .map(|ping| (id.clone(), ping.bind(py).clone())))
             }
-            (None, Some(id)) => serving
-                .ping
-                .as_ref()
-                .map(|ping| (id, ping.bind(py).clone())),
-            (None, None) => None,
-        })
+            Some(InPlace::FindValues(id, key)) => (id, &self.kept, key, Some(&serving.records)),
+            Some(InPlace::FindValue(id, key)) => {
+                (id, &self.kept_values, key, serving.values.as_ref())
+            }
+        };
+        let Some(store) = store else {
+            return Ok(None);
+        };
+        let generation = generation_of(store.bind(py))?;
+        let kept = kept.lock().valid(py, &body[key.clone()], generation, now)?;
+        Ok(kept.map(|kept| (id.clone(), kept)))
+    }
+
+    /// The kept answers to `rpc`: `"find_values"` (or None) or `"find_value"`.
+    fn kept_of(&self, rpc: Option<&Bound<'_, PyAny>>) -> PyResult<&Mutex<KeptAnswers>> {
+        let Some(rpc) = rpc.filter(|rpc| !rpc.is_none()) else {
+            return Ok(&self.kept);
+        };
+        match rpc.cast_exact::<PyString>().map(|rpc| rpc.to_str()) {
+            Ok(Ok("find_values")) => Ok(&self.kept),
+            Ok(Ok("find_value")) => Ok(&self.kept_values),
+            Ok(_) => Err(value_error(format!(
+                "rpc must be \"find_values\" or \"find_value\", got {}",
+                rpc.repr()?
+            ))),
+            Err(_) => Err(type_error(format!(
+                "rpc must be a str, got {}",
+                type_name(rpc)
+            ))),
+        }
     }
 
     fn requests(&self) -> PyResult<&Requests> {
@@ -2134,10 +2234,14 @@ impl DatagramEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::find_values_request;
+    use super::{find_value_request, find_values_request};
 
     fn body(id: &[u8], key: &[u8]) -> Vec<u8> {
-        let mut out = b"\x92\xabfind_values\x92".to_vec();
+        request(b"\x92\xabfind_values\x92", id, key)
+    }
+
+    fn request(head: &[u8], id: &[u8], key: &[u8]) -> Vec<u8> {
+        let mut out = head.to_vec();
         for part in [id, key] {
             out.push(0xc4);
             out.push(u8::try_from(part.len()).expect("a short part"));
@@ -2168,5 +2272,20 @@ mod tests {
         let mut other = whole.clone();
         other[2] = b'F';
         assert!(find_values_request(&other).is_none());
+    }
+
+    #[test]
+    fn a_find_value_in_the_usual_encoding_is_read_in_place() {
+        let data = request(b"\x92\xaafind_value\x92", &[1; 20], &[2; 64]);
+        let (id, key) = find_value_request(&data).expect("read");
+        assert_eq!((&data[id], &data[key]), (&[1u8; 20][..], &[2u8; 64][..]));
+        // each RPC's reader takes its own name only
+        assert!(find_values_request(&data).is_none());
+        assert!(find_value_request(&body(&[1; 20], &[2; 20])).is_none());
+        for end in 0..data.len() {
+            assert!(find_value_request(&data[..end]).is_none(), "{end}");
+        }
+        let too_long = request(b"\x92\xaafind_value\x92", &[1; 20], &[2; 65]);
+        assert!(find_value_request(&too_long).is_none());
     }
 }

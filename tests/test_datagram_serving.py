@@ -1,6 +1,7 @@
 """The datagram engine serving requests (``DatagramEngine.serve``, then
 ``receive_at``): a find_values of a key whose answer is kept is answered in
-the engine's one call (framed, kept for a resend), a resend from the replay
+the engine's one call (framed, kept for a resend), so is a find_value (stock
+``Server.get``'s RPC) given the store of plain values, a resend from the replay
 cache, a request the fair share refuses is shed; anything else is handed
 over as before. Both cores, and a property test driving both with the same
 operations (well-formed, malformed, hostile and resent requests, stale
@@ -68,9 +69,11 @@ def _engine(
     return engine, replay, records
 
 
-def _find_values(key: bytes, msg_id: bytes | None = None, sender: bytes = SENDER) -> bytes:
+def _find_values(
+    key: bytes, msg_id: bytes | None = None, sender: bytes = SENDER, rpc: str = "find_values"
+) -> bytes:
     msg_id = msg_id if msg_id is not None else os.urandom(16) + CLIENT_PAD
-    return frame_request(msg_id, pack_request("find_values", (sender, key)))
+    return frame_request(msg_id, pack_request(rpc, (sender, key)))
 
 
 @pytest.fixture(params=["rust", "python"], ids=["rs", "py"])
@@ -155,6 +158,89 @@ def test_a_malformed_request_is_dropped_before_the_fair_share(module: ModuleType
     too_big = b"\x00" + msg_id + bytes(8193)
     assert engine.receive_at(too_big, ADDRESS, 1.0, 0.0)[:2] == (DROP, "oversize_request")
     assert fair_share.asked == []
+
+
+def test_a_kept_find_value_answer_is_served_given_the_store_of_values(
+    module: ModuleType,
+) -> None:
+    """A find_value (stock ``Server.get``'s RPC) of a key whose answer is
+    kept under ``rpc="find_value"`` is answered in the engine while the
+    store of plain values (``serve(values=)``) keeps its generation; its
+    kept answers are apart from find_values' (of the same key)."""
+    stats: Counter[str] = Counter()
+    values = _Records()
+    engine, replay, records = _engine(module, stats=stats, values=values)
+    engine.keep_answer(KEYS[0], 0, 100.0, b"value", rpc="find_value")
+    datagram = _find_values(KEYS[0], os.urandom(16) + PEER_PAD, rpc="find_value")
+    msg_id = datagram[1:21]
+    served = engine.receive_at(datagram, ADDRESS, 10.0, 0.0)
+    assert served == (SERVED, SENDER, b"\x01" + msg_id + b"value", None, 0.0)
+    assert replay.get(ADDRESS, msg_id, 10.0) == served[2]
+    assert stats == {"served": 1}
+    # a find_values of that key: its own kept answers (none)
+    handed = engine.receive_at(_find_values(KEYS[0]), ADDRESS, 10.0, 0.0)
+    assert handed[0] == REQUEST and handed[2] == ["find_values", [SENDER, KEYS[0]]]
+    # the record store's generation does not touch find_value's answers ...
+    records.generation = 5
+    assert engine.receive_at(_find_values(KEYS[0], rpc="find_value"), OTHER, 10.0, 0.0)[0] == (
+        SERVED
+    )
+    # ... the store of values' does, as does time
+    values.generation = 1
+    handed = engine.receive_at(_find_values(KEYS[0], rpc="find_value"), OTHER, 10.0, 0.0)
+    assert handed[0] == REQUEST and handed[2] == ["find_value", [SENDER, KEYS[0]]]
+    assert engine.kept_answer(KEYS[0], 0, 10.0, rpc="find_value") == b"value"
+    assert engine.kept_answer(KEYS[0], 0, 100.0, rpc="find_value") is None
+    assert engine.kept_answer(KEYS[0], 0, 10.0) is None  # (find_values': none)
+
+
+def test_a_find_value_is_handed_over_without_the_store_of_values(module: ModuleType) -> None:
+    engine, _, _ = _engine(module)  # (no values=: stock's storage, say)
+    engine.keep_answer(KEYS[0], 0, 100.0, b"value", rpc="find_value")
+    datagram = _find_values(KEYS[0], rpc="find_value")
+    assert engine.receive_at(datagram, ADDRESS, 1.0, 0.0) == (
+        REQUEST,
+        datagram[1:21],
+        ["find_value", [SENDER, KEYS[0]]],
+        None,
+        0.0,
+    )
+
+
+def test_each_rpcs_kept_answers_have_their_own_bounds(module: ModuleType) -> None:
+    engine, _, _ = _engine(module, max_answers=1, max_answer_bytes=10)
+    engine.keep_answer(KEYS[0], 0, 9.0, b"abc")
+    engine.keep_answer(KEYS[0], 1, 9.0, b"defgh", rpc="find_value")
+    engine.keep_answer(KEYS[1], 2, 9.0, b"ij", rpc="find_value")  # (KEYS[0]'s leaves)
+    assert engine.kept_answers() == engine.kept_answers(rpc="find_values")
+    assert engine.kept_answers() == {KEYS[0]: (0, 9.0, b"abc")}
+    assert engine.kept_answers(rpc="find_value") == {KEYS[1]: (2, 9.0, b"ij")}
+    assert engine.kept_bytes == 5  # (both RPCs')
+    engine.forget_answer(KEYS[1])  # (find_values': none kept for that key)
+    assert engine.kept_answers(rpc="find_value") == {KEYS[1]: (2, 9.0, b"ij")}
+    engine.forget_answer(KEYS[1], rpc="find_value")
+    assert engine.kept_answers(rpc="find_value") == {} and engine.kept_bytes == 3
+    engine.keep_answer(KEYS[1], 2, 9.0, b"ij", rpc="find_value")
+    engine.forget_answers()  # (both RPCs')
+    assert engine.kept_answers() == engine.kept_answers(rpc="find_value") == {}
+    assert engine.kept_bytes == 0
+
+
+def test_kept_answers_refuse_an_rpc_they_do_not_keep(module: ModuleType) -> None:
+    engine, _, _ = _engine(module)
+    engine.keep_answer(KEYS[0], 0, 9.0, b"abc")
+    for call in (
+        lambda rpc: engine.keep_answer(KEYS[1], 0, 9.0, b"x", rpc=rpc),
+        lambda rpc: engine.forget_answer(KEYS[0], rpc=rpc),
+        lambda rpc: engine.kept_answer(KEYS[0], 0, 1.0, rpc=rpc),
+        lambda rpc: engine.kept_answers(rpc=rpc),
+    ):
+        with pytest.raises(InvalidArgumentError, match="find_node"):
+            call("find_node")
+        with pytest.raises(InvalidArgumentTypeError, match="rpc must be a str"):
+            call(b"find_value")
+    # (nothing kept was lost to the refusals)
+    assert engine.kept_answers() == {KEYS[0]: (0, 9.0, b"abc")} and engine.kept_bytes == 3
 
 
 def _ping(msg_id: bytes | None = None, sender: bytes = SENDER) -> bytes:
@@ -292,15 +378,20 @@ _MSG_IDS = [bytes([n]) * 16 + pad for n in range(3) for pad in (CLIENT_PAD, PEER
 
 @st.composite
 def _requests(draw: st.DrawFn) -> tuple[bytes, Any]:
-    """A request datagram: find_values of a few keys or a ping (the usual
+    """A request datagram: find_values or find_value of a few keys or a ping (the usual
     encoding, or hostile: truncated, a byte flipped, bytes added), another
     RPC, noise;
     message ids from a few, so that requests are often resent."""
     msg_id = draw(st.sampled_from(_MSG_IDS) | st.binary(min_size=20, max_size=20))
-    how = draw(st.sampled_from(["find_values"] * 4 + ["ping"] * 2 + ["other", "hostile", "noise"]))
+    how = draw(
+        st.sampled_from(
+            ["find_values"] * 3 + ["find_value"] * 3 + ["ping"] * 2 + ["other", "hostile", "noise"]
+        )
+    )
     key = draw(st.sampled_from([*KEYS, b"", bytes(64), bytes(65)]))
     sender = draw(st.sampled_from([SENDER, b"x", b"", bytes(64), bytes(65)]))
-    body = pack_request("find_values", (sender, key))
+    rpc = "find_value" if how == "find_value" else draw(st.sampled_from(_KEPT_RPCS))
+    body = pack_request(rpc, (sender, key))
     if how == "ping" or (how == "hostile" and draw(st.booleans())):
         body = pack_request("ping", (sender,))
     elif how == "other":
@@ -324,6 +415,8 @@ def _requests(draw: st.DrawFn) -> tuple[bytes, Any]:
     return kind + msg_id + body, draw(st.sampled_from([ADDRESS, ADDRESS, OTHER]))
 
 
+_KEPT_RPCS = ("find_values", "find_value")
+
 _OPERATIONS = st.one_of(
     st.tuples(st.just("receive"), _requests(), st.floats(0.0, 2.0)),
     st.tuples(
@@ -332,9 +425,11 @@ _OPERATIONS = st.one_of(
         st.integers(0, 2),
         st.floats(0.0, 30.0),
         st.binary(min_size=1, max_size=8),
+        st.sampled_from(_KEPT_RPCS),
     ),
-    st.tuples(st.just("forget"), st.sampled_from(KEYS)),
+    st.tuples(st.just("forget"), st.sampled_from(KEYS), st.sampled_from(_KEPT_RPCS)),
     st.tuples(st.just("generation"), st.integers(0, 2)),
+    st.tuples(st.just("values_generation"), st.integers(0, 2)),
 )
 
 
@@ -346,17 +441,26 @@ def _same(left: tuple[Any, ...], right: tuple[Any, ...]) -> bool:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_OPERATIONS, min_size=1, max_size=30), st.integers(0, 4), st.booleans())
-def test_both_engines_serve_alike(operations: list[Any], shed_every: int, pings: bool) -> None:
-    """The same operations on both cores (answers kept, forgotten, made
-    stale by the store's generation or by time; requests well-formed,
-    malformed, hostile and resent; pings answered by the engine or handed
-    over): the same answer to every datagram, the same answers kept and
-    resent, the fair share asked about the same requests."""
+@given(
+    st.lists(_OPERATIONS, min_size=1, max_size=30),
+    st.integers(0, 4),
+    st.booleans(),
+    st.booleans(),
+)
+def test_both_engines_serve_alike(
+    operations: list[Any], shed_every: int, pings: bool, plain_values: bool
+) -> None:
+    """The same operations on both cores (answers to find_values and
+    find_value kept, forgotten, made stale by their store's generation or
+    by time; requests well-formed, malformed, hostile and resent; pings and
+    find_values answered by the engine or handed over): the same answer to
+    every datagram, the same answers kept and resent, the fair share asked
+    about the same requests."""
     sides = []
     for module in (require_rust(), _core_py):
         fair_share = _FairShare(shed_every)
         stats: Counter[str] = Counter()
+        values = _Records()
         engine, replay, records = _engine(
             module,
             fair_share,
@@ -364,8 +468,9 @@ def test_both_engines_serve_alike(operations: list[Any], shed_every: int, pings:
             max_answers=2,
             max_answer_bytes=12,
             ping=PING_ANSWER if pings else None,
+            values=values if plain_values else None,
         )
-        sides.append((engine, replay, records, fair_share, stats))
+        sides.append((engine, replay, records, fair_share, stats, values))
     now = 1.0
     for operation in operations:
         if operation[0] == "receive":
@@ -373,15 +478,22 @@ def test_both_engines_serve_alike(operations: list[Any], shed_every: int, pings:
             now += step
             ours, twin = (side[0].receive_at(datagram, address, now, 0.0) for side in sides)
             assert _same(ours, twin), (datagram.hex(), ours, twin)
-        for engine, _, records, _, _ in sides:
+        for engine, _, records, _, _, values in sides:
             if operation[0] == "keep":
-                engine.keep_answer(*operation[1:3], now + operation[3], operation[4])
+                engine.keep_answer(
+                    *operation[1:3], now + operation[3], operation[4], rpc=operation[5]
+                )
             elif operation[0] == "forget":
-                engine.forget_answer(operation[1])
+                engine.forget_answer(operation[1], rpc=operation[2])
             elif operation[0] == "generation":
                 records.generation = operation[1]
-        (rust, rust_replay, _, rust_fair, rust_stats), (python, replay, _, fair, stats) = sides
-        assert rust.kept_answers() == python.kept_answers()
+            elif operation[0] == "values_generation":
+                values.generation = operation[1]
+        (rust, rust_replay, _, rust_fair, rust_stats, _), (python, replay, _, fair, stats, _) = (
+            sides
+        )
+        for rpc in _KEPT_RPCS:
+            assert rust.kept_answers(rpc=rpc) == python.kept_answers(rpc=rpc)
         assert rust.kept_bytes == python.kept_bytes
         assert (len(rust_replay), rust_replay.size_bytes) == (len(replay), replay.size_bytes)
         assert rust_fair.asked == fair.asked

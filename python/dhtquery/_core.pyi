@@ -267,7 +267,7 @@ class DatagramEngine:
     (the protocol's one call per answer to its book, made in this one).
 
     After ``serve(replay, records, client_pad, fair_share=None, *,
-    max_answers=1024, max_answer_bytes=1048576, ping=None)``, ``receive_at`` serves
+    max_answers=1024, max_answer_bytes=1048576, ping=None, values=None)``, ``receive_at`` serves
     what it can of a request (a datagram of kind 0 longer than its
     header) in the same call; its answer's ``pending`` is None and its
     ``rtt`` 0.0:
@@ -284,6 +284,12 @@ class DatagramEngine:
       None, 0.0)``: ``datagram`` is the answer framed (``b"\\x01" + msg_id +
       body``), already put in ``replay``; ``sender`` is None for a client's
       request (its message id ends with ``client_pad``), else ``id``;
+    - given ``values`` (the store of plain values), a find_value whose body
+      is msgpack's usual encoding of ``["find_value", [id, key]]`` (packed
+      as a find_values') and whose key has an answer kept
+      (``keep_answer(..., rpc="find_value")``) that is valid with
+      ``values.generation``: ``(10, sender, datagram, None, 0.0)`` as a
+      find_values answered;
     - given ``ping`` (bytes: the body of the answer to a ping, this node's
       id packed), a ping whose body is msgpack's usual encoding of
       ``["ping", [id]]`` (fixarray, fixstr, fixarray, bin 8; ``id`` of 1 to
@@ -297,10 +303,12 @@ class DatagramEngine:
     (not answered, nothing kept). This core's ``FairShare`` is admitted
     without a Python call (its ``queued()`` aside).
 
-    Kept answers: ``keep_answer(key, generation, until, body)`` (bytes,
-    an int, a float, bytes) keeps ``body`` as ``key``'s, in place of any
-    before; at most ``max_answers`` of them and ``max_answer_bytes`` of
-    bodies (a larger body is not kept; the oldest kept leave first).
+    Kept answers: ``keep_answer(key, generation, until, body, *,
+    rpc="find_values")`` (bytes, an int, a float, bytes) keeps ``body`` as
+    ``key``'s answer to ``rpc`` (``"find_values"`` or ``"find_value"``;
+    ``None`` is ``"find_values"``), in place of any before; at most
+    ``max_answers`` of them and ``max_answer_bytes`` of bodies for each
+    RPC (a larger body is not kept; the oldest kept leave first).
     """
 
     def __new__(
@@ -393,9 +401,10 @@ class DatagramEngine:
         max_answers: int = 1024,
         max_answer_bytes: int = 1048576,
         ping: builtins.bytes | None = None,
+        values: Any = None,
     ) -> None:
         """Serve requests in ``receive_at`` (see above), and bound the kept
-        answers. ``stats`` (a dict, or a subclass: a ``Counter``) counts
+        answers (each RPC's). ``stats`` (a dict, or a subclass: a ``Counter``) counts
         what the engine serves itself (``served`` and ``client_requests``
         for 10, ``replayed`` for 9), written in the dict's own storage
         (``dict.__setitem__``, not the subclass's). InvalidArgumentTypeError
@@ -403,24 +412,36 @@ class DatagramEngine:
         core's ReplayCache; InvalidArgumentError unless ``client_pad`` is 4
         bytes."""
     def keep_answer(
-        self, key: builtins.bytes, generation: int, until: float, body: builtins.bytes
+        self,
+        key: builtins.bytes,
+        generation: int,
+        until: float,
+        body: builtins.bytes,
+        *,
+        rpc: str | None = None,
     ) -> None:
-        """InvalidArgumentTypeError unless ``key`` and ``body`` are bytes and
-        ``generation`` an int."""
-    def forget_answer(self, key: builtins.bytes) -> None:
-        """Forget ``key``'s kept answer, if any."""
+        """InvalidArgumentTypeError unless ``key`` and ``body`` are bytes,
+        ``generation`` an int and ``rpc`` a str or None;
+        InvalidArgumentError unless ``rpc`` is ``"find_values"``,
+        ``"find_value"`` or None (``"find_values"``), as in every kept
+        answers' method."""
+    def forget_answer(self, key: builtins.bytes, *, rpc: str | None = None) -> None:
+        """Forget ``key``'s kept answer to ``rpc``, if any."""
     def forget_answers(self) -> None:
-        """Forget every kept answer."""
+        """Forget every kept answer (to both RPCs)."""
     def kept_answer(
-        self, key: builtins.bytes, generation: object, now: float
+        self, key: builtins.bytes, generation: object, now: float, *, rpc: str | None = None
     ) -> builtins.bytes | None:
-        """``key``'s kept answer if valid at ``now`` with the store at
-        ``generation`` (an int), else None."""
-    def kept_answers(self) -> dict[builtins.bytes, tuple[int, float, builtins.bytes]]:
-        """The kept answers, oldest first: key -> (generation, until, body)."""
+        """``key``'s kept answer to ``rpc`` if valid at ``now`` with the
+        store at ``generation`` (an int), else None."""
+    def kept_answers(
+        self, *, rpc: str | None = None
+    ) -> dict[builtins.bytes, tuple[int, float, builtins.bytes]]:
+        """The kept answers to ``rpc``, oldest first: key -> (generation,
+        until, body)."""
     @property
     def kept_bytes(self) -> int:
-        """Bytes of the kept answers' bodies."""
+        """Bytes of the kept answers' bodies (to both RPCs)."""
     def open(
         self,
         timeout: float,

@@ -3,7 +3,8 @@ a tool for work on the client's hot path, not a benchmark of record.
 
     python -m dhtquery.bench profile [--loop uvloop|asyncio]
         [--backend rust|python] [--lookups 20000] [--repeat 5] [--profile]
-        [--verify cached|unchecked|cold|all] [--banded] [--sockets] [--serve]
+        [--verify cached|unchecked|cold|all] [--banded] [--sockets]
+        [--serve [find_values|find_value]]
         [--count-only] [--frozen-clock]
 
 A ``DhtNode`` client knows 20 peers that do not exist: its transport answers
@@ -45,7 +46,9 @@ batched path does not take.
 
 ``--serve``: the other side, CPU per ``find_values`` request a holder
 serves (a client's request of a key it holds one record of; ``--lookups``
-requests a run), datagrams handed to the protocol with no socket.
+requests a run), datagrams handed to the protocol with no socket;
+``--serve find_value``: per ``find_value`` request (stock ``Server.get``'s)
+of a key it holds a plain value of.
 
 It drives a node's protocol with a fake transport, so it reaches below
 the DhtNode's public API (``_create_protocol``, the router, the wire codec):
@@ -82,6 +85,7 @@ from ..dht.wire import (
     pack_request,
     pack_response,
 )
+from ..errors import InvalidArgumentError
 from ..query import QueryConfig, QueryManager, new_core, new_peer_book
 from ..testing import loop_factory
 from . import dht as bench
@@ -339,17 +343,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--serve",
-        action="store_true",
-        help="CPU per find_values request served (one record) instead of per lookup",
+        nargs="?",
+        const="find_values",
+        choices=SERVED_RPCS,
+        help="CPU per request of this RPC served (find_values: of one record; find_value: "
+        "of a plain value) instead of per lookup",
     )
     args = parser.parse_args(argv)
     if args.serve:
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
             samples = runner.run(
-                measure_serving(args.backend, args.lookups, args.repeat, args.profile)
+                measure_serving(args.backend, args.lookups, args.repeat, args.profile, args.serve)
             )
         print(
-            f"find_values served, {args.loop}/{args.backend}: median "
+            f"{args.serve} served, {args.loop}/{args.backend}: median "
             f"{statistics.median(samples):.1f} us/request (min {min(samples):.1f}, max "
             f"{max(samples):.1f}, {args.repeat} x {args.lookups} requests)"
         )
@@ -401,11 +408,19 @@ class _Sink:
         pass
 
 
-async def measure_serving(backend: str, requests: int, repeat: int, profile: bool) -> list[float]:
-    """``--serve``: CPU per find_values request served (a client's request
-    of a key the node holds one record of, as a ``bench dht`` holder
-    serves), datagrams fed to the protocol one by one with no socket; the
-    median of ``repeat`` runs of ``requests``."""
+#: the RPCs ``--serve`` times: ours, and stock ``Server.get``'s
+SERVED_RPCS = ("find_values", "find_value")
+
+
+async def measure_serving(
+    backend: str, requests: int, repeat: int, profile: bool, rpc: str = "find_values"
+) -> list[float]:
+    """``--serve``: CPU per ``rpc`` request served (a client's request of a
+    key the node holds one record of, as a ``bench dht`` holder serves; for
+    ``find_value``, one plain value), datagrams fed to the protocol one by
+    one with no socket; the median of ``repeat`` runs of ``requests``."""
+    if rpc not in SERVED_RPCS:
+        raise InvalidArgumentError(f"rpc must be one of {SERVED_RPCS}, got {rpc!r}")
     config = QueryConfig(default_timeout=5.0)
     node = DhtNode(config=config, queries=QueryManager(config, core=new_core(backend)))
     protocol = node._create_protocol()
@@ -418,9 +433,12 @@ async def measure_serving(backend: str, requests: int, repeat: int, profile: boo
     keys = [digest(f"profile-{index}") for index in range(KEYS)]
     now = node.clock.now()
     for index, key in enumerate(keys):
-        node.records.put(key, Record.create(PUBLISHER, key, f"value-{index}".encode()), now)
+        if rpc == "find_value":
+            node.storage[key] = f"value-{index}"
+        else:
+            node.records.put(key, Record.create(PUBLISHER, key, f"value-{index}".encode()), now)
     asker = os.urandom(20)
-    bodies = [pack_request("find_values", (asker, key)) for key in keys]
+    bodies = [pack_request(rpc, (asker, key)) for key in keys]
     per_request = []
     profiler = cProfile.Profile() if profile else None
     for _ in range(repeat):

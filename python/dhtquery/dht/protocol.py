@@ -69,7 +69,7 @@ from .rpc_table import (
     RpcTable,
 )
 from .rtt import PeerRtt
-from .storage import RecordStore
+from .storage import PlainStorage, RecordStore
 from .wire import (
     CLIENT_PAD,
     REQUEST,
@@ -448,6 +448,31 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         self._find_values_spec = (
             spec if own and spec is not None and spec.handler == (self.rpc_find_values) else None
         )
+        #: the find_value spec served from packed answers (_find_value_body)
+        #: and the store of plain values they are made from: stock kademlia's
+        #: rpc_find_value and rpc_find_node over our PlainStorage on this
+        #: protocol's clock, unless a subclass or an extra spec serves either
+        #: its way or the node was given another storage (then stock's
+        #: handler serves it, as before)
+        spec = self._rpcs.get("find_value")
+        cls = type(self)
+        own = (
+            cls.rpc_find_value is KademliaProtocol.rpc_find_value
+            and cls.rpc_find_node is KademliaProtocol.rpc_find_node
+            and type(storage) is PlainStorage
+            and storage.clock is self.clock
+        )
+        self._find_value_spec = (
+            spec
+            if own
+            and spec is not None
+            and spec.handler == self.rpc_find_value
+            and spec.args == _REQUEST_ARGS["find_value"]
+            else None
+        )
+        self._plain_values: PlainStorage | None = (
+            storage if self._find_value_spec is not None else None
+        )
         #: the body of the answer to a ping (this node's id packed), with
         #: which the core's engine answers a ping itself (as kademlia's
         #: rpc_ping: the sender welcomed, this node's id answered); None if
@@ -504,10 +529,19 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             return {}
         return self._requests.engine.kept_answers()
 
+    @property
+    def packed_value_answers(self) -> dict[bytes, tuple[int, float, bytes]]:
+        """The find_value answers (a plain value found) kept packed, oldest
+        first: key -> (the plain store's generation, until when the value
+        lives, the answer packed)."""
+        if self._requests is None:
+            return {}
+        return self._requests.engine.kept_answers(rpc="find_value")
+
     def _serve_in_engine(self) -> None:
         """Have the core's engine answer what it can of each request in the
         call that reads it (DatagramEngine.serve): a resend from the replay
-        cache, a find_values from its kept answer, a ping, the fair share
+        cache, a find_values or find_value from its kept answer, a ping, the fair share
         asked first; the rest is handed to _serve (unless a subclass replaces
         _serve: then it sees every request, as before)."""
         if self._requests is None or self._serve_hooked:
@@ -521,6 +555,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             max_answers=PACKED_ANSWERS_KEPT,
             max_answer_bytes=PACKED_ANSWERS_BYTES,
             ping=self._ping_answer,
+            values=self._plain_values,
         )
 
     # -- transport ----------------------------------------------------
@@ -866,7 +901,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         if type(args) is not list or len(args) != len(checks):
             self.drop("bad_args")
             return
-        if spec is self._find_values_spec:
+        if spec is self._find_values_spec or spec is self._find_value_spec:
             # (every lookup's request: its two ids checked in one call,
             # not a call of the spec's node_id check each)
             if not _two_ids(args):
@@ -885,6 +920,8 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         try:
             if spec is self._find_values_spec:
                 packed = self._find_values_body(addr, args[0], args[1], now)
+            elif spec is self._find_value_spec:
+                packed = self._find_value_body(addr, args[0], args[1], now)
             else:
                 packed = pack_response(spec.handler(addr, *args))
         except WireError as exc:
@@ -967,6 +1004,39 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                 table.engine.keep_answer(key, records.generation, until, body)
             else:  # (an answer without records names contacts for its asker)
                 table.engine.forget_answer(key)
+        return body
+
+    def _find_value_body(self, sender: Address, nodeid: bytes, key: bytes, now: float) -> bytes:
+        """Stock kademlia's ``rpc_find_value`` answer, packed: ``{"value":
+        value}`` if this node holds a live value of ``key``, else the
+        closest contacts to the key but the sender (its ``rpc_find_node``'s
+        answer). The sender is welcomed once (stock's handler welcomed it
+        twice when it answered with contacts, a second introduction the
+        rate limit counted). An answer with a value does not depend on who
+        asks: it is kept in the core's engine, which answers the next
+        request of the key itself while the store's ``generation`` holds
+        and the value lives; one gets here when it is not kept (or no
+        longer valid), or for a request encoded otherwise than msgpack's
+        usual way."""
+        source = Node(nodeid, sender[0], sender[1])
+        self.welcome_if_new(source)
+        storage = self._plain_values
+        assert storage is not None  # (this spec is served only given them)
+        table = self._requests
+        if table is not None:
+            kept = table.engine.kept_answer(key, storage.generation, now, rpc="find_value")
+            if kept is not None:
+                return kept
+        storage.cull()  # (as stock's get: what is past its TTL leaves)
+        value, until = storage.live(key, now)
+        if value is None:
+            if table is not None:  # (an answer of contacts names them for its asker)
+                table.engine.forget_answer(key, rpc="find_value")
+            neighbors = self.router.find_neighbors(Node(key), exclude=source)
+            return pack_response([tuple(node) for node in neighbors])
+        body = pack_response({"value": value})
+        if table is not None:
+            table.engine.keep_answer(key, storage.generation, until, body, rpc="find_value")
         return body
 
     def rpc_store_record(self, sender: Address, nodeid: bytes, key: bytes, value: Any) -> bool:

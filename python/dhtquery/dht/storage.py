@@ -248,7 +248,12 @@ class PlainStorage(IStorage):  # type: ignore[misc]
     ``store``/``find_value`` RPCs use), with caps and a TTL.
 
     Same interface as ``kademlia.storage.ForgetfulStorage``; a store past a
-    cap raises StorageFull (our ``rpc_store`` answers False then)."""
+    cap raises StorageFull (our ``rpc_store`` answers False then).
+
+    ``generation`` changes whenever a value is stored or leaves: a packed
+    ``find_value`` answer made from ``live`` stays right while it holds
+    (and before its ``until``), which the protocol's datagram engine keeps
+    and answers with itself."""
 
     def __init__(
         self,
@@ -259,6 +264,7 @@ class PlainStorage(IStorage):  # type: ignore[misc]
         self.limits = limits or StoreLimits()
         self._clock = SystemClock() if clock is None else clock
         self._now = self._clock.now
+        self.generation = 0
         # key -> (time stored, value), oldest first
         self._data: OrderedDict[bytes, tuple[float, Any]] = OrderedDict()
         self._bytes = 0
@@ -293,6 +299,7 @@ class PlainStorage(IStorage):  # type: ignore[misc]
             del self._data[key]
         self._data[key] = (stored, value)
         self._bytes += growth
+        self.generation += 1
         if self._database is not None:
             self._database.save_value(key, value, self._clock.wall() + (stored - self._now()))
 
@@ -304,6 +311,7 @@ class PlainStorage(IStorage):  # type: ignore[misc]
                 break
             del self._data[key]
             self._bytes -= self._size(value)
+            self.generation += 1
             if self._database is not None:
                 self._database.delete_value(key)
 
@@ -311,6 +319,23 @@ class PlainStorage(IStorage):  # type: ignore[misc]
         self.cull()
         entry = self._data.get(key)
         return default if entry is None else entry[1]
+
+    @property
+    def clock(self) -> Clock:
+        """The clock whose ``now`` times the values' TTL."""
+        return self._clock
+
+    def live(self, key: bytes, now: float) -> tuple[Any, float]:
+        """``key``'s value at ``now`` (``now`` read from ``clock``) and the
+        time it leaves (stored + TTL), or ``(None, now)`` if none is held or
+        it is past its TTL. Until ``generation`` changes, the same call gives
+        the same value; nothing is culled here (``get`` does that)."""
+        entry = self._data.get(key)
+        if entry is None:
+            return None, now
+        stored, value = entry
+        until = stored + self.limits.ttl
+        return (value, until) if now < until else (None, now)
 
     def __getitem__(self, key: bytes) -> Any:
         self.cull()

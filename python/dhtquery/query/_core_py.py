@@ -723,8 +723,10 @@ _MSGPACK_ERRORS = (
 
 
 _FIND_VALUES_HEAD = b"\x92\xabfind_values\x92\xc4"
-_FIND_VALUES_AT = _HEADER_SIZE + len(_FIND_VALUES_HEAD)
 _MSG_ID_SIZE = 20
+
+
+_FIND_VALUE_HEAD = b"\x92\xaafind_value\x92\xc4"
 
 
 def _find_values_request(datagram: bytes) -> tuple[bytes, bytes] | None:
@@ -732,8 +734,21 @@ def _find_values_request(datagram: bytes) -> tuple[bytes, bytes] | None:
     usual encoding of ``["find_values", [id, key]]`` (fixarray, fixstr,
     fixarray, bin 8 each; ids of 1 to 64 bytes), else None (see the core's
     ``find_values_request``)."""
-    at = _FIND_VALUES_AT
-    if len(datagram) <= at or not datagram.startswith(_FIND_VALUES_HEAD, _HEADER_SIZE):
+    return _id_and_key(datagram, _FIND_VALUES_HEAD)
+
+
+def _find_value_request(datagram: bytes) -> tuple[bytes, bytes] | None:
+    """``_find_values_request`` for a find_value request (stock
+    ``Server.get``'s): ``["find_value", [id, key]]`` packed the same way."""
+    return _id_and_key(datagram, _FIND_VALUE_HEAD)
+
+
+def _id_and_key(datagram: bytes, head: bytes) -> tuple[bytes, bytes] | None:
+    """The (id, key) of a request whose body starts with ``head`` (the RPC's
+    name and the arguments' array, up to the id's bin 8 marker) and holds
+    its two arguments as bin 8 of 1 to 64 bytes each, nothing after."""
+    at = _HEADER_SIZE + len(head)
+    if len(datagram) <= at or not datagram.startswith(head, _HEADER_SIZE):
         return None
     id_size = datagram[at]
     id_end = at + 1 + id_size
@@ -775,8 +790,55 @@ def _check_exact(value: Any, kind: type, name: str, what: str) -> None:
 
 
 #: what a DatagramEngine serves with (``serve``): the replay cache, the
-#: record store, the client pad, the fair share, the stats, a ping's answer
-_Serving: TypeAlias = tuple["ReplayCache", Any, bytes, Any, "dict[str, int] | None", "bytes | None"]
+#: record store, the client pad, the fair share, the stats, a ping's answer,
+#: the plain-value store
+_Serving: TypeAlias = tuple[
+    "ReplayCache", Any, bytes, Any, "dict[str, int] | None", "bytes | None", Any
+]
+
+#: the RPCs whose answers a DatagramEngine keeps (``keep_answer(rpc=)``)
+_KEPT_RPCS = ("find_values", "find_value")
+
+
+class _KeptAnswers:
+    """One RPC's answers kept packed, by key: (generation, until, body),
+    bounded by count and bytes (the oldest kept leave first)."""
+
+    __slots__ = ("answers", "max_bytes", "max_count", "size")
+
+    def __init__(self) -> None:
+        self.answers: dict[bytes, tuple[int, float, bytes]] = {}
+        self.size = 0
+        self.max_count = 0
+        self.max_bytes = 0
+
+    def keep(self, key: bytes, generation: int, until: float, body: bytes) -> None:
+        self.forget(key)
+        size = len(body)
+        if size > self.max_bytes:
+            return
+        answers = self.answers
+        answers[key] = (generation, until, body)
+        self.size += size
+        while len(answers) > self.max_count or self.size > self.max_bytes:
+            self.size -= len(answers.pop(next(iter(answers)))[2])
+
+    def forget(self, key: bytes) -> None:
+        old = self.answers.pop(key, None)
+        if old is not None:
+            self.size -= len(old[2])
+
+    def clear(self) -> None:
+        self.answers = {}
+        self.size = 0
+
+    def valid(self, key: bytes, generation: Any, now: float) -> bytes | None:
+        """``key``'s answer if kept at ``generation`` (an int) and ``now`` is
+        before its ``until``."""
+        kept = self.answers.get(key)
+        if kept is None or type(generation) is not int or kept[0] != generation:
+            return None
+        return kept[2] if now < kept[1] else None
 
 
 class DatagramEngine:
@@ -792,9 +854,6 @@ class DatagramEngine:
         "_dispatch",
         "_entry",
         "_kept",
-        "_kept_bytes",
-        "_max_answer_bytes",
-        "_max_answers",
         "_pad",
         "_pending",
         "_resent",
@@ -829,11 +888,8 @@ class DatagramEngine:
             self._core, self._pad, self._resent, self._entry = _check_requests(requests)
         #: (replay, records, client_pad, fair_share, stats) while serving
         self._serving: _Serving | None = None
-        #: key -> (generation, until, body): find_values answers kept packed
-        self._kept: dict[bytes, tuple[int, float, bytes]] = {}
-        self._kept_bytes = 0
-        self._max_answers = 0
-        self._max_answer_bytes = 0
+        #: RPC name -> its answers kept packed (find_values, find_value)
+        self._kept = {rpc: _KeptAnswers() for rpc in _KEPT_RPCS}
 
     @property
     def pending(self) -> dict[bytes, tuple[Any, ...]]:
@@ -1037,9 +1093,14 @@ class DatagramEngine:
         """``receive_at`` for a request while serving (see ``_core.pyi``)."""
         if len(datagram) - _HEADER_SIZE > _MAX_REQUEST_BODY:
             return (_DROP, "oversize_request", None, None, 0.0)
-        replay, records, client_pad, fair_share, stats, ping = serving
+        replay, records, client_pad, fair_share, stats, ping, values = serving
+        # (a find_value is answered here only given the store of plain
+        # values, serve(values=); a ping only given its answer, serve(ping=))
+        rpc, store = "find_values", records
         found = _find_values_request(datagram)
-        # (a ping is answered here only given its answer: serve(ping=))
+        if found is None and values is not None:
+            rpc, store = "find_value", values
+            found = _find_value_request(datagram)
         pinger = _ping_request(datagram) if found is None and ping is not None else None
         value = None
         if found is None and pinger is None:
@@ -1060,19 +1121,15 @@ class DatagramEngine:
                 return (_SHED, "fair_share", None, None, 0.0)
             _count(stats, "replayed")
             return (_REPLAYED, None, answered, None, 0.0)
-        # what is answered here: a find_values of a kept key, a ping
+        # what is answered here: a find_values or find_value of a kept key,
+        # a ping
         ours: tuple[bytes, bytes] | None = None
         if found is not None:
             sender, key = found
-            generation = getattr(records, "generation")  # noqa: B009 (as the core reads it)
-            kept = self._kept.get(key)
-            if (
-                kept is not None
-                and type(generation) is int
-                and kept[0] == generation
-                and now < kept[1]
-            ):
-                ours = sender, kept[2]
+            generation = getattr(store, "generation")  # noqa: B009 (as the core reads it)
+            kept = self._kept[rpc].valid(key, generation, now)
+            if kept is not None:
+                ours = sender, kept
         elif pinger is not None and ping is not None:
             ours = pinger, ping
         if ours is not None:
@@ -1103,6 +1160,7 @@ class DatagramEngine:
         max_answers: int = 1024,
         max_answer_bytes: int = 1024 * 1024,
         ping: bytes | None = None,
+        values: Any = None,
     ) -> None:
         self._opening()
         if type(replay) is not ReplayCache:
@@ -1117,51 +1175,52 @@ class DatagramEngine:
             )
         if ping is not None and type(ping) is not bytes:
             raise InvalidArgumentTypeError(f"ping must be bytes or None, got {type(ping).__name__}")
-        self._serving = (replay, records, client_pad, fair_share, stats, ping)
-        self._max_answers = max_answers
-        self._max_answer_bytes = max_answer_bytes
+        self._serving = (replay, records, client_pad, fair_share, stats, ping, values)
+        for kept in self._kept.values():
+            kept.max_count = max_answers
+            kept.max_bytes = max_answer_bytes
 
-    def keep_answer(self, key: bytes, generation: int, until: float, body: bytes) -> None:
+    def _kept_of(self, rpc: Any) -> _KeptAnswers:
+        if rpc is None:
+            return self._kept["find_values"]
+        if type(rpc) is not str:
+            raise InvalidArgumentTypeError(f"rpc must be a str, got {type(rpc).__name__}")
+        kept = self._kept.get(rpc)
+        if kept is None:
+            raise InvalidArgumentError(f'rpc must be "find_values" or "find_value", got {rpc!r}')
+        return kept
+
+    def keep_answer(
+        self, key: bytes, generation: int, until: float, body: bytes, *, rpc: str | None = None
+    ) -> None:
+        kept = self._kept_of(rpc)
         _check_exact(key, bytes, "key", "bytes")
         _check_exact(body, bytes, "body", "bytes")
         _check_exact(generation, int, "generation", "an int")
-        until = float(until)
-        self._forget(key)
-        size = len(body)
-        if size > self._max_answer_bytes:
-            return
-        kept = self._kept
-        kept[key] = (generation, until, body)
-        self._kept_bytes += size
-        while len(kept) > self._max_answers or self._kept_bytes > self._max_answer_bytes:
-            self._kept_bytes -= len(kept.pop(next(iter(kept)))[2])
+        kept.keep(key, generation, float(until), body)
 
-    def _forget(self, key: bytes) -> None:
-        old = self._kept.pop(key, None)
-        if old is not None:
-            self._kept_bytes -= len(old[2])
-
-    def forget_answer(self, key: bytes) -> None:
+    def forget_answer(self, key: bytes, *, rpc: str | None = None) -> None:
+        kept = self._kept_of(rpc)
         _check_exact(key, bytes, "key", "bytes")
-        self._forget(key)
+        kept.forget(key)
 
     def forget_answers(self) -> None:
-        self._kept = {}
-        self._kept_bytes = 0
+        for kept in self._kept.values():
+            kept.clear()
 
-    def kept_answer(self, key: bytes, generation: Any, now: float) -> bytes | None:
+    def kept_answer(
+        self, key: bytes, generation: Any, now: float, *, rpc: str | None = None
+    ) -> bytes | None:
+        kept = self._kept_of(rpc)
         _check_exact(key, bytes, "key", "bytes")
-        kept = self._kept.get(key)
-        if kept is None or type(generation) is not int or kept[0] != generation:
-            return None
-        return kept[2] if now < kept[1] else None
+        return kept.valid(key, generation, now)
 
-    def kept_answers(self) -> dict[bytes, tuple[int, float, bytes]]:
-        return dict(self._kept)
+    def kept_answers(self, *, rpc: str | None = None) -> dict[bytes, tuple[int, float, bytes]]:
+        return dict(self._kept_of(rpc).answers)
 
     @property
     def kept_bytes(self) -> int:
-        return self._kept_bytes
+        return sum(kept.size for kept in self._kept.values())
 
     def open(
         self,

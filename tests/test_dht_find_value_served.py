@@ -1,0 +1,170 @@
+"""find_value (stock ``Server.get``'s RPC) served from packed answers: the
+first request of a key held is answered by the protocol, which keeps its
+packed answer in the core's engine (DhtProtocol.packed_value_answers); the
+engine answers the next requests of the key itself, with the same bytes
+stock kademlia's handler would send, never stale once a value is stored
+again or outlives its TTL, never for a node whose storage is not ours.
+Real UDP on 127.0.0.1 (a raw socket asks, stock nodes get), an injected
+clock for the TTL."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgpack
+from kademlia.node import Node
+from kademlia.protocol import KademliaProtocol
+from kademlia.storage import ForgetfulStorage
+from kademlia.utils import digest
+
+from dhtquery.dht import DhtNode, DhtProtocol, StoreLimits
+from dhtquery.dht.rpc_table import CLIENT_PAD
+from dhtquery.dht.wire import decode, frame_request, pack_request
+from dhtquery.query import QueryConfig, QueryManager, new_core
+from dhtquery.testing import FakeClock
+
+from .dht_helpers import NullStorage, RawPeer, open_nodes, run_paired
+
+KEY = digest("served value")
+PEER_PAD = b"\x00\x00\x00\x00"
+
+
+async def _ask(
+    peer: RawPeer, node: DhtNode, key: bytes = KEY, pad: bytes = CLIENT_PAD
+) -> tuple[bytes, Any]:
+    """One find_value request of ``key`` from ``peer`` (a client's, by
+    default: the node answers without pinging it back); the answer's
+    datagram body, raw and decoded. (A peer's request is followed by the
+    node's ping to verify it: skipped.)"""
+    body = pack_request("find_value", (os.urandom(20), key))
+    msg_id = os.urandom(16) + pad
+    peer.send(frame_request(msg_id, body), node.address)
+    for _ in range(3):
+        data, _ = await peer.recv()
+        kind, answered, answer = decode(data)
+        if kind == 1:
+            assert answered == msg_id
+            return data[21:], answer
+    raise AssertionError("no answer among three datagrams")
+
+
+class _Counted:
+    """Counts the protocol's own find_value answers (those the engine did
+    not give from a kept answer)."""
+
+    def __init__(self, protocol: DhtProtocol) -> None:
+        self.calls = 0
+        body = protocol._find_value_body
+
+        def counted(*args: Any) -> bytes:
+            self.calls += 1
+            return body(*args)
+
+        protocol._find_value_body = counted  # type: ignore[method-assign]
+
+
+def test_a_held_key_is_answered_by_the_engine_with_stocks_bytes(backend: str) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node, protocol = await nodes.dht_and_protocol()
+            node.storage[KEY] = "a value"
+            counted = _Counted(protocol)
+            peer = await nodes.raw()
+            first, answer = await _ask(peer, node)
+            assert answer == {"value": "a value"} and counted.calls == 1
+            assert list(protocol.packed_value_answers) == [KEY]
+            for _ in range(3):
+                again, _ = await _ask(peer, node)
+                assert again == first
+            assert counted.calls == 1  # (the engine answered the other three)
+            # the bytes are what stock kademlia's own handler packs
+            nowhere = ("127.0.0.1", 9)  # (the sender it welcomes: none answers)
+            stock = KademliaProtocol.rpc_find_value(protocol, nowhere, os.urandom(20), KEY)
+            assert first == msgpack.packb(stock, use_bin_type=True)
+            # a peer's request too, its sender handed back to be welcomed
+            served = protocol.stats["served"]
+            await _ask(peer, node, pad=PEER_PAD)
+            assert counted.calls == 1 and protocol.stats["served"] == served + 1
+
+    run_paired(backend, scenario())
+
+
+def test_a_value_stored_again_or_past_its_ttl_is_in_the_next_answer(backend: str) -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        queries = QueryManager(QueryConfig(), core=new_core(backend), clock=clock)
+        async with open_nodes(backend) as nodes:
+            node, protocol = await nodes.dht_and_protocol(
+                queries=queries, limits=StoreLimits(ttl=60.0)
+            )
+            protocol.router.add_contact(Node(os.urandom(20), "127.0.0.1", 9))  # to name
+            peer = await nodes.raw()
+            node.storage[KEY] = "first"
+            assert (await _ask(peer, node))[1] == {"value": "first"}
+            clock.advance(30.0)
+            node.storage[KEY] = "second"  # (its TTL from now on)
+            assert (await _ask(peer, node))[1] == {"value": "second"}
+            assert (await _ask(peer, node))[1] == {"value": "second"}
+            clock.advance(59.0)
+            assert (await _ask(peer, node))[1] == {"value": "second"}
+            clock.advance(1.0)  # past its TTL: the contacts, as stock answers
+            _, answer = await _ask(peer, node)
+            assert answer == [
+                [contact.id, contact.ip, contact.port]
+                for contact in protocol.router.find_neighbors(Node(KEY))
+            ]
+            assert KEY not in node.storage and protocol.packed_value_answers == {}
+
+    run_paired(backend, scenario())
+
+
+def test_a_node_with_another_storage_answers_as_stock_and_keeps_nothing(backend: str) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node, protocol = await nodes.dht_and_protocol(storage=ForgetfulStorage())
+            node.storage[KEY] = "kept by stock's storage"
+            peer = await nodes.raw()
+            for _ in range(2):
+                _, answer = await _ask(peer, node)
+                assert answer == {"value": "kept by stock's storage"}
+            assert protocol.packed_value_answers == {}
+
+    run_paired(backend, scenario())
+
+
+def test_stock_nodes_get_values_our_nodes_serve_from_kept_answers(backend: str) -> None:
+    """Stock ``Server.get`` through our nodes (its find_value requests
+    answered by the engine after the first of each key) gets every value,
+    stored again midway too."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            first = await nodes.dht()
+            ours = [first] + [await nodes.dht(bootstrap=[first.address]) for _ in range(3)]
+            # (a stock client that keeps nothing: every get asks the network)
+            stock = await nodes.stock(storage=NullStorage(), bootstrap=[first.address])
+            keys = [f"key-{index}" for index in range(4)]
+            for key in keys:
+                assert await ours[0].set(key, f"{key} v1")
+            counted = []
+            for node in ours:
+                assert isinstance(node.protocol, DhtProtocol)
+                counted.append(_Counted(node.protocol))
+            for key in keys:
+                assert await stock.get(key) == f"{key} v1"
+            first_round = sum(count.calls for count in counted)
+            for key in keys:
+                assert await stock.get(key) == f"{key} v1"
+            # the same holders asked again: every answer from the engine
+            assert first_round >= len(keys)
+            assert sum(count.calls for count in counted) == first_round
+            kept = set()
+            for node in ours:
+                assert isinstance(node.protocol, DhtProtocol)
+                kept.update(node.protocol.packed_value_answers)
+            assert kept == {digest(key) for key in keys}  # (kept by the holders asked)
+            assert await ours[1].set(keys[0], "stored again")
+            assert await stock.get(keys[0]) == "stored again"
+
+    run_paired(backend, scenario())
