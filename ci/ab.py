@@ -48,9 +48,17 @@ def dht_figures(report: dict[str, Any], _stdout: str) -> Figures:
         throughput, latency = row.get("throughput"), row.get("latency")
         if row["client"] == "kademlia get" and row["run"] == "single" and throughput:
             stock = throughput["ok_per_s"]
-        if not row["client"].startswith("dhtquery get_all") or not throughput:
+        if not throughput or row["run"].startswith("round "):
+            continue  # (--rounds: read from its target below)
+        if row["client"] == "kademlia get":
+            # stock's client against our nodes: the nodes' CPU a stock lookup
+            # is the serving side of find_value
+            name = f"stock get {row['run']} {row['loop']}"
+            figures[f"{name} lookups/s"] = throughput["ok_per_s"]
+            if throughput.get("network_cpu_us_per_lookup") is not None:
+                figures[f"{name} network CPU us"] = throughput["network_cpu_us_per_lookup"]
             continue
-        if row["run"].startswith("round "):  # (--rounds: read from its target below)
+        if not row["client"].startswith("dhtquery get_all"):
             continue
         name = f"{row['client'][len('dhtquery ') :]} {row['run']} {row['loop']}/{row['core']}"
         figures[f"{name} lookups/s"] = throughput["ok_per_s"]

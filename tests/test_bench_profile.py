@@ -9,8 +9,11 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
+
 from dhtquery.bench import profile_client
 from dhtquery.dht import wire
+from dhtquery.errors import InvalidArgumentError
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -30,6 +33,16 @@ def test_the_serving_profile_answers_every_request_from_the_records_held(
     samples = run(profile_client.measure_serving(backend, 300, 2, False))
     assert len(samples) == 2
     assert all(0 < sample < 100_000 for sample in samples)  # us per request
+
+
+def test_the_serving_profile_answers_every_find_value_from_the_values_held(
+    run: Run, backend: str
+) -> None:
+    samples = run(profile_client.measure_serving(backend, 300, 2, False, "find_value"))
+    assert len(samples) == 2
+    assert all(0 < sample < 100_000 for sample in samples)  # us per request
+    with pytest.raises(InvalidArgumentError, match="find_node"):
+        run(profile_client.measure_serving(backend, 1, 1, False, "find_node"))
 
 
 def test_a_frozen_clock_stands_still_and_its_timers_never_fire(run: Run) -> None:

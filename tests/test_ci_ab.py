@@ -48,7 +48,7 @@ def test_summary_is_the_median_of_paired_ratios_with_the_better_side() -> None:
     assert lines["x client CPU us"] == (10.0, 9.0, pytest.approx(0.8), "B")
 
 
-def test_dht_figures_read_get_all_rows_and_the_stock_ratio() -> None:
+def test_dht_figures_read_get_all_and_stock_rows_and_the_stock_ratio() -> None:
     report = {
         "rows": [
             {
@@ -56,7 +56,7 @@ def test_dht_figures_read_get_all_rows_and_the_stock_ratio() -> None:
                 "run": "single",
                 "loop": "uvloop",
                 "core": "-",
-                "throughput": {"ok_per_s": 1000.0},
+                "throughput": {"ok_per_s": 1000.0, "network_cpu_us_per_lookup": 60.0},
                 "latency": None,
             },
             {
@@ -74,6 +74,9 @@ def test_dht_figures_read_get_all_rows_and_the_stock_ratio() -> None:
     assert figures[f"{name} lookups/s"] == 2500.0
     assert figures[f"{name} / stock"] == 2.5
     assert figures[f"{name} p99/1s ms"] == 4.0 and figures[f"{name} client CPU us"] == 150.0
+    # stock's rows: its rate, and what its lookups cost our nodes
+    assert figures["stock get single uvloop lookups/s"] == 1000.0
+    assert figures["stock get single uvloop network CPU us"] == 60.0
 
 
 def test_dht_figures_take_the_rounds_median_not_each_round() -> None:
