@@ -243,6 +243,23 @@ def test_kept_answers_refuse_an_rpc_they_do_not_keep(module: ModuleType) -> None
     assert engine.kept_answers() == {KEYS[0]: (0, 9.0, b"abc")} and engine.kept_bytes == 3
 
 
+def test_kept_answers_refuse_bad_times_and_generations_alike(module: ModuleType) -> None:
+    """Both cores refuse what the Rust core's argument types refuse, with
+    the same exceptions (a time read as the core's f64 before anything
+    else; a generation beyond 64 bits), and lose nothing kept."""
+    engine, _, _ = _engine(module)
+    engine.keep_answer(KEYS[0], 0, 9.0, b"abc", rpc="find_value")
+    with pytest.raises(TypeError, match="must be real number, not str"):
+        engine.keep_answer(KEYS[1], 0, "9.0", b"x", rpc="find_node")
+    with pytest.raises(TypeError, match="must be real number, not NoneType"):
+        engine.kept_answer(KEYS[0], 0, None, rpc="find_value")
+    with pytest.raises(OverflowError):
+        engine.keep_answer(KEYS[1], 2**70, 9.0, b"x", rpc="find_value")
+    assert engine.kept_answer(KEYS[0], 2**70, 1.0, rpc="find_value") is None
+    assert engine.kept_answer(KEYS[0], 0, 1, rpc="find_value") == b"abc"  # (an int time)
+    assert engine.kept_answers(rpc="find_value") == {KEYS[0]: (0, 9.0, b"abc")}
+
+
 def _ping(msg_id: bytes | None = None, sender: bytes = SENDER) -> bytes:
     msg_id = msg_id if msg_id is not None else os.urandom(16) + CLIENT_PAD
     return frame_request(msg_id, pack_request("ping", (sender,)))

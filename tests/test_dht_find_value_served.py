@@ -12,19 +12,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import msgpack
+import pytest
+import umsgpack
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 from kademlia.storage import ForgetfulStorage
 from kademlia.utils import digest
 
-from dhtquery.dht import DhtNode, DhtProtocol, StoreLimits
+from dhtquery.dht import DhtNode, DhtProtocol, RpcSpec, StoreLimits
 from dhtquery.dht.rpc_table import CLIENT_PAD
+from dhtquery.dht.storage import PlainStorage
 from dhtquery.dht.wire import decode, frame_request, pack_request
-from dhtquery.query import QueryConfig, QueryManager, new_core
+from dhtquery.query import QueryConfig, QueryManager, new_core, shapes
 from dhtquery.testing import FakeClock
 
-from .dht_helpers import NullStorage, RawPeer, open_nodes, run_paired
+from .dht_helpers import Nodes, NullStorage, RawPeer, eventually, open_nodes, run_paired
 
 KEY = digest("served value")
 PEER_PAD = b"\x00\x00\x00\x00"
@@ -49,6 +51,17 @@ async def _ask(
     raise AssertionError("no answer among three datagrams")
 
 
+async def _on_clock(nodes: Nodes, clock: FakeClock, ttl: float) -> tuple[DhtNode, DhtProtocol]:
+    """A node of ``nodes``' core timed by ``clock``, its values kept ``ttl``."""
+    queries = QueryManager(QueryConfig(), core=new_core(nodes.backend), clock=clock)
+    return await nodes.dht_and_protocol(queries=queries, limits=StoreLimits(ttl=ttl))
+
+
+def _contacts(server: Any) -> int:
+    """How many contacts a stock node's routing table holds."""
+    return sum(len(bucket) for bucket in server.protocol.router.buckets)
+
+
 class _Counted:
     """Counts the protocol's own find_value answers (those the engine did
     not give from a kept answer)."""
@@ -61,7 +74,7 @@ class _Counted:
             self.calls += 1
             return body(*args)
 
-        protocol._find_value_body = counted  # type: ignore[method-assign]
+        protocol._find_value_body = counted  # type: ignore[method-assign,assignment]
 
 
 def test_a_held_key_is_answered_by_the_engine_with_stocks_bytes(backend: str) -> None:
@@ -78,13 +91,18 @@ def test_a_held_key_is_answered_by_the_engine_with_stocks_bytes(backend: str) ->
                 again, _ = await _ask(peer, node)
                 assert again == first
             assert counted.calls == 1  # (the engine answered the other three)
-            # the bytes are what stock kademlia's own handler packs
-            nowhere = ("127.0.0.1", 9)  # (the sender it welcomes: none answers)
-            stock = KademliaProtocol.rpc_find_value(protocol, nowhere, os.urandom(20), KEY)
-            assert first == msgpack.packb(stock, use_bin_type=True)
+            # the bytes are what stock kademlia's own handler packs, as
+            # rpcudp sends it (umsgpack); called as for a client, so that it
+            # welcomes no one
+            protocol._serving_client = True
+            try:
+                stock = KademliaProtocol.rpc_find_value(protocol, peer.address, os.urandom(20), KEY)
+            finally:
+                protocol._serving_client = False
+            assert first == umsgpack.packb(stock)
             # a peer's request too, its sender handed back to be welcomed
             served = protocol.stats["served"]
-            await _ask(peer, node, pad=PEER_PAD)
+            assert (await _ask(peer, node, pad=PEER_PAD))[0] == first
             assert counted.calls == 1 and protocol.stats["served"] == served + 1
 
     run_paired(backend, scenario())
@@ -93,11 +111,8 @@ def test_a_held_key_is_answered_by_the_engine_with_stocks_bytes(backend: str) ->
 def test_a_value_stored_again_or_past_its_ttl_is_in_the_next_answer(backend: str) -> None:
     async def scenario() -> None:
         clock = FakeClock()
-        queries = QueryManager(QueryConfig(), core=new_core(backend), clock=clock)
         async with open_nodes(backend) as nodes:
-            node, protocol = await nodes.dht_and_protocol(
-                queries=queries, limits=StoreLimits(ttl=60.0)
-            )
+            node, protocol = await _on_clock(nodes, clock, ttl=60.0)
             protocol.router.add_contact(Node(os.urandom(20), "127.0.0.1", 9))  # to name
             peer = await nodes.raw()
             node.storage[KEY] = "first"
@@ -144,6 +159,8 @@ def test_stock_nodes_get_values_our_nodes_serve_from_kept_answers(backend: str) 
             ours = [first] + [await nodes.dht(bootstrap=[first.address]) for _ in range(3)]
             # (a stock client that keeps nothing: every get asks the network)
             stock = await nodes.stock(storage=NullStorage(), bootstrap=[first.address])
+            # (every node of ours known to it: each get asks the same alpha)
+            assert await eventually(lambda: _contacts(stock) == len(ours))
             keys = [f"key-{index}" for index in range(4)]
             for key in keys:
                 assert await ours[0].set(key, f"{key} v1")
@@ -156,15 +173,139 @@ def test_stock_nodes_get_values_our_nodes_serve_from_kept_answers(backend: str) 
             first_round = sum(count.calls for count in counted)
             for key in keys:
                 assert await stock.get(key) == f"{key} v1"
+            # (a get finds the value in its first round: alpha requests)
+            assert first_round == stock.alpha * len(keys)
             # the same holders asked again: every answer from the engine
-            assert first_round >= len(keys)
             assert sum(count.calls for count in counted) == first_round
-            kept = set()
+            kept: set[bytes] = set()
             for node in ours:
                 assert isinstance(node.protocol, DhtProtocol)
                 kept.update(node.protocol.packed_value_answers)
             assert kept == {digest(key) for key in keys}  # (kept by the holders asked)
             assert await ours[1].set(keys[0], "stored again")
             assert await stock.get(keys[0]) == "stored again"
+
+    run_paired(backend, scenario())
+
+
+class _OwnFindValue(DhtProtocol):
+    def rpc_find_value(self, sender: Any, nodeid: bytes, key: bytes) -> Any:
+        return super().rpc_find_value(sender, nodeid, key)
+
+
+class _OwnFindNode(DhtProtocol):
+    def rpc_find_node(self, sender: Any, nodeid: bytes, key: bytes) -> Any:
+        return super().rpc_find_node(sender, nodeid, key)
+
+
+class _OwnStorage(PlainStorage):
+    """A PlainStorage subclass (it may store otherwise)."""
+
+
+class _OwnSpecNode(DhtNode):
+    """A node serving find_value through an extra spec of its own."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        spec = RpcSpec((shapes.node_id, shapes.node_id), self._find_value, shapes.found_value)
+        self.add_rpc("find_value", spec)
+
+    def _find_value(self, sender: Any, nodeid: bytes, key: bytes) -> Any:
+        return {"value": self.storage.get(key)}
+
+
+def _node_class(protocol_class: type[DhtProtocol]) -> type[DhtNode]:
+    return type(f"NodeOf{protocol_class.__name__}", (DhtNode,), {"protocol_class": protocol_class})
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["own rpc_find_value", "own rpc_find_node", "storage subclass", "other clock", "extra spec"],
+)
+def test_find_value_served_another_way_is_answered_so_and_nothing_kept(
+    backend: str, variant: str
+) -> None:
+    """A protocol whose find_value (or the find_node it answers with) is a
+    subclass's, a node given a store that is not our PlainStorage on its
+    time, or an extra spec of find_value: answered as before, every
+    request, and no answer kept in the engine."""
+
+    async def scenario() -> None:
+        variants: dict[str, dict[str, Any]] = {
+            "own rpc_find_value": {"node_class": _node_class(_OwnFindValue)},
+            "own rpc_find_node": {"node_class": _node_class(_OwnFindNode)},
+            "storage subclass": {"storage": _OwnStorage()},
+            "other clock": {"storage": PlainStorage(clock=FakeClock())},
+            "extra spec": {"node_class": _OwnSpecNode},
+        }
+        kwargs = variants[variant]
+        async with open_nodes(backend) as nodes:
+            node, protocol = await nodes.dht_and_protocol(**kwargs)
+            node.storage[KEY] = "served another way"
+            peer = await nodes.raw()
+            for _ in range(2):
+                assert (await _ask(peer, node))[1] == {"value": "served another way"}
+            assert protocol.packed_value_answers == {}
+
+    run_paired(backend, scenario())
+
+
+def test_a_plain_storage_a_user_made_is_answered_from_kept_answers(backend: str) -> None:
+    """``DhtNode(storage=PlainStorage())``: its own SystemClock reads the
+    same time as the node's, so its answers are kept."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node, protocol = await nodes.dht_and_protocol(storage=PlainStorage())
+            node.storage[KEY] = "user's store"
+            peer = await nodes.raw()
+            assert (await _ask(peer, node))[1] == {"value": "user's store"}
+            assert list(protocol.packed_value_answers) == [KEY]
+
+    run_paired(backend, scenario())
+
+
+def test_a_storage_set_anew_is_answered_from_and_the_old_ones_answers_forgotten(
+    backend: str,
+) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node, protocol = await nodes.dht_and_protocol()
+            node.storage[KEY] = "old"
+            peer = await nodes.raw()
+            assert (await _ask(peer, node))[1] == {"value": "old"}
+            assert list(protocol.packed_value_answers) == [KEY]
+            fresh = PlainStorage(clock=node.clock)
+            fresh[KEY] = "new"
+            protocol.storage = fresh
+            assert protocol.packed_value_answers == {}
+            for _ in range(2):
+                assert (await _ask(peer, node))[1] == {"value": "new"}
+            assert list(protocol.packed_value_answers) == [KEY]  # (kept from the new one)
+            fresh[KEY] = "newer"  # (its generation, not the old store's, is read)
+            assert (await _ask(peer, node))[1] == {"value": "newer"}
+            stock = ForgetfulStorage()
+            stock[KEY] = "stock's"
+            protocol.storage = stock
+            for _ in range(2):
+                assert (await _ask(peer, node))[1] == {"value": "stock's"}
+            assert protocol.packed_value_answers == {}
+
+    run_paired(backend, scenario())
+
+
+def test_a_shorter_ttl_set_on_the_store_ends_a_kept_answer(backend: str) -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        async with open_nodes(backend) as nodes:
+            node, protocol = await _on_clock(nodes, clock, ttl=60.0)
+            peer = await nodes.raw()
+            node.storage[KEY] = "short-lived"
+            assert (await _ask(peer, node))[1] == {"value": "short-lived"}
+            assert protocol.packed_value_answers[KEY][1] == clock.now() + 60.0
+            node.storage.limits = StoreLimits(ttl=10.0)
+            clock.advance(10.0)  # (past the new TTL, not the kept answer's until)
+            assert (await _ask(peer, node))[1] == []  # (no contacts to name)
+            assert KEY not in node.storage
 
     run_paired(backend, scenario())

@@ -284,7 +284,8 @@ class DatagramEngine:
       None, 0.0)``: ``datagram`` is the answer framed (``b"\\x01" + msg_id +
       body``), already put in ``replay``; ``sender`` is None for a client's
       request (its message id ends with ``client_pad``), else ``id``;
-    - given ``values`` (the store of plain values), a find_value whose body
+    - given ``values`` (the store of plain values: its ``generation`` is
+      read per request as ``records``' is), a find_value whose body
       is msgpack's usual encoding of ``["find_value", [id, key]]`` (packed
       as a find_values') and whose key has an answer kept
       (``keep_answer(..., rpc="find_value")``) that is valid with

@@ -104,8 +104,9 @@ _RECORDS_BUDGET: Final = 62_000
 # expiry (9 each at most), signature (64)
 _RECORD_FRAMING: Final = 160
 _RECEIVE_BUFFER: Final = 4 * 1024 * 1024
-#: Packed find_values answers kept (keys, bytes at most; the oldest made
-#: leave first): a hot key is answered by framing the bytes packed before.
+#: Packed find_values answers kept, and as many find_value answers (keys,
+#: bytes at most, each RPC's; the oldest made leave first): a hot key is
+#: answered by framing the bytes packed before.
 PACKED_ANSWERS_KEPT: Final = 1024
 PACKED_ANSWERS_BYTES: Final = 1024 * 1024
 # getsockopt(SOL_SOCKET, SO_MEMINFO) (Linux; not in the socket module): nine
@@ -376,7 +377,9 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         # (KademliaProtocol's __init__ and rpcudp's, without the stock
         # routing table this one replaces)
         self.transport: Any = None
-        self.storage = storage
+        #: the plain values (kademlia's ``storage``; see the ``storage``
+        #: property)
+        self._storage = storage
         self.source_node = source_node
         self.router = ContactTable(self, ksize, source_node)
         self.records = records
@@ -448,19 +451,15 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         self._find_values_spec = (
             spec if own and spec is not None and spec.handler == (self.rpc_find_values) else None
         )
-        #: the find_value spec served from packed answers (_find_value_body)
-        #: and the store of plain values they are made from: stock kademlia's
-        #: rpc_find_value and rpc_find_node over our PlainStorage on this
-        #: protocol's clock, unless a subclass or an extra spec serves either
-        #: its way or the node was given another storage (then stock's
+        #: the find_value spec served from packed answers (_find_value_body):
+        #: stock kademlia's rpc_find_value and rpc_find_node, unless a
+        #: subclass or an extra spec serves either its way (then stock's
         #: handler serves it, as before)
         spec = self._rpcs.get("find_value")
         cls = type(self)
         own = (
             cls.rpc_find_value is KademliaProtocol.rpc_find_value
             and cls.rpc_find_node is KademliaProtocol.rpc_find_node
-            and type(storage) is PlainStorage
-            and storage.clock is self.clock
         )
         self._find_value_spec = (
             spec
@@ -470,9 +469,10 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             and spec.args == _REQUEST_ARGS["find_value"]
             else None
         )
-        self._plain_values: PlainStorage | None = (
-            storage if self._find_value_spec is not None else None
-        )
+        #: the store those answers are made from: ``storage`` if it is our
+        #: PlainStorage on this protocol's time, else None (stock's handler
+        #: serves find_value from whatever ``storage`` is)
+        self._plain_values = self._answering_store(storage)
         #: the body of the answer to a ping (this node's id packed), with
         #: which the core's engine answers a ping itself (as kademlia's
         #: rpc_ping: the sender welcomed, this node's id answered); None if
@@ -502,7 +502,8 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             raise InvalidArgumentError(f"name must not be one of kademlia's RPCs, got {name!r}")
         self._rpcs[name] = spec
         if name == "find_values" and self._requests is not None:
-            # (served another way from now on: no kept answer of ours)
+            # (served another way from now on: no kept answer of ours;
+            # find_value's go too, kept again as they are asked)
             self._requests.engine.forget_answers()
         if spec.response is _RESPONSE_SHAPE.get(name):
             self._engine_shapes[name] = _RESPONSE_SHAPES[name]
@@ -528,6 +529,41 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         if self._requests is None:
             return {}
         return self._requests.engine.kept_answers()
+
+    @property
+    def storage(self) -> Any:
+        """The plain values (kademlia's ``storage``: what ``store`` puts and
+        ``find_value`` answers from). Set to another store, the find_value
+        answers kept from the one before are forgotten, and the engine
+        answers from the new one if it is a PlainStorage on this protocol's
+        time (else stock's handler answers from it)."""
+        return self._storage
+
+    @storage.setter
+    def storage(self, storage: Any) -> None:
+        self._storage = storage
+        if getattr(self, "_find_value_spec", None) is None:
+            # (find_value answered by a handler, never from kept answers; or
+            # set before __init__ ran, which reads its own argument)
+            return
+        self._plain_values = self._answering_store(storage)
+        if self._requests is not None:
+            for key in self._requests.engine.kept_answers(rpc="find_value"):
+                self._requests.engine.forget_answer(key, rpc="find_value")
+            self._serve_in_engine()
+
+    def _answering_store(self, storage: Any) -> PlainStorage | None:
+        """``storage`` if find_value can be answered from its packed answers:
+        ours to answer (``_find_value_spec``), a PlainStorage (not a
+        subclass, which may store otherwise), timed by this protocol's clock
+        (the engine compares a kept answer's ``until`` with this protocol's
+        time; two SystemClocks read the same ``time.monotonic``)."""
+        if self._find_value_spec is None or type(storage) is not PlainStorage:
+            return None
+        clock = storage.clock
+        if clock is not self.clock and clock.now is not self.clock.now:
+            return None
+        return storage
 
     @property
     def packed_value_answers(self) -> dict[bytes, tuple[int, float, bytes]]:
@@ -817,8 +853,9 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
                     except Exception:  # a caller's bug must not cost other requests
                         log.exception("dhtquery: error in a request callback")
             elif status == DATAGRAM_SERVED:
-                # a find_values answered by the engine from its kept answer,
-                # or a ping (framed, kept for a resend, counted in stats):
+                # a find_values or find_value answered by the engine from
+                # its kept answer, or a ping (framed, kept for a resend,
+                # counted in stats):
                 # sent here
                 self.transport.sendto(value, addr)
                 if first is not None:  # (the sender's id: welcomed once it answers a ping)
@@ -920,7 +957,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         try:
             if spec is self._find_values_spec:
                 packed = self._find_values_body(addr, args[0], args[1], now)
-            elif spec is self._find_value_spec:
+            elif spec is self._find_value_spec and self._plain_values is not None:
                 packed = self._find_value_body(addr, args[0], args[1], now)
             else:
                 packed = pack_response(spec.handler(addr, *args))
@@ -1021,7 +1058,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         source = Node(nodeid, sender[0], sender[1])
         self.welcome_if_new(source)
         storage = self._plain_values
-        assert storage is not None  # (this spec is served only given them)
+        assert storage is not None  # (served here only given one: see _serve)
         table = self._requests
         if table is not None:
             kept = table.engine.kept_answer(key, storage.generation, now, rpc="find_value")

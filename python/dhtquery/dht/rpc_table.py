@@ -56,7 +56,7 @@ DATAGRAM_BAD_SHAPE: Final = 6
 DATAGRAM_HANDLED: Final = 7
 #: (receive_at while serving, see DatagramEngine.serve) a request shed by
 #: the fair share; a resend answered again from the replay cache; a
-#: find_values answered from its kept answer
+#: find_values or find_value answered from its kept answer, or a ping
 DATAGRAM_SHED: Final = 8
 DATAGRAM_REPLAYED: Final = 9
 DATAGRAM_SERVED: Final = 10

@@ -261,10 +261,10 @@ class PlainStorage(IStorage):  # type: ignore[misc]
         clock: Clock | None = None,
         database: NodeDatabase | None = None,
     ) -> None:
+        self.generation = 0
         self.limits = limits or StoreLimits()
         self._clock = SystemClock() if clock is None else clock
         self._now = self._clock.now
-        self.generation = 0
         # key -> (time stored, value), oldest first
         self._data: OrderedDict[bytes, tuple[float, Any]] = OrderedDict()
         self._bytes = 0
@@ -321,14 +321,25 @@ class PlainStorage(IStorage):  # type: ignore[misc]
         return default if entry is None else entry[1]
 
     @property
+    def limits(self) -> StoreLimits:
+        """The caps and the TTL (set anew: ``generation`` changes, as the
+        values' lifetimes may have)."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: StoreLimits) -> None:
+        self._limits = limits
+        self.generation += 1
+
+    @property
     def clock(self) -> Clock:
         """The clock whose ``now`` times the values' TTL."""
         return self._clock
 
     def live(self, key: bytes, now: float) -> tuple[Any, float]:
         """``key``'s value at ``now`` (``now`` read from ``clock``) and the
-        time it leaves (stored + TTL), or ``(None, now)`` if none is held or
-        it is past its TTL. Until ``generation`` changes, the same call gives
+        time it leaves (stored + TTL); ``(None, now)`` if none is held or it
+        is past its TTL. Until ``generation`` changes, the same call gives
         the same value; nothing is culled here (``get`` does that)."""
         entry = self._data.get(key)
         if entry is None:

@@ -784,6 +784,22 @@ def _count(stats: dict[str, int] | None, name: str) -> None:
         dict.__setitem__(stats, name, dict.get(stats, name, 0) + 1)
 
 
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
+
+
+def _real(value: Any) -> float:
+    """``value`` as the core's f64 arguments take it (``PyFloat_AsDouble``:
+    a float, or what has ``__float__`` or ``__index__``), else its
+    TypeError."""
+    if type(value) is float:
+        return value
+    kind = type(value)
+    if not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
+        raise TypeError(f"must be real number, not {kind.__name__}")
+    return float(value)
+
+
 def _check_exact(value: Any, kind: type, name: str, what: str) -> None:
     if type(value) is not kind:
         raise InvalidArgumentTypeError(f"{name} must be {what}, got {type(value).__name__}")
@@ -886,7 +902,8 @@ class DatagramEngine:
         self._dispatch: tuple[Any, Any, dict[Any, Any], dict[Any, Any]] | None = None
         if requests is not None:
             self._core, self._pad, self._resent, self._entry = _check_requests(requests)
-        #: (replay, records, client_pad, fair_share, stats) while serving
+        #: (replay, records, client_pad, fair_share, stats, ping, values)
+        #: while serving
         self._serving: _Serving | None = None
         #: RPC name -> its answers kept packed (find_values, find_value)
         self._kept = {rpc: _KeptAnswers() for rpc in _KEPT_RPCS}
@@ -1193,11 +1210,14 @@ class DatagramEngine:
     def keep_answer(
         self, key: bytes, generation: int, until: float, body: bytes, *, rpc: str | None = None
     ) -> None:
+        until = _real(until)  # (the core's f64 argument, read before the rest)
         kept = self._kept_of(rpc)
         _check_exact(key, bytes, "key", "bytes")
         _check_exact(body, bytes, "body", "bytes")
         _check_exact(generation, int, "generation", "an int")
-        kept.keep(key, generation, float(until), body)
+        if not _I64_MIN <= generation <= _I64_MAX:
+            raise OverflowError("Python int too large to convert to C long")
+        kept.keep(key, generation, until, body)
 
     def forget_answer(self, key: bytes, *, rpc: str | None = None) -> None:
         kept = self._kept_of(rpc)
@@ -1211,6 +1231,7 @@ class DatagramEngine:
     def kept_answer(
         self, key: bytes, generation: Any, now: float, *, rpc: str | None = None
     ) -> bytes | None:
+        now = _real(now)
         kept = self._kept_of(rpc)
         _check_exact(key, bytes, "key", "bytes")
         return kept.valid(key, generation, now)
