@@ -91,6 +91,9 @@ def test_a_held_key_is_answered_by_the_engine_with_stocks_bytes(backend: str) ->
                 again, _ = await _ask(peer, node)
                 assert again == first
             assert counted.calls == 1  # (the engine answered the other three)
+            # a value stored under another key leaves this one's answer kept
+            node.storage[digest("another key")] = "written"
+            assert (await _ask(peer, node))[0] == first and counted.calls == 1
             # the bytes are what stock kademlia's own handler packs, as
             # rpcudp sends it (umsgpack); called as for a client, so that it
             # welcomes no one
@@ -282,7 +285,7 @@ def test_a_storage_set_anew_is_answered_from_and_the_old_ones_answers_forgotten(
             for _ in range(2):
                 assert (await _ask(peer, node))[1] == {"value": "new"}
             assert list(protocol.packed_value_answers) == [KEY]  # (kept from the new one)
-            fresh[KEY] = "newer"  # (its generation, not the old store's, is read)
+            fresh[KEY] = "newer"  # (the new store's watcher forgets its answer)
             assert (await _ask(peer, node))[1] == {"value": "newer"}
             stock = ForgetfulStorage()
             stock[KEY] = "stock's"

@@ -249,3 +249,29 @@ def test_a_ping_is_answered_by_the_engine_and_its_sender_still_verified(backend:
             assert decode(data)[2] == b"pong"
 
     run_paired(backend, scenario())
+
+
+def test_a_record_stored_under_another_key_leaves_a_kept_answer_kept(backend: str) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht()
+            protocol = node.protocol
+            assert isinstance(protocol, DhtProtocol)
+            node.records.put(KEY, signed("alice", b"kept", KEY), node.clock.now())
+            calls = []
+            body = protocol._find_values_body
+
+            def counted(*args: Any) -> bytes:
+                calls.append(args)
+                return body(*args)
+
+            protocol._find_values_body = counted  # type: ignore[method-assign,assignment]
+            peer = await nodes.raw()
+            first = await _ask(peer, node)
+            other = digest("another key")
+            node.records.put(other, signed("bob", b"written", other), node.clock.now())
+            assert KEY in protocol.packed_answers
+            assert await _ask(peer, node) == first
+            assert len(calls) == 1  # (the second answered by the engine)
+
+    run_paired(backend, scenario())

@@ -9,6 +9,7 @@ good records.
 from __future__ import annotations
 
 import math
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,14 @@ from .persist import NodeDatabase
 from .records import MAX_DATA, MAX_NAME, MAX_TARGET, Record, RecordVerifier
 from .signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE
 
-__all__ = ["MAX_RECORDS_PER_KEY", "PlainStorage", "RecordStore", "StorageFull", "StoreLimits"]
+__all__ = [
+    "MAX_RECORDS_PER_KEY",
+    "ChangeWatchers",
+    "PlainStorage",
+    "RecordStore",
+    "StorageFull",
+    "StoreLimits",
+]
 
 #: A holder answers with every record of a key in one datagram: 30 records
 #: of the largest (ASCII) size stay under 65,507 bytes with their framing.
@@ -38,6 +46,43 @@ _KEY_MEMORY: Final = 318
 #: A plain value's memory beyond its length (same measurement: value + 270).
 _VALUE_MEMORY: Final = 270
 _WIRE_OVERHEAD: Final = 16  # msgpack array and field headers, rounded up
+
+
+class ChangeWatchers:
+    """Bound methods a store calls with a key whose contents changed (a
+    value or record stored, replaced or dropped), or with None when any
+    key's may have: what a cache of answers made from the store forgets,
+    key by key, so that a write to one key leaves the others' answers kept.
+    Held weakly: a watcher's object (a node's protocol, replaced at each
+    ``listen``) is not kept alive by the store it watches."""
+
+    __slots__ = ("_methods",)
+
+    def __init__(self) -> None:
+        self._methods: list[weakref.WeakMethod[Callable[[bytes | None], None]]] = []
+
+    def add(self, method: Callable[[bytes | None], None]) -> None:
+        """Call ``method`` (a bound method) at each change from now on."""
+        self._methods.append(weakref.WeakMethod(method))
+
+    def remove(self, method: Callable[[bytes | None], None]) -> None:
+        """Stop calling ``method`` (if it was added)."""
+        self._methods = [ref for ref in self._methods if ref() != method]
+
+    def __len__(self) -> int:
+        return sum(1 for ref in self._methods if ref() is not None)
+
+    def changed(self, key: bytes | None) -> None:
+        """Tell every watcher that ``key`` (None: any key) changed."""
+        dead = False
+        for ref in self._methods:
+            method = ref()
+            if method is None:
+                dead = True
+            else:
+                method(key)
+        if dead:
+            self._methods = [ref for ref in self._methods if ref() is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +135,8 @@ class RecordStore:
         #: changes with every record stored or dropped: what a cache of
         #: answers made from this store is checked against
         self.generation = 0
+        #: told the key of every record stored or dropped
+        self.watchers = ChangeWatchers()
         self._database: NodeDatabase | None = None
         if database is not None:
             self._load(database)
@@ -151,6 +198,7 @@ class RecordStore:
         records[record.slot] = (record, expiry)
         self._bytes += growth
         self.generation += 1
+        self.watchers.changed(key)
         if self._database is not None:
             wall = self._clock.wall() + (expiry - self._clock.now())
             self._database.save_record(key, record, wall)
@@ -206,6 +254,7 @@ class RecordStore:
         records = self._keys[key]
         record, _ = records.pop(slot)
         self.generation += 1
+        self.watchers.changed(key)
         self._bytes -= record.size + _RECORD_MEMORY
         if not records:
             del self._keys[key]
@@ -250,10 +299,10 @@ class PlainStorage(IStorage):  # type: ignore[misc]
     Same interface as ``kademlia.storage.ForgetfulStorage``; a store past a
     cap raises StorageFull (our ``rpc_store`` answers False then).
 
-    ``generation`` changes whenever a value is stored or leaves: a packed
-    ``find_value`` answer made from ``live`` stays right while it holds
-    (and before its ``until``), which the protocol's datagram engine keeps
-    and answers with itself."""
+    ``generation`` changes whenever a value is stored or leaves, and
+    ``watchers`` are told its key: a packed ``find_value`` answer made from
+    ``live`` stays right until then (and before its ``until``), which the
+    protocol's datagram engine keeps and answers with itself."""
 
     def __init__(
         self,
@@ -262,6 +311,9 @@ class PlainStorage(IStorage):  # type: ignore[misc]
         database: NodeDatabase | None = None,
     ) -> None:
         self.generation = 0
+        #: told the key of every value stored or dropped (None: the limits,
+        #: and with them every value's TTL, set anew)
+        self.watchers = ChangeWatchers()
         self.limits = limits or StoreLimits()
         self._clock = SystemClock() if clock is None else clock
         self._now = self._clock.now
@@ -300,6 +352,7 @@ class PlainStorage(IStorage):  # type: ignore[misc]
         self._data[key] = (stored, value)
         self._bytes += growth
         self.generation += 1
+        self.watchers.changed(key)
         if self._database is not None:
             self._database.save_value(key, value, self._clock.wall() + (stored - self._now()))
 
@@ -312,6 +365,7 @@ class PlainStorage(IStorage):  # type: ignore[misc]
             del self._data[key]
             self._bytes -= self._size(value)
             self.generation += 1
+            self.watchers.changed(key)
             if self._database is not None:
                 self._database.delete_value(key)
 
@@ -330,6 +384,7 @@ class PlainStorage(IStorage):  # type: ignore[misc]
     def limits(self, limits: StoreLimits) -> None:
         self._limits = limits
         self.generation += 1
+        self.watchers.changed(None)
 
     @property
     def clock(self) -> Clock:
