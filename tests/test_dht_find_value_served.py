@@ -57,6 +57,17 @@ async def _on_clock(nodes: Nodes, clock: FakeClock, ttl: float) -> tuple[DhtNode
     return await nodes.dht_and_protocol(queries=queries, limits=StoreLimits(ttl=ttl))
 
 
+async def _old_value_kept(nodes: Nodes) -> tuple[DhtNode, DhtProtocol, RawPeer]:
+    """A node holding "old" at KEY, asked once by a raw peer: its answer
+    kept in the engine."""
+    node, protocol = await nodes.dht_and_protocol()
+    node.storage[KEY] = "old"
+    peer = await nodes.raw()
+    assert (await _ask(peer, node))[1] == {"value": "old"}
+    assert list(protocol.packed_value_answers) == [KEY]
+    return node, protocol, peer
+
+
 def _contacts(server: Any) -> int:
     """How many contacts a stock node's routing table holds."""
     return sum(len(bucket) for bucket in server.protocol.router.buckets)
@@ -273,11 +284,7 @@ def test_a_storage_set_anew_is_answered_from_and_the_old_ones_answers_forgotten(
 ) -> None:
     async def scenario() -> None:
         async with open_nodes(backend) as nodes:
-            node, protocol = await nodes.dht_and_protocol()
-            node.storage[KEY] = "old"
-            peer = await nodes.raw()
-            assert (await _ask(peer, node))[1] == {"value": "old"}
-            assert list(protocol.packed_value_answers) == [KEY]
+            node, protocol, peer = await _old_value_kept(nodes)
             fresh = PlainStorage(clock=node.clock)
             fresh[KEY] = "new"
             protocol.storage = fresh
@@ -310,5 +317,24 @@ def test_a_shorter_ttl_set_on_the_store_ends_a_kept_answer(backend: str) -> None
             clock.advance(10.0)  # (past the new TTL, not the kept answer's until)
             assert (await _ask(peer, node))[1] == []  # (no contacts to name)
             assert KEY not in node.storage
+
+    run_paired(backend, scenario())
+
+
+class _Key(bytes):
+    """A bytes subclass: equal to its bytes as a store's key."""
+
+
+def test_keys_not_exactly_bytes_are_stored_and_a_subclass_forgets_its_bytes_answer(
+    backend: str,
+) -> None:
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node, protocol, peer = await _old_value_kept(nodes)
+            node.storage[_Key(KEY)] = "new"  # (replaces KEY's value)
+            assert protocol.packed_value_answers == {}
+            assert (await _ask(peer, node))[1] == {"value": "new"}
+            node.storage["a str key"] = "kept as stock keeps it"  # (never asked for)
+            assert node.storage.get("a str key") == "kept as stock keeps it"
 
     run_paired(backend, scenario())

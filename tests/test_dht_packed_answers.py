@@ -17,6 +17,7 @@ from kademlia.utils import digest
 from dhtquery.dht import DhtNode, DhtProtocol
 from dhtquery.dht import protocol as protocol_module
 from dhtquery.dht.rpc_table import CLIENT_PAD
+from dhtquery.dht.storage import RecordStore
 from dhtquery.dht.wire import decode, frame_request, pack_request
 from dhtquery.query import QueryConfig, QueryManager, new_core
 from dhtquery.testing import FakeClock
@@ -273,5 +274,36 @@ def test_a_record_stored_under_another_key_leaves_a_kept_answer_kept(backend: st
             assert KEY in protocol.packed_answers
             assert await _ask(peer, node) == first
             assert len(calls) == 1  # (the second answered by the engine)
+
+    run_paired(backend, scenario())
+
+
+def test_records_set_anew_are_answered_from_and_a_subclass_keeps_nothing(backend: str) -> None:
+    class _OwnRecords(RecordStore):
+        """A RecordStore subclass (it may store otherwise)."""
+
+    async def scenario() -> None:
+        async with open_nodes(backend) as nodes:
+            node = await nodes.dht()
+            protocol = node.protocol
+            assert isinstance(protocol, DhtProtocol)
+            alice, bob = signed("alice", b"a", KEY), signed("bob", b"b", KEY)
+            node.records.put(KEY, alice, node.clock.now())
+            peer = await nodes.raw()
+            assert (await _ask(peer, node))["records"] == [alice.to_wire()]
+            fresh = RecordStore(clock=node.clock)
+            fresh.put(KEY, bob, node.clock.now())
+            protocol.records = fresh
+            assert protocol.packed_answers == {}
+            assert (await _ask(peer, node))["records"] == [bob.to_wire()]
+            fresh.put(KEY, alice, node.clock.now())  # (the new store's watcher)
+            answer = await _ask(peer, node)
+            assert sorted(answer["records"]) == sorted([alice.to_wire(), bob.to_wire()])
+            own = _OwnRecords(clock=node.clock)
+            own.put(KEY, bob, node.clock.now())
+            protocol.records = own
+            for _ in range(2):
+                assert (await _ask(peer, node))["records"] == [bob.to_wire()]
+            assert protocol.packed_answers == {}
 
     run_paired(backend, scenario())

@@ -394,7 +394,8 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         self._storage = storage
         self.source_node = source_node
         self.router = ContactTable(self, ksize, source_node)
-        self.records = records
+        #: the signed records (see the ``records`` property)
+        self._records = records
         self.queries = queries
         self.config = queries.config
         self.clock = queries.clock
@@ -495,7 +496,11 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         #: of no kept answers at all.)
         self._records_kept = _KeptValidity()
         self._values_kept = _KeptValidity()
-        records.watchers.add(self._record_changed)
+        #: are find_values answers kept? (our RecordStore, which tells its
+        #: watchers each key it changes; a subclass may store otherwise)
+        self._keeps_records = type(records) is RecordStore
+        if self._keeps_records:
+            records.watchers.add(self._record_changed)
         if self._plain_values is not None:
             self._plain_values.watchers.add(self._value_changed)
         #: the body of the answer to a ping (this node's id packed), with
@@ -580,20 +585,41 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         self._forget_kept("find_value")  # (the old store's answers)
         self._serve_in_engine()
 
+    @property
+    def records(self) -> RecordStore:
+        """The signed records this node holds for others. Set to another
+        store, the find_values answers kept from the one before are
+        forgotten."""
+        return self._records
+
+    @records.setter
+    def records(self, records: RecordStore) -> None:
+        old = self._records
+        self._records = records
+        if getattr(self, "_records_kept", None) is None:
+            return  # (set before __init__ ran, which reads its own argument)
+        if self._keeps_records:
+            old.watchers.remove(self._record_changed)
+        self._keeps_records = type(records) is RecordStore
+        if self._keeps_records:
+            records.watchers.add(self._record_changed)
+        self._forget_kept("find_values")
+
     def _record_changed(self, key: bytes | None) -> None:
         """The record store's watcher: ``key``'s kept find_values answer
         forgotten (None: every one)."""
         if key is None:
             self._forget_kept("find_values")
-        elif self._requests is not None:
-            self._requests.engine.forget_answer(key)
+        elif self._requests is not None and isinstance(key, bytes):
+            # (a str key is never asked for; a bytes subclass's is its bytes')
+            self._requests.engine.forget_answer(bytes(key))
 
     def _value_changed(self, key: bytes | None) -> None:
         """The plain values' watcher: as ``_record_changed``, for find_value."""
         if key is None:
             self._forget_kept("find_value")
-        elif self._requests is not None:
-            self._requests.engine.forget_answer(key, rpc="find_value")
+        elif self._requests is not None and isinstance(key, bytes):
+            self._requests.engine.forget_answer(bytes(key), rpc="find_value")
 
     def _forget_kept(self, rpc: str) -> None:
         """Every kept answer of ``rpc`` no longer valid: its counter moved (the
@@ -1090,7 +1116,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         if source is None:
             source = Node(nodeid, sender[0], sender[1])
         body = pack_response(self._find_values(source, key, held))
-        if table is not None:
+        if table is not None and self._keeps_records:
             if held:
                 table.engine.keep_answer(key, self._records_kept.generation, until, body)
             else:  # (an answer without records names contacts for its asker)

@@ -8,6 +8,7 @@ good records.
 
 from __future__ import annotations
 
+import logging
 import math
 import weakref
 from collections import OrderedDict
@@ -22,6 +23,8 @@ from ..query import Clock, SystemClock
 from .persist import NodeDatabase
 from .records import MAX_DATA, MAX_NAME, MAX_TARGET, Record, RecordVerifier
 from .signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE
+
+log = logging.getLogger("dhtquery.dht")
 
 __all__ = [
     "MAX_RECORDS_PER_KEY",
@@ -73,14 +76,20 @@ class ChangeWatchers:
         return sum(1 for ref in self._methods if ref() is not None)
 
     def changed(self, key: bytes | None) -> None:
-        """Tell every watcher that ``key`` (None: any key) changed."""
+        """Tell every watcher that ``key`` (None: any key) changed, once the
+        store's change is whole (memory and file). A watcher that raises is
+        logged and the others are told still: one watcher's bug must not
+        leave another's answers stale."""
         dead = False
-        for ref in self._methods:
+        for ref in list(self._methods):
             method = ref()
             if method is None:
                 dead = True
-            else:
+                continue
+            try:
                 method(key)
+            except Exception:
+                log.exception("dhtquery: a store's watcher failed on key %r", key)
         if dead:
             self._methods = [ref for ref in self._methods if ref() is not None]
 
@@ -198,10 +207,10 @@ class RecordStore:
         records[record.slot] = (record, expiry)
         self._bytes += growth
         self.generation += 1
-        self.watchers.changed(key)
         if self._database is not None:
             wall = self._clock.wall() + (expiry - self._clock.now())
             self._database.save_record(key, record, wall)
+        self.watchers.changed(key)
 
     def refusal(self, key: bytes) -> StorageFull | None:
         """The cap that refuses any record under ``key`` now, whatever the
@@ -250,25 +259,30 @@ class RecordStore:
         until = min((expiry for _, expiry in held.values()), default=math.inf) if held else math.inf
         return records, until
 
-    def _remove(self, key: bytes, slot: tuple[bytes, str]) -> None:
-        records = self._keys[key]
-        record, _ = records.pop(slot)
+    def _remove(self, key: bytes, slot: tuple[bytes, str]) -> bool:
+        """Drop the record in ``slot`` of ``key``; False if it is gone
+        already (a watcher of an earlier removal read the key: get and
+        expire loop over a copy of its slots)."""
+        records = self._keys.get(key)
+        held = records.pop(slot, None) if records is not None else None
+        if records is None or held is None:
+            return False
         self.generation += 1
-        self.watchers.changed(key)
-        self._bytes -= record.size + _RECORD_MEMORY
+        self._bytes -= held[0].size + _RECORD_MEMORY
         if not records:
             del self._keys[key]
             self._bytes -= _KEY_MEMORY
         if self._database is not None:
             self._database.delete_record(key, *slot)
+        self.watchers.changed(key)
+        return True
 
     def expire(self, now: float) -> int:
         """Drop every record past its TTL; returns how many."""
         dropped = 0
         for key in list(self._keys):
-            for slot, (_, expiry) in list(self._keys[key].items()):
-                if expiry <= now:
-                    self._remove(key, slot)
+            for slot, (_, expiry) in list(self._keys.get(key, {}).items()):
+                if expiry <= now and self._remove(key, slot):
                     dropped += 1
         return dropped
 
@@ -352,9 +366,9 @@ class PlainStorage(IStorage):  # type: ignore[misc]
         self._data[key] = (stored, value)
         self._bytes += growth
         self.generation += 1
-        self.watchers.changed(key)
         if self._database is not None:
             self._database.save_value(key, value, self._clock.wall() + (stored - self._now()))
+        self.watchers.changed(key)
 
     def cull(self) -> None:
         deadline = self._now() - self.limits.ttl
@@ -365,9 +379,9 @@ class PlainStorage(IStorage):  # type: ignore[misc]
             del self._data[key]
             self._bytes -= self._size(value)
             self.generation += 1
-            self.watchers.changed(key)
             if self._database is not None:
                 self._database.delete_value(key)
+            self.watchers.changed(key)
 
     def get(self, key: bytes, default: Any = None) -> Any:
         self.cull()
