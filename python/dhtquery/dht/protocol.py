@@ -326,16 +326,19 @@ class _WithoutRpcudpBase(type):
         return [base for base in super().mro() if base is not RPCProtocol]
 
 
-class _KeptValidity:
-    """What the core's engine checks a protocol's kept answers of one RPC
-    against (its ``generation``, as ``DatagramEngine.serve`` reads a
-    store's): moved when every key's answer may have changed at once; one
-    key's change forgets that key's answer instead."""
+class _UntilForgotten:
+    """What the core's engine checks the protocol's kept answers against
+    (``DatagramEngine.serve`` reads its ``generation``, as it would a
+    store's): a generation that never moves. A kept answer stays valid
+    until its key's store tells the protocol the key changed (the stores'
+    ``watchers``), which forgets it, or its ``until`` passes."""
 
-    __slots__ = ("generation",)
+    __slots__ = ()
+    generation: Final = 0
 
-    def __init__(self) -> None:
-        self.generation = 0
+
+#: the one the protocols give their engines
+_KEPT_UNTIL_FORGOTTEN: Final = _UntilForgotten()
 
 
 class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: ignore[misc]
@@ -486,16 +489,13 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         #: PlainStorage on this protocol's time, else None (stock's handler
         #: serves find_value from whatever ``storage`` is)
         self._plain_values = self._answering_store(storage)
-        #: what the engine checks the kept answers of each RPC against: moved
-        #: when any key's answer may have changed; a key's own change
-        #: forgets that key's answer (the stores' watchers), so that a write
-        #: to one key leaves the other keys' answers kept. (Checked against
-        #: the stores' own generation, one write to an unrelated key every
-        #: 100 requests of 256 hot keys made a find_value served cost 6.2 us
-        #: against 0.95 with no writes, more than the 5.9 us of no kept
-        #: answers at all; key by key, 1.06 us.)
-        self._records_kept = _KeptValidity()
-        self._values_kept = _KeptValidity()
+        # Kept answers are forgotten key by key, as the stores' watchers
+        # say a key changed (_record_changed, _value_changed), so that a
+        # write to one key leaves the other keys' answers kept. (Checked
+        # against a store-wide generation, one write to an unrelated key
+        # every 100 requests of 256 hot keys made a find_value served cost
+        # 6.2 us against 0.95 with no writes, more than the 5.9 us of no
+        # kept answers at all; key by key, 1.06 us.)
         #: are find_values answers kept? (our RecordStore, which tells its
         #: watchers each key it changes; a subclass may store otherwise)
         self._keeps_records = type(records) is RecordStore
@@ -554,9 +554,9 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
 
     @property
     def packed_answers(self) -> dict[bytes, tuple[int, float, bytes]]:
-        """The find_values answers kept packed, oldest first: key -> (the
-        validity counter they were kept at, until when, the answer packed).
-        A record of the key stored or dropped forgets its answer."""
+        """The find_values answers kept packed, oldest first: key -> (0,
+        until when, the answer packed). A record of the key stored or
+        dropped forgets its answer."""
         if self._requests is None:
             return {}
         return self._requests.engine.kept_answers()
@@ -596,7 +596,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
     def records(self, records: RecordStore) -> None:
         old = self._records
         self._records = records
-        if getattr(self, "_records_kept", None) is None:
+        if getattr(self, "_keeps_records", None) is None:
             return  # (set before __init__ ran, which reads its own argument)
         if self._keeps_records:
             old.watchers.remove(self._record_changed)
@@ -622,10 +622,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             self._requests.engine.forget_answer(bytes(key), rpc="find_value")
 
     def _forget_kept(self, rpc: str) -> None:
-        """Every kept answer of ``rpc`` no longer valid: its counter moved (the
-        engine refuses them from now on) and each forgotten (its memory)."""
-        validity = self._values_kept if rpc == "find_value" else self._records_kept
-        validity.generation += 1
+        """Forget every kept answer of ``rpc``."""
         if self._requests is not None:
             engine = self._requests.engine
             for key in engine.kept_answers(rpc=rpc):
@@ -647,9 +644,8 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
     @property
     def packed_value_answers(self) -> dict[bytes, tuple[int, float, bytes]]:
         """The find_value answers (a plain value found) kept packed, oldest
-        first: key -> (the validity counter they were kept at, until when
-        the value lives, the answer packed). The key's value stored again or
-        dropped forgets its answer."""
+        first: key -> (0, until when the value lives, the answer packed).
+        The key's value stored again or dropped forgets its answer."""
         if self._requests is None:
             return {}
         return self._requests.engine.kept_answers(rpc="find_value")
@@ -664,14 +660,14 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
             return
         self._requests.engine.serve(
             self.replay,
-            self._records_kept,
+            _KEPT_UNTIL_FORGOTTEN,
             CLIENT_PAD,
             self._fair_share,
             stats=self.stats,
             max_answers=PACKED_ANSWERS_KEPT,
             max_answer_bytes=PACKED_ANSWERS_BYTES,
             ping=self._ping_answer,
-            values=None if self._plain_values is None else self._values_kept,
+            values=None if self._plain_values is None else _KEPT_UNTIL_FORGOTTEN,
         )
 
     # -- transport ----------------------------------------------------
@@ -1109,7 +1105,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         records = self.records
         table = self._requests
         if table is not None:
-            kept = table.engine.kept_answer(key, self._records_kept.generation, now)
+            kept = table.engine.kept_answer(key, _KEPT_UNTIL_FORGOTTEN.generation, now)
             if kept is not None:
                 return kept
         held, until = records.live(key, now)
@@ -1118,7 +1114,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         body = pack_response(self._find_values(source, key, held))
         if table is not None and self._keeps_records:
             if held:
-                table.engine.keep_answer(key, self._records_kept.generation, until, body)
+                table.engine.keep_answer(key, _KEPT_UNTIL_FORGOTTEN.generation, until, body)
             else:  # (an answer without records names contacts for its asker)
                 table.engine.forget_answer(key)
         return body
@@ -1142,7 +1138,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         table = self._requests
         if table is not None:
             kept = table.engine.kept_answer(
-                key, self._values_kept.generation, now, rpc="find_value"
+                key, _KEPT_UNTIL_FORGOTTEN.generation, now, rpc="find_value"
             )
             if kept is not None:
                 return kept
@@ -1156,7 +1152,7 @@ class DhtProtocol(KademliaProtocol, metaclass=_WithoutRpcudpBase):  # type: igno
         body = pack_response({"value": value})
         if table is not None:
             table.engine.keep_answer(
-                key, self._values_kept.generation, until, body, rpc="find_value"
+                key, _KEPT_UNTIL_FORGOTTEN.generation, until, body, rpc="find_value"
             )
         return body
 

@@ -141,10 +141,8 @@ class RecordStore:
         #: before ``get``'s frame. (``_keys`` is never replaced.)
         self.holds: Callable[[bytes], bool] = self._keys.__contains__
         self._bytes = 0
-        #: changes with every record stored or dropped: what a cache of
-        #: answers made from this store is checked against
-        self.generation = 0
-        #: told the key of every record stored or dropped
+        #: told the key of every record stored or dropped: what a cache of
+        #: answers made from this store forgets
         self.watchers = ChangeWatchers()
         self._database: NodeDatabase | None = None
         if database is not None:
@@ -206,7 +204,6 @@ class RecordStore:
             expiry = min(expiry, now + (record.expires - self._clock.wall()))
         records[record.slot] = (record, expiry)
         self._bytes += growth
-        self.generation += 1
         if self._database is not None:
             wall = self._clock.wall() + (expiry - self._clock.now())
             self._database.save_record(key, record, wall)
@@ -252,8 +249,9 @@ class RecordStore:
 
     def live(self, key: bytes, now: float) -> tuple[list[Record], float]:
         """``get(key, now, verify=False)``, and when the first of those
-        records expires (inf for none): until then, and until
-        ``generation`` changes, the same call gives the same records."""
+        records expires (inf for none): until then, and until the
+        ``watchers`` are told of ``key``, the same call gives the same
+        records."""
         records = self.get(key, now, verify=False)
         held = self._keys.get(key)
         until = min((expiry for _, expiry in held.values()), default=math.inf) if held else math.inf
@@ -267,7 +265,6 @@ class RecordStore:
         held = records.pop(slot, None) if records is not None else None
         if records is None or held is None:
             return False
-        self.generation += 1
         self._bytes -= held[0].size + _RECORD_MEMORY
         if not records:
             del self._keys[key]
@@ -313,10 +310,10 @@ class PlainStorage(IStorage):  # type: ignore[misc]
     Same interface as ``kademlia.storage.ForgetfulStorage``; a store past a
     cap raises StorageFull (our ``rpc_store`` answers False then).
 
-    ``generation`` changes whenever a value is stored or leaves, and
-    ``watchers`` are told its key: a packed ``find_value`` answer made from
-    ``live`` stays right until then (and before its ``until``), which the
-    protocol's datagram engine keeps and answers with itself."""
+    Whenever a value is stored or leaves, ``watchers`` are told its key: a
+    packed ``find_value`` answer made from ``live`` stays right until then
+    (and before its ``until``), which the protocol's datagram engine keeps
+    and answers with itself."""
 
     def __init__(
         self,
@@ -324,7 +321,6 @@ class PlainStorage(IStorage):  # type: ignore[misc]
         clock: Clock | None = None,
         database: NodeDatabase | None = None,
     ) -> None:
-        self.generation = 0
         #: told the key of every value stored or dropped (None: the limits,
         #: and with them every value's TTL, set anew)
         self.watchers = ChangeWatchers()
@@ -365,7 +361,6 @@ class PlainStorage(IStorage):  # type: ignore[misc]
             del self._data[key]
         self._data[key] = (stored, value)
         self._bytes += growth
-        self.generation += 1
         if self._database is not None:
             self._database.save_value(key, value, self._clock.wall() + (stored - self._now()))
         self.watchers.changed(key)
@@ -378,7 +373,6 @@ class PlainStorage(IStorage):  # type: ignore[misc]
                 break
             del self._data[key]
             self._bytes -= self._size(value)
-            self.generation += 1
             if self._database is not None:
                 self._database.delete_value(key)
             self.watchers.changed(key)
@@ -390,14 +384,13 @@ class PlainStorage(IStorage):  # type: ignore[misc]
 
     @property
     def limits(self) -> StoreLimits:
-        """The caps and the TTL (set anew: ``generation`` changes, as the
-        values' lifetimes may have)."""
+        """The caps and the TTL (set anew: the ``watchers`` are told of
+        every key, as the values' lifetimes may have changed)."""
         return self._limits
 
     @limits.setter
     def limits(self, limits: StoreLimits) -> None:
         self._limits = limits
-        self.generation += 1
         self.watchers.changed(None)
 
     @property
@@ -408,8 +401,9 @@ class PlainStorage(IStorage):  # type: ignore[misc]
     def live(self, key: bytes, now: float) -> tuple[Any, float]:
         """``key``'s value at ``now`` (``now`` read from ``clock``) and the
         time it leaves (stored + TTL); ``(None, now)`` if none is held or it
-        is past its TTL. Until ``generation`` changes, the same call gives
-        the same value; nothing is culled here (``get`` does that)."""
+        is past its TTL. Until the ``watchers`` are told of ``key``, the same
+        call gives the same value; nothing is culled here (``get`` does
+        that)."""
         entry = self._data.get(key)
         if entry is None:
             return None, now
